@@ -1,0 +1,434 @@
+/* main.c -- the evobudget program: a table of subcommands, argument parsing, progress display.
+ * No algorithms live here: every subcommand parses and validates its options, calls into the library,
+ * and prints either a human summary or (--json) one JSON object on stdout. Errors print one line on stderr
+ * naming the file or flag and what is wrong, with a hint, and exit non-zero (2 for usage, 1 otherwise).
+ * To add a subcommand: write cmd_<name>(argc, argv) and add a row to the commands[] table. */
+#define _POSIX_C_SOURCE 200809L
+#include "evobudget/evobudget.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef EVB_SOURCE_DIR
+#define EVB_SOURCE_DIR "."
+#endif
+
+static const char *cmd_name = "evobudget";
+
+// ---- errors ----
+
+/* Usage errors: a bad or missing flag. Exit 2. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", cmd_name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (hint: run '%s --help')\n", cmd_name);
+    return 2;
+}
+
+/* Library errors: print the recorded message with a hint chosen by status. Exit 1. */
+static int fail(int status) {
+    const char *hint = "";
+    switch (status) {
+    case EVB_EIO: hint = "check that the path exists and is readable"; break;
+    case EVB_EFORMAT: hint = "the file is malformed, truncated or of another format; re-export or re-download it"; break;
+    case EVB_ERANGE: hint = "the tokenizer and the model disagree; pass the model's own tokenizer with --tokenizer"; break;
+    case EVB_ENOMEM: hint = "use a smaller --batch or --seq-len"; break;
+    default: hint = "see --help"; break;
+    }
+    const char *msg = evb_last_error();
+    fprintf(stderr, "%s: error: %s (hint: %s)\n", cmd_name, msg[0] ? msg : evb_strerror(status), hint);
+    return 1;
+}
+
+// ---- options ----
+
+typedef struct opts {
+    const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
+    long steps, seq_len, max_tokens, batch, threads, piece_bytes;
+    int json, help;
+} opts;
+
+typedef struct opt_spec {
+    const char *flag;
+    char kind;        /* 's' string, 'i' integer, 'b' flag */
+    size_t offset;
+    long lo, hi;      /* range of an integer */
+} opt_spec;
+
+#define OS(field) offsetof(opts, field)
+static const opt_spec all_opts[] = {
+    {"--model", 's', OS(model), 0, 0},
+    {"--tokenizer", 's', OS(tokenizer), 0, 0},
+    {"--prompt", 's', OS(prompt), 0, 0},
+    {"--prompt-tokens", 's', OS(prompt_tokens), 0, 0},
+    {"--data", 's', OS(data), 0, 0},
+    {"--steps", 'i', OS(steps), 0, 1 << 20},
+    {"--seq-len", 'i', OS(seq_len), 2, 1 << 20},
+    {"--max-tokens", 'i', OS(max_tokens), 1, LONG_MAX},
+    {"--batch", 'i', OS(batch), 1, 4096},
+    {"--threads", 'i', OS(threads), 1, 1024},
+    {"--piece-bytes", 'i', OS(piece_bytes), 0, 1L << 40},
+    {"--json", 'b', OS(json), 0, 0},
+    {"--help", 'b', OS(help), 0, 0},
+};
+
+/* Parses argv against the flags a subcommand accepts (a space-separated list). Returns 0 or an exit code. */
+static int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0) a = "--help";
+        const opt_spec *sp = NULL;
+        for (size_t k = 0; k < sizeof all_opts / sizeof *all_opts; k++)
+            if (strcmp(a, all_opts[k].flag) == 0) sp = &all_opts[k];
+        char needle[64];
+        snprintf(needle, sizeof needle, " %s ", a);
+        char hay[512];
+        snprintf(hay, sizeof hay, " %s --help ", accepted);
+        if (!sp || !strstr(hay, needle)) return usage_error("unknown option '%s'", a);
+        char *field = (char *)o + sp->offset;
+        if (sp->kind == 'b') { *(int *)field = 1; continue; }
+        if (i + 1 >= argc) return usage_error("%s needs a value", a);
+        const char *v = argv[++i];
+        if (sp->kind == 's') { *(const char **)field = v; continue; }
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end) return usage_error("%s '%s' is not an integer", a, v);
+        if (x < sp->lo || x > sp->hi) return usage_error("%s %ld is outside [%ld, %ld]", a, x, sp->lo, sp->hi);
+        *(long *)field = x;
+    }
+    return 0;
+}
+
+static int is_dir(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode); }
+
+/* The embedded default: the demo model shipped in assets/demo (EVB_HOME overrides the source directory). */
+static const char *default_asset(const char *name, char *buf, size_t n) {
+    const char *home = getenv("EVB_HOME");
+    snprintf(buf, n, "%s/assets/demo%s%s", home ? home : EVB_SOURCE_DIR, name[0] ? "/" : "", name);
+    return buf;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void set_threads(const opts *o) {
+    evb_init();
+#ifdef _OPENMP
+    if (o->threads) omp_set_num_threads((int)o->threads);
+#else
+    (void)o;
+#endif
+}
+
+// ---- progress ----
+
+typedef struct progress { double t0; const char *what; int tty; double last; } progress;
+
+static void progress_cb(void *ctx, int done, int total) {
+    progress *p = ctx;
+    double t = now_s(), el = t - p->t0;
+    if (done < total && t - p->last < (p->tty ? 0.2 : 5.0)) return;
+    p->last = t;
+    double eta = done ? el / done * (total - done) : 0;
+    if (p->tty) {
+        int w = 30, f = total ? done * w / total : w;
+        fprintf(stderr, "\r%s [%.*s%*s] %d/%d  %.1fs elapsed, ETA %.1fs ", p->what, f,
+                "##############################", w - f, "", done, total, el, eta);
+        if (done == total) fputc('\n', stderr);
+    } else fprintf(stderr, "%s: %d/%d windows, %.1fs elapsed, ETA %.1fs\n", p->what, done, total, el, eta);
+}
+
+// ---- loading ----
+
+typedef struct loaded { evb_model *m; evb_tokenizer *t; } loaded;
+
+static void loaded_free(loaded *l) { evb_model_free(l->m); evb_tokenizer_free(l->t); }
+
+static int load_model(const opts *o, int need_tokenizer, loaded *l) {
+    char buf[1024];
+    const char *path = o->model ? o->model : default_asset("", buf, sizeof buf);
+    memset(l, 0, sizeof *l);
+    if (!o->model && !is_dir(path))
+        return usage_error("no --model given and the embedded demo model is missing at %s", path);
+    int s = evb_model_load(path, &l->m);
+    if (s) return fail(s);
+    if (!need_tokenizer) return 0;
+    const char *tp = o->tokenizer ? o->tokenizer : l->m->tokenizer_path;
+    if (!tp[0]) {
+        loaded_free(l);
+        return usage_error("no tokenizer beside %s; pass one with --tokenizer", path);
+    }
+    if ((s = evb_tokenizer_load(tp, &l->t))) { loaded_free(l); return fail(s); }
+    if (evb_tokenizer_vocab_size(l->t) > l->m->config.vocab_size) {
+        /* Not fatal by itself: only ids at or above the model's vocabulary are, and those are checked
+         * where they are used. */
+        fprintf(stderr, "%s: warning: tokenizer %s has %d tokens, the model %d\n", cmd_name, tp,
+                evb_tokenizer_vocab_size(l->t), l->m->config.vocab_size);
+    }
+    return 0;
+}
+
+static int print_json(json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    if (!s) { fprintf(stderr, "%s: error: out of memory\n", cmd_name); return 1; }
+    puts(s);
+    free(s);
+    return 0;
+}
+
+// ---- info ----
+
+static int cmd_info(int argc, char **argv) {
+    opts o = {0};
+    int rc = parse_opts(argc, argv, "--model --json", &o);
+    if (rc || o.help) {
+        if (o.help) printf("usage: evobudget info [--model PATH] [--json]\n"
+                           "  Prints a model's architecture, sizes and compressible units.\n"
+                           "  --model PATH  Hugging Face directory or llama2.c .bin (default: the embedded demo model)\n"
+                           "  --json        one JSON object on stdout\n");
+        return rc;
+    }
+    loaded l;
+    if ((rc = load_model(&o, 0, &l))) return rc;
+    const evb_config *c = &l.m->config;
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:s, s:s}",
+        "model", l.m->path, "arch", c->arch, "format", c->format, "n_params", (json_int_t)evb_model_n_params(l.m),
+        "n_layers", c->n_layers, "n_units", evb_model_n_units(l.m), "dim", c->dim, "hidden_dim", c->hidden_dim,
+        "n_heads", c->n_heads, "n_kv_heads", c->n_kv_heads, "head_dim", c->head_dim, "vocab_size", c->vocab_size,
+        "max_seq_len", c->max_seq_len, "rope_theta", (double)c->rope_theta, "tied", c->tied, "qkv_bias", c->qkv_bias,
+        "tokenizer", l.m->tokenizer_path, "blas", evb_blas_library());
+    if (o.json) rc = print_json(j);
+    else {
+        printf("model       %s\narch        %s (%s format)\nparameters  %zu\nlayers      %d (%d compressible units)\n"
+               "dim         %d, hidden %d, heads %d/%d (head dim %d)\nvocab       %d, context %d, rope theta %g%s%s\n"
+               "tokenizer   %s\nblas        %s\n",
+               l.m->path, c->arch, c->format, evb_model_n_params(l.m), c->n_layers, evb_model_n_units(l.m), c->dim,
+               c->hidden_dim, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size, c->max_seq_len, c->rope_theta,
+               c->tied ? ", tied embeddings" : "", c->qkv_bias ? ", q/k/v biases" : "",
+               l.m->tokenizer_path[0] ? l.m->tokenizer_path : "(none)", evb_blas_library());
+        json_decref(j);
+    }
+    loaded_free(&l);
+    return rc;
+}
+
+// ---- generate ----
+
+static int parse_token_list(const char *s, int32_t **out, size_t *n) {
+    size_t cap = strlen(s) / 2 + 2, k = 0;
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t) return usage_error("out of memory");
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < INT32_MIN || x > INT32_MAX) { free(t); return usage_error("--prompt-tokens '%s' is not a comma-separated list of integers", s); }
+        t[k++] = (int32_t)x;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) { free(t); return usage_error("--prompt-tokens '%s' is not a comma-separated list of integers", s); }
+    }
+    if (!k) { free(t); return usage_error("--prompt-tokens is empty"); }
+    *out = t; *n = k;
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    opts o = {0};
+    o.steps = 64;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --prompt --prompt-tokens --steps --threads --json", &o);
+    if (rc || o.help) {
+        if (o.help) printf("usage: evobudget generate [--model PATH] [--tokenizer PATH] --prompt TEXT [--steps N] [--json]\n"
+                           "  Greedy decoding: appends N tokens (the most likely each time) to BOS + the prompt.\n"
+                           "  --model PATH          Hugging Face directory or llama2.c .bin (default: the embedded demo model)\n"
+                           "  --tokenizer PATH      tokenizer.json or tokenizer.bin (default: the one beside the model)\n"
+                           "  --prompt TEXT         the prompt (default: empty, BOS only)\n"
+                           "  --prompt-tokens IDS   the prompt as comma-separated token ids instead of text\n"
+                           "  --steps N             new tokens to generate (default 64)\n"
+                           "  --threads N           OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --json                one JSON object on stdout: tokens (BOS and prompt included), text\n");
+        return rc;
+    }
+    if (o.prompt && o.prompt_tokens) return usage_error("give --prompt or --prompt-tokens, not both");
+    set_threads(&o);
+    loaded l;
+    if ((rc = load_model(&o, 1, &l))) return rc;
+    const evb_config *c = &l.m->config;
+    int32_t *prompt = NULL;
+    size_t np = 0;
+    int s = EVB_SUCCESS;
+    if (o.prompt_tokens) rc = parse_token_list(o.prompt_tokens, &prompt, &np);
+    else {
+        const char *p = o.prompt ? o.prompt : "";
+        s = evb_tokenizer_encode(l.t, p, strlen(p), 1, &prompt, &np);
+    }
+    if (rc || s) { loaded_free(&l); return rc ? rc : fail(s); }
+    for (size_t i = 0; i < np; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->vocab_size) {
+            fprintf(stderr, "%s: error: prompt token %d (position %zu) is outside the model's vocabulary [0, %d) (hint: use the model's own tokenizer)\n",
+                    cmd_name, prompt[i], i, c->vocab_size);
+            free(prompt); loaded_free(&l);
+            return 1;
+        }
+    size_t total = np + (size_t)o.steps;
+    if (total > (size_t)c->max_seq_len) {
+        free(prompt); loaded_free(&l);
+        return usage_error("--steps %ld: prompt (%zu tokens) + steps exceed the model's context of %d", o.steps, np, c->max_seq_len);
+    }
+    int32_t *seq = malloc(total * sizeof *seq);
+    evb_state *st = NULL;
+    if (!seq) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    else s = evb_state_alloc(l.m, 1, (int)total, &st);
+    if (!s) memcpy(seq, prompt, np * sizeof *seq);
+    double t0 = now_s();
+    size_t n = np;
+    /* Each step reruns the whole sequence: simple, and the batched forward makes it cheap at these sizes. */
+    while (!s && n < total) {
+        s = evb_forward(l.m, st, seq, 1, (int)n);
+        if (s) break;
+        const float *row = st->logits + (n - 1) * c->vocab_size;
+        int best = 0;
+        for (int v = 1; v < c->vocab_size; v++) if (row[v] > row[best]) best = v;
+        seq[n++] = best;
+    }
+    double el = now_s() - t0;
+    char *text = NULL;
+    size_t tlen = 0;
+    if (!s) s = evb_tokenizer_decode(l.t, seq, n, &text, &tlen);
+    if (!s) {
+        if (o.json) {
+            json_t *toks = json_array();
+            for (size_t i = 0; i < n; i++) json_array_append_new(toks, json_integer(seq[i]));
+            json_t *j = json_pack("{s:o, s:s%, s:i, s:i, s:f}", "tokens", toks, "text", text, tlen,
+                                  "n_prompt", (int)np, "steps", (int)o.steps, "seconds", el);
+            rc = print_json(j);
+        } else {
+            fwrite(text, 1, tlen, stdout);
+            printf("\n");
+            fprintf(stderr, "%ld tokens in %.3fs\n", o.steps, el);
+        }
+    } else rc = fail(s);
+    free(text); free(seq); free(prompt);
+    evb_state_free(st);
+    loaded_free(&l);
+    return rc;
+}
+
+// ---- eval ----
+
+static int cmd_eval(int argc, char **argv) {
+    opts o = {0};
+    o.batch = 8; o.piece_bytes = 4000;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --json", &o);
+    if (rc || o.help) {
+        if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
+                           "  Perplexity of a model on a text file.\n"
+                           "  --model PATH       Hugging Face directory or llama2.c .bin (default: the embedded demo model)\n"
+                           "  --tokenizer PATH   tokenizer.json or tokenizer.bin (default: the one beside the model)\n"
+                           "  --data TEXTFILE    text to score (default: the demo model's calibration text, assets/demo/calib.txt)\n"
+                           "  --seq-len N        positions per window: BOS + N-1 text tokens, all scored (default: min(512, context))\n"
+                           "  --max-tokens N     score at most N tokens (default: the whole text)\n"
+                           "  --batch N          windows per forward pass (default 8)\n"
+                           "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
+                           "                     does (default 4000; 0 encodes it whole)\n"
+                           "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --json             one JSON object on stdout: perplexity, nll (mean per token), tokens (scored)\n");
+        return rc;
+    }
+    set_threads(&o);
+    loaded l;
+    if ((rc = load_model(&o, 1, &l))) return rc;
+    char buf[1024];
+    const char *data = o.data ? o.data : default_asset("calib.txt", buf, sizeof buf);
+    int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
+    if (seq_len > l.m->config.max_seq_len) {
+        loaded_free(&l);
+        return usage_error("--seq-len %d exceeds the model's context of %d", seq_len, l.m->config.max_seq_len);
+    }
+    char *text = NULL;
+    size_t len = 0, n_tok = 0, scored = 0;
+    int32_t *tok = NULL;
+    evb_windows w = {0};
+    evb_state *st = NULL;
+    double nll = 0, t0 = now_s();
+    int s = evb_text_read(data, &text, &len);
+    if (!s) s = evb_text_tokenize(l.t, text, len, (size_t)o.piece_bytes, &tok, &n_tok);
+    if (!s) s = evb_windows_consecutive(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (size_t)o.max_tokens, &w);
+    int batch = (int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1);
+    if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
+    double t1 = now_s();
+    progress p = {t1, "eval", isatty(2), 0};
+    if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
+    double t2 = now_s();
+    if (!s) {
+        double mean = nll / (double)scored, ppl = exp(mean);
+        json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
+                              "tokens", (json_int_t)scored, "windows", w.n, "seq_len", seq_len, "model", l.m->path,
+                              "data", data, "seconds", t2 - t0, "tokens_per_s", scored / (t2 - t1));
+        if (o.json) rc = print_json(j);
+        else {
+            printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)\n", ppl, mean, scored, w.n, seq_len, t2 - t0);
+            json_decref(j);
+        }
+    } else rc = fail(s);
+    evb_state_free(st);
+    evb_windows_free(&w);
+    free(tok); free(text);
+    loaded_free(&l);
+    return rc;
+}
+
+// ---- main ----
+
+typedef struct command { const char *name; int (*run)(int, char **); const char *help; } command;
+
+static const command commands[] = {
+    {"info", cmd_info, "print a model's architecture, sizes and compressible units"},
+    {"generate", cmd_generate, "greedy text generation"},
+    {"eval", cmd_eval, "perplexity on a text file"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: evobudget <command> [options]   (evobudget <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nWith no --model, commands run on the embedded demo model (assets/demo).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            static char name[64];
+            snprintf(name, sizeof name, "evobudget %s", commands[i].name);
+            cmd_name = name;
+            return commands[i].run(argc - 2, argv + 2);
+        }
+    fprintf(stderr, "evobudget: unknown command '%s' (hint: run 'evobudget --help' for the list)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,30 @@
+/* perplexity.c -- negative log-likelihood of token windows under a model (see evb_eval.h). Windows of equal
+ * length are batched together; the last, shorter window of a text runs in a batch of its own. */
+#include "evobudget/evb_eval.h"
+#include "evobudget/evb_status.h"
+
+int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int batch,
+                 double *nll_sum, size_t *n_scored,
+                 void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    *nll_sum = 0.0; *n_scored = 0;
+    if (batch < 1 || batch > s->max_batch || w->seq_len > s->max_seq)
+        EVB_ERRORF(EVB_EINVAL, "batch %d x %d does not fit the forward state (%d x %d)", batch, w->seq_len, s->max_batch, s->max_seq);
+    int V = m->config.vocab_size;
+    for (int i = 0; i < w->n;) {
+        int T = w->len[i], B = 1;
+        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
+        /* Windows are stored seq_len apart; a batch needs them T apart, so shorter windows run alone. */
+        if (T != w->seq_len) B = 1;
+        int st = evb_forward(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
+        if (st) return st;
+        evb_log_softmax(s->logits, (size_t)B * T, V);
+        for (int b = 0; b < B; b++) {
+            const int32_t *tok = w->tokens + (size_t)(i + b) * w->seq_len;
+            *nll_sum += evb_nll_sum(s->logits + (size_t)b * T * V, tok + 1, (size_t)T - 1, V);
+            *n_scored += (size_t)T - 1;
+        }
+        i += B;
+        if (progress) progress(progress_ctx, i, w->n);
+    }
+    return EVB_SUCCESS;
+}

@@ -1,0 +1,23 @@
+/* evb_eval.h -- scoring a model on token windows: perplexity (mean negative log-likelihood per token). */
+#ifndef EVB_EVAL_H
+#define EVB_EVAL_H
+
+#include <stddef.h>
+#include "evobudget/evb_model.h"
+#include "evobudget/evb_text.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Runs the windows through the model, batch windows at a time (s must hold batch x w->seq_len), and adds
+ * up -log p(token) over every scored position. Writes the sum to *nll_sum and the count to *n_scored.
+ * progress, when non-NULL, is called after each batch with the windows done so far. */
+int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int batch,
+                 double *nll_sum, size_t *n_scored,
+                 void (*progress)(void *ctx, int done, int total), void *progress_ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

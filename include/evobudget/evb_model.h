@@ -1,0 +1,142 @@
+/* evb_model.h -- transformer checkpoints and the batched forward pass.
+ *
+ * A model is read from a Hugging Face directory (config.json plus model.safetensors or a sharded set with
+ * model.safetensors.index.json; F32, F16, BF16) or from a llama2.c .bin file. Llama, Mistral and Qwen2
+ * configurations are understood (grouped-query attention, rope_theta, tied or untied embeddings, q/k/v
+ * biases). All weights are held as float32 in one arena owned by the model.
+ *
+ * Names: B = sequences in a batch, T = positions per sequence, D = dim, F = hidden (MLP) dim,
+ * V = vocab size, L = layers, H = query heads, G = key/value heads, E = head dim.
+ *
+ * The compressible units of a model are its linear layers, U = 7 L, numbered l * 7 + kind with kind in
+ * evb_linear_kind order. */
+#ifndef EVB_MODEL_H
+#define EVB_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum evb_linear_kind {
+    EVB_LINEAR_Q = 0, EVB_LINEAR_K, EVB_LINEAR_V, EVB_LINEAR_O,
+    EVB_LINEAR_GATE, EVB_LINEAR_UP, EVB_LINEAR_DOWN,
+    EVB_LINEAR_COUNT
+} evb_linear_kind;
+
+/* "q_proj", "k_proj", ... */
+const char *evb_linear_name(evb_linear_kind kind);
+
+typedef struct evb_config {
+    char  arch[32];      /* "llama", "mistral", "qwen2" */
+    char  format[16];    /* "hf" or "llama2c" */
+    int   dim;           /* D */
+    int   hidden_dim;    /* F */
+    int   n_layers;      /* L */
+    int   n_heads;       /* H */
+    int   n_kv_heads;    /* G, divides H */
+    int   head_dim;      /* E = D / H */
+    int   vocab_size;    /* V */
+    int   max_seq_len;   /* positions the model was trained for */
+    float rope_theta;
+    float norm_eps;
+    int   rope_halves;   /* 1: rotate halves (HF), 0: adjacent pairs (llama2.c) */
+    int   tied;          /* 1: the classifier is the token embedding */
+    int   qkv_bias;      /* 1: q/k/v projections carry biases (Qwen2) */
+    int   bos_id, eos_id;/* -1 when unknown */
+} evb_config;
+
+typedef struct evb_layer {
+    float *rms_att;              /* [D] */
+    float *rms_ffn;              /* [D] */
+    /* w[kind] is the weight of that linear layer in nn.Linear layout [out, in]:
+     * q [H E, D], k [G E, D], v [G E, D], o [D, H E], gate [F, D], up [F, D], down [D, F].
+     * The pointers may be swapped for other buffers of the same shape (evb_model_set_weight). */
+    const float *w[EVB_LINEAR_COUNT];
+    float *w_dense[EVB_LINEAR_COUNT]; /* the loaded weights, never changed */
+    float *bq, *bk, *bv;         /* [H E], [G E], [G E] or NULL */
+    int skip_attn, skip_mlp;     /* 1: the sub-block is dropped (the residual passes through) */
+} evb_layer;
+
+typedef struct evb_model {
+    evb_config config;
+    float *tok_emb;       /* [V, D] */
+    float *rms_final;     /* [D] */
+    float *cls;           /* [V, D]; equals tok_emb when tied */
+    evb_layer *layers;    /* [L] */
+    float *arena;         /* the one allocation all weights live in */
+    size_t n_arena;       /* floats in the arena */
+    char path[1200];       /* where it was loaded from */
+    char tokenizer_path[1200]; /* the tokenizer beside the model, "" if none was found */
+} evb_model;
+
+/* Loads a model from a directory (Hugging Face layout) or a llama2.c .bin file. Every header field, offset
+ * and shape is validated against the file size and config.json before data is touched; on error returns
+ * EVB_EIO / EVB_EFORMAT with a message naming the file and the problem. Free with evb_model_free. */
+int  evb_model_load(const char *path, evb_model **out);
+void evb_model_free(evb_model *m);
+
+/* Parameters counted once (a tied classifier is not counted twice). */
+size_t evb_model_n_params(const evb_model *m);
+/* Number of compressible units, 7 L. */
+int evb_model_n_units(const evb_model *m);
+/* Rows and columns of unit u's weight. */
+void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols);
+/* Swaps unit u's weight for buf (same shape, owned by the caller, must outlive its use); NULL restores the
+ * dense weight. */
+void evb_model_set_weight(evb_model *m, int unit, const float *buf);
+
+/* ---- forward pass ---- */
+
+/* Called with the input of every linear layer during a forward (x is [n_rows, n_cols], row-major). The
+ * three projections of a block that share an input (q, k, v; gate, up) get one call each. */
+typedef void (*evb_capture_fn)(void *ctx, int layer, evb_linear_kind kind,
+                               const float *x, int n_rows, int n_cols);
+
+typedef struct evb_state {
+    int max_batch, max_seq;   /* capacity */
+    int B, T;                 /* shape of the batch held now */
+    float *x;       /* [B T, D] the residual stream: block input, then block output */
+    float *xb;      /* [B T, D] normed input */
+    float *q;       /* [B T, H E] */
+    float *k;       /* [B T, G E] */
+    float *v;       /* [B T, G E] */
+    float *att;     /* [B T, H E] attention output */
+    float *hb;      /* [B T, F] */
+    float *hb2;     /* [B T, F] */
+    float *scores;  /* [n_threads, T, T] attention scratch */
+    float *logits;  /* [B T, V] */
+    float *rope_cos, *rope_sin; /* [max_seq, E/2] */
+    int n_threads;
+    evb_capture_fn capture; void *capture_ctx; /* optional */
+    void *mem;
+} evb_state;
+
+/* Allocates the buffers for batches of up to max_batch sequences of up to max_seq positions. */
+int  evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **out);
+void evb_state_free(evb_state *s);
+
+/* Token embedding: s->x = emb[tokens]. tokens [B T]; each id is checked against V (EVB_ERANGE). */
+int evb_forward_embed(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T);
+/* Runs blocks [first, last) on s->x in place (the hook to start from block i with given hidden states). */
+int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last);
+/* Final norm and classifier: s->logits [B T, V] from s->x. */
+int evb_forward_logits(const evb_model *m, evb_state *s);
+/* The whole forward: embed, all blocks, logits. */
+int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T);
+
+/* Reference forward: one position at a time with a KV cache, plain loops, no BLAS, no threads (the
+ * llama2.c way). logits [T, V] for one sequence of T tokens. Slow; for tests. */
+int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *logits);
+
+/* In place log-softmax of n rows of V. */
+void evb_log_softmax(float *x, size_t n, int V);
+/* Sum of -log p(target) over rows: logp [n, V] log-probabilities, targets [n]. */
+double evb_nll_sum(const float *logp, const int32_t *targets, size_t n, int V);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

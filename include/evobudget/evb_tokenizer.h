@@ -1,0 +1,51 @@
+/* evb_tokenizer.h -- text to token ids and back.
+ *
+ * Two on-disk formats are read, detected by content:
+ *   - the llama2.c tokenizer.bin export (int32 max_token_length, then per token float32 score, int32 len,
+ *     len bytes), encoded the way llama2.c run.c encodes: a dummy-prefix " " then score-ordered merges,
+ *     byte fallback to <0xNN> tokens (id = byte + 3);
+ *   - Hugging Face tokenizer.json with a BPE model: SentencePiece-style (Metaspace / "▁" replacement,
+ *     byte_fallback, as Llama-2, Mistral, TinyLlama) and byte-level (GPT-2, Llama-3, Qwen2).
+ * Ownership: evb_tokenizer_load allocates the tokenizer; evb_tokenizer_free releases it. Encode and decode
+ * allocate their output with malloc; the caller frees it with free(). */
+#ifndef EVB_TOKENIZER_H
+#define EVB_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct evb_tokenizer evb_tokenizer;
+
+/* Loads "path" (a tokenizer.bin or a tokenizer.json). On error returns EVB_EIO/EVB_EFORMAT with a message
+ * naming the file and what is wrong, and sets *out to NULL. */
+int evb_tokenizer_load(const char *path, evb_tokenizer **out);
+void evb_tokenizer_free(evb_tokenizer *t);
+
+int evb_tokenizer_vocab_size(const evb_tokenizer *t);
+int evb_tokenizer_bos(const evb_tokenizer *t); /* -1 when the tokenizer has none */
+int evb_tokenizer_eos(const evb_tokenizer *t); /* -1 when the tokenizer has none */
+
+/* Encodes len bytes of text. add_bos prepends the BOS id when the tokenizer has one. Writes a malloc'd
+ * array of *n ids to *tokens. Empty text gives only the BOS (or nothing). */
+int evb_tokenizer_encode(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
+                         int32_t **tokens, size_t *n);
+
+/* The same as evb_tokenizer_encode, but merging with the reference O(n^2) loop of llama2.c run.c (scan all
+ * adjacent pairs, merge the best, repeat). It gives identical ids and exists to check the fast path; do not
+ * use it on long texts. */
+int evb_tokenizer_encode_naive(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
+                               int32_t **tokens, size_t *n);
+
+/* Decodes n ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL). Byte-fallback
+ * tokens become their byte; a leading space after BOS is dropped the way llama2.c does. An id outside
+ * [0, vocab_size) is EVB_ERANGE. */
+int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n, char **text, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,102 @@
+/* blas.c -- all calls into OpenBLAS (see blas.h), with their naive references.
+ *
+ * Threading: OpenBLAS is kept at one thread and the engine splits work with OpenMP. A projection of M rows
+ * is cut into fixed slices of whole rows shared out among the threads; the slices do not depend on the
+ * thread count, so neither does the result. */
+#define _GNU_SOURCE
+#include "models/blas.h"
+#include "evobudget/evobudget.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void evb_blas_init(void) { openblas_set_num_threads(1); }
+
+void evb_init(void) { evb_blas_init(); }
+
+const char *evb_blas_library(void) {
+    Dl_info info;
+    /* ISO C has no function-to-object pointer cast; copy the bits, as POSIX guarantees they fit. */
+    void (*fn)(void) = (void (*)(void))cblas_sgemm;
+    void *addr;
+    memcpy(&addr, &fn, sizeof addr);
+    if (dladdr(addr, &info) && info.dli_fname) return info.dli_fname;
+    return "unknown";
+}
+
+int evb_blas_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// ---- projections ----
+
+static void add_bias(float *out, const float *bias, int M, int N) {
+    if (!bias) return;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) out[(size_t)i * N + j] += bias[j];
+}
+
+void evb_matmul_wt(float *out, const float *x, const float *W, const float *bias, int M, int K, int N) {
+    /* Fixed slices of ROWS rows, whatever the thread count: OpenBLAS's result for a row can depend on how
+     * many rows share its call, so the slicing must not depend on the threads for results to be the same. */
+    enum { ROWS = 128 };
+    int chunks = (M + ROWS - 1) / ROWS;
+    #pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int c = 0; c < chunks; c++) {
+        int r0 = c * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, N, K, 1.0f,
+                    x + (size_t)r0 * K, K, W, K, 0.0f, out + (size_t)r0 * N, N);
+        add_bias(out + (size_t)r0 * N, bias, r1 - r0, N);
+    }
+}
+
+void evb_matmul_wt_naive(float *out, const float *x, const float *W, const float *bias, int M, int K, int N) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) acc += (double)x[(size_t)i * K + k] * W[(size_t)j * K + k];
+            out[(size_t)i * N + j] = (float)acc + (bias ? bias[j] : 0.0f);
+        }
+}
+
+// ---- attention-sized products ----
+
+void evb_sgemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void evb_sgemm_nn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void evb_sgemm_nt_naive(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) acc += (double)A[(size_t)i * lda + k] * B[(size_t)j * ldb + k];
+            float *c = &C[(size_t)i * ldc + j];
+            *c = (float)(alpha * acc + (beta != 0.0f ? beta * *c : 0.0f));
+        }
+}
+
+void evb_sgemm_nn_naive(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) acc += (double)A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
+            float *c = &C[(size_t)i * ldc + j];
+            *c = (float)(alpha * acc + (beta != 0.0f ? beta * *c : 0.0f));
+        }
+}

@@ -1,0 +1,33 @@
+/* blas.h -- the project's matrix kernels (private). models/blas.c is the only file that includes cblas.h
+ * (OpenBLAS's cblas.h cannot share a translation unit with gsl/gsl_blas.h). Every fast kernel has its naive
+ * reference beside it; tests/test_blas.c compares them. */
+#ifndef EVB_MODELS_BLAS_H
+#define EVB_MODELS_BLAS_H
+#include <stddef.h>
+
+/* Makes OpenBLAS single-threaded: the engine parallelises with OpenMP itself (over rows of a projection or
+ * over candidates), so the two thread pools never compete for the cores. Idempotent. */
+void evb_blas_init(void);
+
+/* evb_blas_library() is public: include/evobudget/evobudget.h. */
+const char *evb_blas_library(void);
+
+/* Threads OpenMP will use for the forward pass (1 without OpenMP). */
+int evb_blas_max_threads(void);
+
+/* out[M, N] = x[M, K] . W[N, K]^T (+ bias[N] when non-NULL). The rows of x are split over the OpenMP
+ * threads, each running a single-threaded sgemm on its slice. */
+void evb_matmul_wt(float *out, const float *x, const float *W, const float *bias, int M, int K, int N);
+void evb_matmul_wt_naive(float *out, const float *x, const float *W, const float *bias, int M, int K, int N);
+
+/* C[M, N] = alpha A[M, K] . B[N, K]^T + beta C, with leading dimensions (single-threaded). */
+void evb_sgemm_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc);
+/* C[M, N] = alpha A[M, K] . B[K, N] + beta C, with leading dimensions (single-threaded). */
+void evb_sgemm_nn(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                  float beta, float *C, int ldc);
+void evb_sgemm_nt_naive(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc);
+void evb_sgemm_nn_naive(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc);
+#endif

@@ -1,0 +1,357 @@
+/* checkpoint.c -- loading models: Hugging Face directories (config.json + safetensors, single or sharded)
+ * and llama2.c .bin files (version 0 export).
+ *
+ * Loading validates everything before reading data: config.json fields and their ranges, every
+ * safetensors header (safetensors.c), each tensor's shape against the config, and for .bin files the file
+ * size against the size the header implies. Weights are converted to float32 into one arena. To support a
+ * new architecture, extend parse_config (its fields) and tensor_name (its tensor naming). */
+#define _DEFAULT_SOURCE
+#include "evobudget/evb_model.h"
+#include "evobudget/evb_status.h"
+#include "models/json.h"
+#include "models/safetensors.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *linear_names[EVB_LINEAR_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+const char *evb_linear_name(evb_linear_kind kind) {
+    return kind >= 0 && kind < EVB_LINEAR_COUNT ? linear_names[kind] : "?";
+}
+
+// ---- shapes and the arena ----
+
+static void linear_shape(const evb_config *c, int kind, int *rows, int *cols) {
+    int D = c->dim, F = c->hidden_dim, HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
+    switch (kind) {
+    case EVB_LINEAR_Q: *rows = HE; *cols = D; break;
+    case EVB_LINEAR_K: case EVB_LINEAR_V: *rows = GE; *cols = D; break;
+    case EVB_LINEAR_O: *rows = D; *cols = HE; break;
+    case EVB_LINEAR_GATE: case EVB_LINEAR_UP: *rows = F; *cols = D; break;
+    default: *rows = D; *cols = F; break;
+    }
+}
+
+int evb_model_n_units(const evb_model *m) { return m->config.n_layers * EVB_LINEAR_COUNT; }
+
+void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols) {
+    linear_shape(&m->config, unit % EVB_LINEAR_COUNT, rows, cols);
+}
+
+void evb_model_set_weight(evb_model *m, int unit, const float *buf) {
+    evb_layer *L = &m->layers[unit / EVB_LINEAR_COUNT];
+    int k = unit % EVB_LINEAR_COUNT;
+    L->w[k] = buf ? buf : L->w_dense[k];
+}
+
+size_t evb_model_n_params(const evb_model *m) { return m->n_arena; }
+
+static int check_config(const evb_config *c, const char *path) {
+    if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+        c->vocab_size <= 0 || c->max_seq_len <= 0 || c->head_dim <= 0)
+        EVB_ERRORF(EVB_EFORMAT, "%s: dimensions must be positive (dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, seq %d)",
+                   path, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len);
+    if (c->n_heads % c->n_kv_heads)
+        EVB_ERRORF(EVB_EFORMAT, "%s: %d attention heads are not a multiple of %d key/value heads", path, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2) EVB_ERRORF(EVB_EFORMAT, "%s: head dim %d is odd; rotary embeddings need it even", path, c->head_dim);
+    if (c->dim > (1 << 16) || c->hidden_dim > (1 << 18) || c->n_layers > 1024 || c->vocab_size > (1 << 22) ||
+        c->n_heads > 1024 || c->head_dim > 4096 || c->max_seq_len > (1 << 22))
+        EVB_ERRORF(EVB_EFORMAT, "%s: dimensions are implausibly large (dim %d, hidden %d, layers %d, vocab %d)", path, c->dim, c->hidden_dim, c->n_layers, c->vocab_size);
+    if (!(c->norm_eps > 0 && c->norm_eps < 1)) EVB_ERRORF(EVB_EFORMAT, "%s: norm eps %g must lie in (0, 1)", path, c->norm_eps);
+    if (!(c->rope_theta > 1)) EVB_ERRORF(EVB_EFORMAT, "%s: rope_theta %g must be > 1", path, c->rope_theta);
+    return EVB_SUCCESS;
+}
+
+/* Carves the arena into the model's named pointers. Order: tok_emb, per layer (rms_att, rms_ffn, 7 linear,
+ * biases), rms_final, cls (untied only). */
+static int model_alloc(evb_model **out, const evb_config *c) {
+    *out = NULL;
+    evb_model *m = calloc(1, sizeof *m);
+    if (!m) EVB_ERROR("out of memory", EVB_ENOMEM);
+    m->config = *c;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    size_t VD = (size_t)c->vocab_size * c->dim, per_layer = 2 * (size_t)c->dim;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); per_layer += (size_t)r * cc; }
+    if (c->qkv_bias) per_layer += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+    m->n_arena = VD + per_layer * c->n_layers + c->dim + (c->tied ? 0 : VD);
+    m->arena = m->layers ? malloc(m->n_arena * sizeof(float)) : NULL;
+    if (!m->arena) {
+        size_t n = m->n_arena;
+        evb_model_free(m);
+        EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB of weights", n * 4.0 / 1e6);
+    }
+    float *p = m->arena;
+    m->tok_emb = p; p += VD;
+    for (int l = 0; l < c->n_layers; l++) {
+        evb_layer *L = &m->layers[l];
+        L->rms_att = p; p += c->dim;
+        L->rms_ffn = p; p += c->dim;
+        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+            int r, cc;
+            linear_shape(c, k, &r, &cc);
+            L->w_dense[k] = p; L->w[k] = p; p += (size_t)r * cc;
+        }
+        if (c->qkv_bias) {
+            L->bq = p; p += (size_t)c->n_heads * c->head_dim;
+            L->bk = p; p += (size_t)c->n_kv_heads * c->head_dim;
+            L->bv = p; p += (size_t)c->n_kv_heads * c->head_dim;
+        }
+    }
+    m->rms_final = p; p += c->dim;
+    if (c->tied) m->cls = m->tok_emb;
+    else { m->cls = p; p += VD; }
+    EVB_ASSERT((size_t)(p - m->arena) == m->n_arena);
+    *out = m;
+    return EVB_SUCCESS;
+}
+
+void evb_model_free(evb_model *m) {
+    if (!m) return;
+    free(m->arena);
+    free(m->layers);
+    free(m);
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+// ---- llama2.c .bin ----
+
+static int load_llama2c(const char *path, evb_model **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int32_t h[7];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size < 28 || fread(h, 4, 7, f) != 7) { fclose(f); EVB_ERRORF(EVB_EFORMAT, "%s: %ld bytes is too short for a llama2.c header (28 bytes)", path, size); }
+    if (h[0] == 0x616b3432) { fclose(f); EVB_ERRORF(EVB_EFORMAT, "%s: a llama2.c version 1/2 export; only the legacy version 0 format is read (export with --version 0)", path); }
+    evb_config c = {0};
+    snprintf(c.arch, sizeof c.arch, "llama");
+    snprintf(c.format, sizeof c.format, "llama2c");
+    c.dim = h[0]; c.hidden_dim = h[1]; c.n_layers = h[2]; c.n_heads = h[3]; c.n_kv_heads = h[4];
+    c.vocab_size = h[5] < 0 ? -h[5] : h[5]; c.max_seq_len = h[6];
+    c.tied = h[5] > 0;
+    c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
+    c.rope_theta = 10000.0f; c.norm_eps = 1e-5f; c.rope_halves = 0; c.qkv_bias = 0;
+    c.bos_id = 1; c.eos_id = 2;
+    int status = check_config(&c, path);
+    if (!status && c.dim % c.n_heads) status = EVB_RAISEF(EVB_EFORMAT, "%s: dim %d is not a multiple of %d heads", path, c.dim, c.n_heads);
+    if (status) { fclose(f); return status; }
+    size_t D = c.dim, F = c.hidden_dim, L = c.n_layers, V = c.vocab_size, E = c.head_dim;
+    size_t GE = (size_t)c.n_kv_heads * E;
+    size_t n_floats = V * D + L * D + L * D * D + 2 * L * D * GE + L * D * D + L * D + 3 * L * D * F + D +
+                      (size_t)c.max_seq_len * E + (c.tied ? 0 : V * D);
+    size_t expect = 28 + 4 * n_floats;
+    if ((size_t)size != expect) {
+        fclose(f);
+        EVB_ERRORF(EVB_EFORMAT, "%s: %ld bytes, but its header (dim %d, hidden %d, layers %d, heads %d/%d, vocab %d, seq %d) implies %zu; the file is truncated or not a llama2.c checkpoint",
+                   path, size, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len, expect);
+    }
+    evb_model *m;
+    if ((status = model_alloc(&m, &c))) { fclose(f); return status; }
+    /* llama2.c order: emb, rms_att[L], wq[L], wk[L], wv[L], wo[L], rms_ffn[L], w1[L], w2[L], w3[L], rms_final,
+     * freq_cis (skipped), wcls (untied). */
+    int ok = fread(m->tok_emb, 4, V * D, f) == V * D;
+    for (size_t l = 0; ok && l < L; l++) ok = fread(m->layers[l].rms_att, 4, D, f) == D;
+    static const int order[] = {EVB_LINEAR_Q, EVB_LINEAR_K, EVB_LINEAR_V, EVB_LINEAR_O};
+    for (int i = 0; i < 4; i++)
+        for (size_t l = 0; ok && l < L; l++) {
+            int r, cc;
+            linear_shape(&c, order[i], &r, &cc);
+            ok = fread(m->layers[l].w_dense[order[i]], 4, (size_t)r * cc, f) == (size_t)r * cc;
+        }
+    for (size_t l = 0; ok && l < L; l++) ok = fread(m->layers[l].rms_ffn, 4, D, f) == D;
+    static const int order2[] = {EVB_LINEAR_GATE, EVB_LINEAR_DOWN, EVB_LINEAR_UP};
+    for (int i = 0; i < 3; i++)
+        for (size_t l = 0; ok && l < L; l++) ok = fread(m->layers[l].w_dense[order2[i]], 4, D * F, f) == D * F;
+    if (ok) ok = fread(m->rms_final, 4, D, f) == D;
+    if (ok) ok = fseek(f, (long)((size_t)c.max_seq_len * E * 4), SEEK_CUR) == 0;
+    if (ok && !c.tied) ok = fread(m->cls, 4, V * D, f) == V * D;
+    fclose(f);
+    if (!ok) { evb_model_free(m); EVB_ERRORF(EVB_EIO, "%s: read error", path); }
+    snprintf(m->path, sizeof m->path, "%s", path);
+    /* The tokenizer: tokenizer.bin beside the model, else tok<V>.bin (llama2.c's naming for small vocabs). */
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = '\0'; else dir[0] = '\0';
+    char cand[1150];
+    snprintf(cand, sizeof cand, "%stokenizer.bin", dir);
+    if (!file_exists(cand)) snprintf(cand, sizeof cand, "%stok%d.bin", dir, c.vocab_size);
+    if (file_exists(cand)) snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", cand);
+    *out = m;
+    return EVB_SUCCESS;
+}
+
+// ---- Hugging Face directories ----
+
+static int parse_config(const char *path, evb_config *c) {
+    json_t *j;
+    int st = evb_json_load_file(path, &j);
+    if (st) return st;
+    if (!json_is_object(j)) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: not a JSON object", path); }
+    memset(c, 0, sizeof *c);
+    snprintf(c->format, sizeof c->format, "hf");
+    const char *mt = json_string_value(json_object_get(j, "model_type"));
+    if (!mt) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: missing \"model_type\" (expected llama, mistral or qwen2)", path); }
+    if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2")) {
+        json_decref(j);
+        EVB_ERRORF(EVB_EFORMAT, "%s: model_type \"%.40s\" is not supported (llama, mistral, qwen2 are)", path, mt);
+    }
+    snprintf(c->arch, sizeof c->arch, "%s", mt);
+    long long v[9];
+    double rope = 0, eps = 0;
+    int tied = 0;
+    const long long big = 1LL << 30;
+    if ((st = evb_json_int(j, "hidden_size", 1, 0, 1, big, &v[0], path)) ||
+        (st = evb_json_int(j, "intermediate_size", 1, 0, 1, big, &v[1], path)) ||
+        (st = evb_json_int(j, "num_hidden_layers", 1, 0, 1, 4096, &v[2], path)) ||
+        (st = evb_json_int(j, "num_attention_heads", 1, 0, 1, 4096, &v[3], path)) ||
+        (st = evb_json_int(j, "num_key_value_heads", 0, 0, 0, 4096, &v[4], path)) ||
+        (st = evb_json_int(j, "vocab_size", 1, 0, 1, big, &v[5], path)) ||
+        (st = evb_json_int(j, "max_position_embeddings", 0, 2048, 1, big, &v[6], path)) ||
+        (st = evb_json_int(j, "head_dim", 0, 0, 0, 65536, &v[7], path)) ||
+        (st = evb_json_int(j, "sliding_window", 0, 0, 0, big, &v[8], path)) ||
+        (st = evb_json_num(j, "rope_theta", 0, 10000.0, &rope, path)) ||
+        (st = evb_json_num(j, "rms_norm_eps", 0, 1e-6, &eps, path)) ||
+        (st = evb_json_bool(j, "tie_word_embeddings", 0, &tied, path))) {
+        json_decref(j);
+        return st;
+    }
+    json_t *rs = json_object_get(j, "rope_scaling");
+    const char *act = json_string_value(json_object_get(j, "hidden_act"));
+    if (rs && !json_is_null(rs)) st = EVB_RAISEF(EVB_EFORMAT, "%s: rope_scaling is set; scaled rotary embeddings are not supported", path);
+    else if (act && strcmp(act, "silu")) st = EVB_RAISEF(EVB_EFORMAT, "%s: hidden_act \"%.20s\" is not supported (silu is)", path, act);
+    c->dim = (int)v[0]; c->hidden_dim = (int)v[1]; c->n_layers = (int)v[2]; c->n_heads = (int)v[3];
+    c->n_kv_heads = v[4] ? (int)v[4] : (int)v[3]; c->vocab_size = (int)v[5]; c->max_seq_len = (int)v[6];
+    c->head_dim = v[7] ? (int)v[7] : (c->n_heads ? c->dim / c->n_heads : 0);
+    if (!st && !v[7] && c->dim % c->n_heads)
+        st = EVB_RAISEF(EVB_EFORMAT, "%s: hidden_size %d is not a multiple of %d heads and no head_dim is given", path, c->dim, c->n_heads);
+    /* Mistral's sliding window only matters for sequences longer than it; the forward refuses those. */
+    c->max_seq_len = v[8] && v[8] < v[6] ? (int)v[8] : c->max_seq_len;
+    c->rope_theta = (float)rope; c->norm_eps = (float)eps; c->tied = tied; c->rope_halves = 1;
+    c->qkv_bias = strcmp(mt, "qwen2") == 0;
+    long long bos = -1, eos = -1;
+    if (!st && json_is_integer(json_object_get(j, "bos_token_id"))) bos = json_integer_value(json_object_get(j, "bos_token_id"));
+    json_t *e = json_object_get(j, "eos_token_id");
+    if (json_is_array(e)) e = json_array_get(e, 0);
+    if (json_is_integer(e)) eos = json_integer_value(e);
+    c->bos_id = bos >= 0 && bos < c->vocab_size ? (int)bos : -1;
+    c->eos_id = eos >= 0 && eos < c->vocab_size ? (int)eos : -1;
+    json_decref(j);
+    if (st) return st;
+    return check_config(c, path);
+}
+
+/* Opens model.safetensors, or every shard named by model.safetensors.index.json. */
+static int open_weights(const char *dir, evb_safetensors *st) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (file_exists(path)) {
+        json_t *j;
+        int s = evb_json_load_file(path, &j);
+        if (s) return s;
+        json_t *map = json_object_get(j, "weight_map");
+        if (!json_is_object(map) || json_object_size(map) == 0) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: missing \"weight_map\" object", path); }
+        /* Open each shard once, in the order first named. */
+        const char *key;
+        json_t *v;
+        char **seen = calloc(json_object_size(map), sizeof *seen);
+        int n_seen = 0;
+        if (!seen) { json_decref(j); EVB_ERROR("out of memory", EVB_ENOMEM); }
+        json_object_foreach(map, key, v) {
+            const char *file = json_string_value(v);
+            if (!file || strchr(file, '/') || strlen(file) > 255) { s = EVB_RAISEF(EVB_EFORMAT, "%s: weight_map entry \"%.80s\" is not a plain file name", path, key); break; }
+            int dup = 0;
+            for (int i = 0; i < n_seen && !dup; i++) dup = strcmp(seen[i], file) == 0;
+            if (dup) continue;
+            seen[n_seen++] = (char *)file;
+            char shard[1400];
+            snprintf(shard, sizeof shard, "%s/%s", dir, file);
+            if ((s = evb_st_open(st, shard))) break;
+        }
+        /* Every tensor the index names must be in the shards. */
+        if (!s) json_object_foreach(map, key, v) {
+            if (!evb_st_find(st, key)) { s = EVB_RAISEF(EVB_EFORMAT, "%s: tensor \"%.80s\" is listed for %s but not in it", path, key, json_string_value(v)); break; }
+        }
+        free(seen);
+        json_decref(j);
+        return s;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!file_exists(path)) EVB_ERRORF(EVB_EIO, "%s: no model.safetensors or model.safetensors.index.json in this directory", dir);
+    return evb_st_open(st, path);
+}
+
+static int read_tensor(const evb_safetensors *st, const char *name, int ndim, int64_t d0, int64_t d1, float *dst, const char *dir) {
+    const evb_st_tensor *t = evb_st_find(st, name);
+    if (!t) EVB_ERRORF(EVB_EFORMAT, "%s: missing tensor \"%s\"", dir, name);
+    int64_t shape[2] = {d0, d1};
+    return evb_st_read_f32(st, t, ndim, shape, dst);
+}
+
+static int load_hf(const char *dir, evb_model **out) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    evb_config c;
+    int s = parse_config(path, &c);
+    if (s) return s;
+    evb_safetensors st;
+    evb_st_init(&st);
+    if ((s = open_weights(dir, &st))) { evb_st_close(&st); return s; }
+    evb_model *m;
+    if ((s = model_alloc(&m, &c))) { evb_st_close(&st); return s; }
+    /* A checkpoint that says it is tied may still carry lm_head.weight (equal to the embedding): ignore it. */
+    if (!c.tied && !evb_st_find(&st, "lm_head.weight"))
+        s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"lm_head.weight\" (config.json says the embeddings are not tied)", dir);
+    char name[256];
+    if (!s) s = read_tensor(&st, "model.embed_tokens.weight", 2, c.vocab_size, c.dim, m->tok_emb, dir);
+    for (int l = 0; !s && l < c.n_layers; l++) {
+        evb_layer *L = &m->layers[l];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        s = read_tensor(&st, name, 1, c.dim, 0, L->rms_att, dir);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (!s) s = read_tensor(&st, name, 1, c.dim, 0, L->rms_ffn, dir);
+        for (int k = 0; !s && k < EVB_LINEAR_COUNT; k++) {
+            int r, cc;
+            linear_shape(&c, k, &r, &cc);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", linear_names[k]);
+            s = read_tensor(&st, name, 2, r, cc, L->w_dense[k], dir);
+        }
+        if (c.qkv_bias) {
+            float *b[3] = {L->bq, L->bk, L->bv};
+            for (int k = 0; !s && k < 3; k++) {
+                int r, cc;
+                linear_shape(&c, k, &r, &cc);
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[k]);
+                s = read_tensor(&st, name, 1, r, 0, b[k], dir);
+            }
+        }
+    }
+    if (!s) s = read_tensor(&st, "model.norm.weight", 1, c.dim, 0, m->rms_final, dir);
+    if (!s && !c.tied) s = read_tensor(&st, "lm_head.weight", 2, c.vocab_size, c.dim, m->cls, dir);
+    evb_st_close(&st);
+    if (s) { evb_model_free(m); return s; }
+    snprintf(m->path, sizeof m->path, "%s", dir);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!file_exists(path)) snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    if (file_exists(path)) snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", path);
+    *out = m;
+    return EVB_SUCCESS;
+}
+
+int evb_model_load(const char *path, evb_model **out) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (strlen(path) > 400) EVB_ERRORF(EVB_EINVAL, "%.60s...: path too long", path);
+    if (S_ISDIR(sb.st_mode)) return load_hf(path, out);
+    return load_llama2c(path, out);
+}

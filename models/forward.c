@@ -1,0 +1,321 @@
+/* forward.c -- the batched transformer forward pass (Llama family) and its naive reference.
+ *
+ * evb_forward runs B sequences of T tokens at once: every projection is one sgemm over all B T rows
+ * (models/blas.c), attention is computed per (sequence, head) in causal row chunks, and the element-wise
+ * work is split over OpenMP threads. All buffers live in evb_state, allocated once: the forward never
+ * allocates. evb_forward_naive is the llama2.c way (one position at a time, KV cache, plain loops) and is
+ * what tests/test_forward.c compares the fast path against. */
+#include "evobudget/evb_model.h"
+#include "evobudget/evb_status.h"
+#include "models/blas.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Query rows per attention chunk: keys beyond the chunk's last row are never computed (causal). */
+#define QCHUNK 64
+
+// ---- state ----
+
+int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **out) {
+    *out = NULL;
+    const evb_config *c = &m->config;
+    if (max_batch < 1 || max_seq < 1) EVB_ERRORF(EVB_EINVAL, "batch %d x %d positions: both must be >= 1", max_batch, max_seq);
+    evb_state *s = calloc(1, sizeof *s);
+    if (!s) EVB_ERROR("out of memory allocating the forward state", EVB_ENOMEM);
+    size_t BT = (size_t)max_batch * max_seq, D = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    size_t HE = (size_t)c->n_heads * c->head_dim, GE = (size_t)c->n_kv_heads * c->head_dim;
+    size_t half = c->head_dim / 2;
+    int nth = evb_blas_max_threads();
+    size_t sizes[] = {BT * D, BT * D, BT * HE, BT * GE, BT * GE, BT * HE, BT * F, BT * F,
+                      (size_t)nth * QCHUNK * max_seq, BT * V, (size_t)max_seq * half, (size_t)max_seq * half};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
+    float *p = aligned_alloc(64, total * sizeof(float));
+    if (!p) { free(s); EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB for a forward of %d x %d tokens", total * 4.0 / 1e6, max_batch, max_seq); }
+    s->mem = p;
+    float **dst[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2,
+                     &s->scores, &s->logits, &s->rope_cos, &s->rope_sin};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *dst[i] = p;
+        p += (sizes[i] + 15) & ~(size_t)15;
+    }
+    s->max_batch = max_batch; s->max_seq = max_seq; s->n_threads = nth;
+    for (int pos = 0; pos < max_seq; pos++)
+        for (size_t i = 0; i < half; i++) {
+            double freq = pow((double)c->rope_theta, -2.0 * (double)i / c->head_dim);
+            double a = pos * freq;
+            s->rope_cos[pos * half + i] = (float)cos(a);
+            s->rope_sin[pos * half + i] = (float)sin(a);
+        }
+    *out = s;
+    return EVB_SUCCESS;
+}
+
+void evb_state_free(evb_state *s) {
+    if (!s) return;
+    free(s->mem);
+    free(s);
+}
+
+// ---- element-wise kernels ----
+
+static void rmsnorm_rows(float *o, const float *x, const float *w, int n, int D, float eps) {
+    #pragma omp parallel for schedule(static) if (n >= 64)
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *orow = o + (size_t)r * D;
+        float ss = 0.0f;
+        for (int j = 0; j < D; j++) ss += xr[j] * xr[j];
+        ss = 1.0f / sqrtf(ss / D + eps);
+        for (int j = 0; j < D; j++) orow[j] = w[j] * (ss * xr[j]);
+    }
+}
+
+/* Rotates n_heads heads of every row; row r is position r % T. */
+static void rope_rows(const evb_config *c, const evb_state *s, float *x, int n, int T, int n_heads) {
+    int E = c->head_dim, half = E / 2;
+    #pragma omp parallel for schedule(static) if (n >= 64)
+    for (int r = 0; r < n; r++) {
+        const float *cs = s->rope_cos + (size_t)(r % T) * half, *sn = s->rope_sin + (size_t)(r % T) * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)r * n_heads * E + (size_t)h * E;
+            for (int i = 0; i < half; i++) {
+                int a = c->rope_halves ? i : 2 * i, b = c->rope_halves ? i + half : 2 * i + 1;
+                float v0 = v[a], v1 = v[b];
+                v[a] = v0 * cs[i] - v1 * sn[i];
+                v[b] = v0 * sn[i] + v1 * cs[i];
+            }
+        }
+    }
+}
+
+static void softmax_row(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+/* Causal attention of one (sequence b, head h): att[b, :, h] = softmax(q k^T / sqrt(E)) v. */
+static void attend(const evb_config *c, evb_state *s, int b, int h, float *scratch) {
+    int T = s->T, E = c->head_dim, H = c->n_heads, G = c->n_kv_heads;
+    int g = h / (H / G);
+    int ldq = H * E, ldk = G * E;
+    const float *qh = s->q + (size_t)b * T * ldq + (size_t)h * E;
+    const float *kh = s->k + (size_t)b * T * ldk + (size_t)g * E;
+    const float *vh = s->v + (size_t)b * T * ldk + (size_t)g * E;
+    float *oh = s->att + (size_t)b * T * ldq + (size_t)h * E;
+    float scale = 1.0f / sqrtf((float)E);
+    for (int i0 = 0; i0 < T; i0 += QCHUNK) {
+        int n = T - i0 < QCHUNK ? T - i0 : QCHUNK, kend = i0 + n;
+        evb_sgemm_nt(n, kend, E, scale, qh + (size_t)i0 * ldq, ldq, kh, ldk, 0.0f, scratch, kend);
+        for (int r = 0; r < n; r++) {
+            float *row = scratch + (size_t)r * kend;
+            int valid = i0 + r + 1;
+            softmax_row(row, valid);
+            memset(row + valid, 0, (size_t)(kend - valid) * sizeof(float));
+        }
+        evb_sgemm_nn(n, E, kend, 1.0f, scratch, kend, vh, ldk, 0.0f, oh + (size_t)i0 * ldq, ldq);
+    }
+}
+
+static void capture(evb_state *s, int l, evb_linear_kind kind, const float *x, int n, int cols) {
+    if (s->capture) s->capture(s->capture_ctx, l, kind, x, n, cols);
+}
+
+// ---- the forward ----
+
+int evb_forward_embed(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T) {
+    const evb_config *c = &m->config;
+    if (B < 1 || T < 1 || B > s->max_batch || T > s->max_seq)
+        EVB_ERRORF(EVB_EINVAL, "a batch of %d x %d tokens does not fit the forward state (%d x %d)", B, T, s->max_batch, s->max_seq);
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            EVB_ERRORF(EVB_ERANGE, "token id %d at position %zu is outside the vocabulary [0, %d)", tokens[i], i, c->vocab_size);
+    if (T > c->max_seq_len)
+        EVB_ERRORF(EVB_EINVAL, "%d positions exceed the model's context of %d (max_position_embeddings, or Mistral's sliding_window)", T, c->max_seq_len);
+    s->B = B; s->T = T;
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        memcpy(s->x + i * c->dim, m->tok_emb + (size_t)tokens[i] * c->dim, (size_t)c->dim * sizeof(float));
+    return EVB_SUCCESS;
+}
+
+int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
+    const evb_config *c = &m->config;
+    if (first < 0 || last > c->n_layers || first > last)
+        EVB_ERRORF(EVB_EINVAL, "blocks [%d, %d) are not a range of the model's %d blocks", first, last, c->n_layers);
+    int n = s->B * s->T, D = c->dim, F = c->hidden_dim;
+    int HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
+    size_t nD = (size_t)n * D;
+    for (int l = first; l < last; l++) {
+        const evb_layer *L = &m->layers[l];
+        if (!L->skip_attn) {
+            rmsnorm_rows(s->xb, s->x, L->rms_att, n, D, c->norm_eps);
+            capture(s, l, EVB_LINEAR_Q, s->xb, n, D);
+            capture(s, l, EVB_LINEAR_K, s->xb, n, D);
+            capture(s, l, EVB_LINEAR_V, s->xb, n, D);
+            evb_matmul_wt(s->q, s->xb, L->w[EVB_LINEAR_Q], L->bq, n, D, HE);
+            evb_matmul_wt(s->k, s->xb, L->w[EVB_LINEAR_K], L->bk, n, D, GE);
+            evb_matmul_wt(s->v, s->xb, L->w[EVB_LINEAR_V], L->bv, n, D, GE);
+            rope_rows(c, s, s->q, n, s->T, c->n_heads);
+            rope_rows(c, s, s->k, n, s->T, c->n_kv_heads);
+            int tasks = s->B * c->n_heads;
+            #pragma omp parallel for schedule(dynamic)
+            for (int t = 0; t < tasks; t++) {
+                int ith = 0;
+#ifdef _OPENMP
+                ith = omp_get_thread_num();
+#endif
+                attend(c, s, t / c->n_heads, t % c->n_heads, s->scores + (size_t)ith * QCHUNK * s->max_seq);
+            }
+            capture(s, l, EVB_LINEAR_O, s->att, n, HE);
+            evb_matmul_wt(s->xb, s->att, L->w[EVB_LINEAR_O], NULL, n, HE, D);
+            #pragma omp parallel for schedule(static) if (nD >= 65536)
+            for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
+        }
+        if (!L->skip_mlp) {
+            rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
+            capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
+            capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
+            evb_matmul_wt(s->hb, s->xb, L->w[EVB_LINEAR_GATE], NULL, n, D, F);
+            evb_matmul_wt(s->hb2, s->xb, L->w[EVB_LINEAR_UP], NULL, n, D, F);
+            size_t nF = (size_t)n * F;
+            #pragma omp parallel for schedule(static) if (nF >= 65536)
+            for (size_t i = 0; i < nF; i++) {
+                float g = s->hb[i];
+                s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
+            }
+            capture(s, l, EVB_LINEAR_DOWN, s->hb, n, F);
+            evb_matmul_wt(s->xb, s->hb, L->w[EVB_LINEAR_DOWN], NULL, n, F, D);
+            #pragma omp parallel for schedule(static) if (nD >= 65536)
+            for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
+        }
+    }
+    return EVB_SUCCESS;
+}
+
+int evb_forward_logits(const evb_model *m, evb_state *s) {
+    const evb_config *c = &m->config;
+    int n = s->B * s->T;
+    rmsnorm_rows(s->xb, s->x, m->rms_final, n, c->dim, c->norm_eps);
+    evb_matmul_wt(s->logits, s->xb, m->cls, NULL, n, c->dim, c->vocab_size);
+    return EVB_SUCCESS;
+}
+
+int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T) {
+    int st = evb_forward_embed(m, s, tokens, B, T);
+    if (st) return st;
+    st = evb_forward_blocks(m, s, 0, m->config.n_layers);
+    if (st) return st;
+    return evb_forward_logits(m, s);
+}
+
+// ---- log-probabilities ----
+
+void evb_log_softmax(float *x, size_t n, int V) {
+    #pragma omp parallel for schedule(static) if (n >= 64)
+    for (size_t r = 0; r < n; r++) {
+        float *row = x + r * V;
+        float mx = row[0];
+        for (int i = 1; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += exp((double)(row[i] - mx));
+        float lse = mx + (float)log(sum);
+        for (int i = 0; i < V; i++) row[i] -= lse;
+    }
+}
+
+double evb_nll_sum(const float *logp, const int32_t *targets, size_t n, int V) {
+    double s = 0.0;
+    for (size_t r = 0; r < n; r++) s -= logp[r * V + targets[r]];
+    return s;
+}
+
+// ---- naive reference ----
+
+static void naive_rmsnorm(float *o, const float *x, const float *w, int D, float eps) {
+    double ss = 0.0;
+    for (int j = 0; j < D; j++) ss += (double)x[j] * x[j];
+    double inv = 1.0 / sqrt(ss / D + eps);
+    for (int j = 0; j < D; j++) o[j] = (float)(w[j] * (x[j] * inv));
+}
+
+static void naive_rope(const evb_config *c, float *v, int n_heads, int pos) {
+    int E = c->head_dim, half = E / 2;
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < half; i++) {
+            double a = pos * pow((double)c->rope_theta, -2.0 * i / E);
+            int p0 = c->rope_halves ? h * E + i : h * E + 2 * i;
+            int p1 = c->rope_halves ? p0 + half : p0 + 1;
+            double v0 = v[p0], v1 = v[p1];
+            v[p0] = (float)(v0 * cos(a) - v1 * sin(a));
+            v[p1] = (float)(v0 * sin(a) + v1 * cos(a));
+        }
+}
+
+int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *logits) {
+    const evb_config *c = &m->config;
+    int D = c->dim, F = c->hidden_dim, E = c->head_dim, H = c->n_heads, G = c->n_kv_heads;
+    int HE = H * E, GE = G * E, L = c->n_layers, V = c->vocab_size;
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V) EVB_ERRORF(EVB_ERANGE, "token id %d at position %d is outside the vocabulary [0, %d)", tokens[t], t, V);
+    size_t nf = (size_t)D * 3 + HE * 2 + GE * 2 + F * 2 + T + (size_t)L * T * GE * 2;
+    float *buf = malloc(nf * sizeof(float));
+    if (!buf) EVB_ERROR("out of memory in the naive forward", EVB_ENOMEM);
+    float *x = buf, *xb = x + D, *xb2 = xb + D, *q = xb2 + D, *att = q + HE, *k = att + HE, *v = k + GE;
+    float *hb = v + GE, *hb2 = hb + F, *sc = hb2 + F, *kc = sc + T, *vc = kc + (size_t)L * T * GE;
+    for (int pos = 0; pos < T; pos++) {
+        memcpy(x, m->tok_emb + (size_t)tokens[pos] * D, D * sizeof(float));
+        for (int l = 0; l < L; l++) {
+            const evb_layer *ly = &m->layers[l];
+            if (!ly->skip_attn) {
+                naive_rmsnorm(xb, x, ly->rms_att, D, c->norm_eps);
+                evb_matmul_wt_naive(q, xb, ly->w[EVB_LINEAR_Q], ly->bq, 1, D, HE);
+                evb_matmul_wt_naive(k, xb, ly->w[EVB_LINEAR_K], ly->bk, 1, D, GE);
+                evb_matmul_wt_naive(v, xb, ly->w[EVB_LINEAR_V], ly->bv, 1, D, GE);
+                naive_rope(c, q, H, pos);
+                naive_rope(c, k, G, pos);
+                memcpy(kc + ((size_t)l * T + pos) * GE, k, GE * sizeof(float));
+                memcpy(vc + ((size_t)l * T + pos) * GE, v, GE * sizeof(float));
+                for (int h = 0; h < H; h++) {
+                    int g = h / (H / G);
+                    double mx = -INFINITY, sum = 0.0;
+                    for (int j = 0; j <= pos; j++) {
+                        const float *kj = kc + ((size_t)l * T + j) * GE + g * E;
+                        double d = 0.0;
+                        for (int e = 0; e < E; e++) d += (double)q[h * E + e] * kj[e];
+                        sc[j] = (float)(d / sqrt((double)E));
+                        if (sc[j] > mx) mx = sc[j];
+                    }
+                    for (int j = 0; j <= pos; j++) { sc[j] = (float)exp(sc[j] - mx); sum += sc[j]; }
+                    for (int e = 0; e < E; e++) {
+                        double a = 0.0;
+                        for (int j = 0; j <= pos; j++) a += sc[j] / sum * vc[((size_t)l * T + j) * GE + g * E + e];
+                        att[h * E + e] = (float)a;
+                    }
+                }
+                evb_matmul_wt_naive(xb2, att, ly->w[EVB_LINEAR_O], NULL, 1, HE, D);
+                for (int j = 0; j < D; j++) x[j] += xb2[j];
+            }
+            if (!ly->skip_mlp) {
+                naive_rmsnorm(xb, x, ly->rms_ffn, D, c->norm_eps);
+                evb_matmul_wt_naive(hb, xb, ly->w[EVB_LINEAR_GATE], NULL, 1, D, F);
+                evb_matmul_wt_naive(hb2, xb, ly->w[EVB_LINEAR_UP], NULL, 1, D, F);
+                for (int j = 0; j < F; j++) hb[j] = (float)(hb[j] / (1.0 + exp(-(double)hb[j])) * hb2[j]);
+                evb_matmul_wt_naive(xb2, hb, ly->w[EVB_LINEAR_DOWN], NULL, 1, F, D);
+                for (int j = 0; j < D; j++) x[j] += xb2[j];
+            }
+        }
+        naive_rmsnorm(xb, x, m->rms_final, D, c->norm_eps);
+        evb_matmul_wt_naive(logits + (size_t)pos * V, xb, m->cls, NULL, 1, D, V);
+    }
+    free(buf);
+    return EVB_SUCCESS;
+}
