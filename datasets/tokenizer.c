@@ -96,7 +96,7 @@ struct evb_tokenizer {
     int n_added;
 };
 
-// ---- small helpers ----
+// ---- utilities ----
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
@@ -550,9 +550,9 @@ static int template_special(json_t *pp, int last) {
     json_t *e = json_object_get(json_array_get(single, last ? n - 1 : 0), "SpecialToken");
     const char *name = jstr(e, "id");
     if (!name) return -1;
-    json_t *ids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"), name), "ids");
-    if (json_array_size(ids) != 1 || !json_is_integer(json_array_get(ids, 0))) return -1;
-    return (int)json_integer_value(json_array_get(ids, 0));
+    json_t *sids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"), name), "ids");
+    if (json_array_size(sids) != 1 || !json_is_integer(json_array_get(sids, 0))) return -1;
+    return (int)json_integer_value(json_array_get(sids, 0));
 }
 
 static int find_piece_any(const evb_tokenizer *t, const char *s) {

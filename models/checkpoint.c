@@ -202,13 +202,15 @@ static int parse_config(const char *path, evb_config *c) {
     const char *mt = json_string_value(json_object_get(j, "model_type"));
     if (!mt) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: missing \"model_type\" (expected llama, mistral or qwen2)", path); }
     if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2")) {
+        st = EVB_RAISEF(EVB_EFORMAT, "%s: model_type \"%.40s\" is not supported (llama, mistral, qwen2 are)", path, mt);
         json_decref(j);
-        EVB_ERRORF(EVB_EFORMAT, "%s: model_type \"%.40s\" is not supported (llama, mistral, qwen2 are)", path, mt);
+        return st;
     }
     snprintf(c->arch, sizeof c->arch, "%s", mt);
     long long v[9];
     double rope = 0, eps = 0;
     int tied = 0;
+    st = 0;
     const long long big = 1LL << 30;
     if ((st = evb_json_int(j, "hidden_size", 1, 0, 1, big, &v[0], path)) ||
         (st = evb_json_int(j, "intermediate_size", 1, 0, 1, big, &v[1], path)) ||

@@ -29,7 +29,7 @@ static char tmpdir[64];
 static char made[16][128]; /* files to remove at the end */
 static int n_made;
 
-// ---- helpers ----
+// ---- utilities ----
 
 static const char *tmp_path(const char *name) {
     snprintf(made[n_made], sizeof made[n_made], "%s/%s", tmpdir, name);
@@ -113,16 +113,33 @@ static void test_bin(void) {
     check_decode(t, once, 5, "Once upon a time", 16, "decode 1 403 407 261 378 -> \"Once upon a time\"");
     check_decode(t, once + 1, 4, " Once upon a time", 17, "decode without BOS keeps the dummy-prefix space");
 
-    /* Non-ASCII: 'é' (C3 A9) and '€' (E2 82 AC) are not in tok512, so they fall back to bytes + 3. */
-    const char *na = "caf\xC3\xA9 \xE2\x82\xAC";
+    /* Non-ASCII: 'é' (C3 A9) is piece 485 of tok512; 'ü' (C3 BC) and '日' (E6 97 A5) are not pieces, so
+     * each of their bytes becomes id byte + 3. */
+    const char *na = "caf\xC3\xA9 \xC3\xBC\xE6\x97\xA5";
     int32_t *ids = NULL, *ref = NULL;
     size_t n = 0, nref = 0;
     st = evb_tokenizer_encode(t, na, strlen(na), 1, &ids, &n);
-    int has_bytes = 0;
-    for (size_t i = 0; i < n; i++) has_bytes += ids[i] == 0xC3 + 3 || ids[i] == 0xA9 + 3 || ids[i] == 0xAC + 3;
-    EVB_CHECK(st == EVB_SUCCESS && has_bytes == 3, "non-ASCII falls back to <0xNN> ids (byte + 3)");
+    const int32_t tail[] = {0xC3 + 3, 0xBC + 3, 0xE6 + 3, 0x97 + 3, 0xA5 + 3};
+    int has_e = 0;
+    for (size_t i = 0; i < n; i++) has_e += ids[i] == 485;
+    EVB_CHECK(st == EVB_SUCCESS && has_e == 1 && n >= 5 && ids_equal(ids + n - 5, 5, tail, 5),
+              "non-ASCII: \"\\xc3\\xa9\" -> piece 485, unknown characters -> byte + 3");
     check_decode(t, ids, n, na, strlen(na), "decode(encode(x)) == x for non-ASCII text");
     free(ids);
+
+    /* Random bytes (invalid UTF-8, NULs, stray continuation bytes): fast == naive and an exact round trip. */
+    char rnd[3000];
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        uint32_t r = seed >> 24;
+        rnd[i] = (char)(r < 128 ? (uint32_t)(unsigned char)"abc de\n"[r % 7] : r); /* half text-like, half arbitrary bytes */
+    }
+    st = evb_tokenizer_encode(t, rnd, sizeof rnd, 1, &ids, &n);
+    int st2 = evb_tokenizer_encode_naive(t, rnd, sizeof rnd, 1, &ref, &nref);
+    EVB_CHECK(st == EVB_SUCCESS && st2 == EVB_SUCCESS && ids_equal(ids, n, ref, nref), "random bytes: fast == naive");
+    check_decode(t, ids, n, rnd, sizeof rnd, "random bytes: decode(encode(x, BOS)) == x");
+    free(ids); free(ref);
 
     /* Fast merging == run.c's O(n^2) loop on the first 200 KB of TinyStories, line by line (the naive loop
      * on 200 KB at once would take hours), plus several multi-line chunks so that merges cross newlines. */
@@ -162,7 +179,7 @@ static void test_bin(void) {
     st = evb_tokenizer_encode(t, text, head, 1, &ids, &n);
     char *dec = NULL;
     size_t dlen = 0;
-    int st2 = st ? st : evb_tokenizer_decode(t, ids, n, &dec, &dlen);
+    st2 = st ? st : evb_tokenizer_decode(t, ids, n, &dec, &dlen);
     EVB_CHECK(st2 == EVB_SUCCESS && dlen == head && memcmp(dec, text, head) == 0,
               "decode(encode(x, BOS)) == x on 200 KB (%zu tokens)", n);
     free(dec); free(ids);
@@ -197,12 +214,12 @@ static int cmp_merge(const void *a, const void *b) {
 /* Reads tok512.bin directly and writes a Llama-style tokenizer.json: pieces with " " -> U+2581, merges
  * from every split of a piece into two vocab pieces, ordered by the merged piece's score (descending),
  * then by merged id and the ids of the two halves, as transformers' SentencePieceExtractor does. */
-static int write_converted_json(const char *path) {
+static int write_converted_json(const char *path, int metaspace) {
     size_t sz = 0;
     char *d = read_all(TOK512, &sz);
     if (!d) return -1;
-    char *piece[512];
-    float score[512];
+    char *piece[512] = {0};
+    float score[512] = {0};
     int n = 0;
     size_t off = 4;
     while (off + 8 <= sz && n < 512) {
@@ -222,6 +239,10 @@ static int write_converted_json(const char *path) {
         n++;
     }
     free(d);
+    if (n != 512) {
+        for (int i = 0; i < n; i++) free(piece[i]);
+        return -1;
+    }
     strcpy(piece[1], "<s>");
     strcpy(piece[2], "</s>");
     json_t *root = json_object(), *vocab = json_object(), *merges = json_array(), *added = json_array();
@@ -254,11 +275,17 @@ static int write_converted_json(const char *path) {
                                                "special", 1));
     json_object_set_new(root, "version", json_string("1.0"));
     json_object_set_new(root, "added_tokens", added);
-    json_object_set_new(root, "normalizer", json_pack(
-        "{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence", "normalizers",
-        "type", "Prepend", "prepend", "\xE2\x96\x81",
-        "type", "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81"));
-    json_object_set_new(root, "pre_tokenizer", json_null());
+    if (metaspace) { /* the newer Llama form: no normalizer, Metaspace prepending to the first segment only */
+        json_object_set_new(root, "normalizer", json_null());
+        json_object_set_new(root, "pre_tokenizer", json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace",
+                            "replacement", "\xE2\x96\x81", "prepend_scheme", "first", "split", 0));
+    } else {
+        json_object_set_new(root, "normalizer", json_pack(
+            "{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence", "normalizers",
+            "type", "Prepend", "prepend", "\xE2\x96\x81",
+            "type", "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81"));
+        json_object_set_new(root, "pre_tokenizer", json_null());
+    }
     json_object_set_new(root, "post_processor", json_pack(
         "{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:[], s:{s:{s:s, s:[i], s:[s]}}}", "type", "TemplateProcessing",
         "single", "SpecialToken", "id", "<s>", "type_id", 0, "Sequence", "id", "A", "type_id", 0, "pair",
@@ -280,7 +307,7 @@ static int write_converted_json(const char *path) {
 
 static void test_json_spm(void) {
     const char *path = tmp_path("tok512.json");
-    EVB_CHECK(write_converted_json(path) == 0, "write converted tokenizer.json");
+    EVB_CHECK(write_converted_json(path, 0) == 0, "write converted tokenizer.json");
     evb_tokenizer *tj = NULL, *tb = NULL;
     int st = evb_tokenizer_load(path, &tj);
     EVB_CHECK(st == EVB_SUCCESS, "load converted tokenizer.json (%s)", evb_last_error());
@@ -323,6 +350,27 @@ static void test_json_spm(void) {
     /* Added tokens are matched in the raw text; each segment gets its own prefix, as in Hugging Face. */
     const int32_t seg[] = {1, 403, 2, 403};
     check_encode(tj, "Once</s>Once", 1, seg, 4, "json: \"Once</s>Once\" -> BOS, Once, </s>, Once");
+
+    /* The Metaspace form (prepend_scheme "first", split false) gives the same ids; after an added token
+     * there is no prefix, so the second "Once" is not the piece 403 ("\u2581Once"). */
+    const char *mpath = tmp_path("tok512_metaspace.json");
+    evb_tokenizer *tm = NULL;
+    if (write_converted_json(mpath, 1) == 0 && evb_tokenizer_load(mpath, &tm) == EVB_SUCCESS) {
+        int32_t *m = NULL;
+        size_t nm = 0;
+        s1 = evb_tokenizer_encode(tb, text, head, 1, &a, &na);
+        s2 = evb_tokenizer_encode(tm, text, head, 1, &m, &nm);
+        EVB_CHECK(s1 == EVB_SUCCESS && s2 == EVB_SUCCESS && ids_equal(a, na, m, nm),
+                  "metaspace json == bin on %zu bytes", head);
+        free(a); free(m);
+        s2 = evb_tokenizer_encode(tm, "Once</s>Once", 12, 1, &m, &nm);
+        EVB_CHECK(s2 == EVB_SUCCESS && nm > 4 && m[1] == 403 && m[2] == 2 && m[3] != 403,
+                  "metaspace \"first\": no prefix after an added token");
+        free(m);
+    } else {
+        EVB_CHECK(0, "load Metaspace tokenizer.json (%s)", evb_last_error());
+    }
+    evb_tokenizer_free(tm);
     free(text);
     evb_tokenizer_free(tj);
     evb_tokenizer_free(tb);
@@ -339,7 +387,7 @@ static void test_json_spm(void) {
  *   rank 4  Ġ w     -> 17 Ġw        rank 10 Ġh Ã©  -> 23 ĠhÃ©
  *   rank 5  o r     -> 18 or        rank 11 Ġ Ġ    -> 24 ĠĠ
  *   digits 25 1, 26 2, 27 3, 28 4, 29 5; rank 12 3 4 -> 32 34; rank 13 1 2 -> 30 12; rank 14 12 3 -> 31 123
- *   33 <|begin_of_text|> (added)
+ *   33 <|begin_of_text|> (added, Llama-3 fixture only)
  * "I'm héllo  world" splits (GPT-2 and Llama-3 alike) into "I" "'m" " héllo" " " " world": the two spaces
  * are "\s+(?!\S)" = the first space alone, then " ?\p{L}+" = " world"; so "ĠĠ" (rank 11) never applies.
  *   "I" -> 1;  "'m" -> 13;
@@ -358,15 +406,15 @@ static const char *BL_VOCAB =
     "  [\"\\u0120w\", \"or\"], \"l d\", \"\\u0120wor ld\", \"ll o\", \"\\u0120h \\u00c3\\u00a9\","
     " \"\\u0120 \\u0120\", \"3 4\", \"1 2\", \"12 3\"]";
 
-static void write_bl_fixture(const char *path, const char *pre_tokenizer, const char *post) {
+static void write_bl_fixture(const char *path, const char *pre_tokenizer, const char *post, int with_bot) {
     char doc[4096];
     snprintf(doc, sizeof doc,
              "{\"version\": \"1.0\",\n"
-             "\"added_tokens\": [{\"id\": 0, \"content\": \"<|endoftext|>\", \"special\": true},\n"
-             "                  {\"id\": 33, \"content\": \"<|begin_of_text|>\", \"special\": true}],\n"
+             "\"added_tokens\": [{\"id\": 0, \"content\": \"<|endoftext|>\", \"special\": true}%s],\n"
              "\"normalizer\": null,\n\"pre_tokenizer\": %s,\n\"post_processor\": %s,\n"
              "\"decoder\": {\"type\": \"ByteLevel\"},\n"
              "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"byte_fallback\": false,\n%s}}\n",
+             with_bot ? ",\n  {\"id\": 33, \"content\": \"<|begin_of_text|>\", \"special\": true}" : "",
              pre_tokenizer, post, BL_VOCAB);
     write_file(path, doc, strlen(doc));
 }
@@ -377,7 +425,7 @@ static void test_json_bytelevel(void) {
 
     const char *p1 = tmp_path("gpt2.json");
     write_bl_fixture(p1, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true,"
-                         " \"use_regex\": true}", "{\"type\": \"ByteLevel\"}");
+                         " \"use_regex\": true}", "{\"type\": \"ByteLevel\"}", 0);
     evb_tokenizer *t = NULL;
     int st = evb_tokenizer_load(p1, &t);
     EVB_CHECK(st == EVB_SUCCESS, "load GPT-2-style fixture (%s)", evb_last_error());
@@ -407,7 +455,7 @@ static void test_json_bytelevel(void) {
         "{\"type\": \"Sequence\", \"processors\": [{\"type\": \"ByteLevel\"}, {\"type\": \"TemplateProcessing\","
         " \"single\": [{\"SpecialToken\": {\"id\": \"<|begin_of_text|>\", \"type_id\": 0}},"
         " {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\":"
-        " {\"<|begin_of_text|>\": {\"id\": \"<|begin_of_text|>\", \"ids\": [33], \"tokens\": [\"<|begin_of_text|>\"]}}}]}");
+        " {\"<|begin_of_text|>\": {\"id\": \"<|begin_of_text|>\", \"ids\": [33], \"tokens\": [\"<|begin_of_text|>\"]}}}]}", 1);
     t = NULL;
     st = evb_tokenizer_load(p2, &t);
     EVB_CHECK(st == EVB_SUCCESS, "load Llama-3-style fixture (%s)", evb_last_error());
@@ -437,9 +485,14 @@ static void test_errors(void) {
     size_t sz = 0;
     char *d = read_all(TOK512, &sz);
     const char *p = tmp_path("trunc.bin");
-    if (d) write_file(p, d, 100);
+    /* 100 bytes end exactly after token 6 (4 + 13 + 13 + 14 + 4 * 14), which is a valid 7-token file: the
+     * format stores no vocabulary size, so only a cut inside a record can be detected. */
+    if (d) write_file(p, d, 101);
+    check_error(p, EVB_EFORMAT, "offset 100", "tokenizer.bin cut inside a record header");
+    p = tmp_path("trunc2.bin");
+    if (d) write_file(p, d, 110);
+    check_error(p, EVB_EFORMAT, "offset 108", "tokenizer.bin cut inside a piece");
     free(d);
-    check_error(p, EVB_EFORMAT, "offset", "truncated tokenizer.bin");
 
     p = tmp_path("syntax.json");
     const char *bad = "{\n  \"model\": {\n    \"type\": \"BPE\",,\n  }\n}\n";

@@ -313,19 +313,13 @@ def train_bpe(texts, vocab_size):
         vocab[byte_piece(b)] = BYTE0 + b
     for ch in alphabet:
         vocab[ch] = len(vocab)
-    # segments: split words at non-alphabet characters
+    # segments: words split at non-alphabet characters and, as SentencePiece's
+    # split_by_unicode_script / split_by_number / split_digits do, between letters and
+    # punctuation and around every digit; a leading ▁ joins the run that follows it
     segs = collections.Counter()
     for w, c in words.items():
-        cur = []
-        for ch in w:
-            if ch in alpha:
-                cur.append(ch)
-            else:
-                if len(cur) > 1:
-                    segs[tuple(cur)] += c
-                cur = []
-        if len(cur) > 1:
-            segs[tuple(cur)] += c
+        for sg in _segments(w, alpha):
+            segs[sg] += c
     seg_syms = [list(s) for s in segs]
     seg_freq = [segs[s] for s in segs]
     pair_count = collections.defaultdict(int)
@@ -371,6 +365,33 @@ def train_bpe(texts, vocab_size):
             log(f"[tokenizer] {len(merges)} merges, vocab {len(vocab)}, last {ab!r} x{c}, {time.time() - t0:.0f}s")
     log(f"[tokenizer] done: {len(merges)} merges, vocab {len(vocab)}, {time.time() - t0:.0f}s")
     return Tokenizer(vocab, merges)
+
+
+def _char_class(ch):
+    if ch == SPACE:
+        return "S"
+    if ch.isdigit():
+        return "D"
+    if ch.isalpha() or ch in "'\u2019":
+        return "L"
+    return "P"
+
+
+def _segments(w, alpha):
+    out, cur, cls = [], [], None
+    for ch in w:
+        c = _char_class(ch) if ch in alpha else "X"
+        if c in ("X", "D", "S") or (cls not in (None, "S") and c != cls):
+            if len(cur) > 1:
+                out.append(tuple(cur))
+            cur, cls = [], None
+            if c in ("X", "D"):
+                continue
+        cur.append(ch)
+        cls = c
+    if len(cur) > 1:
+        out.append(tuple(cur))
+    return out
 
 
 def stage_tokenizer(args):

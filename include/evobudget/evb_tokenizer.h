@@ -41,7 +41,8 @@ int evb_tokenizer_encode_naive(const evb_tokenizer *t, const char *text, size_t 
                                int32_t **tokens, size_t *n);
 
 /* Decodes n ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL). Byte-fallback
- * tokens become their byte; a leading space after BOS is dropped the way llama2.c does. An id outside
+ * tokens become their byte; a leading space after BOS is dropped the way llama2.c does (SentencePiece-style
+ * tokenizers only); BOS and EOS produce no text, other added tokens their content. An id outside
  * [0, vocab_size) is EVB_ERANGE. */
 int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n, char **text, size_t *len);
 

@@ -1,0 +1,173 @@
+#define _GNU_SOURCE
+/* test_cli.c -- end-to-end tests of the evobudget program: the JSON contract of info/generate/eval on
+ * stories260K, and bad input of every kind named in the foundation's contract. Each bad input must give a
+ * non-zero exit (not a signal), exactly one line on stderr naming the file or flag, and no sanitizer
+ * report. The fixtures (truncated and corrupted checkpoints) are written here from the real model. */
+#include "testing.h"
+#include "fixtures.h"
+#include "evobudget/evb_status.h"
+
+#include <jansson.h>
+#include <sys/wait.h>
+
+#define MODEL EVB_SHARED_DATA "/models/stories260K/stories260K.bin"
+#define TOK EVB_SHARED_DATA "/models/stories260K/tok512.bin"
+
+static char out_path[256], err_path[256];
+
+/* Runs the CLI with args; returns the exit status (128 + signal when killed). */
+static int run(const char *args, char **out, char **err) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", EVB_CLI, args, out_path, err_path);
+    int st = system(cmd);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    size_t n;
+    FILE *f = fopen(out_path, "rb"); *out = NULL; n = 0;
+    if (f) { FILE *m = open_memstream(out, &n); int c; while ((c = fgetc(f)) != EOF) fputc(c, m); fclose(m); fclose(f); }
+    f = fopen(err_path, "rb"); *err = NULL; n = 0;
+    if (f) { FILE *m = open_memstream(err, &n); int c; while ((c = fgetc(f)) != EOF) fputc(c, m); fclose(m); fclose(f); }
+    return rc;
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; s && *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* A bad input: exit 1 or 2, one line on stderr containing `needle` (the file or flag named). */
+static void bad(const char *what, const char *args, const char *needle) {
+    char *out, *err;
+    int rc = run(args, &out, &err);
+    int ok = (rc == 1 || rc == 2) && count_lines(err) == 1 && strstr(err, needle) && !strstr(err, "Sanitizer") &&
+             !strstr(err, "runtime error");
+    EVB_CHECK(ok, "%s: exit %d, one line naming '%s': %s", what, rc, needle, err ? strtok(err, "\n") : "(none)");
+    free(out); free(err);
+}
+
+static json_t *run_json(const char *what, const char *args) {
+    char *out, *err;
+    int rc = run(args, &out, &err);
+    json_error_t e;
+    json_t *j = rc == 0 && out ? json_loads(out, 0, &e) : NULL;
+    EVB_CHECK(j != NULL && count_lines(out) == 1, "%s: exit %d, one JSON object on stdout", what, rc);
+    free(out); free(err);
+    return j;
+}
+
+static void copy_prefix(const char *src, const char *dst, long n) {
+    FILE *a = fopen(src, "rb"), *b = fopen(dst, "wb");
+    for (long i = 0; i < n; i++) { int c = fgetc(a); if (c == EOF) break; fputc(c, b); }
+    fclose(a); fclose(b);
+}
+
+/* Replaces the first occurrence of `from` by `to` (same length) in a file. */
+static int patch_file(const char *path, const char *from, const char *to) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) return 1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    char *buf = malloc(n);
+    fseek(f, 0, SEEK_SET);
+    if (fread(buf, 1, n, f) != (size_t)n) { fclose(f); free(buf); return 1; }
+    char *p = memmem(buf, n, from, strlen(from));
+    if (p) { fseek(f, p - buf, SEEK_SET); fwrite(to, 1, strlen(to), f); }
+    fclose(f); free(buf);
+    return p ? 0 : 1;
+}
+
+int main(void) {
+    char *tmp = fixture_tmpdir();
+    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
+    char args[4096], path[1024];
+
+    // ---- the JSON contract ----
+    json_t *j = run_json("info --json", "info --model " MODEL " --json");
+    if (j) {
+        EVB_CHECK(json_integer_value(json_object_get(j, "n_params")) == 260032 &&
+                  json_integer_value(json_object_get(j, "n_layers")) == 5 &&
+                  json_integer_value(json_object_get(j, "n_units")) == 35 &&
+                  strcmp(json_string_value(json_object_get(j, "arch")), "llama") == 0, "info reports n_params, n_layers, n_units, arch");
+        json_decref(j);
+    }
+    j = run_json("generate --json", "generate --model " MODEL " --prompt 'Once upon a time' --steps 60 --json");
+    if (j) {
+        json_t *t = json_object_get(j, "tokens");
+        const char *text = json_string_value(json_object_get(j, "text"));
+        EVB_CHECK(json_array_size(t) == 65 && json_integer_value(json_array_get(t, 0)) == 1 &&
+                  json_integer_value(json_array_get(t, 64)) == 310, "generate: 65 tokens, BOS first, run.c's last token 310");
+        EVB_CHECK(text && strncmp(text, "Once upon a time, there was a little girl named Lily.", 53) == 0, "generate: text decodes (%.60s)", text ? text : "");
+        json_decref(j);
+    }
+    j = run_json("eval --json", "eval --model " MODEL " --data " EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt --seq-len 128 --max-tokens 2000 --json");
+    if (j) {
+        double ppl = json_real_value(json_object_get(j, "perplexity")), nll = json_real_value(json_object_get(j, "nll"));
+        EVB_CHECK(json_integer_value(json_object_get(j, "tokens")) == 2000, "eval --max-tokens 2000 scores 2000 tokens");
+        EVB_CHECK(ppl > 3 && ppl < 10 && fabs(log(ppl) - nll) < 1e-9, "eval: perplexity %.3f = exp(nll)", ppl);
+        json_decref(j);
+    }
+
+    // ---- bad input ----
+    bad("unknown subcommand", "frobnicate", "frobnicate");
+    bad("unknown option", "info --modle x", "--modle");
+    bad("non-integer value", "generate --model " MODEL " --steps many", "--steps");
+    bad("missing model file", "info --model /nonexistent/model.bin", "/nonexistent/model.bin");
+    snprintf(path, sizeof path, "%s/truncated.bin", tmp);
+    copy_prefix(MODEL, path, 100000);
+    snprintf(args, sizeof args, "info --model %s", path);
+    bad("truncated llama2.c checkpoint", args, path);
+    copy_prefix(MODEL, path, 20);
+    bad("llama2.c file shorter than its header", args, path);
+    snprintf(args, sizeof args, "generate --model %s --prompt-tokens 1,403,600 --steps 2", MODEL);
+    bad("prompt token outside the vocabulary", args, "600");
+
+    /* Hugging Face directories derived from the real model, each broken in one way. */
+    evb_model *m = NULL;
+    evb_model_load(MODEL, &m);
+    static const struct { const char *what, *file, *from, *to, *needle; } cases[] = {
+        {"JSON syntax error in config.json", "config.json", "\"model_type\"", "\"model_type\",", "config.json"},
+        {"shape disagrees with config.json", "config.json", "\"intermediate_size\": 172", "\"intermediate_size\": 173", "mlp.gate_proj"},
+        {"unknown dtype", "model.safetensors", "\"dtype\":\"F32\"", "\"dtype\":\"Q32\"", "Q32"},
+        {"missing tensor", "model.safetensors", "model.norm.weight", "model.norm.weighX", "model.norm.weight"},
+        {"header offsets past the end", "model.safetensors", "\"data_offsets\":[0,", "\"data_offsets\":[9,", "model.safetensors"},
+        {"unsupported model_type", "config.json", "\"llama\"", "\"gpt-j\"", "gpt-j"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *dir = fixture_tmpdir();
+        fixture_write_hf(m, dir, "F32", 1, 1, "llama");
+        snprintf(path, sizeof path, "%s/%s", dir, cases[i].file);
+        int p = patch_file(path, cases[i].from, cases[i].to);
+        EVB_CHECK(p == 0, "fixture for '%s' written", cases[i].what);
+        snprintf(args, sizeof args, "info --model %s", dir);
+        bad(cases[i].what, args, cases[i].needle);
+        fixture_rmdir(dir);
+        free(dir);
+    }
+    {   /* A safetensors file cut short: the last tensors' offsets run past the end. */
+        char *dir = fixture_tmpdir();
+        fixture_write_hf(m, dir, "BF16", 1, 1, "llama");
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        FILE *f = fopen(path, "rb"); fseek(f, 0, SEEK_END); long n = ftell(f); fclose(f);
+        if (truncate(path, n - 1000) != 0) perror("truncate");
+        snprintf(args, sizeof args, "eval --model %s --tokenizer %s --data %s", dir, TOK, path);
+        bad("truncated safetensors", args, "model.safetensors");
+        if (truncate(path, 5) != 0) perror("truncate");
+        bad("safetensors shorter than its length field", args, "model.safetensors");
+        fixture_rmdir(dir);
+        free(dir);
+    }
+    evb_model_free(m);
+    snprintf(path, sizeof path, "%s/bad.json", tmp);
+    FILE *f = fopen(path, "w"); fputs("{\"model\": {\"type\": \"BPE\",\n \"vocab\": {,}}}\n", f); fclose(f);
+    snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt hi --steps 1", MODEL, path);
+    bad("JSON syntax error in tokenizer.json", args, "bad.json");
+    snprintf(args, sizeof args, "eval --model %s --data /nonexistent.txt", MODEL);
+    bad("missing data file", args, "/nonexistent.txt");
+    snprintf(args, sizeof args, "eval --model %s --seq-len 4096", MODEL);
+    bad("seq-len beyond the context", args, "--seq-len");
+
+    fixture_rmdir(tmp);
+    free(tmp);
+    return evb_test_summary();
+}
