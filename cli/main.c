@@ -295,8 +295,9 @@ static int cmd_generate(int argc, char **argv) {
         }
     size_t total = np + (size_t)o.steps;
     if (total > (size_t)c->max_seq_len) {
+        int ctx = c->max_seq_len;
         free(prompt); loaded_free(&l);
-        return usage_error("--steps %ld: prompt (%zu tokens) + steps exceed the model's context of %d", o.steps, np, c->max_seq_len);
+        return usage_error("--steps %ld: prompt (%zu tokens) + steps exceed the model's context of %d", o.steps, np, ctx);
     }
     int32_t *seq = malloc(total * sizeof *seq);
     evb_state *st = NULL;
@@ -365,8 +366,9 @@ static int cmd_eval(int argc, char **argv) {
     const char *data = o.data ? o.data : default_asset("calib.txt", buf, sizeof buf);
     int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
     if (seq_len > l.m->config.max_seq_len) {
+        int ctx = l.m->config.max_seq_len;
         loaded_free(&l);
-        return usage_error("--seq-len %d exceeds the model's context of %d", seq_len, l.m->config.max_seq_len);
+        return usage_error("--seq-len %d exceeds the model's context of %d", seq_len, ctx);
     }
     char *text = NULL;
     size_t len = 0, n_tok = 0, scored = 0;

@@ -77,6 +77,10 @@ static int patch_file(const char *path, const char *from, const char *to) {
 }
 
 int main(void) {
+    FILE *probe = fopen(MODEL, "rb");
+    EVB_CHECK(probe != NULL, "the test data %s is readable (../shared must lie beside the repository)", MODEL);
+    if (!probe) return evb_test_summary();
+    fclose(probe);
     char *tmp = fixture_tmpdir();
     snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
     snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
@@ -166,6 +170,8 @@ int main(void) {
     bad("missing data file", args, "/nonexistent.txt");
     snprintf(args, sizeof args, "eval --model %s --seq-len 4096", MODEL);
     bad("seq-len beyond the context", args, "--seq-len");
+    snprintf(args, sizeof args, "generate --model %s --prompt hi --steps 600", MODEL);
+    bad("steps beyond the context", args, "--steps");
 
     fixture_rmdir(tmp);
     free(tmp);

@@ -811,6 +811,9 @@ def stage_train(args):
                       total_steps=total_steps, elapsed=time.time() - t_start, history=history, cfg=CFG, train=tc)
     el = time.time() - t_start
     log(f"[train] finished {step} steps, {step * B * T:,} tokens, wall time {el:.0f} s ({el / 60:.1f} min)")
+    update_metrics(train=dict(steps=step, tokens=step * B * T, wall_s=el, params=param_count(model),
+                              stream_tokens={k: int(len(v)) for k, v in streams.items()},
+                              hyper=tc, history=history))
     save_ckpt(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), rng=rng.get_state(), step=step,
               total_steps=total_steps, elapsed=el, history=history, cfg=CFG, train=tc)
 
@@ -995,6 +998,38 @@ def stage_sample(args):
                                              temperature=1.0, top_p=0.95, seed=SEED, max_new_tokens=max_new))
 
 
+def stage_hfcheck(args):
+    """Compare the Python encoder with Hugging Face tokenizers (node, hf_tokenizer_check.js)."""
+    import subprocess
+    import tempfile
+
+    tok = load_tokenizer()
+    src = load_sources(args.data)
+    tmp = tempfile.mkdtemp()
+    texts = {}
+    for name, (tr, ho) in src.items():
+        texts[f"{name}_heldout"] = ho
+        texts[f"{name}_train_head"] = tr[:300_000]
+    texts["unicode"] = "  Leading spaces,\ttabs, unicode: na\u00efve caf\u00e9 \u2014 \u201cquotes\u201d \U0001f433 \u4e2d\u6587 \n\n end  \n"
+    paths = {}
+    for k, t in texts.items():
+        paths[k] = os.path.join(tmp, k + ".txt")
+        with open(paths[k], "w", encoding="utf-8") as f:
+            f.write(t)
+    res = json.loads(subprocess.run(["node", os.path.join(HERE, "hf_tokenizer_check.js"),
+                                     os.path.join(ASSETS, "tokenizer.json")] + list(paths.values()),
+                                    check=True, capture_output=True, text=True).stdout)
+    ok = True
+    for k, p in paths.items():
+        mine = tok.encode(texts[k])
+        same = mine == res[p]["ids"]
+        ok &= same and res[p]["roundtrip"] and res[p]["bos"] == BOS
+        log(f"[hfcheck] {k}: {len(mine)} tokens, ids {'identical' if same else 'DIFFER'}, "
+            f"HF round trip {res[p]['roundtrip']}, HF first id with specials {res[p]['bos']}")
+    if not ok:
+        sys.exit("tokenizer check failed")
+
+
 # ----------------------------------------------------------------------------- card
 
 
@@ -1006,7 +1041,7 @@ def stage_card(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["all", "tokenizer", "train", "export", "eval", "sample", "card"])
+    ap.add_argument("stage", choices=["all", "tokenizer", "train", "export", "eval", "sample", "card", "hfcheck"])
     ap.add_argument("--data", default=DATA, help="folder with the shared text corpora")
     ap.add_argument("--steps", type=int, default=None, help="fixed step count (default: sized from budget)")
     ap.add_argument("--budget-s", type=int, default=None, help="training wall-clock budget in seconds")
