@@ -219,15 +219,16 @@ static int cmd_info(int argc, char **argv) {
         "n_heads", c->n_heads, "n_kv_heads", c->n_kv_heads, "head_dim", c->head_dim, "vocab_size", c->vocab_size,
         "max_seq_len", c->max_seq_len, "rope_theta", (double)c->rope_theta, "tied", c->tied, "qkv_bias", c->qkv_bias,
         "tokenizer", l.m->tokenizer_path, "blas", evb_blas_library());
+    json_object_set_new(j, "blas_core", json_string(evb_blas_core()));
     if (o.json) rc = print_json(j);
     else {
         printf("model       %s\narch        %s (%s format)\nparameters  %zu\nlayers      %d (%d compressible units)\n"
                "dim         %d, hidden %d, heads %d/%d (head dim %d)\nvocab       %d, context %d, rope theta %g%s%s\n"
-               "tokenizer   %s\nblas        %s\n",
+               "tokenizer   %s\nblas        %s (%s kernels)\n",
                l.m->path, c->arch, c->format, evb_model_n_params(l.m), c->n_layers, evb_model_n_units(l.m), c->dim,
                c->hidden_dim, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size, c->max_seq_len, c->rope_theta,
                c->tied ? ", tied embeddings" : "", c->qkv_bias ? ", q/k/v biases" : "",
-               l.m->tokenizer_path[0] ? l.m->tokenizer_path : "(none)", evb_blas_library());
+               l.m->tokenizer_path[0] ? l.m->tokenizer_path : "(none)", evb_blas_library(), evb_blas_core());
         json_decref(j);
     }
     loaded_free(&l);
@@ -420,6 +421,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    evb_blas_fix_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -9,6 +9,9 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -17,6 +20,30 @@
 void evb_blas_init(void) { openblas_set_num_threads(1); }
 
 void evb_init(void) { evb_blas_init(); }
+
+const char *evb_blas_core(void) { return openblas_get_corename(); }
+
+const char *evb_blas_better_core(void) {
+    /* OpenBLAS 0.3.21 (Debian 12) does not know CPUs newer than itself, e.g. Intel family 6 model 207, and
+     * falls back to its Prescott (SSE3) kernels: 5x slower sgemm on an AVX-512 machine. */
+    static const char *generic[] = {"Prescott", "Core2", "Katmai", "Coppermine", "Northwood", "Banias", "Atom", "Nehalem", "Dunnington", "Penryn"};
+    const char *core = openblas_get_corename();
+    int is_generic = 0;
+    for (size_t i = 0; i < sizeof generic / sizeof *generic; i++) is_generic |= core && strcasecmp(core, generic[i]) == 0;
+    if (!is_generic) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
+
+void evb_blas_fix_core(char **argv) {
+    const char *better = evb_blas_better_core();
+    if (!better || getenv("OPENBLAS_CORETYPE")) return; /* never override a user's choice, never loop */
+    setenv("OPENBLAS_CORETYPE", better, 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the slow kernels */
+}
 
 const char *evb_blas_library(void) {
     Dl_info info;

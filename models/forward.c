@@ -10,6 +10,7 @@
 #include "models/blas.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -20,6 +21,12 @@
 #define QCHUNK 64
 
 // ---- state ----
+
+/* Attention scratch per thread: a chunk of score rows (sgemm path) or K^T plus one score row (small heads). */
+static size_t scratch_floats(const evb_config *c, int max_seq) {
+    size_t a = (size_t)QCHUNK * max_seq, b = (size_t)(c->head_dim + 1) * max_seq;
+    return a > b ? a : b;
+}
 
 int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **out) {
     *out = NULL;
@@ -32,7 +39,7 @@ int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **
     size_t half = c->head_dim / 2;
     int nth = evb_blas_max_threads();
     size_t sizes[] = {BT * D, BT * D, BT * HE, BT * GE, BT * GE, BT * HE, BT * F, BT * F,
-                      (size_t)nth * QCHUNK * max_seq, BT * V, (size_t)max_seq * half, (size_t)max_seq * half};
+                      (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     float *p = aligned_alloc(64, total * sizeof(float));
@@ -94,13 +101,124 @@ static void rope_rows(const evb_config *c, const evb_state *s, float *x, int n, 
     }
 }
 
+/* exp(x) for softmax: Cephes' expf (range reduction by ln 2, degree-6 polynomial, about 1 ulp), written
+ * without branches or calls so that the compiler vectorises the loops that use it. Softmax arguments are
+ * <= 0; below -80 the result is 0 rather than a number under 2e-35, so that neither it nor its products
+ * with values become subnormal (subnormal arithmetic costs ~100 cycles an operation). */
+static inline float exp_fast(float x) {
+    float keep = x < -80.0f ? 0.0f : 1.0f;
+    x = x < -80.0f ? -80.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f * keep;
+}
+
+/* x[i] = exp(x[i] - sub) for i < n. With AVX2 and FMA, eight at a time (the same Cephes polynomial as
+ * exp_fast, with fused multiply-adds); the tail and other machines use exp_fast. Which path an element
+ * takes depends only on n, so results never depend on the thread count. */
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+static inline __m256 exp8(__m256 x) {
+    __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-80.0f), _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-80.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+#endif
+
+static inline void exp_sub(float *x, int n, float sub) {
+    int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 s = _mm256_set1_ps(sub);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+#endif
+    for (; i < n; i++) x[i] = exp_fast(x[i] - sub);
+}
+
+/* Max and sum over 16 interleaved lanes, combined at the end: written this way the loops vectorise without
+ * -ffast-math, and the order of operations is fixed by the code alone (not by the thread count). */
+#define LANES 16
+static inline float max_lanes(const float *x, int n) {
+    float acc[LANES];
+    for (int k = 0; k < LANES; k++) acc[k] = x[0];
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+    for (; i < n; i++) acc[0] = x[i] > acc[0] ? x[i] : acc[0];
+    float m = acc[0];
+    for (int k = 1; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+
+static inline float sum_lanes(const float *x, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
+    for (; i < n; i++) acc[0] += x[i];
+    float s = 0.0f;
+    for (int k = 0; k < LANES; k++) s += acc[k];
+    return s;
+}
+
+/* In place softmax of x[0..n). */
 static void softmax_row(float *x, int n) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
-    float inv = 1.0f / sum;
+    exp_sub(x, n, max_lanes(x, n));
+    float inv = 1.0f / sum_lanes(x, n);
     for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+/* Heads narrower than this use the hand-written kernel: sgemm with an inner dimension of 8 or 16 spends
+ * more time packing than multiplying. */
+#define SMALL_HEAD 32
+
+/* Causal attention of one head for heads narrower than SMALL_HEAD. K^T [E, T] makes the score loop a run
+ * of axpys over contiguous keys. scratch holds (E + 1) T floats. */
+static inline __attribute__((always_inline)) void attend_small(const float *qh, const float *kh, const float *vh,
+        float *oh, int T, int E, int ldq, int ldk, float scale, float *scratch) {
+    float *kt = scratch, *row = scratch + (size_t)E * T;
+    for (int j = 0; j < T; j++)
+        for (int e = 0; e < E; e++) kt[(size_t)e * T + j] = kh[(size_t)j * ldk + e];
+    for (int i = 0; i < T; i++) {
+        const float *q = qh + (size_t)i * ldq;
+        int n = i + 1;
+        float q0 = q[0] * scale;
+        #pragma omp simd
+        for (int j = 0; j < n; j++) row[j] = q0 * kt[j];
+        for (int e = 1; e < E; e++) {
+            float qe = q[e] * scale;
+            const float *ke = kt + (size_t)e * T;
+            #pragma omp simd
+            for (int j = 0; j < n; j++) row[j] += qe * ke[j];
+        }
+        softmax_row(row, n);
+        float o[SMALL_HEAD] = {0};
+        for (int j = 0; j < n; j++) {
+            const float *v = vh + (size_t)j * ldk;
+            float p = row[j];
+            #pragma omp simd
+            for (int e = 0; e < E; e++) o[e] += p * v[e];
+        }
+        memcpy(oh + (size_t)i * ldq, o, sizeof(float) * E);
+    }
 }
 
 /* Causal attention of one (sequence b, head h): att[b, :, h] = softmax(q k^T / sqrt(E)) v. */
@@ -113,6 +231,13 @@ static void attend(const evb_config *c, evb_state *s, int b, int h, float *scrat
     const float *vh = s->v + (size_t)b * T * ldk + (size_t)g * E;
     float *oh = s->att + (size_t)b * T * ldq + (size_t)h * E;
     float scale = 1.0f / sqrtf((float)E);
+    if (E < SMALL_HEAD) {
+        /* Constant head sizes let the compiler unroll the per-key loop of the value sum. */
+        if (E == 8) attend_small(qh, kh, vh, oh, T, 8, ldq, ldk, scale, scratch);
+        else if (E == 16) attend_small(qh, kh, vh, oh, T, 16, ldq, ldk, scale, scratch);
+        else attend_small(qh, kh, vh, oh, T, E, ldq, ldk, scale, scratch);
+        return;
+    }
     for (int i0 = 0; i0 < T; i0 += QCHUNK) {
         int n = T - i0 < QCHUNK ? T - i0 : QCHUNK, kend = i0 + n;
         evb_sgemm_nt(n, kend, E, scale, qh + (size_t)i0 * ldq, ldq, kh, ldk, 0.0f, scratch, kend);
@@ -173,7 +298,7 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
 #ifdef _OPENMP
                 ith = omp_get_thread_num();
 #endif
-                attend(c, s, t / c->n_heads, t % c->n_heads, s->scores + (size_t)ith * QCHUNK * s->max_seq);
+                attend(c, s, t / c->n_heads, t % c->n_heads, s->scores + (size_t)ith * scratch_floats(c, s->max_seq));
             }
             capture(s, l, EVB_LINEAR_O, s->att, n, HE);
             evb_matmul_wt(s->xb, s->att, L->w[EVB_LINEAR_O], NULL, n, HE, D);
@@ -223,10 +348,16 @@ void evb_log_softmax(float *x, size_t n, int V) {
     #pragma omp parallel for schedule(static) if (n >= 64)
     for (size_t r = 0; r < n; r++) {
         float *row = x + r * V;
-        float mx = row[0];
-        for (int i = 1; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+        float mx = max_lanes(row, V);
         double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp((double)(row[i] - mx));
+        enum { BLOCK = 1024 };
+        float tmp[BLOCK];
+        for (int i0 = 0; i0 < V; i0 += BLOCK) {
+            int m = V - i0 < BLOCK ? V - i0 : BLOCK;
+            memcpy(tmp, row + i0, sizeof(float) * m);
+            exp_sub(tmp, m, mx);
+            sum += sum_lanes(tmp, m);
+        }
         float lse = mx + (float)log(sum);
         for (int i = 0; i < V; i++) row[i] -= lse;
     }

@@ -24,6 +24,18 @@ void evb_init(void);
 /* The shared object serving cblas_sgemm at run time (should be libopenblas), for logs and tests. */
 const char *evb_blas_library(void);
 
+/* The kernel family OpenBLAS chose for this CPU ("Haswell", "SkylakeX", "Zen", ...). */
+const char *evb_blas_core(void);
+
+/* When OpenBLAS fell back to generic SSE kernels on a CPU it does not know but that has AVX2 or AVX-512
+ * (Debian 12's OpenBLAS on recent Intel Xeons), the kernel family to ask for instead; NULL otherwise. */
+const char *evb_blas_better_core(void);
+
+/* For programs: when evb_blas_better_core() names a family and OPENBLAS_CORETYPE is unset, sets it and
+ * re-executes the program with the same argv (OpenBLAS reads it only when it is loaded). Returns when
+ * there is nothing to do or the exec failed. Call first thing in main, before any thread exists. */
+void evb_blas_fix_core(char **argv);
+
 #ifdef __cplusplus
 }
 #endif
