@@ -592,7 +592,8 @@ static void usage(FILE *f) {
         "  --models LIST      comma-separated subset of stories260K,demo,rand768,rand512 (default: all)\n"
         "  --reps R           timed runs per model (default 5); medians are reported\n"
         "  --reps-big R       timed runs for the models over 10M parameters (default min(R, 3))\n"
-        "  --warmup W         untimed runs before them (default 2, 1 for the models over 10M parameters)\n"
+        "  --warmup W         untimed runs before them (default 2, 0 for the models over 10M parameters), after\n"
+        "                     the untimed run that fills the dense copy for the KL\n"
         "  --batch B --seq T  the batch (default 8 x 512)\n"
         "  --random-dir DIR   where the random models are written as HF directories (default /tmp/evb_bench_models)\n"
         "  --dump FILE        write the stories260K logits of sequence 0 ([T, V] float32, before log-softmax)\n"
@@ -687,7 +688,7 @@ int main(int argc, char **argv) {
             return 1;
         } else {
             int big = evb_model_n_params(m) > 10000000;
-            failed |= run_model("demo", m, B, T, big ? reps_big : reps, warmup >= 0 ? warmup : big ? 1 : 2, NULL, &res[nr++]);
+            failed |= run_model("demo", m, B, T, big ? reps_big : reps, warmup >= 0 ? warmup : big ? 0 : 2, NULL, &res[nr++]);
             evb_model_free(m);
         }
     }
@@ -698,7 +699,7 @@ int main(int argc, char **argv) {
         if (ensure_random(sp, rdir, dir, sizeof dir)) return 1;
         evb_model *m = NULL;
         if (evb_model_load(dir, &m)) { fprintf(stderr, "bench_forward: %s\n", evb_last_error()); return 1; }
-        failed |= run_model(sp->name, m, B, T, reps_big, warmup >= 0 ? warmup : 1, NULL, &res[nr++]);
+        failed |= run_model(sp->name, m, B, T, reps_big, warmup >= 0 ? warmup : 0, NULL, &res[nr++]);
         evb_model_free(m);
     }
     if (json) print_json(res, nr, B, T);

@@ -200,16 +200,18 @@ static inline __attribute__((always_inline)) void attend_small(const float *qh, 
     for (int i = 0; i < T; i++) {
         const float *q = qh + (size_t)i * ldq;
         int n = i + 1;
-        float q0 = q[0] * scale;
+        float qs[SMALL_HEAD];
+        for (int e = 0; e < E; e++) qs[e] = q[e] * scale;
+        /* Vectorised across keys, each lane summing over the head dim in a fixed order. */
         #pragma omp simd
-        for (int j = 0; j < n; j++) row[j] = q0 * kt[j];
-        for (int e = 1; e < E; e++) {
-            float qe = q[e] * scale;
-            const float *ke = kt + (size_t)e * T;
-            #pragma omp simd
-            for (int j = 0; j < n; j++) row[j] += qe * ke[j];
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int e = 0; e < E; e++) acc += qs[e] * kt[(size_t)e * T + j];
+            row[j] = acc;
         }
-        softmax_row(row, n);
+        /* Unnormalised softmax weights; the 1/sum is applied once to the output. */
+        exp_sub(row, n, max_lanes(row, n));
+        float inv = 1.0f / sum_lanes(row, n);
         float o[SMALL_HEAD] = {0};
         for (int j = 0; j < n; j++) {
             const float *v = vh + (size_t)j * ldk;
@@ -217,7 +219,8 @@ static inline __attribute__((always_inline)) void attend_small(const float *qh, 
             #pragma omp simd
             for (int e = 0; e < E; e++) o[e] += p * v[e];
         }
-        memcpy(oh + (size_t)i * ldq, o, sizeof(float) * E);
+        float *out = oh + (size_t)i * ldq;
+        for (int e = 0; e < E; e++) out[e] = o[e] * inv;
     }
 }
 
