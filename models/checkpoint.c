@@ -12,6 +12,7 @@
 #include "models/safetensors.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,8 @@ static int load_llama2c(const char *path, evb_model **out) {
     snprintf(c.arch, sizeof c.arch, "llama");
     snprintf(c.format, sizeof c.format, "llama2c");
     c.dim = h[0]; c.hidden_dim = h[1]; c.n_layers = h[2]; c.n_heads = h[3]; c.n_kv_heads = h[4];
-    c.vocab_size = h[5] < 0 ? -h[5] : h[5]; c.max_seq_len = h[6];
+    /* A negative vocab size marks an untied classifier; INT32_MIN has no positive counterpart. */
+    c.vocab_size = h[5] == INT32_MIN ? 0 : (h[5] < 0 ? -h[5] : h[5]); c.max_seq_len = h[6];
     c.tied = h[5] > 0;
     c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
     c.rope_theta = 10000.0f; c.norm_eps = 1e-5f; c.rope_halves = 0; c.qkv_bias = 0;

@@ -123,6 +123,13 @@ int main(void) {
     bad("truncated llama2.c checkpoint", args, path);
     copy_prefix(MODEL, path, 20);
     bad("llama2.c file shorter than its header", args, path);
+    {   /* Regression: a vocab size of INT32_MIN once overflowed when negated (found by fuzz_llama2c_bin). */
+        static const int32_t hdr[7] = {6, 0, 1047227909, 0, 3, INT32_MIN, 8};
+        snprintf(path, sizeof path, "%s/intmin.bin", tmp);
+        FILE *f = fopen(path, "wb"); fwrite(hdr, 4, 7, f); fclose(f);
+        snprintf(args, sizeof args, "info --model %s", path);
+        bad("llama2.c header with vocab INT32_MIN", args, path);
+    }
     snprintf(args, sizeof args, "generate --model %s --prompt-tokens 1,403,600 --steps 2", MODEL);
     bad("prompt token outside the vocabulary", args, "600");
 
