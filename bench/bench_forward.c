@@ -11,7 +11,7 @@
  * directories under --random-dir so that bench/torch_forward.py can load the very same weights.
  *
  * Usage: bench_forward [--model stories260K.bin] [--demo DIR] [--models LIST] [--reps R] [--reps-big R]
- *                      [--warmup W] [--batch B] [--seq T] [--random-dir DIR] [--dump FILE] [--json]
+ *                      [--warmup W] [--batch B] [--seq T] [--random-dir DIR] [--dump DIR] [--json]
  * Threads: OMP_NUM_THREADS (OpenBLAS itself is kept single-threaded by evb_init()). */
 #define _GNU_SOURCE
 #include "evobudget/evobudget.h"
@@ -428,15 +428,17 @@ static int run_model(const char *name, const evb_model *m, int B, int T, int rep
         }
         if (it == -warmup - 1) {
             if (dump) {
-                FILE *f = fopen(dump, "wb");
+                char path[1200];
+                snprintf(path, sizeof path, "%s/%s.logits.f32", dump, name);
+                FILE *f = fopen(path, "wb");
                 if (!f || fwrite(s->logits, sizeof(float) * V, T, f) != (size_t)T) {
-                    fprintf(stderr, "bench_forward: cannot write %s: %s\n", dump, strerror(errno));
+                    fprintf(stderr, "bench_forward: cannot write %s: %s\n", path, strerror(errno));
                     if (f) fclose(f);
                     free(tok); free(ref); evb_state_free(s);
                     return 1;
                 }
                 fclose(f);
-                fprintf(stderr, "bench_forward: wrote the logits of sequence 0 (%d x %d float32) to %s\n", T, V, dump);
+                fprintf(stderr, "bench_forward: wrote the logits of sequence 0 (%d x %d float32) to %s\n", T, V, path);
             }
             if (strcmp(name, "stories260K") == 0 && V == 512) {
                 double d = 0.0;
@@ -596,7 +598,8 @@ static void usage(FILE *f) {
         "                     the untimed run that fills the dense copy for the KL\n"
         "  --batch B --seq T  the batch (default 8 x 512)\n"
         "  --random-dir DIR   where the random models are written as HF directories (default /tmp/evb_bench_models)\n"
-        "  --dump FILE        write the stories260K logits of sequence 0 ([T, V] float32, before log-softmax)\n"
+        "  --dump DIR         write each model's logits of sequence 0 to DIR/<model>.logits.f32 ([T, V] float32,\n"
+        "                     before log-softmax; bench/torch_forward.py --engine-logits DIR compares them)\n"
         "  --json             one JSON object on stdout instead of the Markdown table\n"
         "Threads: OMP_NUM_THREADS.\n");
 }
@@ -622,6 +625,7 @@ static int parse_int(const char *flag, const char *v, int lo, int *out) {
 }
 
 int main(int argc, char **argv) {
+    evb_blas_fix_core(argv); /* the same OpenBLAS kernels the evobudget program uses */
     evb_init();
     const char *stories = EVB_SOURCE_DIR "/../shared/data/models/stories260K/stories260K.bin";
     const char *demo = EVB_SOURCE_DIR "/assets/demo", *models = NULL, *dump = NULL, *rdir = "/tmp/evb_bench_models";
@@ -657,6 +661,10 @@ int main(int argc, char **argv) {
         }
     }
     if (reps_big < 0) reps_big = reps < 3 ? reps : 3;
+    if (dump && !is_dir(dump) && mkdir(dump, 0755) && errno != EEXIST) {
+        fprintf(stderr, "bench_forward: --dump: cannot create %s: %s\n", dump, strerror(errno));
+        return 1;
+    }
 
     result res[4];
     int nr = 0, failed = 0;
@@ -688,7 +696,7 @@ int main(int argc, char **argv) {
             return 1;
         } else {
             int big = evb_model_n_params(m) > 10000000;
-            failed |= run_model("demo", m, B, T, big ? reps_big : reps, warmup >= 0 ? warmup : big ? 0 : 2, NULL, &res[nr++]);
+            failed |= run_model("demo", m, B, T, big ? reps_big : reps, warmup >= 0 ? warmup : big ? 0 : 2, dump, &res[nr++]);
             evb_model_free(m);
         }
     }
@@ -699,7 +707,7 @@ int main(int argc, char **argv) {
         if (ensure_random(sp, rdir, dir, sizeof dir)) return 1;
         evb_model *m = NULL;
         if (evb_model_load(dir, &m)) { fprintf(stderr, "bench_forward: %s\n", evb_last_error()); return 1; }
-        failed |= run_model(sp->name, m, B, T, reps_big, warmup >= 0 ? warmup : 0, NULL, &res[nr++]);
+        failed |= run_model(sp->name, m, B, T, reps_big, warmup >= 0 ? warmup : 0, dump, &res[nr++]);
         evb_model_free(m);
     }
     if (json) print_json(res, nr, B, T);

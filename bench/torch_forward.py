@@ -15,9 +15,9 @@ Threads: --threads N sets torch.set_num_threads(N) and, before torch is imported
 OMP_NUM_THREADS (Debian's torch calls OpenBLAS for matmuls, whose thread count set_num_threads does not
 change).
 
-With --engine-logits FILE (bench_forward --dump FILE: the stories260K logits of sequence 0, [T, V]
-float32) it prints the max abs difference between the PyTorch and engine logits at position 0 and over
-all positions of that sequence.
+With --engine-logits DIR (bench_forward --dump DIR: each model's logits of sequence 0, [T, V] float32, in
+DIR/<model>.logits.f32) it prints the max abs difference between the PyTorch and engine logits at
+position 0 and over all positions of that sequence.
 
 Run with Debian's interpreter: /usr/bin/python3 bench/torch_forward.py [--threads N] [--json]
 """
@@ -47,7 +47,8 @@ def parse_args():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--threads", type=int, default=None, help="threads (default: OMP_NUM_THREADS, else 1)")
-    p.add_argument("--engine-logits", default=None, help="bench_forward --dump file to compare the stories260K logits with")
+    p.add_argument("--engine-logits", default=None, metavar="DIR",
+                   help="bench_forward --dump directory: compare each model's logits of sequence 0 with the engine's")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     a = p.parse_args()
     for m in a.models.split(","):
@@ -252,7 +253,7 @@ def run(name, cfg, w, reps, warmup):
 
 
 def main():
-    results, check = [], None
+    results = []
     want = ARGS.models.split(",")
     with torch.no_grad():
         for name in MODELS:
@@ -277,16 +278,19 @@ def main():
             reps = ARGS.reps_big if big else ARGS.reps
             warmup = ARGS.warmup if ARGS.warmup is not None else (0 if big else 2)
             r, first = run(name, cfg, w, reps, warmup)
-            if name == "stories260K" and ARGS.engine_logits:
-                eng = np.fromfile(ARGS.engine_logits, dtype="<f4")
+            path = os.path.join(ARGS.engine_logits, name + ".logits.f32") if ARGS.engine_logits else None
+            if path and os.path.isfile(path):
+                eng = np.fromfile(path, dtype="<f4")
                 V = cfg["vocab"]
                 if eng.size % V or eng.size // V > first.shape[0]:
-                    raise SystemExit("torch_forward: %s holds %d floats, not [T, %d] for T <= %d" % (ARGS.engine_logits, eng.size, V, first.shape[0]))
+                    raise SystemExit("torch_forward: %s holds %d floats, not [T, %d] for T <= %d" % (path, eng.size, V, first.shape[0]))
                 eng = torch.from_numpy(eng.reshape(-1, V))
                 n = eng.shape[0]
-                check = dict(positions=n, max_abs_diff_pos0=(first[0] - eng[0]).abs().max().item(),
-                             max_abs_diff_all=(first[:n] - eng).abs().max().item())
-                r["engine_logits_check"] = check
+                r["engine_logits_check"] = dict(positions=n, max_abs_diff_pos0=(first[0] - eng[0]).abs().max().item(),
+                                                max_abs_diff_all=(first[:n] - eng).abs().max().item(),
+                                                max_abs_logit=eng.abs().max().item())
+            elif path:
+                log("%s: no engine logits in %s" % (name, path))
             results.append(r)
             del w
     if ARGS.json:
@@ -303,9 +307,12 @@ def main():
     for r in results:
         if not r["skipped"]:
             print("%s: KL(dense || copy) = %.3g (expected 0)" % (r["name"], r["kl"]))
-    if check:
-        print("stories260K logits, PyTorch vs engine (bench_forward --dump): max |diff| %.3g at position 0, %.3g over all %d positions"
-              % (check["max_abs_diff_pos0"], check["max_abs_diff_all"], check["positions"]))
+    for r in results:
+        c = r.get("engine_logits_check")
+        if c:
+            print("%s logits of sequence 0, PyTorch vs engine (bench_forward --dump): max |diff| %.3g at position 0, "
+                  "%.3g over all %d positions (max |logit| %.3g)" % (r["name"], c["max_abs_diff_pos0"], c["max_abs_diff_all"],
+                                                                    c["positions"], c["max_abs_logit"]))
 
 
 if __name__ == "__main__":
