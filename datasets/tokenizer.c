@@ -627,6 +627,12 @@ static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) EVB_ERRORF(EVB_EFORMAT, "%s: the BPE vocab is empty", path);
+    /* Real vocabularies number their pieces densely. Bounding the largest id by the entry count keeps a
+     * small file from asking for gigabytes (a fuzz finding, tests/fuzz/regress/tokenizer_json-*). */
+    size_t n_entries = json_object_size(vocab) + json_array_size(added);
+    if (max_id >= (json_int_t)1 << 22 || (size_t)max_id >= 2 * n_entries + 1024)
+        EVB_ERRORF(EVB_EFORMAT, "%s: token id %lld is far beyond the %zu vocabulary entries; ids must be dense and below 4194304",
+                   path, (long long)max_id, n_entries);
 
     evb_tokenizer *t = tok_alloc(KIND_SPM, (int)max_id + 1);
     if (!t) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);

@@ -7,6 +7,7 @@
 #include "fixtures.h"
 #include "evobudget/evb_status.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <sys/wait.h>
 
@@ -179,6 +180,23 @@ int main(void) {
     bad("seq-len beyond the context", args, "--seq-len");
     snprintf(args, sizeof args, "generate --model %s --prompt hi --steps 600", MODEL);
     bad("steps beyond the context", args, "--steps");
+
+    /* Every input a fuzzer found (tests/fuzz/regress/<target>-<n>) gives a clean one-line error. */
+    DIR *d = opendir(EVB_SOURCE_DIR "/tests/fuzz/regress");
+    struct dirent *de;
+    int n_regress = 0;
+    while (d && (de = readdir(d))) {
+        char file[1024];
+        snprintf(file, sizeof file, "%s/tests/fuzz/regress/%s", EVB_SOURCE_DIR, de->d_name);
+        if (strncmp(de->d_name, "llama2c_bin-", 12) == 0) snprintf(args, sizeof args, "info --model %s", file);
+        else if (strncmp(de->d_name, "tokenizer_json-", 15) == 0)
+            snprintf(args, sizeof args, "generate --model %s --tokenizer %s --prompt hi --steps 1", MODEL, file);
+        else continue;
+        n_regress++;
+        bad(de->d_name, args, de->d_name);
+    }
+    if (d) closedir(d);
+    EVB_CHECK(n_regress >= 3, "%d fuzz reproducers replayed", n_regress);
 
     fixture_rmdir(tmp);
     free(tmp);

@@ -1,4 +1,4 @@
-/* fuzz_common.h -- shared helpers of the libFuzzer targets: one temporary directory per process (created on
+/* fuzz_common.h -- code shared by the libFuzzer targets: one temporary directory per process (created on
  * first use, removed at exit) into which each input is written as a file, for the entry points that take
  * a path; and FUZZ_CHECK for the invariants a target asserts. */
 #ifndef EVB_FUZZ_COMMON_H
