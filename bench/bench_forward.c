@@ -376,19 +376,6 @@ typedef struct result {
     double ref_diff;    /* stories260K: position-0 logits vs SOURCE.md; -1 when not checked */
 } result;
 
-/* sum_rows sum_v exp(p) (p - q): KL(dense || current), p and q log-probabilities [n, V]. */
-static double kl_sum(const float *p, const float *q, size_t n, int V) {
-    double total = 0.0;
-    #pragma omp parallel for schedule(static) reduction(+:total)
-    for (size_t r = 0; r < n; r++) {
-        const float *pr = p + r * V, *qr = q + r * V;
-        float acc = 0.0f;
-        for (int i = 0; i < V; i++) acc += expf(pr[i]) * (pr[i] - qr[i]);
-        total += acc;
-    }
-    return total;
-}
-
 static int run_model(const char *name, const evb_model *m, int B, int T, int reps, int warmup,
                      const char *dump, result *res) {
     const evb_config *c = &m->config;
@@ -449,7 +436,7 @@ static int run_model(const char *name, const evb_model *m, int B, int T, int rep
         evb_log_softmax(s->logits, n, V);
         double t4 = now();
         if (it == -warmup - 1) { memcpy(ref, s->logits, sizeof(float) * n * V); continue; }
-        kl = kl_sum(ref, s->logits, n, V);
+        kl = evb_kl_sum(ref, s->logits, n, V);
         double t5 = now();
         if (it < 0) continue;
         t_embed[it] = t1 - t0; t_blocks[it] = t2 - t1; t_logits[it] = t3 - t2; t_lsm[it] = t4 - t3; t_kl[it] = t5 - t4;

@@ -74,7 +74,7 @@ static void add_bias(float *out, const float *bias, int M, int N) {
 void evb_matmul_wt(float *out, const float *x, const float *W, const float *bias, int M, int K, int N) {
     /* Fixed slices of ROWS rows, whatever the thread count: OpenBLAS's result for a row can depend on how
      * many rows share its call, so the slicing must not depend on the threads for results to be the same. */
-    enum { ROWS = 128 };
+    enum { ROWS = 512 };
     int chunks = (M + ROWS - 1) / ROWS;
     #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int c = 0; c < chunks; c++) {

@@ -213,6 +213,28 @@ int main(void) {
     fixture_rmdir(dir);
     free(dir);
 
+    /* KL and log-softmax against their naive references: two different sequences' log-probabilities. */
+    {
+        float *p = malloc(sizeof(float) * NREF * V), *q = malloc(sizeof(float) * NREF * V);
+        memcpy(p, ref, sizeof(float) * NREF * V);
+        evb_forward_naive(m, tok, NREF, q);
+        double nll_fast = 0, nll_slow = 0;
+        for (int r = 0; r < NREF; r++) { /* naive log-softmax of row r, in double */
+            double mx = -INFINITY, sum = 0;
+            for (int v = 0; v < V; v++) if (q[r * V + v] > mx) mx = q[r * V + v];
+            for (int v = 0; v < V; v++) sum += exp(q[r * V + v] - mx);
+            nll_slow -= q[r * V + greedy_ref[r]] - mx - log(sum);
+        }
+        evb_log_softmax(p, NREF, V);
+        evb_log_softmax(q, NREF, V);
+        nll_fast = evb_nll_sum(q, greedy_ref, NREF, V);
+        EVB_CHECK(fabs(nll_fast - nll_slow) < 1e-4 * nll_slow, "log-softmax + NLL match the naive double computation (%.6f vs %.6f)", nll_fast, nll_slow);
+        double kf = evb_kl_sum(p, q, NREF, V), kn = evb_kl_sum_naive(p, q, NREF, V), k0 = evb_kl_sum(p, p, NREF, V);
+        EVB_CHECK(fabs(kf - kn) < 1e-4 * kn && kn > 1.0, "KL sum matches the naive reference (%.6f vs %.6f)", kf, kn);
+        EVB_CHECK(fabs(k0) < 1e-9, "KL of a distribution to itself is 0 (%.3g)", k0);
+        free(p); free(q);
+    }
+
     free(tok); free(ref); free(naive);
     evb_model_free(m);
 

@@ -136,6 +136,11 @@ void evb_log_softmax(float *x, size_t n, int V);
 /* Sum of -log p(target) over rows: logp [n, V] log-probabilities, targets [n]. */
 double evb_nll_sum(const float *logp, const int32_t *targets, size_t n, int V);
 
+/* Sum over n rows of KL(p || q) = sum_v p_v (log p_v - log q_v), from log-probabilities logp, logq [n, V]
+ * (e.g. the dense model's and a compressed model's). The naive version is the reference for tests. */
+double evb_kl_sum(const float *logp, const float *logq, size_t n, int V);
+double evb_kl_sum_naive(const float *logp, const float *logq, size_t n, int V);
+
 #ifdef __cplusplus
 }
 #endif
