@@ -127,3 +127,20 @@ void evb_sgemm_nn_naive(int M, int N, int K, float alpha, const float *A, int ld
             *c = (float)(alpha * acc + (beta != 0.0f ? beta * *c : 0.0f));
         }
 }
+
+// ---- Gram matrices ----
+
+void evb_gram_f32(float *G, const float *X, int n, int cols) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0f, X, cols, 0.0f, G, cols);
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < i; j++) G[(size_t)i * cols + j] = G[(size_t)j * cols + i];
+}
+
+void evb_gram_f32_naive(float *G, const float *X, int n, int cols) {
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++) {
+            double acc = 0.0;
+            for (int r = 0; r < n; r++) acc += (double)X[(size_t)r * cols + i] * X[(size_t)r * cols + j];
+            G[(size_t)i * cols + j] = (float)acc;
+        }
+}

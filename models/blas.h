@@ -30,4 +30,8 @@ void evb_sgemm_nt_naive(int M, int N, int K, float alpha, const float *A, int ld
                         float beta, float *C, int ldc);
 void evb_sgemm_nn_naive(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                         float beta, float *C, int ldc);
+
+/* G[cols, cols] = X^T X for X [n, cols] (float, single-threaded; the full square is written). */
+void evb_gram_f32(float *G, const float *X, int n, int cols);
+void evb_gram_f32_naive(float *G, const float *X, int n, int cols);
 #endif
