@@ -1,0 +1,73 @@
+/* evb_db.h -- the level database: every compressed version ("level") of every unit, computed once and
+ * reused by every search on the same model and calibration data.
+ *
+ * On disk a database is a directory: index.msgpack (format version, the model's and the calibration
+ * set's fingerprints, one record per entry: unit, method, level parameters, costs, reconstruction error,
+ * payload file and its checksum) and one payload file per entry, stored compactly: sparse levels as a
+ * bitmask plus the kept values, quantized levels as packed integer codes plus per-group scales and zero
+ * points. Every file is written to a temporary name and renamed, and the index is rewritten after every
+ * entry, so a build killed at any moment leaves a valid database that a rerun completes. Payloads are read
+ * through mmap and their checksum (xxHash64) is verified before a level is expanded; a mismatch is an
+ * error, never a silently used level. Safe to extend from several threads at once. */
+#ifndef EVB_DB_H
+#define EVB_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "evobudget/evb_compress.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EVB_DB_FORMAT 1
+
+typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1 } evb_level_kind;
+
+typedef struct evb_db_entry {
+    int      unit;            /* l * 7 + kind */
+    char     method[16];      /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq" */
+    int      kind;            /* evb_level_kind */
+    double   sparsity;        /* sparse: fraction of weights removed as asked (0 for N:M) */
+    int      n_keep, m;       /* sparse N:M pattern, 0 0 when unstructured */
+    int      bits, group_size, sym; /* quantized */
+    int      rows, cols;
+    double   params_kept;     /* cost: weights that are not zero */
+    double   bits_stored;     /* cost: bits of the payload's weight data (mask + values, or codes + scales) */
+    uint64_t bytes;           /* payload file size */
+    double   recon_error;     /* ||W X^T - W_hat X^T||^2 / ||W X^T||^2 on the calibration inputs */
+    uint64_t checksum;        /* xxHash64 of the payload file */
+    char     file[96];        /* payload file name inside the directory */
+} evb_db_entry;
+
+typedef struct evb_db evb_db;
+
+/* Opens (create = 1: creates when missing) the database in dir for a model and calibration set given by
+ * their fingerprints (hex strings). An existing database made for other inputs is refused (EVB_EFORMAT,
+ * naming what differs), as is another format version. */
+int  evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out);
+void evb_db_close(evb_db *db);
+
+int evb_db_count(const evb_db *db);
+/* A copy of entry i (the index may grow while other threads add entries). */
+evb_db_entry evb_db_get(const evb_db *db, int i);
+/* The entry with this identity (unit, method, kind and level parameters), or -1. */
+int evb_db_find(const evb_db *db, const evb_db_entry *key);
+
+/* Adds a sparse level: the compressed weight W_hat [rows, cols] (zeros are the pruned weights). meta gives
+ * the identity, costs are filled in here. Replaces an entry of the same identity. */
+int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W_hat, double recon_error);
+/* Adds a quantized level from a quantizer's output (codes, scale, zero, group_of). */
+int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error);
+
+/* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT. */
+int evb_db_load(const evb_db *db, int i, float *W);
+
+/* xxHash64 of a buffer, as hex (17 bytes with the NUL), for fingerprints. */
+void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]);
+uint64_t evb_hash64(const void *data, size_t n, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
