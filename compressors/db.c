@@ -97,7 +97,7 @@ static int cmp_entry(const void *a, const void *b) {
 
 /* Rewrites index.msgpack from the entries (caller holds the lock). */
 static int write_index(evb_db *db) {
-    qsort(db->e, (size_t)db->n, sizeof *db->e, cmp_entry);
+    if (db->n > 1) qsort(db->e, (size_t)db->n, sizeof *db->e, cmp_entry);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
