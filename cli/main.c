@@ -5,6 +5,7 @@
  * To add a subcommand: write cmd_<name>(argc, argv) and add a row to the commands[] table. */
 #define _POSIX_C_SOURCE 200809L
 #include "evobudget/evobudget.h"
+#include "evobudget/evb_db.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -53,7 +54,8 @@ static int fail(int status) {
     default: hint = "see --help"; break;
     }
     const char *msg = evb_last_error();
-    fprintf(stderr, "%s: error: %s (hint: %s)\n", cmd_name, msg[0] ? msg : evb_strerror(status), hint);
+    if (strstr(msg, "(hint:")) fprintf(stderr, "%s: error: %s\n", cmd_name, msg); /* the library gave one */
+    else fprintf(stderr, "%s: error: %s (hint: %s)\n", cmd_name, msg[0] ? msg : evb_strerror(status), hint);
     return 1;
 }
 
@@ -404,6 +406,72 @@ static int cmd_eval(int argc, char **argv) {
     return rc;
 }
 
+// ---- db ----
+
+static int cmd_db_info(int argc, char **argv) {
+    opts o = {0};
+    const char *dir = NULL;
+    if (argc > 0 && argv[0][0] != '-') { dir = argv[0]; argc--; argv++; }
+    int rc = parse_opts(argc, argv, "--json", &o);
+    if (rc || o.help) {
+        if (o.help) printf("usage: evobudget db info DIR [--json]\n"
+                           "  Summarises a level database: its fingerprints, and per method the levels, bytes on disk and\n"
+                           "  mean relative reconstruction error.\n");
+        return rc;
+    }
+    if (!dir) return usage_error("db info needs the database directory");
+    evb_db *db;
+    int s = evb_db_open(dir, NULL, NULL, 0, &db);
+    if (s) return fail(s);
+    json_t *methods = json_object();
+    uint64_t total = 0;
+    int n = evb_db_count(db);
+    for (int i = 0; i < n; i++) {
+        evb_db_entry e = evb_db_get(db, i);
+        json_t *mj = json_object_get(methods, e.method);
+        if (!mj) { mj = json_pack("{s:i, s:I, s:f, s:f}", "levels", 0, "bytes", (json_int_t)0, "mean_recon_error", 0.0, "params_kept", 0.0); json_object_set_new(methods, e.method, mj); }
+        json_object_set_new(mj, "levels", json_integer(json_integer_value(json_object_get(mj, "levels")) + 1));
+        json_object_set_new(mj, "bytes", json_integer(json_integer_value(json_object_get(mj, "bytes")) + (json_int_t)e.bytes));
+        json_object_set_new(mj, "mean_recon_error", json_real(json_real_value(json_object_get(mj, "mean_recon_error")) + e.recon_error));
+        json_object_set_new(mj, "params_kept", json_real(json_real_value(json_object_get(mj, "params_kept")) + e.params_kept));
+        total += e.bytes;
+    }
+    const char *key;
+    json_t *mj;
+    json_object_foreach(methods, key, mj) {
+        double lv = (double)json_integer_value(json_object_get(mj, "levels"));
+        json_object_set_new(mj, "mean_recon_error", json_real(json_real_value(json_object_get(mj, "mean_recon_error")) / lv));
+    }
+    json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:i, s:I, s:o}", "db", dir, "format", EVB_DB_FORMAT,
+                          "model", evb_db_model_fingerprint(db), "calib", evb_db_calib_fingerprint(db),
+                          "entries", n, "bytes", (json_int_t)total, "methods", methods);
+    evb_db_close(db);
+    if (o.json) return print_json(j);
+    printf("database %s: %d levels, %.2f MB (model %s, calibration %s)\n", dir, n, total / 1e6,
+           json_string_value(json_object_get(j, "model")), json_string_value(json_object_get(j, "calib")));
+    json_object_foreach(methods, key, mj)
+        printf("  %-10s %4d levels  %10.2f MB  mean recon error %.4g\n", key, (int)json_integer_value(json_object_get(mj, "levels")),
+               json_integer_value(json_object_get(mj, "bytes")) / 1e6, json_real_value(json_object_get(mj, "mean_recon_error")));
+    json_decref(j);
+    return 0;
+}
+
+static const struct { const char *name; int (*run)(int, char **); const char *help; } db_commands[] = {
+    {"info", cmd_db_info, "summarise a level database"},
+};
+
+static int cmd_db(int argc, char **argv) {
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        FILE *f = argc < 1 ? stderr : stdout;
+        fprintf(f, "usage: evobudget db <command> [options]\n");
+        for (size_t i = 0; i < sizeof db_commands / sizeof *db_commands; i++) fprintf(f, "  %-6s %s\n", db_commands[i].name, db_commands[i].help);
+        return argc < 1 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof db_commands / sizeof *db_commands; i++)
+        if (strcmp(argv[0], db_commands[i].name) == 0) return db_commands[i].run(argc - 1, argv + 1);
+    return usage_error("unknown db command '%s'", argv[0]);
+}
+
 // ---- main ----
 
 typedef struct command { const char *name; int (*run)(int, char **); const char *help; } command;
@@ -412,6 +480,7 @@ static const command commands[] = {
     {"info", cmd_info, "print a model's architecture, sizes and compressible units"},
     {"generate", cmd_generate, "greedy text generation"},
     {"eval", cmd_eval, "perplexity on a text file"},
+    {"db", cmd_db, "level database: info"},
 };
 
 static void usage(FILE *f) {

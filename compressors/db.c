@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
+#include "evobudget/evb_model.h"
+#include "evobudget/evb_text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +40,23 @@ uint64_t evb_hash64(const void *data, size_t n, uint64_t seed) { return XXH64(da
 
 void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]) {
     snprintf(hex, 17, "%016llx", (unsigned long long)XXH64(data, n, seed));
+}
+
+void evb_fingerprint_model(const evb_model *m, char hex[17]) {
+    const evb_config *c = &m->config;
+    int dims[] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size,
+                  c->rope_halves, c->tied, c->qkv_bias};
+    uint64_t h = XXH64(dims, sizeof dims, 0);
+    float f[] = {c->rope_theta, c->norm_eps};
+    h = XXH64(f, sizeof f, h);
+    evb_hash_hex(m->arena, m->n_arena * sizeof(float), h, hex);
+}
+
+void evb_fingerprint_windows(const evb_windows *w, char hex[17]) {
+    int hdr[2] = {w->n, w->seq_len};
+    uint64_t h = XXH64(hdr, sizeof hdr, 0);
+    h = XXH64(w->len, sizeof(int) * (size_t)w->n, h);
+    evb_hash_hex(w->tokens, sizeof(int32_t) * (size_t)w->n * w->seq_len, h, hex);
 }
 
 // ---- files ----
@@ -200,6 +219,11 @@ static int read_index(evb_db *db, const char *model_fp, const char *calib_fp) {
         else if (obj_key(kv, "calib")) obj_str(&kv->val, cfp, sizeof cfp);
         else if (obj_key(kv, "entries") && kv->val.type == MSGPACK_OBJECT_ARRAY) entries = &kv->val;
     }
+    if (!model_fp) { /* read-only inspection: take the fingerprints from the file */
+        snprintf(db->model_fp, sizeof db->model_fp, "%s", mfp);
+        snprintf(db->calib_fp, sizeof db->calib_fp, "%s", cfp);
+        model_fp = mfp; calib_fp = cfp;
+    }
     if (!st && format != EVB_DB_FORMAT)
         st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %g, this program reads %d (hint: rebuild it with 'evobudget db build')", path, format, EVB_DB_FORMAT);
     else if (!st && strcmp(mfp, model_fp))
@@ -228,8 +252,9 @@ int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int
     evb_db *db = calloc(1, sizeof *db);
     if (!db) EVB_ERROR("out of memory", EVB_ENOMEM);
     snprintf(db->dir, sizeof db->dir, "%s", dir);
-    snprintf(db->model_fp, sizeof db->model_fp, "%s", model_fp);
-    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", calib_fp);
+    if (!model_fp && create) { free(db); EVB_ERROR("a database is created for a model and calibration set", EVB_EINVAL); }
+    snprintf(db->model_fp, sizeof db->model_fp, "%s", model_fp ? model_fp : "");
+    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", calib_fp ? calib_fp : "");
     pthread_mutex_init(&db->lock, NULL);
     struct stat sb;
     char path[1200];
@@ -258,6 +283,9 @@ int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int
     *out = db;
     return EVB_SUCCESS;
 }
+
+const char *evb_db_model_fingerprint(const evb_db *db) { return db->model_fp; }
+const char *evb_db_calib_fingerprint(const evb_db *db) { return db->calib_fp; }
 
 void evb_db_close(evb_db *db) {
     if (!db) return;

@@ -44,11 +44,14 @@ typedef struct evb_db evb_db;
 
 /* Opens (create = 1: creates when missing) the database in dir for a model and calibration set given by
  * their fingerprints (hex strings). An existing database made for other inputs is refused (EVB_EFORMAT,
- * naming what differs), as is another format version. */
+ * naming what differs), as is another format version. With model_fp NULL (and create 0) the database is
+ * opened for inspection only, whatever it was built for. */
 int  evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out);
 void evb_db_close(evb_db *db);
 
 int evb_db_count(const evb_db *db);
+const char *evb_db_model_fingerprint(const evb_db *db);
+const char *evb_db_calib_fingerprint(const evb_db *db);
 /* A copy of entry i (the index may grow while other threads add entries). */
 evb_db_entry evb_db_get(const evb_db *db, int i);
 /* The entry with this identity (unit, method, kind and level parameters), or -1. */
@@ -62,6 +65,13 @@ int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *
 
 /* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT. */
 int evb_db_load(const evb_db *db, int i, float *W);
+
+/* Fingerprints: of a model (its configuration and every weight) and of a calibration set (its windows'
+ * tokens and lengths). Written as 16 hex digits. */
+struct evb_model;
+struct evb_windows;
+void evb_fingerprint_model(const struct evb_model *m, char hex[17]);
+void evb_fingerprint_windows(const struct evb_windows *w, char hex[17]);
 
 /* xxHash64 of a buffer, as hex (17 bytes with the NUL), for fingerprints. */
 void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]);
