@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "evobudget/evobudget.h"
 #include "evobudget/evb_db.h"
+#include "evobudget/evb_calib.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -63,8 +64,9 @@ static int fail(int status) {
 
 typedef struct opts {
     const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
-    long steps, seq_len, max_tokens, batch, threads, piece_bytes;
-    int json, help;
+    const char *calib, *method, *sparsity, *nm, *bits, *out;
+    long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
+    int json, help, sym, act_order;
 } opts;
 
 typedef struct opt_spec {
@@ -87,6 +89,17 @@ static const opt_spec all_opts[] = {
     {"--batch", 'i', OS(batch), 1, 4096},
     {"--threads", 'i', OS(threads), 1, 1024},
     {"--piece-bytes", 'i', OS(piece_bytes), 0, 1L << 40},
+    {"--calib", 's', OS(calib), 0, 0},
+    {"--method", 's', OS(method), 0, 0},
+    {"--sparsity", 's', OS(sparsity), 0, 0},
+    {"--nm", 's', OS(nm), 0, 0},
+    {"--bits", 's', OS(bits), 0, 0},
+    {"--out", 's', OS(out), 0, 0},
+    {"--group-size", 'i', OS(group_size), 0, 1 << 20},
+    {"--calib-windows", 'i', OS(calib_windows), 1, 1 << 20},
+    {"--seed", 'i', OS(seed), 0, LONG_MAX},
+    {"--sym", 'b', OS(sym), 0, 0},
+    {"--act-order", 'b', OS(act_order), 0, 0},
     {"--json", 'b', OS(json), 0, 0},
     {"--help", 'b', OS(help), 0, 0},
 };
@@ -145,7 +158,7 @@ static void set_threads(const opts *o) {
 
 // ---- progress ----
 
-typedef struct progress { double t0; const char *what; int tty; double last; } progress;
+typedef struct progress { double t0; const char *what; int tty; double last; const char *items; } progress;
 
 static void progress_cb(void *ctx, int done, int total) {
     progress *p = ctx;
@@ -158,7 +171,7 @@ static void progress_cb(void *ctx, int done, int total) {
         fprintf(stderr, "\r%s [%.*s%*s] %d/%d  %.1fs elapsed, ETA %.1fs ", p->what, f,
                 "##############################", w - f, "", done, total, el, eta);
         if (done == total) fputc('\n', stderr);
-    } else fprintf(stderr, "%s: %d/%d windows, %.1fs elapsed, ETA %.1fs\n", p->what, done, total, el, eta);
+    } else fprintf(stderr, "%s: %d/%d %s, %.1fs elapsed, ETA %.1fs\n", p->what, done, total, p->items ? p->items : "windows", el, eta);
 }
 
 // ---- loading ----
@@ -456,7 +469,118 @@ static int cmd_db_info(int argc, char **argv) {
     return 0;
 }
 
+/* "0.5,0.7" or "2,3,4" into at most cap numbers. */
+static int parse_list(const char *flag, const char *s, double *out, int cap, int *n) {
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (end == p || errno || !isfinite(x) || *n == cap) return usage_error("%s '%s' is not a comma-separated list of at most %d numbers", flag, s, cap);
+        out[(*n)++] = x;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return usage_error("%s '%s' is not a comma-separated list of numbers", flag, s);
+    }
+    if (!*n) return usage_error("%s is empty", flag);
+    return 0;
+}
+
+static int cmd_db_build(int argc, char **argv) {
+    opts o = {0};
+    o.seed = 0; o.calib_windows = 32; o.batch = 8; o.piece_bytes = 4000;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --bits --group-size --sym --act-order --out --calib-windows --seq-len --seed --batch --threads --json", &o);
+    if (rc || o.help) {
+        if (o.help) printf("usage: evobudget db build [--model PATH] [--calib TEXTFILE] --method NAME LEVELS --out DIR [--json]\n"
+                           "  Compresses every linear layer at every level asked for and stores the levels in the database DIR\n"
+                           "  (created when missing, extended when it exists: levels already there are not recomputed).\n"
+                           "  --method NAME          magnitude, wanda, sparsegpt (sparsity); rtn, gptq (quantization)\n"
+                           "  --sparsity LIST        fractions of weights removed, e.g. 0.1,0.2,...,0.9\n"
+                           "  --nm N:M               semi-structured pattern instead, e.g. 2:4\n"
+                           "  --bits LIST            bit widths 2..8, e.g. 2,3,4\n"
+                           "  --group-size N         inputs per quantization scale (default 0: one per output row)\n"
+                           "  --sym                  symmetric grid (default asymmetric)\n"
+                           "  --act-order            GPTQ: quantize columns by decreasing Hessian diagonal\n"
+                           "  --calib TEXTFILE       calibration text (default: assets/demo/calib.txt)\n"
+                           "  --calib-windows N      windows sampled from it (default 32) of --seq-len positions\n"
+                           "  --seq-len N            (default: min(512, context))\n"
+                           "  --seed N               sampling seed (default 0)\n"
+                           "  --out DIR              the database directory\n"
+                           "  --threads N            levels built in parallel (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --json                 one JSON object on stdout\n");
+        return rc;
+    }
+    if (!o.method) return usage_error("--method is required (%s)", evb_method_names());
+    const evb_method *method = evb_method_find(o.method);
+    if (!method) return usage_error("--method '%s' is unknown (%s)", o.method, evb_method_names());
+    if (!o.out) return usage_error("--out DIR is required");
+    double sp[64], bl[16];
+    int n_sp = 0, n_bits = 0, nk = 0, nm = 0;
+    if (method->kind == EVB_LEVEL_SPARSE) {
+        if (o.bits) return usage_error("--bits is for rtn and gptq, not %s", o.method);
+        if (!!o.sparsity == !!o.nm) return usage_error("%s needs exactly one of --sparsity LIST or --nm N:M", o.method);
+        if (o.sparsity && (rc = parse_list("--sparsity", o.sparsity, sp, 64, &n_sp))) return rc;
+        for (int i = 0; i < n_sp; i++) if (!(sp[i] > 0 && sp[i] < 1)) return usage_error("--sparsity %g must lie in (0, 1)", sp[i]);
+        if (o.nm && (sscanf(o.nm, "%d:%d", &nk, &nm) != 2 || nk < 1 || nm < 2 || nk >= nm || nm > 64))
+            return usage_error("--nm '%s' must be N:M with 1 <= N < M <= 64, e.g. 2:4", o.nm);
+    } else {
+        if (o.sparsity || o.nm) return usage_error("--sparsity and --nm are for magnitude, wanda and sparsegpt, not %s", o.method);
+        if (!o.bits) return usage_error("%s needs --bits LIST", o.method);
+        if ((rc = parse_list("--bits", o.bits, bl, 16, &n_bits))) return rc;
+        for (int i = 0; i < n_bits; i++) if (bl[i] != (int)bl[i] || bl[i] < 2 || bl[i] > 8) return usage_error("--bits %g must be an integer in [2, 8]", bl[i]);
+    }
+    int bits[16];
+    for (int i = 0; i < n_bits; i++) bits[i] = (int)bl[i];
+    set_threads(&o);
+    loaded l;
+    if ((rc = load_model(&o, 1, &l))) return rc;
+    char buf[1024];
+    const char *calib = o.calib ? o.calib : default_asset("calib.txt", buf, sizeof buf);
+    int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
+    char *text = NULL;
+    size_t len = 0, n_tok = 0;
+    int32_t *tok = NULL;
+    evb_windows w = {0};
+    evb_calib *cs = NULL;
+    evb_db *db = NULL;
+    int built = 0, present = 0;
+    double t0 = now_s();
+    int s = evb_text_read(calib, &text, &len);
+    if (!s) s = evb_text_tokenize(l.t, text, len, (size_t)o.piece_bytes, &tok, &n_tok);
+    if (!s) s = evb_windows_sample(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (int)o.calib_windows, (uint64_t)o.seed, &w);
+    char mfp[17], cfp[17];
+    if (!s) {
+        evb_fingerprint_model(l.m, mfp);
+        evb_fingerprint_windows(&w, cfp);
+        s = evb_db_open(o.out, mfp, cfp, 1, &db);
+    }
+    if (!s) s = evb_calib_collect(l.m, &w, (int)o.batch, &cs);
+    double t1 = now_s();
+    evb_level_grid g = {sp, n_sp, nk, nm, bits, n_bits, (int)o.group_size, o.sym, o.act_order};
+    progress p = {t1, "db build", isatty(2), 0, "levels"};
+    if (!s) s = evb_db_build(db, l.m, cs, method, &g, &built, &present, progress_cb, &p);
+    double t2 = now_s();
+    if (!s) {
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:f, s:f}", "db", o.out, "method", o.method,
+                              "built", built, "present", present, "entries", evb_db_count(db), "model", mfp, "calib", cfp,
+                              "calib_seconds", t1 - t0, "build_seconds", t2 - t1);
+        if (o.json) rc = print_json(j);
+        else {
+            printf("%s: %d levels built, %d already present, %d in all (%.1fs)\n", o.out, built, present, evb_db_count(db), t2 - t0);
+            json_decref(j);
+        }
+    } else rc = fail(s);
+    evb_db_close(db);
+    evb_calib_free(cs);
+    evb_windows_free(&w);
+    free(tok); free(text);
+    loaded_free(&l);
+    return rc;
+}
+
 static const struct { const char *name; int (*run)(int, char **); const char *help; } db_commands[] = {
+    {"build", cmd_db_build, "compress every layer at every level and store the levels"},
     {"info", cmd_db_info, "summarise a level database"},
 };
 
@@ -480,7 +604,7 @@ static const command commands[] = {
     {"info", cmd_info, "print a model's architecture, sizes and compressible units"},
     {"generate", cmd_generate, "greedy text generation"},
     {"eval", cmd_eval, "perplexity on a text file"},
-    {"db", cmd_db, "level database: info"},
+    {"db", cmd_db, "level database: build, info"},
 };
 
 static void usage(FILE *f) {

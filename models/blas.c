@@ -19,8 +19,6 @@
 
 void evb_blas_init(void) { openblas_set_num_threads(1); }
 
-void evb_init(void) { evb_blas_init(); }
-
 const char *evb_blas_core(void) { return openblas_get_corename(); }
 
 const char *evb_blas_better_core(void) {

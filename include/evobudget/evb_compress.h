@@ -22,9 +22,10 @@ typedef struct evb_layer_stats {
     const double *gram;      /* [cols, cols] X^T X, summed in double */
 } evb_layer_stats;
 
-/* Sparsity pattern: n_keep == 0 means unstructured (exactly round(sparsity * rows * cols) weights
- * removed per layer, or per row where the method prunes row-wise); otherwise N:M, n_keep of every m
- * consecutive inputs of a row kept (2:4, 4:8), sparsity ignored. */
+/* Sparsity pattern: n_keep == 0 means unstructured, exactly floor(sparsity * n) weights removed in each
+ * comparison group of n weights (magnitude: the layer; Wanda: an output row; SparseGPT: a block of 128
+ * columns); otherwise N:M, n_keep of every m consecutive inputs of a row kept (2:4, 4:8), sparsity
+ * ignored. */
 typedef struct evb_sparsity {
     double sparsity;
     int    n_keep, m;

@@ -73,6 +73,37 @@ struct evb_windows;
 void evb_fingerprint_model(const struct evb_model *m, char hex[17]);
 void evb_fingerprint_windows(const struct evb_windows *w, char hex[17]);
 
+/* ---- building levels ---- */
+
+/* One compression method: its name, its kind and how it compresses a layer. */
+typedef struct evb_method {
+    const char *name;   /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq" */
+    int kind;           /* evb_level_kind */
+    int needs_stats;    /* 1: uses the calibration statistics */
+} evb_method;
+
+/* The methods by name, NULL if unknown. */
+const evb_method *evb_method_find(const char *name);
+/* Names of all methods, comma-separated, for messages. */
+const char *evb_method_names(void);
+
+/* What levels to build: sparse levels at each fraction of sparsities[n_sparsities] (or the N:M pattern
+ * when n_keep > 0), quantized levels at each of bits[n_bits] with the given grid. */
+typedef struct evb_level_grid {
+    const double *sparsities; int n_sparsities;
+    int n_keep, m;
+    const int *bits; int n_bits;
+    int group_size, sym, act_order;
+} evb_level_grid;
+
+struct evb_calib;
+/* Computes every level of every unit that the database lacks, several levels in parallel (one OpenMP
+ * thread each), and records it. Levels already present are skipped, so a rerun after a kill completes the
+ * build. Writes how many levels were built and how many were already there. */
+int evb_db_build(evb_db *db, const struct evb_model *m, const struct evb_calib *c, const evb_method *method,
+                 const evb_level_grid *grid, int *n_built, int *n_present,
+                 void (*progress)(void *ctx, int done, int total), void *progress_ctx);
+
 /* xxHash64 of a buffer, as hex (17 bytes with the NUL), for fingerprints. */
 void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]);
 uint64_t evb_hash64(const void *data, size_t n, uint64_t seed);
