@@ -398,7 +398,7 @@ static int cmd_eval(int argc, char **argv) {
     int batch = (int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1);
     if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
     double t1 = now_s();
-    progress p = {t1, "eval", isatty(2), 0};
+    progress p = {t1, "eval", isatty(2), 0, "windows"};
     if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
