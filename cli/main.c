@@ -64,7 +64,9 @@ static int fail(int status) {
 
 typedef struct opts {
     const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
-    const char *calib, *method, *sparsity, *nm, *bits, *out;
+    const char *calib, *method, *sparsity, *nm, *bits, *out, *db, *config, *uniform_sparsity_s;
+    double uniform_sparsity;
+    long uniform_bits;
     long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
     int json, help, sym, act_order;
 } opts;
@@ -90,6 +92,10 @@ static const opt_spec all_opts[] = {
     {"--threads", 'i', OS(threads), 1, 1024},
     {"--piece-bytes", 'i', OS(piece_bytes), 0, 1L << 40},
     {"--calib", 's', OS(calib), 0, 0},
+    {"--db", 's', OS(db), 0, 0},
+    {"--config", 's', OS(config), 0, 0},
+    {"--uniform-sparsity", 's', OS(uniform_sparsity_s), 0, 0},
+    {"--uniform-bits", 'i', OS(uniform_bits), 2, 8},
     {"--method", 's', OS(method), 0, 0},
     {"--sparsity", 's', OS(sparsity), 0, 0},
     {"--nm", 's', OS(nm), 0, 0},
@@ -356,10 +362,84 @@ static int cmd_generate(int argc, char **argv) {
 
 // ---- eval ----
 
+/* The compressed weights a configuration asks for: per unit a level of the database, or dense. A
+ * configuration is best.json's format: {"model": PATH, "db": DIR, "units": [{"unit": u, "method": NAME,
+ * "sparsity": X | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
+ * or, with no file, the same level for every unit (--uniform-sparsity / --uniform-bits). Writes weights[U]
+ * (NULL for dense units) pointing into *mem, which the caller frees. */
+static int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem) {
+    int U = evb_model_n_units(m);
+    char mfp[17];
+    evb_fingerprint_model(m, mfp);
+    evb_db *db;
+    int s = evb_db_open(db_dir, mfp, NULL, 0, &db);
+    if (s) return fail(s);
+    int *idx = malloc(sizeof(int) * U);
+    size_t total = 0;
+    int rc = 0;
+    for (int u = 0; u < U && !rc; u++) {
+        evb_db_entry key = {0};
+        key.unit = u;
+        idx[u] = -1;
+        const char *method = o->method;
+        json_t *ue = NULL;
+        if (cfg) {
+            json_t *units = json_object_get(cfg, "units"), *x;
+            size_t i;
+            json_array_foreach(units, i, x) if (json_integer_value(json_object_get(x, "unit")) == u) ue = x;
+            if (!ue || json_is_true(json_object_get(ue, "dense"))) continue;
+            method = json_string_value(json_object_get(ue, "method"));
+            if (!method) { rc = usage_error("--config: unit %d has no \"method\"", u); break; }
+        }
+        const evb_method *me = evb_method_find(method ? method : (o->uniform_bits ? "gptq" : "sparsegpt"));
+        if (!me) { rc = usage_error("method '%s' is unknown (%s)", method, evb_method_names()); break; }
+        snprintf(key.method, sizeof key.method, "%s", me->name);
+        key.kind = me->kind;
+        if (cfg) {
+            key.sparsity = json_number_value(json_object_get(ue, "sparsity"));
+            key.n_keep = (int)json_integer_value(json_object_get(ue, "n_keep"));
+            key.m = (int)json_integer_value(json_object_get(ue, "m"));
+            key.bits = (int)json_integer_value(json_object_get(ue, "bits"));
+            key.group_size = (int)json_integer_value(json_object_get(ue, "group_size"));
+            key.sym = json_is_true(json_object_get(ue, "sym"));
+        } else if (me->kind == EVB_LEVEL_SPARSE) key.sparsity = o->uniform_sparsity;
+        else { key.bits = (int)o->uniform_bits; key.group_size = (int)o->group_size; key.sym = o->sym; }
+        idx[u] = evb_db_find(db, &key);
+        if (idx[u] < 0) {
+            fprintf(stderr, "%s: error: %s: unit %d (%s of block %d) has no %s level %s%g (hint: add it with 'evobudget db build --method %s %s%g')\n",
+                    cmd_name, db_dir, u, evb_linear_name(u % EVB_LINEAR_COUNT), u / EVB_LINEAR_COUNT, me->name,
+                    me->kind == EVB_LEVEL_SPARSE ? "sparsity " : "bits ", me->kind == EVB_LEVEL_SPARSE ? key.sparsity : key.bits,
+                    me->name, me->kind == EVB_LEVEL_SPARSE ? "--sparsity " : "--bits ", me->kind == EVB_LEVEL_SPARSE ? key.sparsity : key.bits);
+            rc = 1;
+            break;
+        }
+        int r, c;
+        evb_model_unit_shape(m, u, &r, &c);
+        total += (size_t)r * c;
+    }
+    float *p = rc ? NULL : malloc(sizeof(float) * (total ? total : 1));
+    const float **wts = rc ? NULL : calloc((size_t)U, sizeof *wts);
+    if (!rc && (!p || !wts)) rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory for the compressed weights"));
+    float *q = p;
+    for (int u = 0; u < U && !rc; u++) {
+        if (idx[u] < 0) continue;
+        int r, c;
+        evb_model_unit_shape(m, u, &r, &c);
+        if ((s = evb_db_load(db, idx[u], q))) rc = fail(s);
+        wts[u] = q;
+        q += (size_t)r * c;
+    }
+    evb_db_close(db);
+    free(idx);
+    if (rc) { free(p); free(wts); return rc; }
+    *weights = wts; *mem = p;
+    return 0;
+}
+
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
                            "  Perplexity of a model on a text file.\n"
@@ -372,12 +452,37 @@ static int cmd_eval(int argc, char **argv) {
                            "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
                            "                     does (default 4000; 0 encodes it whole)\n"
                            "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
-                           "  --json             one JSON object on stdout: perplexity, nll (mean per token), tokens (scored)\n");
+                           "  --db DIR           a level database of the model, with one of:\n"
+                           "  --config FILE      per-unit levels (best.json's format; its model and db are the defaults)\n"
+                           "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
+                           "                     (--method NAME: default sparsegpt / gptq; --group-size N, --sym for bits)\n"
+                           "  --json             one JSON object on stdout: perplexity, nll (mean per token), tokens (scored);\n"
+                           "                     with a configuration also kl, the mean per-token KL(dense || compressed)\n");
         return rc;
+    }
+    json_t *cfg = NULL;
+    if (o.config) {
+        json_error_t je;
+        cfg = json_load_file(o.config, 0, &je);
+        if (!cfg) return usage_error("--config %s: %s (line %d)", o.config, je.text, je.line);
+        if (!json_is_array(json_object_get(cfg, "units"))) { json_decref(cfg); return usage_error("--config %s: no \"units\" array", o.config); }
+        if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
+        if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
+    }
+    int n_cfg = !!o.config + !!o.uniform_sparsity_s + !!o.uniform_bits;
+    if (n_cfg > 1) { json_decref(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
+    if (n_cfg && !o.db) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
+    if (o.uniform_sparsity_s) {
+        char *end;
+        o.uniform_sparsity = strtod(o.uniform_sparsity_s, &end);
+        if (*end || !(o.uniform_sparsity > 0 && o.uniform_sparsity < 1)) return usage_error("--uniform-sparsity '%s' must be a number in (0, 1)", o.uniform_sparsity_s);
     }
     set_threads(&o);
     loaded l;
-    if ((rc = load_model(&o, 1, &l))) return rc;
+    if ((rc = load_model(&o, 1, &l))) { json_decref(cfg); return rc; }
+    const float **weights = NULL;
+    float *wmem = NULL;
+    if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { json_decref(cfg); loaded_free(&l); return rc; }
     char buf[1024];
     const char *data = o.data ? o.data : default_asset("calib.txt", buf, sizeof buf);
     int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
@@ -399,19 +504,29 @@ static int cmd_eval(int argc, char **argv) {
     if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};
-    if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
+    double kl = 0;
+    if (!s && weights) s = evb_eval_nll_kl(l.m, st, &w, batch, weights, &nll, &kl, &scored, progress_cb, &p);
+    else if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
         double mean = nll / (double)scored, ppl = exp(mean);
         json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
                               "tokens", (json_int_t)scored, "windows", w.n, "seq_len", seq_len, "model", l.m->path,
                               "data", data, "seconds", t2 - t0, "tokens_per_s", scored / (t2 - t1));
+        if (weights) {
+            json_object_set_new(j, "kl", json_real(kl / (double)scored));
+            json_object_set_new(j, "db", json_string(o.db));
+        }
         if (o.json) rc = print_json(j);
         else {
-            printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)\n", ppl, mean, scored, w.n, seq_len, t2 - t0);
+            printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)", ppl, mean, scored, w.n, seq_len, t2 - t0);
+            if (weights) printf("  kl %.5f per token", kl / (double)scored);
+            printf("\n");
             json_decref(j);
         }
     } else rc = fail(s);
+    free(weights); free(wmem);
+    json_decref(cfg);
     evb_state_free(st);
     evb_windows_free(&w);
     free(tok); free(text);

@@ -219,11 +219,12 @@ static int read_index(evb_db *db, const char *model_fp, const char *calib_fp) {
         else if (obj_key(kv, "calib")) obj_str(&kv->val, cfp, sizeof cfp);
         else if (obj_key(kv, "entries") && kv->val.type == MSGPACK_OBJECT_ARRAY) entries = &kv->val;
     }
-    if (!model_fp) { /* read-only inspection: take the fingerprints from the file */
-        snprintf(db->model_fp, sizeof db->model_fp, "%s", mfp);
-        snprintf(db->calib_fp, sizeof db->calib_fp, "%s", cfp);
-        model_fp = mfp; calib_fp = cfp;
-    }
+    /* Read-only uses: no model_fp (inspection) checks nothing; no calib_fp (evaluating levels on other
+     * text) checks the model only. The fingerprints kept are the file's. */
+    if (!model_fp) model_fp = mfp;
+    if (!calib_fp) calib_fp = cfp;
+    snprintf(db->model_fp, sizeof db->model_fp, "%s", mfp);
+    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", cfp);
     if (!st && format != EVB_DB_FORMAT)
         st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %g, this program reads %d (hint: rebuild it with 'evobudget db build')", path, format, EVB_DB_FORMAT);
     else if (!st && strcmp(mfp, model_fp))
@@ -252,7 +253,7 @@ int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int
     evb_db *db = calloc(1, sizeof *db);
     if (!db) EVB_ERROR("out of memory", EVB_ENOMEM);
     snprintf(db->dir, sizeof db->dir, "%s", dir);
-    if (!model_fp && create) { free(db); EVB_ERROR("a database is created for a model and calibration set", EVB_EINVAL); }
+    if ((!model_fp || !calib_fp) && create) { free(db); EVB_ERROR("a database is created for a model and calibration set", EVB_EINVAL); }
     snprintf(db->model_fp, sizeof db->model_fp, "%s", model_fp ? model_fp : "");
     snprintf(db->calib_fp, sizeof db->calib_fp, "%s", calib_fp ? calib_fp : "");
     pthread_mutex_init(&db->lock, NULL);

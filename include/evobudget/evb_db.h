@@ -44,8 +44,9 @@ typedef struct evb_db evb_db;
 
 /* Opens (create = 1: creates when missing) the database in dir for a model and calibration set given by
  * their fingerprints (hex strings). An existing database made for other inputs is refused (EVB_EFORMAT,
- * naming what differs), as is another format version. With model_fp NULL (and create 0) the database is
- * opened for inspection only, whatever it was built for. */
+ * naming what differs), as is another format version. With create 0, a NULL calib_fp checks the model
+ * only (levels evaluated on other text), and NULL for both opens it for inspection whatever it was built
+ * for. */
 int  evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out);
 void evb_db_close(evb_db *db);
 
