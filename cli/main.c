@@ -68,7 +68,7 @@ typedef struct opts {
     double uniform_sparsity;
     long uniform_bits;
     long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
-    int json, help, sym, act_order;
+    int json, help, sym, act_order, levels;
 } opts;
 
 typedef struct opt_spec {
@@ -106,6 +106,7 @@ static const opt_spec all_opts[] = {
     {"--seed", 'i', OS(seed), 0, LONG_MAX},
     {"--sym", 'b', OS(sym), 0, 0},
     {"--act-order", 'b', OS(act_order), 0, 0},
+    {"--levels", 'b', OS(levels), 0, 0},
     {"--json", 'b', OS(json), 0, 0},
     {"--help", 'b', OS(help), 0, 0},
 };
@@ -540,22 +541,28 @@ static int cmd_db_info(int argc, char **argv) {
     opts o = {0};
     const char *dir = NULL;
     if (argc > 0 && argv[0][0] != '-') { dir = argv[0]; argc--; argv++; }
-    int rc = parse_opts(argc, argv, "--json", &o);
+    int rc = parse_opts(argc, argv, "--json --levels", &o);
     if (rc || o.help) {
-        if (o.help) printf("usage: evobudget db info DIR [--json]\n"
+        if (o.help) printf("usage: evobudget db info DIR [--levels] [--json]\n"
                            "  Summarises a level database: its fingerprints, and per method the levels, bytes on disk and\n"
-                           "  mean relative reconstruction error.\n");
+                           "  mean relative reconstruction error. --levels lists every level (unit, method, level, costs,\n"
+                           "  reconstruction error).\n");
         return rc;
     }
     if (!dir) return usage_error("db info needs the database directory");
     evb_db *db;
     int s = evb_db_open(dir, NULL, NULL, 0, &db);
     if (s) return fail(s);
-    json_t *methods = json_object();
+    json_t *methods = json_object(), *levels = json_array();
     uint64_t total = 0;
     int n = evb_db_count(db);
     for (int i = 0; i < n; i++) {
         evb_db_entry e = evb_db_get(db, i);
+        if (o.levels)
+            json_array_append_new(levels, json_pack("{s:i, s:s, s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:f}",
+                "unit", e.unit, "name", evb_linear_name(e.unit % EVB_LINEAR_COUNT), "method", e.method, "sparsity", e.sparsity,
+                "n_keep", e.n_keep, "m", e.m, "bits", e.bits, "group_size", e.group_size, "rows", e.rows, "cols", e.cols,
+                "params_kept", e.params_kept, "bits_stored", e.bits_stored, "bytes", (json_int_t)e.bytes, "recon_error", e.recon_error));
         json_t *mj = json_object_get(methods, e.method);
         if (!mj) { mj = json_pack("{s:i, s:I, s:f, s:f}", "levels", 0, "bytes", (json_int_t)0, "mean_recon_error", 0.0, "params_kept", 0.0); json_object_set_new(methods, e.method, mj); }
         json_object_set_new(mj, "levels", json_integer(json_integer_value(json_object_get(mj, "levels")) + 1));
@@ -573,6 +580,8 @@ static int cmd_db_info(int argc, char **argv) {
     json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:i, s:I, s:o}", "db", dir, "format", EVB_DB_FORMAT,
                           "model", evb_db_model_fingerprint(db), "calib", evb_db_calib_fingerprint(db),
                           "entries", n, "bytes", (json_int_t)total, "methods", methods);
+    if (o.levels) json_object_set_new(j, "levels", levels);
+    else json_decref(levels);
     evb_db_close(db);
     if (o.json) return print_json(j);
     printf("database %s: %d levels, %.2f MB (model %s, calibration %s)\n", dir, n, total / 1e6,
