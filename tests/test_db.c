@@ -109,6 +109,28 @@ int main(void) {
         evb_db_close(mem);
     }
 
+    {   /* The level cache: a bound of three levels; hits, LRU eviction, held levels never evicted. */
+        size_t lvl = sizeof(float) * ROWS * COLS, hits, misses, bytes, peak;
+        evb_level_cache *cache;
+        evb_level_cache_alloc(db, 3 * lvl, &cache);
+        const float *a, *b, *x;
+        int ok = evb_level_cache_get(cache, 0, &a) == 0 && evb_db_load(db, 0, W) == 0 && memcmp(a, W, lvl) == 0;
+        evb_level_cache_release(cache, 0);
+        for (int i = 1; i <= 3; i++) { evb_level_cache_get(cache, i, &x); evb_level_cache_release(cache, i); }
+        evb_level_cache_stats(cache, &hits, &misses, &bytes, &peak);
+        EVB_CHECK(ok && misses == 4 && hits == 0 && bytes == 3 * lvl && peak == 3 * lvl, "cache: 4 loads, 3 levels held at most");
+        evb_level_cache_get(cache, 3, &x);          /* a hit */
+        evb_level_cache_get(cache, 0, &b);          /* level 0 was evicted (least recent): a miss */
+        evb_level_cache_stats(cache, &hits, &misses, &bytes, &peak);
+        EVB_CHECK(hits == 1 && misses == 5 && bytes == 3 * lvl, "cache: a hit, and a reload of the evicted least recent level");
+        const float *h[4];
+        for (int i = 4; i < 8; i++) evb_level_cache_get(cache, i, &h[i - 4]); /* everything held: over the bound */
+        evb_level_cache_stats(cache, &hits, &misses, &bytes, &peak);
+        evb_db_load(db, 3, W);
+        EVB_CHECK(peak == 6 * lvl && memcmp(x, W, lvl) == 0, "cache: held levels are never evicted (peak %zu levels; level 3 intact)", peak / lvl);
+        evb_level_cache_free(cache);
+    }
+
     /* A flipped byte in a payload: reported, never used. */
     evb_db_entry e0 = evb_db_get(db, 0);
     snprintf(path, sizeof path, "%s/%s", d1, e0.file);

@@ -74,6 +74,21 @@ struct evb_windows;
 void evb_fingerprint_model(const struct evb_model *m, char hex[17]);
 void evb_fingerprint_windows(const struct evb_windows *w, char hex[17]);
 
+/* ---- expanded levels in memory ---- */
+
+/* A bounded cache of expanded levels (float32 weights) of one database, shared by threads: get returns a
+ * level, loading it when it is not held; release hands it back. Levels nobody holds are evicted, least
+ * recently used first, to stay within max_bytes; a get that finds everything held goes over the bound
+ * rather than fail (stats reports the peak). */
+typedef struct evb_level_cache evb_level_cache;
+
+int  evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **out);
+void evb_level_cache_free(evb_level_cache *c);
+/* Entry i's weights [rows, cols], valid until the matching release. */
+int  evb_level_cache_get(evb_level_cache *c, int i, const float **W);
+void evb_level_cache_release(evb_level_cache *c, int i);
+void evb_level_cache_stats(const evb_level_cache *c, size_t *hits, size_t *misses, size_t *bytes, size_t *peak_bytes);
+
 /* ---- building levels ---- */
 
 /* One compression method: its name, its kind and how it compresses a layer. */
