@@ -1,8 +1,7 @@
 /* test_calib.c -- calibration statistics: the Gram matrices collected through the forward's capture hook
  * equal X^T X computed directly in double from the captured inputs, the shared inputs (q/k/v, gate/up)
  * share their statistics, and every token is counted. */
-#include "testing.h"
-#include "evobudget/evobudget.h"
+#include "stories.h"
 #include "evobudget/evb_calib.h"
 
 #include <stdlib.h>
@@ -21,17 +20,11 @@ static void ref_capture(void *ctx, int layer, evb_linear_kind kind, const float 
 
 int main(void) {
     evb_init();
-    evb_model *m = NULL;
-    evb_tokenizer *t = NULL;
-    char *text = NULL;
-    size_t len, n;
-    int32_t *tok = NULL;
+    stories S;
     evb_windows w;
-    int st = evb_model_load(EVB_SHARED_DATA "/models/stories260K/stories260K.bin", &m);
-    if (!st) st = evb_tokenizer_load(EVB_SHARED_DATA "/models/stories260K/tok512.bin", &t);
-    if (!st) st = evb_text_read(EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt", &text, &len);
-    if (!st) st = evb_text_tokenize(t, text, len < 100000 ? len : 100000, 4000, &tok, &n);
-    if (!st) st = evb_windows_sample(tok, n, 96, evb_tokenizer_bos(t), 6, 1, &w);
+    int st = stories_load(&S, 100000);
+    evb_model *m = S.m;
+    if (!st) st = evb_windows_sample(S.tok, S.n, 96, evb_tokenizer_bos(S.t), 6, 1, &w);
     EVB_CHECK(st == 0, "load stories260K, its tokenizer and 6 calibration windows (%s)", evb_last_error());
     if (st) return evb_test_summary();
 
@@ -67,8 +60,6 @@ int main(void) {
     }
     evb_calib_free(c);
     evb_windows_free(&w);
-    free(tok); free(text);
-    evb_tokenizer_free(t);
-    evb_model_free(m);
+    stories_free(&S);
     return evb_test_summary();
 }

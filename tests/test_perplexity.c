@@ -1,8 +1,7 @@
 /* test_perplexity.c -- held-out perplexity of stories260K on the TinyStories validation head, with the
  * windowing of the model's SOURCE.md (llama2.c's forward and tokenizer gave 5.34 over 392,871 tokens):
  * the text encoded in pieces of at most 4,000 bytes cut after a newline, windows of BOS + 511 tokens. */
-#include "testing.h"
-#include "evobudget/evobudget.h"
+#include "stories.h"
 
 #include <stdlib.h>
 
@@ -10,19 +9,14 @@ int main(int argc, char **argv) {
     (void)argc;
     evb_blas_fix_core(argv);
     evb_init();
-    evb_model *m = NULL;
-    evb_tokenizer *t = NULL;
-    char *text = NULL;
-    size_t len = 0, n = 0, scored = 0;
-    int32_t *tok = NULL;
+    stories S;
+    size_t scored = 0;
     evb_windows w = {0};
     evb_state *s = NULL;
     double nll = 0;
-    int st = evb_model_load(EVB_SHARED_DATA "/models/stories260K/stories260K.bin", &m);
-    if (!st) st = evb_tokenizer_load(EVB_SHARED_DATA "/models/stories260K/tok512.bin", &t);
-    if (!st) st = evb_text_read(EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt", &text, &len);
-    if (!st) st = evb_text_tokenize(t, text, len, 4000, &tok, &n);
-    if (!st) st = evb_windows_consecutive(tok, n, 512, evb_tokenizer_bos(t), 0, &w);
+    int st = stories_load(&S, 0);
+    evb_model *m = S.m;
+    if (!st) st = evb_windows_consecutive(S.tok, S.n, 512, evb_tokenizer_bos(S.t), 0, &w);
     if (!st) st = evb_state_alloc(m, 8, 512, &s);
     if (!st) st = evb_eval_nll(m, s, &w, 8, &nll, &scored, NULL, NULL);
     EVB_CHECK(st == 0, "evaluate stories260K on tinystories-valid-head (%s)", evb_last_error());
@@ -31,8 +25,6 @@ int main(int argc, char **argv) {
     EVB_CHECK(fabs(ppl - 5.34) / 5.34 < 0.02, "perplexity %.4f within 2%% of 5.34", ppl);
     evb_state_free(s);
     evb_windows_free(&w);
-    free(tok); free(text);
-    evb_tokenizer_free(t);
-    evb_model_free(m);
+    stories_free(&S);
     return evb_test_summary();
 }

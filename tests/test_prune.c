@@ -3,8 +3,7 @@
  * argument errors, and on a real layer of stories260K: recon error order SparseGPT < Wanda < magnitude at
  * 50% and 70%, achieved sparsity, N:M patterns, and evb_recon_error against ||(W - W_hat) X^T||^2 / ||W X^T||^2
  * from the captured inputs. */
-#include "testing.h"
-#include "evobudget/evobudget.h"
+#include "stories.h"
 #include "evobudget/evb_compress.h"
 
 #include <gsl/gsl_errno.h>
@@ -303,18 +302,12 @@ static void test_layer(evb_model *m, evb_state *s, const evb_windows *w, int lay
 }
 
 static void test_stories(void) {
-    evb_model *m = NULL;
-    evb_tokenizer *t = NULL;
-    char *text = NULL;
-    size_t len = 0, n = 0;
-    int32_t *tok = NULL;
+    stories S;
     evb_windows w = {0};
     evb_state *s = NULL;
-    int st = evb_model_load(EVB_SHARED_DATA "/models/stories260K/stories260K.bin", &m);
-    if (!st) st = evb_tokenizer_load(EVB_SHARED_DATA "/models/stories260K/tok512.bin", &t);
-    if (!st) st = evb_text_read(EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt", &text, &len);
-    if (!st) st = evb_text_tokenize(t, text, len < 200000 ? len : 200000, 4000, &tok, &n);
-    if (!st) st = evb_windows_consecutive(tok, n, 128, evb_tokenizer_bos(t), 8 * 127, &w);
+    int st = stories_load(&S, 200000);
+    evb_model *m = S.m;
+    if (!st) st = evb_windows_consecutive(S.tok, S.n, 128, evb_tokenizer_bos(S.t), 8 * 127, &w);
     if (!st) st = evb_state_alloc(m, 8, 128, &s);
     EVB_CHECK(st == 0 && w.n >= 8, "load stories260K and 8 windows of 128 tokens (%s)", evb_last_error());
     if (!st && w.n >= 8) {
@@ -323,16 +316,14 @@ static void test_stories(void) {
     }
     evb_state_free(s);
     evb_windows_free(&w);
-    free(tok); free(text);
-    evb_tokenizer_free(t);
-    evb_model_free(m);
+    stories_free(&S);
 }
 
 int main(int argc, char **argv) {
     (void)argc;
     evb_blas_fix_core(argv);
     evb_init();
-    gsl_set_error_handler_off();
+
     test_fixture();
     test_naive();
     test_stories();

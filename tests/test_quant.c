@@ -8,8 +8,7 @@
  *   - on a real layer of stories260K with inputs captured from the forward: GPTQ's reconstruction error is
  *     below RTN's at 2, 3 and 4 bits (group 64), codes lie in [0, 2^bits), and codes/scale/zero/group_of
  *     give back the dequantized weight bit for bit. */
-#include "testing.h"
-#include "evobudget/evobudget.h"
+#include "stories.h"
 #include "evobudget/evb_compress.h"
 
 #include <stdint.h>
@@ -377,18 +376,12 @@ static double recon_error(const float *W, const float *Wh, int rows, int cols, c
 
 static void test_stories260k(void) {
     enum { SEQ = 256, NWIN = 16, BATCH = 8 };
-    evb_model *m = NULL;
-    evb_tokenizer *t = NULL;
+    stories S;
     evb_state *s = NULL;
-    char *text = NULL;
-    size_t len = 0, ntok = 0;
-    int32_t *tok = NULL;
     evb_windows w = {0};
-    int st = evb_model_load(EVB_SHARED_DATA "/models/stories260K/stories260K.bin", &m);
-    if (!st) st = evb_tokenizer_load(EVB_SHARED_DATA "/models/stories260K/tok512.bin", &t);
-    if (!st) st = evb_text_read(EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt", &text, &len);
-    if (!st) st = evb_text_tokenize(t, text, len, 4000, &tok, &ntok);
-    if (!st) st = evb_windows_sample(tok, ntok, SEQ, evb_tokenizer_bos(t), NWIN, 7, &w);
+    int st = stories_load(&S, 0);
+    evb_model *m = S.m;
+    if (!st) st = evb_windows_sample(S.tok, S.n, SEQ, evb_tokenizer_bos(S.t), NWIN, 7, &w);
     if (!st) st = evb_state_alloc(m, BATCH, SEQ, &s);
     EVB_CHECK(st == 0, "load stories260K, tokenizer, text, %d windows of %d (%s)", NWIN, SEQ, evb_last_error());
     cap cs[2] = {{.layer = 2, .kind = EVB_LINEAR_Q, .cap_rows = NWIN * SEQ},
@@ -437,9 +430,7 @@ static void test_stories260k(void) {
     for (int k = 0; k < 2; k++) { free(cs[k].X); free(cs[k].G); }
     evb_state_free(s);
     evb_windows_free(&w);
-    free(tok); free(text);
-    evb_tokenizer_free(t);
-    evb_model_free(m);
+    stories_free(&S);
 }
 
 int main(int argc, char **argv) {
