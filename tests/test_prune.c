@@ -6,7 +6,6 @@
 #include "stories.h"
 #include "evobudget/evb_compress.h"
 
-#include <gsl/gsl_errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
