@@ -65,6 +65,8 @@ static int fail(int status) {
 typedef struct opts {
     const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
     const char *calib, *method, *sparsity, *nm, *bits, *out, *db, *config, *uniform_sparsity_s;
+    const char *step_target, *protocol, *calib_level;
+    long num_levels, weights_diff;
     double uniform_sparsity;
     long uniform_bits;
     long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
@@ -99,6 +101,11 @@ static const opt_spec all_opts[] = {
     {"--method", 's', OS(method), 0, 0},
     {"--sparsity", 's', OS(sparsity), 0, 0},
     {"--nm", 's', OS(nm), 0, 0},
+    {"--step-target", 's', OS(step_target), 0, 0},
+    {"--num-levels", 'i', OS(num_levels), 1, 64},
+    {"--weights-diff", 'i', OS(weights_diff), 1, LONG_MAX},
+    {"--protocol", 's', OS(protocol), 0, 0},
+    {"--calib-level", 's', OS(calib_level), 0, 0},
     {"--bits", 's', OS(bits), 0, 0},
     {"--out", 's', OS(out), 0, 0},
     {"--group-size", 'i', OS(group_size), 0, 1 << 20},
@@ -365,7 +372,7 @@ static int cmd_generate(int argc, char **argv) {
 
 /* The compressed weights a configuration asks for: per unit a level of the database, or dense. A
  * configuration is best.json's format: {"model": PATH, "db": DIR, "units": [{"unit": u, "method": NAME,
- * "sparsity": X | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
+ * "sparsity": X [, "n_removed": K for an equal-step level] | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
  * or, with no file, the same level for every unit (--uniform-sparsity / --uniform-bits). Writes weights[U]
  * (NULL for dense units) pointing into *mem, which the caller frees. */
 static int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem) {
@@ -398,6 +405,7 @@ static int load_levels(const evb_model *m, const opts *o, const char *db_dir, js
         key.kind = me->kind;
         if (cfg) {
             key.sparsity = json_number_value(json_object_get(ue, "sparsity"));
+            key.n_removed = (int64_t)json_integer_value(json_object_get(ue, "n_removed"));
             key.n_keep = (int)json_integer_value(json_object_get(ue, "n_keep"));
             key.m = (int)json_integer_value(json_object_get(ue, "m"));
             key.bits = (int)json_integer_value(json_object_get(ue, "bits"));
@@ -614,7 +622,8 @@ static int parse_list(const char *flag, const char *s, double *out, int cap, int
 static int cmd_db_build(int argc, char **argv) {
     opts o = {0};
     o.seed = 0; o.calib_windows = 32; o.batch = 8; o.piece_bytes = 4000;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --bits --group-size --sym --act-order --out --calib-windows --seq-len --seed --batch --threads --json", &o);
+    o.num_levels = 8;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --step-target --num-levels --weights-diff --bits --group-size --sym --act-order --protocol --calib-level --out --calib-windows --seq-len --seed --batch --threads --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget db build [--model PATH] [--calib TEXTFILE] --method NAME LEVELS --out DIR [--json]\n"
                            "  Compresses every linear layer at every level asked for and stores the levels in the database DIR\n"
@@ -622,10 +631,20 @@ static int cmd_db_build(int argc, char **argv) {
                            "  --method NAME          magnitude, wanda, sparsegpt (sparsity); rtn, gptq (quantization)\n"
                            "  --sparsity LIST        fractions of weights removed, e.g. 0.1,0.2,...,0.9\n"
                            "  --nm N:M               semi-structured pattern instead, e.g. 2:4\n"
+                           "  --step-target S        EvoPress's equal-step grid instead: around sparsity S, level l of a layer\n"
+                           "                         removes exactly round(S N) + l D weights (N its size, D the step), so\n"
+                           "                         trading one level between any two layers keeps the total constant\n"
+                           "  --num-levels K         levels each side of the target (default 8)\n"
+                           "  --weights-diff D       the step in weights (default int(0.5 min(S, 1-S) / K dim^2))\n"
                            "  --bits LIST            bit widths 2..8, e.g. 2,3,4\n"
                            "  --group-size N         inputs per quantization scale (default 0: one per output row)\n"
                            "  --sym                  symmetric grid (default asymmetric)\n"
                            "  --act-order            GPTQ: quantize columns by decreasing Hessian diagonal\n"
+                           "  --protocol P           dense (default): every layer calibrated on the dense model's inputs, so\n"
+                           "                         levels are independent; sequential: block by block through the blocks\n"
+                           "                         before it as compressed at --calib-level (SparseGPT/GPTQ's protocol)\n"
+                           "  --calib-level X        sequential: the sparsity or bits passed on (default: the step target,\n"
+                           "                         or the middle of the list)\n"
                            "  --calib TEXTFILE       calibration text (default: assets/demo/calib.txt)\n"
                            "  --calib-windows N      windows sampled from it (default 32) of --seq-len positions\n"
                            "  --seq-len N            (default: min(512, context))\n"
@@ -639,23 +658,39 @@ static int cmd_db_build(int argc, char **argv) {
     const evb_method *method = evb_method_find(o.method);
     if (!method) return usage_error("--method '%s' is unknown (%s)", o.method, evb_method_names());
     if (!o.out) return usage_error("--out DIR is required");
-    double sp[64], bl[16];
-    int n_sp = 0, n_bits = 0, nk = 0, nm = 0;
+    double sp[64], bl[16], step_target = 0;
+    int n_sp = 0, n_bits = 0, nk = 0, nm = 0, sequential = 0;
+    if (o.protocol && strcmp(o.protocol, "dense") && strcmp(o.protocol, "sequential")) return usage_error("--protocol '%s' must be dense or sequential", o.protocol);
+    sequential = o.protocol && strcmp(o.protocol, "sequential") == 0;
+    if (o.calib_level && !sequential) return usage_error("--calib-level goes with --protocol sequential");
+    if (sequential && o.nm) return usage_error("--protocol sequential is for --sparsity, --step-target and --bits levels");
+    if ((o.num_levels != 8 || o.weights_diff) && !o.step_target) return usage_error("--num-levels and --weights-diff go with --step-target");
     if (method->kind == EVB_LEVEL_SPARSE) {
         if (o.bits) return usage_error("--bits is for rtn and gptq, not %s", o.method);
-        if (!!o.sparsity == !!o.nm) return usage_error("%s needs exactly one of --sparsity LIST or --nm N:M", o.method);
+        if (!!o.sparsity + !!o.nm + !!o.step_target != 1) return usage_error("%s needs exactly one of --sparsity LIST, --step-target S or --nm N:M", o.method);
+        if (o.step_target) {
+            char *end;
+            step_target = strtod(o.step_target, &end);
+            if (*end || end == o.step_target || !(step_target > 0 && step_target < 1)) return usage_error("--step-target '%s' must be a number in (0, 1)", o.step_target);
+        }
         if (o.sparsity && (rc = parse_list("--sparsity", o.sparsity, sp, 64, &n_sp))) return rc;
         for (int i = 0; i < n_sp; i++) if (!(sp[i] > 0 && sp[i] < 1)) return usage_error("--sparsity %g must lie in (0, 1)", sp[i]);
         if (o.nm && (sscanf(o.nm, "%d:%d", &nk, &nm) != 2 || nk < 1 || nm < 2 || nk >= nm || nm > 64))
             return usage_error("--nm '%s' must be N:M with 1 <= N < M <= 64, e.g. 2:4", o.nm);
     } else {
-        if (o.sparsity || o.nm) return usage_error("--sparsity and --nm are for magnitude, wanda and sparsegpt, not %s", o.method);
+        if (o.sparsity || o.nm || o.step_target) return usage_error("--sparsity, --step-target and --nm are for magnitude, wanda and sparsegpt, not %s", o.method);
         if (!o.bits) return usage_error("%s needs --bits LIST", o.method);
         if ((rc = parse_list("--bits", o.bits, bl, 16, &n_bits))) return rc;
         for (int i = 0; i < n_bits; i++) if (bl[i] != (int)bl[i] || bl[i] < 2 || bl[i] > 8) return usage_error("--bits %g must be an integer in [2, 8]", bl[i]);
     }
     int bits[16];
     for (int i = 0; i < n_bits; i++) bits[i] = (int)bl[i];
+    double calib_value = step_target ? step_target : n_sp ? sp[n_sp / 2] : n_bits ? bl[n_bits / 2] : 0;
+    if (o.calib_level) {
+        char *end;
+        calib_value = strtod(o.calib_level, &end);
+        if (*end || end == o.calib_level || !isfinite(calib_value)) return usage_error("--calib-level '%s' is not a number", o.calib_level);
+    }
     set_threads(&o);
     loaded l;
     if ((rc = load_model(&o, 1, &l))) return rc;
@@ -677,18 +712,28 @@ static int cmd_db_build(int argc, char **argv) {
     if (!s) {
         evb_fingerprint_model(l.m, mfp);
         evb_fingerprint_windows(&w, cfp);
+        if (sequential) {
+            /* Sequential levels depend on the level passed on as well as on the text. */
+            char desc[96];
+            int nd = snprintf(desc, sizeof desc, "%s sequential %s %.17g", cfp, o.method, calib_value);
+            evb_hash_hex(desc, (size_t)nd, 0, cfp);
+        }
         s = evb_db_open(o.out, mfp, cfp, 1, &db);
     }
-    if (!s) s = evb_calib_collect(l.m, &w, (int)o.batch, &cs);
+    if (!s && !sequential) s = evb_calib_collect(l.m, &w, (int)o.batch, &cs);
     double t1 = now_s();
-    evb_level_grid g = {sp, n_sp, nk, nm, bits, n_bits, (int)o.group_size, o.sym, o.act_order};
+    evb_level_grid g = {sp, n_sp, nk, nm, bits, n_bits, (int)o.group_size, o.sym, o.act_order, step_target,
+                        step_target ? (int)o.num_levels : 0, 0};
+    if (step_target) g.step_weights = o.weights_diff ? o.weights_diff : evb_step_weights_default(l.m, step_target, (int)o.num_levels);
     progress p = {t1, "db build", isatty(2), 0, "levels"};
-    if (!s) s = evb_db_build(db, l.m, cs, method, &g, &built, &present, progress_cb, &p);
+    if (!s && sequential) s = evb_db_build_sequential(db, l.m, &w, (int)o.batch, method, &g, calib_value, &built, &present, progress_cb, &p);
+    else if (!s) s = evb_db_build(db, l.m, cs, method, &g, &built, &present, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:f, s:f}", "db", o.out, "method", o.method,
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:f}", "db", o.out, "method", o.method,
                               "built", built, "present", present, "entries", evb_db_count(db), "model", mfp, "calib", cfp,
-                              "calib_seconds", t1 - t0, "build_seconds", t2 - t1);
+                              "protocol", sequential ? "sequential" : "dense", "calib_seconds", t1 - t0, "build_seconds", t2 - t1);
+        if (step_target) json_object_set_new(j, "weights_diff", json_integer(g.step_weights));
         if (o.json) rc = print_json(j);
         else {
             printf("%s: %d levels built, %d already present, %d in all (%.1fs)\n", o.out, built, present, evb_db_count(db), t2 - t0);

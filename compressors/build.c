@@ -13,6 +13,7 @@
 #include "models/blas.h"
 
 #include <gsl/gsl_errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,30 +41,66 @@ const evb_method *evb_method_find(const char *name) {
 
 const char *evb_method_names(void) { return "magnitude, wanda, sparsegpt, rtn, gptq"; }
 
-/* One level of one unit: the identity of the entry (meta) and its compression. */
-static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
-                        const evb_level_grid *g, int unit, int level, float *W, uint8_t *codes, float *scale,
-                        float *zero, int32_t *group_of) {
-    int rows, cols;
+int64_t evb_step_weights_default(const evb_model *m, double s, int num_levels) {
+    double lo = s < 1 - s ? s : 1 - s, d = (double)m->config.dim;
+    int64_t wd = (int64_t)(0.5 * lo / (num_levels > 0 ? num_levels : 1) * d * d);
+    return wd > 0 ? wd : 1;
+}
+
+int64_t evb_step_range(int64_t n, double s, int64_t wd, int num_levels, int *lo, int *hi) {
+    int64_t base = (int64_t)llround(s * (double)n);
+    int64_t down = base / wd, up = (n - base) / wd;
+    *lo = (int)(down < num_levels ? down : num_levels);
+    *hi = (int)(up < num_levels ? up : num_levels);
+    return base;
+}
+
+/* The identities of every level the grid asks of one unit (at most max); returns how many. */
+static int unit_keys(const evb_model *m, const evb_method *method, const evb_level_grid *g, int unit,
+                     evb_db_entry *keys, int max) {
+    int rows, cols, n = 0;
     evb_model_unit_shape(m, unit, &rows, &cols);
+    evb_db_entry k = {0};
+    k.unit = unit; k.kind = method->kind; k.rows = rows; k.cols = cols;
+    snprintf(k.method, sizeof k.method, "%s", method->name);
+    if (method->kind == EVB_LEVEL_QUANT) {
+        k.group_size = g->group_size; k.sym = g->sym;
+        for (int i = 0; i < g->n_bits && n < max; i++) { k.bits = g->bits[i]; keys[n++] = k; }
+    } else if (g->n_keep) {
+        k.n_keep = g->n_keep; k.m = g->m;
+        if (n < max) keys[n++] = k;
+    } else if (g->step_levels > 0) {
+        int64_t N = (int64_t)rows * cols;
+        int lo, hi;
+        int64_t base = evb_step_range(N, g->step_target, g->step_weights, g->step_levels, &lo, &hi);
+        for (int l = -lo; l <= hi && n < max; l++) {
+            k.n_removed = base + (int64_t)l * g->step_weights;
+            k.sparsity = (double)k.n_removed / (double)N;
+            if (k.n_removed > 0) keys[n++] = k; /* level "nothing removed" is the dense weight: no entry */
+        }
+    } else
+        for (int i = 0; i < g->n_sparsities && n < max; i++) { k.sparsity = g->sparsities[i]; keys[n++] = k; }
+    return n;
+}
+
+/* One level of one unit, compressed from the dense weight with the statistics c. */
+static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
+                        const evb_level_grid *g, evb_db_entry meta, float *W, uint8_t *codes, float *scale,
+                        float *zero, int32_t *group_of) {
+    int unit = meta.unit, rows = meta.rows, cols = meta.cols;
     const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
     const evb_layer_stats *st = evb_calib_unit(c, unit);
     memcpy(W, dense, sizeof(float) * rows * cols);
-    evb_db_entry meta = {0};
-    meta.unit = unit; meta.kind = method->kind; meta.rows = rows; meta.cols = cols;
-    snprintf(meta.method, sizeof meta.method, "%s", method->name);
     int s;
     if (method->kind == EVB_LEVEL_SPARSE) {
-        evb_sparsity sp = {g->n_keep ? 0.0 : g->sparsities[level], g->n_keep, g->m};
-        meta.sparsity = sp.sparsity; meta.n_keep = sp.n_keep; meta.m = sp.m;
+        evb_sparsity sp = {meta.n_removed || meta.n_keep ? 0.0 : meta.sparsity, meta.n_keep, meta.m, meta.n_removed};
         if (strcmp(method->name, "magnitude") == 0) s = evb_prune_magnitude(W, rows, cols, sp);
         else if (strcmp(method->name, "wanda") == 0) s = evb_prune_wanda(W, rows, cols, st, sp);
         else s = evb_prune_sparsegpt(W, rows, cols, st, sp, 0.01, 128);
         if (s) return s;
         return evb_db_put_sparse(db, &meta, W, evb_recon_error(dense, W, rows, cols, st));
     }
-    evb_quant_params q = {g->bits[level], g->group_size, g->sym, g->act_order, 0.01, 128};
-    meta.bits = q.bits; meta.group_size = q.group_size; meta.sym = q.sym;
+    evb_quant_params q = {meta.bits, g->group_size, g->sym, g->act_order, 0.01, 128};
     evb_quant_out out = {codes, scale, zero, group_of};
     s = strcmp(method->name, "rtn") == 0 ? evb_quant_rtn(W, rows, cols, &q, &out)
                                          : evb_quant_gptq(W, rows, cols, st, &q, &out);
@@ -71,27 +108,35 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
     return evb_db_put_quant(db, &meta, &out, evb_quant_n_groups(cols, &q), evb_recon_error(dense, W, rows, cols, st));
 }
 
-int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
-                 const evb_level_grid *g, int *n_built, int *n_present,
-                 void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
-    *n_built = *n_present = 0;
-    int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep ? 1 : g->n_sparsities) : g->n_bits;
-    if (n_levels < 1) EVB_ERRORF(EVB_EINVAL, "method %s: no levels asked for (--sparsity, --nm or --bits)", method->name);
-    int U = evb_model_n_units(m), n_tasks = U * n_levels;
-    /* Which tasks are missing: decided before the parallel loop. */
-    int *todo = malloc(sizeof(int) * n_tasks), *status = calloc((size_t)n_tasks, sizeof(int));
-    if (!todo || !status) { free(todo); free(status); EVB_ERROR("out of memory", EVB_ENOMEM); }
-    int n_todo = 0;
-    for (int t = 0; t < n_tasks; t++) {
-        int unit = t / n_levels, level = t % n_levels;
-        evb_db_entry key = {0};
-        key.unit = unit; key.kind = method->kind;
-        snprintf(key.method, sizeof key.method, "%s", method->name);
-        if (method->kind == EVB_LEVEL_SPARSE) { key.sparsity = g->n_keep ? 0.0 : g->sparsities[level]; key.n_keep = g->n_keep; key.m = g->m; }
-        else { key.bits = g->bits[level]; key.group_size = g->group_size; key.sym = g->sym; }
-        if (evb_db_find(db, &key) >= 0) (*n_present)++;
-        else todo[n_todo++] = t;
+#define MAX_UNIT_LEVELS 128
+
+/* The missing levels of units [u0, u1): their identities, allocated into *todo. */
+static int missing_keys(const evb_db *db, const evb_model *m, const evb_method *method, const evb_level_grid *g,
+                        int u0, int u1, evb_db_entry **todo, int *n_todo, int *n_present) {
+    *todo = malloc(sizeof(evb_db_entry) * (size_t)(u1 - u0) * MAX_UNIT_LEVELS);
+    if (!*todo) EVB_ERROR("out of memory", EVB_ENOMEM);
+    *n_todo = 0;
+    evb_db_entry keys[MAX_UNIT_LEVELS];
+    for (int u = u0; u < u1; u++) {
+        int n = unit_keys(m, method, g, u, keys, MAX_UNIT_LEVELS);
+        for (int i = 0; i < n; i++) {
+            if (evb_db_find(db, &keys[i]) >= 0) (*n_present)++;
+            else (*todo)[(*n_todo)++] = keys[i];
+        }
     }
+    return EVB_SUCCESS;
+}
+
+typedef struct build_progress {
+    void (*fn)(void *ctx, int done, int total);
+    void *ctx;
+    int done, total;
+} build_progress;
+
+/* Compresses the levels todo[n] in one OpenMP loop, each thread with its own buffers; the first failing
+ * task's error wins after the loop. */
+static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
+                        const evb_level_grid *g, const evb_db_entry *todo, int n, build_progress *bp) {
     size_t max_w = 0;
     int max_cols = 0;
     for (int u = 0; u < EVB_LINEAR_COUNT; u++) {
@@ -100,7 +145,9 @@ int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_m
         if ((size_t)r * cc > max_w) max_w = (size_t)r * cc;
         if (cc > max_cols) max_cols = cc;
     }
-    int done = 0, first_err = n_todo;
+    int *status = calloc((size_t)n + 1, sizeof(int));
+    if (!status) EVB_ERROR("out of memory", EVB_ENOMEM);
+    int first_err = n;
     char first_msg[1024] = "";
     #pragma omp parallel
     {
@@ -110,23 +157,116 @@ int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_m
         int32_t *group_of = malloc(sizeof(int32_t) * max_cols);
         int ok = W && scale && zero && codes && group_of;
         #pragma omp for schedule(dynamic)
-        for (int i = 0; i < n_todo; i++) {
-            int t = todo[i];
-            status[i] = ok ? compress_one(db, m, c, method, g, t / n_levels, t % n_levels, W, codes, scale, zero, group_of)
+        for (int i = 0; i < n; i++) {
+            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, codes, scale, zero, group_of)
                            : EVB_RAISEF(EVB_ENOMEM, "out of memory building levels");
             #pragma omp critical(evb_db_build_progress)
             {
                 /* Error messages are per thread: keep the one of the first failing task. */
                 if (status[i] && i < first_err) { first_err = i; snprintf(first_msg, sizeof first_msg, "%s", evb_last_error()); }
-                done++;
-                if (progress) progress(progress_ctx, done, n_todo);
+                bp->done++;
+                if (bp->fn) bp->fn(bp->ctx, bp->done, bp->total);
             }
         }
         free(W); free(scale); free(zero); free(codes); free(group_of);
     }
-    int st = first_err < n_todo ? status[first_err] : EVB_SUCCESS;
-    *n_built = n_todo;
-    free(todo); free(status);
+    int st = first_err < n ? status[first_err] : EVB_SUCCESS;
+    free(status);
     if (st) EVB_ERRORF(st, "%s", first_msg);
     return EVB_SUCCESS;
+}
+
+static int check_grid(const evb_method *method, const evb_level_grid *g) {
+    int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep || g->step_levels > 0 ? 1 : g->n_sparsities) : g->n_bits;
+    if (n_levels < 1) EVB_ERRORF(EVB_EINVAL, "method %s: no levels asked for (--sparsity, --steps, --nm or --bits)", method->name);
+    if (g->step_levels > 0 && (g->step_weights < 1 || !(g->step_target > 0 && g->step_target < 1)))
+        EVB_ERRORF(EVB_EINVAL, "step grid: target %g must lie in (0, 1) and the step (%lld weights) be positive",
+                   g->step_target, (long long)g->step_weights);
+    return EVB_SUCCESS;
+}
+
+int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
+                 const evb_level_grid *g, int *n_built, int *n_present,
+                 void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    *n_built = *n_present = 0;
+    int st = check_grid(method, g);
+    if (st) return st;
+    evb_db_entry *todo;
+    int n_todo;
+    st = missing_keys(db, m, method, g, 0, evb_model_n_units(m), &todo, &n_todo, n_present);
+    if (st) return st;
+    build_progress bp = {progress, progress_ctx, 0, n_todo};
+    st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
+    free(todo);
+    if (!st) *n_built = n_todo;
+    return st;
+}
+
+/* The entry of unit's level that the sequential protocol passes on: the level whose sparsity (or bits) is
+ * nearest calib_value. */
+static int calib_entry(const evb_db *db, const evb_model *m, const evb_method *method, const evb_level_grid *g,
+                       int unit, double calib_value) {
+    evb_db_entry keys[MAX_UNIT_LEVELS];
+    int n = unit_keys(m, method, g, unit, keys, MAX_UNIT_LEVELS), best = -1;
+    double dbest = INFINITY;
+    for (int i = 0; i < n; i++) {
+        double v = method->kind == EVB_LEVEL_QUANT ? keys[i].bits : keys[i].sparsity, d = fabs(v - calib_value);
+        if (d < dbest) { dbest = d; best = i; }
+    }
+    return best < 0 ? -1 : evb_db_find(db, &keys[best]);
+}
+
+int evb_db_build_sequential(evb_db *db, evb_model *m, const evb_windows *w, int batch, const evb_method *method,
+                            const evb_level_grid *g, double calib_value, int *n_built, int *n_present,
+                            void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    *n_built = *n_present = 0;
+    int st = check_grid(method, g);
+    if (st) return st;
+    const int L = m->config.n_layers, U = evb_model_n_units(m);
+    size_t D = (size_t)m->config.dim;
+    evb_db_entry *todo = NULL;
+    int n_todo = 0;
+    /* Every block's missing levels, counted first for the progress total. */
+    st = missing_keys(db, m, method, g, 0, U, &todo, &n_todo, n_present);
+    free(todo);
+    if (st) return st;
+    build_progress bp = {progress, progress_ctx, 0, n_todo};
+    evb_calib *c = NULL;
+    evb_state *s = NULL;
+    float *h = malloc(sizeof(float) * (size_t)w->n * w->seq_len * D), *wbuf[EVB_LINEAR_COUNT] = {0};
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        int r, cc;
+        evb_model_unit_shape(m, k, &r, &cc);
+        wbuf[k] = malloc(sizeof(float) * (size_t)r * cc);
+        if (!wbuf[k]) h = (free(h), NULL);
+    }
+    st = h ? evb_calib_alloc(m, &c) : EVB_RAISEF(EVB_ENOMEM, "out of memory for the hidden states of %d windows", w->n);
+    if (!st) st = evb_state_alloc(m, batch, w->seq_len, &s);
+    if (!st) st = evb_calib_embed(m, s, w, h);
+    for (int l = 0; !st && l < L; l++) {
+        int n_here = 0, dummy = 0;
+        st = evb_calib_block(c, m, s, w, h, l, 1, 0);
+        if (!st) st = missing_keys(db, m, method, g, l * EVB_LINEAR_COUNT, (l + 1) * EVB_LINEAR_COUNT, &todo, &n_here, &dummy);
+        if (!st) st = build_levels(db, m, c, method, g, todo, n_here, &bp);
+        free(todo); todo = NULL;
+        *n_built += st ? 0 : n_here;
+        /* Pass on the block as compressed at the calibration level. */
+        for (int k = 0; !st && k < EVB_LINEAR_COUNT; k++) {
+            int unit = l * EVB_LINEAR_COUNT + k;
+            float *buf = wbuf[k];
+            int e = calib_entry(db, m, method, g, unit, calib_value);
+            if (e < 0) { st = EVB_RAISEF(EVB_EINVAL, "sequential build: unit %d has no level near %g to pass on", unit, calib_value); break; }
+            st = evb_db_load(db, e, buf);
+            if (!st) evb_model_set_weight(m, unit, buf);
+        }
+        if (!st) st = evb_calib_block(c, m, s, w, h, l, 0, 1);
+        /* h now holds the block's compressed outputs: its weights are not needed again. */
+        for (int k = 0; k < EVB_LINEAR_COUNT; k++) evb_model_set_weight(m, l * EVB_LINEAR_COUNT + k, NULL);
+    }
+    for (int u = 0; u < U; u++) evb_model_set_weight(m, u, NULL);
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) free(wbuf[k]);
+    free(h);
+    evb_state_free(s);
+    evb_calib_free(c);
+    return st;
 }

@@ -45,7 +45,7 @@ static void on_capture(void *ctx, int layer, evb_linear_kind kind, const float *
     st->n_tokens += (size_t)n_rows;
 }
 
-int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_calib **out) {
+int evb_calib_alloc(const evb_model *m, evb_calib **out) {
     *out = NULL;
     const evb_config *cf = &m->config;
     int D = cf->dim, HE = cf->n_heads * cf->head_dim, F = cf->hidden_dim, L = cf->n_layers;
@@ -73,22 +73,78 @@ int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_c
             c->stats[l * IN_COUNT + k].gram = p;
             p += (size_t)cols[k] * cols[k];
         }
+    *out = c;
+    return EVB_SUCCESS;
+}
+
+/* Windows [i, i + B) of one length T: the batches both protocols run. */
+static int next_batch(const evb_windows *w, int i, int batch, int *T) {
+    int B = 1;
+    *T = w->len[i];
+    while (B < batch && i + B < w->n && w->len[i + B] == *T) B++;
+    return *T != w->seq_len ? 1 : B;
+}
+
+int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_calib **out) {
+    evb_calib *c;
+    int st = evb_calib_alloc(m, &c);
+    *out = NULL;
+    if (st) return st;
+    int L = m->config.n_layers;
     evb_state *s = NULL;
-    int st = evb_state_alloc(m, batch, w->seq_len, &s);
+    st = evb_state_alloc(m, batch, w->seq_len, &s);
     if (!st) { s->capture = on_capture; s->capture_ctx = c; }
-    for (int i = 0; !st && i < w->n;) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        if (T != w->seq_len) B = 1;
+    for (int i = 0, T, B; !st && i < w->n; i += B) {
+        B = next_batch(w, i, batch, &T);
         st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         if (!st) st = evb_forward_blocks(m, s, 0, L);
         c->n_tokens += (size_t)B * T;
-        i += B;
     }
     evb_state_free(s);
     if (st) { evb_calib_free(c); return st; }
     *out = c;
     return EVB_SUCCESS;
+}
+
+int evb_calib_embed(const evb_model *m, evb_state *s, const evb_windows *w, float *h) {
+    size_t D = (size_t)m->config.dim;
+    for (int i = 0, T, B; i < w->n; i += B) {
+        B = next_batch(w, i, s->max_batch, &T);
+        int st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
+        if (st) return st;
+        for (int b = 0; b < B; b++)
+            memcpy(h + (size_t)(i + b) * w->seq_len * D, s->x + (size_t)b * T * D, sizeof(float) * T * D);
+    }
+    return EVB_SUCCESS;
+}
+
+int evb_calib_block(evb_calib *c, const evb_model *m, evb_state *s, const evb_windows *w, float *h, int layer,
+                    int collect, int advance) {
+    if (layer < 0 || layer >= c->n_layers) EVB_ERRORF(EVB_EINVAL, "calibration: no block %d", layer);
+    size_t D = (size_t)m->config.dim;
+    if (collect) {
+        for (int k = 0; k < IN_COUNT; k++) {
+            evb_layer_stats *st = &c->stats[layer * IN_COUNT + k];
+            memset((double *)st->gram, 0, sizeof(double) * st->cols * st->cols);
+            st->n_tokens = 0;
+        }
+        s->capture = on_capture; s->capture_ctx = c;
+        c->n_tokens = 0;
+    }
+    int st = EVB_SUCCESS;
+    for (int i = 0, T, B; !st && i < w->n; i += B) {
+        B = next_batch(w, i, s->max_batch, &T);
+        s->B = B; s->T = T;
+        for (int b = 0; b < B; b++)
+            memcpy(s->x + (size_t)b * T * D, h + (size_t)(i + b) * w->seq_len * D, sizeof(float) * T * D);
+        st = evb_forward_blocks(m, s, layer, layer + 1);
+        if (collect) c->n_tokens += (size_t)B * T;
+        if (!st && advance)
+            for (int b = 0; b < B; b++)
+                memcpy(h + (size_t)(i + b) * w->seq_len * D, s->x + (size_t)b * T * D, sizeof(float) * T * D);
+    }
+    s->capture = NULL; s->capture_ctx = NULL;
+    return st;
 }
 
 void evb_calib_free(evb_calib *c) {

@@ -128,13 +128,14 @@ static int write_index(evb_db *db) {
     pack_str(&pk, "entries"); msgpack_pack_array(&pk, (size_t)db->n);
     for (int i = 0; i < db->n; i++) {
         const evb_db_entry *e = &db->e[i];
-        msgpack_pack_map(&pk, 17);
+        msgpack_pack_map(&pk, 18);
         pack_str(&pk, "unit"); msgpack_pack_int(&pk, e->unit);
         pack_str(&pk, "method"); pack_str(&pk, e->method);
         pack_str(&pk, "kind"); msgpack_pack_int(&pk, e->kind);
         pack_str(&pk, "sparsity"); msgpack_pack_double(&pk, e->sparsity);
         pack_str(&pk, "n_keep"); msgpack_pack_int(&pk, e->n_keep);
         pack_str(&pk, "m"); msgpack_pack_int(&pk, e->m);
+        pack_str(&pk, "n_removed"); msgpack_pack_int64(&pk, e->n_removed);
         pack_str(&pk, "bits"); msgpack_pack_int(&pk, e->bits);
         pack_str(&pk, "group_size"); msgpack_pack_int(&pk, e->group_size);
         pack_str(&pk, "sym"); msgpack_pack_int(&pk, e->sym);
@@ -188,12 +189,13 @@ static int parse_entry(const msgpack_object *o, evb_db_entry *e) {
         else if (obj_key(kv, "bytes")) { if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER) return 0; e->bytes = kv->val.via.u64; seen++; }
         else if (obj_key(kv, "checksum")) { if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER) return 0; e->checksum = kv->val.via.u64; seen++; }
         NUM("unit", unit, int) NUM("kind", kind, int) NUM("sparsity", sparsity, double) NUM("n_keep", n_keep, int)
+        NUM("n_removed", n_removed, int64_t)
         NUM("m", m, int) NUM("bits", bits, int) NUM("group_size", group_size, int) NUM("sym", sym, int)
         NUM("rows", rows, int) NUM("cols", cols, int) NUM("params_kept", params_kept, double)
         NUM("bits_stored", bits_stored, double) NUM("recon_error", recon_error, double)
 #undef NUM
     }
-    return seen == 17 && e->rows > 0 && e->cols > 0 && e->unit >= 0 && (e->kind == EVB_LEVEL_SPARSE || e->kind == EVB_LEVEL_QUANT);
+    return seen == 18 && e->n_removed >= 0 && e->rows > 0 && e->cols > 0 && e->unit >= 0 && (e->kind == EVB_LEVEL_SPARSE || e->kind == EVB_LEVEL_QUANT);
 }
 
 static int read_index(evb_db *db, const char *model_fp, const char *calib_fp) {
@@ -312,7 +314,8 @@ evb_db_entry evb_db_get(const evb_db *db, int i) {
 static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
     return a->unit == b->unit && a->kind == b->kind && strcmp(a->method, b->method) == 0 &&
            (a->kind == EVB_LEVEL_SPARSE
-                ? fabs(a->sparsity - b->sparsity) < 1e-9 && a->n_keep == b->n_keep && a->m == b->m
+                ? a->n_removed == b->n_removed && (a->n_removed || fabs(a->sparsity - b->sparsity) < 1e-9) &&
+                      a->n_keep == b->n_keep && a->m == b->m
                 : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
 }
 
@@ -329,6 +332,7 @@ int evb_db_find(const evb_db *db, const evb_db_entry *key) {
 static void level_file(evb_db_entry *e) {
     if (e->kind == EVB_LEVEL_SPARSE) {
         if (e->m) snprintf(e->file, sizeof e->file, "u%04d_%s_%d-%d.bin", e->unit, e->method, e->n_keep, e->m);
+        else if (e->n_removed) snprintf(e->file, sizeof e->file, "u%04d_%s_r%lld.bin", e->unit, e->method, (long long)e->n_removed);
         else snprintf(e->file, sizeof e->file, "u%04d_%s_s%.6f.bin", e->unit, e->method, e->sparsity);
     } else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
 }

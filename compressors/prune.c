@@ -14,6 +14,8 @@
  * (row-major) index removed first, which is a stable ascending sort. This differs from two places in the
  * reference code: magnitude there zeroes every |W| <= t (all ties of the threshold), and SparseGPT's
  * `tmp <= sort(tmp)[k]` removes k + 1 (plus ties).
+ * With sp.n_remove > 0 the layer loses exactly that many weights (sparsity is ignored), each group its
+ * share floor(k b / n) - floor(k a / n) of its element range [a, b): EvoPress's equal-step levels.
  * N:M (sp.n_keep > 0): in every row, every group of m consecutive inputs (aligned to column 0) keeps the
  * n_keep highest scores and loses the m - n_keep lowest, ties as above; cols must be a multiple of m, and for
  * SparseGPT so must blocksize. sp.sparsity is ignored.
@@ -118,6 +120,10 @@ static void select_k(int naive, const double *score, size_t n, size_t k, double 
 static int check_common(const float *W, int rows, int cols, evb_sparsity sp) {
     if (!W) EVB_ERRORF(EVB_EINVAL, "prune: W is NULL");
     if (rows <= 0 || cols <= 0) EVB_ERRORF(EVB_EINVAL, "prune: bad shape %d x %d", rows, cols);
+    if (sp.n_remove < 0 || (uint64_t)sp.n_remove > (uint64_t)rows * (uint64_t)cols)
+        EVB_ERRORF(EVB_EINVAL, "prune: %lld weights to remove from a %d x %d layer", (long long)sp.n_remove, rows, cols);
+    if (sp.n_remove > 0 && sp.n_keep)
+        EVB_ERRORF(EVB_EINVAL, "prune: an exact count of removed weights and an N:M pattern exclude each other");
     if (sp.n_keep == 0) {
         if (!(sp.sparsity >= 0.0 && sp.sparsity <= 1.0))
             EVB_ERRORF(EVB_EINVAL, "prune: sparsity %g outside [0, 1]", sp.sparsity);
@@ -146,17 +152,26 @@ static int check_stats(const evb_layer_stats *st, int cols) {
 
 static size_t count_pruned(double s, size_t n) { return (size_t)(s * (double)n); }
 
+/* Weights to remove from the group covering elements [a, b) of the layer's n: floor(s * (b - a)) for a
+ * fraction, and with an exact layer count k = sp.n_remove the share floor(k b / n) - floor(k a / n), so the
+ * groups add up to exactly k and differ by at most one weight per unit of width. */
+static size_t group_pruned(evb_sparsity sp, size_t a, size_t b, size_t n) {
+    if (sp.n_remove <= 0) return count_pruned(sp.sparsity, b - a);
+    uint64_t k = (uint64_t)sp.n_remove;
+    return (size_t)(k * (uint64_t)b / n - k * (uint64_t)a / n);
+}
+
 /* Zeroes W where the groups of `mode` (0 layer, 1 row; N:M when sp.n_keep) select the lowest score. */
 static int prune_by_score(float *W, int rows, int cols, const double *score, int per_row, evb_sparsity sp,
                           int naive) {
     size_t n = (size_t)rows * cols;
     size_t group = sp.n_keep ? (size_t)sp.m : per_row ? (size_t)cols : n;
-    size_t k = sp.n_keep ? (size_t)(sp.m - sp.n_keep) : count_pruned(sp.sparsity, group);
     double *ws_d = malloc(group * (sizeof(double) + sizeof(scored) + 1));
     if (!ws_d) EVB_ERRORF(EVB_ENOMEM, "prune: out of memory (%zu scores)", group);
     scored *ws_s = (scored *)(ws_d + group);
     unsigned char *prune = (unsigned char *)(ws_s + group);
     for (size_t g0 = 0; g0 < n; g0 += group) {
+        size_t k = sp.n_keep ? (size_t)(sp.m - sp.n_keep) : group_pruned(sp, g0, g0 + group, n);
         select_k(naive, score + g0, group, k, ws_d, ws_s, prune);
         for (size_t i = 0; i < group; i++)
             if (prune[i]) W[g0 + i] = 0.0f;
@@ -296,7 +311,7 @@ int evb_prune_sparsegpt(float *W, int rows, int cols, const evb_layer_stats *st,
                     double w = Wd[(size_t)r * cols + i1 + j], d = diag[i1 + j];
                     score[(size_t)r * bw + j] = w * w / (d * d);
                 }
-            select_lowest(score, (size_t)rows * bw, count_pruned(sp.sparsity, (size_t)rows * bw), ws_d, mask);
+            select_lowest(score, (size_t)rows * bw, group_pruned(sp, (size_t)rows * i1, (size_t)rows * i2, nrc), ws_d, mask);
         }
         for (int r = 0; r < rows; r++) {
             double *w = Wd + (size_t)r * cols + i1, *err = Err + (size_t)r * bw;
@@ -395,7 +410,7 @@ int evb_prune_sparsegpt_naive(float *W, int rows, int cols, const evb_layer_stat
                     double w = Wd[(size_t)r * cols + i1 + t], d = U[(size_t)(i1 + t) * cols + i1 + t];
                     score[(size_t)r * bw + t] = w * w / (d * d);
                 }
-            select_lowest_naive(score, (size_t)rows * bw, count_pruned(sp.sparsity, (size_t)rows * bw), ws_s, mask);
+            select_lowest_naive(score, (size_t)rows * bw, group_pruned(sp, (size_t)rows * i1, (size_t)rows * (i1 + bw), nrc), ws_s, mask);
         }
         if (sp.n_keep && i % m == 0)
             for (int r = 0; r < rows; r++) {

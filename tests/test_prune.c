@@ -182,6 +182,30 @@ static void test_naive(void) {
             EVB_CHECK(dead_ok, "SparseGPT zeroes the dead input column");
         }
     }
+    /* Exact counts (EvoPress's equal-step levels): the layer loses exactly n_remove weights. */
+    int64_t ks[3] = {1, 1237, (int64_t)n - 5};
+    for (int k = 0; k < 3; k++) {
+        evb_sparsity sp = {0, 0, 0, ks[k]};
+        memcpy(A, W, sizeof(float) * n); memcpy(B, W, sizeof(float) * n);
+        int r1 = evb_prune_magnitude(A, rows, cols, sp), r2 = evb_prune_magnitude_naive(B, rows, cols, sp);
+        EVB_CHECK(!r1 && !r2 && !memcmp(A, B, sizeof(float) * n) && count_zeros(A, n) == (size_t)ks[k],
+                  "magnitude removes exactly %lld: %zu zeros, fast == naive", (long long)ks[k], count_zeros(A, n));
+        memcpy(A, W, sizeof(float) * n); memcpy(B, W, sizeof(float) * n);
+        r1 = evb_prune_wanda(A, rows, cols, &st, sp); r2 = evb_prune_wanda_naive(B, rows, cols, &st, sp);
+        EVB_CHECK(!r1 && !r2 && !memcmp(A, B, sizeof(float) * n) && count_zeros(A, n) == (size_t)ks[k],
+                  "Wanda removes exactly %lld: %zu zeros, fast == naive", (long long)ks[k], count_zeros(A, n));
+        if (k == 0) continue; /* the dead input column's zeros come first in SparseGPT's selection */
+        memcpy(A, W, sizeof(float) * n); memcpy(B, W, sizeof(float) * n);
+        r1 = evb_prune_sparsegpt(A, rows, cols, &st, sp, 0.01, 40);
+        r2 = evb_prune_sparsegpt_naive(B, rows, cols, &st, sp, 0.01, 40);
+        EVB_CHECK(!r1 && !r2 && mask_flips(A, B, n) == 0 && count_zeros(A, n) == (size_t)ks[k],
+                  "SparseGPT (blocks of 40 over 96 columns) removes exactly %lld: %zu zeros, fast == naive",
+                  (long long)ks[k], count_zeros(A, n));
+    }
+    EVB_CHECK(evb_prune_magnitude(A, rows, cols, (evb_sparsity){0, 0, 0, (int64_t)n + 1}) == EVB_EINVAL,
+              "more weights to remove than the layer has: %s", evb_last_error());
+    EVB_CHECK(evb_prune_wanda(A, rows, cols, &st, (evb_sparsity){0, 2, 4, 10}) == EVB_EINVAL,
+              "exact count with N:M: %s", evb_last_error());
     /* errors */
     memcpy(A, W, sizeof(float) * n);
     EVB_CHECK(evb_prune_magnitude(A, rows, cols, (evb_sparsity){1.5, 0, 0}) == EVB_EINVAL, "sparsity 1.5: %s", evb_last_error());

@@ -27,8 +27,10 @@ typedef struct evb_layer_stats {
  * columns); otherwise N:M, n_keep of every m consecutive inputs of a row kept (2:4, 4:8), sparsity
  * ignored. */
 typedef struct evb_sparsity {
-    double sparsity;
-    int    n_keep, m;
+    double  sparsity;
+    int     n_keep, m;
+    int64_t n_remove;  /* > 0: remove exactly this many weights of the layer, spread over the comparison
+                          groups in proportion to their size (sparsity ignored) */
 } evb_sparsity;
 
 /* Magnitude: remove the smallest |W| over the whole layer (unstructured) or per group of m (N:M). */

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define EVB_DB_FORMAT 1
+#define EVB_DB_FORMAT 2
 
 typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1 } evb_level_kind;
 
@@ -30,6 +30,8 @@ typedef struct evb_db_entry {
     int      kind;            /* evb_level_kind */
     double   sparsity;        /* sparse: fraction of weights removed as asked (0 for N:M) */
     int      n_keep, m;       /* sparse N:M pattern, 0 0 when unstructured */
+    int64_t  n_removed;       /* sparse: exactly this many weights removed (an equal-step level; sparsity is
+                                 then n_removed / (rows cols)), 0 for a level given by its fraction */
     int      bits, group_size, sym; /* quantized */
     int      rows, cols;
     double   params_kept;     /* cost: weights that are not zero */
@@ -103,14 +105,27 @@ const evb_method *evb_method_find(const char *name);
 /* Names of all methods, comma-separated, for messages. */
 const char *evb_method_names(void);
 
-/* What levels to build: sparse levels at each fraction of sparsities[n_sparsities] (or the N:M pattern
- * when n_keep > 0), quantized levels at each of bits[n_bits] with the given grid. */
+/* What levels to build: sparse levels at each fraction of sparsities[n_sparsities], or the N:M pattern
+ * when n_keep > 0, or EvoPress's equal-step grid when step_levels > 0; quantized levels at each of
+ * bits[n_bits] with the given grid.
+ *
+ * The equal-step grid (evopress.md 1.2): around a target sparsity s, level l of a unit of N weights removes
+ * exactly round(s N) + l * step_weights weights, for l from -min(floor(base / step), step_levels) to
+ * +min(floor((N - base) / step), step_levels). One step removes the same number of weights in every unit,
+ * so raising one unit a level and lowering another keeps the model's total exactly constant. */
 typedef struct evb_level_grid {
     const double *sparsities; int n_sparsities;
     int n_keep, m;
     const int *bits; int n_bits;
     int group_size, sym, act_order;
+    double step_target; int step_levels; int64_t step_weights;
 } evb_level_grid;
+
+/* EvoPress's default step: int(0.5 min(s, 1 - s) / num_levels * dim^2) weights. */
+int64_t evb_step_weights_default(const struct evb_model *m, double s, int num_levels);
+/* The levels of a unit of n weights in the step grid: writes lo, hi (levels -lo .. +hi) and returns the
+ * weights removed at level 0. */
+int64_t evb_step_range(int64_t n, double s, int64_t step_weights, int num_levels, int *lo, int *hi);
 
 struct evb_calib;
 /* Computes every level of every unit that the database lacks, several levels in parallel (one OpenMP
@@ -119,6 +134,18 @@ struct evb_calib;
 int evb_db_build(evb_db *db, const struct evb_model *m, const struct evb_calib *c, const evb_method *method,
                  const evb_level_grid *grid, int *n_built, int *n_present,
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx);
+
+/* The sequential protocol (SparseGPT/GPTQ): block by block, the statistics of block l are taken on the
+ * outputs of blocks 0..l-1 as compressed at their level nearest calib_value (a sparsity, or bits), the
+ * block's missing levels are built from them, and the block's calibration level is passed on. Levels
+ * already present are reused (also as the level passed on), so a rerun after a kill completes the build
+ * identically. The database's calibration fingerprint should name the protocol and calib_value (the
+ * CLI does), since its levels depend on both. m's weights are dense again on return. */
+struct evb_windows;
+int evb_db_build_sequential(evb_db *db, struct evb_model *m, const struct evb_windows *w, int batch,
+                            const evb_method *method, const evb_level_grid *grid, double calib_value,
+                            int *n_built, int *n_present,
+                            void (*progress)(void *ctx, int done, int total), void *progress_ctx);
 
 /* xxHash64 of a buffer, as hex (17 bytes with the NUL), for fingerprints. */
 void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]);
