@@ -1,0 +1,374 @@
+/* kl.c -- the teacher cache and the KL / perplexity fitness (see evb_fitness_kl.h). */
+#include "evobudget/evb_fitness_kl.h"
+#include "evobudget/evb_eval.h"
+#include "evobudget/evb_status.h"
+#include "models/safetensors.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- the teacher ----
+
+struct evb_teacher {
+    int kind, V, K, n_windows;
+    size_t *row0;        /* [n_windows] first row of each window; window i has len_i - 1 rows */
+    size_t n_rows;
+    float *f32;          /* [n_rows, V] */
+    uint16_t *f16;       /* [n_rows, V] */
+    float *top_lp;       /* [n_rows, K] log-probabilities of the K most likely tokens */
+    int32_t *top_id;     /* [n_rows, K] */
+    float *tail;         /* [n_rows] log of the mass outside the top K */
+};
+
+/* Keeps the K largest of row[V] in (lp, id), by a partial insertion sort (K is small). */
+static void top_k(const float *row, int V, int K, float *lp, int32_t *id) {
+    int n = 0;
+    for (int v = 0; v < V; v++) {
+        float x = row[v];
+        if (n == K && x <= lp[K - 1]) continue;
+        int j = n < K ? n++ : K - 1;
+        while (j > 0 && lp[j - 1] < x) { lp[j] = lp[j - 1]; id[j] = id[j - 1]; j--; }
+        lp[j] = x; id[j] = v;
+    }
+}
+
+static double log_tail(const float *lp, int K) {
+    double s = 0;
+    for (int k = 0; k < K; k++) s += exp((double)lp[k]);
+    double t = 1.0 - s;
+    return log(t > 1e-30 ? t : 1e-30);
+}
+
+int evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_teacher_kind kind, int topk,
+                      evb_teacher **out) {
+    *out = NULL;
+    const int V = m->config.vocab_size;
+    if (kind == EVB_TEACHER_TOPK && (topk < 1 || topk >= V))
+        EVB_ERRORF(EVB_EINVAL, "teacher: top-k %d must lie in [1, %d)", topk, V);
+    evb_teacher *t = calloc(1, sizeof *t);
+    if (!t) EVB_ERROR("teacher: out of memory", EVB_ENOMEM);
+    t->kind = kind; t->V = V; t->K = kind == EVB_TEACHER_TOPK ? topk : 0; t->n_windows = w->n;
+    t->row0 = malloc(sizeof(size_t) * (w->n + 1));
+    if (!t->row0) { evb_teacher_free(t); EVB_ERROR("teacher: out of memory", EVB_ENOMEM); }
+    for (int i = 0; i < w->n; i++) { t->row0[i] = t->n_rows; t->n_rows += (size_t)w->len[i] - 1; }
+    t->row0[w->n] = t->n_rows;
+    size_t R = t->n_rows;
+    if (kind == EVB_TEACHER_F32) t->f32 = malloc(sizeof(float) * R * V);
+    else if (kind == EVB_TEACHER_F16) t->f16 = malloc(sizeof(uint16_t) * R * V);
+    else { t->top_lp = malloc(sizeof(float) * R * t->K); t->top_id = malloc(sizeof(int32_t) * R * t->K); t->tail = malloc(sizeof(float) * R); }
+    if (!t->f32 && !t->f16 && !(t->top_lp && t->top_id && t->tail)) {
+        evb_teacher_free(t);
+        EVB_ERRORF(EVB_ENOMEM, "teacher: out of memory for %zu positions x %d", R, kind == EVB_TEACHER_TOPK ? topk : V);
+    }
+    evb_state *s = NULL;
+    int st = evb_state_alloc(m, batch, w->seq_len, &s);
+    for (int i = 0; !st && i < w->n;) {
+        int T = w->len[i], B = 1;
+        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
+        if (T != w->seq_len) B = 1;
+        st = evb_forward(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
+        if (st) break;
+        evb_log_softmax(s->logits, (size_t)B * T, V);
+        for (int b = 0; b < B; b++)
+            for (int p = 0; p < T - 1; p++) {
+                const float *row = s->logits + ((size_t)b * T + p) * V;
+                size_t r = t->row0[i + b] + p;
+                if (t->f32) memcpy(t->f32 + r * V, row, sizeof(float) * V);
+                else if (t->f16) for (int v = 0; v < V; v++) t->f16[r * V + v] = evb_f32_to_f16(row[v]);
+                else {
+                    top_k(row, V, t->K, t->top_lp + r * t->K, t->top_id + r * t->K);
+                    t->tail[r] = (float)log_tail(t->top_lp + r * t->K, t->K);
+                }
+            }
+        i += B;
+    }
+    evb_state_free(s);
+    if (st) { evb_teacher_free(t); return st; }
+    *out = t;
+    return EVB_SUCCESS;
+}
+
+void evb_teacher_free(evb_teacher *t) {
+    if (!t) return;
+    free(t->row0); free(t->f32); free(t->f16); free(t->top_lp); free(t->top_id); free(t->tail);
+    free(t);
+}
+
+size_t evb_teacher_bytes(const evb_teacher *t) {
+    size_t R = t->n_rows;
+    if (t->f32) return R * t->V * sizeof(float);
+    if (t->f16) return R * t->V * sizeof(uint16_t);
+    return R * ((size_t)t->K * 8 + 4);
+}
+
+double evb_teacher_kl(const evb_teacher *t, int window, int pos0, const float *logq, int n, float *scratch) {
+    const int V = t->V, K = t->K;
+    size_t r0 = t->row0[window] + pos0;
+    if (t->f32) return evb_kl_sum(t->f32 + r0 * V, logq, (size_t)n, V);
+    double total = 0;
+    for (int p = 0; p < n; p++) {
+        size_t r = r0 + p;
+        const float *q = logq + (size_t)p * V;
+        if (t->f16) {
+            for (int v = 0; v < V; v++) scratch[v] = evb_f16_to_f32(t->f16[r * V + v]);
+            total += evb_kl_sum(scratch, q, 1, V);
+            continue;
+        }
+        /* top K and the tail: KL of the distributions coarsened to K + 1 outcomes */
+        const float *lp = t->top_lp + r * K;
+        const int32_t *id = t->top_id + r * K;
+        double kl = 0, qs = 0;
+        for (int k = 0; k < K; k++) {
+            double pk = exp((double)lp[k]);
+            kl += pk * ((double)lp[k] - q[id[k]]);
+            qs += exp((double)q[id[k]]);
+        }
+        double qt = 1.0 - qs, pt = exp((double)t->tail[r]);
+        kl += pt * ((double)t->tail[r] - log(qt > 1e-30 ? qt : 1e-30));
+        total += kl;
+    }
+    return total;
+}
+
+int evb_teacher_kl_error(const evb_teacher *t, evb_model *m, const evb_windows *w, int batch,
+                         const float *const *weights, double *kl_teacher, double *kl_exact) {
+    const int V = m->config.vocab_size, U = evb_model_n_units(m);
+    evb_state *s = NULL;
+    int st = evb_state_alloc(m, batch, w->seq_len, &s);
+    if (st) return st;
+    float *ref = malloc(sizeof(float) * (size_t)batch * w->seq_len * V), *scratch = malloc(sizeof(float) * V);
+    double a = 0, b = 0;
+    size_t n = 0;
+    if (!ref || !scratch) st = EVB_RAISEF(EVB_ENOMEM, "teacher error: out of memory");
+    for (int i = 0; !st && i < w->n; i++) {
+        int T = w->len[i];
+        const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
+        st = evb_forward(m, s, tok, 1, T);
+        if (st) break;
+        evb_log_softmax(s->logits, (size_t)T, V);
+        memcpy(ref, s->logits, sizeof(float) * T * V);
+        for (int u = 0; u < U; u++) evb_model_set_weight(m, u, weights ? weights[u] : NULL);
+        st = evb_forward(m, s, tok, 1, T);
+        for (int u = 0; u < U; u++) evb_model_set_weight(m, u, NULL);
+        if (st) break;
+        evb_log_softmax(s->logits, (size_t)T, V);
+        a += evb_teacher_kl(t, i, 0, s->logits, T - 1, scratch);
+        b += evb_kl_sum(ref, s->logits, (size_t)T - 1, V);
+        n += (size_t)T - 1;
+    }
+    free(ref); free(scratch);
+    evb_state_free(s);
+    *kl_teacher = n ? a / n : 0;
+    *kl_exact = n ? b / n : 0;
+    return st;
+}
+
+// ---- batches ----
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+size_t evb_batch_windows(const evb_windows *w, const evb_batch *b, int *idx, int *len, int *n) {
+    size_t total = 0;
+    for (int i = 0; i < w->n; i++) total += (size_t)w->len[i] - 1;
+    *n = 0;
+    if (b->n_tokens == 0 || b->n_tokens >= total) {
+        for (int i = 0; i < w->n; i++) { idx[i] = i; len[i] = w->len[i]; }
+        *n = w->n;
+        return total;
+    }
+    /* Fisher-Yates from the seed, then windows in that order until n_tokens positions are scored. */
+    for (int i = 0; i < w->n; i++) idx[i] = i;
+    uint64_t x = b->seed;
+    for (int i = w->n - 1; i > 0; i--) {
+        int j = (int)(splitmix64(&x) % (uint64_t)(i + 1));
+        int tmp = idx[i]; idx[i] = idx[j]; idx[j] = tmp;
+    }
+    size_t got = 0;
+    while (got < b->n_tokens) {
+        int i = idx[*n];
+        size_t take = (size_t)w->len[i] - 1;
+        if (got + take > b->n_tokens) take = b->n_tokens - got;
+        len[(*n)++] = (int)take + 1;
+        got += take;
+    }
+    return got;
+}
+
+// ---- the fitness ----
+
+typedef struct kl_ws {
+    evb_model view;          /* shallow copy of the model: its own layers, the shared weights */
+    evb_state *s;
+    int16_t *applied;        /* [n_units] level applied in view (-1: the dense weight) */
+    int *held;               /* [n_units] cache entry held for the unit, -1 none */
+    int *idx, *len;          /* [w->n] the batch's windows */
+    float *scratch;          /* [V] */
+    float *h;                /* [L, tokens, D] the reference's hidden states at every block input */
+    size_t h_cap;            /* floats */
+    int h_valid;
+    evb_batch h_batch;       /* the batch h was computed on */
+    int16_t *h_ref;          /* [n_units] the reference h belongs to */
+    int32_t *tok;            /* [batch, seq_len] token ids of one forward */
+    evb_level_cache *cache;  /* where held levels go back to */
+    int n_units;
+} kl_ws;
+
+static size_t kl_workspace_size(const void *params) { (void)params; return sizeof(kl_ws); }
+
+static void kl_workspace_destroy(void *wp) {
+    kl_ws *ws = wp;
+    for (int u = 0; ws->held && u < ws->n_units; u++)
+        if (ws->held[u] >= 0) evb_level_cache_release(ws->cache, ws->held[u]);
+    free(ws->tok);
+    free(ws->view.layers);
+    evb_state_free(ws->s);
+    free(ws->applied); free(ws->held); free(ws->idx); free(ws->len); free(ws->scratch); free(ws->h); free(ws->h_ref);
+    memset(ws, 0, sizeof *ws);
+}
+
+static int kl_workspace_init(void *wp, const void *params) {
+    const evb_kl_params *p = params;
+    kl_ws *ws = wp;
+    memset(ws, 0, sizeof *ws);
+    const evb_model *m = p->m;
+    const int L = m->config.n_layers;
+    if (p->metric == EVB_METRIC_KL && !p->teacher) EVB_ERROR("KL fitness: no teacher", EVB_EINVAL);
+    ws->view = *m;
+    ws->view.layers = malloc(sizeof(evb_layer) * L);
+    ws->applied = malloc(sizeof(int16_t) * p->n_units);
+    ws->held = malloc(sizeof(int) * p->n_units);
+    ws->h_ref = malloc(sizeof(int16_t) * p->n_units);
+    ws->idx = malloc(sizeof(int) * p->w->n);
+    ws->len = malloc(sizeof(int) * p->w->n);
+    ws->scratch = malloc(sizeof(float) * m->config.vocab_size);
+    ws->tok = malloc(sizeof(int32_t) * p->batch * p->w->seq_len);
+    ws->cache = p->cache; ws->n_units = p->n_units;
+    ws->h_cap = p->reuse_bytes / sizeof(float);
+    if (ws->h_cap) ws->h = malloc(sizeof(float) * ws->h_cap);
+    int st = evb_state_alloc(m, p->batch, p->w->seq_len, &ws->s);
+    if (!st && (!ws->view.layers || !ws->applied || !ws->held || !ws->h_ref || !ws->idx || !ws->len || !ws->scratch || !ws->tok || (ws->h_cap && !ws->h)))
+        st = EVB_RAISEF(EVB_ENOMEM, "KL fitness: out of memory for a workspace");
+    if (st) { kl_workspace_destroy(ws); return st; }
+    memcpy(ws->view.layers, m->layers, sizeof(evb_layer) * L);
+    for (int u = 0; u < p->n_units; u++) { ws->applied[u] = -1; ws->held[u] = -1; }
+    return EVB_SUCCESS;
+}
+
+static int unit_block(const evb_fit_unit *u) {
+    return u->kind == EVB_UNIT_LINEAR ? u->index / EVB_LINEAR_COUNT : u->index;
+}
+
+/* Puts the candidate's levels into the view, swapping only the units whose level changed. */
+static int apply(const evb_kl_params *p, kl_ws *ws, const int16_t *level) {
+    for (int u = 0; u < p->n_units; u++) {
+        int lv = level[u];
+        if (lv == ws->applied[u]) continue;
+        const evb_fit_unit *fu = &p->units[u];
+        if (lv < 0 || lv >= fu->n_levels) EVB_ERRORF(EVB_EINVAL, "unit %d has no level %d (it has %d)", u, lv, fu->n_levels);
+        if (fu->kind == EVB_UNIT_ATTN) ws->view.layers[fu->index].skip_attn = lv != 0;
+        else if (fu->kind == EVB_UNIT_MLP) ws->view.layers[fu->index].skip_mlp = lv != 0;
+        else {
+            if (ws->held[u] >= 0) { evb_level_cache_release(p->cache, ws->held[u]); ws->held[u] = -1; }
+            int e = fu->entry[lv];
+            const float *W = NULL;
+            if (e >= 0) {
+                int st = evb_level_cache_get(p->cache, e, &W);
+                if (st) { ws->applied[u] = -2; return st; }
+                ws->held[u] = e;
+            }
+            evb_model_set_weight(&ws->view, fu->index, W);
+        }
+        ws->applied[u] = (int16_t)lv;
+    }
+    return EVB_SUCCESS;
+}
+
+/* Windows [c, c + B) of the batch that share one length: one forward. */
+static int chunk(const kl_ws *ws, int c, int n, int max_b) {
+    int B = 1;
+    while (B < max_b && c + B < n && ws->len[c + B] == ws->len[c]) B++;
+    return B;
+}
+
+/* Loads the batch's tokens of windows [c, c + B) into the state and embeds them. */
+static int embed(const evb_kl_params *p, kl_ws *ws, int c, int B, int T, int32_t *tok) {
+    for (int b = 0; b < B; b++) memcpy(tok + (size_t)b * T, p->w->tokens + (size_t)ws->idx[c + b] * p->w->seq_len, sizeof(int32_t) * T);
+    return evb_forward_embed(&ws->view, ws->s, tok, B, T);
+}
+
+static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
+                       double *fitness) {
+    const evb_kl_params *p = params;
+    kl_ws *ws = wp;
+    const evb_model *m = p->m;
+    const int L = m->config.n_layers, D = m->config.dim, V = m->config.vocab_size;
+    if (g->n_units != p->n_units) EVB_ERRORF(EVB_EINVAL, "KL fitness: candidate of %d units, the model has %d", g->n_units, p->n_units);
+    int n;
+    size_t scored = evb_batch_windows(p->w, b, ws->idx, ws->len, &n), tokens = 0;
+    for (int i = 0; i < n; i++) tokens += (size_t)ws->len[i];
+    /* Reuse: the reference's states at every block input must fit. */
+    int reuse = ref && ws->h && tokens * D * (size_t)L <= ws->h_cap;
+    int first = 0;
+    if (reuse) {
+        int same_ref = ws->h_valid && ws->h_batch.seed == b->seed && ws->h_batch.n_tokens == b->n_tokens &&
+                       memcmp(ws->h_ref, ref->level, sizeof(int16_t) * p->n_units) == 0;
+        if (!same_ref) {
+            ws->h_valid = 0;
+            int st = apply(p, ws, ref->level);
+            size_t off = 0;
+            for (int c = 0; !st && c < n;) {
+                int B = chunk(ws, c, n, p->batch), T = ws->len[c];
+                st = embed(p, ws, c, B, T, ws->tok);
+                for (int l = 0; !st && l < L; l++) {
+                    memcpy(ws->h + (size_t)l * tokens * D + off, ws->s->x, sizeof(float) * B * T * D);
+                    if (l + 1 < L) st = evb_forward_blocks(&ws->view, ws->s, l, l + 1);
+                }
+                off += (size_t)B * T * D;
+                c += B;
+            }
+            if (st) return st;
+            ws->h_valid = 1; ws->h_batch = *b;
+            memcpy(ws->h_ref, ref->level, sizeof(int16_t) * p->n_units);
+        }
+        first = L - 1;
+        for (int u = 0; u < p->n_units; u++)
+            if (g->level[u] != ref->level[u] && unit_block(&p->units[u]) < first) first = unit_block(&p->units[u]);
+    }
+    int st = apply(p, ws, g->level);
+    if (st) return st;
+    double total = 0;
+    size_t off = 0;
+    for (int c = 0; c < n;) {
+        int B = chunk(ws, c, n, p->batch), T = ws->len[c];
+        int32_t *tok = ws->tok;
+        if (reuse) {
+            for (int b2 = 0; b2 < B; b2++)
+                memcpy(tok + (size_t)b2 * T, p->w->tokens + (size_t)ws->idx[c + b2] * p->w->seq_len, sizeof(int32_t) * T);
+            ws->s->B = B; ws->s->T = T;
+            memcpy(ws->s->x, ws->h + (size_t)first * tokens * D + off, sizeof(float) * B * T * D);
+        } else st = embed(p, ws, c, B, T, tok);
+        if (!st) st = evb_forward_blocks(&ws->view, ws->s, first, L);
+        if (!st) st = evb_forward_logits(&ws->view, ws->s);
+        if (st) return st;
+        evb_log_softmax(ws->s->logits, (size_t)B * T, V);
+        for (int b2 = 0; b2 < B; b2++) {
+            const float *lq = ws->s->logits + (size_t)b2 * T * V;
+            if (p->metric == EVB_METRIC_KL) total += evb_teacher_kl(p->teacher, ws->idx[c + b2], 0, lq, T - 1, ws->scratch);
+            else total += evb_nll_sum(lq, tok + (size_t)b2 * T + 1, (size_t)T - 1, V);
+        }
+        off += (size_t)B * T * D;
+        c += B;
+    }
+    *fitness = total / (double)scored;
+    return EVB_SUCCESS;
+}
+
+const evb_fitness_type evb_fitness_kl = {
+    "kl", kl_workspace_size, kl_workspace_init, kl_workspace_destroy, kl_evaluate,
+};
