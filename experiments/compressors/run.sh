@@ -1,7 +1,8 @@
 #!/bin/sh
 # Compressor comparison on stories260K and the demo model: per-layer relative reconstruction error and
 # held-out perplexity / KL of uniformly compressed models, for magnitude, Wanda and SparseGPT at 50% and
-# 70% unstructured sparsity, and RTN against GPTQ at 3 bits (group 64). Writes
+# 70% unstructured sparsity, and RTN against GPTQ at 3 bits (group 64); SparseGPT and GPTQ calibrated on the
+# dense model's inputs against calibrated sequentially. Writes
 # experiments/compressors/results.md (and the raw JSON under $OUT). Run from the repository root after
 # building (cmake --build build); reads ../shared/data.
 set -eu
@@ -29,6 +30,14 @@ run_model() { # name model calib heldout seq
   for m in rtn gptq; do
     $EVB db build --model "$model" --calib "$calib" --method $m --bits 3 --group-size 64 --seq-len "$seq" --calib-windows 64 --out "$db" --json > "$OUT/build-$name-$m.json"
   done
+  # The sequential protocol (block by block through the compressed blocks before, as SparseGPT and GPTQ
+  # calibrate), passing on the level being evaluated: one database per level passed on.
+  for lv in 0.5 0.7; do
+    $EVB db build --model "$model" --calib "$calib" --method sparsegpt --sparsity $lv --protocol sequential --seq-len "$seq" --calib-windows 64 --out "$db-seq-$lv" --json > "$OUT/build-$name-seq-$lv.json"
+    $EVB eval --model "$model" --data "$held" --seq-len "$seq" --db "$db-seq-$lv" --method sparsegpt --uniform-sparsity $lv --json > "$OUT/eval-$name-seq-sparsegpt-$lv.json"
+  done
+  $EVB db build --model "$model" --calib "$calib" --method gptq --bits 3 --group-size 64 --protocol sequential --seq-len "$seq" --calib-windows 64 --out "$db-seq-3" --json > "$OUT/build-$name-seq-3.json"
+  $EVB eval --model "$model" --data "$held" --seq-len "$seq" --db "$db-seq-3" --method gptq --uniform-bits 3 --group-size 64 --json > "$OUT/eval-$name-seq-gptq-3.json"
   $EVB db info "$db" --levels --json > "$OUT/levels-$name.json"
   $EVB eval --model "$model" --data "$held" --seq-len "$seq" --json > "$OUT/eval-$name-dense.json"
   for m in magnitude wanda sparsegpt; do

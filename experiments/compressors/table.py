@@ -44,6 +44,14 @@ for name in ("stories260K", "demo"):
     for m in ("rtn", "gptq"):
         e = load("eval-%s-%s-3.json" % (name, m))
         print("| %s 3-bit g64 | %.3f | %.4f |" % (m, e["perplexity"], e["kl"]))
+    print("\nCalibration protocol, SparseGPT and GPTQ (held-out perplexity / KL): every layer on the dense model's "
+          "inputs (the database default, levels independent of each other) against block by block through the "
+          "blocks before as compressed at the same level (sequential):\n")
+    print("| level | dense protocol | sequential |")
+    print("|---|---:|---:|")
+    for lvl, m, tag in (("0.5", "sparsegpt", "SparseGPT 50%"), ("0.7", "sparsegpt", "SparseGPT 70%"), ("3", "gptq", "GPTQ 3-bit g64")):
+        d, q = load("eval-%s-%s-%s.json" % (name, m, lvl)), load("eval-%s-seq-%s-%s.json" % (name, m, lvl))
+        print("| %s | %.3f / %.4f | %.3f / %.4f |" % (tag, d["perplexity"], d["kl"], q["perplexity"], q["kl"]))
     info = {}
     for e in lv:
         k = e["method"] + (" %d%%" % round(e["sparsity"] * 100) if e["bits"] == 0 else " %d-bit g%d" % (e["bits"], e["group_size"]))
