@@ -202,6 +202,31 @@ int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_m
     return st;
 }
 
+int evb_db_build_entries(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
+                         const evb_level_grid *g, const evb_db_entry *keys, int n, int *n_built) {
+    *n_built = 0;
+    evb_db_entry *todo = malloc(sizeof(evb_db_entry) * (n > 0 ? n : 1));
+    if (!todo) EVB_ERROR("out of memory", EVB_ENOMEM);
+    int n_todo = 0;
+    for (int i = 0; i < n; i++) {
+        evb_db_entry k = keys[i];
+        if (k.unit < 0 || k.unit >= evb_model_n_units(m)) { free(todo); EVB_ERRORF(EVB_EINVAL, "no unit %d", k.unit); }
+        evb_model_unit_shape(m, k.unit, &k.rows, &k.cols);
+        k.kind = method->kind;
+        snprintf(k.method, sizeof k.method, "%s", method->name);
+        if (k.kind == EVB_LEVEL_QUANT) { k.group_size = g->group_size; k.sym = g->sym; }
+        int dup = 0;
+        for (int j = 0; j < n_todo && !dup; j++) dup = todo[j].unit == k.unit && todo[j].sparsity == k.sparsity &&
+                                                       todo[j].n_removed == k.n_removed && todo[j].bits == k.bits;
+        if (!dup && evb_db_find(db, &k) < 0) todo[n_todo++] = k;
+    }
+    build_progress bp = {NULL, NULL, 0, n_todo};
+    int st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
+    free(todo);
+    if (!st) *n_built = n_todo;
+    return st;
+}
+
 /* The entry of unit's level that the sequential protocol passes on: the level whose sparsity (or bits) is
  * nearest calib_value. */
 static int calib_entry(const evb_db *db, const evb_model *m, const evb_method *method, const evb_level_grid *g,

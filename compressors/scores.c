@@ -3,6 +3,7 @@
  * ECoFLaP's zeroth-order importance. Numerics follow shared/reference/baselines.md §1, §2 and §4. */
 #include "evobudget/evb_scores.h"
 #include "evobudget/evb_status.h"
+#include "models/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -123,18 +124,11 @@ int evb_score_block_influence(evb_model *m, const evb_windows *w, int batch, dou
 
 /* ---- ECoFLaP ---- */
 
-/* splitmix64 and Box-Muller: the perturbation of (seed, unit, batch) is fixed whatever the thread count. */
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
+/* Box-Muller on splitmix64: the perturbation of (seed, unit, batch) is fixed whatever the thread count. */
 void evb_ecoflap_noise(uint64_t seed, int unit, int batch_index, size_t n, float *z) {
     uint64_t x = seed ^ ((uint64_t)unit << 32) ^ ((uint64_t)batch_index * 0x9E3779B97F4A7C15ULL);
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((splitmix64(&x) >> 11) + 1.0) * 0x1.0p-53, u2 = (splitmix64(&x) >> 11) * 0x1.0p-53;
+        double u1 = ((evb_splitmix64(&x) >> 11) + 1.0) * 0x1.0p-53, u2 = (evb_splitmix64(&x) >> 11) * 0x1.0p-53;
         double r = sqrt(-2.0 * log(u1));
         z[i] = (float)(r * cos(6.283185307179586 * u2));
         if (i + 1 < n) z[i + 1] = (float)(r * sin(6.283185307179586 * u2));

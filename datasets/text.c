@@ -1,6 +1,7 @@
 /* text.c -- text files, tokenisation in pieces, and fixed-length windows (see evb_text.h). */
 #include "evobudget/evb_text.h"
 #include "evobudget/evb_status.h"
+#include "models/rng.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -114,14 +115,6 @@ int evb_windows_consecutive(const int32_t *tokens, size_t n, int seq_len, int bo
     return EVB_SUCCESS;
 }
 
-/* splitmix64: a small, well-mixed generator whose sequence is fixed by the seed alone. */
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, int count, uint64_t seed,
                        evb_windows *w) {
     memset(w, 0, sizeof *w);
@@ -134,7 +127,7 @@ int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, in
     uint64_t state = seed;
     size_t span = n - need + 1;
     for (int i = 0; i < count; i++) {
-        size_t start = (size_t)(splitmix64(&state) % span);
+        size_t start = (size_t)(evb_splitmix64(&state) % span);
         fill(w, i, tokens, n, start, bos);
     }
     return EVB_SUCCESS;

@@ -2,6 +2,7 @@
 #include "evobudget/evb_fitness_kl.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
+#include "models/rng.h"
 #include "models/safetensors.h"
 
 #include <math.h>
@@ -166,13 +167,6 @@ int evb_teacher_kl_error(const evb_teacher *t, evb_model *m, const evb_windows *
 
 // ---- batches ----
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 size_t evb_batch_windows(const evb_windows *w, const evb_batch *b, int *idx, int *len, int *n) {
     size_t total = 0;
     for (int i = 0; i < w->n; i++) total += (size_t)w->len[i] - 1;
@@ -186,7 +180,7 @@ size_t evb_batch_windows(const evb_windows *w, const evb_batch *b, int *idx, int
     for (int i = 0; i < w->n; i++) idx[i] = i;
     uint64_t x = b->seed;
     for (int i = w->n - 1; i > 0; i--) {
-        int j = (int)(splitmix64(&x) % (uint64_t)(i + 1));
+        int j = (int)(evb_splitmix64(&x) % (uint64_t)(i + 1));
         int tmp = idx[i]; idx[i] = idx[j]; idx[j] = tmp;
     }
     size_t got = 0;

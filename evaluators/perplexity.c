@@ -32,12 +32,16 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
     return EVB_SUCCESS;
 }
 
-static void set_weights(evb_model *m, const float *const *weights) {
+static void set_weights(evb_model *m, const float *const *weights, const unsigned char *drop) {
     for (int u = 0; u < evb_model_n_units(m); u++) evb_model_set_weight(m, u, weights ? weights[u] : NULL);
+    for (int l = 0; l < m->config.n_layers; l++) {
+        m->layers[l].skip_attn = drop ? drop[l] : 0;
+        m->layers[l].skip_mlp = drop ? drop[m->config.n_layers + l] : 0;
+    }
 }
 
 int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch, const float *const *weights,
-                    double *nll_sum, double *kl_sum, size_t *n_scored,
+                    const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
                     void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
     *nll_sum = *kl_sum = 0.0; *n_scored = 0;
     if (batch < 1 || batch > s->max_batch || w->seq_len > s->max_seq)
@@ -51,12 +55,12 @@ int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch,
         while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
         if (T != w->seq_len) B = 1;
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
-        set_weights(m, NULL);
+        set_weights(m, NULL, NULL);
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
         memcpy(ref, s->logits, sizeof(float) * (size_t)B * T * V);
-        set_weights(m, weights);
+        set_weights(m, weights, drop);
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
@@ -69,7 +73,7 @@ int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch,
         i += B;
         if (progress) progress(progress_ctx, i, w->n);
     }
-    set_weights(m, NULL);
+    set_weights(m, NULL, NULL);
     free(ref);
     return st;
 }

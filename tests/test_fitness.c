@@ -81,7 +81,7 @@ int main(void) {
     evb_state_alloc(m, 4, 64, &s);
     double nll, kl;
     size_t n_scored;
-    evb_eval_nll_kl(m, s, &w, 4, wts, &nll, &kl, &n_scored, NULL, NULL);
+    evb_eval_nll_kl(m, s, &w, 4, wts, NULL, &nll, &kl, &n_scored, NULL, NULL);
     st = evb_fitness_kl.evaluate(&p, ws, &gen, NULL, &all, &f);
     EVB_CHECK(st == 0 && fabs(f - kl / n_scored) <= 1e-6 * kl / n_scored, "uniform 50%%: KL %.6f, independent path %.6f",
               f, kl / n_scored);

@@ -135,6 +135,11 @@ int evb_db_build(evb_db *db, const struct evb_model *m, const struct evb_calib *
                  const evb_level_grid *grid, int *n_built, int *n_present,
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx);
 
+/* Builds the levels keys[n] name (unit and sparsity, n_removed or bits; the rest is filled in from the
+ * method and grid) that the database lacks. */
+int evb_db_build_entries(evb_db *db, const struct evb_model *m, const struct evb_calib *c, const evb_method *method,
+                         const evb_level_grid *grid, const evb_db_entry *keys, int n, int *n_built);
+
 /* The sequential protocol (SparseGPT/GPTQ): block by block, the statistics of block l are taken on the
  * outputs of blocks 0..l-1 as compressed at their level nearest calib_value (a sparsity, or bits), the
  * block's missing levels are built from them, and the block's calibration level is passed on. Levels

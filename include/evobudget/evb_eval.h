@@ -18,11 +18,12 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx);
 
 /* Scores a compressed model against the dense one on the same windows: m's dense weights and the
- * compressed weights weights[U] (NULL: that unit stays dense) are swapped in turn for each batch. Writes the
- * compressed model's NLL sum and the sum over the same positions of KL(dense || compressed). m's weights are
- * dense again on return. */
+ * compressed weights weights[U] (NULL: that unit stays dense), with the sub-blocks drop[2 L] marks dropped
+ * (attention of blocks 0..L-1, then MLPs; NULL: none), are swapped in turn for each batch. Writes the
+ * compressed model's NLL sum and the sum over the same positions of KL(dense || compressed). m is dense
+ * again on return (weights and skip flags). */
 int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch, const float *const *weights,
-                    double *nll_sum, double *kl_sum, size_t *n_scored,
+                    const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
                     void (*progress)(void *ctx, int done, int total), void *progress_ctx);
 
 #ifdef __cplusplus
