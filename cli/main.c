@@ -7,6 +7,7 @@
 #include "evobudget/evobudget.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_calib.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -28,13 +29,12 @@
 #define EVB_SOURCE_DIR "."
 #endif
 
-static const char *cmd_name = "evobudget";
+const char *cmd_name = "evobudget";
 
 // ---- errors ----
 
 /* Usage errors: a bad or missing flag. Exit 2. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
+int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", cmd_name);
@@ -45,7 +45,7 @@ static int usage_error(const char *fmt, ...) {
 }
 
 /* Library errors: print the recorded message with a hint chosen by status. Exit 1. */
-static int fail(int status) {
+int fail(int status) {
     const char *hint = "";
     switch (status) {
     case EVB_EIO: hint = "check that the path exists and is readable"; break;
@@ -61,24 +61,6 @@ static int fail(int status) {
 }
 
 // ---- options ----
-
-typedef struct opts {
-    const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
-    const char *calib, *method, *sparsity, *nm, *bits, *out, *db, *config, *uniform_sparsity_s;
-    const char *step_target, *protocol, *calib_level;
-    long num_levels, weights_diff;
-    double uniform_sparsity;
-    long uniform_bits;
-    long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
-    int json, help, sym, act_order, levels;
-} opts;
-
-typedef struct opt_spec {
-    const char *flag;
-    char kind;        /* 's' string, 'i' integer, 'b' flag */
-    size_t offset;
-    long lo, hi;      /* range of an integer */
-} opt_spec;
 
 #define OS(field) offsetof(opts, field)
 static const opt_spec all_opts[] = {
@@ -114,12 +96,27 @@ static const opt_spec all_opts[] = {
     {"--sym", 'b', OS(sym), 0, 0},
     {"--act-order", 'b', OS(act_order), 0, 0},
     {"--levels", 'b', OS(levels), 0, 0},
+    {"--target-sparsity", 's', OS(target_sparsity), 0, 0},
+    {"--target-bits", 's', OS(target_bits), 0, 0},
+    {"--target-drop", 's', OS(target_drop), 0, 0},
+    {"--stages", 's', OS(stages), 0, 0},
+    {"--compressor", 's', OS(compressor), 0, 0},
+    {"--fitness", 's', OS(fitness), 0, 0},
+    {"--teacher", 's', OS(teacher), 0, 0},
+    {"--cache", 's', OS(cache), 0, 0},
+    {"--generations", 'i', OS(generations), 0, 1 << 24},
+    {"--offspring", 'i', OS(offspring), 1, 1 << 16},
+    {"--initial", 'i', OS(initial), 0, 1 << 20},
+    {"--reuse-mb", 'i', OS(reuse_mb), 0, 1 << 20},
+    {"--resume", 'b', OS(resume), 0, 0},
+    {"--no-reuse", 'b', OS(no_reuse), 0, 0},
+    {"--no-memo", 'b', OS(no_memo), 0, 0},
     {"--json", 'b', OS(json), 0, 0},
     {"--help", 'b', OS(help), 0, 0},
 };
 
 /* Parses argv against the flags a subcommand accepts (a space-separated list). Returns 0 or an exit code. */
-static int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
+int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0) a = "--help";
@@ -128,7 +125,7 @@ static int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
             if (strcmp(a, all_opts[k].flag) == 0) sp = &all_opts[k];
         char needle[64];
         snprintf(needle, sizeof needle, " %s ", a);
-        char hay[512];
+        char hay[2048];
         snprintf(hay, sizeof hay, " %s --help ", accepted);
         if (!sp || !strstr(hay, needle)) return usage_error("unknown option '%s'", a);
         char *field = (char *)o + sp->offset;
@@ -146,22 +143,22 @@ static int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
     return 0;
 }
 
-static int is_dir(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode); }
+int is_dir(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode); }
 
 /* The embedded default: the demo model shipped in assets/demo (EVB_HOME overrides the source directory). */
-static const char *default_asset(const char *name, char *buf, size_t n) {
+const char *default_asset(const char *name, char *buf, size_t n) {
     const char *home = getenv("EVB_HOME");
     snprintf(buf, n, "%s/assets/demo%s%s", home ? home : EVB_SOURCE_DIR, name[0] ? "/" : "", name);
     return buf;
 }
 
-static double now_s(void) {
+double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void set_threads(const opts *o) {
+void set_threads(const opts *o) {
     evb_init();
 #ifdef _OPENMP
     if (o->threads) omp_set_num_threads((int)o->threads);
@@ -172,9 +169,8 @@ static void set_threads(const opts *o) {
 
 // ---- progress ----
 
-typedef struct progress { double t0; const char *what; int tty; double last; const char *items; } progress;
 
-static void progress_cb(void *ctx, int done, int total) {
+void progress_cb(void *ctx, int done, int total) {
     progress *p = ctx;
     double t = now_s(), el = t - p->t0;
     if (done < total && t - p->last < (p->tty ? 0.2 : 5.0)) return;
@@ -190,11 +186,10 @@ static void progress_cb(void *ctx, int done, int total) {
 
 // ---- loading ----
 
-typedef struct loaded { evb_model *m; evb_tokenizer *t; } loaded;
 
-static void loaded_free(loaded *l) { evb_model_free(l->m); evb_tokenizer_free(l->t); }
+void loaded_free(loaded *l) { evb_model_free(l->m); evb_tokenizer_free(l->t); }
 
-static int load_model(const opts *o, int need_tokenizer, loaded *l) {
+int load_model(const opts *o, int need_tokenizer, loaded *l) {
     char buf[1024];
     const char *path = o->model ? o->model : default_asset("", buf, sizeof buf);
     memset(l, 0, sizeof *l);
@@ -218,7 +213,7 @@ static int load_model(const opts *o, int need_tokenizer, loaded *l) {
     return 0;
 }
 
-static int print_json(json_t *j) {
+int print_json(json_t *j) {
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(j);
     if (!s) { fprintf(stderr, "%s: error: out of memory\n", cmd_name); return 1; }
@@ -445,6 +440,42 @@ static int load_levels(const evb_model *m, const opts *o, const char *db_dir, js
     return 0;
 }
 
+/* Checks a configuration's units (integers in [0, U), each once) and reads its dropped sub-blocks,
+ * "drop": [{"block": l, "sub": "attn" | "mlp"}], into *drop [2 L] (attention, then MLP). */
+static int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop) {
+    int U = evb_model_n_units(m), L = m->config.n_layers;
+    unsigned char *seen = calloc((size_t)U + 2 * L, 1);
+    if (!seen) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    json_t *x;
+    size_t i;
+    int rc = 0;
+    json_array_foreach(json_object_get(cfg, "units"), i, x) {
+        json_t *u = json_object_get(x, "unit");
+        json_int_t v = json_is_integer(u) ? json_integer_value(u) : -1;
+        if (v < 0 || v >= U) { rc = usage_error("--config %s: units[%zu] names unit %s; the model has units 0..%d", path, i, json_is_integer(u) ? "out of range" : "?", U - 1); break; }
+        if (seen[v]++) { rc = usage_error("--config %s: unit %lld appears twice", path, (long long)v); break; }
+    }
+    json_t *d = json_object_get(cfg, "drop");
+    if (!rc && d && !json_is_array(d)) rc = usage_error("--config %s: \"drop\" must be an array of {\"block\": l, \"sub\": \"attn\"|\"mlp\"}", path);
+    int any = 0;
+    json_array_foreach(d, i, x) {
+        if (rc) break;
+        json_t *b = json_object_get(x, "block");
+        const char *sub = json_string_value(json_object_get(x, "sub"));
+        json_int_t l = json_is_integer(b) ? json_integer_value(b) : -1;
+        int k = sub && strcmp(sub, "attn") == 0 ? 0 : sub && strcmp(sub, "mlp") == 0 ? 1 : -1;
+        if (l < 0 || l >= L || k < 0) { rc = usage_error("--config %s: drop[%zu] must name a block in 0..%d and a sub-block attn or mlp", path, i, L - 1); break; }
+        seen[U + k * L + l] = 1;
+        any = 1;
+    }
+    if (!rc && any) {
+        *drop = malloc(2 * (size_t)L);
+        if (*drop) memcpy(*drop, seen + U, 2 * (size_t)L);
+    }
+    free(seen);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
@@ -480,7 +511,8 @@ static int cmd_eval(int argc, char **argv) {
     }
     int n_cfg = !!o.config + !!o.uniform_sparsity_s + !!o.uniform_bits;
     if (n_cfg > 1) { json_decref(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
-    if (n_cfg && !o.db) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
+    int no_levels = cfg && json_array_size(json_object_get(cfg, "units")) == 0; /* only dropped sub-blocks */
+    if (n_cfg && !o.db && !no_levels) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
     if (o.uniform_sparsity_s) {
         char *end;
         o.uniform_sparsity = strtod(o.uniform_sparsity_s, &end);
@@ -491,7 +523,10 @@ static int cmd_eval(int argc, char **argv) {
     if ((rc = load_model(&o, 1, &l))) { json_decref(cfg); return rc; }
     const float **weights = NULL;
     float *wmem = NULL;
-    if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { json_decref(cfg); loaded_free(&l); return rc; }
+    unsigned char *drop = NULL;
+    if (cfg && (rc = config_check(l.m, o.config, cfg, &drop))) { json_decref(cfg); loaded_free(&l); return rc; }
+    if (no_levels) weights = calloc((size_t)evb_model_n_units(l.m), sizeof *weights);
+    else if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); json_decref(cfg); loaded_free(&l); return rc; }
     char buf[1024];
     const char *data = o.data ? o.data : default_asset("calib.txt", buf, sizeof buf);
     int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
@@ -514,7 +549,7 @@ static int cmd_eval(int argc, char **argv) {
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};
     double kl = 0;
-    if (!s && weights) s = evb_eval_nll_kl(l.m, st, &w, batch, weights, &nll, &kl, &scored, progress_cb, &p);
+    if (!s && weights) s = evb_eval_nll_kl(l.m, st, &w, batch, weights, drop, &nll, &kl, &scored, progress_cb, &p);
     else if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
@@ -534,7 +569,7 @@ static int cmd_eval(int argc, char **argv) {
             json_decref(j);
         }
     } else rc = fail(s);
-    free(weights); free(wmem);
+    free(weights); free(wmem); free(drop);
     json_decref(cfg);
     evb_state_free(st);
     evb_windows_free(&w);
@@ -602,7 +637,7 @@ static int cmd_db_info(int argc, char **argv) {
 }
 
 /* "0.5,0.7" or "2,3,4" into at most cap numbers. */
-static int parse_list(const char *flag, const char *s, double *out, int cap, int *n) {
+int parse_list(const char *flag, const char *s, double *out, int cap, int *n) {
     *n = 0;
     const char *p = s;
     while (*p) {
@@ -774,6 +809,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "greedy text generation"},
     {"eval", cmd_eval, "perplexity on a text file"},
     {"db", cmd_db, "level database: build, info"},
+    {"search", cmd_search, "find per-layer levels for a target size"},
 };
 
 static void usage(FILE *f) {

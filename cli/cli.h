@@ -1,0 +1,60 @@
+/* cli.h -- what the evobudget program's subcommand files share: the options, errors, progress display and
+ * model loading of cli/main.c. */
+#ifndef EVB_CLI_H
+#define EVB_CLI_H
+#include "evobudget/evobudget.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+
+extern const char *cmd_name;
+
+typedef struct opts {
+    const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
+    const char *calib, *method, *sparsity, *nm, *bits, *out, *db, *config, *uniform_sparsity_s;
+    const char *step_target, *protocol, *calib_level;
+    long num_levels, weights_diff;
+    double uniform_sparsity;
+    long uniform_bits;
+    long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
+    int json, help, sym, act_order, levels;
+    /* search */
+    const char *target_sparsity, *target_bits, *target_drop, *stages, *compressor, *fitness, *teacher, *cache;
+    long generations, offspring, initial, reuse_mb;
+    int resume, no_reuse, no_memo;
+} opts;
+
+typedef struct opt_spec {
+    const char *flag;
+    char kind;        /* 's' string, 'i' integer, 'b' flag */
+    size_t offset;
+    long lo, hi;      /* range of an integer */
+} opt_spec;
+
+
+/* Usage errors: a bad or missing flag; exit 2. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Library errors: the recorded message with a hint chosen by status; exit 1. */
+int fail(int status);
+/* Parses argv against the flags a subcommand accepts (a space-separated list). Returns 0 or an exit code. */
+int parse_opts(int argc, char **argv, const char *accepted, opts *o);
+/* A comma-separated list of numbers into out[cap]. */
+int parse_list(const char *flag, const char *s, double *out, int cap, int *n);
+int is_dir(const char *p);
+/* The embedded default: the demo model shipped in assets/demo (EVB_HOME overrides the source directory). */
+const char *default_asset(const char *name, char *buf, size_t n);
+double now_s(void);
+void set_threads(const opts *o);
+
+typedef struct progress { double t0; const char *what; int tty; double last; const char *items; } progress;
+void progress_cb(void *ctx, int done, int total);
+
+typedef struct loaded { evb_model *m; evb_tokenizer *t; } loaded;
+void loaded_free(loaded *l);
+int load_model(const opts *o, int need_tokenizer, loaded *l);
+/* Prints j (consumed) compactly on stdout. */
+int print_json(json_t *j);
+
+int cmd_search(int argc, char **argv);
+#endif

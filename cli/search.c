@@ -1,0 +1,832 @@
+/* search.c -- `evobudget search`: from a model, a target and calibration text to per-unit levels.
+ *
+ * The subcommand turns the target into a search problem (search/ knows nothing of models):
+ *   sparsity X  the linear layers, each with EvoPress's equal-step levels around X (the dense weight where
+ *               the grid reaches it), cost = weights kept, budget = the uniform level's total, kept exactly;
+ *   bits X      the linear layers at 2..6 bits (GPTQ by default), cost = weight bits, units of equal size in
+ *               one group (switches keep the total exactly), budget X bits per weight;
+ *   drop X      the attention and MLP sub-blocks, kept or dropped, round(X L) of each kind dropped.
+ * It builds the levels the level database lacks (the database is a cache: --db DIR, or one directory per
+ * model and calibration set under --cache), computes the dense model's outputs once, and runs the method:
+ * a search type of search/ (evopress, nsga2, uniform, random) with the KL fitness, or an allocation rule
+ * (owl, ecoflap, shortgpt) scored by the same fitness. Everything goes to the run directory: manifest.json,
+ * log.jsonl, checkpoint.msgpack (--resume continues from it), front.csv and best.json. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli/cli.h"
+#include "evobudget/evb_calib.h"
+#include "evobudget/evb_db.h"
+#include "evobudget/evb_fitness_kl.h"
+#include "evobudget/evb_scores.h"
+#include "evobudget/evb_search.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { MODE_SPARSITY, MODE_BITS, MODE_DROP };
+static const char *mode_name[] = {"sparsity", "bits", "drop"};
+
+typedef struct run {
+    opts *o;
+    loaded l;
+    int mode;
+    double target;
+    const char *method;           /* the search method */
+    const evb_method *comp;       /* the compressor (sparsity, bits) */
+    evb_windows w;
+    int seq_len;
+    size_t calib_tokens;          /* scored positions of the calibration windows */
+    char mfp[17], cfp[17], dbdir[1200], out[1200];
+    evb_db *db;
+    evb_calib *calib;
+    evb_level_grid grid;
+    int bits[8];
+    /* the problem */
+    int U;
+    int *n_levels, *group, *entry;   /* entry: [U][max_levels] database entry, -1 dense */
+    int max_levels;
+    double *cost_mem, **cost;
+    int16_t *start;
+    double budget, tol, total_size;  /* total_size: the dense cost (weights or bits or sub-blocks) */
+    evb_fit_unit *fu;
+    json_t *level_desc;              /* [U] arrays of level descriptions for best.json */
+    /* the fitness */
+    evb_teacher *teacher;
+    evb_level_cache *cache;
+    evb_kl_params kp;
+} run;
+
+static void run_free(run *r) {
+    free(r->n_levels); free(r->group); free(r->entry); free(r->cost_mem); free(r->cost); free(r->start); free(r->fu);
+    json_decref(r->level_desc);
+    evb_level_cache_free(r->cache);
+    evb_teacher_free(r->teacher);
+    evb_calib_free(r->calib);
+    evb_db_close(r->db);
+    evb_windows_free(&r->w);
+    loaded_free(&r->l);
+}
+
+static int mkdirs(const char *path) {
+    char buf[1200];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(buf, 0755) && errno != EEXIST) return -1; *p = '/'; }
+    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+/* Writes text to dir/name through a temporary name and a rename. */
+static int write_file(const char *dir, const char *name, const char *text) {
+    char path[1400], tmp[1420];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", tmp, strerror(errno)));
+    int ok = fputs(text, f) >= 0;
+    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", path, strerror(errno)));
+    return 0;
+}
+
+static int write_json(const char *dir, const char *name, json_t *j) {
+    char *s = json_dumps(j, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
+    if (!s) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) { free(s); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
+    t[n] = '\n'; t[n + 1] = 0;
+    int rc = write_file(dir, name, t);
+    free(t);
+    return rc;
+}
+
+/* ---- levels ---- */
+
+static int need_calib(run *r) {
+    if (r->calib) return 0;
+    int s = evb_calib_collect(r->l.m, &r->w, (int)r->o->batch, &r->calib);
+    return s ? fail(s) : 0;
+}
+
+static int alloc_problem(run *r, int U, int max_levels) {
+    r->U = U; r->max_levels = max_levels;
+    r->n_levels = calloc(U, sizeof(int));
+    r->group = calloc(U, sizeof(int));
+    r->entry = malloc(sizeof(int) * U * max_levels);
+    r->cost_mem = calloc((size_t)U * max_levels, sizeof(double));
+    r->cost = malloc(sizeof(double *) * U);
+    r->start = calloc(U, sizeof(int16_t));
+    r->fu = calloc(U, sizeof(evb_fit_unit));
+    r->level_desc = json_array();
+    if (!r->n_levels || !r->group || !r->entry || !r->cost_mem || !r->cost || !r->start || !r->fu || !r->level_desc)
+        return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory for the problem"));
+    for (int u = 0; u < U; u++) {
+        r->cost[u] = r->cost_mem + (size_t)u * max_levels;
+        for (int k = 0; k < max_levels; k++) r->entry[u * max_levels + k] = -1;
+    }
+    return 0;
+}
+
+static const char *unit_name(const evb_model *m, int u, char *buf, size_t n) {
+    snprintf(buf, n, "layers.%d.%s", u / EVB_LINEAR_COUNT, evb_linear_name((evb_linear_kind)(u % EVB_LINEAR_COUNT)));
+    return buf;
+    (void)m;
+}
+
+static int problem_sparsity(run *r) {
+    evb_model *m = r->l.m;
+    int U = evb_model_n_units(m), K = (int)r->o->num_levels;
+    r->grid.step_target = r->target;
+    r->grid.step_levels = K;
+    r->grid.step_weights = evb_step_weights_default(m, r->target, K);
+    int rc = alloc_problem(r, U, 2 * K + 1);
+    if (rc) return rc;
+    int built = 0, present = 0, s;
+    /* Build what is missing (the statistics only when something is). */
+    evb_db_entry probe = {0};
+    int missing = 0;
+    for (int u = 0; u < U && !missing; u++) {
+        int rows, cols, lo, hi;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        int64_t N = (int64_t)rows * cols, base = evb_step_range(N, r->target, r->grid.step_weights, K, &lo, &hi);
+        for (int l = -lo; l <= hi && !missing; l++) {
+            probe.unit = u; probe.kind = EVB_LEVEL_SPARSE; snprintf(probe.method, sizeof probe.method, "%s", r->comp->name);
+            probe.n_removed = base + (int64_t)l * r->grid.step_weights;
+            missing = probe.n_removed > 0 && evb_db_find(r->db, &probe) < 0;
+        }
+    }
+    if (missing) {
+        if ((rc = need_calib(r))) return rc;
+        fprintf(stderr, "%s: building the %s levels around sparsity %g in %s\n", cmd_name, r->comp->name, r->target, r->dbdir);
+        progress p = {now_s(), "db build", isatty(2), 0, "levels"};
+        if ((s = evb_db_build(r->db, m, r->calib, r->comp, &r->grid, &built, &present, progress_cb, &p))) return fail(s);
+    }
+    r->budget = 0;
+    for (int u = 0; u < U; u++) {
+        int rows, cols, lo, hi;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        int64_t N = (int64_t)rows * cols, base = evb_step_range(N, r->target, r->grid.step_weights, K, &lo, &hi);
+        json_t *levels = json_array();
+        int n = 0;
+        for (int l = -lo; l <= hi; l++, n++) {
+            evb_db_entry key = {0};
+            key.unit = u; key.kind = EVB_LEVEL_SPARSE; snprintf(key.method, sizeof key.method, "%s", r->comp->name);
+            key.n_removed = base + (int64_t)l * r->grid.step_weights;
+            int e = key.n_removed > 0 ? evb_db_find(r->db, &key) : -1;
+            if (key.n_removed > 0 && e < 0) { json_decref(levels); return fail(EVB_RAISEF(EVB_EFORMAT, "%s: unit %d lacks a level it was just given", r->dbdir, u)); }
+            r->entry[u * r->max_levels + n] = e;
+            r->cost[u][n] = (double)(N - key.n_removed);
+            if (l == 0) r->start[u] = (int16_t)n;
+            json_array_append_new(levels, e < 0 ? json_pack("{s:b}", "dense", 1)
+                                               : json_pack("{s:s, s:f, s:I}", "method", r->comp->name, "sparsity",
+                                                           (double)key.n_removed / (double)N, "n_removed", (json_int_t)key.n_removed));
+        }
+        json_array_append_new(r->level_desc, levels);
+        r->n_levels[u] = n;
+        r->budget += (double)(N - base);
+        r->total_size += (double)N;
+        r->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, n, r->entry + u * r->max_levels};
+    }
+    r->tol = 0.5; /* the step is the same number of weights in every unit: trades keep the total exactly */
+    return 0;
+}
+
+static int problem_bits(run *r) {
+    evb_model *m = r->l.m;
+    int U = evb_model_n_units(m), nb = 0;
+    for (int b = 2; b <= 6; b++) r->bits[nb++] = b;
+    r->grid.bits = r->bits; r->grid.n_bits = nb;
+    r->grid.group_size = r->o->group_size ? (int)r->o->group_size : 64;
+    r->grid.sym = r->o->sym;
+    int rc = alloc_problem(r, U, nb), built, present, s;
+    if (rc) return rc;
+    int missing = 0;
+    for (int u = 0; u < U && !missing; u++)
+        for (int k = 0; k < nb && !missing; k++) {
+            evb_db_entry key = {0};
+            key.unit = u; key.kind = EVB_LEVEL_QUANT; key.bits = r->bits[k]; key.group_size = r->grid.group_size; key.sym = r->grid.sym;
+            snprintf(key.method, sizeof key.method, "%s", r->comp->name);
+            missing = evb_db_find(r->db, &key) < 0;
+        }
+    if (missing) {
+        if ((rc = need_calib(r))) return rc;
+        fprintf(stderr, "%s: building the %s levels of 2..6 bits in %s\n", cmd_name, r->comp->name, r->dbdir);
+        progress p = {now_s(), "db build", isatty(2), 0, "levels"};
+        if ((s = evb_db_build(r->db, m, r->calib, r->comp, &r->grid, &built, &present, progress_cb, &p))) return fail(s);
+    }
+    /* Groups: units of equal size (EvoPress's group_rule "size"). */
+    size_t sizes[64];
+    int n_sizes = 0;
+    r->budget = r->total_size = 0;
+    for (int u = 0; u < U; u++) {
+        int rows, cols;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        size_t N = (size_t)rows * cols;
+        int g = 0;
+        while (g < n_sizes && sizes[g] != N) g++;
+        if (g == n_sizes) { if (n_sizes == 64) return usage_error("more than 64 distinct layer sizes"); sizes[n_sizes++] = N; }
+        r->group[u] = g;
+        json_t *levels = json_array();
+        for (int k = 0; k < nb; k++) {
+            evb_db_entry key = {0};
+            key.unit = u; key.kind = EVB_LEVEL_QUANT; key.bits = r->bits[k]; key.group_size = r->grid.group_size; key.sym = r->grid.sym;
+            snprintf(key.method, sizeof key.method, "%s", r->comp->name);
+            r->entry[u * r->max_levels + k] = evb_db_find(r->db, &key);
+            r->cost[u][k] = (double)r->bits[k] * (double)N;
+            json_array_append_new(levels, json_pack("{s:s, s:i, s:i, s:b}", "method", r->comp->name, "bits", r->bits[k],
+                                                    "group_size", r->grid.group_size, "sym", r->grid.sym));
+        }
+        json_array_append_new(r->level_desc, levels);
+        r->n_levels[u] = nb;
+        r->budget += r->target * (double)N;
+        r->total_size += 32.0 * (double)N;
+        r->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, nb, r->entry + u * r->max_levels};
+    }
+    /* The start: in every group floor(X) bits, then round(frac(X) n_g) of its units one bit more. Its
+     * distance to the budget (fractions that no group can hold exactly) becomes the tolerance. */
+    double total = 0, fl = floor(r->target);
+    for (int g = 0; g < n_sizes; g++) {
+        int n_g = 0;
+        for (int u = 0; u < U; u++) n_g += r->group[u] == g;
+        int up = (int)llround((r->target - fl) * n_g), done = 0;
+        for (int u = 0; u < U; u++) {
+            if (r->group[u] != g) continue;
+            int b = (int)fl + (done < up);
+            done++;
+            r->start[u] = (int16_t)(b - 2);
+            total += b * (double)sizes[g];
+        }
+    }
+    r->tol = fabs(total - r->budget) + 1e-9 * r->budget;
+    return 0;
+}
+
+static int problem_drop(run *r) {
+    evb_model *m = r->l.m;
+    int L = m->config.n_layers, k = (int)llround(r->target * L);
+    if (k < 1 || k >= L) return usage_error("--target-drop %g drops %d of %d sub-blocks of each kind; give a fraction that drops between 1 and %d", r->target, k, L, L - 1);
+    int rc = alloc_problem(r, 2 * L, 2);
+    if (rc) return rc;
+    for (int u = 0; u < 2 * L; u++) {
+        int l = u % L, attn = u < L;
+        r->n_levels[u] = 2;
+        r->cost[u][0] = 1; r->cost[u][1] = 0; /* cost: sub-blocks kept, so less is smaller as for the other targets */
+        r->group[u] = attn ? 0 : 1;
+        r->start[u] = (int16_t)(l >= L - k); /* a feasible start: the last k of each kind */
+        r->fu[u] = (evb_fit_unit){attn ? EVB_UNIT_ATTN : EVB_UNIT_MLP, l, 2, NULL};
+        json_array_append_new(r->level_desc, json_pack("[{s:b}, {s:i, s:s}]", "kept", 1, "block", l, "sub", attn ? "attn" : "mlp"));
+    }
+    r->budget = 2 * (L - k);
+    r->tol = 0.5;
+    r->total_size = 2 * L;
+    return 0;
+}
+
+/* ---- outputs ---- */
+
+static json_t *config_json(const run *r, const int16_t *level, double fitness) {
+    json_t *units = json_array(), *drop = json_array();
+    double cost = 0;
+    for (int u = 0; u < r->U; u++) {
+        cost += r->cost[u][level[u]];
+        json_t *d = json_deep_copy(json_array_get(json_array_get(r->level_desc, u), level[u]));
+        if (r->mode == MODE_DROP) {
+            if (level[u]) json_array_append_new(drop, d);
+            else json_decref(d);
+            continue;
+        }
+        json_object_set_new(d, "unit", json_integer(u));
+        char nb[64];
+        json_object_set_new(d, "name", json_string(unit_name(r->l.m, u, nb, sizeof nb)));
+        json_object_set_new(d, "level", json_integer(level[u]));
+        json_object_set_new(d, "cost", json_real(r->cost[u][level[u]]));
+        json_array_append_new(units, d);
+    }
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:o, s:o}", "model", r->l.m->path,
+                          "db", r->mode == MODE_DROP ? "" : r->dbdir, "method", r->method, "target_kind", mode_name[r->mode],
+                          "target", r->target, "budget", r->budget, "cost", cost, "fitness", fitness, "units", units, "drop", drop);
+    if (r->mode == MODE_SPARSITY) json_object_set_new(j, "sparsity", json_real(1.0 - cost / r->total_size));
+    if (r->mode == MODE_BITS) json_object_set_new(j, "bits_per_weight", json_real(cost / (r->total_size / 32.0)));
+    if (r->mode == MODE_DROP) json_object_set_new(j, "dropped", json_real(r->total_size - cost));
+    return j;
+}
+
+static int write_front(const run *r, const evb_front_point *pts, const int16_t *levels, int n) {
+    size_t cap = 256 + (size_t)n * (64 + 4 * (size_t)r->U);
+    char *buf = malloc(cap), *p = buf;
+    if (!buf) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    p += sprintf(p, "id,cost,cost_fraction,fitness,heldout,levels\n");
+    for (int i = 0; i < n; i++) {
+        p += sprintf(p, "%d,%.17g,%.9g,%.17g,,", i, pts[i].cost, pts[i].cost / r->total_size, pts[i].fitness);
+        for (int u = 0; u < r->U; u++) p += sprintf(p, "%s%d", u ? " " : "", levels[(size_t)i * r->U + u]);
+        *p++ = '\n';
+    }
+    *p = 0;
+    int rc = write_file(r->out, "front.csv", buf);
+    free(buf);
+    return rc;
+}
+
+static json_t *manifest(const run *r, const evb_search_params *sp) {
+    json_t *stages = json_array();
+    for (int j = 0; sp && j < sp->n_stages; j++)
+        json_array_append_new(stages, json_pack("{s:i, s:I}", "survivors", sp->n_survivors[j], "tokens", (json_int_t)sp->n_tokens[j]));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I}",
+                          "evobudget", EVB_VERSION, "blas", evb_blas_library(), "model", r->l.m->path, "model_fingerprint", r->mfp,
+                          "target", r->target, "target_kind", mode_name[r->mode], "method", r->method,
+                          "compressor", r->comp ? r->comp->name : "", "db", r->dbdir, "calib_fingerprint", r->cfp,
+                          "seq_len", r->seq_len, "calib_windows", r->w.n, "calib_tokens", (json_int_t)r->calib_tokens,
+                          "seed", (json_int_t)r->o->seed);
+    json_object_set_new(j, "calib", json_string(r->o->calib ? r->o->calib : "assets/demo/calib.txt"));
+    json_object_set_new(j, "fitness", json_string(r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl"));
+    json_object_set_new(j, "units", json_integer(r->U));
+    json_object_set_new(j, "budget", json_real(r->budget));
+    json_object_set_new(j, "tolerance", json_real(r->tol));
+    if (sp) json_object_set_new(j, "search", json_pack("{s:i, s:i, s:o, s:i, s:i, s:I, s:b, s:b}", "generations", sp->generations,
+                                                       "offspring", sp->n_offspring, "stages", stages, "max_mutations", sp->max_mutations,
+                                                       "initial", sp->n_initial, "initial_tokens", (json_int_t)sp->initial_tokens,
+                                                       "memo", sp->memo, "reuse", r->kp.reuse_bytes > 0));
+    else json_decref(stages);
+    return j;
+}
+
+/* ---- the allocation rules (owl, ecoflap, shortgpt) ---- */
+
+/* Scores a candidate that is not in the problem's level space: per unit one database entry (or dense). */
+static int score_entries(run *r, const int *entry, double *fitness) {
+    evb_fit_unit *fu = malloc(sizeof(evb_fit_unit) * r->U);
+    int16_t *zero = calloc(r->U, sizeof(int16_t));
+    if (!fu || !zero) { free(fu); free(zero); return EVB_RAISEF(EVB_ENOMEM, "out of memory"); }
+    for (int u = 0; u < r->U; u++) fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 1, entry + u};
+    evb_kl_params kp = r->kp;
+    kp.units = fu;
+    void *ws = malloc(evb_fitness_kl.workspace_size(&kp));
+    int s = ws ? evb_fitness_kl.workspace_init(ws, &kp) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    evb_genome g = {r->U, zero};
+    evb_batch all = {0, 0};
+    if (!s) { s = evb_fitness_kl.evaluate(&kp, ws, &g, NULL, &all, fitness); evb_fitness_kl.workspace_destroy(ws); }
+    free(ws); free(fu); free(zero);
+    return s;
+}
+
+/* Builds per-block fraction levels (the compressor at sparsity[l] for every unit of block l), scores them
+ * and returns the configuration (entries[U]). */
+static int block_levels(run *r, const double *sparsity, int *entries, double *fitness, double *kept) {
+    evb_model *m = r->l.m;
+    int L = m->config.n_layers, U = r->U, built, rc;
+    if ((rc = need_calib(r))) return EVB_EINVAL;
+    evb_db_entry *keys = calloc(U, sizeof *keys);
+    if (!keys) return EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    for (int u = 0; u < U; u++) {
+        keys[u].unit = u; keys[u].kind = EVB_LEVEL_SPARSE;
+        keys[u].sparsity = round(sparsity[u / EVB_LINEAR_COUNT] * 1e6) / 1e6; /* six digits, as file names keep */
+        snprintf(keys[u].method, sizeof keys[u].method, "%s", r->comp->name);
+    }
+    evb_level_grid g = {0};
+    int s = evb_db_build_entries(r->db, m, r->calib, r->comp, &g, keys, U, &built);
+    *kept = 0;
+    for (int u = 0; !s && u < U; u++) {
+        int rows, cols;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        keys[u].rows = rows; keys[u].cols = cols;
+        entries[u] = evb_db_find(r->db, &keys[u]);
+        if (entries[u] < 0) s = EVB_RAISEF(EVB_EFORMAT, "%s: a level just built is missing", r->dbdir);
+        else *kept += evb_db_get(r->db, entries[u]).params_kept;
+    }
+    free(keys);
+    (void)L;
+    return s ? s : score_entries(r, entries, fitness);
+}
+
+static json_t *entries_config(const run *r, const int *entries, double fitness, double kept) {
+    json_t *units = json_array();
+    for (int u = 0; u < r->U; u++) {
+        evb_db_entry e = evb_db_get(r->db, entries[u]);
+        char nb[64];
+        json_array_append_new(units, json_pack("{s:i, s:s, s:s, s:f, s:f}", "unit", u, "name", unit_name(r->l.m, u, nb, sizeof nb),
+                                               "method", e.method, "sparsity", e.sparsity, "cost", e.params_kept));
+    }
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:o, s:[]}", "model", r->l.m->path, "db", r->dbdir,
+                          "method", r->method, "target_kind", mode_name[r->mode], "target", r->target, "budget", r->budget,
+                          "cost", kept, "fitness", fitness, "sparsity", 1.0 - kept / r->total_size, "units", units, "drop");
+    return j;
+}
+
+static int run_rule(run *r, json_t **best, evb_front_point *pt, FILE *log) {
+    evb_model *m = r->l.m;
+    int L = m->config.n_layers, rc;
+    double *sp = malloc(sizeof(double) * (L + r->U)), *score = sp + L, fit = 0, kept = 0;
+    int *entries = malloc(sizeof(int) * r->U), *best_e = malloc(sizeof(int) * r->U);
+    if (!sp || !entries || !best_e) { free(sp); free(entries); free(best_e); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
+    int s = 0;
+    double best_fit = INFINITY, best_kept = 0;
+    if (strcmp(r->method, "owl") == 0) {
+        /* EvoPress's OWL baseline: lambda x M grid, the best by the fitness on the calibration set */
+        static const double lambdas[] = {0.02, 0.05, 0.08, 0.1, 0.2}, Ms[] = {3, 5, 7, 10};
+        double *lod = malloc(sizeof(double) * L);
+        if ((rc = need_calib(r))) { free(lod); free(sp); free(entries); free(best_e); return rc; }
+        for (int mi = 0; !s && mi < 4; mi++) {
+            s = evb_score_owl(m, r->calib, Ms[mi], lod);
+            for (int li = 0; !s && li < 5; li++) {
+                s = evb_alloc_owl(lod, L, r->target, lambdas[li], sp);
+                for (int l = 0; !s && l < L; l++) if (sp[l] > 0.99) sp[l] = 0.99;
+                if (!s) s = block_levels(r, sp, entries, &fit, &kept);
+                if (s) break;
+                fprintf(log, "{\"lambda\": %g, \"M\": %g, \"fitness\": %.10g, \"sparsity\": %.6f}\n", lambdas[li], Ms[mi], fit, 1 - kept / r->total_size);
+                fprintf(stderr, "%s: owl lambda %.2f M %2.0f: fitness %.5f\n", cmd_name, lambdas[li], Ms[mi], fit);
+                if (fit < best_fit) { best_fit = fit; best_kept = kept; memcpy(best_e, entries, sizeof(int) * r->U); }
+            }
+        }
+        free(lod);
+    } else { /* ecoflap: zeroth-order block scores (sum over the block's layers), cap at target + 0.1 */
+        double *bscore = calloc(L, sizeof(double)), *bsize = calloc(L, sizeof(double));
+        int n_win = r->w.n < 32 ? r->w.n : 32; /* ECoFLaP's 32 samples */
+        evb_windows sub = r->w;
+        sub.n = n_win;
+        s = evb_score_ecoflap(m, &sub, (int)r->o->batch, 1e-3, (uint64_t)r->o->seed, score);
+        for (int u = 0; !s && u < r->U; u++) {
+            int rows, cols;
+            evb_model_unit_shape(m, u, &rows, &cols);
+            bscore[u / EVB_LINEAR_COUNT] += score[u];
+            bsize[u / EVB_LINEAR_COUNT] += (double)rows * cols;
+        }
+        double cap = r->target + 0.1 < 0.99 ? r->target + 0.1 : 0.99;
+        if (!s) s = evb_alloc_ecoflap(bscore, bsize, L, r->target, cap, sp);
+        if (!s) s = block_levels(r, sp, entries, &fit, &kept);
+        if (!s) {
+            for (int l = 0; l < L; l++) fprintf(log, "{\"block\": %d, \"score\": %.10g, \"sparsity\": %.6f}\n", l, bscore[l], sp[l]);
+            best_fit = fit; best_kept = kept; memcpy(best_e, entries, sizeof(int) * r->U);
+        }
+        free(bscore); free(bsize);
+    }
+    if (!s) {
+        *best = entries_config(r, best_e, best_fit, best_kept);
+        pt->cost = best_kept; pt->fitness = best_fit;
+    }
+    free(sp); free(entries); free(best_e);
+    return s ? fail(s) : 0;
+}
+
+/* ShortGPT: drop the k attention and k MLP sub-blocks of least influence. */
+static int shortgpt_candidate(run *r, int16_t *level) {
+    evb_model *m = r->l.m;
+    int L = m->config.n_layers, k = (int)llround((r->total_size - r->budget) / 2);
+    double *bi = malloc(sizeof(double) * 3 * L);
+    if (!bi) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    int s = evb_score_block_influence(m, &r->w, (int)r->o->batch, bi, bi + L, bi + 2 * L);
+    if (s) { free(bi); return fail(s); }
+    for (int kind = 0; kind < 2; kind++) {
+        const double *b = bi + (1 + kind) * L;
+        for (int j = 0; j < k; j++) {
+            int lo = -1;
+            for (int l = 0; l < L; l++) if (!level[kind * L + l] && (lo < 0 || b[l] < b[lo])) lo = l;
+            level[kind * L + lo] = 1;
+        }
+    }
+    free(bi);
+    return 0;
+}
+
+/* ---- the search ---- */
+
+static size_t scale_tokens(size_t t, size_t total) {
+    /* EvoPress's stage sizes were set for 524,288 calibration tokens: keep their proportion to the
+     * calibration set, at least 256 tokens, 0 (all) once a stage reaches the whole set. */
+    double x = (double)t * (double)total / 524288.0;
+    size_t s = x < 256 ? 256 : (size_t)x;
+    return s >= total ? 0 : s;
+}
+
+static int parse_stages(const char *s, evb_search_params *p) {
+    p->n_stages = 0;
+    const char *q = s;
+    while (*q) {
+        int surv;
+        long tok;
+        int used;
+        if (p->n_stages == EVB_MAX_STAGES || sscanf(q, "%d@%ld%n", &surv, &tok, &used) != 2 || surv < 1 || tok < 0)
+            return usage_error("--stages '%s' must be SURVIVORS@TOKENS,... (at most %d stages, 0 tokens = all)", s, EVB_MAX_STAGES);
+        p->n_survivors[p->n_stages] = surv;
+        p->n_tokens[p->n_stages++] = (size_t)tok;
+        q += used;
+        if (*q == ',') q++;
+        else if (*q) return usage_error("--stages '%s' must be SURVIVORS@TOKENS,...", s);
+    }
+    return p->n_stages ? 0 : usage_error("--stages is empty");
+}
+
+static evb_search_params search_params(run *r) {
+    evb_search_params p = evb_search_default_params();
+    size_t T = r->calib_tokens;
+    static const struct { int gens, lambda, n; int surv[3]; size_t tok[3]; } mode_defaults[] = {
+        {400, 64, 3, {8, 2, 1}, {2048, 16384, 65536}},  /* sparsity */
+        {150, 128, 3, {16, 4, 1}, {2048, 16384, 131072}}, /* quantization */
+        {0, 32, 2, {2, 1, 0}, {2048, 32768, 0}},         /* depth: generations k(n-k)/1.5 */
+    };
+    const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode];
+    p.seed = (uint64_t)r->o->seed;
+    p.generations = d->gens;
+    if (r->mode == MODE_DROP) {
+        int L = r->l.m->config.n_layers, k = (int)llround((r->total_size - r->budget) / 2);
+        p.generations = (int)ceil(k * (L - k) / 1.5);
+        p.n_initial = 64; p.initial_tokens = scale_tokens(2048, T);
+    }
+    if (r->mode == MODE_BITS && fabs(r->target - round(r->target)) > 1e-9) { p.n_initial = 32; p.initial_tokens = scale_tokens(2048, T); }
+    p.n_offspring = d->lambda;
+    p.n_stages = d->n;
+    for (int j = 0; j < d->n; j++) { p.n_survivors[j] = d->surv[j]; p.n_tokens[j] = scale_tokens(d->tok[j], T); }
+    p.max_mutations = 3;
+    p.total_tokens = T;
+    p.memo = !r->o->no_memo;
+    if (strcmp(r->method, "random") == 0) { p.n_initial = r->o->initial ? (int)r->o->initial : 32; p.generations = 1; }
+    if (strcmp(r->method, "nsga2") == 0) { p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = scale_tokens(16384, T); }
+    if (r->o->generations) p.generations = (int)r->o->generations;
+    if (r->o->offspring) p.n_offspring = (int)r->o->offspring;
+    if (r->o->initial && strcmp(r->method, "random")) p.n_initial = (int)r->o->initial;
+    return p;
+}
+
+static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n_front, evb_front_point **front,
+                      int16_t **front_levels, FILE *log, double *eval_s, evb_search_info *info_out) {
+    const evb_search_type *t = evb_search_type_find(r->method);
+    evb_problem p = {r->U, r->n_levels, (const double *const *)r->cost, r->group, r->budget, r->tol, r->start, NULL};
+    if (strcmp(r->method, "nsga2") == 0) {
+        /* the front spans the budget +- 10% of the dense size (sparsity, bits) or +- one sub-block of each kind */
+        p.tolerance = r->mode == MODE_DROP ? 2.5 : (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
+    }
+    if (r->mode == MODE_SPARSITY && strcmp(r->method, "uniform") && strcmp(r->method, "nsga2")) p.group = NULL;
+    if (r->mode == MODE_SPARSITY) p.group = NULL;
+    int s = evb_problem_check(&p);
+    if (s) return fail(s);
+    evb_search *srch = NULL;
+    s = evb_search_alloc(t, sp, &p, &srch);
+    if (!s) s = evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
+    char ck[1400];
+    snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
+    if (!s && r->o->resume) {
+        s = evb_search_load(srch, ck);
+        if (!s) {
+            evb_search_info in;
+            evb_search_get_info(srch, &in);
+            fprintf(stderr, "%s: resuming %s at generation %d\n", cmd_name, ck, in.generation);
+        }
+    }
+    double t0 = now_s(), last = 0;
+    int tty = isatty(2), status = s ? s : EVB_CONTINUE;
+    evb_search_info in = {0};
+    if (!s) { evb_search_get_info(srch, &in); if (in.generation >= sp->generations && in.generation > 0) status = EVB_SUCCESS; }
+    size_t ev0 = in.evaluations;
+    int g0 = in.generation;
+    while (status == EVB_CONTINUE) {
+        status = evb_search_iterate(srch);
+        if (status != EVB_CONTINUE && status != EVB_SUCCESS) break;
+        evb_search_get_info(srch, &in);
+        double el = now_s() - t0;
+        fprintf(log, "{\"generation\": %d, \"best_fitness\": %.12g, \"best_cost\": %.17g, \"evaluations\": %zu, \"memo_hits\": %zu, \"tokens\": %zu, \"seconds\": %.3f}\n",
+                in.generation, in.best_fitness, in.best_cost, in.evaluations, in.memo_hits, in.tokens, el);
+        fflush(log);
+        int cs = evb_search_save(srch, ck);
+        if (cs) { status = cs; break; }
+        if (el - last >= (tty ? 0.2 : 5.0) || status == EVB_SUCCESS) {
+            last = el;
+            int gd = in.generation - g0, total = sp->generations - g0;
+            double eta = gd > 0 ? el / gd * (total - gd) : 0, eps = el > 0 ? (in.evaluations - ev0) / el : 0;
+            fprintf(stderr, tty ? "\r%s: generation %d/%d  %.1f evals/s  best %.6g  %.0fs elapsed, ETA %.0fs   " :
+                                  "%s: generation %d/%d  %.1f evals/s  best %.6g  %.0fs elapsed, ETA %.0fs\n",
+                    r->method, in.generation, sp->generations, eps, in.best_fitness, el, eta);
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    *eval_s = now_s() - t0;
+    if (status != EVB_SUCCESS) {
+        evb_search_free(srch);
+        return fail(status);
+    }
+    int16_t *lv = malloc(sizeof(int16_t) * r->U);
+    double fit = 0;
+    evb_search_best(srch, lv, &fit);
+    *best = config_json(r, lv, fit);
+    free(lv);
+    int n = evb_search_front(srch, NULL, NULL, 0);
+    *front = malloc(sizeof(evb_front_point) * (n > 0 ? n : 1));
+    *front_levels = malloc(sizeof(int16_t) * r->U * (n > 0 ? n : 1));
+    *n_front = evb_search_front(srch, *front, *front_levels, n);
+    evb_search_get_info(srch, info_out);
+    evb_search_free(srch);
+    return 0;
+}
+
+/* ---- the command ---- */
+
+static int help(void) {
+    printf("usage: evobudget search [--model PATH] [--calib TEXTFILE] --method NAME\n"
+           "                        (--target-sparsity X | --target-bits X | --target-drop X) --out RUNDIR [options]\n"
+           "  Finds one level per unit (linear layer, or sub-block for --target-drop) within the target's budget,\n"
+           "  scored by KL(dense || compressed) per token on calibration text.\n"
+           "  --method NAME          evopress (default), nsga2 (the front of size against KL), uniform, random (best of\n"
+           "                         --initial N random, default 32), owl, ecoflap (sparsity), shortgpt (depth)\n"
+           "  --target-sparsity X    fraction of the linear layers' weights removed, levels in EvoPress's equal steps\n"
+           "                         (--num-levels K each side, default 8)\n"
+           "  --target-bits X        average bits per weight, levels 2..6 bits (--group-size N, default 64; --sym)\n"
+           "  --target-drop X        fraction of attention and of MLP sub-blocks dropped\n"
+           "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn\n"
+           "  --calib TEXTFILE       calibration text (default: assets/demo/calib.txt); --calib-windows N (default 32)\n"
+           "                         windows of --seq-len positions (default min(512, context)), sampled with seed 0\n"
+           "  --db DIR               the level database (default: one per model and calibration set under --cache,\n"
+           "                         default $XDG_CACHE_HOME/evobudget or ~/.cache/evobudget); missing levels are built\n"
+           "  --seed N               search seed (default 0)\n"
+           "  --generations N, --offspring N, --stages S@T,...   override the method's defaults (EvoPress's per mode,\n"
+           "                         stage tokens scaled to the calibration set); T = 0 means every calibration token\n"
+           "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16, topk:256 above 64k tokens)\n"
+           "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
+           "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
+           "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
+           "  --resume               continue the run in RUNDIR from its checkpoint\n"
+           "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n");
+    return 0;
+}
+
+int cmd_search(int argc, char **argv) {
+    opts o = {0};
+    o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --out "
+                        "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
+                        "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json", &o);
+    if (rc || o.help) return o.help && !rc ? help() : rc;
+    run r = {0};
+    r.o = &o;
+    r.method = o.method ? o.method : "evopress";
+    static const char *methods[] = {"evopress", "nsga2", "uniform", "random", "owl", "ecoflap", "shortgpt"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) known |= strcmp(r.method, methods[i]) == 0;
+    if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r.method);
+    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop;
+    if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X");
+    const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop;
+    const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : "--target-drop";
+    r.mode = o.target_sparsity ? MODE_SPARSITY : o.target_bits ? MODE_BITS : MODE_DROP;
+    char *end;
+    r.target = strtod(ts, &end);
+    if (*end || end == ts || !isfinite(r.target)) return usage_error("%s '%s' is not a number", tflag, ts);
+    if (r.mode != MODE_BITS && !(r.target > 0 && r.target < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, r.target);
+    if (r.mode == MODE_BITS && !(r.target >= 2 && r.target <= 6)) return usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", r.target);
+    if (!o.out) return usage_error("--out RUNDIR is required");
+    if ((!strcmp(r.method, "owl") || !strcmp(r.method, "ecoflap")) && r.mode != MODE_SPARSITY)
+        return usage_error("--method %s allocates sparsity; give --target-sparsity (or use evopress, random, uniform)", r.method);
+    if (!strcmp(r.method, "shortgpt") && r.mode != MODE_DROP) return usage_error("--method shortgpt drops sub-blocks; give --target-drop");
+    if (!strcmp(r.method, "uniform") && r.mode == MODE_DROP) return usage_error("--method uniform has no meaning for --target-drop; use shortgpt or random");
+    if (!strcmp(r.method, "uniform") && r.mode == MODE_BITS && fabs(r.target - round(r.target)) > 1e-9)
+        return usage_error("--target-bits %g: no uniform allocation has a fractional width; use --method random (best of N) or evopress", r.target);
+    if (r.mode != MODE_DROP) {
+        const char *cn = o.compressor ? o.compressor : r.mode == MODE_SPARSITY ? "sparsegpt" : "gptq";
+        r.comp = evb_method_find(cn);
+        if (!r.comp) return usage_error("--compressor '%s' is unknown (%s)", cn, evb_method_names());
+        if ((r.comp->kind == EVB_LEVEL_SPARSE) != (r.mode == MODE_SPARSITY))
+            return usage_error("--compressor %s does not make %s levels", cn, r.mode == MODE_SPARSITY ? "sparse" : "quantized");
+    } else if (o.compressor) return usage_error("--compressor does not apply to --target-drop");
+    int metric = EVB_METRIC_KL;
+    if (o.fitness && strcmp(o.fitness, "kl") && strcmp(o.fitness, "ppl")) return usage_error("--fitness '%s' must be kl or ppl", o.fitness);
+    if (o.fitness && !strcmp(o.fitness, "ppl")) metric = EVB_METRIC_PPL;
+    int tkind = -1, topk = 0;
+    if (o.teacher) {
+        if (!strcmp(o.teacher, "f32")) tkind = EVB_TEACHER_F32;
+        else if (!strcmp(o.teacher, "f16")) tkind = EVB_TEACHER_F16;
+        else if (sscanf(o.teacher, "topk:%d", &topk) == 1 && topk > 0) tkind = EVB_TEACHER_TOPK;
+        else return usage_error("--teacher '%s' must be f32, f16 or topk:K", o.teacher);
+    }
+    evb_search_params sp_override = {0};
+    if (o.stages && (rc = parse_stages(o.stages, &sp_override))) return rc;
+    snprintf(r.out, sizeof r.out, "%s", o.out);
+    char ck[1400];
+    snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r.out);
+    if (o.resume && access(ck, R_OK)) return usage_error("--resume: %s has no checkpoint (%s)", r.out, ck);
+    if (!o.resume) {
+        snprintf(ck, sizeof ck, "%s/best.json", r.out);
+        if (access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r.out);
+    }
+    if (mkdirs(r.out)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno)));
+
+    set_threads(&o);
+    if ((rc = load_model(&o, 1, &r.l))) return rc;
+    evb_model *m = r.l.m;
+    char buf[1024];
+    const char *calib = o.calib ? o.calib : default_asset("calib.txt", buf, sizeof buf);
+    r.seq_len = o.seq_len ? (int)o.seq_len : (m->config.max_seq_len < 512 ? m->config.max_seq_len : 512);
+    if (r.seq_len > m->config.max_seq_len) { rc = usage_error("--seq-len %d exceeds the model's context of %d", r.seq_len, m->config.max_seq_len); run_free(&r); return rc; }
+    char *text = NULL;
+    size_t len = 0, n_tok = 0;
+    int32_t *tok = NULL;
+    int s = evb_text_read(calib, &text, &len);
+    if (!s) s = evb_text_tokenize(r.l.t, text, len, (size_t)o.piece_bytes, &tok, &n_tok);
+    if (!s) s = evb_windows_sample(tok, n_tok, r.seq_len, evb_tokenizer_bos(r.l.t), (int)o.calib_windows, 0, &r.w);
+    free(text); free(tok);
+    if (s) { run_free(&r); return fail(s); }
+    for (int i = 0; i < r.w.n; i++) r.calib_tokens += (size_t)r.w.len[i] - 1;
+    evb_fingerprint_model(m, r.mfp);
+    evb_fingerprint_windows(&r.w, r.cfp);
+    if (o.db) snprintf(r.dbdir, sizeof r.dbdir, "%s", o.db);
+    else {
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        char base[1000];
+        if (o.cache) snprintf(base, sizeof base, "%s", o.cache);
+        else if (xdg && xdg[0]) snprintf(base, sizeof base, "%s/evobudget", xdg);
+        else snprintf(base, sizeof base, "%s/.cache/evobudget", home && home[0] ? home : ".");
+        snprintf(r.dbdir, sizeof r.dbdir, "%s/%s-%s", base, r.mfp, r.cfp);
+    }
+    if (r.mode != MODE_DROP) {
+        if (mkdirs(r.dbdir)) { run_free(&r); return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "database %s: %s", r.dbdir, strerror(errno))); }
+        if ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 1, &r.db))) { run_free(&r); return fail(s); }
+    }
+    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : problem_drop(&r);
+    if (rc) { run_free(&r); return rc; }
+
+    /* the fitness: the teacher and the cache of expanded levels */
+    size_t V = (size_t)m->config.vocab_size;
+    if (tkind < 0) tkind = r.calib_tokens * V * 2 <= ((size_t)4 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, topk = 256;
+    if (metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r.w, (int)o.batch, tkind, topk, &r.teacher))) { run_free(&r); return fail(s); }
+    if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { run_free(&r); return fail(s); }
+    size_t reuse = o.no_reuse ? 0 : (o.reuse_mb ? (size_t)o.reuse_mb << 20 : (size_t)256 << 20);
+    r.kp = (evb_kl_params){m, &r.w, r.teacher, r.cache, r.U, r.fu, metric, (int)o.batch, reuse};
+
+    int is_search = strcmp(r.method, "owl") && strcmp(r.method, "ecoflap") && strcmp(r.method, "shortgpt");
+    evb_search_params sp = search_params(&r);
+    if (o.stages) {
+        sp.n_stages = sp_override.n_stages;
+        for (int j = 0; j < sp.n_stages; j++) { sp.n_survivors[j] = sp_override.n_survivors[j]; sp.n_tokens[j] = sp_override.n_tokens[j]; }
+    }
+    json_t *man = manifest(&r, is_search ? &sp : NULL);
+    if ((rc = write_json(r.out, "manifest.json", man))) { json_decref(man); run_free(&r); return rc; }
+    json_decref(man);
+
+    char lp[1400];
+    snprintf(lp, sizeof lp, "%s/log.jsonl", r.out);
+    FILE *log = fopen(lp, o.resume ? "a" : "w");
+    if (!log) { run_free(&r); return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", lp, strerror(errno))); }
+    json_t *best = NULL;
+    evb_front_point *front = NULL, one;
+    int16_t *front_levels = NULL;
+    int n_front = 0;
+    double t0 = now_s(), search_s = 0;
+    evb_search_info info = {0};
+    if (is_search) rc = run_search(&r, &sp, &best, &n_front, &front, &front_levels, log, &search_s, &info);
+    else if (r.mode == MODE_DROP) {
+        int16_t *lv = calloc(r.U, sizeof(int16_t));
+        double fit = 0;
+        rc = shortgpt_candidate(&r, lv);
+        evb_kl_params kp = r.kp;
+        void *ws = rc ? NULL : malloc(evb_fitness_kl.workspace_size(&kp));
+        evb_genome g = {r.U, lv};
+        evb_batch all = {0, 0};
+        if (ws && !(s = evb_fitness_kl.workspace_init(ws, &kp))) { s = evb_fitness_kl.evaluate(&kp, ws, &g, NULL, &all, &fit); evb_fitness_kl.workspace_destroy(ws); }
+        if (!rc && s) rc = fail(s);
+        free(ws);
+        if (!rc) {
+            best = config_json(&r, lv, fit);
+            front = malloc(sizeof *front); front_levels = lv; lv = NULL;
+            front[0].cost = r.budget; front[0].fitness = fit; n_front = 1;
+        }
+        free(lv);
+    } else {
+        rc = run_rule(&r, &best, &one, log);
+        if (!rc) { front = malloc(sizeof *front); front[0] = one; n_front = 0; }
+    }
+    fclose(log);
+    if (!rc && is_search) rc = write_front(&r, front, front_levels, n_front);
+    else if (!rc && n_front == 1) rc = write_front(&r, front, front_levels, 1);
+    else if (!rc) {
+        char line[256];
+        snprintf(line, sizeof line, "id,cost,cost_fraction,fitness,heldout,levels\n0,%.17g,%.9g,%.17g,,\n", front[0].cost, front[0].cost / r.total_size, front[0].fitness);
+        rc = write_file(r.out, "front.csv", line);
+    }
+    if (!rc) rc = write_json(r.out, "best.json", best);
+    if (!rc) {
+        char bp[1400];
+        snprintf(bp, sizeof bp, "%s/best.json", r.out);
+        json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:i, s:s, s:f}", "best", bp, "method", r.method, "target_kind", mode_name[r.mode],
+                              "target", r.target, "fitness", json_real_value(json_object_get(best, "fitness")),
+                              "cost", json_real_value(json_object_get(best, "cost")), "budget", r.budget, "front", n_front,
+                              "db", r.dbdir, "seconds", now_s() - t0);
+        if (is_search) {
+            json_object_set_new(j, "generations", json_integer(info.generation));
+            json_object_set_new(j, "evaluations", json_integer((json_int_t)info.evaluations));
+            json_object_set_new(j, "memo_hits", json_integer((json_int_t)info.memo_hits));
+            json_object_set_new(j, "tokens", json_integer((json_int_t)info.tokens));
+            json_object_set_new(j, "search_seconds", json_real(search_s));
+        }
+        if (o.json) rc = print_json(j);
+        else {
+            printf("%s: %s at %s %g: fitness %.6g, cost %.6g (budget %.6g); %s\n", r.out, r.method, mode_name[r.mode], r.target,
+                   json_real_value(json_object_get(best, "fitness")), json_real_value(json_object_get(best, "cost")), r.budget, bp);
+            json_decref(j);
+        }
+    }
+    json_decref(best);
+    free(front); free(front_levels);
+    run_free(&r);
+    return rc;
+}

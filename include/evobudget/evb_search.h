@@ -1,0 +1,191 @@
+/* evb_search.h -- the search: units with levels and costs, a budget, a fitness, and the algorithms that
+ * pick one level per unit.
+ *
+ * Nothing here knows what a transformer is. A problem has U units; unit u has n_levels[u] levels, each
+ * with a cost (the budgeted quantity: parameters kept, bits, bytes, blocks; the caller decides). A
+ * candidate (genome) is one level index per unit. The budget bounds the summed cost: a candidate is
+ * feasible when |sum_u cost[u][level[u]] - budget| <= tolerance. The fitness is a black box that scores a
+ * candidate on a minibatch of calibration data at a given fidelity (tokens); lower is better.
+ *
+ * Names: U = units, n_offspring = lambda, n_survivors = S_j, n_tokens = T_j (evopress.md section 2).
+ *
+ * The caller owns the loop (GSL style):
+ *
+ *     evb_search *s;
+ *     int status = evb_search_alloc(evb_search_evopress, &params, &problem, &s);
+ *     if (!status) status = evb_search_set(s, &my_fitness, my_params, n_threads);
+ *     while (status == EVB_CONTINUE) {
+ *         status = evb_search_iterate(s);          // one generation, every selection stage
+ *         // progress, logging, checkpointing here (evb_search_save)
+ *     }
+ *     evb_search_best(s, levels, &fitness);        // and evb_search_front(...)
+ *     evb_search_free(s);
+ *
+ * Same seed, same answer: every random choice is drawn from streams derived from (seed, generation,
+ * candidate index, purpose), never from a thread id, and minibatch seeds are chosen before candidates are
+ * scored in parallel, so results do not depend on the thread count. */
+#ifndef EVB_SEARCH_H
+#define EVB_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "evobudget/evb_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the problem ---- */
+
+typedef struct evb_problem {
+    int n_units;                 /* U */
+    const int *n_levels;         /* [U] levels of each unit, >= 1 */
+    const double *const *cost;   /* cost[u][l]: budgeted cost of unit u at level l */
+    const int *group;            /* [U] or NULL. Units of one group trade budget only among themselves:
+                                    a level switch lowers one unit and raises another of the same group.
+                                    NULL: one group holding every unit. */
+    double budget;               /* target of the summed cost */
+    double tolerance;            /* feasible when |total - budget| <= tolerance (absolute, >= 0) */
+    const int16_t *start;        /* [U] or NULL: a feasible starting candidate (e.g. the uniform one) */
+    const char *const *unit_name;/* [U] or NULL: names for messages and outputs */
+} evb_problem;
+
+/* Checks the problem's shape (positive counts, finite costs, a reachable budget: the cheapest and the
+ * dearest candidates bracket budget +- tolerance) and the start candidate when given. EVB_EINVAL or
+ * EVB_EBUDGET with a message that names the unit or the bound. */
+int evb_problem_check(const evb_problem *p);
+/* The summed cost of a candidate. */
+double evb_problem_cost(const evb_problem *p, const int16_t *level);
+/* 1 when the candidate's levels exist and its cost is within the budget's tolerance. */
+int evb_problem_feasible(const evb_problem *p, const int16_t *level);
+
+/* ---- the fitness (the plug-in contract) ----
+ *
+ * To add a fitness: implement the functions below, export one `const evb_fitness_type`, and pass it to
+ * evb_search_set (or add it to the CLI's table).
+ *
+ * 1. params is shared, read-only data (dense weights, teacher outputs, a level database); never copied.
+ * 2. w is this thread's workspace, workspace_size(params) bytes, allocated by the search before its
+ *    parallel region, initialised once with workspace_init and released with workspace_destroy. evaluate
+ *    may keep a cache in it between calls (levels applied, hidden states of ref on the last batch).
+ * 3. evaluate may run at the same time in several threads, each with its own w. It must not open an OpenMP
+ *    region, change BLAS threading, touch globals or exit.
+ * 4. It writes one value, lower is better, and returns EVB_SUCCESS or an EVB_E* code; a NaN or Inf value is
+ *    turned into EVB_EBADFUNC by the search.
+ * 5. ref, when not NULL, is a candidate that g shares most levels with (its parent): a fitness may reuse
+ *    work done for ref on the same batch. It is a hint only; the value must not depend on it.
+ * 6. The batch names the calibration tokens: the same (seed, n_tokens) must select the same tokens, in
+ *    every thread and process. n_tokens is the fidelity; 0 means all the fitness has. */
+typedef struct evb_genome {
+    int n_units;
+    const int16_t *level;    /* [n_units] */
+} evb_genome;
+
+typedef struct evb_batch {
+    uint64_t seed;           /* which sample of calibration tokens */
+    size_t   n_tokens;       /* tokens to spend; 0: all */
+} evb_batch;
+
+typedef struct evb_fitness_type {
+    const char *name;                                        /* "kl", "ppl", a plug-in's name */
+    size_t (*workspace_size)(const void *params);            /* bytes of scratch per thread */
+    int    (*workspace_init)(void *w, const void *params);   /* may be NULL */
+    void   (*workspace_destroy)(void *w);                    /* may be NULL */
+    int    (*evaluate)(const void *params, void *w, const evb_genome *g, const evb_genome *ref,
+                       const evb_batch *b, double *fitness);
+} evb_fitness_type;
+
+/* ---- the algorithms ---- */
+
+#define EVB_MAX_STAGES 8
+
+typedef struct evb_search_params {
+    uint64_t seed;
+    int generations;             /* EvoPress / NSGA-II generations */
+    int n_offspring;             /* lambda (EvoPress); population size (NSGA-II) */
+    int n_stages;                /* selection stages, 1..EVB_MAX_STAGES */
+    int n_survivors[EVB_MAX_STAGES]; /* survivors of each stage; the last is 1 for EvoPress */
+    size_t n_tokens[EVB_MAX_STAGES]; /* tokens of each stage's minibatch; 0: all */
+    int max_mutations;           /* R: switches per offspring are min(U{1..R}, U{1..R}); default 3 */
+    int n_initial;               /* random feasible candidates scored to pick the start (0: use start or
+                                    uniform); also N for the best-of-N random baseline */
+    size_t initial_tokens;       /* tokens to score the initial candidates on */
+    size_t total_tokens;         /* tokens the fitness holds (a stage asking for >= this uses all, with a
+                                    fixed seed, so its scores are memoised across generations); 0: unknown */
+    int memo;                    /* 1: memoise fitness by (candidate, batch); default 1 */
+} evb_search_params;
+
+typedef struct evb_search_type {
+    const char *name;            /* "evopress", "nsga2", "random", "uniform" */
+    /* the rest is private to search/ */
+    const struct evb_search_ops *ops;
+} evb_search_type;
+
+extern const evb_search_type *const evb_search_evopress;
+extern const evb_search_type *const evb_search_nsga2;
+extern const evb_search_type *const evb_search_random;   /* best of n_initial random feasible candidates */
+extern const evb_search_type *const evb_search_uniform;  /* scores the start candidate */
+
+/* The search types by name, NULL if unknown; and all names, comma-separated, for messages. */
+const evb_search_type *evb_search_type_find(const char *name);
+const char *evb_search_type_names(void);
+
+/* Defaults of EvoPress's sparsity mode (evopress.md 2.7), scaled to the tokens the fitness holds. */
+evb_search_params evb_search_default_params(void);
+
+typedef struct evb_search evb_search;
+
+int  evb_search_alloc(const evb_search_type *t, const evb_search_params *params, const evb_problem *p,
+                      evb_search **out);
+void evb_search_free(evb_search *s);
+/* Attaches the fitness and allocates n_threads workspaces (n_threads <= 0: the OpenMP maximum). */
+int  evb_search_set(evb_search *s, const evb_fitness_type *f, const void *fitness_params, int n_threads);
+/* One generation. EVB_CONTINUE while generations remain, EVB_SUCCESS when done, an error otherwise (the
+ * state is then unchanged since the last completed generation, so a checkpoint stays usable). */
+int  evb_search_iterate(evb_search *s);
+
+/* Scores n candidates (levels [n][U]) on one batch, in parallel over candidates: the one batch call every
+ * algorithm goes through (later spread over processes). ref may be NULL. Memoised when params.memo. */
+int  evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref,
+                         const evb_batch *b, double *fitness);
+
+/* ---- results ---- */
+
+typedef struct evb_search_info {
+    int generation;              /* generations done */
+    double best_fitness;         /* the incumbent's fitness on the last stage's batch */
+    double best_cost;
+    size_t evaluations;          /* fitness calls made (memo hits not counted) */
+    size_t memo_hits;
+    size_t tokens;               /* tokens scored by fitness calls */
+} evb_search_info;
+
+void evb_search_get_info(const evb_search *s, evb_search_info *info);
+/* The incumbent (EvoPress parent, best of NSGA-II's first front by fitness within the budget). */
+int  evb_search_best(const evb_search *s, int16_t *level, double *fitness);
+
+/* The non-dominated set of (cost, fitness) over the candidates scored on the highest fidelity so far,
+ * sorted by cost. Writes up to max points; returns how many there are. levels may be NULL. */
+typedef struct evb_front_point { double cost, fitness; } evb_front_point;
+int  evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels, int max);
+
+/* ---- checkpoints ----
+ * The whole state (generation, incumbent, population, memo, RNG positions, counters) as msgpack, written
+ * to path.tmp and renamed. Loading into a search allocated with the same type, params and problem
+ * continues it exactly: resumed and uninterrupted runs give the same result. A checkpoint of another
+ * problem or parameters is refused (EVB_EFORMAT). */
+int  evb_search_save(const evb_search *s, const char *path);
+int  evb_search_load(evb_search *s, const char *path);
+
+/* ---- fronts ---- */
+
+/* Indices of the non-dominated points among n (minimisation in both), sorted by the first objective;
+ * returns their count. */
+int    evb_pareto_front_2d(const double *f1, const double *f2, int n, int *idx);
+/* Exact hypervolume dominated by n points (minimisation) up to the reference point (r1, r2). */
+double evb_hypervolume_2d(const double *f1, const double *f2, int n, double r1, double r2);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,399 @@
+/* search.c -- the generic driver of every search type: the problem's copy, the fitness workspaces, the one
+ * batch call that scores candidates in parallel (memoised), the archive of the front, and the type table.
+ * To add a search type: implement evb_search_ops in search/<name>.c and add a row to types[]. */
+#include "search/search_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// ---- random streams ----
+
+uint64_t evb_rng_next_(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t evb_rng_stream_(uint64_t seed, int64_t generation, int64_t index, int purpose) {
+    uint64_t x = seed;
+    uint64_t h = evb_rng_next_(&x);
+    x = h ^ (uint64_t)generation * 0xD1B54A32D192ED03ull;
+    h = evb_rng_next_(&x);
+    x = h ^ (uint64_t)index * 0x8CB92BA72F3D8DD7ull;
+    h = evb_rng_next_(&x);
+    x = h ^ (uint64_t)purpose * 0x9E3779B97F4A7C15ull;
+    return evb_rng_next_(&x);
+}
+
+int evb_rng_int_(uint64_t *x, int n) { return (int)(evb_rng_next_(x) % (uint64_t)n); }
+double evb_rng_unit_(uint64_t *x) { return (evb_rng_next_(x) >> 11) * 0x1.0p-53; }
+
+// ---- types ----
+
+static const evb_search_type t_evopress = {"evopress", &evb_evopress_ops_};
+static const evb_search_type t_nsga2 = {"nsga2", &evb_nsga2_ops_};
+static const evb_search_type t_random = {"random", &evb_random_ops_};
+static const evb_search_type t_uniform = {"uniform", &evb_uniform_ops_};
+const evb_search_type *const evb_search_evopress = &t_evopress;
+const evb_search_type *const evb_search_nsga2 = &t_nsga2;
+const evb_search_type *const evb_search_random = &t_random;
+const evb_search_type *const evb_search_uniform = &t_uniform;
+static const evb_search_type *const types[] = {&t_evopress, &t_nsga2, &t_random, &t_uniform};
+
+const evb_search_type *evb_search_type_find(const char *name) {
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (strcmp(types[i]->name, name) == 0) return types[i];
+    return NULL;
+}
+
+const char *evb_search_type_names(void) { return "evopress, nsga2, random, uniform"; }
+
+evb_search_params evb_search_default_params(void) {
+    evb_search_params p;
+    memset(&p, 0, sizeof p);
+    p.generations = 400;
+    p.n_offspring = 64;
+    p.n_stages = 3;
+    p.n_survivors[0] = 8; p.n_survivors[1] = 2; p.n_survivors[2] = 1;
+    p.n_tokens[0] = 2048; p.n_tokens[1] = 16384; p.n_tokens[2] = 65536;
+    p.max_mutations = 3;
+    p.initial_tokens = 2048;
+    p.memo = 1;
+    return p;
+}
+
+// ---- life cycle ----
+
+static uint64_t fnv(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x100000001B3ull; }
+    return h;
+}
+
+int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, const evb_problem *p, evb_search **out) {
+    *out = NULL;
+    if (!t || !params) EVB_ERRORF(EVB_EINVAL, "search: no type or parameters");
+    int st = evb_problem_check(p);
+    if (st) return st;
+    const evb_search_params *q = params;
+    if (q->generations < 0 || q->n_offspring < 1 || q->n_stages < 1 || q->n_stages > EVB_MAX_STAGES || q->max_mutations < 1 || q->n_initial < 0)
+        EVB_ERRORF(EVB_EINVAL, "search: generations %d, offspring %d, stages %d, max mutations %d, initial %d",
+                   q->generations, q->n_offspring, q->n_stages, q->max_mutations, q->n_initial);
+    for (int j = 0; j < q->n_stages; j++)
+        if (q->n_survivors[j] < 1 || (j > 0 && q->n_survivors[j] > q->n_survivors[j - 1]))
+            EVB_ERRORF(EVB_EINVAL, "search: stage %d keeps %d survivors (each stage keeps at least 1 and no more than the one before)", j, q->n_survivors[j]);
+    evb_search *s = calloc(1, sizeof *s);
+    if (!s) EVB_ERROR("search: out of memory", EVB_ENOMEM);
+    int U = p->n_units, maxl = 0;
+    for (int u = 0; u < U; u++) if (p->n_levels[u] > maxl) maxl = p->n_levels[u];
+    s->type = t; s->p = *params; s->U = U;
+    if (t == &t_uniform || t == &t_random) s->p.generations = 1; /* one round is the whole method */
+    s->n_levels = malloc(sizeof(int) * U);
+    s->group = malloc(sizeof(int) * U);
+    s->cost_mem = malloc(sizeof(double) * U * maxl);
+    s->cost = malloc(sizeof(double *) * U);
+    s->start = malloc(sizeof(int16_t) * U);
+    s->parent = malloc(sizeof(int16_t) * U);
+    if (!s->n_levels || !s->group || !s->cost_mem || !s->cost || !s->start || !s->parent) { evb_search_free(s); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    /* groups renumbered 0..G-1 in order of first appearance */
+    int *map = NULL, n_map = 0;
+    for (int u = 0; u < U; u++) {
+        int g = p->group ? p->group[u] : 0, k = 0;
+        while (k < n_map && map[k] != g) k++;
+        if (k == n_map) { int *m2 = realloc(map, sizeof(int) * (n_map + 1)); if (!m2) { free(map); evb_search_free(s); EVB_ERROR("search: out of memory", EVB_ENOMEM); } map = m2; map[n_map++] = g; }
+        s->group[u] = k;
+        s->n_levels[u] = p->n_levels[u];
+        s->cost[u] = s->cost_mem + (size_t)u * maxl;
+        memcpy(s->cost[u], p->cost[u], sizeof(double) * p->n_levels[u]);
+    }
+    free(map);
+    s->n_groups = n_map;
+    s->prob = *p;
+    s->prob.n_levels = s->n_levels; s->prob.cost = (const double *const *)s->cost; s->prob.group = s->group;
+    s->prob.unit_name = NULL;
+    if (p->start) memcpy(s->start, p->start, sizeof(int16_t) * U);
+    else {
+        /* cheapest levels, then single steps up the unit whose step best approaches the budget */
+        for (int u = 0; u < U; u++) {
+            int b = 0;
+            for (int l = 1; l < p->n_levels[u]; l++) if (p->cost[u][l] < p->cost[u][b]) b = l;
+            s->start[u] = (int16_t)b;
+        }
+        for (int it = 0; it < 1000000 && !evb_problem_feasible(&s->prob, s->start); it++) {
+            double c = evb_problem_cost(&s->prob, s->start), gap = s->prob.budget - c;
+            int bu = -1, bl = 0;
+            double bd = fabs(gap);
+            for (int u = 0; u < U; u++)
+                for (int d = -1; d <= 1; d += 2) {
+                    int l = s->start[u] + d;
+                    if (l < 0 || l >= s->n_levels[u]) continue;
+                    double nd = fabs(gap - (s->cost[u][l] - s->cost[u][s->start[u]]));
+                    if (nd < bd) { bd = nd; bu = u; bl = l; }
+                }
+            if (bu < 0) break;
+            s->start[bu] = (int16_t)bl;
+        }
+        if (!evb_problem_feasible(&s->prob, s->start)) { evb_search_free(s); EVB_ERRORF(EVB_EBUDGET, "search: no feasible start found for budget %.17g +- %g (hint: give the problem a start)", p->budget, p->tolerance); }
+    }
+    s->prob.start = s->start;
+    /* the fingerprint of (type, parameters, problem), checked when a checkpoint is loaded */
+    uint64_t h = fnv(t->name, strlen(t->name), 0xCBF29CE484222325ull);
+    h = fnv(&s->p.seed, sizeof s->p.seed, h);
+    int ints[6] = {s->p.generations, q->n_offspring, q->n_stages, q->max_mutations, q->n_initial, q->memo};
+    h = fnv(ints, sizeof ints, h);
+    h = fnv(q->n_survivors, sizeof(int) * q->n_stages, h);
+    for (int j = 0; j < q->n_stages; j++) { uint64_t v = q->n_tokens[j]; h = fnv(&v, sizeof v, h); }
+    uint64_t v2[2] = {q->initial_tokens, q->total_tokens};
+    h = fnv(v2, sizeof v2, h);
+    h = fnv(&U, sizeof U, h);
+    h = fnv(s->n_levels, sizeof(int) * U, h);
+    h = fnv(s->group, sizeof(int) * U, h);
+    for (int u = 0; u < U; u++) h = fnv(s->cost[u], sizeof(double) * s->n_levels[u], h);
+    double bt[2] = {p->budget, p->tolerance};
+    h = fnv(bt, sizeof bt, h);
+    h = fnv(s->start, sizeof(int16_t) * U, h);
+    snprintf(s->fingerprint, sizeof s->fingerprint, "%016llx", (unsigned long long)h);
+    memcpy(s->parent, s->start, sizeof(int16_t) * U);
+    s->parent_fit = INFINITY;
+    s->parent_cost = evb_problem_cost(&s->prob, s->start);
+    *out = s;
+    return EVB_SUCCESS;
+}
+
+static void free_workspaces(evb_search *s) {
+    for (int i = 0; s->ws && i < s->n_threads; i++) {
+        if (s->ws[i] && s->f->workspace_destroy) s->f->workspace_destroy(s->ws[i]);
+        free(s->ws[i]);
+    }
+    free(s->ws);
+    s->ws = NULL;
+}
+
+void evb_search_free(evb_search *s) {
+    if (!s) return;
+    free_workspaces(s);
+    free(s->n_levels); free(s->group); free(s->cost_mem); free(s->cost); free(s->start); free(s->parent);
+    free(s->pop); free(s->pop_fit); free(s->pop_cost);
+    free(s->memo); free(s->memo_lv);
+    free(s->arch_cost); free(s->arch_fit); free(s->arch_lv);
+    free(s);
+}
+
+int evb_search_set(evb_search *s, const evb_fitness_type *f, const void *fitness_params, int n_threads) {
+    if (!f || !f->evaluate || !f->workspace_size) EVB_ERRORF(EVB_EINVAL, "search: the fitness has no evaluate or workspace_size");
+    free_workspaces(s);
+#ifdef _OPENMP
+    if (n_threads <= 0) n_threads = omp_get_max_threads();
+#else
+    n_threads = 1;
+#endif
+    s->f = f; s->fp = fitness_params; s->n_threads = n_threads;
+    s->ws = calloc((size_t)n_threads, sizeof(void *));
+    if (!s->ws) EVB_ERROR("search: out of memory", EVB_ENOMEM);
+    size_t bytes = f->workspace_size(fitness_params);
+    for (int i = 0; i < n_threads; i++) {
+        s->ws[i] = calloc(1, bytes ? bytes : 1);
+        if (!s->ws[i]) { free_workspaces(s); EVB_ERROR("search: out of memory for workspaces", EVB_ENOMEM); }
+        if (f->workspace_init) {
+            int st = f->workspace_init(s->ws[i], fitness_params);
+            if (st) { free(s->ws[i]); s->ws[i] = NULL; free_workspaces(s); return st; }
+        }
+    }
+    return EVB_SUCCESS;
+}
+
+int evb_search_iterate(evb_search *s) {
+    if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
+    if (s->done) return EVB_SUCCESS;
+    int st;
+    if (!s->initialized) {
+        if ((st = s->type->ops->init(s))) return st;
+        s->initialized = 1;
+    }
+    if (s->generation >= s->p.generations) { s->done = 1; return EVB_SUCCESS; }
+    if ((st = s->type->ops->iterate(s))) return st;
+    s->generation++;
+    if (s->generation >= s->p.generations) s->done = 1;
+    return s->done ? EVB_SUCCESS : EVB_CONTINUE;
+}
+
+// ---- the batch call ----
+
+evb_batch evb_stage_batch_(const evb_search *s, int generation, int stage, size_t n_tokens) {
+    evb_batch b = {0, n_tokens};
+    if (n_tokens == 0 || (s->p.total_tokens && n_tokens >= s->p.total_tokens)) { b.n_tokens = 0; return b; }
+    b.seed = evb_rng_stream_(s->p.seed, generation, stage, RNG_BATCH);
+    return b;
+}
+
+static uint64_t hash_levels(const int16_t *lv, int U) { return fnv(lv, sizeof(int16_t) * U, 0xCBF29CE484222325ull); }
+
+static memo_entry *memo_find(evb_search *s, uint64_t h, const int16_t *lv, const evb_batch *b) {
+    if (!s->memo_cap) return NULL;
+    size_t i = (h ^ b->seed ^ b->n_tokens * 31) & (s->memo_cap - 1);
+    while (s->memo[i].used) {
+        memo_entry *e = &s->memo[i];
+        if (e->hash == h && e->seed == b->seed && e->n_tokens == b->n_tokens && !memcmp(s->memo_lv + e->lv * s->U, lv, sizeof(int16_t) * s->U)) return e;
+        i = (i + 1) & (s->memo_cap - 1);
+    }
+    return NULL;
+}
+
+int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed, size_t n_tokens, double v) {
+    if (2 * (s->memo_n + 1) > s->memo_cap) { /* grow: rehash */
+        size_t cap = s->memo_cap ? 2 * s->memo_cap : 1024;
+        memo_entry *m = calloc(cap, sizeof *m);
+        int16_t *lvs = realloc(s->memo_lv, sizeof(int16_t) * s->U * (cap / 2));
+        if (!m || !lvs) { free(m); if (lvs) s->memo_lv = lvs; EVB_ERROR("search: out of memory for the memo", EVB_ENOMEM); }
+        s->memo_lv = lvs;
+        for (size_t k = 0; k < s->memo_cap; k++) {
+            if (!s->memo[k].used) continue;
+            memo_entry e = s->memo[k];
+            size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (cap - 1);
+            while (m[i].used) i = (i + 1) & (cap - 1);
+            m[i] = e;
+        }
+        free(s->memo);
+        s->memo = m; s->memo_cap = cap;
+    }
+    size_t i = (h ^ seed ^ n_tokens * 31) & (s->memo_cap - 1);
+    while (s->memo[i].used) i = (i + 1) & (s->memo_cap - 1);
+    s->memo[i] = (memo_entry){h, seed, n_tokens, v, s->memo_n, 1};
+    memcpy(s->memo_lv + s->memo_n * s->U, lv, sizeof(int16_t) * s->U);
+    s->memo_n++;
+    return EVB_SUCCESS;
+}
+
+int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref, const evb_batch *b, double *fitness) {
+    if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
+    int *todo = malloc(sizeof(int) * (n > 0 ? n : 1)), *status = calloc((size_t)(n > 0 ? n : 1), sizeof(int)), n_todo = 0;
+    uint64_t *h = malloc(sizeof(uint64_t) * (n > 0 ? n : 1));
+    if (!todo || !status || !h) { free(todo); free(status); free(h); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    for (int i = 0; i < n; i++) {
+        h[i] = hash_levels(levels + (size_t)i * s->U, s->U);
+        memo_entry *e = s->p.memo ? memo_find(s, h[i], levels + (size_t)i * s->U, b) : NULL;
+        if (e) { fitness[i] = e->value; s->memo_hits++; }
+        else todo[n_todo++] = i;
+    }
+    int first_err = n_todo;
+    char first_msg[1024] = "";
+    evb_genome rg = {s->U, ref};
+    #pragma omp parallel for schedule(dynamic) num_threads(s->n_threads)
+    for (int k = 0; k < n_todo; k++) {
+        int ith = 0;
+#ifdef _OPENMP
+        ith = omp_get_thread_num();
+#endif
+        int i = todo[k];
+        evb_genome g = {s->U, levels + (size_t)i * s->U};
+        double v = NAN;
+        int st = s->f->evaluate(s->fp, s->ws[ith], &g, ref ? &rg : NULL, b, &v);
+        if (!st && !isfinite(v))
+            st = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for a candidate (generation %d)", s->f->name, v, s->generation);
+        fitness[i] = v;
+        status[k] = st;
+        if (st) {
+            #pragma omp critical(evb_search_error)
+            if (k < first_err) { first_err = k; snprintf(first_msg, sizeof first_msg, "%s", evb_last_error()); }
+        }
+    }
+    int st = first_err < n_todo ? status[first_err] : EVB_SUCCESS;
+    for (int k = 0; !st && k < n_todo; k++) {
+        int i = todo[k];
+        s->evaluations++;
+        s->tokens += b->n_tokens ? b->n_tokens : s->p.total_tokens;
+        if (s->p.memo) st = evb_memo_insert_(s, h[i], levels + (size_t)i * s->U, b->seed, b->n_tokens, fitness[i]);
+    }
+    free(todo); free(status); free(h);
+    if (st && first_msg[0]) EVB_ERRORF(st, "%s", first_msg);
+    return st;
+}
+
+// ---- the archive ----
+
+void evb_archive_add_(evb_search *s, const int16_t *lv, double cost, double fit, const evb_batch *b) {
+    size_t fid = b->n_tokens ? b->n_tokens : SIZE_MAX;
+    if (fid < s->arch_tokens && s->arch_n) return;
+    if (fid > s->arch_tokens) s->arch_n = 0; /* a higher fidelity replaces the archive */
+    s->arch_tokens = fid;
+    for (int i = 0; i < s->arch_n; i++) {
+        if (s->arch_cost[i] <= cost && s->arch_fit[i] <= fit) return; /* dominated or equal */
+    }
+    int m = 0;
+    for (int i = 0; i < s->arch_n; i++) {
+        if (cost <= s->arch_cost[i] && fit <= s->arch_fit[i]) continue; /* now dominated */
+        s->arch_cost[m] = s->arch_cost[i]; s->arch_fit[m] = s->arch_fit[i];
+        memmove(s->arch_lv + (size_t)m * s->U, s->arch_lv + (size_t)i * s->U, sizeof(int16_t) * s->U);
+        m++;
+    }
+    s->arch_n = m;
+    if (s->arch_n == s->arch_cap) {
+        int cap = s->arch_cap ? 2 * s->arch_cap : 64;
+        double *c = realloc(s->arch_cost, sizeof(double) * cap);
+        if (c) s->arch_cost = c;
+        double *f = realloc(s->arch_fit, sizeof(double) * cap);
+        if (f) s->arch_fit = f;
+        int16_t *l = realloc(s->arch_lv, sizeof(int16_t) * s->U * cap);
+        if (l) s->arch_lv = l;
+        if (!c || !f || !l) return;
+        s->arch_cap = cap;
+    }
+    s->arch_cost[s->arch_n] = cost; s->arch_fit[s->arch_n] = fit;
+    memcpy(s->arch_lv + (size_t)s->arch_n * s->U, lv, sizeof(int16_t) * s->U);
+    s->arch_n++;
+}
+
+// ---- results ----
+
+void evb_search_get_info(const evb_search *s, evb_search_info *info) {
+    info->generation = s->generation;
+    info->best_fitness = s->parent_fit;
+    info->best_cost = s->parent_cost;
+    info->evaluations = s->evaluations;
+    info->memo_hits = s->memo_hits;
+    info->tokens = s->tokens;
+}
+
+int evb_search_best(const evb_search *s, int16_t *level, double *fitness) {
+    if (level) memcpy(level, s->parent, sizeof(int16_t) * s->U);
+    if (fitness) *fitness = s->parent_fit;
+    return EVB_SUCCESS;
+}
+
+typedef struct order { double c, f; int i; } order;
+static int cmp_order(const void *a, const void *b) {
+    const order *x = a, *y = b;
+    if (x->c != y->c) return x->c < y->c ? -1 : 1;
+    if (x->f != y->f) return x->f < y->f ? -1 : 1;
+    return x->i - y->i;
+}
+
+int evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels, int max) {
+    /* NSGA-II: the first front of the population; otherwise the archive */
+    int n = s->pop_n ? s->pop_n : s->arch_n;
+    const double *c = s->pop_n ? s->pop_cost : s->arch_cost, *f = s->pop_n ? s->pop_fit : s->arch_fit;
+    const int16_t *lv = s->pop_n ? s->pop : s->arch_lv;
+    order *o = malloc(sizeof(order) * (n > 0 ? n : 1));
+    if (!o) return 0;
+    for (int i = 0; i < n; i++) o[i] = (order){c[i], f[i], i};
+    qsort(o, (size_t)n, sizeof *o, cmp_order);
+    int m = 0;
+    double best = INFINITY;
+    for (int k = 0; k < n; k++) {
+        if (!(o[k].f < best)) continue;
+        best = o[k].f;
+        if (m < max) {
+            if (pts) pts[m] = (evb_front_point){o[k].c, o[k].f};
+            if (levels) memcpy(levels + (size_t)m * s->U, lv + (size_t)o[k].i * s->U, sizeof(int16_t) * s->U);
+        }
+        m++;
+    }
+    free(o);
+    return m;
+}

@@ -1,0 +1,70 @@
+/* search_impl.h -- the private state of a search and the helpers its files share (never installed). */
+#ifndef EVB_SEARCH_IMPL_H
+#define EVB_SEARCH_IMPL_H
+#include "evobudget/evb_search.h"
+
+#include <stdint.h>
+
+/* What a search type does: set up its first state (may score candidates), and one generation. */
+struct evb_search_ops {
+    int (*init)(evb_search *s);
+    int (*iterate)(evb_search *s);
+};
+
+typedef struct memo_entry { uint64_t hash, seed; size_t n_tokens; double value; size_t lv; int used; } memo_entry;
+
+struct evb_search {
+    const evb_search_type *type;
+    evb_search_params p;
+    evb_problem prob;            /* points into the owned copies below */
+    int U, n_groups;
+    int *n_levels, *group;       /* group: 0 .. n_groups-1 */
+    double *cost_mem, **cost;
+    int16_t *start;
+    char fingerprint[17];
+    /* the fitness */
+    const evb_fitness_type *f;
+    const void *fp;
+    int n_threads;
+    void **ws;
+    /* state */
+    int generation, initialized, done;
+    int16_t *parent;
+    double parent_fit, parent_cost;
+    int pop_n;                   /* NSGA-II population */
+    int16_t *pop;
+    double *pop_fit, *pop_cost;
+    size_t evaluations, memo_hits, tokens;
+    /* memo: open addressing; levels of entry k at memo_lv + k U */
+    memo_entry *memo;
+    size_t memo_cap, memo_n;
+    int16_t *memo_lv;
+    /* archive of non-dominated (cost, fitness) at the highest fidelity seen */
+    size_t arch_tokens;          /* SIZE_MAX: every token */
+    int arch_n, arch_cap;
+    double *arch_cost, *arch_fit;
+    int16_t *arch_lv;
+};
+
+/* Deterministic random streams: (seed, generation, index, purpose) -> a generator state. */
+enum { RNG_MUTATE = 1, RNG_BATCH, RNG_INIT, RNG_CROSS, RNG_REPAIR };
+uint64_t evb_rng_stream_(uint64_t seed, int64_t generation, int64_t index, int purpose);
+uint64_t evb_rng_next_(uint64_t *x);
+int      evb_rng_int_(uint64_t *x, int n);     /* uniform in [0, n) */
+double   evb_rng_unit_(uint64_t *x);           /* uniform in [0, 1) */
+
+/* The batch of stage j of a generation: a fixed one when the stage asks for every token. */
+evb_batch evb_stage_batch_(const evb_search *s, int generation, int stage, size_t n_tokens);
+/* One budget-preserving level switch inside a group (EvoPress); 0 when none is possible. */
+int  evb_switch_(const evb_search *s, int16_t *lv, uint64_t *r);
+/* Moves a candidate toward the budget by single-level steps; returns 1 when it ends feasible. */
+int  evb_repair_(const evb_search *s, int16_t *lv, uint64_t *r);
+/* A random feasible candidate: a walk of many switches (and repairs) from the start. */
+int  evb_random_candidate_(const evb_search *s, int16_t *lv, uint64_t *r);
+/* Records a fitness in the memo. */
+int  evb_memo_insert_(evb_search *s, uint64_t hash, const int16_t *lv, uint64_t seed, size_t n_tokens, double v);
+/* Adds a scored candidate to the archive when its batch is of the highest fidelity seen. */
+void evb_archive_add_(evb_search *s, const int16_t *lv, double cost, double fit, const evb_batch *b);
+
+extern const struct evb_search_ops evb_evopress_ops_, evb_nsga2_ops_, evb_random_ops_, evb_uniform_ops_;
+#endif
