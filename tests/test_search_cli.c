@@ -1,0 +1,177 @@
+#define _GNU_SOURCE
+/* test_search_cli.c -- `evobudget search` on stories260K: a short EvoPress run writes the run directory
+ * (manifest.json, log.jsonl, checkpoint, front.csv, best.json) and keeps the budget exactly; its best.json
+ * is what `eval --config` needs; the same seed gives the same best.json with 1 and 2 threads; a run killed
+ * with SIGKILL and resumed ends with the best.json of an uninterrupted run; depth and bits targets and the
+ * baselines run; bad input is refused in one line with the run directory intact. */
+#include "testing.h"
+#include "fixtures.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MODEL EVB_SHARED_DATA "/models/stories260K/stories260K.bin"
+#define CALIB EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt"
+#define COMMON "--model " MODEL " --calib " CALIB " --seq-len 64 --calib-windows 16 --seed 3"
+
+static char cache[1024];
+
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run(const char *env, const char *args, const char *out) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s '%s' search " COMMON " --cache %s %s --out %s > %s.stdout 2> %s.stderr", env, EVB_CLI, cache, args, out, out, out);
+    return sh(cmd);
+}
+
+static json_t *load(const char *dir, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    json_error_t e;
+    return json_load_file(p, 0, &e);
+}
+
+static int same_file(const char *a, const char *b) {
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+    return sh(cmd) == 0;
+}
+
+static int lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF) n += c == '\n';
+    if (f) fclose(f);
+    return n;
+}
+
+int main(void) {
+    char *tmp = fixture_tmpdir();
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    char a[1200], b[1200], k[1200], u[1200], path[1400], path2[1400];
+    snprintf(a, sizeof a, "%s/a", tmp);
+    snprintf(b, sizeof b, "%s/b", tmp);
+    snprintf(k, sizeof k, "%s/k", tmp);
+    snprintf(u, sizeof u, "%s/uniform", tmp);
+    const char *evo = "--method evopress --target-sparsity 0.5 --generations 12 --offspring 8 --stages 4@200,1@0";
+
+    /* one run, its outputs */
+    EVB_CHECK(run("OMP_NUM_THREADS=2", evo, a) == 0, "evopress at 50%% sparsity, 12 generations");
+    json_t *best = load(a, "best.json"), *man = load(a, "manifest.json");
+    double cost = json_real_value(json_object_get(best, "cost")), budget = json_real_value(json_object_get(best, "budget"));
+    EVB_CHECK(best && man && json_array_size(json_object_get(best, "units")) == 35 && cost == budget,
+              "best.json: 35 units, cost %.0f weights kept = the uniform level's %.0f exactly", cost, budget);
+    snprintf(path, sizeof path, "%s/log.jsonl", a);
+    EVB_CHECK(lines(path) == 12, "log.jsonl: one line per generation (%d)", lines(path));
+    snprintf(path, sizeof path, "%s/front.csv", a);
+    EVB_CHECK(lines(path) >= 2, "front.csv: a header and %d points", lines(path) - 1);
+    json_t *uni = NULL;
+    EVB_CHECK(run("", "--method uniform --target-sparsity 0.5", u) == 0 && (uni = load(u, "best.json")) != NULL,
+              "the uniform baseline on the same problem");
+    double fe = json_real_value(json_object_get(best, "fitness")), fu = json_real_value(json_object_get(uni, "fitness"));
+    EVB_CHECK(fe < fu, "EvoPress's KL on the calibration set %.5f is below uniform's %.5f at the same cost", fe, fu);
+    json_decref(uni);
+
+    /* eval --config needs nothing else */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --max-tokens 4000 --json > %s/eval.json 2>/dev/null", EVB_CLI, a, CALIB, tmp);
+    json_t *ev = NULL;
+    EVB_CHECK(sh(cmd) == 0 && (ev = load(tmp, "eval.json")) && json_real_value(json_object_get(ev, "kl")) > 0 &&
+              json_real_value(json_object_get(ev, "perplexity")) > 1, "eval --config best.json: perplexity %.3f, kl %.4f",
+              json_real_value(json_object_get(ev, "perplexity")), json_real_value(json_object_get(ev, "kl")));
+    json_decref(ev);
+
+    /* thread count */
+    EVB_CHECK(run("OMP_NUM_THREADS=1", evo, b) == 0, "the same run with 1 thread");
+    snprintf(path, sizeof path, "%s/best.json", a);
+    snprintf(path2, sizeof path2, "%s/best.json", b);
+    EVB_CHECK(same_file(path, path2), "same seed, same best.json with 1 and 2 threads");
+    snprintf(path, sizeof path, "%s/front.csv", a);
+    snprintf(path2, sizeof path2, "%s/front.csv", b);
+    EVB_CHECK(same_file(path, path2), "and the same front.csv");
+
+    /* SIGKILL and --resume */
+    int killed_at = -1;
+    for (int attempt = 0; attempt < 6 && killed_at < 1; attempt++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", k);
+        sh(cmd);
+        pid_t pid = fork();
+        if (pid == 0) {
+            snprintf(cmd, sizeof cmd, "exec '%s' search " COMMON " --cache %s %s --out %s > /dev/null 2>&1", EVB_CLI, cache, evo, k);
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        snprintf(path, sizeof path, "%s/log.jsonl", k);
+        for (int polls = 0; polls < 4000 && lines(path) < 2 + attempt; polls++) {
+            struct timespec ts = {0, 2000000L};
+            nanosleep(&ts, NULL);
+            if (waitpid(pid, NULL, WNOHANG) == pid) { pid = -1; break; }
+        }
+        if (pid < 0) continue;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        killed_at = lines(path);
+        snprintf(path2, sizeof path2, "%s/best.json", k);
+        if (access(path2, F_OK) == 0) killed_at = -1; /* it had finished */
+    }
+    EVB_CHECK(killed_at >= 1 && killed_at < 12, "search killed with SIGKILL after %d of 12 generations", killed_at);
+    EVB_CHECK(run("", "--resume --method evopress --target-sparsity 0.5 --generations 12 --offspring 8 --stages 4@200,1@0", k) == 0,
+              "--resume finishes it");
+    snprintf(path, sizeof path, "%s/best.json", a);
+    snprintf(path2, sizeof path2, "%s/best.json", k);
+    EVB_CHECK(same_file(path, path2), "the resumed run's best.json equals the uninterrupted run's");
+
+    /* other targets and methods */
+    snprintf(path, sizeof path, "%s/drop", tmp);
+    EVB_CHECK(run("", "--method evopress --target-drop 0.4 --generations 5 --offspring 8", path) == 0, "evopress, 40%% of sub-blocks dropped");
+    json_t *d = load(path, "best.json");
+    EVB_CHECK(d && json_array_size(json_object_get(d, "drop")) == 4, "best.json drops 2 attention and 2 MLP sub-blocks");
+    snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --max-tokens 2000 --json > %s/eval.json 2>/dev/null", EVB_CLI, path, CALIB, tmp);
+    ev = NULL;
+    EVB_CHECK(sh(cmd) == 0 && (ev = load(tmp, "eval.json")) && json_real_value(json_object_get(ev, "kl")) > 0, "eval of a depth configuration: kl %.4f",
+              ev ? json_real_value(json_object_get(ev, "kl")) : -1);
+    json_decref(ev); json_decref(d);
+    snprintf(path, sizeof path, "%s/short", tmp);
+    EVB_CHECK(run("", "--method shortgpt --target-drop 0.4", path) == 0, "shortgpt at 40%%");
+    snprintf(path, sizeof path, "%s/bits", tmp);
+    EVB_CHECK(run("", "--method evopress --target-bits 3 --generations 4 --offspring 8 --group-size 32", path) == 0, "evopress at 3 bits");
+    d = load(path, "best.json");
+    double bpw = d ? json_real_value(json_object_get(d, "bits_per_weight")) : 0;
+    EVB_CHECK(fabs(bpw - 3.0) < 1e-12, "3.000 bits per weight held exactly (%.6f)", bpw);
+    json_decref(d);
+    snprintf(path, sizeof path, "%s/owl", tmp);
+    EVB_CHECK(run("", "--method owl --target-sparsity 0.5", path) == 0, "owl at 50%% (lambda x M grid)");
+    snprintf(path, sizeof path, "%s/eco", tmp);
+    EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5", path) == 0, "ecoflap at 50%%");
+
+    /* bad input: one line, exit 2 or 1, nothing of an earlier run lost */
+    snprintf(path, sizeof path, "%s/bad", tmp);
+    static const char *bad[] = {"--method evopress --target-bits 7", "--method evopress --target-sparsity 1.5",
+                                "--method owl --target-bits 3", "--method nope --target-sparsity 0.5",
+                                "--method uniform --target-bits 2.5", "--method evopress --target-drop 0.01"};
+    for (int i = 0; i < 6; i++) {
+        int rc = run("", bad[i], path);
+        snprintf(path2, sizeof path2, "%s.stderr", path);
+        EVB_CHECK(rc == 2 && lines(path2) == 1, "refused in one line: %s", bad[i]);
+    }
+    EVB_CHECK(run("", evo, a) == 2, "a finished run directory is not overwritten");
+    snprintf(path, sizeof path, "%s/best.json", a);
+    snprintf(path2, sizeof path2, "%s/best.json", b);
+    EVB_CHECK(same_file(path, path2), "and its best.json is intact");
+    snprintf(cmd, sizeof cmd, "sed 's/\"unit\": 3,/\"unit\": 99,/' %s/best.json > %s/bad.json; '%s' eval --config %s/bad.json --data %s --seq-len 64 --max-tokens 500 2> %s/err.txt > /dev/null", a, tmp, EVB_CLI, tmp, CALIB, tmp);
+    int rc = sh(cmd);
+    snprintf(path, sizeof path, "%s/err.txt", tmp);
+    EVB_CHECK(rc == 2 && lines(path) == 1, "a configuration naming unit 99 is refused in one line");
+
+    json_decref(best); json_decref(man);
+    fixture_rmdir(tmp);
+    free(tmp);
+    return evb_test_summary();
+}
