@@ -559,8 +559,6 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
         /* the front spans the budget +- 10% of the dense size (sparsity, bits) or +- one sub-block of each kind */
         p.tolerance = r->mode == MODE_DROP ? 2.5 : (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
     }
-    if (r->mode == MODE_SPARSITY && strcmp(r->method, "uniform") && strcmp(r->method, "nsga2")) p.group = NULL;
-    if (r->mode == MODE_SPARSITY) p.group = NULL;
     int s = evb_problem_check(&p);
     if (s) return fail(s);
     evb_search *srch = NULL;

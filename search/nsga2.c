@@ -1,7 +1,8 @@
 /* nsga2.c -- NSGA-II over (cost, fitness) on integer level vectors (Deb et al. 2002; baselines.md 5.1):
  * fast non-dominated sort, crowding distance, binary tournaments under the crowded comparison, uniform
  * crossover and +-1 level mutations (probability 1/U per unit), each child repaired into the budget window
- * [budget - tolerance, budget + tolerance]. Every candidate is scored on one fixed batch (the first stage's
+ * [budget - tolerance, budget + tolerance]. The front reported is the non-dominated set of every candidate
+ * scored, so it is not capped by the population size. Every candidate is scored on one fixed batch (the first stage's
  * size), so fitnesses compare across generations and repeats are memoised. The incumbent (evb_search_best) is
  * the lowest fitness among the population's candidates that cost at most the budget. */
 #include "search/search_impl.h"
@@ -90,7 +91,10 @@ static int nsga_init(evb_search *s) {
     s->pop_n = m;
     evb_batch b = fixed_batch(s);
     int st = evb_search_evaluate(s, s->pop, m, NULL, &b, s->pop_fit);
-    for (int i = 0; i < m; i++) s->pop_cost[i] = evb_problem_cost(&s->prob, s->pop + (size_t)i * U);
+    for (int i = 0; i < m; i++) {
+        s->pop_cost[i] = evb_problem_cost(&s->prob, s->pop + (size_t)i * U);
+        if (!st) evb_archive_add_(s, s->pop + (size_t)i * U, s->pop_cost[i], s->pop_fit[i], &b);
+    }
     if (!st) set_best(s);
     return st;
 }
@@ -123,7 +127,10 @@ static int nsga_iterate(evb_search *s) {
     }
     evb_batch b = fixed_batch(s);
     if (!st) st = evb_search_evaluate(s, all + (size_t)N * U, n - N, NULL, &b, f + N);
-    for (int i = N; i < n; i++) c[i] = evb_problem_cost(&s->prob, all + (size_t)i * U);
+    for (int i = N; i < n; i++) {
+        c[i] = evb_problem_cost(&s->prob, all + (size_t)i * U);
+        if (!st) evb_archive_add_(s, all + (size_t)i * U, c[i], f[i], &b);
+    }
     if (!st) st = sort_fronts(c, f, n, rank, crowd);
     if (!st) {
         /* the N best under the crowded comparison: by rank, then crowding distance */

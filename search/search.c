@@ -375,10 +375,9 @@ static int cmp_order(const void *a, const void *b) {
 }
 
 int evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels, int max) {
-    /* NSGA-II: the first front of the population; otherwise the archive */
-    int n = s->pop_n ? s->pop_n : s->arch_n;
-    const double *c = s->pop_n ? s->pop_cost : s->arch_cost, *f = s->pop_n ? s->pop_fit : s->arch_fit;
-    const int16_t *lv = s->pop_n ? s->pop : s->arch_lv;
+    int n = s->arch_n;
+    const double *c = s->arch_cost, *f = s->arch_fit;
+    const int16_t *lv = s->arch_lv;
     order *o = malloc(sizeof(order) * (n > 0 ? n : 1));
     if (!o) return 0;
     for (int i = 0; i < n; i++) o[i] = (order){c[i], f[i], i};

@@ -1,0 +1,346 @@
+#define _GNU_SOURCE
+/* test_search.c -- the search on problems whose answers are known: EvoPress reaches the exact optimum of
+ * separable convex fitnesses under an exact budget (found here by dynamic programming), with and without
+ * noise, with one group and with equal-size groups; NSGA-II's front reaches 99% of the exact hypervolume of
+ * an enumerable problem; the hypervolume agrees with DEAP's on stored point sets (tests/tools/hv_ref.py);
+ * results do not depend on the thread count; a checkpointed and resumed search equals an uninterrupted one;
+ * a NaN fitness and an unreachable budget are errors that leave the state usable; the memo is used. */
+#include "testing.h"
+#include "fixtures.h"
+#include "evobudget/evb_search.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a synthetic fitness: sum_u a[u][level] (+ noise shrinking with the batch's tokens) ---- */
+
+typedef struct synth {
+    int U;
+    double **a;
+    double noise;          /* standard deviation at 100 tokens */
+    int nan_after;         /* calls after which the value is NaN (-1: never) */
+    long *calls;
+} synth;
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static size_t synth_ws(const void *p) { (void)p; return 8; }
+
+static int synth_eval(const void *params, void *w, const evb_genome *g, const evb_genome *ref, const evb_batch *b, double *f) {
+    (void)w; (void)ref;
+    const synth *s = params;
+    double v = 0;
+    uint64_t h = b->seed;
+    for (int u = 0; u < g->n_units; u++) { v += s->a[u][g->level[u]]; h = mix(h ^ (uint64_t)g->level[u] * 1000003u ^ (uint64_t)u); }
+    if (s->noise > 0 && b->n_tokens > 0) {
+        double u1 = ((mix(h) >> 11) + 1.0) * 0x1.0p-53, u2 = (mix(h + 1) >> 11) * 0x1.0p-53;
+        v += s->noise * sqrt(100.0 / b->n_tokens) * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+    }
+    if (s->nan_after >= 0) {
+        long c;
+        #pragma omp atomic capture
+        c = ++*s->calls;
+        if (c > s->nan_after) v = NAN;
+    }
+    *f = v;
+    return EVB_SUCCESS;
+}
+
+static const evb_fitness_type synth_type = {"synthetic", synth_ws, NULL, NULL, synth_eval};
+
+/* ---- problems ---- */
+
+typedef struct prob {
+    int U, *n, *group;
+    double **cost, **a;
+    int16_t *start;
+    evb_problem p;
+} prob;
+
+static uint64_t rs = 12345;
+static double unif(void) { rs = mix(rs); return (rs >> 11) * 0x1.0p-53; }
+
+/* U units of n_u levels, cost[u][l] = size_u (base + l) (size_u 1 or, grouped, 1 or 3), convex a. */
+static void make(prob *q, int U, int grouped) {
+    q->U = U;
+    q->n = malloc(sizeof(int) * U); q->group = malloc(sizeof(int) * U);
+    q->cost = malloc(sizeof(double *) * U); q->a = malloc(sizeof(double *) * U);
+    q->start = malloc(sizeof(int16_t) * U);
+    double budget = 0;
+    for (int u = 0; u < U; u++) {
+        q->n[u] = 5 + (int)(unif() * 5);
+        q->group[u] = grouped ? u % 2 : 0;
+        double size = grouped && u % 2 ? 3 : 1, w = 0.2 + unif(), c = unif() * (q->n[u] - 1);
+        q->cost[u] = malloc(sizeof(double) * q->n[u]); q->a[u] = malloc(sizeof(double) * q->n[u]);
+        for (int l = 0; l < q->n[u]; l++) { q->cost[u][l] = size * (10 + l); q->a[u][l] = w * (l - c) * (l - c); }
+        q->start[u] = (int16_t)(q->n[u] / 2);
+        budget += q->cost[u][q->start[u]];
+    }
+    q->p = (evb_problem){U, q->n, (const double *const *)q->cost, q->group, budget, 1e-9, q->start, NULL};
+}
+
+static void unmake(prob *q) {
+    for (int u = 0; u < q->U; u++) { free(q->cost[u]); free(q->a[u]); }
+    free(q->n); free(q->group); free(q->cost); free(q->a); free(q->start);
+}
+
+/* The exact optimum of sum a[u][l_u] with sum over each group of l_u fixed at the start's: a knapsack DP
+ * per group over the level sum. */
+static double dp_optimum(const prob *q) {
+    double total = 0;
+    for (int g = 0; g < 2; g++) {
+        int S = 0, maxs = 0;
+        for (int u = 0; u < q->U; u++) if (q->group[u] == g) { S += q->start[u]; maxs += q->n[u] - 1; }
+        double *best = malloc(sizeof(double) * (maxs + 1)), *next = malloc(sizeof(double) * (maxs + 1));
+        for (int s = 0; s <= maxs; s++) best[s] = s == 0 ? 0 : INFINITY;
+        for (int u = 0; u < q->U; u++) {
+            if (q->group[u] != g) continue;
+            for (int s = 0; s <= maxs; s++) {
+                next[s] = INFINITY;
+                for (int l = 0; l < q->n[u] && l <= s; l++)
+                    if (best[s - l] + q->a[u][l] < next[s]) next[s] = best[s - l] + q->a[u][l];
+            }
+            memcpy(best, next, sizeof(double) * (maxs + 1));
+        }
+        if (maxs > 0 || S == 0) total += best[S];
+        free(best); free(next);
+    }
+    return total;
+}
+
+static double true_fit(const prob *q, const int16_t *lv) {
+    double v = 0;
+    for (int u = 0; u < q->U; u++) v += q->a[u][lv[u]];
+    return v;
+}
+
+static evb_search_params evo_params(int gens) {
+    evb_search_params p = evb_search_default_params();
+    p.seed = 5; p.generations = gens; p.n_offspring = 16;
+    p.n_stages = 2; p.n_survivors[0] = 4; p.n_survivors[1] = 1;
+    p.n_tokens[0] = 100; p.n_tokens[1] = 0;
+    p.total_tokens = 10000;
+    return p;
+}
+
+static int run_to_end(evb_search *s) {
+    int st = EVB_CONTINUE;
+    while (st == EVB_CONTINUE) st = evb_search_iterate(s);
+    return st;
+}
+
+static void test_optimum(int grouped, double noise) {
+    prob q;
+    make(&q, 24, grouped);
+    long calls = 0;
+    synth sy = {q.U, q.a, noise, -1, &calls};
+    double opt = dp_optimum(&q);
+    evb_search_params p = evo_params(300);
+    evb_search *s = NULL;
+    int st = evb_search_alloc(evb_search_evopress, &p, &q.p, &s);
+    if (!st) st = evb_search_set(s, &synth_type, &sy, 2);
+    int reached = -1;
+    int16_t *lv = malloc(sizeof(int16_t) * q.U);
+    while (!st || st == EVB_CONTINUE) {
+        st = evb_search_iterate(s);
+        evb_search_best(s, lv, NULL);
+        evb_search_info in;
+        evb_search_get_info(s, &in);
+        if (reached < 0 && fabs(true_fit(&q, lv) - opt) <= 1e-9 * (1 + fabs(opt))) reached = in.generation;
+        if (st == EVB_SUCCESS) break;
+    }
+    double got = true_fit(&q, lv), cost = evb_problem_cost(&q.p, lv);
+    EVB_CHECK(st == EVB_SUCCESS && fabs(cost - q.p.budget) <= 1e-9 && reached >= 0,
+              "EvoPress, 24 units%s%s: optimum %.6f (DP) reached at generation %d of 300 (final %.6f), budget kept exactly",
+              grouped ? " in two groups of unit sizes 1 and 3" : "", noise > 0 ? ", noisy fitness" : "", opt, reached, got);
+    free(lv);
+    evb_search_free(s);
+    unmake(&q);
+}
+
+/* ---- NSGA-II against an enumerated front ---- */
+
+static void test_nsga2(void) {
+    enum { U = 6, L = 4 };
+    int n[U];
+    double cm[U][L], fm[U][L], *cp[U], *fp[U];
+    for (int u = 0; u < U; u++) {
+        n[u] = L; cp[u] = cm[u]; fp[u] = fm[u];
+        double c = 0, f = 5 + unif();
+        for (int l = 0; l < L; l++) { c += 1 + 3 * unif(); f -= 0.3 + unif() / (1 + l); cm[u][l] = c; fm[u][l] = f; }
+    }
+    /* every candidate */
+    int N = 1;
+    for (int u = 0; u < U; u++) N *= L;
+    double *C = malloc(sizeof(double) * N), *F = malloc(sizeof(double) * N);
+    double lo = 0, hi = 0;
+    for (int u = 0; u < U; u++) { lo += cm[u][0]; hi += cm[u][L - 1]; }
+    for (int i = 0; i < N; i++) {
+        int x = i;
+        C[i] = F[i] = 0;
+        for (int u = 0; u < U; u++) { C[i] += cm[u][x % L]; F[i] += fm[u][x % L]; x /= L; }
+    }
+    double fmax = -INFINITY;
+    for (int i = 0; i < N; i++) if (F[i] > fmax) fmax = F[i];
+    double r1 = hi + 1, r2 = fmax + 1, exact = evb_hypervolume_2d(C, F, N, r1, r2);
+    synth sy = {U, fp, 0, -1, NULL};
+    evb_problem p = {U, n, (const double *const *)cp, NULL, (lo + hi) / 2, (hi - lo) / 2 + 1e-9, NULL, NULL};
+    evb_search_params sp = evo_params(60);
+    sp.n_offspring = 40; sp.n_stages = 1; sp.n_survivors[0] = 40;
+    evb_search *s = NULL;
+    int st = evb_search_alloc(evb_search_nsga2, &sp, &p, &s);
+    if (!st) st = evb_search_set(s, &synth_type, &sy, 2);
+    if (!st) st = run_to_end(s);
+    evb_front_point pts[512];
+    int m = st == EVB_SUCCESS ? evb_search_front(s, pts, NULL, 512) : 0;
+    double c[512], f[512];
+    for (int i = 0; i < m && i < 512; i++) { c[i] = pts[i].cost; f[i] = pts[i].fitness; }
+    double hv = evb_hypervolume_2d(c, f, m < 512 ? m : 512, r1, r2);
+    int idx[4096];
+    int nf = evb_pareto_front_2d(C, F, N, idx);
+    EVB_CHECK(st == EVB_SUCCESS && hv >= 0.99 * exact, "NSGA-II (40 x 60 generations) on 6 units x 4 levels: front of %d points, "
+              "hypervolume %.4f = %.2f%% of the exact front's %.4f (%d of %d candidates non-dominated)", m, hv, 100 * hv / exact, exact, nf, N);
+    free(C); free(F);
+    evb_search_free(s);
+}
+
+static void test_hv_fixture(void) {
+    FILE *f = fopen(EVB_SOURCE_DIR "/tests/fixtures/hv_ref.txt", "r");
+    EVB_CHECK(f != NULL, "open tests/fixtures/hv_ref.txt");
+    if (!f) return;
+    int n, sets = 0, ok = 1;
+    double r1, r2, ref, worst = 0;
+    while (fscanf(f, " set %d %lf %lf %lf", &n, &r1, &r2, &ref) == 4) {
+        double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
+        for (int i = 0; i < n; i++) if (fscanf(f, "%lf %lf", &a[i], &b[i]) != 2) ok = 0;
+        double hv = evb_hypervolume_2d(a, b, n, r1, r2), d = fabs(hv - ref) / (ref > 0 ? ref : 1);
+        if (d > worst) worst = d;
+        ok &= d <= 1e-12;
+        sets++;
+        free(a); free(b);
+    }
+    fclose(f);
+    EVB_CHECK(ok && sets == 5, "hypervolume of %d stored point sets equals DEAP's (max relative difference %.2g)", sets, worst);
+}
+
+/* ---- threads, checkpoints, errors, memo ---- */
+
+static int same_state(evb_search *a, evb_search *b, int U) {
+    int16_t la[64], lb[64];
+    double fa, fb;
+    evb_search_best(a, la, &fa);
+    evb_search_best(b, lb, &fb);
+    evb_front_point pa[256], pb[256];
+    int na = evb_search_front(a, pa, NULL, 256), nb = evb_search_front(b, pb, NULL, 256);
+    evb_search_info ia, ib;
+    evb_search_get_info(a, &ia);
+    evb_search_get_info(b, &ib);
+    return !memcmp(la, lb, sizeof(int16_t) * U) && fa == fb && na == nb && !memcmp(pa, pb, sizeof(evb_front_point) * (na < 256 ? na : 256)) &&
+           ia.generation == ib.generation && ia.evaluations == ib.evaluations && ia.memo_hits == ib.memo_hits;
+}
+
+static void test_runs(void) {
+    prob q;
+    make(&q, 20, 0);
+    long calls = 0;
+    synth sy = {q.U, q.a, 0.5, -1, &calls};
+    evb_search_params p = evo_params(30);
+    evb_search *a = NULL, *b = NULL, *c = NULL;
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &a);
+    evb_search_set(a, &synth_type, &sy, 1);
+    int st1 = run_to_end(a);
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &b);
+    evb_search_set(b, &synth_type, &sy, 2);
+    int st2 = run_to_end(b);
+    EVB_CHECK(st1 == EVB_SUCCESS && st2 == EVB_SUCCESS && same_state(a, b, q.U), "1 and 2 threads: the same best, front and counters");
+    evb_search_info in;
+    evb_search_get_info(a, &in);
+    EVB_CHECK(in.memo_hits >= 29, "the parent's score on the full batch is memoised across generations (%zu hits, %zu evaluations)",
+              in.memo_hits, in.evaluations);
+
+    /* checkpoint at generation 15, a fresh search loads it and finishes */
+    char *dir = fixture_tmpdir(), path[1024];
+    snprintf(path, sizeof path, "%s/ck.msgpack", dir);
+    evb_search_free(b);
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &b);
+    evb_search_set(b, &synth_type, &sy, 2);
+    for (int g = 0; g < 15; g++) evb_search_iterate(b);
+    int sv = evb_search_save(b, path);
+    evb_search_free(b);
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
+    evb_search_set(c, &synth_type, &sy, 2);
+    int ld = evb_search_load(c, path);
+    int st3 = run_to_end(c);
+    EVB_CHECK(sv == 0 && ld == 0 && st3 == EVB_SUCCESS && same_state(a, c, q.U), "saved at generation 15, loaded into a new search and finished: identical to the uninterrupted run");
+    evb_search_free(c);
+
+    /* a checkpoint of another problem */
+    q.p.budget += 0; q.start[0] = q.start[0]; /* the same */
+    prob q2;
+    make(&q2, 20, 0);
+    evb_search_alloc(evb_search_evopress, &p, &q2.p, &c);
+    int other = evb_search_load(c, path);
+    EVB_CHECK(other == EVB_EFORMAT, "a checkpoint of another problem is refused: %s", evb_last_error());
+    evb_search_free(c);
+    unmake(&q2);
+
+    /* NaN after 100 calls: an error, the state stays at the last whole generation */
+    long calls2 = 0;
+    synth bad = {q.U, q.a, 0, 100, &calls2};
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
+    evb_search_set(c, &synth_type, &bad, 2);
+    int st = EVB_CONTINUE, last_gen = 0;
+    while (st == EVB_CONTINUE) { evb_search_get_info(c, &in); last_gen = in.generation; st = evb_search_iterate(c); }
+    evb_search_get_info(c, &in);
+    EVB_CHECK(st == EVB_EBADFUNC && in.generation == last_gen && evb_search_save(c, path) == 0,
+              "a NaN fitness stops the search with EVB_EBADFUNC at generation %d, its state still saved: %s", in.generation, evb_last_error());
+    evb_search_free(c);
+
+    /* an unreachable budget */
+    double keep = q.p.budget;
+    q.p.budget = 1e9;
+    q.p.start = NULL;
+    EVB_CHECK(evb_search_alloc(evb_search_evopress, &p, &q.p, &c) == EVB_EBUDGET && c == NULL, "an unreachable budget: %s", evb_last_error());
+    q.p.budget = keep;
+    evb_search_free(a);
+    fixture_rmdir(dir);
+    free(dir);
+    unmake(&q);
+}
+
+static void test_baselines(void) {
+    prob q;
+    make(&q, 20, 0);
+    synth sy = {q.U, q.a, 0, -1, NULL};
+    evb_search_params p = evo_params(50);
+    double f[3];
+    const evb_search_type *t[3] = {evb_search_uniform, evb_search_random, evb_search_evopress};
+    for (int i = 0; i < 3; i++) {
+        evb_search *s = NULL;
+        evb_search_alloc(t[i], &p, &q.p, &s);
+        evb_search_set(s, &synth_type, &sy, 2);
+        run_to_end(s);
+        evb_search_best(s, NULL, &f[i]);
+        evb_search_free(s);
+    }
+    EVB_CHECK(f[0] == true_fit(&q, q.start) && f[2] <= f[0] && f[2] <= f[1] && f[2] <= dp_optimum(&q) + 1e-9,
+              "uniform %.4f (the start), best of 32 random %.4f, EvoPress %.4f (optimum %.4f)", f[0], f[1], f[2], dp_optimum(&q));
+    unmake(&q);
+}
+
+int main(void) {
+    test_hv_fixture();
+    test_optimum(0, 0);
+    test_optimum(1, 0);
+    test_optimum(0, 0.3);
+    test_nsga2();
+    test_runs();
+    test_baselines();
+    return evb_test_summary();
+}
