@@ -265,23 +265,23 @@ int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int
     int st = EVB_SUCCESS;
     if (stat(path, &sb) == 0) {
         st = read_index(db, model_fp, calib_fp);
-        /* Temporary files of a killed writer are never part of the database: remove them. (One database
-         * is written by one process at a time.) */
-        DIR *d = create && !st ? opendir(dir) : NULL;
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            if (!strstr(de->d_name, ".tmp.")) continue;
-            char stray[1300];
-            snprintf(stray, sizeof stray, "%s/%s", dir, de->d_name);
-            unlink(stray);
-        }
-        if (d) closedir(d);
     }
     else if (!create) st = EVB_RAISEF(EVB_EIO, "%s: no level database here (hint: build one with 'evobudget db build')", dir);
     else {
         if (mkdir(dir, 0755) != 0 && errno != EEXIST) st = EVB_RAISEF(EVB_EIO, "%s: cannot create: %s", dir, strerror(errno));
         if (!st) st = write_index(db);
     }
+    /* Temporary files of a killed writer (also one killed before the first index) are never part of the
+     * database: remove them. (One database is written by one process at a time.) */
+    DIR *d = create && !st ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!strstr(de->d_name, ".tmp.")) continue;
+        char stray[1300];
+        snprintf(stray, sizeof stray, "%s/%s", dir, de->d_name);
+        unlink(stray);
+    }
+    if (d) closedir(d);
     if (st) { evb_db_close(db); return st; }
     *out = db;
     return EVB_SUCCESS;
