@@ -114,9 +114,14 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(x->file, y->file);
 }
 
-/* Rewrites index.msgpack from the entries (caller holds the lock). */
+/* Rewrites index.msgpack from the entries (caller holds the lock). The file lists them sorted, so that it
+ * does not depend on the order levels were built in; in memory they stay in the order they were added, so
+ * an entry's index is stable for as long as the database is open. */
 static int write_index(evb_db *db) {
-    if (db->n > 1) qsort(db->e, (size_t)db->n, sizeof *db->e, cmp_entry);
+    evb_db_entry *sorted = malloc(sizeof *sorted * (db->n > 0 ? (size_t)db->n : 1));
+    if (!sorted) EVB_ERROR("out of memory", EVB_ENOMEM);
+    if (db->n > 0) memcpy(sorted, db->e, sizeof *sorted * (size_t)db->n);
+    if (db->n > 1) qsort(sorted, (size_t)db->n, sizeof *sorted, cmp_entry);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -127,7 +132,7 @@ static int write_index(evb_db *db) {
     pack_str(&pk, "calib"); pack_str(&pk, db->calib_fp);
     pack_str(&pk, "entries"); msgpack_pack_array(&pk, (size_t)db->n);
     for (int i = 0; i < db->n; i++) {
-        const evb_db_entry *e = &db->e[i];
+        const evb_db_entry *e = &sorted[i];
         msgpack_pack_map(&pk, 18);
         pack_str(&pk, "unit"); msgpack_pack_int(&pk, e->unit);
         pack_str(&pk, "method"); pack_str(&pk, e->method);
@@ -150,6 +155,7 @@ static int write_index(evb_db *db) {
     }
     int st = write_atomic(db->dir, "index.msgpack", sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
+    free(sorted);
     return st;
 }
 

@@ -154,15 +154,29 @@ int evb_search_load(evb_search *s, const char *path) {
         s->evaluations = ev; s->memo_hits = hits; s->tokens = tok;
         free(s->memo); free(s->memo_lv);
         s->memo = NULL; s->memo_lv = NULL; s->memo_cap = s->memo_n = 0;
-        const uint64_t *k = mk;
-        const double *v = mv;
-        const int16_t *lv = ml;
-        for (size_t i = 0; !st && i < n_mk; i++) st = evb_memo_insert_(s, k[3 * i], lv + i * U, k[3 * i + 1], (size_t)k[3 * i + 2], v[i]);
+        /* msgpack's bins need not be aligned: every element is copied out */
+        const unsigned char *k = mk, *v = mv, *lvb = ml, *cb = ac, *fb = af, *alb = al;
+        int16_t *row = malloc(sizeof(int16_t) * U);
+        if (!row) st = EVB_RAISEF(EVB_ENOMEM, "checkpoint: out of memory");
+        for (size_t i = 0; !st && i < n_mk; i++) {
+            uint64_t key[3];
+            double val;
+            memcpy(key, k + i * sizeof key, sizeof key);
+            memcpy(&val, v + i * sizeof val, sizeof val);
+            memcpy(row, lvb + i * U * sizeof(int16_t), sizeof(int16_t) * U);
+            st = evb_memo_insert_(s, key[0], row, key[1], (size_t)key[2], val);
+        }
         s->arch_n = 0;
         s->arch_tokens = (size_t)at;
         evb_batch bb = {0, at == SIZE_MAX ? 0 : (size_t)at};
-        const double *cost = ac, *fit = af;
-        for (size_t i = 0; i < n_ac; i++) evb_archive_add_(s, (const int16_t *)al + i * U, cost[i], fit[i], &bb);
+        for (size_t i = 0; !st && i < n_ac; i++) {
+            double c, f2;
+            memcpy(&c, cb + i * sizeof c, sizeof c);
+            memcpy(&f2, fb + i * sizeof f2, sizeof f2);
+            memcpy(row, alb + i * U * sizeof(int16_t), sizeof(int16_t) * U);
+            evb_archive_add_(s, row, c, f2, &bb);
+        }
+        free(row);
     }
     msgpack_unpacked_destroy(&a);
     free(buf);

@@ -55,7 +55,8 @@ void evb_db_close(evb_db *db);
 int evb_db_count(const evb_db *db);
 const char *evb_db_model_fingerprint(const evb_db *db);
 const char *evb_db_calib_fingerprint(const evb_db *db);
-/* A copy of entry i (the index may grow while other threads add entries). */
+/* A copy of entry i. Indices are stable while the database is open (entries added later come after); the
+ * index file lists them sorted by unit and file name, which is their order when the database is opened. */
 evb_db_entry evb_db_get(const evb_db *db, int i);
 /* The entry with this identity (unit, method, kind and level parameters), or -1. */
 int evb_db_find(const evb_db *db, const evb_db_entry *key);
