@@ -623,7 +623,7 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
 
 static int help(void) {
     printf("usage: evobudget search [--model PATH] [--calib TEXTFILE] --method NAME\n"
-           "                        (--target-sparsity X | --target-bits X | --target-drop X) --out RUNDIR [options]\n"
+           "                        (--target-sparsity X | --target-bits X | --target-drop X) [--out RUNDIR] [options]\n"
            "  Finds one level per unit (linear layer, or sub-block for --target-drop) within the target's budget,\n"
            "  scored by KL(dense || compressed) per token on calibration text.\n"
            "  --method NAME          evopress (default), nsga2 (the front of size against KL), uniform, random (best of\n"
@@ -644,6 +644,7 @@ static int help(void) {
            "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
            "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
+           "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
            "  --resume               continue the run in RUNDIR from its checkpoint\n"
            "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n");
     return 0;
@@ -673,7 +674,11 @@ int cmd_search(int argc, char **argv) {
     if (*end || end == ts || !isfinite(r.target)) return usage_error("%s '%s' is not a number", tflag, ts);
     if (r.mode != MODE_BITS && !(r.target > 0 && r.target < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, r.target);
     if (r.mode == MODE_BITS && !(r.target >= 2 && r.target <= 6)) return usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", r.target);
-    if (!o.out) return usage_error("--out RUNDIR is required");
+    char default_out[256];
+    if (!o.out) { /* the run directory defaults to run-<method>-<target kind>-<target> here */
+        snprintf(default_out, sizeof default_out, "run-%s-%s-%s", r.method, mode_name[r.mode], ts);
+        o.out = default_out;
+    }
     if ((!strcmp(r.method, "owl") || !strcmp(r.method, "ecoflap")) && r.mode != MODE_SPARSITY)
         return usage_error("--method %s allocates sparsity; give --target-sparsity (or use evopress, random, uniform)", r.method);
     if (!strcmp(r.method, "shortgpt") && r.mode != MODE_DROP) return usage_error("--method shortgpt drops sub-blocks; give --target-drop");
