@@ -247,20 +247,22 @@ static int problem_bits(run *r) {
         r->total_size += 32.0 * (double)N;
         r->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, nb, r->entry + u * r->max_levels};
     }
-    /* The start: in every group floor(X) bits, then round(frac(X) n_g) of its units one bit more. Its
-     * distance to the budget (fractions that no group can hold exactly) becomes the tolerance. */
+    /* The start: floor(X) bits everywhere, then, group by group, floor(frac(X) n_g) of its units one bit
+     * more, then single units one bit more wherever that stays within the budget (EvoPress's "at most the
+     * target"). Its distance to the budget (fractions no group can hold exactly) becomes the tolerance;
+     * switches inside a group keep the total exactly. */
     double total = 0, fl = floor(r->target);
+    for (int u = 0; u < U; u++) { r->start[u] = (int16_t)(fl - 2); total += fl * r->cost[u][0] / 2.0; }
     for (int g = 0; g < n_sizes; g++) {
         int n_g = 0;
         for (int u = 0; u < U; u++) n_g += r->group[u] == g;
-        int up = (int)llround((r->target - fl) * n_g), done = 0;
-        for (int u = 0; u < U; u++) {
-            if (r->group[u] != g) continue;
-            int b = (int)fl + (done < up);
-            done++;
-            r->start[u] = (int16_t)(b - 2);
-            total += b * (double)sizes[g];
-        }
+        int up = (int)floor((r->target - fl) * n_g + 1e-9), done = 0;
+        for (int u = 0; u < U && done < up; u++)
+            if (r->group[u] == g && r->start[u] + 1 < nb) { r->start[u]++; total += (double)sizes[g]; done++; }
+    }
+    for (int u = 0; u < U; u++) {
+        double step = (double)sizes[r->group[u]];
+        if (r->start[u] + 1 < nb && total + step <= r->budget + 1e-9 * r->budget) { r->start[u]++; total += step; }
     }
     r->tol = fabs(total - r->budget) + 1e-9 * r->budget;
     return 0;
