@@ -60,9 +60,17 @@ typedef struct run {
     evb_kl_params kp;
 } run;
 
-static void run_free(run *r) {
+static void problem_free(run *r) {
     free(r->n_levels); free(r->group); free(r->entry); free(r->cost_mem); free(r->cost); free(r->start); free(r->fu);
     json_decref(r->level_desc);
+    r->n_levels = r->group = r->entry = NULL; r->cost_mem = NULL; r->cost = NULL; r->start = NULL; r->fu = NULL;
+    r->level_desc = NULL;
+    r->U = r->max_levels = 0;
+    r->budget = r->tol = r->total_size = 0;
+}
+
+static void run_free(run *r) {
+    problem_free(r);
     evb_level_cache_free(r->cache);
     evb_teacher_free(r->teacher);
     evb_calib_free(r->calib);
@@ -359,6 +367,19 @@ static json_t *manifest(const run *r, const evb_search_params *sp) {
 
 /* ---- the allocation rules (owl, ecoflap, shortgpt) ---- */
 
+/* Scores one candidate with the fitness kp on every calibration token, in this thread. */
+static int score_with(const evb_kl_params *kp, const int16_t *lv, int U, double *fitness) {
+    void *ws = malloc(evb_fitness_kl.workspace_size(kp));
+    int s = ws ? evb_fitness_kl.workspace_init(ws, kp) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    evb_genome g = {U, lv};
+    evb_batch all = {0, 0};
+    if (!s) { s = evb_fitness_kl.evaluate(kp, ws, &g, NULL, &all, fitness); evb_fitness_kl.workspace_destroy(ws); }
+    free(ws);
+    return s;
+}
+
+static int score_levels(run *r, const int16_t *lv, double *fitness) { return score_with(&r->kp, lv, r->U, fitness); }
+
 /* Scores a candidate that is not in the problem's level space: per unit one database entry (or dense). */
 static int score_entries(run *r, const int *entry, double *fitness) {
     evb_fit_unit *fu = malloc(sizeof(evb_fit_unit) * r->U);
@@ -367,12 +388,8 @@ static int score_entries(run *r, const int *entry, double *fitness) {
     for (int u = 0; u < r->U; u++) fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 1, entry + u};
     evb_kl_params kp = r->kp;
     kp.units = fu;
-    void *ws = malloc(evb_fitness_kl.workspace_size(&kp));
-    int s = ws ? evb_fitness_kl.workspace_init(ws, &kp) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
-    evb_genome g = {r->U, zero};
-    evb_batch all = {0, 0};
-    if (!s) { s = evb_fitness_kl.evaluate(&kp, ws, &g, NULL, &all, fitness); evb_fitness_kl.workspace_destroy(ws); }
-    free(ws); free(fu); free(zero);
+    int s = score_with(&kp, zero, r->U, fitness);
+    free(fu); free(zero);
     return s;
 }
 
@@ -568,7 +585,7 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
     if (!s) s = evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
-    if (!s && r->o->resume) {
+    if (!s && r->o->resume && access(ck, R_OK) == 0) {
         s = evb_search_load(srch, ck);
         if (!s) {
             evb_search_info in;
@@ -621,6 +638,111 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
     return 0;
 }
 
+/* ---- the sweep ---- */
+
+/* What a unit's level means across targets: weights removed, bits, or dropped (1) / kept (0). */
+static double *unit_values(const run *r, const int16_t *lv) {
+    double *v = malloc(sizeof(double) * r->U);
+    for (int u = 0; v && u < r->U; u++) {
+        int rows, cols;
+        if (r->mode == MODE_SPARSITY) { evb_model_unit_shape(r->l.m, u, &rows, &cols); v[u] = (double)rows * cols - r->cost[u][lv[u]]; }
+        else if (r->mode == MODE_BITS) v[u] = r->bits[lv[u]];
+        else v[u] = lv[u];
+    }
+    return v;
+}
+
+/* The levels of a best.json of this problem. */
+static int best_levels(const run *r, json_t *best, int16_t *lv) {
+    memset(lv, 0, sizeof(int16_t) * r->U);
+    json_t *x;
+    size_t i;
+    if (r->mode == MODE_DROP) {
+        int L = r->U / 2;
+        json_array_foreach(json_object_get(best, "drop"), i, x) {
+            json_int_t b = json_integer_value(json_object_get(x, "block"));
+            const char *sub = json_string_value(json_object_get(x, "sub"));
+            if (b < 0 || b >= L || !sub) return 1;
+            lv[(strcmp(sub, "attn") ? L : 0) + b] = 1;
+        }
+        return 0;
+    }
+    json_array_foreach(json_object_get(best, "units"), i, x) {
+        json_int_t u = json_integer_value(json_object_get(x, "unit")), l = json_integer_value(json_object_get(x, "level"));
+        if (u < 0 || u >= r->U || l < 0 || l >= r->n_levels[u]) return 1;
+        lv[u] = (int16_t)l;
+    }
+    return 0;
+}
+
+/* The neighbour's best moved into this target's problem: each unit at the level nearest its value, then
+ * levels moved one at a time until every group holds what the uniform start holds (so the budget is met
+ * exactly). Kept only when feasible; otherwise the uniform start stays. */
+static int warm_start(run *r, const double *prev) {
+    int U = r->U;
+    int16_t *lv = malloc(sizeof(int16_t) * U);
+    double *want = calloc(64, sizeof(double)), *have = calloc(64, sizeof(double));
+    if (!lv || !want || !have) { free(lv); free(want); free(have); return 0; }
+    for (int u = 0; u < U; u++) {
+        int best = 0;
+        double bd = INFINITY;
+        for (int l = 0; l < r->n_levels[u]; l++) {
+            int16_t one = (int16_t)l;
+            double d, v;
+            if (r->mode == MODE_SPARSITY) { int rows, cols; evb_model_unit_shape(r->l.m, u, &rows, &cols); v = (double)rows * cols - r->cost[u][one]; }
+            else v = r->mode == MODE_BITS ? r->bits[l] : l;
+            d = fabs(v - prev[u]);
+            if (d < bd) { bd = d; best = l; }
+        }
+        lv[u] = (int16_t)best;
+    }
+    int G = 0;
+    for (int u = 0; u < U; u++) if (r->group[u] + 1 > G) G = r->group[u] + 1;
+    if (G > 64) G = 64;
+    for (int u = 0; u < U; u++) { want[r->group[u]] += r->start[u]; have[r->group[u]] += lv[u]; }
+    for (int g = 0; g < G; g++)
+        while (have[g] != want[g]) {
+            int up = have[g] < want[g], pick = -1;
+            for (int u = 0; u < U; u++) {
+                if (r->group[u] != g || (up ? lv[u] + 1 >= r->n_levels[u] : lv[u] == 0)) continue;
+                /* raise the lowest level, lower the highest: the allocation's shape changes least */
+                if (pick < 0 || (up ? lv[u] < lv[pick] : lv[u] > lv[pick])) pick = u;
+            }
+            if (pick < 0) break;
+            lv[pick] += up ? 1 : -1;
+            have[g] += up ? 1 : -1;
+        }
+    evb_problem p = {U, r->n_levels, (const double *const *)r->cost, r->group, r->budget, r->tol, NULL, NULL};
+    /* equal level sums per group give the start's cost only where steps are equal within a group */
+    int ok = evb_problem_feasible(&p, lv);
+    if (ok) memcpy(r->start, lv, sizeof(int16_t) * U);
+    free(lv); free(want); free(have);
+    return ok;
+}
+
+static int write_sweep(const run *r, const char *dir, json_t *sweep, int as_json) {
+    size_t n = json_array_size(sweep);
+    char *buf = malloc(128 + n * 1600), *p = buf;
+    if (!buf) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    p += sprintf(p, "id,target,cost,cost_fraction,fitness,best\n");
+    json_t *x;
+    size_t i;
+    json_array_foreach(sweep, i, x)
+        p += sprintf(p, "%zu,%.17g,%.17g,%.9g,%.17g,%s\n", i, json_real_value(json_object_get(x, "target")), json_number_value(json_object_get(x, "cost")),
+                     json_number_value(json_object_get(x, "cost")) / r->total_size,
+                     json_real_value(json_object_get(x, "fitness_all")), json_string_value(json_object_get(x, "best")));
+    int rc = write_file(dir, "front.csv", buf);
+    free(buf);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:O}", "method", "evopress", "target_kind", mode_name[r->mode], "kind", "sweep", "runs", sweep);
+    if (!rc) rc = write_json(dir, "sweep.json", j);
+    if (!rc && as_json) rc = print_json(j);
+    else {
+        if (!rc) printf("%s: EvoPress sweep over %zu targets; %s/front.csv\n", dir, n, dir);
+        json_decref(j);
+    }
+    return rc;
+}
+
 /* ---- the command ---- */
 
 static int help(void) {
@@ -671,11 +793,17 @@ int cmd_search(int argc, char **argv) {
     const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop;
     const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : "--target-drop";
     r.mode = o.target_sparsity ? MODE_SPARSITY : o.target_bits ? MODE_BITS : MODE_DROP;
-    char *end;
-    r.target = strtod(ts, &end);
-    if (*end || end == ts || !isfinite(r.target)) return usage_error("%s '%s' is not a number", tflag, ts);
-    if (r.mode != MODE_BITS && !(r.target > 0 && r.target < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, r.target);
-    if (r.mode == MODE_BITS && !(r.target >= 2 && r.target <= 6)) return usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", r.target);
+    /* one target, or (EvoPress) a list swept in order, each run started from its neighbour's best */
+    double targets[16];
+    int n_targets = 0;
+    if ((rc = parse_list(tflag, ts, targets, 16, &n_targets))) return rc;
+    for (int i = 0; i < n_targets; i++) {
+        if (r.mode != MODE_BITS && !(targets[i] > 0 && targets[i] < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, targets[i]);
+        if (r.mode == MODE_BITS && !(targets[i] >= 2 && targets[i] <= 6)) return usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", targets[i]);
+        if (i && targets[i] == targets[i - 1]) return usage_error("%s lists %g twice", tflag, targets[i]);
+    }
+    if (n_targets > 1 && strcmp(r.method, "evopress")) return usage_error("a list of targets is an EvoPress sweep; give --method evopress or one target");
+    r.target = targets[0];
     char default_out[256];
     if (!o.out) { /* the run directory defaults to run-<method>-<target kind>-<target> here */
         snprintf(default_out, sizeof default_out, "run-%s-%s-%s", r.method, mode_name[r.mode], ts);
@@ -709,9 +837,10 @@ int cmd_search(int argc, char **argv) {
     snprintf(r.out, sizeof r.out, "%s", o.out);
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r.out);
+    if (n_targets > 1) snprintf(ck, sizeof ck, "%s", r.out);
     if (o.resume && access(ck, R_OK)) return usage_error("--resume: %s has no checkpoint (%s)", r.out, ck);
     if (!o.resume) {
-        snprintf(ck, sizeof ck, "%s/best.json", r.out);
+        snprintf(ck, sizeof ck, "%s/%s", r.out, n_targets > 1 ? "sweep.json" : "best.json");
         if (access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r.out);
     }
     if (mkdirs(r.out)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno)));
@@ -747,8 +876,6 @@ int cmd_search(int argc, char **argv) {
         if (mkdirs(r.dbdir)) { run_free(&r); return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "database %s: %s", r.dbdir, strerror(errno))); }
         if ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 1, &r.db))) { run_free(&r); return fail(s); }
     }
-    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : problem_drop(&r);
-    if (rc) { run_free(&r); return rc; }
 
     /* the fitness: the teacher and the cache of expanded levels */
     size_t V = (size_t)m->config.vocab_size;
@@ -756,7 +883,36 @@ int cmd_search(int argc, char **argv) {
     if (metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r.w, (int)o.batch, tkind, topk, &r.teacher))) { run_free(&r); return fail(s); }
     if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { run_free(&r); return fail(s); }
     size_t reuse = o.no_reuse ? 0 : (o.reuse_mb ? (size_t)o.reuse_mb << 20 : (size_t)256 << 20);
+    double *prev = NULL;        /* a sweep: the last target's best, per unit (removed weights, bits, dropped) */
+    json_t *sweep = json_array();
+    char base_out[1000];
+    snprintf(base_out, sizeof base_out, "%.900s", r.out);
+    for (int ti = 0; ti < n_targets && !rc; ti++) {
+    r.target = targets[ti];
+    if (n_targets > 1) {
+        snprintf(r.out, sizeof r.out, "%s/%s-%g", base_out, mode_name[r.mode], r.target);
+        if (mkdirs(r.out)) { rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno))); break; }
+    }
+    problem_free(&r);
+    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : problem_drop(&r);
+    if (rc) break;
+    if (prev) fprintf(stderr, "%s: %s %g starts from %s\n", cmd_name, mode_name[r.mode], r.target,
+                      warm_start(&r, prev) ? "the previous target's best" : "the uniform allocation (the previous best does not map onto its budget)");
     r.kp = (evb_kl_params){m, &r.w, r.teacher, r.cache, r.U, r.fu, metric, (int)o.batch, reuse};
+    char done_path[1400];
+    snprintf(done_path, sizeof done_path, "%s/best.json", r.out);
+    if (n_targets > 1 && o.resume && access(done_path, F_OK) == 0) {
+        /* a finished target of the sweep: its best is the next one's start */
+        json_error_t je;
+        json_t *b = json_load_file(done_path, 0, &je);
+        int16_t *lv = calloc(r.U, sizeof(int16_t));
+        if (!b || !lv || best_levels(&r, b, lv)) { json_decref(b); free(lv); rc = usage_error("--resume: %s is not a best.json of this sweep", done_path); break; }
+        free(prev);
+        prev = unit_values(&r, lv);
+        json_array_append_new(sweep, json_pack("{s:f, s:s, s:O, s:O}", "target", r.target, "best", done_path, "cost", json_object_get(b, "cost"), "fitness_all", json_object_get(b, "fitness_all")));
+        json_decref(b); free(lv);
+        continue;
+    }
 
     int is_search = strcmp(r.method, "owl") && strcmp(r.method, "ecoflap") && strcmp(r.method, "shortgpt");
     evb_search_params sp = search_params(&r);
@@ -783,13 +939,7 @@ int cmd_search(int argc, char **argv) {
         int16_t *lv = calloc(r.U, sizeof(int16_t));
         double fit = 0;
         rc = shortgpt_candidate(&r, lv);
-        evb_kl_params kp = r.kp;
-        void *ws = rc ? NULL : malloc(evb_fitness_kl.workspace_size(&kp));
-        evb_genome g = {r.U, lv};
-        evb_batch all = {0, 0};
-        if (ws && !(s = evb_fitness_kl.workspace_init(ws, &kp))) { s = evb_fitness_kl.evaluate(&kp, ws, &g, NULL, &all, &fit); evb_fitness_kl.workspace_destroy(ws); }
-        if (!rc && s) rc = fail(s);
-        free(ws);
+        if (!rc && (s = score_levels(&r, lv, &fit))) rc = fail(s);
         if (!rc) {
             best = config_json(&r, lv, fit);
             front = malloc(sizeof *front); front_levels = lv; lv = NULL;
@@ -808,8 +958,27 @@ int cmd_search(int argc, char **argv) {
         snprintf(line, sizeof line, "id,cost,cost_fraction,fitness,heldout,levels\n0,%.17g,%.9g,%.17g,,\n", front[0].cost, front[0].cost / r.total_size, front[0].fitness);
         rc = write_file(r.out, "front.csv", line);
     }
+    if (!rc && n_targets > 1) {
+        /* every target's best scored on all calibration tokens, so that the sweep's points compare */
+        int16_t *lv = calloc(r.U, sizeof(int16_t));
+        double fa = 0;
+        rc = lv ? best_levels(&r, best, lv) : 1;
+        if (!rc) { int s2 = score_levels(&r, lv, &fa); if (s2) rc = fail(s2); }
+        if (!rc) {
+            json_object_set_new(best, "fitness_all", json_real(fa));
+            free(prev);
+            prev = unit_values(&r, lv);
+        }
+        free(lv);
+    }
     if (!rc) rc = write_json(r.out, "best.json", best);
-    if (!rc) {
+    if (!rc && n_targets > 1) {
+        char bp[1400];
+        snprintf(bp, sizeof bp, "%s/best.json", r.out);
+        json_array_append_new(sweep, json_pack("{s:f, s:s, s:O, s:O}", "target", r.target, "best", bp, "cost", json_object_get(best, "cost"), "fitness_all", json_object_get(best, "fitness_all")));
+        fprintf(stderr, "%s: sweep %d/%d: %s %g done, KL on all calibration tokens %.6g\n", cmd_name, ti + 1, n_targets, mode_name[r.mode], r.target,
+                json_real_value(json_object_get(best, "fitness_all")));
+    } else if (!rc) {
         char bp[1400];
         snprintf(bp, sizeof bp, "%s/best.json", r.out);
         json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:i, s:s, s:f}", "best", bp, "method", r.method, "target_kind", mode_name[r.mode],
@@ -832,6 +1001,10 @@ int cmd_search(int argc, char **argv) {
     }
     json_decref(best);
     free(front); free(front_levels);
+    }
+    if (!rc && n_targets > 1) rc = write_sweep(&r, base_out, sweep, o.json);
+    json_decref(sweep);
+    free(prev);
     run_free(&r);
     return rc;
 }

@@ -151,6 +151,25 @@ int main(void) {
     snprintf(path, sizeof path, "%s/eco", tmp);
     EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5", path) == 0, "ecoflap at 50%%");
 
+    /* an EvoPress sweep over two targets, the second started from the first's best */
+    snprintf(path, sizeof path, "%s/sweep", tmp);
+    EVB_CHECK(run("", "--method evopress --target-sparsity 0.5,0.6 --generations 4 --offspring 8 --stages 4@200,1@0", path) == 0,
+              "an EvoPress sweep over 50%% and 60%%");
+    snprintf(path2, sizeof path2, "%s/sweep.stderr", tmp);
+    snprintf(cmd, sizeof cmd, "grep -q '0.6 starts from the previous target' %s", path2);
+    EVB_CHECK(sh(cmd) == 0, "the 60%% search starts from the 50%% search's best");
+    snprintf(path2, sizeof path2, "%s/front.csv", path);
+    FILE *fc = fopen(path2, "r");
+    double c1 = 0, c2 = 0, f1 = 0, f2 = 0;
+    char line[2048];
+    int rows = 0;
+    while (fc && fgets(line, sizeof line, fc)) {
+        double t, c, cf, f;
+        if (sscanf(line, "%*d,%lf,%lf,%lf,%lf", &t, &c, &cf, &f) == 4) { if (rows++) { c2 = c; f2 = f; } else { c1 = c; f1 = f; } }
+    }
+    if (fc) fclose(fc);
+    EVB_CHECK(rows == 2 && c2 < c1 && f2 > f1, "front.csv: 2 points, fewer weights kept at 60%% (%.0f < %.0f) and more KL (%.4f > %.4f)", c2, c1, f2, f1);
+
     /* bad input: one line, exit 2 or 1, nothing of an earlier run lost */
     snprintf(path, sizeof path, "%s/bad", tmp);
     static const char *bad[] = {"--method evopress --target-bits 7", "--method evopress --target-sparsity 1.5",
