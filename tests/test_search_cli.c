@@ -170,6 +170,23 @@ int main(void) {
     if (fc) fclose(fc);
     EVB_CHECK(rows == 2 && c2 < c1 && f2 > f1, "front.csv: 2 points, fewer weights kept at 60%% (%.0f < %.0f) and more KL (%.4f > %.4f)", c2, c1, f2, f1);
 
+    /* NSGA-II: a front of several points, each cheaper one worse */
+    snprintf(path, sizeof path, "%s/nsga2", tmp);
+    EVB_CHECK(run("", "--method nsga2 --target-sparsity 0.6 --generations 10 --offspring 16", path) == 0, "nsga2 around 60%%");
+    snprintf(path2, sizeof path2, "%s/front.csv", path);
+    fc = fopen(path2, "r");
+    rows = 0;
+    int mono = 1;
+    double pc = -1, pf = 0;
+    while (fc && fgets(line, sizeof line, fc)) {
+        double c, cf, f;
+        if (sscanf(line, "%*d,%lf,%lf,%lf", &c, &cf, &f) != 3) continue;
+        if (rows++ && !(c > pc && f < pf)) mono = 0;
+        pc = c; pf = f;
+    }
+    if (fc) fclose(fc);
+    EVB_CHECK(rows >= 3 && mono, "its front.csv: %d points, cost rising and KL falling along it", rows);
+
     /* bad input: one line, exit 2 or 1, nothing of an earlier run lost */
     snprintf(path, sizeof path, "%s/bad", tmp);
     static const char *bad[] = {"--method evopress --target-bits 7", "--method evopress --target-sparsity 1.5",
