@@ -21,6 +21,7 @@ typedef struct opts {
     int json, help, sym, act_order, levels;
     /* search */
     const char *target_sparsity, *target_bits, *target_drop, *stages, *compressor, *fitness, *teacher, *cache;
+    const char *problem, *fitness_plugin;
     long generations, offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
 } opts;

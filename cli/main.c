@@ -104,6 +104,8 @@ static const opt_spec all_opts[] = {
     {"--fitness", 's', OS(fitness), 0, 0},
     {"--teacher", 's', OS(teacher), 0, 0},
     {"--cache", 's', OS(cache), 0, 0},
+    {"--problem", 's', OS(problem), 0, 0},
+    {"--fitness-plugin", 's', OS(fitness_plugin), 0, 0},
     {"--generations", 'i', OS(generations), 0, 1 << 24},
     {"--offspring", 'i', OS(offspring), 1, 1 << 16},
     {"--initial", 'i', OS(initial), 0, 1 << 20},

@@ -16,9 +16,11 @@
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_fitness_kl.h"
+#include "evobudget/evb_plugin.h"
 #include "evobudget/evb_scores.h"
 #include "evobudget/evb_search.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -27,8 +29,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { MODE_SPARSITY, MODE_BITS, MODE_DROP };
-static const char *mode_name[] = {"sparsity", "bits", "drop"};
+enum { MODE_SPARSITY, MODE_BITS, MODE_DROP, MODE_PROBLEM };
+static const char *mode_name[] = {"sparsity", "bits", "drop", "problem"};
 
 typedef struct run {
     opts *o;
@@ -51,6 +53,7 @@ typedef struct run {
     int max_levels;
     double *cost_mem, **cost;
     int16_t *start;
+    int start_given;                 /* a problem file gave the start */
     double budget, tol, total_size;  /* total_size: the dense cost (weights or bits or sub-blocks) */
     evb_fit_unit *fu;
     json_t *level_desc;              /* [U] arrays of level descriptions for best.json */
@@ -58,6 +61,13 @@ typedef struct run {
     evb_teacher *teacher;
     evb_level_cache *cache;
     evb_kl_params kp;
+    /* a problem file (--problem): its unit names, per-level fitness values, and the fitness in use */
+    json_t *names;
+    double *level_fit;           /* [U][max_levels] the built-in additive fitness, NAN where absent */
+    const evb_fitness_type *ft;
+    const void *fparams;
+    void *plugin_handle, *plugin_params;
+    const evb_plugin *plugin;
 } run;
 
 static void problem_free(run *r) {
@@ -71,6 +81,10 @@ static void problem_free(run *r) {
 
 static void run_free(run *r) {
     problem_free(r);
+    json_decref(r->names);
+    free(r->level_fit);
+    if (r->plugin && r->plugin_params) r->plugin->destroy(r->plugin_params);
+    if (r->plugin_handle) dlclose(r->plugin_handle);
     evb_level_cache_free(r->cache);
     evb_teacher_free(r->teacher);
     evb_calib_free(r->calib);
@@ -312,13 +326,13 @@ static json_t *config_json(const run *r, const int16_t *level, double fitness) {
         }
         json_object_set_new(d, "unit", json_integer(u));
         char nb[64];
-        json_object_set_new(d, "name", json_string(unit_name(r->l.m, u, nb, sizeof nb)));
+        json_object_set_new(d, "name", r->names ? json_incref(json_array_get(r->names, u)) : json_string(unit_name(r->l.m, u, nb, sizeof nb)));
         json_object_set_new(d, "level", json_integer(level[u]));
         json_object_set_new(d, "cost", json_real(r->cost[u][level[u]]));
         json_array_append_new(units, d);
     }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:o, s:o}", "model", r->l.m->path,
-                          "db", r->mode == MODE_DROP ? "" : r->dbdir, "method", r->method, "target_kind", mode_name[r->mode],
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:o, s:o}", "model", r->l.m ? r->l.m->path : "",
+                          "db", r->mode == MODE_DROP || r->mode == MODE_PROBLEM ? "" : r->dbdir, "method", r->method, "target_kind", mode_name[r->mode],
                           "target", r->target, "budget", r->budget, "cost", cost, "fitness", fitness, "units", units, "drop", drop);
     if (r->mode == MODE_SPARSITY) json_object_set_new(j, "sparsity", json_real(1.0 - cost / r->total_size));
     if (r->mode == MODE_BITS) json_object_set_new(j, "bits_per_weight", json_real(cost / (r->total_size / 32.0)));
@@ -347,13 +361,15 @@ static json_t *manifest(const run *r, const evb_search_params *sp) {
     for (int j = 0; sp && j < sp->n_stages; j++)
         json_array_append_new(stages, json_pack("{s:i, s:I}", "survivors", sp->n_survivors[j], "tokens", (json_int_t)sp->n_tokens[j]));
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I}",
-                          "evobudget", EVB_VERSION, "blas", evb_blas_library(), "model", r->l.m->path, "model_fingerprint", r->mfp,
+                          "evobudget", EVB_VERSION, "blas", evb_blas_library(), "model", r->l.m ? r->l.m->path : "", "model_fingerprint", r->mfp,
                           "target", r->target, "target_kind", mode_name[r->mode], "method", r->method,
                           "compressor", r->comp ? r->comp->name : "", "db", r->dbdir, "calib_fingerprint", r->cfp,
                           "seq_len", r->seq_len, "calib_windows", r->w.n, "calib_tokens", (json_int_t)r->calib_tokens,
                           "seed", (json_int_t)r->o->seed);
     json_object_set_new(j, "calib", json_string(r->o->calib ? r->o->calib : "assets/demo/calib.txt"));
-    json_object_set_new(j, "fitness", json_string(r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl"));
+    json_object_set_new(j, "fitness", json_string(r->ft ? r->ft->name : r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl"));
+    if (r->o->problem) json_object_set_new(j, "problem", json_string(r->o->problem));
+    if (r->o->fitness_plugin) json_object_set_new(j, "fitness_plugin", json_string(r->o->fitness_plugin));
     json_object_set_new(j, "units", json_integer(r->U));
     json_object_set_new(j, "budget", json_real(r->budget));
     json_object_set_new(j, "tolerance", json_real(r->tol));
@@ -547,7 +563,7 @@ static evb_search_params search_params(run *r) {
         {150, 128, 3, {16, 4, 1}, {2048, 16384, 131072}}, /* quantization */
         {0, 32, 2, {2, 1, 0}, {2048, 32768, 0}},         /* depth: generations k(n-k)/1.5 */
     };
-    const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode];
+    const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode == MODE_PROBLEM ? 0 : r->mode];
     p.seed = (uint64_t)r->o->seed;
     p.generations = d->gens;
     if (r->mode == MODE_DROP) {
@@ -558,12 +574,12 @@ static evb_search_params search_params(run *r) {
     if (r->mode == MODE_BITS && fabs(r->target - round(r->target)) > 1e-9) { p.n_initial = 32; p.initial_tokens = scale_tokens(2048, T); }
     p.n_offspring = d->lambda;
     p.n_stages = d->n;
-    for (int j = 0; j < d->n; j++) { p.n_survivors[j] = d->surv[j]; p.n_tokens[j] = scale_tokens(d->tok[j], T); }
+    for (int j = 0; j < d->n; j++) { p.n_survivors[j] = d->surv[j]; p.n_tokens[j] = T ? scale_tokens(d->tok[j], T) : d->tok[j]; }
     p.max_mutations = 3;
     p.total_tokens = T;
     p.memo = !r->o->no_memo;
     if (strcmp(r->method, "random") == 0) { p.n_initial = r->o->initial ? (int)r->o->initial : 32; p.generations = 1; }
-    if (strcmp(r->method, "nsga2") == 0) { p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = scale_tokens(16384, T); }
+    if (strcmp(r->method, "nsga2") == 0) { p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = T ? scale_tokens(16384, T) : 16384; }
     if (r->o->generations) p.generations = (int)r->o->generations;
     if (r->o->offspring) p.n_offspring = (int)r->o->offspring;
     if (r->o->initial && strcmp(r->method, "random")) p.n_initial = (int)r->o->initial;
@@ -573,16 +589,17 @@ static evb_search_params search_params(run *r) {
 static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n_front, evb_front_point **front,
                       int16_t **front_levels, FILE *log, double *eval_s, evb_search_info *info_out) {
     const evb_search_type *t = evb_search_type_find(r->method);
-    evb_problem p = {r->U, r->n_levels, (const double *const *)r->cost, r->group, r->budget, r->tol, r->start, NULL};
+    evb_problem p = {r->U, r->n_levels, (const double *const *)r->cost, r->group, r->budget, r->tol,
+                     r->mode == MODE_PROBLEM && !r->start_given ? NULL : r->start, NULL};
     if (strcmp(r->method, "nsga2") == 0) {
         /* the front spans the budget +- 10% of the dense size (sparsity, bits) or +- one sub-block of each kind */
-        p.tolerance = r->mode == MODE_DROP ? 2.5 : (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
+        p.tolerance = r->mode == MODE_PROBLEM ? r->tol : r->mode == MODE_DROP ? 2.5 : (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
     }
     int s = evb_problem_check(&p);
     if (s) return fail(s);
     evb_search *srch = NULL;
     s = evb_search_alloc(t, sp, &p, &srch);
-    if (!s) s = evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
+    if (!s) s = r->ft ? evb_search_set(srch, r->ft, r->fparams, 0) : evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
     if (!s && r->o->resume && access(ck, R_OK) == 0) {
@@ -635,6 +652,114 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
     *n_front = evb_search_front(srch, *front, *front_levels, n);
     evb_search_get_info(srch, info_out);
     evb_search_free(srch);
+    return 0;
+}
+
+/* ---- problem files (--problem) ---- */
+
+/* The built-in fitness of a problem file: the sum over units of their level's "fitness" value. */
+static size_t additive_ws(const void *params) { (void)params; return 1; }
+static int additive_eval(const void *params, void *w, const evb_genome *g, const evb_genome *ref, const evb_batch *b, double *f) {
+    (void)w; (void)ref; (void)b;
+    const run *r = params;
+    double v = 0;
+    for (int u = 0; u < g->n_units; u++) v += r->level_fit[(size_t)u * r->max_levels + g->level[u]];
+    *f = v;
+    return EVB_SUCCESS;
+}
+static const evb_fitness_type additive_fitness = {"additive", additive_ws, NULL, NULL, additive_eval};
+
+/* Reads a problem file (docs/problem-files.md, docs/problem.schema.json) into the run's problem. */
+static int load_problem_file(run *r, const char *path) {
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je), *units = j ? json_object_get(j, "units") : NULL, *x;
+    if (!j) return usage_error("--problem %s: %s (line %d, column %d)", path, je.text, je.line, je.column);
+    int rc = 0;
+#define BAD(...) do { rc = usage_error(__VA_ARGS__); goto done; } while (0)
+    json_t *fmt = json_object_get(j, "format");
+    if (fmt && json_integer_value(fmt) != 1) BAD("--problem %s: format %lld, this program reads format 1", path, (long long)json_integer_value(fmt));
+    if (!json_is_array(units) || json_array_size(units) < 1) BAD("--problem %s: \"units\" must be a non-empty array", path);
+    if (!json_is_number(json_object_get(j, "budget"))) BAD("--problem %s: \"budget\" must be a number", path);
+    int U = (int)json_array_size(units), maxl = 0;
+    size_t i;
+    json_array_foreach(units, i, x) {
+        json_t *lv = json_object_get(x, "levels");
+        if (!json_is_array(lv) || json_array_size(lv) < 1 || json_array_size(lv) > 32767)
+            BAD("--problem %s: units[%zu] needs \"levels\", an array of 1 to 32767 {\"cost\": number}", path, i);
+        if ((int)json_array_size(lv) > maxl) maxl = (int)json_array_size(lv);
+    }
+    if ((rc = alloc_problem(r, U, maxl))) goto done;
+    r->names = json_array();
+    r->level_fit = malloc(sizeof(double) * U * maxl);
+    if (!r->names || !r->level_fit) { rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); goto done; }
+    int all_fit = 1;
+    json_array_foreach(units, i, x) {
+        json_t *lv = json_object_get(x, "levels"), *l, *g = json_object_get(x, "group"), *nm = json_object_get(x, "name");
+        size_t k;
+        char def[32];
+        snprintf(def, sizeof def, "unit%zu", i);
+        json_array_append_new(r->names, json_string(json_is_string(nm) ? json_string_value(nm) : def));
+        if (g && (!json_is_integer(g) || json_integer_value(g) < 0)) BAD("--problem %s: units[%zu].group must be an integer >= 0", path, i);
+        r->group[i] = g ? (int)json_integer_value(g) : 0;
+        r->n_levels[i] = (int)json_array_size(lv);
+        json_t *descs = json_array();
+        json_array_append_new(r->level_desc, descs);
+        json_array_foreach(lv, k, l) {
+            json_t *c = json_object_get(l, "cost"), *f = json_object_get(l, "fitness");
+            if (!json_is_number(c) || !isfinite(json_number_value(c))) BAD("--problem %s: units[%zu].levels[%zu] needs a finite \"cost\"", path, i, k);
+            r->cost[i][k] = json_number_value(c);
+            r->level_fit[i * maxl + k] = json_is_number(f) ? json_number_value(f) : NAN;
+            all_fit &= json_is_number(f);
+            json_array_append_new(descs, json_deep_copy(l));
+        }
+        r->fu[i] = (evb_fit_unit){EVB_UNIT_LINEAR, (int)i, r->n_levels[i], NULL};
+    }
+    r->budget = json_number_value(json_object_get(j, "budget"));
+    r->tol = json_is_number(json_object_get(j, "tolerance")) ? json_number_value(json_object_get(j, "tolerance")) : 0;
+    if (!(r->tol >= 0)) BAD("--problem %s: \"tolerance\" must be >= 0", path);
+    json_t *st = json_object_get(j, "start");
+    if (st) {
+        if (!json_is_array(st) || (int)json_array_size(st) != U) BAD("--problem %s: \"start\" must give a level for each of the %d units", path, U);
+        json_array_foreach(st, i, x) {
+            json_int_t v = json_is_integer(x) ? json_integer_value(x) : -1;
+            if (v < 0 || v >= r->n_levels[i]) BAD("--problem %s: start[%zu] = %s is not a level of that unit", path, i, json_is_integer(x) ? "out of range" : "not an integer");
+            r->start[i] = (int16_t)v;
+        }
+    } else r->start_given = 0;
+    if (st) r->start_given = 1;
+    r->total_size = 0;
+    for (int u = 0; u < U; u++) {
+        double mx = r->cost[u][0];
+        for (int l = 1; l < r->n_levels[u]; l++) if (r->cost[u][l] > mx) mx = r->cost[u][l];
+        r->total_size += mx;
+    }
+    if (!r->o->fitness_plugin && !all_fit)
+        BAD("--problem %s: without --fitness-plugin every level needs a \"fitness\" value (the built-in additive fitness)", path);
+#undef BAD
+done:
+    json_decref(j);
+    return rc;
+}
+
+static int load_plugin(run *r, const char *path) {
+    r->plugin_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!r->plugin_handle) return usage_error("--fitness-plugin %s: %s", path, dlerror());
+    evb_plugin_entry_fn entry = (evb_plugin_entry_fn)(uintptr_t)dlsym(r->plugin_handle, EVB_PLUGIN_ENTRY);
+    if (!entry) return usage_error("--fitness-plugin %s: no function %s (see include/evobudget/evb_plugin.h)", path, EVB_PLUGIN_ENTRY);
+    const evb_plugin *pl = entry();
+    if (!pl || pl->abi != EVB_PLUGIN_ABI)
+        return usage_error("--fitness-plugin %s: plug-in ABI %d, this program speaks %d (rebuild the plug-in against these headers)", path, pl ? pl->abi : -1, EVB_PLUGIN_ABI);
+    if (!pl->fitness || !pl->fitness->evaluate || !pl->fitness->workspace_size || !pl->create || !pl->destroy)
+        return usage_error("--fitness-plugin %s: the plug-in leaves a function of evb_plugin empty", path);
+    r->plugin = pl;
+    evb_clear_error();
+    r->plugin_params = pl->create(r->o->problem, r->U, r->n_levels);
+    if (!r->plugin_params) {
+        const char *msg = evb_last_error();
+        return usage_error("--fitness-plugin %s: create failed%s%s", path, msg[0] ? ": " : "", msg);
+    }
+    r->ft = pl->fitness;
+    r->fparams = r->plugin_params;
     return 0;
 }
 
@@ -770,8 +895,79 @@ static int help(void) {
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
            "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
            "  --resume               continue the run in RUNDIR from its checkpoint\n"
+           "  --problem FILE         no model: units, levels, costs and the budget from a JSON file (docs/problem-files.md),\n"
+           "                         scored by the levels' \"fitness\" values summed, or by --fitness-plugin lib.so\n"
+           "                         (include/evobudget/evb_plugin.h; methods evopress, nsga2, uniform, random)\n"
            "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n");
     return 0;
+}
+
+/* `search --problem FILE`: units, levels, costs and the budget from a file, no model; the fitness is the
+ * file's additive one or a plug-in's. */
+static int search_problem(run *r) {
+    opts *o = r->o;
+    if (o->target_sparsity || o->target_bits || o->target_drop) return usage_error("--problem replaces --target-*: the budget is in the file");
+    if (o->model || o->calib || o->db || o->compressor || o->teacher || o->fitness)
+        return usage_error("--problem runs without a model: --model, --calib, --db, --compressor, --teacher and --fitness do not apply");
+    if (strcmp(r->method, "evopress") && strcmp(r->method, "nsga2") && strcmp(r->method, "uniform") && strcmp(r->method, "random"))
+        return usage_error("--problem: --method %s needs a model; use evopress, nsga2, uniform or random", r->method);
+    r->mode = MODE_PROBLEM;
+    char default_out[256], ck[1400];
+    if (!o->out) { snprintf(default_out, sizeof default_out, "run-%s-problem", r->method); o->out = default_out; }
+    evb_search_params sp_override = {0};
+    int rc = o->stages ? parse_stages(o->stages, &sp_override) : 0;
+    if (rc) return rc;
+    snprintf(r->out, sizeof r->out, "%s", o->out);
+    snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
+    if (o->resume && access(ck, R_OK)) return usage_error("--resume: %s has no checkpoint (%s)", r->out, ck);
+    snprintf(ck, sizeof ck, "%s/best.json", r->out);
+    if (!o->resume && access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r->out);
+    set_threads(o);
+    if ((rc = load_problem_file(r, o->problem))) { run_free(r); return rc; }
+    if (!strcmp(r->method, "uniform") && !r->start_given) { run_free(r); return usage_error("--method uniform scores the problem's \"start\"; the file gives none"); }
+    if (o->fitness_plugin) rc = load_plugin(r, o->fitness_plugin);
+    else { r->ft = &additive_fitness; r->fparams = r; }
+    if (!rc && mkdirs(r->out)) rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r->out, strerror(errno)));
+    if (rc) { run_free(r); return rc; }
+    evb_search_params sp = search_params(r);
+    if (o->stages) {
+        sp.n_stages = sp_override.n_stages;
+        for (int j = 0; j < sp.n_stages; j++) { sp.n_survivors[j] = sp_override.n_survivors[j]; sp.n_tokens[j] = sp_override.n_tokens[j]; }
+    }
+    json_t *man = manifest(r, &sp);
+    rc = write_json(r->out, "manifest.json", man);
+    json_decref(man);
+    char lp[1400];
+    snprintf(lp, sizeof lp, "%s/log.jsonl", r->out);
+    FILE *log = rc ? NULL : fopen(lp, o->resume ? "a" : "w");
+    if (!rc && !log) rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", lp, strerror(errno)));
+    json_t *best = NULL;
+    evb_front_point *front = NULL;
+    int16_t *front_levels = NULL;
+    int n_front = 0;
+    double t0 = now_s(), search_s = 0;
+    evb_search_info info = {0};
+    if (!rc) rc = run_search(r, &sp, &best, &n_front, &front, &front_levels, log, &search_s, &info);
+    if (log) fclose(log);
+    if (!rc) rc = write_front(r, front, front_levels, n_front);
+    if (!rc) rc = write_json(r->out, "best.json", best);
+    if (!rc) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:i, s:i, s:I, s:I, s:f, s:f}", "best", ck, "method", r->method,
+                              "fitness_name", r->ft->name, "fitness", json_real_value(json_object_get(best, "fitness")),
+                              "cost", json_real_value(json_object_get(best, "cost")), "budget", r->budget, "front", n_front,
+                              "generations", info.generation, "evaluations", (json_int_t)info.evaluations,
+                              "memo_hits", (json_int_t)info.memo_hits, "search_seconds", search_s, "seconds", now_s() - t0);
+        if (o->json) rc = print_json(j);
+        else {
+            printf("%s: %s on %s: fitness %.9g, cost %.9g (budget %.9g); %s\n", r->out, r->method, o->problem,
+                   json_real_value(json_object_get(best, "fitness")), json_real_value(json_object_get(best, "cost")), r->budget, ck);
+            json_decref(j);
+        }
+    }
+    json_decref(best);
+    free(front); free(front_levels);
+    run_free(r);
+    return rc;
 }
 
 int cmd_search(int argc, char **argv) {
@@ -779,7 +975,8 @@ int cmd_search(int argc, char **argv) {
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --out "
                         "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
-                        "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json", &o);
+                        "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json "
+                        "--problem --fitness-plugin", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;
     run r = {0};
     r.o = &o;
@@ -789,7 +986,9 @@ int cmd_search(int argc, char **argv) {
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) known |= strcmp(r.method, methods[i]) == 0;
     if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r.method);
     int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop;
-    if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X");
+    if (o.problem) return search_problem(&r);
+    if (o.fitness_plugin) return usage_error("--fitness-plugin goes with --problem FILE (a model's search scores with KL)");
+    if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X (or --problem FILE)");
     const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop;
     const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : "--target-drop";
     r.mode = o.target_sparsity ? MODE_SPARSITY : o.target_bits ? MODE_BITS : MODE_DROP;
