@@ -21,7 +21,8 @@ typedef struct opts {
     int json, help, sym, act_order, levels;
     /* search */
     const char *target_sparsity, *target_bits, *target_drop, *stages, *compressor, *fitness, *teacher, *cache;
-    const char *problem, *fitness_plugin;
+    const char *problem, *fitness_plugin, *fitness_cmd, *worker_timeout;
+    long workers, worker_retries;
     long generations, offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
 } opts;

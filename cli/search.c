@@ -17,11 +17,13 @@
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_fitness_kl.h"
 #include "evobudget/evb_plugin.h"
+#include "evobudget/evb_worker.h"
 #include "evobudget/evb_scores.h"
 #include "evobudget/evb_search.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -68,6 +70,8 @@ typedef struct run {
     const void *fparams;
     void *plugin_handle, *plugin_params;
     const evb_plugin *plugin;
+    evb_worker_params wp;
+    int n_threads;               /* fitness threads (workers); 0: the OpenMP default */
 } run;
 
 static void problem_free(run *r) {
@@ -599,7 +603,7 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
     if (s) return fail(s);
     evb_search *srch = NULL;
     s = evb_search_alloc(t, sp, &p, &srch);
-    if (!s) s = r->ft ? evb_search_set(srch, r->ft, r->fparams, 0) : evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
+    if (!s) s = r->ft ? evb_search_set(srch, r->ft, r->fparams, r->n_threads) : evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
     if (!s && r->o->resume && access(ck, R_OK) == 0) {
@@ -733,8 +737,8 @@ static int load_problem_file(run *r, const char *path) {
         for (int l = 1; l < r->n_levels[u]; l++) if (r->cost[u][l] > mx) mx = r->cost[u][l];
         r->total_size += mx;
     }
-    if (!r->o->fitness_plugin && !all_fit)
-        BAD("--problem %s: without --fitness-plugin every level needs a \"fitness\" value (the built-in additive fitness)", path);
+    if (!r->o->fitness_plugin && !r->o->fitness_cmd && !all_fit)
+        BAD("--problem %s: without --fitness-plugin or --fitness-cmd every level needs a \"fitness\" value (the built-in additive fitness)", path);
 #undef BAD
 done:
     json_decref(j);
@@ -762,6 +766,8 @@ static int load_plugin(run *r, const char *path) {
     r->fparams = r->plugin_params;
     return 0;
 }
+
+static void log_line(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "%s: %s\n", cmd_name, line); }
 
 /* ---- the sweep ---- */
 
@@ -898,6 +904,9 @@ static int help(void) {
            "  --problem FILE         no model: units, levels, costs and the budget from a JSON file (docs/problem-files.md),\n"
            "                         scored by the levels' \"fitness\" values summed, or by --fitness-plugin lib.so\n"
            "                         (include/evobudget/evb_plugin.h; methods evopress, nsga2, uniform, random)\n"
+           "  --fitness-cmd \"CMD\"     with --problem: workers started with /bin/sh -c CMD score candidates over msgpack\n"
+           "                         (docs/worker-protocol.md); --workers N (default 1), --worker-timeout S (default\n"
+           "                         60), --worker-retries R (default 2) restarts of a failing worker per candidate\n"
            "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n");
     return 0;
 }
@@ -925,7 +934,21 @@ static int search_problem(run *r) {
     set_threads(o);
     if ((rc = load_problem_file(r, o->problem))) { run_free(r); return rc; }
     if (!strcmp(r->method, "uniform") && !r->start_given) { run_free(r); return usage_error("--method uniform scores the problem's \"start\"; the file gives none"); }
-    if (o->fitness_plugin) rc = load_plugin(r, o->fitness_plugin);
+    if (o->fitness_plugin && o->fitness_cmd) rc = usage_error("give one of --fitness-plugin and --fitness-cmd");
+    else if (o->fitness_plugin) rc = load_plugin(r, o->fitness_plugin);
+    else if (o->fitness_cmd) {
+        double to = 60;
+        if (o->worker_timeout) {
+            char *end;
+            to = strtod(o->worker_timeout, &end);
+            if (*end || end == o->worker_timeout || !(to > 0)) rc = usage_error("--worker-timeout '%s' must be a positive number of seconds", o->worker_timeout);
+        }
+        signal(SIGPIPE, SIG_IGN); /* a worker that dies makes writes fail with EPIPE, not end evobudget */
+        r->wp = (evb_worker_params){o->fitness_cmd, o->problem, r->U, r->n_levels, r->budget, to,
+                                    o->worker_retries ? (int)o->worker_retries : 2, log_line, NULL};
+        r->ft = &evb_fitness_worker; r->fparams = &r->wp;
+        r->n_threads = o->workers ? (int)o->workers : 1;
+    }
     else { r->ft = &additive_fitness; r->fparams = r; }
     if (!rc && mkdirs(r->out)) rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r->out, strerror(errno)));
     if (rc) { run_free(r); return rc; }
@@ -976,7 +999,7 @@ int cmd_search(int argc, char **argv) {
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --out "
                         "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json "
-                        "--problem --fitness-plugin", &o);
+                        "--problem --fitness-plugin --fitness-cmd --workers --worker-timeout --worker-retries", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;
     run r = {0};
     r.o = &o;
@@ -987,7 +1010,7 @@ int cmd_search(int argc, char **argv) {
     if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r.method);
     int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop;
     if (o.problem) return search_problem(&r);
-    if (o.fitness_plugin) return usage_error("--fitness-plugin goes with --problem FILE (a model's search scores with KL)");
+    if (o.fitness_plugin || o.fitness_cmd) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
     if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X (or --problem FILE)");
     const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop;
     const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : "--target-drop";

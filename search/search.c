@@ -281,7 +281,7 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
         if (e) { fitness[i] = e->value; s->memo_hits++; }
         else todo[n_todo++] = i;
     }
-    int first_err = n_todo;
+    int first_err = n_todo, failed = 0;
     char first_msg[1024] = "";
     evb_genome rg = {s->U, ref};
     #pragma omp parallel for schedule(dynamic) num_threads(s->n_threads)
@@ -290,7 +290,10 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
 #ifdef _OPENMP
         ith = omp_get_thread_num();
 #endif
-        int i = todo[k];
+        int i = todo[k], stop;
+        #pragma omp atomic read
+        stop = failed;
+        if (stop) { status[k] = EVB_CONTINUE; continue; } /* one failure ends the batch: the rest is not scored */
         evb_genome g = {s->U, levels + (size_t)i * s->U};
         double v = NAN;
         int st = s->f->evaluate(s->fp, s->ws[ith], &g, ref ? &rg : NULL, b, &v);
@@ -299,6 +302,8 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
         fitness[i] = v;
         status[k] = st;
         if (st) {
+            #pragma omp atomic write
+            failed = 1;
             #pragma omp critical(evb_search_error)
             if (k < first_err) { first_err = k; snprintf(first_msg, sizeof first_msg, "%s", evb_last_error()); }
         }

@@ -6,6 +6,7 @@
  * refused in one line. */
 #include "testing.h"
 #include "fixtures.h"
+#include "problem_fixture.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -34,51 +35,11 @@ static char *slurp(const char *path) {
     return b;
 }
 
-enum { U = 16 };
-
 int main(void) {
     char *tmp = fixture_tmpdir(), prob[1200], cmd[4096], a[1200], b[1200], path[1400];
-    /* levels 0..n-1 with cost 10 + l, fitness w (l - c)^2: separable and convex, so exchanging one level
-     * between two units reaches the optimum */
-    int n[U];
-    double fit[U][9];
-    uint64_t x = 99;
-    json_t *units = json_array();
-    int sum_start = 0;
-    double budget = 0;
-    for (int u = 0; u < U; u++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        n[u] = 5 + (int)((x >> 33) % 5);
-        double w = 0.2 + ((x >> 20) & 1023) / 1024.0, c = ((x >> 40) & 1023) / 1024.0 * (n[u] - 1);
-        json_t *lv = json_array();
-        for (int l = 0; l < n[u]; l++) {
-            fit[u][l] = w * (l - c) * (l - c);
-            json_array_append_new(lv, json_pack("{s:f, s:f}", "cost", 10.0 + l, "fitness", fit[u][l]));
-        }
-        char name[32];
-        snprintf(name, sizeof name, "layer%d", u);
-        json_array_append_new(units, json_pack("{s:s, s:o}", "name", name, "levels", lv));
-        sum_start += n[u] / 2;
-        budget += 10 + n[u] / 2;
-    }
-    json_t *start = json_array();
-    for (int u = 0; u < U; u++) json_array_append_new(start, json_integer(n[u] / 2));
-    json_t *pj = json_pack("{s:i, s:o, s:f, s:f, s:o}", "format", 1, "units", units, "budget", budget, "tolerance", 1e-9, "start", start);
     snprintf(prob, sizeof prob, "%s/problem.json", tmp);
-    json_dump_file(pj, prob, JSON_INDENT(1));
-    json_decref(pj);
-    /* the optimum: knapsack over the level sum */
-    double best[200];
-    for (int s = 0; s < 200; s++) best[s] = s ? 1e300 : 0;
-    for (int u = 0; u < U; u++) {
-        double next[200];
-        for (int s = 0; s < 200; s++) {
-            next[s] = 1e300;
-            for (int l = 0; l < n[u] && l <= s; l++) if (best[s - l] + fit[u][l] < next[s]) next[s] = best[s - l] + fit[u][l];
-        }
-        memcpy(best, next, sizeof best);
-    }
-    double opt = best[sum_start];
+    double budget, opt = problem_fixture_write(prob, 1e-9, &budget);
+    const int U = PF_U;
 
     snprintf(a, sizeof a, "%s/builtin", tmp);
     snprintf(b, sizeof b, "%s/plugin", tmp);
@@ -109,8 +70,9 @@ int main(void) {
     json_decref(ja); json_decref(jb);
 
     /* NSGA-II: a front across the window */
-    snprintf(cmd, sizeof cmd, "sed 's/\"tolerance\": [0-9.e+-]*/\"tolerance\": 20/' %s > %s/wide.json && '%s' search --problem %s/wide.json --method nsga2 --generations 30 --out %s/nsga > /dev/null 2>&1",
-             prob, tmp, EVB_CLI, tmp, tmp);
+    snprintf(path, sizeof path, "%s/wide.json", tmp);
+    problem_fixture_write(path, 20, NULL);
+    snprintf(cmd, sizeof cmd, "'%s' search --problem %s --method nsga2 --generations 30 --out %s/nsga > /dev/null 2>&1", EVB_CLI, path, tmp);
     EVB_CHECK(sh(cmd) == 0, "nsga2 on the problem with a budget window of +-20");
     snprintf(path, sizeof path, "%s/nsga/front.csv", tmp);
     char *fr = slurp(path);
