@@ -533,10 +533,11 @@ static int shortgpt_candidate(run *r, int16_t *level) {
 
 /* ---- the search ---- */
 
-static size_t scale_tokens(size_t t, size_t total) {
-    /* EvoPress's stage sizes were set for 524,288 calibration tokens: keep their proportion to the
-     * calibration set, at least 256 tokens, 0 (all) once a stage reaches the whole set. */
-    double x = (double)t * (double)total / 524288.0;
+static size_t scale_tokens(size_t t, size_t total, size_t base) {
+    /* EvoPress's stage sizes were set for its search calibration sets (524,288 tokens for sparsity and
+     * quantization, 131,072 for depth: base): keep their proportion to this calibration set, at least 256
+     * tokens, 0 (all) once a stage reaches the whole set. */
+    double x = (double)t * (double)total / (double)base;
     size_t s = x < 256 ? 256 : (size_t)x;
     return s >= total ? 0 : s;
 }
@@ -568,22 +569,23 @@ static evb_search_params search_params(run *r) {
         {0, 32, 2, {2, 1, 0}, {2048, 32768, 0}},         /* depth: generations k(n-k)/1.5 */
     };
     const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode == MODE_PROBLEM ? 0 : r->mode];
+    const size_t base = r->mode == MODE_DROP ? 131072 : 524288;
     p.seed = (uint64_t)r->o->seed;
     p.generations = d->gens;
     if (r->mode == MODE_DROP) {
         int L = r->l.m->config.n_layers, k = (int)llround((r->total_size - r->budget) / 2);
         p.generations = (int)ceil(k * (L - k) / 1.5);
-        p.n_initial = 64; p.initial_tokens = scale_tokens(2048, T);
+        p.n_initial = 64; p.initial_tokens = scale_tokens(2048, T, base);
     }
-    if (r->mode == MODE_BITS && fabs(r->target - round(r->target)) > 1e-9) { p.n_initial = 32; p.initial_tokens = scale_tokens(2048, T); }
+    if (r->mode == MODE_BITS && fabs(r->target - round(r->target)) > 1e-9) { p.n_initial = 32; p.initial_tokens = scale_tokens(2048, T, base); }
     p.n_offspring = d->lambda;
     p.n_stages = d->n;
-    for (int j = 0; j < d->n; j++) { p.n_survivors[j] = d->surv[j]; p.n_tokens[j] = T ? scale_tokens(d->tok[j], T) : d->tok[j]; }
+    for (int j = 0; j < d->n; j++) { p.n_survivors[j] = d->surv[j]; p.n_tokens[j] = T ? scale_tokens(d->tok[j], T, base) : d->tok[j]; }
     p.max_mutations = 3;
     p.total_tokens = T;
     p.memo = !r->o->no_memo;
     if (strcmp(r->method, "random") == 0) { p.n_initial = r->o->initial ? (int)r->o->initial : 32; p.generations = 1; }
-    if (strcmp(r->method, "nsga2") == 0) { p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = T ? scale_tokens(16384, T) : 16384; }
+    if (strcmp(r->method, "nsga2") == 0) { p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = T ? scale_tokens(16384, T, base) : 16384; }
     if (r->o->generations) p.generations = (int)r->o->generations;
     if (r->o->offspring) p.n_offspring = (int)r->o->offspring;
     if (r->o->initial && strcmp(r->method, "random")) p.n_initial = (int)r->o->initial;
