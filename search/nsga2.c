@@ -72,9 +72,10 @@ static void set_best(evb_search *s) {
 
 static int nsga_init(evb_search *s) {
     int N = s->p.n_offspring, U = s->U, m = 0;
-    s->pop = malloc(sizeof(int16_t) * U * N);
-    s->pop_fit = malloc(sizeof(double) * N);
-    s->pop_cost = malloc(sizeof(double) * N);
+    /* kept across a failed first generation, which runs init again */
+    if (!s->pop) s->pop = malloc(sizeof(int16_t) * U * N);
+    if (!s->pop_fit) s->pop_fit = malloc(sizeof(double) * N);
+    if (!s->pop_cost) s->pop_cost = malloc(sizeof(double) * N);
     if (!s->pop || !s->pop_fit || !s->pop_cost) EVB_ERROR("search: out of memory", EVB_ENOMEM);
     memcpy(s->pop, s->start, sizeof(int16_t) * U);
     m = 1;

@@ -2,34 +2,48 @@
 #include "evobudget/evb_search.h"
 
 #include <math.h>
+#include <stdio.h>
+
+/* "unit 3 (model.layers.0.mlp.up_proj)" or "unit 3", for messages. */
+static const char *unit_label(const evb_problem *p, int u, char *buf, size_t n) {
+    if (p->unit_name && p->unit_name[u]) snprintf(buf, n, "unit %d (%s)", u, p->unit_name[u]);
+    else snprintf(buf, n, "unit %d", u);
+    return buf;
+}
 
 int evb_problem_check(const evb_problem *p) {
-    if (!p || p->n_units < 1 || !p->n_levels || !p->cost) EVB_ERRORF(EVB_EINVAL, "problem: no units");
-    if (!(p->tolerance >= 0) || !isfinite(p->budget)) EVB_ERRORF(EVB_EINVAL, "problem: budget %g +- %g", p->budget, p->tolerance);
+    char nm[256];
+    if (!p) EVB_ERRORF(EVB_EINVAL, "problem: none given");
+    if (p->n_units < 1) EVB_ERRORF(EVB_EINVAL, "problem: n_units is %d; a problem needs at least one unit", p->n_units);
+    if (!p->n_levels || !p->cost) EVB_ERRORF(EVB_EINVAL, "problem: %s is NULL; every unit needs its level count and costs", p->n_levels ? "cost" : "n_levels");
+    if (!(p->tolerance >= 0) || !isfinite(p->tolerance) || !isfinite(p->budget))
+        EVB_ERRORF(EVB_EINVAL, "problem: budget %g +- %g; the budget must be finite and the tolerance finite and >= 0", p->budget, p->tolerance);
     double lo = 0, hi = 0;
     for (int u = 0; u < p->n_units; u++) {
         if (p->n_levels[u] < 1 || p->n_levels[u] > 32767)
-            EVB_ERRORF(EVB_EINVAL, "problem: unit %d has %d levels (1..32767)", u, p->n_levels[u]);
+            EVB_ERRORF(EVB_EINVAL, "problem: %s has %d levels; a unit has 1 to 32767", unit_label(p, u, nm, sizeof nm), p->n_levels[u]);
+        if (!p->cost[u]) EVB_ERRORF(EVB_EINVAL, "problem: %s has no costs (cost[%d] is NULL)", unit_label(p, u, nm, sizeof nm), u);
         double a = INFINITY, b = -INFINITY;
         for (int l = 0; l < p->n_levels[u]; l++) {
             double c = p->cost[u][l];
-            if (!isfinite(c)) EVB_ERRORF(EVB_EINVAL, "problem: unit %d level %d has cost %g", u, l, c);
+            if (!isfinite(c)) EVB_ERRORF(EVB_EINVAL, "problem: %s level %d has cost %g; costs must be finite", unit_label(p, u, nm, sizeof nm), l, c);
             if (c < a) a = c;
             if (c > b) b = c;
         }
         lo += a; hi += b;
-        if (p->group && p->group[u] < 0) EVB_ERRORF(EVB_EINVAL, "problem: unit %d has group %d", u, p->group[u]);
+        if (p->group && p->group[u] < 0) EVB_ERRORF(EVB_EINVAL, "problem: %s has group %d; groups are numbers >= 0", unit_label(p, u, nm, sizeof nm), p->group[u]);
     }
     if (p->budget + p->tolerance < lo || p->budget - p->tolerance > hi)
-        EVB_ERRORF(EVB_EBUDGET, "budget %.17g is unreachable: candidates cost from %.17g to %.17g (hint: choose a target "
-                   "inside the levels the database holds)", p->budget, lo, hi);
+        EVB_ERRORF(EVB_EBUDGET, "budget %.17g (+- %g) is unreachable: the candidates' costs range from %.17g to %.17g "
+                   "(hint: choose a target inside that range, or add levels that reach it)", p->budget, p->tolerance, lo, hi);
     if (p->start) {
         for (int u = 0; u < p->n_units; u++)
             if (p->start[u] < 0 || p->start[u] >= p->n_levels[u])
-                EVB_ERRORF(EVB_EINVAL, "problem: the start gives unit %d level %d of %d", u, p->start[u], p->n_levels[u]);
+                EVB_ERRORF(EVB_EINVAL, "problem: the start gives %s level %d, outside 0..%d", unit_label(p, u, nm, sizeof nm), p->start[u], p->n_levels[u] - 1);
         double c = evb_problem_cost(p, p->start);
         if (fabs(c - p->budget) > p->tolerance)
-            EVB_ERRORF(EVB_EBUDGET, "problem: the start costs %.17g, outside the budget %.17g +- %g", c, p->budget, p->tolerance);
+            EVB_ERRORF(EVB_EBUDGET, "problem: the start costs %.17g, outside the budget %.17g +- %g "
+                       "(hint: give a start that meets the budget, or none to have one filled in)", c, p->budget, p->tolerance);
     }
     return EVB_SUCCESS;
 }

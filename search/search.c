@@ -68,6 +68,23 @@ evb_search_params evb_search_default_params(void) {
     return p;
 }
 
+/* EvoPress set its stage sizes for a 524,288-token search calibration set: keep each size's share of the
+ * tokens the fitness holds, at least 256 tokens, and 0 (every token, a fixed batch) once a stage would
+ * reach the whole set. */
+static size_t scale_tokens(size_t t, size_t total) {
+    if (t == 0) return 0;
+    double x = (double)t * (double)total / 524288.0;
+    size_t v = x < 256 ? 256 : (size_t)x;
+    return v >= total ? 0 : v;
+}
+
+void evb_search_params_scale(evb_search_params *p, size_t total_tokens) {
+    p->total_tokens = total_tokens;
+    if (!total_tokens) return;
+    for (int j = 0; j < p->n_stages && j < EVB_MAX_STAGES; j++) p->n_tokens[j] = scale_tokens(p->n_tokens[j], total_tokens);
+    p->initial_tokens = scale_tokens(p->initial_tokens, total_tokens);
+}
+
 // ---- life cycle ----
 
 static uint64_t fnv(const void *data, size_t n, uint64_t h) {
@@ -208,18 +225,102 @@ int evb_search_set(evb_search *s, const evb_fitness_type *f, const void *fitness
     return EVB_SUCCESS;
 }
 
+/* What a failed generation restores: everything a checkpoint holds, as it was when the generation began
+ * (the stages that succeeded before the failure added memo entries, archive points and counts). */
+typedef struct snapshot {
+    int generation, initialized, done, pop_n, arch_n;
+    double parent_fit, parent_cost;
+    size_t evaluations, memo_hits, tokens, memo_n, arch_tokens;
+    int16_t *parent, *pop, *arch_lv;
+    double *pop_fit, *pop_cost, *arch_cost, *arch_fit;
+} snapshot;
+
+static void snapshot_free(snapshot *k) {
+    free(k->parent); free(k->pop); free(k->arch_lv); free(k->pop_fit); free(k->pop_cost); free(k->arch_cost); free(k->arch_fit);
+}
+
+static int snapshot_take(const evb_search *s, snapshot *k) {
+    size_t U = (size_t)s->U, np = (size_t)s->pop_n, na = (size_t)s->arch_n;
+    *k = (snapshot){s->generation, s->initialized, s->done, s->pop_n, s->arch_n, s->parent_fit, s->parent_cost,
+                    s->evaluations, s->memo_hits, s->tokens, s->memo_n, s->arch_tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    k->parent = malloc(sizeof(int16_t) * U);
+    k->pop = malloc(sizeof(int16_t) * U * (np ? np : 1));
+    k->pop_fit = malloc(sizeof(double) * (np ? np : 1));
+    k->pop_cost = malloc(sizeof(double) * (np ? np : 1));
+    k->arch_lv = malloc(sizeof(int16_t) * U * (na ? na : 1));
+    k->arch_cost = malloc(sizeof(double) * (na ? na : 1));
+    k->arch_fit = malloc(sizeof(double) * (na ? na : 1));
+    if (!k->parent || !k->pop || !k->pop_fit || !k->pop_cost || !k->arch_lv || !k->arch_cost || !k->arch_fit) { snapshot_free(k); return EVB_ENOMEM; }
+    memcpy(k->parent, s->parent, sizeof(int16_t) * U);
+    if (np) {
+        memcpy(k->pop, s->pop, sizeof(int16_t) * U * np);
+        memcpy(k->pop_fit, s->pop_fit, sizeof(double) * np);
+        memcpy(k->pop_cost, s->pop_cost, sizeof(double) * np);
+    }
+    if (na) {
+        memcpy(k->arch_lv, s->arch_lv, sizeof(int16_t) * U * na);
+        memcpy(k->arch_cost, s->arch_cost, sizeof(double) * na);
+        memcpy(k->arch_fit, s->arch_fit, sizeof(double) * na);
+    }
+    return EVB_SUCCESS;
+}
+
+/* Drops the memo entries made after the first n (their slots are re-probed from scratch). */
+static void memo_truncate(evb_search *s, size_t n) {
+    if (s->memo_n <= n) return;
+    memo_entry *m = calloc(s->memo_cap, sizeof *m);
+    if (!m) return; /* the extra entries are right values: keeping them changes counts, never results */
+    for (size_t k = 0; k < s->memo_cap; k++) {
+        memo_entry e = s->memo[k];
+        if (!e.used || e.lv >= n) continue;
+        size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (s->memo_cap - 1);
+        while (m[i].used) i = (i + 1) & (s->memo_cap - 1);
+        m[i] = e;
+    }
+    free(s->memo);
+    s->memo = m;
+    s->memo_n = n;
+}
+
+static void snapshot_restore(evb_search *s, const snapshot *k) {
+    size_t U = (size_t)s->U;
+    s->generation = k->generation; s->initialized = k->initialized; s->done = k->done;
+    memcpy(s->parent, k->parent, sizeof(int16_t) * U);
+    s->parent_fit = k->parent_fit; s->parent_cost = k->parent_cost;
+    s->pop_n = k->pop_n;
+    if (k->pop_n) { /* the population buffer is never shrunk or freed while a search lives */
+        memcpy(s->pop, k->pop, sizeof(int16_t) * U * k->pop_n);
+        memcpy(s->pop_fit, k->pop_fit, sizeof(double) * k->pop_n);
+        memcpy(s->pop_cost, k->pop_cost, sizeof(double) * k->pop_n);
+    }
+    s->evaluations = k->evaluations; s->memo_hits = k->memo_hits; s->tokens = k->tokens;
+    memo_truncate(s, k->memo_n);
+    s->arch_n = k->arch_n; s->arch_tokens = k->arch_tokens; /* the archive's capacity only grows */
+    if (k->arch_n) {
+        memcpy(s->arch_lv, k->arch_lv, sizeof(int16_t) * U * k->arch_n);
+        memcpy(s->arch_cost, k->arch_cost, sizeof(double) * k->arch_n);
+        memcpy(s->arch_fit, k->arch_fit, sizeof(double) * k->arch_n);
+    }
+}
+
 int evb_search_iterate(evb_search *s) {
     if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
     if (s->done) return EVB_SUCCESS;
-    int st;
+    snapshot k;
+    if (snapshot_take(s, &k)) EVB_ERROR("search: out of memory", EVB_ENOMEM);
+    int st = EVB_SUCCESS;
     if (!s->initialized) {
-        if ((st = s->type->ops->init(s))) return st;
-        s->initialized = 1;
+        st = s->type->ops->init(s);
+        if (!st) s->initialized = 1;
     }
-    if (s->generation >= s->p.generations) { s->done = 1; return EVB_SUCCESS; }
-    if ((st = s->type->ops->iterate(s))) return st;
-    s->generation++;
-    if (s->generation >= s->p.generations) s->done = 1;
+    if (!st && s->generation >= s->p.generations) s->done = 1;
+    else if (!st) {
+        st = s->type->ops->iterate(s);
+        if (!st && ++s->generation >= s->p.generations) s->done = 1;
+    }
+    if (st) snapshot_restore(s, &k); /* the state of the last completed generation, so a checkpoint stays usable */
+    snapshot_free(&k);
+    if (st) return st;
     return s->done ? EVB_SUCCESS : EVB_CONTINUE;
 }
 
@@ -272,13 +373,21 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
 
 int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref, const evb_batch *b, double *fitness) {
     if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
+    if (n < 0 || (n > 0 && (!levels || !fitness)) || !b) EVB_ERRORF(EVB_EINVAL, "search: evaluate of %d candidates without levels, fitness or batch", n);
+    for (int i = 0; i < n; i++)
+        for (int u = 0; u < s->U; u++) {
+            int l = levels[(size_t)i * s->U + u];
+            if (l < 0 || l >= s->n_levels[u])
+                EVB_ERRORF(EVB_EINVAL, "search: candidate %d of %d gives unit %d level %d, outside 0..%d", i, n, u, l, s->n_levels[u] - 1);
+        }
     int *todo = malloc(sizeof(int) * (n > 0 ? n : 1)), *status = calloc((size_t)(n > 0 ? n : 1), sizeof(int)), n_todo = 0;
     uint64_t *h = malloc(sizeof(uint64_t) * (n > 0 ? n : 1));
     if (!todo || !status || !h) { free(todo); free(status); free(h); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    size_t hits = 0; /* counted only when the whole batch succeeds */
     for (int i = 0; i < n; i++) {
         h[i] = hash_levels(levels + (size_t)i * s->U, s->U);
         memo_entry *e = s->p.memo ? memo_find(s, h[i], levels + (size_t)i * s->U, b) : NULL;
-        if (e) { fitness[i] = e->value; s->memo_hits++; }
+        if (e) { fitness[i] = e->value; hits++; }
         else todo[n_todo++] = i;
     }
     int first_err = n_todo, failed = 0;
@@ -298,17 +407,23 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
         double v = NAN;
         int st = s->f->evaluate(s->fp, s->ws[ith], &g, ref ? &rg : NULL, b, &v);
         if (!st && !isfinite(v))
-            st = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for a candidate (generation %d)", s->f->name, v, s->generation);
+            st = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for candidate %d of %d (generation %d, batch seed %llu, %zu tokens) "
+                            "(hint: a fitness must return a finite number; check it on this candidate)",
+                            s->f->name, v, i, n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
         fitness[i] = v;
         status[k] = st;
         if (st) {
             #pragma omp atomic write
             failed = 1;
             #pragma omp critical(evb_search_error)
-            if (k < first_err) { first_err = k; snprintf(first_msg, sizeof first_msg, "%s", evb_last_error()); }
+            if (k < first_err) { /* a fitness's own error passes through as it wrote it */
+                first_err = k;
+                snprintf(first_msg, sizeof first_msg, "%s", evb_last_error());
+            }
         }
     }
     int st = first_err < n_todo ? status[first_err] : EVB_SUCCESS;
+    if (!st) s->memo_hits += hits;
     for (int k = 0; !st && k < n_todo; k++) {
         int i = todo[k];
         s->evaluations++;

@@ -4,7 +4,10 @@
  * noise, with one group and with equal-size groups; NSGA-II's front reaches 99% of the exact hypervolume of
  * an enumerable problem; the hypervolume agrees with DEAP's on stored point sets (tests/tools/hv_ref.py);
  * results do not depend on the thread count; a checkpointed and resumed search equals an uninterrupted one;
- * a NaN fitness and an unreachable budget are errors that leave the state usable; the memo is used. */
+ * a NaN fitness and an unreachable budget are errors, and a failed generation leaves the state (and the
+ * checkpoint) of the last completed one; the memo saves exactly the calls it counts as hits.
+ * tests/fixtures/hv_ref.txt is written by tests/tools/hv_ref.py with Debian's python3-deap
+ * (/usr/bin/python3 tests/tools/hv_ref.py); the suite itself needs no Python. */
 #include "testing.h"
 #include "fixtures.h"
 #include "evobudget/evb_search.h"
@@ -12,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- a synthetic fitness: sum_u a[u][level] (+ noise shrinking with the batch's tokens) ---- */
 
@@ -20,7 +24,8 @@ typedef struct synth {
     double **a;
     double noise;          /* standard deviation at 100 tokens */
     int nan_after;         /* calls after which the value is NaN (-1: never) */
-    long *calls;
+    long *calls;           /* counts every call when not NULL */
+    int poison;            /* 1: NaN on batches of every token (a last stage), set between generations */
 } synth;
 
 static uint64_t mix(uint64_t x) {
@@ -42,12 +47,13 @@ static int synth_eval(const void *params, void *w, const evb_genome *g, const ev
         double u1 = ((mix(h) >> 11) + 1.0) * 0x1.0p-53, u2 = (mix(h + 1) >> 11) * 0x1.0p-53;
         v += s->noise * sqrt(100.0 / b->n_tokens) * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
     }
-    if (s->nan_after >= 0) {
+    if (s->calls) {
         long c;
         #pragma omp atomic capture
         c = ++*s->calls;
-        if (c > s->nan_after) v = NAN;
+        if (s->nan_after >= 0 && c > s->nan_after) v = NAN;
     }
+    if (s->poison && b->n_tokens == 0) v = NAN;
     *f = v;
     return EVB_SUCCESS;
 }
@@ -139,7 +145,7 @@ static void test_optimum(int grouped, double noise) {
     prob q;
     make(&q, 24, grouped);
     long calls = 0;
-    synth sy = {q.U, q.a, noise, -1, &calls};
+    synth sy = {q.U, q.a, noise, -1, &calls, 0};
     double opt = dp_optimum(&q);
     evb_search_params p = evo_params(300);
     evb_search *s = NULL;
@@ -189,7 +195,7 @@ static void test_nsga2(void) {
     double fmax = -INFINITY;
     for (int i = 0; i < N; i++) if (F[i] > fmax) fmax = F[i];
     double r1 = hi + 1, r2 = fmax + 1, exact = evb_hypervolume_2d(C, F, N, r1, r2);
-    synth sy = {U, fp, 0, -1, NULL};
+    synth sy = {U, fp, 0, -1, NULL, 0};
     evb_problem p = {U, n, (const double *const *)cp, NULL, (lo + hi) / 2, (hi - lo) / 2 + 1e-9, NULL, NULL};
     evb_search_params sp = evo_params(60);
     sp.n_offspring = 40; sp.n_stages = 1; sp.n_survivors[0] = 40;
@@ -231,25 +237,42 @@ static void test_hv_fixture(void) {
 
 /* ---- threads, checkpoints, errors, memo ---- */
 
+/* The same best (levels and fitness), front (points and levels) and counters, bit for bit. */
 static int same_state(evb_search *a, evb_search *b, int U) {
+    enum { MAXF = 256 };
     int16_t la[64], lb[64];
     double fa, fb;
     evb_search_best(a, la, &fa);
     evb_search_best(b, lb, &fb);
-    evb_front_point pa[256], pb[256];
-    int na = evb_search_front(a, pa, NULL, 256), nb = evb_search_front(b, pb, NULL, 256);
+    evb_front_point pa[MAXF], pb[MAXF];
+    int16_t *va = malloc(sizeof(int16_t) * MAXF * U), *vb = malloc(sizeof(int16_t) * MAXF * U);
+    int na = evb_search_front(a, pa, va, MAXF), nb = evb_search_front(b, pb, vb, MAXF), k = na < MAXF ? na : MAXF;
     evb_search_info ia, ib;
     evb_search_get_info(a, &ia);
     evb_search_get_info(b, &ib);
-    return !memcmp(la, lb, sizeof(int16_t) * U) && fa == fb && na == nb && !memcmp(pa, pb, sizeof(evb_front_point) * (na < 256 ? na : 256)) &&
-           ia.generation == ib.generation && ia.evaluations == ib.evaluations && ia.memo_hits == ib.memo_hits;
+    int same = !memcmp(la, lb, sizeof(int16_t) * U) && !memcmp(&fa, &fb, sizeof fa) && na == nb && na > 0 &&
+               !memcmp(pa, pb, sizeof(evb_front_point) * k) && !memcmp(va, vb, sizeof(int16_t) * k * U) &&
+               ia.generation == ib.generation && ia.evaluations == ib.evaluations && ia.memo_hits == ib.memo_hits &&
+               ia.tokens == ib.tokens && !memcmp(&ia.best_fitness, &ib.best_fitness, sizeof(double)) && ia.best_cost == ib.best_cost;
+    free(va); free(vb);
+    return same;
+}
+
+static int same_file(const char *x, const char *y) {
+    FILE *f = fopen(x, "rb"), *g = fopen(y, "rb");
+    int same = f && g, c, d;
+    while (same && (c = fgetc(f)) != EOF) same = (d = fgetc(g)) == c;
+    if (same) same = fgetc(g) == EOF;
+    if (f) fclose(f);
+    if (g) fclose(g);
+    return same;
 }
 
 static void test_runs(void) {
     prob q;
     make(&q, 20, 0);
     long calls = 0;
-    synth sy = {q.U, q.a, 0.5, -1, &calls};
+    synth sy = {q.U, q.a, 0.5, -1, &calls, 0};
     evb_search_params p = evo_params(30);
     evb_search *a = NULL, *b = NULL, *c = NULL;
     evb_search_alloc(evb_search_evopress, &p, &q.p, &a);
@@ -292,32 +315,169 @@ static void test_runs(void) {
 
     /* NaN after 100 calls: an error, the state stays at the last whole generation */
     long calls2 = 0;
-    synth bad = {q.U, q.a, 0, 100, &calls2};
+    synth bad = {q.U, q.a, 0, 100, &calls2, 0};
     evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
     evb_search_set(c, &synth_type, &bad, 2);
     int st = EVB_CONTINUE, last_gen = 0;
     while (st == EVB_CONTINUE) { evb_search_get_info(c, &in); last_gen = in.generation; st = evb_search_iterate(c); }
     evb_search_get_info(c, &in);
-    EVB_CHECK(st == EVB_EBADFUNC && in.generation == last_gen && evb_search_save(c, path) == 0,
+    EVB_CHECK(st == EVB_EBADFUNC && in.generation == last_gen && strstr(evb_last_error(), "candidate") && evb_search_save(c, path) == 0,
               "a NaN fitness stops the search with EVB_EBADFUNC at generation %d, its state still saved: %s", in.generation, evb_last_error());
+    evb_search_free(c);
+
+    /* NaN on the last stage only, after the first stage of the generation has added memo entries, counts
+     * and archive points: all of it is undone. The checkpoints before and after the failed generation are
+     * the same bytes, and once the fitness is fixed the run ends exactly as the uninterrupted one. */
+    char path2[1024];
+    snprintf(path2, sizeof path2, "%s/ck2.msgpack", dir);
+    synth pois = {q.U, q.a, 0.5, -1, NULL, 0};
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
+    evb_search_set(c, &synth_type, &pois, 2);
+    for (int g = 0; g < 10; g++) evb_search_iterate(c);
+    int s1 = evb_search_save(c, path);
+    pois.poison = 1;
+    st = evb_search_iterate(c);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", evb_last_error());
+    evb_search_get_info(c, &in);
+    int s2 = evb_search_save(c, path2);
+    EVB_CHECK(st == EVB_EBADFUNC && in.generation == 10 && s1 == 0 && s2 == 0 && same_file(path, path2),
+              "a NaN in the last stage of generation 11 leaves the state of generation 10 (checkpoints identical): %s", msg);
+    pois.poison = 0;
+    st = run_to_end(c);
+    EVB_CHECK(st == EVB_SUCCESS && same_state(a, c, q.U), "after the failed generation, the run ends exactly as the uninterrupted one");
     evb_search_free(c);
 
     /* an unreachable budget */
     double keep = q.p.budget;
     q.p.budget = 1e9;
     q.p.start = NULL;
-    EVB_CHECK(evb_search_alloc(evb_search_evopress, &p, &q.p, &c) == EVB_EBUDGET && c == NULL, "an unreachable budget: %s", evb_last_error());
+    st = evb_problem_check(&q.p);
+    EVB_CHECK(st == EVB_EBUDGET && strstr(evb_last_error(), "unreachable"), "evb_problem_check, an unreachable budget: %s", evb_last_error());
+    EVB_CHECK(evb_search_alloc(evb_search_evopress, &p, &q.p, &c) == EVB_EBUDGET && c == NULL, "evb_search_alloc, an unreachable budget: %s", evb_last_error());
     q.p.budget = keep;
+    q.p.start = q.start;
+    q.start[0] = (int16_t)(q.start[0] + 1); /* one level dearer: off the exact budget */
+    EVB_CHECK(evb_problem_check(&q.p) == EVB_EBUDGET, "a start outside the budget: %s", evb_last_error());
+    q.start[0] = (int16_t)(q.start[0] - 1);
+    q.start[1] = 99;
+    EVB_CHECK(evb_problem_check(&q.p) == EVB_EINVAL, "a start level that does not exist: %s", evb_last_error());
+    q.start[1] = (int16_t)(q.n[1] / 2);
+    int16_t badlv[20] = {0};
+    badlv[3] = -1;
+    double fv;
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
+    evb_search_set(c, &synth_type, &sy, 1);
+    evb_batch bb = {0, 0};
+    EVB_CHECK(evb_search_evaluate(c, badlv, 1, NULL, &bb, &fv) == EVB_EINVAL, "evaluate refuses a level outside a unit's levels: %s", evb_last_error());
+    evb_search_free(c);
     evb_search_free(a);
     fixture_rmdir(dir);
     free(dir);
     unmake(&q);
 }
 
+/* NSGA-II on a window of +-20 around the budget: 1 and 2 threads, and a checkpoint half way, give the same
+ * front. Its one batch (100 tokens, noisy) is fixed for the whole run. */
+static void test_nsga2_runs(void) {
+    prob q;
+    make(&q, 12, 0);
+    q.p.tolerance = 20;
+    synth sy = {q.U, q.a, 0.5, -1, NULL, 0};
+    evb_search_params p = evo_params(20);
+    p.n_offspring = 24; p.n_stages = 1; p.n_survivors[0] = 24; p.n_tokens[0] = 100;
+    evb_search *a = NULL, *b = NULL, *c = NULL;
+    evb_search_alloc(evb_search_nsga2, &p, &q.p, &a);
+    evb_search_set(a, &synth_type, &sy, 2);
+    int st1 = run_to_end(a);
+    evb_search_alloc(evb_search_nsga2, &p, &q.p, &b);
+    evb_search_set(b, &synth_type, &sy, 1);
+    int st2 = run_to_end(b);
+    evb_front_point pts[256];
+    int m = evb_search_front(a, pts, NULL, 256), mono = 1;
+    for (int i = 1; i < m && i < 256; i++) mono &= pts[i].cost > pts[i - 1].cost && pts[i].fitness < pts[i - 1].fitness;
+    EVB_CHECK(st1 == EVB_SUCCESS && st2 == EVB_SUCCESS && same_state(a, b, q.U) && m > 5 && mono,
+              "NSGA-II, 1 and 2 threads: the same best, front (%d points, cost rising, fitness falling) and counters", m);
+    char *dir = fixture_tmpdir(), path[1024];
+    snprintf(path, sizeof path, "%s/nsga.msgpack", dir);
+    evb_search_free(b);
+    evb_search_alloc(evb_search_nsga2, &p, &q.p, &b);
+    evb_search_set(b, &synth_type, &sy, 2);
+    for (int g = 0; g < 10; g++) evb_search_iterate(b);
+    int sv = evb_search_save(b, path);
+    evb_search_free(b);
+    evb_search_alloc(evb_search_nsga2, &p, &q.p, &c);
+    evb_search_set(c, &synth_type, &sy, 2);
+    int ld = evb_search_load(c, path), st3 = run_to_end(c);
+    EVB_CHECK(sv == 0 && ld == 0 && st3 == EVB_SUCCESS && same_state(a, c, q.U), "NSGA-II saved at generation 10 and resumed: identical to the uninterrupted run");
+    evb_search_free(c);
+    c = NULL;
+    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
+    EVB_CHECK(evb_search_load(c, path) == EVB_EFORMAT, "an NSGA-II checkpoint is refused by an EvoPress search: %s", evb_last_error());
+    evb_search_free(c);
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    EVB_CHECK(truncate(path, size / 2) == 0, "truncate the checkpoint to %ld of %ld bytes", size / 2, size);
+    evb_search_alloc(evb_search_nsga2, &p, &q.p, &c);
+    EVB_CHECK(evb_search_load(c, path) == EVB_EFORMAT, "a truncated checkpoint is refused: %s", evb_last_error());
+    evb_search_free(c);
+    evb_search_free(a);
+    fixture_rmdir(dir);
+    free(dir);
+    unmake(&q);
+}
+
+/* With the memo the same search makes fewer fitness calls and finds the same: every saved call is a hit. */
+static void test_memo(void) {
+    prob q;
+    make(&q, 20, 0);
+    long calls[2] = {0, 0};
+    evb_search_info in[2];
+    double fit[2];
+    int16_t lv[2][20];
+    evb_front_point fr[2][64];
+    int nf[2];
+    for (int memo = 0; memo < 2; memo++) {
+        synth sy = {q.U, q.a, 0.5, -1, &calls[memo], 0};
+        evb_search_params p = evo_params(30);
+        p.memo = memo;
+        evb_search *s = NULL;
+        evb_search_alloc(evb_search_evopress, &p, &q.p, &s);
+        evb_search_set(s, &synth_type, &sy, 2);
+        run_to_end(s);
+        evb_search_get_info(s, &in[memo]);
+        evb_search_best(s, lv[memo], &fit[memo]);
+        nf[memo] = evb_search_front(s, fr[memo], NULL, 64);
+        evb_search_free(s);
+    }
+    EVB_CHECK(in[1].memo_hits >= 29 && in[0].memo_hits == 0 && (size_t)calls[1] == in[1].evaluations && (size_t)calls[0] == in[0].evaluations &&
+              in[0].evaluations == in[1].evaluations + in[1].memo_hits,
+              "memo: %zu fitness calls + %zu hits with it = %zu calls without it (the counters match the calls made)",
+              in[1].evaluations, in[1].memo_hits, in[0].evaluations);
+    EVB_CHECK(!memcmp(lv[0], lv[1], sizeof lv[0]) && fit[0] == fit[1] && nf[0] == nf[1] && nf[0] > 0 && nf[0] <= 64 &&
+              !memcmp(fr[0], fr[1], sizeof(evb_front_point) * nf[0]), "memo on and off: the same best (%.6f) and front", fit[1]);
+    unmake(&q);
+}
+
+static void test_scale(void) {
+    evb_search_params d = evb_search_default_params(), e = d, f = d, g = d;
+    evb_search_params_scale(&d, 65536);
+    evb_search_params_scale(&e, 524288);
+    evb_search_params_scale(&f, 200);
+    evb_search_params_scale(&g, 0);
+    EVB_CHECK(d.n_tokens[0] == 256 && d.n_tokens[1] == 2048 && d.n_tokens[2] == 8192 && d.initial_tokens == 256 && d.total_tokens == 65536 &&
+              e.n_tokens[0] == 2048 && e.n_tokens[1] == 16384 && e.n_tokens[2] == 65536 &&
+              f.n_tokens[0] == 0 && f.n_tokens[2] == 0 && g.n_tokens[2] == 65536 && g.total_tokens == 0,
+              "stage tokens scaled: 65,536 held -> %zu, %zu, %zu; 524,288 -> %zu, %zu, %zu; 200 -> all", d.n_tokens[0], d.n_tokens[1],
+              d.n_tokens[2], e.n_tokens[0], e.n_tokens[1], e.n_tokens[2]);
+}
+
 static void test_baselines(void) {
     prob q;
     make(&q, 20, 0);
-    synth sy = {q.U, q.a, 0, -1, NULL};
+    synth sy = {q.U, q.a, 0, -1, NULL, 0};
     evb_search_params p = evo_params(50);
     double f[3];
     const evb_search_type *t[3] = {evb_search_uniform, evb_search_random, evb_search_evopress};
@@ -342,5 +502,8 @@ int main(void) {
     test_nsga2();
     test_runs();
     test_baselines();
+    test_nsga2_runs();
+    test_memo();
+    test_scale();
     return evb_test_summary();
 }

@@ -130,8 +130,16 @@ extern const evb_search_type *const evb_search_uniform;  /* scores the start can
 const evb_search_type *evb_search_type_find(const char *name);
 const char *evb_search_type_names(void);
 
-/* Defaults of EvoPress's sparsity mode (evopress.md 2.7), scaled to the tokens the fitness holds. */
+/* Defaults of EvoPress's sparsity mode (evopress.md 2.7): seed 0, 400 generations, lambda 64, stages
+ * 8 @ 2048, 2 @ 16384, 1 @ 65536 tokens, max_mutations 3, no initial population (initial_tokens 2048),
+ * total_tokens 0 (unknown), memo on. Scale them to the fitness with evb_search_params_scale. */
 evb_search_params evb_search_default_params(void);
+/* Sets total_tokens and scales the stage and initial token counts to it. EvoPress chose its stage sizes
+ * for 524,288 calibration tokens: each keeps its share of total_tokens (n * total_tokens / 524288), at
+ * least 256, and becomes 0 (every token, on a fixed batch, memoised across generations) once it would
+ * reach total_tokens. With 65,536 tokens the defaults become 256, 2048, 8192. total_tokens 0 changes
+ * nothing. */
+void evb_search_params_scale(evb_search_params *p, size_t total_tokens);
 
 typedef struct evb_search evb_search;
 
@@ -145,7 +153,9 @@ int  evb_search_set(evb_search *s, const evb_fitness_type *f, const void *fitnes
 int  evb_search_iterate(evb_search *s);
 
 /* Scores n candidates (levels [n][U]) on one batch, in parallel over candidates: the one batch call every
- * algorithm goes through (later spread over processes). ref may be NULL. Memoised when params.memo. */
+ * algorithm goes through (later spread over processes). ref may be NULL. Memoised when params.memo.
+ * A level outside its unit's range is EVB_EINVAL; a NaN or Inf value is EVB_EBADFUNC naming the candidate;
+ * a fitness's own error is returned with its message. On any error nothing is memoised or counted. */
 int  evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref,
                          const evb_batch *b, double *fitness);
 
