@@ -158,10 +158,9 @@ static int alloc_problem(run *r, int U, int max_levels) {
     return 0;
 }
 
-static const char *unit_name(const evb_model *m, int u, char *buf, size_t n) {
+static const char *unit_name(int u, char *buf, size_t n) {
     snprintf(buf, n, "layers.%d.%s", u / EVB_LINEAR_COUNT, evb_linear_name((evb_linear_kind)(u % EVB_LINEAR_COUNT)));
     return buf;
-    (void)m;
 }
 
 static int problem_sparsity(run *r) {
@@ -330,7 +329,7 @@ static json_t *config_json(const run *r, const int16_t *level, double fitness) {
         }
         json_object_set_new(d, "unit", json_integer(u));
         char nb[64];
-        json_object_set_new(d, "name", r->names ? json_incref(json_array_get(r->names, u)) : json_string(unit_name(r->l.m, u, nb, sizeof nb)));
+        json_object_set_new(d, "name", r->names ? json_incref(json_array_get(r->names, u)) : json_string(unit_name(u, nb, sizeof nb)));
         json_object_set_new(d, "level", json_integer(level[u]));
         json_object_set_new(d, "cost", json_real(r->cost[u][level[u]]));
         json_array_append_new(units, d);
@@ -417,7 +416,7 @@ static int score_entries(run *r, const int *entry, double *fitness) {
  * and returns the configuration (entries[U]). */
 static int block_levels(run *r, const double *sparsity, int *entries, double *fitness, double *kept) {
     evb_model *m = r->l.m;
-    int L = m->config.n_layers, U = r->U, built, rc;
+    int U = r->U, built, rc;
     if ((rc = need_calib(r))) return EVB_EINVAL;
     evb_db_entry *keys = calloc(U, sizeof *keys);
     if (!keys) return EVB_RAISEF(EVB_ENOMEM, "out of memory");
@@ -438,7 +437,6 @@ static int block_levels(run *r, const double *sparsity, int *entries, double *fi
         else *kept += evb_db_get(r->db, entries[u]).params_kept;
     }
     free(keys);
-    (void)L;
     return s ? s : score_entries(r, entries, fitness);
 }
 
@@ -447,7 +445,7 @@ static json_t *entries_config(const run *r, const int *entries, double fitness, 
     for (int u = 0; u < r->U; u++) {
         evb_db_entry e = evb_db_get(r->db, entries[u]);
         char nb[64];
-        json_array_append_new(units, json_pack("{s:i, s:s, s:s, s:f, s:f}", "unit", u, "name", unit_name(r->l.m, u, nb, sizeof nb),
+        json_array_append_new(units, json_pack("{s:i, s:s, s:s, s:f, s:f}", "unit", u, "name", unit_name(u, nb, sizeof nb),
                                                "method", e.method, "sparsity", e.sparsity, "cost", e.params_kept));
     }
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:o, s:[]}", "model", r->l.m->path, "db", r->dbdir,

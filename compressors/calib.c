@@ -77,14 +77,6 @@ int evb_calib_alloc(const evb_model *m, evb_calib **out) {
     return EVB_SUCCESS;
 }
 
-/* Windows [i, i + B) of one length T: the batches both protocols run. */
-static int next_batch(const evb_windows *w, int i, int batch, int *T) {
-    int B = 1;
-    *T = w->len[i];
-    while (B < batch && i + B < w->n && w->len[i + B] == *T) B++;
-    return *T != w->seq_len ? 1 : B;
-}
-
 int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_calib **out) {
     evb_calib *c;
     int st = evb_calib_alloc(m, &c);
@@ -95,7 +87,7 @@ int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_c
     st = evb_state_alloc(m, batch, w->seq_len, &s);
     if (!st) { s->capture = on_capture; s->capture_ctx = c; }
     for (int i = 0, T, B; !st && i < w->n; i += B) {
-        B = next_batch(w, i, batch, &T);
+        B = evb_windows_batch(w, i, batch, &T);
         st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         if (!st) st = evb_forward_blocks(m, s, 0, L);
         c->n_tokens += (size_t)B * T;
@@ -109,7 +101,7 @@ int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_c
 int evb_calib_embed(const evb_model *m, evb_state *s, const evb_windows *w, float *h) {
     size_t D = (size_t)m->config.dim;
     for (int i = 0, T, B; i < w->n; i += B) {
-        B = next_batch(w, i, s->max_batch, &T);
+        B = evb_windows_batch(w, i, s->max_batch, &T);
         int st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         if (st) return st;
         for (int b = 0; b < B; b++)
@@ -133,7 +125,7 @@ int evb_calib_block(evb_calib *c, const evb_model *m, evb_state *s, const evb_wi
     }
     int st = EVB_SUCCESS;
     for (int i = 0, T, B; !st && i < w->n; i += B) {
-        B = next_batch(w, i, s->max_batch, &T);
+        B = evb_windows_batch(w, i, s->max_batch, &T);
         s->B = B; s->T = T;
         for (int b = 0; b < B; b++)
             memcpy(s->x + (size_t)b * T * D, h + (size_t)(i + b) * w->seq_len * D, sizeof(float) * T * D);

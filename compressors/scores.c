@@ -92,9 +92,7 @@ int evb_score_block_influence(evb_model *m, const evb_windows *w, int batch, dou
     for (int l = 0; l < L; l++) bi_block[l] = bi_attn[l] = bi_mlp[l] = 0;
     size_t n_rows = 0;
     for (int i = 0; !st && i < w->n;) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        if (T != w->seq_len) B = 1;
+        int T, B = evb_windows_batch(w, i, batch, &T);
         st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         size_t rows = (size_t)B * T, n = rows * D;
         for (int l = 0; !st && l < L; l++) {
@@ -171,9 +169,7 @@ int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps,
     if (!h || !Wp || !z) { free(h); free(Wp); free(z); evb_state_free(s); EVB_ERROR("ECoFLaP: out of memory", EVB_ENOMEM); }
     for (int u = 0; u < U; u++) score[u] = 0;
     for (int i = 0, bi = 0; !st && i < w->n; bi++) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        if (T != w->seq_len) B = 1;
+        int T, B = evb_windows_batch(w, i, batch, &T);
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
         size_t n = (size_t)B * T * D;
         st = evb_forward_embed(m, s, tok, B, T);

@@ -65,9 +65,7 @@ int evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_t
     evb_state *s = NULL;
     int st = evb_state_alloc(m, batch, w->seq_len, &s);
     for (int i = 0; !st && i < w->n;) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        if (T != w->seq_len) B = 1;
+        int T, B = evb_windows_batch(w, i, batch, &T);
         st = evb_forward(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);

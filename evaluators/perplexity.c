@@ -14,10 +14,7 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
         EVB_ERRORF(EVB_EINVAL, "batch %d x %d does not fit the forward state (%d x %d)", batch, w->seq_len, s->max_batch, s->max_seq);
     int V = m->config.vocab_size;
     for (int i = 0; i < w->n;) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        /* Windows are stored seq_len apart; a batch needs them T apart, so shorter windows run alone. */
-        if (T != w->seq_len) B = 1;
+        int T, B = evb_windows_batch(w, i, batch, &T);
         int st = evb_forward(m, s, w->tokens + (size_t)i * w->seq_len, B, T);
         if (st) return st;
         evb_log_softmax(s->logits, (size_t)B * T, V);
@@ -51,9 +48,7 @@ int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch,
     if (!ref) EVB_ERROR("out of memory for the dense log-probabilities", EVB_ENOMEM);
     int st = EVB_SUCCESS;
     for (int i = 0; i < w->n && !st;) {
-        int T = w->len[i], B = 1;
-        while (B < batch && i + B < w->n && w->len[i + B] == T) B++;
-        if (T != w->seq_len) B = 1;
+        int T, B = evb_windows_batch(w, i, batch, &T);
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
         set_weights(m, NULL, NULL);
         st = evb_forward(m, s, tok, B, T);

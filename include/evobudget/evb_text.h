@@ -41,6 +41,16 @@ int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, in
                        evb_windows *w);
 void evb_windows_free(evb_windows *w);
 
+/* The windows [i, i + B) that one forward of at most `batch` windows runs: consecutive windows of one
+ * length T (written to *T). Windows are stored seq_len apart and a batch needs them T apart, so a shorter
+ * window runs alone. Returns B. */
+static inline int evb_windows_batch(const evb_windows *w, int i, int batch, int *T) {
+    int B = 1;
+    *T = w->len[i];
+    while (B < batch && i + B < w->n && w->len[i + B] == *T) B++;
+    return *T != w->seq_len ? 1 : B;
+}
+
 /* Tokens a window scores: len - 1. */
 static inline int evb_window_scored(const evb_windows *w, int i) { return w->len[i] - 1; }
 
