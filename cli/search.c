@@ -133,10 +133,9 @@ static int write_json(const char *dir, const char *name, json_t *j) {
 
 /* ---- levels ---- */
 
+/* The calibration statistics, collected on first need; a library status. */
 static int need_calib(run *r) {
-    if (r->calib) return 0;
-    int s = evb_calib_collect(r->l.m, &r->w, (int)r->o->batch, &r->calib);
-    return s ? fail(s) : 0;
+    return r->calib ? EVB_SUCCESS : evb_calib_collect(r->l.m, &r->w, (int)r->o->batch, &r->calib);
 }
 
 static int alloc_problem(run *r, int U, int max_levels) {
@@ -186,7 +185,7 @@ static int problem_sparsity(run *r) {
         }
     }
     if (missing) {
-        if ((rc = need_calib(r))) return rc;
+        if ((s = need_calib(r))) return fail(s);
         fprintf(stderr, "%s: building the %s levels around sparsity %g in %s\n", cmd_name, r->comp->name, r->target, r->dbdir);
         progress p = {now_s(), "db build", isatty(2), 0, "levels"};
         if ((s = evb_db_build(r->db, m, r->calib, r->comp, &r->grid, &built, &present, progress_cb, &p))) return fail(s);
@@ -239,7 +238,7 @@ static int problem_bits(run *r) {
             missing = evb_db_find(r->db, &key) < 0;
         }
     if (missing) {
-        if ((rc = need_calib(r))) return rc;
+        if ((s = need_calib(r))) return fail(s);
         fprintf(stderr, "%s: building the %s levels of 2..6 bits in %s\n", cmd_name, r->comp->name, r->dbdir);
         progress p = {now_s(), "db build", isatty(2), 0, "levels"};
         if ((s = evb_db_build(r->db, m, r->calib, r->comp, &r->grid, &built, &present, progress_cb, &p))) return fail(s);
@@ -417,7 +416,7 @@ static int score_entries(run *r, const int *entry, double *fitness) {
 static int block_levels(run *r, const double *sparsity, int *entries, double *fitness, double *kept) {
     evb_model *m = r->l.m;
     int U = r->U, built, rc;
-    if ((rc = need_calib(r))) return EVB_EINVAL;
+    if ((rc = need_calib(r))) return rc;
     evb_db_entry *keys = calloc(U, sizeof *keys);
     if (!keys) return EVB_RAISEF(EVB_ENOMEM, "out of memory");
     for (int u = 0; u < U; u++) {
@@ -466,7 +465,7 @@ static int run_rule(run *r, json_t **best, evb_front_point *pt, FILE *log) {
         /* EvoPress's OWL baseline: lambda x M grid, the best by the fitness on the calibration set */
         static const double lambdas[] = {0.02, 0.05, 0.08, 0.1, 0.2}, Ms[] = {3, 5, 7, 10};
         double *lod = malloc(sizeof(double) * L);
-        if ((rc = need_calib(r))) { free(lod); free(sp); free(entries); free(best_e); return rc; }
+        if ((rc = need_calib(r))) { free(lod); free(sp); free(entries); free(best_e); return fail(rc); }
         for (int mi = 0; !s && mi < 4; mi++) {
             s = evb_score_owl(m, r->calib, Ms[mi], lod);
             for (int li = 0; !s && li < 5; li++) {
@@ -911,6 +910,36 @@ static int help(void) {
     return 0;
 }
 
+/* The one-object summary of a finished run on stdout (--json), or a line of text. */
+static int print_summary(const run *r, json_t *best, int n_front, const evb_search_info *info, double search_s,
+                         double t0, int as_json) {
+    char bp[1400];
+    snprintf(bp, sizeof bp, "%s/best.json", r->out);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:i, s:f}", "best", bp, "method", r->method,
+                          "target_kind", mode_name[r->mode], "fitness_name", r->ft ? r->ft->name : r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl",
+                          "fitness", json_real_value(json_object_get(best, "fitness")),
+                          "cost", json_real_value(json_object_get(best, "cost")), "budget", r->budget, "front", n_front,
+                          "seconds", now_s() - t0);
+    if (r->mode != MODE_PROBLEM) {
+        json_object_set_new(j, "target", json_real(r->target));
+        json_object_set_new(j, "db", json_string(r->dbdir));
+    }
+    if (info) {
+        json_object_set_new(j, "generations", json_integer(info->generation));
+        json_object_set_new(j, "evaluations", json_integer((json_int_t)info->evaluations));
+        json_object_set_new(j, "memo_hits", json_integer((json_int_t)info->memo_hits));
+        json_object_set_new(j, "tokens", json_integer((json_int_t)info->tokens));
+        json_object_set_new(j, "search_seconds", json_real(search_s));
+    }
+    if (as_json) return print_json(j);
+    if (r->mode == MODE_PROBLEM) printf("%s: %s on %s", r->out, r->method, r->o->problem);
+    else printf("%s: %s at %s %g", r->out, r->method, mode_name[r->mode], r->target);
+    printf(": fitness %.9g, cost %.9g (budget %.9g); %s\n", json_real_value(json_object_get(best, "fitness")),
+           json_real_value(json_object_get(best, "cost")), r->budget, bp);
+    json_decref(j);
+    return 0;
+}
+
 /* `search --problem FILE`: units, levels, costs and the budget from a file, no model; the fitness is the
  * file's additive one or a plug-in's. */
 static int search_problem(run *r) {
@@ -974,19 +1003,7 @@ static int search_problem(run *r) {
     if (log) fclose(log);
     if (!rc) rc = write_front(r, front, front_levels, n_front);
     if (!rc) rc = write_json(r->out, "best.json", best);
-    if (!rc) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:i, s:i, s:I, s:I, s:f, s:f}", "best", ck, "method", r->method,
-                              "fitness_name", r->ft->name, "fitness", json_real_value(json_object_get(best, "fitness")),
-                              "cost", json_real_value(json_object_get(best, "cost")), "budget", r->budget, "front", n_front,
-                              "generations", info.generation, "evaluations", (json_int_t)info.evaluations,
-                              "memo_hits", (json_int_t)info.memo_hits, "search_seconds", search_s, "seconds", now_s() - t0);
-        if (o->json) rc = print_json(j);
-        else {
-            printf("%s: %s on %s: fitness %.9g, cost %.9g (budget %.9g); %s\n", r->out, r->method, o->problem,
-                   json_real_value(json_object_get(best, "fitness")), json_real_value(json_object_get(best, "cost")), r->budget, ck);
-            json_decref(j);
-        }
-    }
+    if (!rc) rc = print_summary(r, best, n_front, &info, search_s, t0, o->json);
     json_decref(best);
     free(front); free(front_levels);
     run_free(r);
@@ -1200,27 +1217,7 @@ int cmd_search(int argc, char **argv) {
         json_array_append_new(sweep, json_pack("{s:f, s:s, s:O, s:O}", "target", r.target, "best", bp, "cost", json_object_get(best, "cost"), "fitness_all", json_object_get(best, "fitness_all")));
         fprintf(stderr, "%s: sweep %d/%d: %s %g done, KL on all calibration tokens %.6g\n", cmd_name, ti + 1, n_targets, mode_name[r.mode], r.target,
                 json_real_value(json_object_get(best, "fitness_all")));
-    } else if (!rc) {
-        char bp[1400];
-        snprintf(bp, sizeof bp, "%s/best.json", r.out);
-        json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:i, s:s, s:f}", "best", bp, "method", r.method, "target_kind", mode_name[r.mode],
-                              "target", r.target, "fitness", json_real_value(json_object_get(best, "fitness")),
-                              "cost", json_real_value(json_object_get(best, "cost")), "budget", r.budget, "front", n_front,
-                              "db", r.dbdir, "seconds", now_s() - t0);
-        if (is_search) {
-            json_object_set_new(j, "generations", json_integer(info.generation));
-            json_object_set_new(j, "evaluations", json_integer((json_int_t)info.evaluations));
-            json_object_set_new(j, "memo_hits", json_integer((json_int_t)info.memo_hits));
-            json_object_set_new(j, "tokens", json_integer((json_int_t)info.tokens));
-            json_object_set_new(j, "search_seconds", json_real(search_s));
-        }
-        if (o.json) rc = print_json(j);
-        else {
-            printf("%s: %s at %s %g: fitness %.6g, cost %.6g (budget %.6g); %s\n", r.out, r.method, mode_name[r.mode], r.target,
-                   json_real_value(json_object_get(best, "fitness")), json_real_value(json_object_get(best, "cost")), r.budget, bp);
-            json_decref(j);
-        }
-    }
+    } else if (!rc) rc = print_summary(&r, best, n_front, is_search ? &info : NULL, search_s, t0, o.json);
     json_decref(best);
     free(front); free(front_levels);
     }
