@@ -25,6 +25,9 @@ typedef struct opts {
     long workers, worker_retries;
     long generations, offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
+    /* eval, export, plot */
+    const char *reference, *dtype, *with;
+    int force;
 } opts;
 
 typedef struct opt_spec {
@@ -58,5 +61,15 @@ int load_model(const opts *o, int need_tokenizer, loaded *l);
 /* Prints j (consumed) compactly on stdout. */
 int print_json(json_t *j);
 
+/* A configuration (best.json's format): checks its units and reads its dropped sub-blocks into *drop [2 L]
+ * (NULL when none); loads its levels from the database db_dir into *weights [U] (NULL: dense) backed by
+ * *mem. Both print their error and return an exit code. */
+int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop);
+int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem);
+/* Reads a configuration file (a JSON object with a "units" array). */
+int config_read(const char *path, json_t **cfg);
+
 int cmd_search(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 #endif

@@ -117,6 +117,10 @@ static const opt_spec all_opts[] = {
     {"--resume", 'b', OS(resume), 0, 0},
     {"--no-reuse", 'b', OS(no_reuse), 0, 0},
     {"--no-memo", 'b', OS(no_memo), 0, 0},
+    {"--reference", 's', OS(reference), 0, 0},
+    {"--dtype", 's', OS(dtype), 0, 0},
+    {"--with", 's', OS(with), 0, 0},
+    {"--force", 'b', OS(force), 0, 0},
     {"--json", 'b', OS(json), 0, 0},
     {"--help", 'b', OS(help), 0, 0},
 };
@@ -376,7 +380,7 @@ static int cmd_generate(int argc, char **argv) {
  * "sparsity": X [, "n_removed": K for an equal-step level] | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
  * or, with no file, the same level for every unit (--uniform-sparsity / --uniform-bits). Writes weights[U]
  * (NULL for dense units) pointing into *mem, which the caller frees. */
-static int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem) {
+int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem) {
     int U = evb_model_n_units(m);
     char mfp[17];
     evb_fingerprint_model(m, mfp);
@@ -448,7 +452,7 @@ static int load_levels(const evb_model *m, const opts *o, const char *db_dir, js
 
 /* Checks a configuration's units (integers in [0, U), each once) and reads its dropped sub-blocks,
  * "drop": [{"block": l, "sub": "attn" | "mlp"}], into *drop [2 L] (attention, then MLP). */
-static int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop) {
+int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop) {
     int U = evb_model_n_units(m), L = m->config.n_layers;
     unsigned char *seen = calloc((size_t)U + 2 * L, 1);
     if (!seen) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
@@ -482,10 +486,43 @@ static int config_check(const evb_model *m, const char *path, json_t *cfg, unsig
     return rc;
 }
 
+int config_read(const char *path, json_t **cfg) {
+    json_error_t je;
+    *cfg = json_load_file(path, 0, &je);
+    if (!*cfg) return usage_error("--config %s: %s (line %d)", path, je.text, je.line);
+    if (!json_is_array(json_object_get(*cfg, "units"))) { json_decref(*cfg); *cfg = NULL; return usage_error("--config %s: no \"units\" array", path); }
+    return 0;
+}
+
+/* The dense model an exported directory came from: --reference, else the "source" its compression.json
+ * records (when that path exists). Returns 0 with *ref NULL when there is none. */
+static int load_reference(const opts *o, const evb_model *m, evb_model **ref, char *which, size_t n) {
+    *ref = NULL;
+    const char *path = o->reference;
+    json_t *rec = NULL;
+    if (!path && strcmp(m->config.format, "hf") == 0) {
+        char rp[1300];
+        snprintf(rp, sizeof rp, "%s/compression.json", m->path);
+        rec = json_load_file(rp, 0, NULL);
+        const char *src = json_string_value(json_object_get(rec, "source"));
+        struct stat sb;
+        if (src && stat(src, &sb) == 0) path = src;
+        else if (src) fprintf(stderr, "%s: note: %s names the source model %s, which is not there; no kl (hint: --reference PATH)\n", cmd_name, rp, src);
+    }
+    int rc = 0;
+    if (path) {
+        snprintf(which, n, "%s", path);
+        int s = evb_model_load(path, ref);
+        if (s) rc = fail(s);
+    }
+    json_decref(rec);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
                            "  Perplexity of a model on a text file.\n"
@@ -502,21 +539,22 @@ static int cmd_eval(int argc, char **argv) {
                            "  --config FILE      per-unit levels (best.json's format; its model and db are the defaults)\n"
                            "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
                            "                     (--method NAME: default sparsegpt / gptq; --group-size N, --sym for bits)\n"
+                           "  --reference PATH   also report kl, the mean per-token KL(reference || model), e.g. the dense model\n"
+                           "                     a compressed one came from (default for a directory written by 'evobudget\n"
+                           "                     export': the source its compression.json records, when it is there)\n"
                            "  --json             one JSON object on stdout: perplexity, nll (mean per token), tokens (scored);\n"
                            "                     with a configuration also kl, the mean per-token KL(dense || compressed)\n");
         return rc;
     }
     json_t *cfg = NULL;
     if (o.config) {
-        json_error_t je;
-        cfg = json_load_file(o.config, 0, &je);
-        if (!cfg) return usage_error("--config %s: %s (line %d)", o.config, je.text, je.line);
-        if (!json_is_array(json_object_get(cfg, "units"))) { json_decref(cfg); return usage_error("--config %s: no \"units\" array", o.config); }
+        if ((rc = config_read(o.config, &cfg))) return rc;
         if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
         if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
     }
     int n_cfg = !!o.config + !!o.uniform_sparsity_s + !!o.uniform_bits;
     if (n_cfg > 1) { json_decref(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
+    if (n_cfg && o.reference) { json_decref(cfg); return usage_error("--reference compares two models; a configuration is compared with its own dense model (give one of them)"); }
     int no_levels = cfg && json_array_size(json_object_get(cfg, "units")) == 0; /* only dropped sub-blocks */
     if (n_cfg && !o.db && !no_levels) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
     if (o.uniform_sparsity_s) {
@@ -533,6 +571,9 @@ static int cmd_eval(int argc, char **argv) {
     if (cfg && (rc = config_check(l.m, o.config, cfg, &drop))) { json_decref(cfg); loaded_free(&l); return rc; }
     if (no_levels) weights = calloc((size_t)evb_model_n_units(l.m), sizeof *weights);
     else if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); json_decref(cfg); loaded_free(&l); return rc; }
+    evb_model *ref = NULL;
+    char ref_path[1300] = "";
+    if (!n_cfg && (rc = load_reference(&o, l.m, &ref, ref_path, sizeof ref_path))) { loaded_free(&l); return rc; }
     char buf[1024];
     const char *data = o.data ? o.data : default_asset("calib.txt", buf, sizeof buf);
     int seq_len = o.seq_len ? (int)o.seq_len : (l.m->config.max_seq_len < 512 ? l.m->config.max_seq_len : 512);
@@ -556,6 +597,7 @@ static int cmd_eval(int argc, char **argv) {
     progress p = {t1, "eval", isatty(2), 0, "windows"};
     double kl = 0;
     if (!s && weights) s = evb_eval_nll_kl(l.m, st, &w, batch, weights, drop, &nll, &kl, &scored, progress_cb, &p);
+    else if (!s && ref) s = evb_eval_nll_kl_ref(ref, l.m, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
     else if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
@@ -563,19 +605,19 @@ static int cmd_eval(int argc, char **argv) {
         json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
                               "tokens", (json_int_t)scored, "windows", w.n, "seq_len", seq_len, "model", l.m->path,
                               "data", data, "seconds", t2 - t0, "tokens_per_s", scored / (t2 - t1));
-        if (weights) {
-            json_object_set_new(j, "kl", json_real(kl / (double)scored));
-            json_object_set_new(j, "db", json_string(o.db));
-        }
+        if (weights || ref) json_object_set_new(j, "kl", json_real(kl / (double)scored));
+        if (weights) json_object_set_new(j, "db", json_string(o.db));
+        if (ref) json_object_set_new(j, "reference", json_string(ref_path));
         if (o.json) rc = print_json(j);
         else {
             printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)", ppl, mean, scored, w.n, seq_len, t2 - t0);
-            if (weights) printf("  kl %.5f per token", kl / (double)scored);
+            if (weights || ref) printf("  kl %.5f per token", kl / (double)scored);
             printf("\n");
             json_decref(j);
         }
     } else rc = fail(s);
     free(weights); free(wmem); free(drop);
+    evb_model_free(ref);
     json_decref(cfg);
     evb_state_free(st);
     evb_windows_free(&w);
@@ -816,6 +858,8 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity on a text file"},
     {"db", cmd_db, "level database: build, info"},
     {"search", cmd_search, "find per-layer levels for a target size"},
+    {"export", cmd_export, "write a compressed model as a Hugging Face directory"},
+    {"plot", cmd_plot, "draw a run directory: front, per-unit budgets, convergence (gnuplot)"},
 };
 
 static void usage(FILE *f) {

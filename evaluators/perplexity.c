@@ -37,38 +37,57 @@ static void set_weights(evb_model *m, const float *const *weights, const unsigne
     }
 }
 
-int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch, const float *const *weights,
-                    const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
-                    void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+/* The loop of both KL evaluations: ref's log-probabilities, then m's. When ref == m, the dense weights and
+ * the compressed ones (weights, drop) are swapped in turn; otherwise both models are used as they are. */
+static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows *w, int batch, const float *const *weights,
+                  const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
+                  void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
     *nll_sum = *kl_sum = 0.0; *n_scored = 0;
     if (batch < 1 || batch > s->max_batch || w->seq_len > s->max_seq)
         EVB_ERRORF(EVB_EINVAL, "batch %d x %d does not fit the forward state (%d x %d)", batch, w->seq_len, s->max_batch, s->max_seq);
-    int V = m->config.vocab_size;
-    float *ref = malloc(sizeof(float) * (size_t)batch * w->seq_len * V);
-    if (!ref) EVB_ERROR("out of memory for the dense log-probabilities", EVB_ENOMEM);
+    int V = m->config.vocab_size, same = ref == m;
+    float *lp = malloc(sizeof(float) * (size_t)batch * w->seq_len * V);
+    if (!lp) EVB_ERROR("out of memory for the reference log-probabilities", EVB_ENOMEM);
     int st = EVB_SUCCESS;
     for (int i = 0; i < w->n && !st;) {
         int T, B = evb_windows_batch(w, i, batch, &T);
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
-        set_weights(m, NULL, NULL);
-        st = evb_forward(m, s, tok, B, T);
+        if (same) set_weights(m, NULL, NULL);
+        st = evb_forward(ref, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
-        memcpy(ref, s->logits, sizeof(float) * (size_t)B * T * V);
-        set_weights(m, weights, drop);
+        memcpy(lp, s->logits, sizeof(float) * (size_t)B * T * V);
+        if (same) set_weights(m, weights, drop);
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
         for (int b = 0; b < B; b++) {
             size_t off = (size_t)b * T * V;
             *nll_sum += evb_nll_sum(s->logits + off, tok + (size_t)b * w->seq_len + 1, (size_t)T - 1, V);
-            *kl_sum += evb_kl_sum(ref + off, s->logits + off, (size_t)T - 1, V);
+            *kl_sum += evb_kl_sum(lp + off, s->logits + off, (size_t)T - 1, V);
             *n_scored += (size_t)T - 1;
         }
         i += B;
         if (progress) progress(progress_ctx, i, w->n);
     }
-    set_weights(m, NULL, NULL);
-    free(ref);
+    if (same) set_weights(m, NULL, NULL);
+    free(lp);
     return st;
+}
+
+int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch, const float *const *weights,
+                    const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
+                    void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    return nll_kl(m, m, s, w, batch, weights, drop, nll_sum, kl_sum, n_scored, progress, progress_ctx);
+}
+
+int evb_eval_nll_kl_ref(const evb_model *ref, const evb_model *m, evb_state *s, const evb_windows *w, int batch,
+                        double *nll_sum, double *kl_sum, size_t *n_scored,
+                        void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    const evb_config *a = &ref->config, *b = &m->config;
+    if (a->dim != b->dim || a->hidden_dim != b->hidden_dim || a->n_heads != b->n_heads || a->n_kv_heads != b->n_kv_heads ||
+        a->head_dim != b->head_dim || a->vocab_size != b->vocab_size)
+        EVB_ERRORF(EVB_EINVAL, "%s and %s differ in shape (dim %d/%d, hidden %d/%d, heads %d/%d, vocab %d/%d); KL needs the same vocabulary and one forward state",
+                   ref->path, m->path, a->dim, b->dim, a->hidden_dim, b->hidden_dim, a->n_heads, b->n_heads, a->vocab_size, b->vocab_size);
+    return nll_kl((evb_model *)ref, (evb_model *)m, s, w, batch, NULL, NULL, nll_sum, kl_sum, n_scored, progress, progress_ctx);
 }

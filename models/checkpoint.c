@@ -143,6 +143,7 @@ static int load_llama2c(const char *path, evb_model **out) {
     c.head_dim = c.n_heads > 0 ? c.dim / c.n_heads : 0;
     c.rope_theta = 10000.0f; c.norm_eps = 1e-5f; c.rope_halves = 0; c.qkv_bias = 0;
     c.bos_id = 1; c.eos_id = 2;
+    snprintf(c.dtype, sizeof c.dtype, "F32");
     int status = check_config(&c, path);
     if (!status && c.dim % c.n_heads) status = EVB_RAISEF(EVB_EFORMAT, "%s: dim %d is not a multiple of %d heads", path, c.dim, c.n_heads);
     if (status) { fclose(f); return status; }
@@ -194,7 +195,8 @@ static int load_llama2c(const char *path, evb_model **out) {
 
 // ---- Hugging Face directories ----
 
-static int parse_config(const char *path, evb_config *c) {
+/* Reads config.json into *c; on success *out holds the parsed object for the caller's further reading. */
+static int parse_config(const char *path, evb_config *c, json_t **out) {
     json_t *j;
     int st = evb_json_load_file(path, &j);
     if (st) return st;
@@ -249,9 +251,28 @@ static int parse_config(const char *path, evb_config *c) {
     if (json_is_integer(e)) eos = json_integer_value(e);
     c->bos_id = bos >= 0 && bos < c->vocab_size ? (int)bos : -1;
     c->eos_id = eos >= 0 && eos < c->vocab_size ? (int)eos : -1;
-    json_decref(j);
-    if (st) return st;
-    return check_config(c, path);
+    if (!st) st = check_config(c, path);
+    if (st) { json_decref(j); return st; }
+    *out = j;
+    return EVB_SUCCESS;
+}
+
+/* Marks the sub-blocks config.json lists under "evobudget_dropped" (evb_model_save writes it). */
+static int read_dropped(json_t *j, evb_model *m, const char *path) {
+    json_t *d = json_object_get(j, "evobudget_dropped"), *x;
+    if (!d) return EVB_SUCCESS;
+    if (!json_is_array(d)) EVB_ERRORF(EVB_EFORMAT, "%s: \"evobudget_dropped\" must be an array of {\"block\": l, \"sub\": \"attn\"|\"mlp\"}", path);
+    size_t i;
+    json_array_foreach(d, i, x) {
+        json_t *b = json_object_get(x, "block");
+        const char *sub = json_string_value(json_object_get(x, "sub"));
+        json_int_t l = json_is_integer(b) ? json_integer_value(b) : -1;
+        int k = sub && strcmp(sub, "attn") == 0 ? 0 : sub && strcmp(sub, "mlp") == 0 ? 1 : -1;
+        if (l < 0 || l >= m->config.n_layers || k < 0)
+            EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_dropped[%zu] must name a block in 0..%d and a sub-block attn or mlp", path, i, m->config.n_layers - 1);
+        if (k == 0) m->layers[l].dropped_attn = 1; else m->layers[l].dropped_mlp = 1;
+    }
+    return EVB_SUCCESS;
 }
 
 /* Opens model.safetensors, or every shard named by model.safetensors.index.json. */
@@ -305,15 +326,20 @@ static int load_hf(const char *dir, evb_model **out) {
     char path[1100];
     snprintf(path, sizeof path, "%s/config.json", dir);
     evb_config c;
-    int s = parse_config(path, &c);
+    json_t *cj = NULL;
+    int s = parse_config(path, &c, &cj);
     if (s) return s;
     evb_safetensors st;
     evb_st_init(&st);
-    if ((s = open_weights(dir, &st))) { evb_st_close(&st); return s; }
+    if ((s = open_weights(dir, &st))) { evb_st_close(&st); json_decref(cj); return s; }
+    const evb_st_tensor *q0 = evb_st_find(&st, "model.layers.0.self_attn.q_proj.weight");
+    snprintf(c.dtype, sizeof c.dtype, "%s", q0 ? q0->dtype : "F32");
     evb_model *m;
-    if ((s = model_alloc(&m, &c))) { evb_st_close(&st); return s; }
+    if ((s = model_alloc(&m, &c))) { evb_st_close(&st); json_decref(cj); return s; }
+    s = read_dropped(cj, m, path);
+    json_decref(cj);
     /* A checkpoint that says it is tied may still carry lm_head.weight (equal to the embedding): ignore it. */
-    if (!c.tied && !evb_st_find(&st, "lm_head.weight"))
+    if (!s && !c.tied && !evb_st_find(&st, "lm_head.weight"))
         s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"lm_head.weight\" (config.json says the embeddings are not tied)", dir);
     char name[256];
     if (!s) s = read_tensor(&st, "model.embed_tokens.weight", 2, c.vocab_size, c.dim, m->tok_emb, dir);

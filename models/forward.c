@@ -284,7 +284,7 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
     size_t nD = (size_t)n * D;
     for (int l = first; l < last; l++) {
         const evb_layer *L = &m->layers[l];
-        if (!L->skip_attn) {
+        if (!L->skip_attn && !L->dropped_attn) {
             rmsnorm_rows(s->xb, s->x, L->rms_att, n, D, c->norm_eps);
             capture(s, l, EVB_LINEAR_Q, s->xb, n, D);
             capture(s, l, EVB_LINEAR_K, s->xb, n, D);
@@ -308,7 +308,7 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
             #pragma omp parallel for schedule(static) if (nD >= 65536)
             for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
         }
-        if (!L->skip_mlp) {
+        if (!L->skip_mlp && !L->dropped_mlp) {
             rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
             capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
             capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
@@ -440,7 +440,7 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
         memcpy(x, m->tok_emb + (size_t)tokens[pos] * D, D * sizeof(float));
         for (int l = 0; l < L; l++) {
             const evb_layer *ly = &m->layers[l];
-            if (!ly->skip_attn) {
+            if (!ly->skip_attn && !ly->dropped_attn) {
                 naive_rmsnorm(xb, x, ly->rms_att, D, c->norm_eps);
                 evb_matmul_wt_naive(q, xb, ly->w[EVB_LINEAR_Q], ly->bq, 1, D, HE);
                 evb_matmul_wt_naive(k, xb, ly->w[EVB_LINEAR_K], ly->bk, 1, D, GE);
@@ -469,7 +469,7 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
                 evb_matmul_wt_naive(xb2, att, ly->w[EVB_LINEAR_O], NULL, 1, HE, D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
-            if (!ly->skip_mlp) {
+            if (!ly->skip_mlp && !ly->dropped_mlp) {
                 naive_rmsnorm(xb, x, ly->rms_ffn, D, c->norm_eps);
                 evb_matmul_wt_naive(hb, xb, ly->w[EVB_LINEAR_GATE], NULL, 1, D, F);
                 evb_matmul_wt_naive(hb2, xb, ly->w[EVB_LINEAR_UP], NULL, 1, D, F);

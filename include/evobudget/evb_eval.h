@@ -26,6 +26,13 @@ int evb_eval_nll_kl(evb_model *m, evb_state *s, const evb_windows *w, int batch,
                     const unsigned char *drop, double *nll_sum, double *kl_sum, size_t *n_scored,
                     void (*progress)(void *ctx, int done, int total), void *progress_ctx);
 
+/* The same for two models: KL(ref || m) and m's NLL, each model used as it is (an exported compressed
+ * model against the dense one it came from). They must agree in shape (one forward state serves both);
+ * ref is not modified (the cast inside is for the forward's signature only). */
+int evb_eval_nll_kl_ref(const evb_model *ref, const evb_model *m, evb_state *s, const evb_windows *w, int batch,
+                        double *nll_sum, double *kl_sum, size_t *n_scored,
+                        void (*progress)(void *ctx, int done, int total), void *progress_ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,7 @@ typedef struct evb_config {
     int   tied;          /* 1: the classifier is the token embedding */
     int   qkv_bias;      /* 1: q/k/v projections carry biases (Qwen2) */
     int   bos_id, eos_id;/* -1 when unknown */
+    char  dtype[8];      /* the checkpoint's weight dtype: "F32", "F16" or "BF16" */
 } evb_config;
 
 typedef struct evb_layer {
@@ -58,6 +59,8 @@ typedef struct evb_layer {
     float *w_dense[EVB_LINEAR_COUNT]; /* the loaded weights, never changed */
     float *bq, *bk, *bv;         /* [H E], [G E], [G E] or NULL */
     int skip_attn, skip_mlp;     /* 1: the sub-block is dropped (the residual passes through) */
+    int dropped_attn, dropped_mlp; /* 1: dropped in the checkpoint itself (config.json's "evobudget_dropped",
+                                    * written by evb_model_save): skipped whatever skip_* says */
 } evb_layer;
 
 typedef struct evb_model {
@@ -77,6 +80,17 @@ typedef struct evb_model {
  * EVB_EIO / EVB_EFORMAT with a message naming the file and the problem. Free with evb_model_free. */
 int  evb_model_load(const char *path, evb_model **out);
 void evb_model_free(evb_model *m);
+
+/* Writes the model as a Hugging Face directory dir (created if missing): config.json and model.safetensors
+ * with the weights the model computes with now (m->layers[l].w, so compressed weights swapped in with
+ * evb_model_set_weight are what is saved) in dtype ("F32", "F16", "BF16"; NULL: the checkpoint's own).
+ * config.json is the source's config.json with torch_dtype updated when m came from a Hugging Face
+ * directory, and a Llama configuration for a llama2.c model (whose q and k rows are permuted from
+ * llama2.c's adjacent-pair rotary layout to the rotate-halves one, so the saved model computes the same
+ * function). Sub-blocks marked skip_* or dropped_* are written with zero weights, so that any Llama reader
+ * computes the same function, and listed in config.json under "evobudget_dropped" ([{"block": l, "sub":
+ * "attn" | "mlp"}]) so that evb_model_load skips them. Files go through temporary names. */
+int evb_model_save(const evb_model *m, const char *dir, const char *dtype);
 
 /* Parameters counted once (a tied classifier is not counted twice). */
 size_t evb_model_n_params(const evb_model *m);

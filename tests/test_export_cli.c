@@ -1,0 +1,242 @@
+#define _GNU_SOURCE
+/* test_export_cli.c -- `evobudget export` and `evobudget plot` on stories260K. evb_model_save against the
+ * test fixture's independent Hugging Face writer (tensor by tensor); a searched sparsity configuration and
+ * a depth configuration exported in float32 evaluate (perplexity and KL against the source) as `eval
+ * --config` does, to 1e-4 relative; an independent Python reader of the safetensors file agrees on the
+ * layout and the sparsity; the dropped sub-blocks' zero weights alone compute the same function (as any
+ * Llama reader would); a float16 export halves the file; bad input is refused in one line and nothing is
+ * overwritten; plot writes the six pictures of a run and refuses what is not a run. */
+#include "testing.h"
+#include "fixtures.h"
+
+#include <math.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define MODEL EVB_SHARED_DATA "/models/stories260K/stories260K.bin"
+#define CALIB EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt"
+#define COMMON "--model " MODEL " --calib " CALIB " --seq-len 64 --calib-windows 16 --seed 3"
+#define EVAL "--data " CALIB " --seq-len 64 --max-tokens 6000 --json"
+
+static char tmp[512];
+
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs `evobudget ARGS` with stdout into tmp/out.json; returns its exit code and *j the parsed output. */
+static int evb(const char *args, json_t **j) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s > %s/out.json 2> %s/err.txt", EVB_CLI, args, tmp, tmp);
+    int rc = sh(cmd);
+    if (j) {
+        snprintf(cmd, sizeof cmd, "%s/out.json", tmp);
+        *j = json_load_file(cmd, 0, NULL);
+    }
+    return rc;
+}
+
+static int err_lines(void) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/err.txt", tmp);
+    FILE *f = fopen(p, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF) n += c == '\n';
+    if (f) fclose(f);
+    return n;
+}
+
+static double num(json_t *j, const char *key) { return json_number_value(json_object_get(j, key)); }
+static int rel_close(double a, double b, double tol) { return fabs(a - b) <= tol * fabs(b) && !isnan(a); }
+
+static long file_size(const char *dir, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* Exports RUN/best.json into OUT, then evaluates both; checks they agree. */
+static void export_and_compare(const char *run, const char *out, const char *what) {
+    char args[2048];
+    json_t *ex = NULL, *a = NULL, *b = NULL;
+    snprintf(args, sizeof args, "export --config %s/best.json --out %s --json", run, out);
+    EVB_CHECK(evb(args, &ex) == 0 && ex, "%s: export writes %s", what, out);
+    snprintf(args, sizeof args, "eval --config %s/best.json " EVAL, run);
+    EVB_CHECK(evb(args, &a) == 0 && a, "%s: eval --config", what);
+    snprintf(args, sizeof args, "eval --model %s " EVAL, out);
+    EVB_CHECK(evb(args, &b) == 0 && b, "%s: eval of the exported directory", what);
+    double pa = num(a, "perplexity"), pb = num(b, "perplexity"), ka = num(a, "kl"), kb = num(b, "kl");
+    EVB_CHECK(rel_close(pb, pa, 1e-4), "%s: perplexity %.6f of the export = %.6f of eval --config (1e-4 relative)", what, pb, pa);
+    EVB_CHECK(ka > 0 && rel_close(kb, ka, 1e-4), "%s: KL %.6g of the export against its recorded source = %.6g (1e-4 relative)", what, kb, ka);
+    EVB_CHECK(json_string_value(json_object_get(b, "reference")) != NULL, "%s: the reference is the source compression.json records (%s)", what,
+              json_string_value(json_object_get(b, "reference")));
+    json_decref(ex); json_decref(a); json_decref(b);
+}
+
+/* The independent Python reader's view of an exported directory. */
+static json_t *st_check(const char *dir) {
+    char cmd[2048], p[600];
+    snprintf(cmd, sizeof cmd, "python3 '%s/tests/tools/st_check.py' %s > %s/st.json", EVB_SOURCE_DIR, dir, tmp);
+    if (sh(cmd)) return NULL;
+    snprintf(p, sizeof p, "%s/st.json", tmp);
+    return json_load_file(p, 0, NULL);
+}
+
+int main(void) {
+    char *t = fixture_tmpdir();
+    snprintf(tmp, sizeof tmp, "%s", t);
+    char run_s[600], run_u[600], run_d[600], run_b[600], x_s[600], x_d[600], x_h[600], x_b[600], ref[600], args[3000];
+    snprintf(run_s, sizeof run_s, "%s/run_sparse", tmp);
+    snprintf(run_u, sizeof run_u, "%s/run_uniform", tmp);
+    snprintf(run_d, sizeof run_d, "%s/run_depth", tmp);
+    snprintf(run_b, sizeof run_b, "%s/run_bits", tmp);
+    snprintf(x_s, sizeof x_s, "%s/export_sparse", tmp);
+    snprintf(x_d, sizeof x_d, "%s/export_depth", tmp);
+    snprintf(x_h, sizeof x_h, "%s/export_depth_plain", tmp);
+    snprintf(x_b, sizeof x_b, "%s/export_bits_f16", tmp);
+    snprintf(ref, sizeof ref, "%s/fixture", tmp);
+
+    /* evb_model_save against the fixture's writer (its own transcription of the q/k permutation) */
+    evb_model *m = NULL, *m2 = NULL;
+    EVB_CHECK(evb_model_load(MODEL, &m) == 0, "load stories260K");
+    char saved[600];
+    snprintf(saved, sizeof saved, "%s/saved", tmp);
+    mkdir(ref, 0755);
+    EVB_CHECK(evb_model_save(m, saved, NULL) == 0 && fixture_write_hf(m, ref, "F32", 1, 1, "llama") == 0, "save, and write the fixture");
+    evb_safetensors sa, sb;
+    evb_st_init(&sa); evb_st_init(&sb);
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/model.safetensors", saved);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", ref);
+    int same = evb_st_open(&sa, pa) == 0 && evb_st_open(&sb, pb) == 0 && sa.n_tensors == sb.n_tensors, n_cmp = 0;
+    for (int i = 0; same && i < sa.n_tensors; i++) {
+        const evb_st_tensor *x = &sa.tensors[i], *y = evb_st_find(&sb, x->name);
+        same = y && x->end - x->begin == y->end - y->begin &&
+               memcmp(sa.files[x->file].map + sa.files[x->file].data_start + x->begin,
+                      sb.files[y->file].map + sb.files[y->file].data_start + y->begin, x->end - x->begin) == 0;
+        n_cmp += same;
+    }
+    EVB_CHECK(same, "evb_model_save writes the fixture's tensors byte for byte (%d of %d, q and k permuted to rotate-half)", n_cmp, sa.n_tensors);
+    evb_st_close(&sa); evb_st_close(&sb);
+    EVB_CHECK(evb_model_load(saved, &m2) == 0 && strcmp(m2->config.format, "hf") == 0 && strcmp(m2->config.dtype, "F32") == 0,
+              "the saved directory loads as a Hugging Face model in F32");
+    evb_model_free(m); evb_model_free(m2);
+
+    /* a searched sparsity configuration */
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method evopress --target-sparsity 0.5 --generations 4 --offspring 8 --stages 4@200,1@0 --out %s", tmp, run_s);
+    EVB_CHECK(evb(args, NULL) == 0, "evopress at 50%% sparsity");
+    export_and_compare(run_s, x_s, "sparsity");
+    json_t *st = st_check(x_s), *rec = NULL;
+    snprintf(pa, sizeof pa, "%s/compression.json", x_s);
+    rec = json_load_file(pa, 0, NULL);
+    EVB_CHECK(st && json_is_true(json_object_get(st, "layout_ok")) && strcmp(json_string_value(json_object_get(st, "format")), "pt") == 0,
+              "an independent reader: the tensors tile the data section, metadata format pt");
+    EVB_CHECK(rec && fabs(num(st, "linear_sparsity") - num(rec, "sparsity")) < 1e-12 && fabs(num(rec, "sparsity") - 0.5) < 0.01,
+              "its sparsity of the linear weights %.6f = compression.json's %.6f (target 0.5)", num(st, "linear_sparsity"), num(rec, "sparsity"));
+    EVB_CHECK(json_array_size(json_object_get(rec, "layers")) == 35 &&
+              strcmp(json_string_value(json_object_get(json_array_get(json_object_get(rec, "layers"), 0), "method")), "sparsegpt") == 0,
+              "compression.json: 35 layers, each with its method");
+    snprintf(pa, sizeof pa, "%s/tokenizer.bin", x_s);
+    struct stat sbuf;
+    EVB_CHECK(stat(pa, &sbuf) == 0, "the tokenizer travels with the weights");
+    json_decref(st); json_decref(rec);
+
+    /* a depth configuration: dropped sub-blocks */
+    snprintf(args, sizeof args, "search " COMMON " --method shortgpt --target-drop 0.3 --out %s", run_d);
+    EVB_CHECK(evb(args, NULL) == 0, "ShortGPT at 30%% of sub-blocks");
+    export_and_compare(run_d, x_d, "depth");
+    st = st_check(x_d);
+    snprintf(pa, sizeof pa, "%s/best.json", run_d);
+    json_t *bd = json_load_file(pa, 0, NULL);
+    size_t n_drop = json_array_size(json_object_get(bd, "drop"));
+    EVB_CHECK(st && n_drop >= 2 && num(st, "dropped") == (double)n_drop && json_is_true(json_object_get(st, "dropped_zero")),
+              "config.json lists the %zu dropped sub-blocks of best.json (%.0f), and their weights are zero", n_drop, num(st, "dropped"));
+    json_decref(st); json_decref(bd);
+    /* without the list, the zero weights alone give the same function: what another Llama reader computes */
+    snprintf(args, sizeof args, "cp -r %s %s && python3 -c \"import json,sys; p=sys.argv[1]+'/config.json'; c=json.load(open(p)); del c['evobudget_dropped']; json.dump(c, open(p,'w'))\" %s", x_d, x_h, x_h);
+    EVB_CHECK(sh(args) == 0, "a copy without evobudget_dropped");
+    json_t *a = NULL, *b = NULL;
+    snprintf(args, sizeof args, "eval --model %s " EVAL, x_d);
+    evb(args, &a);
+    snprintf(args, sizeof args, "eval --model %s " EVAL, x_h);
+    evb(args, &b);
+    EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), 1e-5),
+              "computing the dropped sub-blocks with their zero weights: perplexity %.6f = %.6f", num(b, "perplexity"), num(a, "perplexity"));
+    json_decref(a); json_decref(b);
+
+    /* bits, exported in float16 */
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method uniform --target-bits 4 --group-size 32 --out %s", tmp, run_b);
+    EVB_CHECK(evb(args, NULL) == 0, "uniform 4 bits");
+    snprintf(args, sizeof args, "export --config %s/best.json --out %s --dtype f16 --json", run_b, x_b);
+    json_t *ex = NULL;
+    EVB_CHECK(evb(args, &ex) == 0 && ex && strcmp(json_string_value(json_object_get(ex, "dtype")), "F16") == 0, "export in float16");
+    st = st_check(x_b);
+    EVB_CHECK(st && json_array_size(json_object_get(st, "dtypes")) == 1 && strcmp(json_string_value(json_array_get(json_object_get(st, "dtypes"), 0)), "F16") == 0,
+              "every tensor is F16");
+    long f16 = file_size(x_b, "model.safetensors"), f32 = file_size(x_s, "model.safetensors");
+    EVB_CHECK(f16 > 0 && fabs((double)f16 / f32 - 0.5) < 0.01, "the F16 file is half the F32 one (%ld vs %ld bytes)", f16, f32);
+    snprintf(args, sizeof args, "eval --config %s/best.json " EVAL, run_b);
+    evb(args, &a);
+    snprintf(args, sizeof args, "eval --model %s " EVAL, x_b);
+    evb(args, &b);
+    EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), 2e-3),
+              "float16 export: perplexity %.5f within 0.2%% of eval --config's %.5f", num(b, "perplexity"), num(a, "perplexity"));
+    json_decref(a); json_decref(b); json_decref(ex); json_decref(st);
+
+    /* bad input: one line, exit 2, nothing overwritten */
+    long before = file_size(x_s, "model.safetensors");
+    snprintf(args, sizeof args, "export --config %s/best.json --out %s", run_s, x_s);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1 && file_size(x_s, "model.safetensors") == before,
+              "export into a non-empty directory: refused in one line, the export intact");
+    snprintf(args, sizeof args, "export --config %s/best.json --out %s/x --dtype f8", run_s, tmp);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--dtype f8: refused in one line");
+    snprintf(args, sizeof args, "export --out %s/x", tmp);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "no --config: refused in one line");
+    snprintf(args, sizeof args, "echo '{\"model\": \"%s\", \"units\": [{\"unit\": 99, \"method\": \"sparsegpt\", \"sparsity\": 0.5}]}' > %s/bad.json", MODEL, tmp);
+    sh(args);
+    snprintf(args, sizeof args, "export --config %s/bad.json --db %s/cache --out %s/y", tmp, tmp, tmp);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "a configuration naming unit 99: refused in one line");
+    snprintf(pa, sizeof pa, "%s/y", tmp);
+    EVB_CHECK(stat(pa, &sbuf) != 0, "and no directory was created");
+    snprintf(args, sizeof args, "eval --config %s/best.json --reference %s " EVAL, run_s, MODEL);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "eval --config with --reference: refused in one line");
+
+    /* plot */
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method uniform --target-sparsity 0.5 --out %s", tmp, run_u);
+    EVB_CHECK(evb(args, NULL) == 0, "the uniform baseline at 50%%");
+    json_t *pl = NULL;
+    snprintf(args, sizeof args, "plot %s --with %s --json", run_s, run_u);
+    EVB_CHECK(evb(args, &pl) == 0 && pl && json_array_size(json_object_get(pl, "pictures")) == 6 && num(pl, "baselines") == 1,
+              "plot: six pictures, one baseline point");
+    static const char *pics[] = {"front.png", "front.svg", "profile.png", "profile.svg", "convergence.png", "convergence.svg"};
+    int good = 0;
+    for (int i = 0; i < 6; i++) {
+        snprintf(pa, sizeof pa, "%s/%s", run_s, pics[i]);
+        FILE *f = fopen(pa, "rb");
+        unsigned char h[8] = {0};
+        if (f && fread(h, 1, 8, f) == 8) good += i % 2 == 0 ? memcmp(h, "\x89PNG", 4) == 0 : memcmp(h, "<?xml", 5) == 0;
+        if (f) fclose(f);
+    }
+    EVB_CHECK(good == 6, "each picture is a PNG or an SVG file (%d of 6)", good);
+    snprintf(pa, sizeof pa, "%s/plots/profile.dat", run_s);
+    FILE *f = fopen(pa, "r");
+    int rows = 0, c;
+    while (f && (c = fgetc(f)) != EOF) rows += c == '\n';
+    if (f) fclose(f);
+    EVB_CHECK(rows == 35, "the profile has one bar per unit (%d)", rows);
+    json_decref(pl);
+    snprintf(args, sizeof args, "plot %s --json", run_d);
+    EVB_CHECK(evb(args, &pl) == 0 && pl && json_array_size(json_object_get(pl, "pictures")) == 4,
+              "plot of a ShortGPT run: front and profile (no generations, so no convergence)");
+    json_decref(pl);
+    snprintf(args, sizeof args, "plot %s --with %s", run_s, run_d);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "plot --with a run of another target kind: refused in one line");
+    snprintf(args, sizeof args, "plot %s", tmp);
+    EVB_CHECK(evb(args, NULL) != 0 && err_lines() == 1, "plot of a directory that is not a run: one line");
+
+    fixture_rmdir(tmp);
+    free(t);
+    return evb_test_summary();
+}
