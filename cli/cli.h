@@ -20,7 +20,7 @@ typedef struct opts {
     long steps, seq_len, max_tokens, batch, threads, piece_bytes, group_size, calib_windows, seed;
     int json, help, sym, act_order, levels;
     /* search */
-    const char *target_sparsity, *target_bits, *target_drop, *stages, *compressor, *fitness, *teacher, *cache;
+    const char *target_sparsity, *target_bits, *target_drop, *target_bytes, *stages, *compressor, *fitness, *teacher, *cache;
     const char *problem, *fitness_plugin, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
     long generations, offspring, initial, reuse_mb;

@@ -99,6 +99,7 @@ static const opt_spec all_opts[] = {
     {"--target-sparsity", 's', OS(target_sparsity), 0, 0},
     {"--target-bits", 's', OS(target_bits), 0, 0},
     {"--target-drop", 's', OS(target_drop), 0, 0},
+    {"--target-bytes", 's', OS(target_bytes), 0, 0},
     {"--stages", 's', OS(stages), 0, 0},
     {"--compressor", 's', OS(compressor), 0, 0},
     {"--fitness", 's', OS(fitness), 0, 0},
@@ -376,7 +377,7 @@ static int cmd_generate(int argc, char **argv) {
 // ---- eval ----
 
 /* The compressed weights a configuration asks for: per unit a level of the database, or dense. A
- * configuration is best.json's format: {"model": PATH, "db": DIR, "units": [{"unit": u, "method": NAME,
+ * configuration is best.json's format ("method": "zero" is the zero matrix): {"model": PATH, "db": DIR, "units": [{"unit": u, "method": NAME,
  * "sparsity": X [, "n_removed": K for an equal-step level] | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
  * or, with no file, the same level for every unit (--uniform-sparsity / --uniform-bits). Writes weights[U]
  * (NULL for dense units) pointing into *mem, which the caller frees. */
@@ -403,6 +404,13 @@ int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *c
             if (!ue || json_is_true(json_object_get(ue, "dense"))) continue;
             method = json_string_value(json_object_get(ue, "method"));
             if (!method) { rc = usage_error("--config: unit %d has no \"method\"", u); break; }
+            if (strcmp(method, "zero") == 0) { /* the layer removed: a zero matrix */
+                int r, c;
+                evb_model_unit_shape(m, u, &r, &c);
+                total += (size_t)r * c;
+                idx[u] = -2;
+                continue;
+            }
         }
         const evb_method *me = evb_method_find(method ? method : (o->uniform_bits ? "gptq" : "sparsegpt"));
         if (!me) { rc = usage_error("method '%s' is unknown (%s)", method, evb_method_names()); break; }
@@ -436,10 +444,11 @@ int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *c
     if (!rc && (!p || !wts)) rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory for the compressed weights"));
     float *q = p;
     for (int u = 0; u < U && !rc; u++) {
-        if (idx[u] < 0) continue;
+        if (idx[u] == -1) continue;
         int r, c;
         evb_model_unit_shape(m, u, &r, &c);
-        if ((s = evb_db_load(db, idx[u], q))) rc = fail(s);
+        if (idx[u] == -2) memset(q, 0, sizeof(float) * (size_t)r * c);
+        else if ((s = evb_db_load(db, idx[u], q))) rc = fail(s);
         wts[u] = q;
         q += (size_t)r * c;
     }

@@ -17,6 +17,7 @@ static double front_x(const char *kind, double cost, double fraction) {
     if (strcmp(kind, "sparsity") == 0) return 1.0 - fraction;
     if (strcmp(kind, "bits") == 0) return fraction * 32.0;
     if (strcmp(kind, "drop") == 0) return 1.0 - fraction;
+    if (strcmp(kind, "bytes") == 0) return fraction; /* storage bits per linear weight */
     return cost;
 }
 
@@ -24,6 +25,7 @@ static const char *front_xlabel(const char *kind) {
     if (strcmp(kind, "sparsity") == 0) return "average sparsity";
     if (strcmp(kind, "bits") == 0) return "average bits per weight";
     if (strcmp(kind, "drop") == 0) return "fraction of sub-blocks dropped";
+    if (strcmp(kind, "bytes") == 0) return "storage bits per linear weight (values, masks, scales)";
     return "cost";
 }
 

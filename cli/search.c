@@ -31,8 +31,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { MODE_SPARSITY, MODE_BITS, MODE_DROP, MODE_PROBLEM };
-static const char *mode_name[] = {"sparsity", "bits", "drop", "problem"};
+enum { MODE_SPARSITY, MODE_BITS, MODE_DROP, MODE_PROBLEM, MODE_JOINT };
+static const char *mode_name[] = {"sparsity", "bits", "drop", "problem", "bytes"};
+
+/* The joint search's levels of every linear layer, besides the zero matrix and the dense weight. */
+static const double joint_sparsities[] = {0.5, 0.6, 0.7, 0.8, 0.9};
+static const int joint_bits[] = {2, 3, 4, 5, 6};
+#define N_JOINT_SPARSE 5
+#define N_JOINT_BITS 5
 
 typedef struct run {
     opts *o;
@@ -292,6 +298,146 @@ static int problem_bits(run *r) {
     return 0;
 }
 
+/* Storage bits of a level (the joint search's cost): 16-bit values; a sparse level adds a one-bit mask per
+ * weight, a quantized one a 16-bit scale (and a 16-bit zero point unless symmetric) per group. */
+static double storage_bits(int rows, int cols, const evb_db_entry *e) {
+    double N = (double)rows * cols;
+    if (e->kind == EVB_LEVEL_SPARSE) return N + 16.0 * e->params_kept;
+    int g = e->group_size > 0 ? e->group_size : cols;
+    return e->bits * N + (e->sym ? 16.0 : 32.0) * rows * ((cols + g - 1) / g);
+}
+
+typedef struct joint_level { double cost, err; int entry; } joint_level;
+static int cmp_joint_level(const void *a, const void *b) {
+    const joint_level *x = a, *y = b;
+    return x->cost < y->cost ? -1 : x->cost > y->cost ? 1 : x->entry - y->entry;
+}
+
+/* Sparsity, bits and depth in one candidate, under a budget of bytes: every linear layer chooses among the
+ * zero matrix (a sub-block whose output projection is zero is dropped), SparseGPT at 50..90% sparsity,
+ * GPTQ at 2..6 bits and the dense weight, ordered by storage. */
+static int problem_joint(run *r) {
+    evb_model *m = r->l.m;
+    int U = evb_model_n_units(m), max_levels = 2 + N_JOINT_SPARSE + N_JOINT_BITS, built, present, s;
+    int rc = alloc_problem(r, U, max_levels);
+    if (rc) return rc;
+    const evb_method *sg = evb_method_find("sparsegpt"), *gq = evb_method_find("gptq");
+    evb_level_grid gs = {0}, gb = {0};
+    gs.sparsities = joint_sparsities; gs.n_sparsities = N_JOINT_SPARSE;
+    gb.bits = joint_bits; gb.n_bits = N_JOINT_BITS;
+    gb.group_size = r->o->group_size ? (int)r->o->group_size : 64; gb.sym = r->o->sym;
+    int missing = 0;
+    for (int u = 0; u < U && !missing; u++)
+        for (int k = 0; k < N_JOINT_SPARSE + N_JOINT_BITS && !missing; k++) {
+            evb_db_entry key = {0};
+            key.unit = u;
+            if (k < N_JOINT_SPARSE) { key.kind = EVB_LEVEL_SPARSE; key.sparsity = joint_sparsities[k]; snprintf(key.method, sizeof key.method, "sparsegpt"); }
+            else { key.kind = EVB_LEVEL_QUANT; key.bits = joint_bits[k - N_JOINT_SPARSE]; key.group_size = gb.group_size; key.sym = gb.sym; snprintf(key.method, sizeof key.method, "gptq"); }
+            missing = evb_db_find(r->db, &key) < 0;
+        }
+    if (missing) {
+        if ((s = need_calib(r))) return fail(s);
+        fprintf(stderr, "%s: building the sparsegpt levels of 50..90%% and the gptq levels of 2..6 bits in %s\n", cmd_name, r->dbdir);
+        progress p = {now_s(), "db build", isatty(2), 0, "levels"};
+        if ((s = evb_db_build(r->db, m, r->calib, sg, &gs, &built, &present, progress_cb, &p))) return fail(s);
+        if ((s = evb_db_build(r->db, m, r->calib, gq, &gb, &built, &present, progress_cb, &p))) return fail(s);
+    }
+    r->total_size = 0;
+    double bits_per_weight = 0;
+    for (int u = 0; u < U; u++) {
+        int rows, cols;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        r->total_size += (double)rows * cols;
+    }
+    bits_per_weight = r->target * 8.0 / r->total_size;
+    double dense_bytes = r->total_size * 2;
+    if (!(r->target < dense_bytes)) return usage_error("--target-bytes %.0f is not below the 16-bit dense size of the linear layers, %.0f bytes", r->target, dense_bytes);
+    double start_total = 0, *err = malloc(sizeof(double) * U * max_levels);
+    if (!err) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    for (int u = 0; u < U; u++) {
+        int rows, cols;
+        evb_model_unit_shape(m, u, &rows, &cols);
+        double N = (double)rows * cols;
+        joint_level lv[2 + N_JOINT_SPARSE + N_JOINT_BITS];
+        int n = 0;
+        lv[n++] = (joint_level){0.0, 1.0, EVB_ENTRY_ZERO};
+        for (int k = 0; k < N_JOINT_SPARSE + N_JOINT_BITS; k++) {
+            evb_db_entry key = {0};
+            key.unit = u;
+            if (k < N_JOINT_SPARSE) { key.kind = EVB_LEVEL_SPARSE; key.sparsity = joint_sparsities[k]; snprintf(key.method, sizeof key.method, "sparsegpt"); }
+            else { key.kind = EVB_LEVEL_QUANT; key.bits = joint_bits[k - N_JOINT_SPARSE]; key.group_size = gb.group_size; key.sym = gb.sym; snprintf(key.method, sizeof key.method, "gptq"); }
+            int e = evb_db_find(r->db, &key);
+            if (e < 0) { free(err); return fail(EVB_RAISEF(EVB_EFORMAT, "%s: unit %d lacks a level it was just given", r->dbdir, u)); }
+            evb_db_entry got = evb_db_get(r->db, e);
+            lv[n++] = (joint_level){storage_bits(rows, cols, &got), got.recon_error, e};
+        }
+        lv[n++] = (joint_level){16.0 * N, 0.0, EVB_ENTRY_DENSE};
+        qsort(lv, n, sizeof *lv, cmp_joint_level);
+        /* a level that stores more than a cheaper one and reconstructs the layer's output worse is left out */
+        int kept = 0;
+        for (int k = 0; k < n; k++)
+            if (kept == 0 || lv[k].err < lv[kept - 1].err) lv[kept++] = lv[k];
+        n = kept;
+        json_t *levels = json_array();
+        for (int k = 0; k < n; k++) {
+            r->entry[u * max_levels + k] = lv[k].entry;
+            r->cost[u][k] = lv[k].cost;
+            err[u * max_levels + k] = lv[k].err;
+            if (lv[k].cost < bits_per_weight * N) r->start[u] = (int16_t)(k + 1 < n ? k + 1 : k);
+            if (lv[k].entry == EVB_ENTRY_ZERO) json_array_append_new(levels, json_pack("{s:s}", "method", "zero"));
+            else if (lv[k].entry == EVB_ENTRY_DENSE) json_array_append_new(levels, json_pack("{s:b}", "dense", 1));
+            else {
+                evb_db_entry e = evb_db_get(r->db, lv[k].entry);
+                json_array_append_new(levels, e.kind == EVB_LEVEL_SPARSE
+                    ? json_pack("{s:s, s:f}", "method", e.method, "sparsity", e.sparsity)
+                    : json_pack("{s:s, s:i, s:i, s:b}", "method", e.method, "bits", e.bits, "group_size", e.group_size, "sym", e.sym));
+            }
+        }
+        json_array_append_new(r->level_desc, levels);
+        r->n_levels[u] = n;
+        r->group[u] = 0;
+        start_total += r->cost[u][r->start[u]];
+        r->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, n, r->entry + u * max_levels};
+    }
+    /* The budget: [0.995, 1] of the target's bits. The start, a greedy knapsack on the reconstruction errors:
+     * per unit the cheapest level at or above the target's bits per weight; then, while over the target, the
+     * step down that adds the least error per bit saved; then, while room is left, the step up that removes
+     * the most error per bit among those that fit. */
+    double hi = r->target * 8.0;
+    r->tol = 0.0025 * hi;
+    r->budget = hi - r->tol;
+    while (start_total > hi) {
+        int bu = -1;
+        double best = INFINITY;
+        for (int u = 0; u < U; u++) {
+            int k = r->start[u];
+            if (k == 0) continue;
+            double rate = (err[u * max_levels + k - 1] - err[u * max_levels + k]) / (r->cost[u][k] - r->cost[u][k - 1]);
+            if (rate < best) { best = rate; bu = u; }
+        }
+        if (bu < 0) break;
+        start_total -= r->cost[bu][r->start[bu]] - r->cost[bu][r->start[bu] - 1];
+        r->start[bu]--;
+    }
+    for (;;) {
+        int bu = -1;
+        double best = -1;
+        for (int u = 0; u < U; u++) {
+            int k = r->start[u];
+            if (k + 1 >= r->n_levels[u] || start_total + r->cost[u][k + 1] - r->cost[u][k] > hi) continue;
+            double rate = (err[u * max_levels + k] - err[u * max_levels + k + 1]) / (r->cost[u][k + 1] - r->cost[u][k]);
+            if (rate > best) { best = rate; bu = u; }
+        }
+        if (bu < 0) break;
+        start_total += r->cost[bu][r->start[bu] + 1] - r->cost[bu][r->start[bu]];
+        r->start[bu]++;
+    }
+    free(err);
+    if (start_total < r->budget - r->tol)
+        return usage_error("--target-bytes %.0f: the levels cannot fill it to within 0.5%% (best start %.0f bytes; hint: a larger target, or a model with more layers)", r->target, start_total / 8);
+    return 0;
+}
+
 static int problem_drop(run *r) {
     evb_model *m = r->l.m;
     int L = m->config.n_layers, k = (int)llround(r->target * L);
@@ -339,6 +485,17 @@ static json_t *config_json(const run *r, const int16_t *level, double fitness) {
     if (r->mode == MODE_SPARSITY) json_object_set_new(j, "sparsity", json_real(1.0 - cost / r->total_size));
     if (r->mode == MODE_BITS) json_object_set_new(j, "bits_per_weight", json_real(cost / (r->total_size / 32.0)));
     if (r->mode == MODE_DROP) json_object_set_new(j, "dropped", json_real(r->total_size - cost));
+    if (r->mode == MODE_JOINT) {
+        json_object_set_new(j, "bytes", json_real(cost / 8));
+        json_object_set_new(j, "storage_bits_per_weight", json_real(cost / r->total_size));
+        /* a sub-block whose output projection is the zero matrix computes nothing: dropped */
+        for (int l = 0; l < r->U / EVB_LINEAR_COUNT; l++)
+            for (int k = 0; k < 2; k++) {
+                int u = l * EVB_LINEAR_COUNT + (k ? EVB_LINEAR_DOWN : EVB_LINEAR_O);
+                if (r->entry[u * r->max_levels + level[u]] == EVB_ENTRY_ZERO)
+                    json_array_append_new(drop, json_pack("{s:i, s:s}", "block", l, "sub", k ? "mlp" : "attn"));
+            }
+    }
     return j;
 }
 
@@ -565,7 +722,7 @@ static evb_search_params search_params(run *r) {
         {150, 128, 3, {16, 4, 1}, {2048, 16384, 131072}}, /* quantization */
         {0, 32, 2, {2, 1, 0}, {2048, 32768, 0}},         /* depth: generations k(n-k)/1.5 */
     };
-    const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode == MODE_PROBLEM ? 0 : r->mode];
+    const __typeof__(mode_defaults[0]) *d = &mode_defaults[r->mode == MODE_PROBLEM ? 0 : r->mode == MODE_JOINT ? 1 : r->mode];
     const size_t base = r->mode == MODE_DROP ? 131072 : 524288;
     p.seed = (uint64_t)r->o->seed;
     p.generations = d->gens;
@@ -596,7 +753,8 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
                      r->mode == MODE_PROBLEM && !r->start_given ? NULL : r->start, NULL};
     if (strcmp(r->method, "nsga2") == 0) {
         /* the front spans the budget +- 10% of the dense size (sparsity, bits) or +- one sub-block of each kind */
-        p.tolerance = r->mode == MODE_PROBLEM ? r->tol : r->mode == MODE_DROP ? 2.5 : (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
+        p.tolerance = r->mode == MODE_PROBLEM ? r->tol : r->mode == MODE_DROP ? 2.5 : r->mode == MODE_JOINT ? 0.1 * r->budget :
+                      (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
     }
     int s = evb_problem_check(&p);
     if (s) return fail(s);
@@ -877,7 +1035,7 @@ static int write_sweep(const run *r, const char *dir, json_t *sweep, int as_json
 
 static int help(void) {
     printf("usage: evobudget search [--model PATH] [--calib TEXTFILE] --method NAME\n"
-           "                        (--target-sparsity X | --target-bits X | --target-drop X) [--out RUNDIR] [options]\n"
+           "                        (--target-sparsity X | --target-bits X | --target-drop X | --target-bytes X) [--out RUNDIR] [options]\n"
            "  Finds one level per unit (linear layer, or sub-block for --target-drop) within the target's budget,\n"
            "  scored by KL(dense || compressed) per token on calibration text.\n"
            "  --method NAME          evopress (default), nsga2 (the front of size against KL), uniform, random (best of\n"
@@ -886,6 +1044,11 @@ static int help(void) {
            "                         (--num-levels K each side, default 8)\n"
            "  --target-bits X        average bits per weight, levels 2..6 bits (--group-size N, default 64; --sym)\n"
            "  --target-drop X        fraction of attention and of MLP sub-blocks dropped\n"
+           "  --target-bytes X       storage of the linear layers in bytes (suffix k, M, G) or bits per weight (suffix\n"
+           "                         bpw): a joint search where each layer is the zero matrix (a sub-block with a zero\n"
+           "                         output projection is dropped), sparsegpt at 50..90%%, gptq at 2..6 bits\n"
+           "                         (--group-size N, default 64; --sym) or dense; storage counts 16-bit values, a\n"
+           "                         1-bit mask per weight of a sparse layer, 16-bit scales and zero points per group\n"
            "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn\n"
            "  --calib TEXTFILE       calibration text (default: assets/demo/calib.txt); --calib-windows N (default 32)\n"
            "                         windows of --seq-len positions (default min(512, context)), sampled with seed 0\n"
@@ -1013,7 +1176,7 @@ static int search_problem(run *r) {
 int cmd_search(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --out "
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --target-bytes --out "
                         "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json "
                         "--problem --fitness-plugin --fitness-cmd --workers --worker-timeout --worker-retries", &o);
@@ -1025,19 +1188,31 @@ int cmd_search(int argc, char **argv) {
     int known = 0;
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) known |= strcmp(r.method, methods[i]) == 0;
     if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r.method);
-    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop;
+    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop + !!o.target_bytes;
     if (o.problem) return search_problem(&r);
     if (o.fitness_plugin || o.fitness_cmd) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
-    if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X (or --problem FILE)");
-    const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop;
-    const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : "--target-drop";
-    r.mode = o.target_sparsity ? MODE_SPARSITY : o.target_bits ? MODE_BITS : MODE_DROP;
+    if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X (or --problem FILE)");
+    const char *ts = o.target_sparsity ? o.target_sparsity : o.target_bits ? o.target_bits : o.target_drop ? o.target_drop : o.target_bytes;
+    const char *tflag = o.target_sparsity ? "--target-sparsity" : o.target_bits ? "--target-bits" : o.target_drop ? "--target-drop" : "--target-bytes";
+    r.mode = o.target_sparsity ? MODE_SPARSITY : o.target_bits ? MODE_BITS : o.target_drop ? MODE_DROP : MODE_JOINT;
     /* one target, or (EvoPress) a list swept in order, each run started from its neighbour's best */
     double targets[16];
     int n_targets = 0;
-    if ((rc = parse_list(tflag, ts, targets, 16, &n_targets))) return rc;
+    double bpw = 0;               /* --target-bytes Xbpw: bits per linear weight, turned into bytes once the model is loaded */
+    if (r.mode == MODE_JOINT) {
+        char *end;
+        double v = strtod(ts, &end);
+        double mult = !strcmp(end, "") ? 1 : !strcmp(end, "k") ? 1e3 : !strcmp(end, "M") ? 1e6 : !strcmp(end, "G") ? 1e9 : -1;
+        if (!strcmp(end, "bpw")) { bpw = v; mult = 1; }
+        if (end == ts || mult < 0 || !(v > 0)) return usage_error("--target-bytes '%s' must be a positive number of bytes (suffix k, M or G) or of bits per linear weight (suffix bpw, e.g. 3.5bpw)", ts);
+        if (bpw && !(bpw < 16)) return usage_error("--target-bytes %s: the dense weights hold 16 bits each; give fewer", ts);
+        targets[0] = v * mult; n_targets = 1;
+        if (!strcmp(r.method, "uniform") || !strcmp(r.method, "owl") || !strcmp(r.method, "ecoflap") || !strcmp(r.method, "shortgpt"))
+            return usage_error("--method %s has no rule for a joint budget of bytes; use evopress, nsga2 or random", r.method);
+        if (o.compressor) return usage_error("--target-bytes uses sparsegpt and gptq levels together; --compressor does not apply");
+    } else if ((rc = parse_list(tflag, ts, targets, 16, &n_targets))) return rc;
     for (int i = 0; i < n_targets; i++) {
-        if (r.mode != MODE_BITS && !(targets[i] > 0 && targets[i] < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, targets[i]);
+        if (r.mode != MODE_BITS && r.mode != MODE_JOINT && !(targets[i] > 0 && targets[i] < 1)) return usage_error("%s %g must lie in (0, 1)", tflag, targets[i]);
         if (r.mode == MODE_BITS && !(targets[i] >= 2 && targets[i] <= 6)) return usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", targets[i]);
         if (i && targets[i] == targets[i - 1]) return usage_error("%s lists %g twice", tflag, targets[i]);
     }
@@ -1054,13 +1229,13 @@ int cmd_search(int argc, char **argv) {
     if (!strcmp(r.method, "uniform") && r.mode == MODE_DROP) return usage_error("--method uniform has no meaning for --target-drop; use shortgpt or random");
     if (!strcmp(r.method, "uniform") && r.mode == MODE_BITS && fabs(r.target - round(r.target)) > 1e-9)
         return usage_error("--target-bits %g: no uniform allocation has a fractional width; use --method random (best of N) or evopress", r.target);
-    if (r.mode != MODE_DROP) {
+    if (r.mode != MODE_DROP && r.mode != MODE_JOINT) {
         const char *cn = o.compressor ? o.compressor : r.mode == MODE_SPARSITY ? "sparsegpt" : "gptq";
         r.comp = evb_method_find(cn);
         if (!r.comp) return usage_error("--compressor '%s' is unknown (%s)", cn, evb_method_names());
         if ((r.comp->kind == EVB_LEVEL_SPARSE) != (r.mode == MODE_SPARSITY))
             return usage_error("--compressor %s does not make %s levels", cn, r.mode == MODE_SPARSITY ? "sparse" : "quantized");
-    } else if (o.compressor) return usage_error("--compressor does not apply to --target-drop");
+    } else if (o.compressor && r.mode == MODE_DROP) return usage_error("--compressor does not apply to --target-drop");
     int metric = EVB_METRIC_KL;
     if (o.fitness && strcmp(o.fitness, "kl") && strcmp(o.fitness, "ppl")) return usage_error("--fitness '%s' must be kl or ppl", o.fitness);
     if (o.fitness && !strcmp(o.fitness, "ppl")) metric = EVB_METRIC_PPL;
@@ -1133,7 +1308,12 @@ int cmd_search(int argc, char **argv) {
         if (mkdirs(r.out)) { rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno))); break; }
     }
     problem_free(&r);
-    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : problem_drop(&r);
+    if (r.mode == MODE_JOINT && bpw) {
+        double n_lin = 0;
+        for (int u = 0; u < evb_model_n_units(m); u++) { int rows, cols; evb_model_unit_shape(m, u, &rows, &cols); n_lin += (double)rows * cols; }
+        r.target = bpw * n_lin / 8;
+    }
+    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
     if (rc) break;
     if (prev) fprintf(stderr, "%s: %s %g starts from %s\n", cmd_name, mode_name[r.mode], r.target,
                       warm_start(&r, prev) ? "the previous target's best" : "the uniform allocation (the previous best does not map onto its budget)");

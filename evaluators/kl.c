@@ -201,6 +201,7 @@ typedef struct kl_ws {
     int *held;               /* [n_units] cache entry held for the unit, -1 none */
     int *idx, *len;          /* [w->n] the batch's windows */
     float *scratch;          /* [V] */
+    float *zero;             /* [largest linear unit] zeros: the weight of a unit at EVB_ENTRY_ZERO */
     float *h;                /* [L, tokens, D] the reference's hidden states at every block input */
     size_t h_cap;            /* floats */
     int h_valid;
@@ -220,7 +221,7 @@ static void kl_workspace_destroy(void *wp) {
     free(ws->tok);
     free(ws->view.layers);
     evb_state_free(ws->s);
-    free(ws->applied); free(ws->held); free(ws->idx); free(ws->len); free(ws->scratch); free(ws->h); free(ws->h_ref);
+    free(ws->applied); free(ws->held); free(ws->idx); free(ws->len); free(ws->scratch); free(ws->zero); free(ws->h); free(ws->h_ref);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -239,12 +240,19 @@ static int kl_workspace_init(void *wp, const void *params) {
     ws->idx = malloc(sizeof(int) * p->w->n);
     ws->len = malloc(sizeof(int) * p->w->n);
     ws->scratch = malloc(sizeof(float) * m->config.vocab_size);
+    size_t max_lin = 1;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        int r, c;
+        evb_model_unit_shape(m, k, &r, &c);
+        if ((size_t)r * c > max_lin) max_lin = (size_t)r * c;
+    }
+    ws->zero = calloc(max_lin, sizeof(float));
     ws->tok = malloc(sizeof(int32_t) * p->batch * p->w->seq_len);
     ws->cache = p->cache; ws->n_units = p->n_units;
     ws->h_cap = p->reuse_bytes / sizeof(float);
     if (ws->h_cap) ws->h = malloc(sizeof(float) * ws->h_cap);
     int st = evb_state_alloc(m, p->batch, p->w->seq_len, &ws->s);
-    if (!st && (!ws->view.layers || !ws->applied || !ws->held || !ws->h_ref || !ws->idx || !ws->len || !ws->scratch || !ws->tok || (ws->h_cap && !ws->h)))
+    if (!st && (!ws->view.layers || !ws->applied || !ws->held || !ws->h_ref || !ws->idx || !ws->len || !ws->scratch || !ws->zero || !ws->tok || (ws->h_cap && !ws->h)))
         st = EVB_RAISEF(EVB_ENOMEM, "KL fitness: out of memory for a workspace");
     if (st) { kl_workspace_destroy(ws); return st; }
     memcpy(ws->view.layers, m->layers, sizeof(evb_layer) * L);
@@ -268,7 +276,7 @@ static int apply(const evb_kl_params *p, kl_ws *ws, const int16_t *level) {
         else {
             if (ws->held[u] >= 0) { evb_level_cache_release(p->cache, ws->held[u]); ws->held[u] = -1; }
             int e = fu->entry[lv];
-            const float *W = NULL;
+            const float *W = e == EVB_ENTRY_ZERO ? ws->zero : NULL;
             if (e >= 0) {
                 int st = evb_level_cache_get(p->cache, e, &W);
                 if (st) { ws->applied[u] = -2; return st; }

@@ -166,6 +166,41 @@ int main(void) {
               "computing the dropped sub-blocks with their zero weights: perplexity %.6f = %.6f", num(b, "perplexity"), num(a, "perplexity"));
     json_decref(a); json_decref(b);
 
+    /* the joint search: zero matrices, sparse and quantized levels under one budget of bytes */
+    char run_j[600], x_j[600];
+    snprintf(run_j, sizeof run_j, "%s/run_joint", tmp);
+    snprintf(x_j, sizeof x_j, "%s/export_joint", tmp);
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 1.5bpw --generations 4 --offspring 16 --stages 4@200,1@0 --out %s --json", tmp, run_j);
+    json_t *js = NULL;
+    EVB_CHECK(evb(args, &js) == 0 && js, "a joint search at 1.5 bits per linear weight");
+    snprintf(pa, sizeof pa, "%s/best.json", run_j);
+    json_t *bj = json_load_file(pa, 0, NULL);
+    double jc = num(bj, "cost"), jt = num(js, "target") * 8;
+    EVB_CHECK(jc <= jt && jc >= 0.995 * jt, "its storage %.0f bits lies in [0.995, 1] of the target's %.0f", jc, jt);
+    int n_zero = 0, drop_ok = 1;
+    size_t iu;
+    json_t *xu;
+    json_array_foreach(json_object_get(bj, "units"), iu, xu) {
+        const char *meth = json_string_value(json_object_get(xu, "method"));
+        int u = (int)json_integer_value(json_object_get(xu, "unit")), kind = u % 7, is_zero = meth && strcmp(meth, "zero") == 0;
+        n_zero += is_zero;
+        if (kind == 3 || kind == 6) { /* o_proj, down_proj: the sub-block is dropped exactly when its output projection is zero */
+            int listed = 0;
+            size_t id;
+            json_t *xd;
+            json_array_foreach(json_object_get(bj, "drop"), id, xd)
+                listed |= json_integer_value(json_object_get(xd, "block")) == u / 7 && !strcmp(json_string_value(json_object_get(xd, "sub")), kind == 3 ? "attn" : "mlp");
+            drop_ok &= listed == is_zero;
+        }
+    }
+    EVB_CHECK(n_zero > 0 && drop_ok, "below the cheapest level some layers are the zero matrix (%d); the sub-blocks with a zero output projection are listed as dropped", n_zero);
+    export_and_compare(run_j, x_j, "joint");
+    json_decref(js); json_decref(bj);
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 17bpw --out %s/j2", tmp, tmp);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 17bpw (above the dense size): refused in one line");
+    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 3x --out %s/j3", tmp, tmp);
+    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 3x: refused in one line");
+
     /* bits, exported in float16 */
     snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method uniform --target-bits 4 --group-size 32 --out %s", tmp, run_b);
     EVB_CHECK(evb(args, NULL) == 0, "uniform 4 bits");

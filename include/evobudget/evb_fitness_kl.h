@@ -53,8 +53,11 @@ typedef struct evb_fit_unit {
     int kind;          /* evb_unit_kind */
     int index;         /* the model's linear unit (l * 7 + kind), or the block of a sub-block */
     int n_levels;
-    const int *entry;  /* linear: [n_levels] database entry of each level, -1 for the dense weight */
+    const int *entry;  /* linear: [n_levels] database entry of each level, EVB_ENTRY_DENSE (-1) for the dense
+                        * weight, EVB_ENTRY_ZERO (-2) for the zero matrix (the layer removed) */
 } evb_fit_unit;
+
+enum { EVB_ENTRY_DENSE = -1, EVB_ENTRY_ZERO = -2 };
 
 typedef enum evb_metric { EVB_METRIC_KL = 0, EVB_METRIC_PPL = 1 } evb_metric;
 
