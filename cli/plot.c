@@ -120,7 +120,8 @@ static int write_profile(const char *dir, json_t *best, json_t *manifest, FILE *
                 for (int q = 0; q < n_kinds; q++) if (strcmp(dot + 1, kinds[q]) == 0) k = q;
             if (k < 0) { block = (int)i; k = 0; }
             double v = json_number_value(json_object_get(x, "level"));
-            if (json_object_get(x, "sparsity")) { v = json_number_value(json_object_get(x, "sparsity")); ylabel = "sparsity"; }
+            if (json_object_get(x, "storage_bits_per_weight")) { v = json_number_value(json_object_get(x, "storage_bits_per_weight")); ylabel = "storage bits per weight"; }
+            else if (json_object_get(x, "sparsity")) { v = json_number_value(json_object_get(x, "sparsity")); ylabel = "sparsity"; }
             else if (json_object_get(x, "bits")) { v = json_number_value(json_object_get(x, "bits")); ylabel = "bits"; }
             if (block != last_block) {
                 fprintf(vars, "%s\"%d\" %d", n_blocks ? ", " : "", block, n_bars + n_blocks + 3);
@@ -231,7 +232,17 @@ int cmd_plot(int argc, char **argv) {
         json_t *b = load_json(d, "best.json", 1);
         if (!b) { rc = 1; break; }
         const char *k2 = json_string_value(json_object_get(b, "target_kind"));
-        if (!k2 || strcmp(k2, kind)) rc = usage_error("--with %s: a %s run; %s is a %s run", d, k2 ? k2 : "?", dir, kind);
+        /* runs of another kind compare with a joint run (bytes) by their storage */
+        int by_storage = k2 && strcmp(k2, kind) && strcmp(kind, "bytes") == 0 && json_is_number(json_object_get(b, "storage_bytes"));
+        if (!k2 || (strcmp(k2, kind) && !by_storage)) rc = usage_error("--with %s: a %s run; %s is a %s run", d, k2 ? k2 : "?", dir, kind);
+        if (!rc && by_storage) {
+            const char *m = json_string_value(json_object_get(b, "method"));
+            fprintf(bf, "%.9g %.9g \"%s (%s)\"\n", json_number_value(json_object_get(b, "storage_bytes")) * 8 * fo.ratio,
+                    json_number_value(json_object_get(b, "fitness")), m ? m : d, k2);
+            n_base++;
+            json_decref(b);
+            continue;
+        }
         /* The other run's own front gives its cost scale. */
         snprintf(p, sizeof p, "%s/front.csv", d);
         front_out scale = {rc ? NULL : fopen("/dev/null", "w"), kind, 0};

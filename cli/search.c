@@ -406,6 +406,7 @@ static int problem_joint(run *r) {
     double hi = r->target * 8.0;
     r->tol = 0.0025 * hi;
     r->budget = hi - r->tol;
+    r->tol += 0.5; /* costs are whole bits: this admits the target itself, not a bit more */
     while (start_total > hi) {
         int bu = -1;
         double best = INFINITY;
@@ -461,6 +462,39 @@ static int problem_drop(run *r) {
 
 /* ---- outputs ---- */
 
+/* The storage of a configuration in bits, in the joint search's measure (storage_bits), whatever the mode:
+ * so that runs of every kind compare at the same bytes. Dropped sub-blocks store nothing; dense layers 16
+ * bits per weight. */
+static double storage_of(const run *r, const int16_t *level) {
+    const evb_model *m = r->l.m;
+    double bits = 0;
+    if (r->mode == MODE_JOINT) {
+        for (int u = 0; u < r->U; u++) bits += r->cost[u][level[u]];
+        return bits;
+    }
+    if (r->mode == MODE_DROP) {
+        int L = r->U / 2;
+        for (int u = 0; u < r->U; u++) {
+            if (level[u]) continue;
+            int l = u % L, attn = u < L;
+            for (int k = attn ? 0 : 4; k < (attn ? 4 : EVB_LINEAR_COUNT); k++) {
+                int rows, cols;
+                evb_model_unit_shape(m, l * EVB_LINEAR_COUNT + k, &rows, &cols);
+                bits += 16.0 * rows * cols;
+            }
+        }
+        return bits;
+    }
+    for (int u = 0; u < r->U; u++) {
+        int rows, cols, e = r->entry[u * r->max_levels + level[u]];
+        evb_model_unit_shape(m, u, &rows, &cols);
+        if (e < 0) { bits += 16.0 * rows * cols; continue; }
+        evb_db_entry got = evb_db_get(r->db, e);
+        bits += storage_bits(rows, cols, &got);
+    }
+    return bits;
+}
+
 static json_t *config_json(const run *r, const int16_t *level, double fitness) {
     json_t *units = json_array(), *drop = json_array();
     double cost = 0;
@@ -477,6 +511,11 @@ static json_t *config_json(const run *r, const int16_t *level, double fitness) {
         json_object_set_new(d, "name", r->names ? json_incref(json_array_get(r->names, u)) : json_string(unit_name(u, nb, sizeof nb)));
         json_object_set_new(d, "level", json_integer(level[u]));
         json_object_set_new(d, "cost", json_real(r->cost[u][level[u]]));
+        if (r->mode == MODE_JOINT) {
+            int rows, cols;
+            evb_model_unit_shape(r->l.m, u, &rows, &cols);
+            json_object_set_new(d, "storage_bits_per_weight", json_real(r->cost[u][level[u]] / ((double)rows * cols)));
+        }
         json_array_append_new(units, d);
     }
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:o, s:o}", "model", r->l.m ? r->l.m->path : "",
@@ -485,6 +524,7 @@ static json_t *config_json(const run *r, const int16_t *level, double fitness) {
     if (r->mode == MODE_SPARSITY) json_object_set_new(j, "sparsity", json_real(1.0 - cost / r->total_size));
     if (r->mode == MODE_BITS) json_object_set_new(j, "bits_per_weight", json_real(cost / (r->total_size / 32.0)));
     if (r->mode == MODE_DROP) json_object_set_new(j, "dropped", json_real(r->total_size - cost));
+    if (r->mode != MODE_PROBLEM) json_object_set_new(j, "storage_bytes", json_real(storage_of(r, level) / 8));
     if (r->mode == MODE_JOINT) {
         json_object_set_new(j, "bytes", json_real(cost / 8));
         json_object_set_new(j, "storage_bits_per_weight", json_real(cost / r->total_size));
@@ -598,8 +638,12 @@ static int block_levels(run *r, const double *sparsity, int *entries, double *fi
 
 static json_t *entries_config(const run *r, const int *entries, double fitness, double kept) {
     json_t *units = json_array();
+    double storage = 0;
     for (int u = 0; u < r->U; u++) {
         evb_db_entry e = evb_db_get(r->db, entries[u]);
+        int rows, cols;
+        evb_model_unit_shape(r->l.m, u, &rows, &cols);
+        storage += storage_bits(rows, cols, &e);
         char nb[64];
         json_array_append_new(units, json_pack("{s:i, s:s, s:s, s:f, s:f}", "unit", u, "name", unit_name(u, nb, sizeof nb),
                                                "method", e.method, "sparsity", e.sparsity, "cost", e.params_kept));
@@ -607,6 +651,7 @@ static json_t *entries_config(const run *r, const int *entries, double fitness, 
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:o, s:[]}", "model", r->l.m->path, "db", r->dbdir,
                           "method", r->method, "target_kind", mode_name[r->mode], "target", r->target, "budget", r->budget,
                           "cost", kept, "fitness", fitness, "sparsity", 1.0 - kept / r->total_size, "units", units, "drop");
+    json_object_set_new(j, "storage_bytes", json_real(storage / 8));
     return j;
 }
 

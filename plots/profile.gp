@@ -11,5 +11,6 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set key outside right top noenhanced
 set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
 set grid ytics
 plot for [i=1:words(kind_ids)] datadir.'/plots/profile.dat' u ($3 == word(kind_ids, i) + 0 ? $1 : 1/0):2 w boxes lc (word(kind_ids, i) + 1) t word(kinds, word(kind_ids, i) + 1)

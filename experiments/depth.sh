@@ -1,0 +1,21 @@
+#!/bin/sh
+# depth.sh -- EvoPress's depth pruning table: 20/40% of the attention and of the MLP sub-blocks dropped,
+# best of 32 random, ShortGPT (block influence) and EvoPress. Writes experiments/results/depth.md and .csv.
+# Options and environment: experiments/lib.sh.
+. experiments/lib.sh
+parse_models "$@"
+table_begin depth
+TITLE="Depth: sub-blocks dropped"
+NOTE="The same fraction of attention and of MLP sub-blocks dropped by every method; 64 calibration windows of the model's sequence length, seed 0; EvoPress's generations for depth are k(n - k)/1.5 unless GENS is set."
+GENS_DEPTH=${GENS_DEPTH:-}
+GENS=$GENS_DEPTH
+echo "$MODELS" | while read -r name model calib held wiki seq; do
+  dense "$name" "$model" "$calib" "$held" "$wiki" "$seq"
+  for d in 0.2 0.4; do
+    for m in random shortgpt evopress; do
+      one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "depth $(python3 -c "print(round($d*100))")%" $m --target-drop $d
+    done
+  done
+  picture "$name" "depth 40%" depth evopress random shortgpt
+done
+table_end

@@ -1,0 +1,19 @@
+#!/bin/sh
+# sparsity.sh -- EvoPress's unstructured sparsity table: 50/60/70% average sparsity, SparseGPT levels for
+# every method, uniform, OWL (lambda x M grid), ECoFLaP (zeroth-order block scores), best of 32 random, and
+# EvoPress. Writes experiments/results/sparsity.md and .csv. Options and environment: experiments/lib.sh.
+. experiments/lib.sh
+parse_models "$@"
+table_begin sparsity
+TITLE="Unstructured sparsity: allocation methods at equal sparsity"
+NOTE="SparseGPT levels (EvoPress's equal-step grid around the target for uniform, random and EvoPress; per-block fractions for OWL and ECoFLaP), 64 calibration windows of the model's sequence length, seed 0."
+echo "$MODELS" | while read -r name model calib held wiki seq; do
+  dense "$name" "$model" "$calib" "$held" "$wiki" "$seq"
+  for s in 0.5 0.6 0.7; do
+    for m in uniform owl ecoflap random evopress; do
+      one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "sparsity $(python3 -c "print(round($s*100))")%" $m --target-sparsity $s
+    done
+  done
+  picture "$name" "sparsity 60%" sparsity evopress uniform owl ecoflap random
+done
+table_end

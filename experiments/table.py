@@ -1,0 +1,78 @@
+"""table.py TSV OUT RESULTS TABLE SECONDS TITLE NOTE GENS -- turns the runs a table script listed (TSV rows:
+model, target label, method, run directory) into RESULTS/TABLE.md and RESULTS/TABLE.csv, and copies the
+manifest of every run to RESULTS/TABLE/manifests/MODEL/. Per target the lowest held-out KL is in bold."""
+import csv, json, os, shutil, sys
+
+tsv, out, results, table, seconds, title, note, gens = sys.argv[1:9]
+
+
+def load(p):
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def size_of(b):
+    for k in ("sparsity", "bits_per_weight", "storage_bits_per_weight", "dropped"):
+        if k in b:
+            return b[k]
+    return None
+
+
+runs = [line.rstrip("\n").split("\t") for line in open(tsv) if line.strip()]
+models = []
+for r in runs:
+    if r[0] not in models:
+        models.append(r[0])
+md = ["# %s\n" % title, "Produced by `experiments/%s.sh` (wall time %s s; EvoPress generations: %s). %s\n" % (table, seconds, gens, note),
+      "Columns: size is what the target fixes (average sparsity, average bits, storage bits per linear weight, or "
+      "sub-blocks dropped); storage is the linear layers' bytes with 16-bit values, 1-bit masks for sparse layers "
+      "and 16-bit scales and zero points per group; calib KL is the search's own fitness (KL(dense || compressed) "
+      "per token on the calibration windows); held-out KL and perplexity are on text the search never saw; "
+      "Wiki2 ppl is WikiText-2 test perplexity. The manifests of every run are in `%s/manifests/`.\n" % table]
+rows = []
+for name in models:
+    dense, dwiki = load(os.path.join(out, name, "dense.eval.json")), load(os.path.join(out, name, "dense.wiki.json"))
+    md.append("## %s (dense: held-out perplexity %s, Wiki2 perplexity %s)\n" % (
+        name, "%.3f" % dense["perplexity"] if dense else "?", "%.2f" % dwiki["perplexity"] if dwiki else "?"))
+    md.append("| target | method | size | storage KB | calib KL | held-out KL | held-out ppl | Wiki2 ppl | search s |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    labels = []
+    for r in runs:
+        if r[0] == name and r[1] not in labels:
+            labels.append(r[1])
+    for label in labels:
+        cells = []
+        for _, lab, method, run in (r for r in runs if r[0] == name and r[1] == label):
+            b, e, w = load(os.path.join(run, "best.json")), load(run + ".eval.json"), load(run + ".wiki.json")
+            sec = open(run + ".seconds").read().strip() if os.path.exists(run + ".seconds") else ""
+            man = os.path.join(run, "manifest.json")
+            if os.path.exists(man):
+                d = os.path.join(results, table, "manifests", name)
+                os.makedirs(d, exist_ok=True)
+                shutil.copy(man, os.path.join(d, os.path.basename(run) + ".json"))
+            cells.append((method, b, e, w, sec))
+        ok = [c for c in cells if c[1] and c[2]]
+        best = min(ok, key=lambda c: c[2]["kl"])[0] if ok else None
+        for method, b, e, w, sec in cells:
+            if not (b and e):
+                md.append("| %s | %s | (missing) | | | | | | |" % (label, method))
+                continue
+            bold = "**" if method == best else ""
+            st = b.get("storage_bytes")
+            md.append("| %s | %s | %.4f | %s | %.4f | %s%.4f%s | %.3f | %s | %s |" % (
+                label, method, size_of(b), "%.1f" % (st / 1e3) if st else "", b["fitness"], bold, e["kl"], bold,
+                e["perplexity"], "%.2f" % w["perplexity"] if w else "", sec))
+            rows.append({"model": name, "target": label, "method": method, "size": size_of(b), "storage_bytes": st,
+                         "calib_kl": b["fitness"], "heldout_kl": e["kl"], "heldout_ppl": e["perplexity"],
+                         "wiki2_ppl": w["perplexity"] if w else "", "search_seconds": sec})
+    md.append("")
+with open(os.path.join(results, table + ".md"), "w") as f:
+    f.write("\n".join(md))
+with open(os.path.join(results, table + ".csv"), "w", newline="") as f:
+    wr = csv.DictWriter(f, fieldnames=["model", "target", "method", "size", "storage_bytes", "calib_kl", "heldout_kl",
+                                       "heldout_ppl", "wiki2_ppl", "search_seconds"])
+    wr.writeheader()
+    wr.writerows(rows)
