@@ -302,10 +302,11 @@ static int embed(const evb_kl_params *p, kl_ws *ws, int c, int B, int T, int32_t
     return evb_forward_embed(&ws->view, ws->s, tok, B, T);
 }
 
-static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
-                       double *fitness) {
-    const evb_kl_params *p = params;
-    kl_ws *ws = wp;
+/* The chunks of windows [c, c + B) a batch is scored in (chunk()) are numbered; part k of n_parts scores
+ * chunks [k nc / n_parts, (k + 1) nc / n_parts). Each window's sum is rounded to units of EVB_KL_UNIT and
+ * the units added as integers, so the parts' sums add up to the whole's exactly, however it is split. */
+static int kl_part(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
+                   int part, int n_parts, int64_t *units, size_t *n_scored) {
     const evb_model *m = p->m;
     const int L = m->config.n_layers, D = m->config.dim, V = m->config.vocab_size;
     if (g->n_units != p->n_units) EVB_ERRORF(EVB_EINVAL, "KL fitness: candidate of %d units, the model has %d", g->n_units, p->n_units);
@@ -313,7 +314,10 @@ static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const 
     size_t scored = evb_batch_windows(p->w, b, ws->idx, ws->len, &n), tokens = 0;
     for (int i = 0; i < n; i++) tokens += (size_t)ws->len[i];
     /* Reuse: the reference's states at every block input must fit. */
-    int reuse = ref && ws->h && tokens * D * (size_t)L <= ws->h_cap;
+    int reuse = ref && ws->h && n_parts == 1 && tokens * D * (size_t)L <= ws->h_cap;
+    int nc = 0;
+    for (int c = 0; c < n; nc++) c += chunk(ws, c, n, p->batch);
+    int j0 = (int)((int64_t)part * nc / n_parts), j1 = (int)((int64_t)(part + 1) * nc / n_parts);
     int first = 0;
     if (reuse) {
         int same_ref = ws->h_valid && ws->h_batch.seed == b->seed && ws->h_batch.n_tokens == b->n_tokens &&
@@ -342,10 +346,11 @@ static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const 
     }
     int st = apply(p, ws, g->level);
     if (st) return st;
-    double total = 0;
+    int64_t total = 0;
     size_t off = 0;
-    for (int c = 0; c < n;) {
+    for (int c = 0, j = 0; c < n; j++) {
         int B = chunk(ws, c, n, p->batch), T = ws->len[c];
+        if (j < j0 || j >= j1) { off += (size_t)B * T * D; c += B; continue; }
         int32_t *tok = ws->tok;
         if (reuse) {
             for (int b2 = 0; b2 < B; b2++)
@@ -359,15 +364,34 @@ static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const 
         evb_log_softmax(ws->s->logits, (size_t)B * T, V);
         for (int b2 = 0; b2 < B; b2++) {
             const float *lq = ws->s->logits + (size_t)b2 * T * V;
-            if (p->metric == EVB_METRIC_KL) total += evb_teacher_kl(p->teacher, ws->idx[c + b2], 0, lq, T - 1, ws->scratch);
-            else total += evb_nll_sum(lq, tok + (size_t)b2 * T + 1, (size_t)T - 1, V);
+            double sw = p->metric == EVB_METRIC_KL ? evb_teacher_kl(p->teacher, ws->idx[c + b2], 0, lq, T - 1, ws->scratch)
+                                                   : evb_nll_sum(lq, tok + (size_t)b2 * T + 1, (size_t)T - 1, V);
+            total += (int64_t)llround(sw / EVB_KL_UNIT);
         }
         off += (size_t)B * T * D;
         c += B;
     }
-    *fitness = total / (double)scored;
+    *units = total;
+    *n_scored = scored;
     return EVB_SUCCESS;
 }
+
+static int kl_evaluate(const void *params, void *wp, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
+                       double *fitness) {
+    int64_t units;
+    size_t scored;
+    int st = kl_part(params, wp, g, ref, b, 0, 1, &units, &scored);
+    if (!st) *fitness = (double)units * EVB_KL_UNIT / (double)scored;
+    return st;
+}
+
+int evb_fitness_kl_part(const evb_kl_params *p, void *ws, const evb_genome *g, const evb_batch *b, int part, int n_parts,
+                        int64_t *units, size_t *n_scored) {
+    if (n_parts < 1 || part < 0 || part >= n_parts) EVB_ERRORF(EVB_EINVAL, "KL fitness: part %d of %d", part, n_parts);
+    return kl_part(p, ws, g, NULL, b, part, n_parts, units, n_scored);
+}
+
+
 
 const evb_fitness_type evb_fitness_kl = {
     "kl", kl_workspace_size, kl_workspace_init, kl_workspace_destroy, kl_evaluate,

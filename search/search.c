@@ -371,7 +371,9 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
     return EVB_SUCCESS;
 }
 
-int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref, const evb_batch *b, double *fitness) {
+void evb_search_set_batch(evb_search *s, evb_batch_fn fn, void *ctx) { s->batch_fn = fn; s->batch_ctx = ctx; }
+
+static int check_levels(const evb_search *s, const int16_t *levels, int n, double *fitness, const evb_batch *b) {
     if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
     if (n < 0 || (n > 0 && (!levels || !fitness)) || !b) EVB_ERRORF(EVB_EINVAL, "search: evaluate of %d candidates without levels, fitness or batch", n);
     for (int i = 0; i < n; i++)
@@ -380,58 +382,84 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
             if (l < 0 || l >= s->n_levels[u])
                 EVB_ERRORF(EVB_EINVAL, "search: candidate %d of %d gives unit %d level %d, outside 0..%d", i, n, u, l, s->n_levels[u] - 1);
         }
-    int *todo = malloc(sizeof(int) * (n > 0 ? n : 1)), *status = calloc((size_t)(n > 0 ? n : 1), sizeof(int)), n_todo = 0;
+    return EVB_SUCCESS;
+}
+
+int evb_search_evaluate_local(evb_search *s, const int16_t *levels, int n, const int16_t *ref, const evb_batch *b, double *fitness) {
+    int st = check_levels(s, levels, n, fitness, b);
+    if (st || n == 0) return st;
+    int *status = calloc((size_t)n, sizeof(int)), first_err = n, failed = 0;
+    if (!status) EVB_ERROR("search: out of memory", EVB_ENOMEM);
+    char first_msg[1024] = "";
+    evb_genome rg = {s->U, ref};
+    #pragma omp parallel for schedule(dynamic) num_threads(s->n_threads)
+    for (int i = 0; i < n; i++) {
+        int ith = 0;
+#ifdef _OPENMP
+        ith = omp_get_thread_num();
+#endif
+        int stop;
+        #pragma omp atomic read
+        stop = failed;
+        if (stop) { status[i] = EVB_CONTINUE; continue; } /* one failure ends the batch: the rest is not scored */
+        evb_genome g = {s->U, levels + (size_t)i * s->U};
+        double v = NAN;
+        int e = s->f->evaluate(s->fp, s->ws[ith], &g, ref ? &rg : NULL, b, &v);
+        if (!e && !isfinite(v))
+            e = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for candidate %d of %d (generation %d, batch seed %llu, %zu tokens) "
+                           "(hint: a fitness must return a finite number; check it on this candidate)",
+                           s->f->name, v, i, n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
+        fitness[i] = v;
+        status[i] = e;
+        if (e) {
+            #pragma omp atomic write
+            failed = 1;
+            #pragma omp critical(evb_search_error)
+            if (i < first_err) { /* a fitness's own error passes through as it wrote it */
+                first_err = i;
+                snprintf(first_msg, sizeof first_msg, "%s", evb_last_error());
+            }
+        }
+    }
+    st = first_err < n ? status[first_err] : EVB_SUCCESS;
+    free(status);
+    if (st && first_msg[0]) EVB_ERRORF(st, "%s", first_msg);
+    return st;
+}
+
+int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref, const evb_batch *b, double *fitness) {
+    int st = check_levels(s, levels, n, fitness, b);
+    if (st) return st;
+    int *todo = malloc(sizeof(int) * (n > 0 ? n : 1)), n_todo = 0;
     uint64_t *h = malloc(sizeof(uint64_t) * (n > 0 ? n : 1));
-    if (!todo || !status || !h) { free(todo); free(status); free(h); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    int16_t *lv = malloc(sizeof(int16_t) * s->U * (n > 0 ? n : 1));
+    double *f = malloc(sizeof(double) * (n > 0 ? n : 1));
+    if (!todo || !h || !lv || !f) { free(todo); free(h); free(lv); free(f); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
     size_t hits = 0; /* counted only when the whole batch succeeds */
     for (int i = 0; i < n; i++) {
         h[i] = hash_levels(levels + (size_t)i * s->U, s->U);
         memo_entry *e = s->p.memo ? memo_find(s, h[i], levels + (size_t)i * s->U, b) : NULL;
         if (e) { fitness[i] = e->value; hits++; }
-        else todo[n_todo++] = i;
-    }
-    int first_err = n_todo, failed = 0;
-    char first_msg[1024] = "";
-    evb_genome rg = {s->U, ref};
-    #pragma omp parallel for schedule(dynamic) num_threads(s->n_threads)
-    for (int k = 0; k < n_todo; k++) {
-        int ith = 0;
-#ifdef _OPENMP
-        ith = omp_get_thread_num();
-#endif
-        int i = todo[k], stop;
-        #pragma omp atomic read
-        stop = failed;
-        if (stop) { status[k] = EVB_CONTINUE; continue; } /* one failure ends the batch: the rest is not scored */
-        evb_genome g = {s->U, levels + (size_t)i * s->U};
-        double v = NAN;
-        int st = s->f->evaluate(s->fp, s->ws[ith], &g, ref ? &rg : NULL, b, &v);
-        if (!st && !isfinite(v))
-            st = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for candidate %d of %d (generation %d, batch seed %llu, %zu tokens) "
-                            "(hint: a fitness must return a finite number; check it on this candidate)",
-                            s->f->name, v, i, n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
-        fitness[i] = v;
-        status[k] = st;
-        if (st) {
-            #pragma omp atomic write
-            failed = 1;
-            #pragma omp critical(evb_search_error)
-            if (k < first_err) { /* a fitness's own error passes through as it wrote it */
-                first_err = k;
-                snprintf(first_msg, sizeof first_msg, "%s", evb_last_error());
-            }
+        else {
+            memcpy(lv + (size_t)n_todo * s->U, levels + (size_t)i * s->U, sizeof(int16_t) * s->U);
+            todo[n_todo++] = i;
         }
     }
-    int st = first_err < n_todo ? status[first_err] : EVB_SUCCESS;
+    if (n_todo) st = s->batch_fn ? s->batch_fn(s->batch_ctx, s, lv, n_todo, ref, b, f) : evb_search_evaluate_local(s, lv, n_todo, ref, b, f);
+    for (int k = 0; !st && k < n_todo; k++)
+        if (!isfinite(f[k]))
+            st = EVB_RAISEF(EVB_EBADFUNC, "fitness %s returned %g for candidate %d of %d (generation %d, batch seed %llu, %zu tokens) "
+                            "(hint: a fitness must return a finite number; check it on this candidate)",
+                            s->f->name, f[k], todo[k], n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
     if (!st) s->memo_hits += hits;
     for (int k = 0; !st && k < n_todo; k++) {
         int i = todo[k];
+        fitness[i] = f[k];
         s->evaluations++;
         s->tokens += b->n_tokens ? b->n_tokens : s->p.total_tokens;
         if (s->p.memo) st = evb_memo_insert_(s, h[i], levels + (size_t)i * s->U, b->seed, b->n_tokens, fitness[i]);
     }
-    free(todo); free(status); free(h);
-    if (st && first_msg[0]) EVB_ERRORF(st, "%s", first_msg);
+    free(todo); free(h); free(lv); free(f);
     return st;
 }
 

@@ -27,6 +27,8 @@ struct evb_search {
     const void *fp;
     int n_threads;
     void **ws;
+    evb_batch_fn batch_fn;       /* NULL: local evaluation */
+    void *batch_ctx;
     /* state */
     int generation, initialized, done;
     int16_t *parent;

@@ -120,6 +120,23 @@ int main(void) {
     }
     EVB_CHECK(same, "6 offspring scored from the parent's hidden states equal full forwards bit for bit (last %.6f)", fr);
 
+    /* parts: a batch split into 1..7 parts sums to the whole's fitness exactly, whatever the split */
+    int parts_ok = 1;
+    for (int np = 1; np <= 7; np++) {
+        int64_t sum = 0, u1;
+        size_t sc = 0;
+        for (int k = 0; k < np && parts_ok; k++) {
+            parts_ok &= evb_fitness_kl_part(&p, ws, &gen2, &all, k, np, &u1, &sc) == 0;
+            sum += u1;
+        }
+        double whole = 0;
+        parts_ok &= evb_fitness_kl.evaluate(&p, ws, &gen2, NULL, &all, &whole) == 0 && (double)sum * EVB_KL_UNIT / (double)sc == whole;
+    }
+    EVB_CHECK(parts_ok, "the batch in 1..7 parts (whole chunks of windows): the parts' sums give the whole's fitness bit for bit");
+    int64_t ux;
+    size_t sx;
+    EVB_CHECK(evb_fitness_kl_part(&p, ws, &gen2, &all, 3, 3, &ux, &sx) == EVB_EINVAL, "part 3 of 3 is refused");
+
     /* batches */
     int idx[16], len[16], nb, idx2[16], len2[16], nb2;
     size_t got = evb_batch_windows(&w, &small, idx, len, &nb);

@@ -75,6 +75,15 @@ typedef struct evb_kl_params {
 
 extern const evb_fitness_type evb_fitness_kl;
 
+/* The KL fitness sums each window's KL (or NLL) in units of EVB_KL_UNIT, as integers, so that a batch split
+ * into parts sums to exactly the whole: evb_fitness_kl's value is units * EVB_KL_UNIT / scored tokens. */
+#define EVB_KL_UNIT (1.0 / 16777216.0)
+/* Part `part` of n_parts of a candidate's batch (whole chunks of windows; see kl.c): its sum in units and
+ * the batch's scored tokens. ws is a workspace of evb_fitness_kl (workspace_size/init). For spreading the
+ * one or two candidates of a late selection stage over more processes than candidates. */
+int evb_fitness_kl_part(const evb_kl_params *p, void *ws, const evb_genome *g, const evb_batch *b, int part, int n_parts,
+                        int64_t *units, size_t *n_scored);
+
 /* The windows a batch selects: idx[*n] and the positions used of each, len[*n] (the last may be cut short).
  * idx and len hold w->n entries. Returns the scored positions. */
 size_t evb_batch_windows(const evb_windows *w, const evb_batch *b, int *idx, int *len, int *n);

@@ -159,6 +159,19 @@ int  evb_search_iterate(evb_search *s);
 int  evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16_t *ref,
                          const evb_batch *b, double *fitness);
 
+/* Scores n candidates with this search's fitness and workspaces, in parallel over candidates, without the
+ * memo or the counters: what evb_search_evaluate does locally, for a batch evaluator's own share. The
+ * checks and errors are evb_search_evaluate's. */
+int  evb_search_evaluate_local(evb_search *s, const int16_t *levels, int n, const int16_t *ref,
+                               const evb_batch *b, double *fitness);
+
+/* A batch evaluator: scores the n candidates evb_search_evaluate did not find in its memo, elsewhere (other
+ * processes) or in part locally (evb_search_evaluate_local). Returns a status; fitness[n] must then be
+ * finite. Set with evb_search_set_batch (NULL: local evaluation). */
+typedef int (*evb_batch_fn)(void *ctx, evb_search *s, const int16_t *levels, int n, const int16_t *ref,
+                            const evb_batch *b, double *fitness);
+void evb_search_set_batch(evb_search *s, evb_batch_fn fn, void *ctx);
+
 /* ---- results ---- */
 
 typedef struct evb_search_info {
