@@ -4,8 +4,9 @@
 #   ./setup.sh --fuzz    also clang and its libFuzzer/sanitizer runtime (tests/fuzz)
 #   ./setup.sh --bench   also PyTorch and NumPy (bench/ compares against PyTorch; experiments/ trains with it)
 set -eu
-# python3-msgpack: the example Python worker (examples/worker/), which the tests run; gnuplot-nox: `evobudget plot`
-pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox"
+# python3-msgpack: the example Python worker (examples/worker/), which the tests run; gnuplot-nox: `evobudget plot`;
+# Open MPI: evobudget-mpi and its test
+pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox libopenmpi-dev openmpi-bin"
 for a in "$@"; do
   case "$a" in
     --fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;

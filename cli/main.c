@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef EVB_MPI
+#include <mpi.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -877,6 +880,24 @@ static void usage(FILE *f) {
     fprintf(f, "\nWith no --model, commands run on the embedded demo model (assets/demo).\n");
 }
 
+#ifdef EVB_MPI
+/* evobudget-mpi: `search` spreads its evaluations over the ranks; every other command runs on rank 0 alone.
+ * A failure on any rank ends the whole job (MPI_Abort), so that no rank waits for one that has given up. */
+static int run_command(const command *c, int argc, char **argv) {
+    int provided, rank;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rc = rank == 0 || c->run == cmd_search ? c->run(argc, argv) : 0;
+    fflush(stdout);
+    fflush(stderr);
+    if (rc) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+    return rc;
+}
+#else
+static int run_command(const command *c, int argc, char **argv) { return c->run(argc, argv); }
+#endif
+
 int main(int argc, char **argv) {
     evb_blas_fix_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -888,7 +909,7 @@ int main(int argc, char **argv) {
             static char name[64];
             snprintf(name, sizeof name, "evobudget %s", commands[i].name);
             cmd_name = name;
-            return commands[i].run(argc - 2, argv + 2);
+            return run_command(&commands[i], argc - 2, argv + 2);
         }
     fprintf(stderr, "evobudget: unknown command '%s' (hint: run 'evobudget --help' for the list)\n", argv[1]);
     return 2;

@@ -31,6 +31,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef EVB_MPI
+#include "evaluators/mpi.h"
+#include <mpi.h>
+#include <fcntl.h>
+#endif
+/* MPI: this process's rank and the number of ranks (1 and 0 without MPI) */
+static int g_mpi_rank = 0, g_mpi_size = 1;
+
 enum { MODE_SPARSITY, MODE_BITS, MODE_DROP, MODE_PROBLEM, MODE_JOINT };
 static const char *mode_name[] = {"sparsity", "bits", "drop", "problem", "bytes"};
 
@@ -791,8 +799,8 @@ static evb_search_params search_params(run *r) {
     return p;
 }
 
-static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n_front, evb_front_point **front,
-                      int16_t **front_levels, FILE *log, double *eval_s, evb_search_info *info_out) {
+/* The search object of the run's problem with its fitness attached; a library status. */
+static int make_search(run *r, const evb_search_params *sp, evb_search **srch) {
     const evb_search_type *t = evb_search_type_find(r->method);
     evb_problem p = {r->U, r->n_levels, (const double *const *)r->cost, r->group, r->budget, r->tol,
                      r->mode == MODE_PROBLEM && !r->start_given ? NULL : r->start, NULL};
@@ -801,11 +809,61 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
         p.tolerance = r->mode == MODE_PROBLEM ? r->tol : r->mode == MODE_DROP ? 2.5 : r->mode == MODE_JOINT ? 0.1 * r->budget :
                       (r->mode == MODE_SPARSITY ? 0.1 * r->total_size : 0.5 / 32 * r->total_size);
     }
+    *srch = NULL;
     int s = evb_problem_check(&p);
-    if (s) return fail(s);
+    if (!s) s = evb_search_alloc(t, sp, &p, srch);
+    if (!s) s = r->ft ? evb_search_set(*srch, r->ft, r->fparams, r->n_threads) : evb_search_set(*srch, &evb_fitness_kl, &r->kp, 0);
+    if (s) { evb_search_free(*srch); *srch = NULL; }
+    return s;
+}
+
+#ifdef EVB_MPI
+/* When a rank dies, mpirun ends the others with SIGTERM: rank 0 then says where the run can continue. */
+static char g_stop_msg[2][1600];
+static volatile sig_atomic_t g_stop_which = -1;
+static void on_term(int sig) {
+    (void)sig;
+    int k = g_stop_which;
+    if (k >= 0) { ssize_t w = write(2, g_stop_msg[k], strlen(g_stop_msg[k])); (void)w; }
+    _exit(143);
+}
+static void stop_message(const char *ck, int generation) {
+    int k = g_stop_which == 0 ? 1 : 0;
+    snprintf(g_stop_msg[k], sizeof g_stop_msg[k], "\n%s: stopped: the MPI job is ending (a rank exited; see mpirun's message). "
+             "%s holds generation %d (hint: rerun with --resume, with any number of ranks)\n", cmd_name, ck, generation);
+    g_stop_which = k;
+}
+
+/* Ranks > 0: the same search object, serving rank 0's batches until it is done. */
+static int mpi_worker(run *r, const evb_search_params *sp) {
     evb_search *srch = NULL;
-    s = evb_search_alloc(t, sp, &p, &srch);
-    if (!s) s = r->ft ? evb_search_set(srch, r->ft, r->fparams, r->n_threads) : evb_search_set(srch, &evb_fitness_kl, &r->kp, 0);
+    evb_mpi *mp = NULL;
+    int s = make_search(r, sp, &srch);
+    if (!s) s = evb_mpi_create(r->ft ? NULL : &r->kp, &mp);
+    if (!s) s = evb_mpi_serve(mp, srch);
+    evb_mpi_free(mp);
+    evb_search_free(srch);
+    return s ? fail(s) : 0;
+}
+#endif
+
+static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n_front, evb_front_point **front,
+                      int16_t **front_levels, FILE *log, double *eval_s, evb_search_info *info_out) {
+    evb_search *srch = NULL;
+    int s = make_search(r, sp, &srch);
+    if (s) return fail(s);
+#ifdef EVB_MPI
+    evb_mpi *mp = NULL;
+    if (g_mpi_size > 1) {
+        s = evb_mpi_create(r->ft ? NULL : &r->kp, &mp);
+        if (s) { evb_search_free(srch); return fail(s); }
+        evb_search_set_batch(srch, evb_mpi_batch, mp);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigaction(SIGTERM, &sa, NULL);
+    }
+#endif
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r->out);
     if (!s && r->o->resume && access(ck, R_OK) == 0) {
@@ -832,6 +890,9 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
         fflush(log);
         int cs = evb_search_save(srch, ck);
         if (cs) { status = cs; break; }
+#ifdef EVB_MPI
+        if (mp) stop_message(ck, in.generation);
+#endif
         if (el - last >= (tty ? 0.2 : 5.0) || status == EVB_SUCCESS) {
             last = el;
             int gd = in.generation - g0, total = sp->generations - g0;
@@ -843,6 +904,9 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
     }
     if (tty) fputc('\n', stderr);
     *eval_s = now_s() - t0;
+#ifdef EVB_MPI
+    if (mp) { evb_mpi_stop(mp); evb_mpi_free(mp); }
+#endif
     if (status != EVB_SUCCESS) {
         evb_search_free(srch);
         return fail(status);
@@ -1234,6 +1298,18 @@ int cmd_search(int argc, char **argv) {
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) known |= strcmp(r.method, methods[i]) == 0;
     if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r.method);
     int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop + !!o.target_bytes;
+#ifdef EVB_MPI
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_mpi_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_mpi_size);
+    if (g_mpi_rank > 0) { /* the workers' messages say which rank they come from */
+        static char nm[64];
+        snprintf(nm, sizeof nm, "evobudget search (rank %d)", g_mpi_rank);
+        cmd_name = nm;
+    }
+    if (g_mpi_size > 1 && o.problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
+    if (g_mpi_size > 1 && (!strcmp(r.method, "owl") || !strcmp(r.method, "ecoflap") || !strcmp(r.method, "shortgpt")))
+        return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r.method);
+#endif
     if (o.problem) return search_problem(&r);
     if (o.fitness_plugin || o.fitness_cmd) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
     if (n_t != 1) return usage_error("give exactly one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X (or --problem FILE)");
@@ -1262,6 +1338,7 @@ int cmd_search(int argc, char **argv) {
         if (i && targets[i] == targets[i - 1]) return usage_error("%s lists %g twice", tflag, targets[i]);
     }
     if (n_targets > 1 && strcmp(r.method, "evopress")) return usage_error("a list of targets is an EvoPress sweep; give --method evopress or one target");
+    if (n_targets > 1 && g_mpi_size > 1) return usage_error("an EvoPress sweep runs one target per mpirun; give one target");
     r.target = targets[0];
     char default_out[256];
     if (!o.out) { /* the run directory defaults to run-<method>-<target kind>-<target> here */
@@ -1297,12 +1374,14 @@ int cmd_search(int argc, char **argv) {
     char ck[1400];
     snprintf(ck, sizeof ck, "%s/checkpoint.msgpack", r.out);
     if (n_targets > 1) snprintf(ck, sizeof ck, "%s", r.out);
-    if (o.resume && access(ck, R_OK)) return usage_error("--resume: %s has no checkpoint (%s)", r.out, ck);
-    if (!o.resume) {
-        snprintf(ck, sizeof ck, "%s/%s", r.out, n_targets > 1 ? "sweep.json" : "best.json");
-        if (access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r.out);
+    if (g_mpi_rank == 0) { /* the run directory is rank 0's */
+        if (o.resume && access(ck, R_OK)) return usage_error("--resume: %s has no checkpoint (%s)", r.out, ck);
+        if (!o.resume) {
+            snprintf(ck, sizeof ck, "%s/%s", r.out, n_targets > 1 ? "sweep.json" : "best.json");
+            if (access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r.out);
+        }
+        if (mkdirs(r.out)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno)));
     }
-    if (mkdirs(r.out)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno)));
 
     set_threads(&o);
     if ((rc = load_model(&o, 1, &r.l))) return rc;
@@ -1331,7 +1410,7 @@ int cmd_search(int argc, char **argv) {
         else snprintf(base, sizeof base, "%s/.cache/evobudget", home && home[0] ? home : ".");
         snprintf(r.dbdir, sizeof r.dbdir, "%s/%s-%s", base, r.mfp, r.cfp);
     }
-    if (r.mode != MODE_DROP) {
+    if (r.mode != MODE_DROP && g_mpi_rank == 0) { /* other ranks open it once rank 0 has built what is missing */
         if (mkdirs(r.dbdir)) { run_free(&r); return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "database %s: %s", r.dbdir, strerror(errno))); }
         if ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 1, &r.db))) { run_free(&r); return fail(s); }
     }
@@ -1358,7 +1437,28 @@ int cmd_search(int argc, char **argv) {
         for (int u = 0; u < evb_model_n_units(m); u++) { int rows, cols; evb_model_unit_shape(m, u, &rows, &cols); n_lin += (double)rows * cols; }
         r.target = bpw * n_lin / 8;
     }
-    rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
+    if (g_mpi_rank == 0)
+        rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
+#ifdef EVB_MPI
+    if (g_mpi_size > 1) {
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (g_mpi_rank > 0) { /* rank 0 has its problem and its levels: the same problem here, then serve */
+            if (rc) break;
+            if (r.mode != MODE_DROP && (s = evb_db_open(r.dbdir, r.mfp, r.cfp, 0, &r.db))) { rc = fail(s); break; }
+            if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { rc = fail(s); break; }
+            rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
+            if (rc) break;
+            r.kp = (evb_kl_params){m, &r.w, r.teacher, r.cache, r.U, r.fu, metric, (int)o.batch, reuse};
+            evb_search_params sp = search_params(&r);
+            if (o.stages) {
+                sp.n_stages = sp_override.n_stages;
+                for (int j = 0; j < sp.n_stages; j++) { sp.n_survivors[j] = sp_override.n_survivors[j]; sp.n_tokens[j] = sp_override.n_tokens[j]; }
+            }
+            rc = mpi_worker(&r, &sp);
+            break;
+        }
+    }
+#endif
     if (rc) break;
     if (prev) fprintf(stderr, "%s: %s %g starts from %s\n", cmd_name, mode_name[r.mode], r.target,
                       warm_start(&r, prev) ? "the previous target's best" : "the uniform allocation (the previous best does not map onto its budget)");

@@ -372,6 +372,7 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
 }
 
 void evb_search_set_batch(evb_search *s, evb_batch_fn fn, void *ctx) { s->batch_fn = fn; s->batch_ctx = ctx; }
+int evb_search_n_units(const evb_search *s) { return s->U; }
 
 static int check_levels(const evb_search *s, const int16_t *levels, int n, double *fitness, const evb_batch *b) {
     if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);

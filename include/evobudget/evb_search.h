@@ -171,6 +171,8 @@ int  evb_search_evaluate_local(evb_search *s, const int16_t *levels, int n, cons
 typedef int (*evb_batch_fn)(void *ctx, evb_search *s, const int16_t *levels, int n, const int16_t *ref,
                             const evb_batch *b, double *fitness);
 void evb_search_set_batch(evb_search *s, evb_batch_fn fn, void *ctx);
+/* Units of the search's problem. */
+int  evb_search_n_units(const evb_search *s);
 
 /* ---- results ---- */
 
