@@ -3,9 +3,9 @@
  * Messages from rank 0 to rank r (tag TASK): a header of 8 int64 {op, n, U, has_ref, batch seed, batch
  * tokens, first, count}, then the n candidates' levels (int16 [n U]) and the reference (int16 [U]) when
  * has_ref. op CANDIDATES: score candidates [first, first + count) of the n; op PARTS: score this rank's
- * parts of every candidate; op STOP: return. Replies (tag RESULT): int64 status, then the count fitness
- * values (double) or the units of every (candidate, part) and the scored tokens (int64), and on an error
- * its message (char [512]). */
+ * slots (one part of one candidate per thread; score_parts); op STOP: return. Replies (tag RESULT): int64
+ * status, then the count fitness values (double) or the units of each slot and the scored tokens (int64),
+ * and on an error its message (char [512]). */
 #include "evaluators/mpi.h"
 #include "evobudget/evb_status.h"
 
@@ -83,23 +83,32 @@ static int part_workspaces(evb_mpi *mp) {
     return EVB_SUCCESS;
 }
 
-/* This rank's parts of every candidate: units [n][n_threads]; *scored the batch's tokens. */
+/* Slots: thread t of rank r is slot part0[r] + t of total_parts. In a parts batch of n candidates (n smaller
+ * than the ranks), candidate i owns slots [i P / n, (i + 1) P / n), each scoring one part of it. */
+static int slot_candidate(int g, int n, int P) {
+    int i = 0;
+    while (i + 1 < n && (int)((int64_t)(i + 1) * P / n) <= g) i++;
+    return i;
+}
+
+/* This rank's slots: units [n_threads], one part of one candidate each; *scored the batch's tokens. */
 static int score_parts(evb_mpi *mp, const int16_t *levels, int n, int U, const evb_batch *b, int64_t *units, size_t *scored) {
     int st = part_workspaces(mp), failed = 0;
     if (st) return st;
     char msg[MSG_LEN] = "";
     size_t sc = 0;
-    int items = n * mp->n_threads;
-    #pragma omp parallel for schedule(static) num_threads(mp->n_threads)
-    for (int k = 0; k < items; k++) {
+    const int P = mp->total_parts;
+    #pragma omp parallel for schedule(static, 1) num_threads(mp->n_threads)
+    for (int t = 0; t < mp->n_threads; t++) {
         int ith = 0;
 #ifdef _OPENMP
         ith = omp_get_thread_num();
 #endif
-        int i = k / mp->n_threads, t = k % mp->n_threads;
-        evb_genome g = {U, levels + (size_t)i * U};
+        int g = mp->part0[mp->rank] + t, i = slot_candidate(g, n, P);
+        int first = (int)((int64_t)i * P / n), last = (int)((int64_t)(i + 1) * P / n);
+        evb_genome gen = {U, levels + (size_t)i * U};
         size_t s1 = 0;
-        int e = evb_fitness_kl_part(&mp->kp_parts, mp->kws[ith], &g, b, mp->part0[mp->rank] + t, mp->total_parts, &units[k], &s1);
+        int e = evb_fitness_kl_part(&mp->kp_parts, mp->kws[ith], &gen, b, g - first, last - first, &units[t], &s1);
         #pragma omp critical(evb_mpi_parts)
         {
             if (e && !failed) { failed = e; snprintf(msg, sizeof msg, "%s", evb_last_error()); }
@@ -140,30 +149,30 @@ int evb_mpi_batch(void *ctx, evb_search *s, const int16_t *levels, int n, const 
     char msg[MSG_LEN] = "";
     int bad_rank = -1;
     if (mp->kp && n < R) {
-        /* few candidates: every thread of every rank scores one part of each */
+        /* few candidates: every thread of every rank scores one part of one of them */
+        const int P = mp->total_parts;
         for (int r = 1; r < R; r++) send_task(r, OP_PARTS, n, U, levels, ref, b, 0, n);
-        int64_t *units = calloc((size_t)n * mp->total_parts, sizeof(int64_t)), *mine = malloc(sizeof(int64_t) * n * mp->n_threads);
+        int64_t *units = calloc((size_t)P, sizeof(int64_t));
         size_t scored = 0;
-        if (!units || !mine) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
-        if (!st) st = score_parts(mp, levels, n, U, b, mine, &scored);
-        if (!st) for (int k = 0; k < n * mp->n_threads; k++) units[(size_t)(k / mp->n_threads) * mp->total_parts + k % mp->n_threads] = mine[k];
+        if (!units) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        if (!st) st = score_parts(mp, levels, n, U, b, units, &scored);
         if (st) snprintf(msg, sizeof msg, "%s", evb_last_error());
         for (int r = 1; r < R; r++) {
             int e = recv_status(r, msg);
             if (e) { if (!st) { st = e; bad_rank = r; } continue; }
             int T = mp->threads[r];
-            int64_t *got = malloc(sizeof(int64_t) * ((size_t)n * T + 1));
+            int64_t *got = malloc(sizeof(int64_t) * ((size_t)T + 1));
             if (!got) { st = EVB_RAISEF(EVB_ENOMEM, "out of memory"); continue; }
-            MPI_Recv(got, n * T + 1, MPI_INT64_T, r, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            for (int k = 0; units && k < n * T; k++) units[(size_t)(k / T) * mp->total_parts + mp->part0[r] + k % T] = got[k];
+            MPI_Recv(got, T + 1, MPI_INT64_T, r, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            for (int t = 0; units && t < T; t++) units[mp->part0[r] + t] = got[t];
             free(got);
         }
         for (int i = 0; !st && i < n; i++) {
             int64_t sum = 0;
-            for (int p = 0; p < mp->total_parts; p++) sum += units[(size_t)i * mp->total_parts + p];
+            for (int g = (int)((int64_t)i * P / n); g < (int)((int64_t)(i + 1) * P / n); g++) sum += units[g];
             fitness[i] = (double)sum * EVB_KL_UNIT / (double)scored;
         }
-        free(units); free(mine);
+        free(units);
     } else {
         /* candidates in contiguous blocks, in proportion to each rank's threads */
         int *first = calloc((size_t)R + 1, sizeof(int));
@@ -214,14 +223,14 @@ int evb_mpi_serve(evb_mpi *mp, evb_search *local) {
             else if (count) MPI_Send(f, count, MPI_DOUBLE, 0, TAG_RESULT, MPI_COMM_WORLD);
             free(f);
         } else {
-            int64_t *u = malloc(sizeof(int64_t) * ((size_t)n * mp->n_threads + 1));
+            int64_t *u = malloc(sizeof(int64_t) * ((size_t)mp->n_threads + 1));
             size_t scored = 0;
             st = u ? score_parts(mp, levels, n, U, &b, u, &scored) : EVB_ENOMEM;
             MPI_Send(&st, 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
             if (st) send_error();
             else {
-                u[(size_t)n * mp->n_threads] = (int64_t)scored;
-                MPI_Send(u, n * mp->n_threads + 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
+                u[mp->n_threads] = (int64_t)scored;
+                MPI_Send(u, mp->n_threads + 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
             }
             free(u);
         }

@@ -5,7 +5,8 @@
  * other ranks hold the same model, database and fitness and serve those requests (evb_mpi_serve) until rank
  * 0 stops them. A batch of at least as many candidates as ranks is split by candidates, in proportion to
  * each rank's threads; a smaller one (EvoPress's last stages: one or two candidates on many tokens) is split
- * by tokens, into one part per thread of every rank (evb_fitness_kl_part), when the fitness is the KL one.
+ * by tokens when the fitness is the KL one: every thread of every rank scores one part (whole chunks of
+ * windows, evb_fitness_kl_part) of one candidate, the candidates sharing the threads equally.
  * Either way every candidate's value is the one a single process computes, bit for bit. */
 #ifndef EVB_EVALUATORS_MPI_H
 #define EVB_EVALUATORS_MPI_H
