@@ -148,7 +148,7 @@ int evb_mpi_batch(void *ctx, evb_search *s, const int16_t *levels, int n, const 
     int U = evb_search_n_units(s), R = mp->size, st = EVB_SUCCESS;
     char msg[MSG_LEN] = "";
     int bad_rank = -1;
-    if (mp->kp && n < R) {
+    if (mp->kp && n < mp->total_parts) {
         /* few candidates: every thread of every rank scores one part of one of them */
         const int P = mp->total_parts;
         for (int r = 1; r < R; r++) send_task(r, OP_PARTS, n, U, levels, ref, b, 0, n);

@@ -3,9 +3,9 @@
  * Rank 0 runs the search; its batch evaluator (evb_mpi_batch, an evb_batch_fn) sends the candidates of a
  * batch as level vectors to every rank, scores its own share locally, and gathers the fitness values. The
  * other ranks hold the same model, database and fitness and serve those requests (evb_mpi_serve) until rank
- * 0 stops them. A batch of at least as many candidates as ranks is split by candidates, in proportion to
- * each rank's threads; a smaller one (EvoPress's last stages: one or two candidates on many tokens) is split
- * by tokens when the fitness is the KL one: every thread of every rank scores one part (whole chunks of
+ * 0 stops them. A batch of at least as many candidates as threads in all is split by candidates, in
+ * proportion to each rank's threads; a smaller one (EvoPress's late stages: one or two candidates on many
+ * tokens) is split by tokens when the fitness is the KL one: every thread of every rank scores one part (whole chunks of
  * windows, evb_fitness_kl_part) of one candidate, the candidates sharing the threads equally.
  * Either way every candidate's value is the one a single process computes, bit for bit. */
 #ifndef EVB_EVALUATORS_MPI_H
