@@ -3,9 +3,9 @@
  * Messages from rank 0 to rank r (tag TASK): a header of 8 int64 {op, n, U, has_ref, batch seed, batch
  * tokens, first, count}, then the n candidates' levels (int16 [n U]) and the reference (int16 [U]) when
  * has_ref. op CANDIDATES: score candidates [first, first + count) of the n; op PARTS: score this rank's
- * slots (one part of one candidate per thread; score_parts); op STOP: return. Replies (tag RESULT): int64
- * status, then the count fitness values (double) or the units of each slot and the scored tokens (int64),
- * and on an error its message (char [512]). */
+ * items (rank_items: a part of one candidate, or whole candidates, one at a time); op STOP: return. Replies
+ * (tag RESULT): int64 status, then the count fitness values (double) or the units of each item and the
+ * scored tokens (int64), and on an error its message (char [512]). */
 #include "evaluators/mpi.h"
 #include "evobudget/evb_status.h"
 
@@ -74,7 +74,7 @@ static int part_workspaces(evb_mpi *mp) {
     if (mp->kws) return EVB_SUCCESS;
     mp->kws = calloc((size_t)mp->n_threads, sizeof(void *));
     if (!mp->kws) EVB_ERROR("out of memory", EVB_ENOMEM);
-    for (int t = 0; t < mp->n_threads; t++) {
+    for (int t = 0; t < 1; t++) { /* the parts run one at a time, the forward using every thread */
         mp->kws[t] = malloc(evb_fitness_kl.workspace_size(&mp->kp_parts));
         if (!mp->kws[t]) EVB_ERROR("out of memory for a fitness workspace", EVB_ENOMEM);
         int st = evb_fitness_kl.workspace_init(mp->kws[t], &mp->kp_parts);
@@ -83,41 +83,37 @@ static int part_workspaces(evb_mpi *mp) {
     return EVB_SUCCESS;
 }
 
-/* Slots: thread t of rank r is slot part0[r] + t of total_parts. In a parts batch of n candidates (n smaller
- * than the ranks), candidate i owns slots [i P / n, (i + 1) P / n), each scoring one part of it. */
-static int slot_candidate(int g, int n, int P) {
-    int i = 0;
-    while (i + 1 < n && (int)((int64_t)(i + 1) * P / n) <= g) i++;
-    return i;
+/* A batch of fewer candidates than threads in all is scored one candidate (or one part of one) at a time per
+ * rank, each forward using all the rank's threads. With n <= R ranks, candidate i owns ranks
+ * [i R / n, (i + 1) R / n), each scoring one part of it; with more, rank r scores candidates
+ * [r n / R, (r + 1) n / R) whole. Writes the items of rank r: candidate, part and parts of each. */
+static int rank_items(int r, int n, int R, int *cand, int *part, int *n_parts) {
+    if (n <= R) {
+        int i = 0;
+        while (i + 1 < n && (int)((int64_t)(i + 1) * R / n) <= r) i++;
+        int first = (int)((int64_t)i * R / n), last = (int)((int64_t)(i + 1) * R / n);
+        cand[0] = i; part[0] = r - first; n_parts[0] = last - first;
+        return 1;
+    }
+    int a = (int)((int64_t)r * n / R), b = (int)((int64_t)(r + 1) * n / R);
+    for (int i = a; i < b; i++) { cand[i - a] = i; part[i - a] = 0; n_parts[i - a] = 1; }
+    return b - a;
 }
 
-/* This rank's slots: units [n_threads], one part of one candidate each; *scored the batch's tokens. */
-static int score_parts(evb_mpi *mp, const int16_t *levels, int n, int U, const evb_batch *b, int64_t *units, size_t *scored) {
-    int st = part_workspaces(mp), failed = 0;
+/* This rank's items: units [n_items]; *scored the batch's tokens. */
+static int score_parts(evb_mpi *mp, const int16_t *levels, int n, int U, const evb_batch *b, int64_t *units, int *n_items,
+                       size_t *scored) {
+    int st = part_workspaces(mp);
     if (st) return st;
-    char msg[MSG_LEN] = "";
-    size_t sc = 0;
-    const int P = mp->total_parts;
-    #pragma omp parallel for schedule(static, 1) num_threads(mp->n_threads)
-    for (int t = 0; t < mp->n_threads; t++) {
-        int ith = 0;
-#ifdef _OPENMP
-        ith = omp_get_thread_num();
-#endif
-        int g = mp->part0[mp->rank] + t, i = slot_candidate(g, n, P);
-        int first = (int)((int64_t)i * P / n), last = (int)((int64_t)(i + 1) * P / n);
-        evb_genome gen = {U, levels + (size_t)i * U};
-        size_t s1 = 0;
-        int e = evb_fitness_kl_part(&mp->kp_parts, mp->kws[ith], &gen, b, g - first, last - first, &units[t], &s1);
-        #pragma omp critical(evb_mpi_parts)
-        {
-            if (e && !failed) { failed = e; snprintf(msg, sizeof msg, "%s", evb_last_error()); }
-            if (!e) sc = s1;
-        }
+    int *cand = malloc(sizeof(int) * 3 * (n + 1)), *part = cand + n + 1, *np = part + n + 1;
+    if (!cand) EVB_ERROR("out of memory", EVB_ENOMEM);
+    *n_items = rank_items(mp->rank, n, mp->size, cand, part, np);
+    for (int k = 0; !st && k < *n_items; k++) {
+        evb_genome g = {U, levels + (size_t)cand[k] * U};
+        st = evb_fitness_kl_part(&mp->kp_parts, mp->kws[0], &g, b, part[k], np[k], &units[k], scored);
     }
-    *scored = sc;
-    if (failed) EVB_ERRORF(failed, "%s", msg);
-    return EVB_SUCCESS;
+    free(cand);
+    return st;
 }
 
 /* Sends the task header and the candidates to rank r. */
@@ -149,30 +145,28 @@ int evb_mpi_batch(void *ctx, evb_search *s, const int16_t *levels, int n, const 
     char msg[MSG_LEN] = "";
     int bad_rank = -1;
     if (mp->kp && n < mp->total_parts) {
-        /* few candidates: every thread of every rank scores one part of one of them */
-        const int P = mp->total_parts;
+        /* fewer candidates than threads: one candidate, or one part of one, at a time per rank */
         for (int r = 1; r < R; r++) send_task(r, OP_PARTS, n, U, levels, ref, b, 0, n);
-        int64_t *units = calloc((size_t)P, sizeof(int64_t));
+        int64_t *sum = calloc((size_t)n, sizeof(int64_t)), *units = malloc(sizeof(int64_t) * (n + 2));
+        int *cand = malloc(sizeof(int) * 3 * (n + 1)), *part = cand ? cand + n + 1 : NULL, *np = cand ? part + n + 1 : NULL;
         size_t scored = 0;
-        if (!units) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
-        if (!st) st = score_parts(mp, levels, n, U, b, units, &scored);
+        int n_items = 0;
+        if (!sum || !units || !cand) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        if (!st) st = score_parts(mp, levels, n, U, b, units, &n_items, &scored);
         if (st) snprintf(msg, sizeof msg, "%s", evb_last_error());
+        else {
+            rank_items(0, n, R, cand, part, np);
+            for (int k = 0; k < n_items; k++) sum[cand[k]] += units[k];
+        }
         for (int r = 1; r < R; r++) {
             int e = recv_status(r, msg);
             if (e) { if (!st) { st = e; bad_rank = r; } continue; }
-            int T = mp->threads[r];
-            int64_t *got = malloc(sizeof(int64_t) * ((size_t)T + 1));
-            if (!got) { st = EVB_RAISEF(EVB_ENOMEM, "out of memory"); continue; }
-            MPI_Recv(got, T + 1, MPI_INT64_T, r, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            for (int t = 0; units && t < T; t++) units[mp->part0[r] + t] = got[t];
-            free(got);
+            int m = rank_items(r, n, R, cand, part, np);
+            MPI_Recv(units, m + 1, MPI_INT64_T, r, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            for (int k = 0; k < m && sum; k++) sum[cand[k]] += units[k];
         }
-        for (int i = 0; !st && i < n; i++) {
-            int64_t sum = 0;
-            for (int g = (int)((int64_t)i * P / n); g < (int)((int64_t)(i + 1) * P / n); g++) sum += units[g];
-            fitness[i] = (double)sum * EVB_KL_UNIT / (double)scored;
-        }
-        free(units);
+        for (int i = 0; !st && i < n; i++) fitness[i] = (double)sum[i] * EVB_KL_UNIT / (double)scored;
+        free(sum); free(units); free(cand);
     } else {
         /* candidates in contiguous blocks, in proportion to each rank's threads */
         int *first = calloc((size_t)R + 1, sizeof(int));
@@ -223,14 +217,15 @@ int evb_mpi_serve(evb_mpi *mp, evb_search *local) {
             else if (count) MPI_Send(f, count, MPI_DOUBLE, 0, TAG_RESULT, MPI_COMM_WORLD);
             free(f);
         } else {
-            int64_t *u = malloc(sizeof(int64_t) * ((size_t)mp->n_threads + 1));
+            int64_t *u = malloc(sizeof(int64_t) * ((size_t)n + 2));
             size_t scored = 0;
-            st = u ? score_parts(mp, levels, n, U, &b, u, &scored) : EVB_ENOMEM;
+            int m = 0;
+            st = u ? score_parts(mp, levels, n, U, &b, u, &m, &scored) : EVB_ENOMEM;
             MPI_Send(&st, 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
             if (st) send_error();
             else {
-                u[mp->n_threads] = (int64_t)scored;
-                MPI_Send(u, mp->n_threads + 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
+                u[m] = (int64_t)scored;
+                MPI_Send(u, m + 1, MPI_INT64_T, 0, TAG_RESULT, MPI_COMM_WORLD);
             }
             free(u);
         }

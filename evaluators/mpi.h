@@ -5,8 +5,9 @@
  * other ranks hold the same model, database and fitness and serve those requests (evb_mpi_serve) until rank
  * 0 stops them. A batch of at least as many candidates as threads in all is split by candidates, in
  * proportion to each rank's threads; a smaller one (EvoPress's late stages: one or two candidates on many
- * tokens) is split by tokens when the fitness is the KL one: every thread of every rank scores one part (whole chunks of
- * windows, evb_fitness_kl_part) of one candidate, the candidates sharing the threads equally.
+ * tokens) is scored one candidate at a time per rank, each forward using all the rank's threads, and when
+ * there are fewer candidates than ranks and the fitness is the KL one, split by tokens: each candidate's
+ * ranks score one part of it (whole chunks of windows, evb_fitness_kl_part).
  * Either way every candidate's value is the one a single process computes, bit for bit. */
 #ifndef EVB_EVALUATORS_MPI_H
 #define EVB_EVALUATORS_MPI_H

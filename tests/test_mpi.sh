@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_mpi.sh SOURCE_DIR BUILD_DIR -- evobudget-mpi on stories260K: `mpirun -np 2` and `-np 3` give the
 # best.json and front.csv of the single-process run for the same seed (the 3-rank run splits the tokens of
-# its two-candidate stage); a rank killed mid-run ends the job within seconds with a message naming the
+# its two-candidate stage; 2 ranks of 2 threads score a three-candidate stage one candidate at a time); a rank killed mid-run ends the job within seconds with a message naming the
 # checkpoint, and --resume with another rank count ends with the uninterrupted run's best.json.
 # Skipped (exit 77) with a message where MPI or evobudget-mpi is missing.
 set -u
@@ -31,6 +31,12 @@ for np in 2 3; do
   check "mpirun -np $np: same best.json as one process" cmp -s "$tmp/one/best.json" "$tmp/np$np/best.json"
   check "mpirun -np $np: same front.csv as one process" cmp -s "$tmp/one/front.csv" "$tmp/np$np/front.csv"
 done
+
+# 2 ranks of 2 threads: 3 candidates on 4 threads are scored one at a time per rank, all threads in the forward
+st="--generations 5 --stages 6@256,3@512,1@0"
+OMP_NUM_THREADS=2 "$evb" $args $st --out "$tmp/one3" > /dev/null 2>&1
+OMP_NUM_THREADS=2 mpirun -np 2 "$mpi" $args $st --out "$tmp/np2t2" > /dev/null 2>&1
+check "mpirun -np 2 with 2 threads each, stages 6, 3, 1: same best.json as one process" cmp -s "$tmp/one3/best.json" "$tmp/np2t2/best.json"
 
 # a rank killed mid-run, then resumed with another rank count
 OMP_NUM_THREADS=2 "$evb" $args --generations 60 --out "$tmp/whole" > /dev/null 2>&1
