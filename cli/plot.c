@@ -71,6 +71,17 @@ static void write_front_row(void *ctx, double cost, double frac, double fit) {
     fprintf(o->f, "%.9g %.9g\n", front_x(o->kind, cost, frac), fit);
 }
 
+/* One labelled point of the front picture: a line of baselines.dat, its label kept for the key. Quotes and
+ * backslashes, which gnuplot's strings would take as syntax, become plain characters. */
+static void add_point(FILE *f, json_t *labels, double x, double y, const char *label) {
+    char clean[300];
+    size_t k = 0;
+    for (const char *p = label; *p && k + 1 < sizeof clean; p++) clean[k++] = *p == '"' || *p == '\\' ? '\'' : *p;
+    clean[k] = 0;
+    fprintf(f, "%.9g %.9g\n", x, y);
+    json_array_append_new(labels, json_string(clean));
+}
+
 static json_t *load_json(const char *dir, const char *name, int required) {
     char p[1300];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -222,10 +233,13 @@ int cmd_plot(int argc, char **argv) {
     FILE *bf = rc ? NULL : fopen(p, "w");
     if (!rc && !bf) rc = usage_error("%s: cannot create: %s", p, strerror(errno));
     int n_base = 0;
+    json_t *labels = json_array();
+    char lb[300];
     if (bf) {
         double c = json_number_value(json_object_get(best, "cost"));
-        fprintf(bf, "%.9g %.9g \"%s (best)\"\n", front_x(kind, c, c * fo.ratio), json_number_value(json_object_get(best, "fitness")),
-                json_string_value(json_object_get(best, "method")) ? json_string_value(json_object_get(best, "method")) : "run");
+        const char *m = json_string_value(json_object_get(best, "method"));
+        snprintf(lb, sizeof lb, "%s (this run's best)", m ? m : "run");
+        add_point(bf, labels, front_x(kind, c, c * fo.ratio), json_number_value(json_object_get(best, "fitness")), lb);
     }
     char *with = o.with ? strdup(o.with) : NULL;
     for (char *save, *d = with ? strtok_r(with, ",", &save) : NULL; d && !rc; d = strtok_r(NULL, ",", &save)) {
@@ -237,8 +251,8 @@ int cmd_plot(int argc, char **argv) {
         if (!k2 || (strcmp(k2, kind) && !by_storage)) rc = usage_error("--with %s: a %s run; %s is a %s run", d, k2 ? k2 : "?", dir, kind);
         if (!rc && by_storage) {
             const char *m = json_string_value(json_object_get(b, "method"));
-            fprintf(bf, "%.9g %.9g \"%s (%s)\"\n", json_number_value(json_object_get(b, "storage_bytes")) * 8 * fo.ratio,
-                    json_number_value(json_object_get(b, "fitness")), m ? m : d, k2);
+            snprintf(lb, sizeof lb, "%s (%s only)", m ? m : d, k2);
+            add_point(bf, labels, json_number_value(json_object_get(b, "storage_bytes")) * 8 * fo.ratio, json_number_value(json_object_get(b, "fitness")), lb);
             n_base++;
             json_decref(b);
             continue;
@@ -251,7 +265,7 @@ int cmd_plot(int argc, char **argv) {
         if (!rc) {
             double c = json_number_value(json_object_get(b, "cost"));
             const char *m = json_string_value(json_object_get(b, "method"));
-            fprintf(bf, "%.9g %.9g \"%s\"\n", front_x(kind, c, c * scale.ratio), json_number_value(json_object_get(b, "fitness")), m ? m : d);
+            add_point(bf, labels, front_x(kind, c, c * scale.ratio), json_number_value(json_object_get(b, "fitness")), m ? m : d);
             n_base++;
         }
         json_decref(b);
@@ -266,9 +280,15 @@ int cmd_plot(int argc, char **argv) {
         const char *method = json_string_value(json_object_get(best, "method"));
         fprintf(vars, "front_xlabel = \"%s\"\nrun_title = \"%s, %s target %g\"\n", front_xlabel(kind), method ? method : "run", kind,
                 json_number_value(json_object_get(best, "target")));
+        size_t i;
+        json_t *x;
+        fprintf(vars, "n_points = %zu\narray point_labels[%zu] = [", json_array_size(labels), json_array_size(labels));
+        json_array_foreach(labels, i, x) fprintf(vars, "%s\"%s\"", i ? ", " : "", json_string_value(x));
+        fprintf(vars, "]\n");
         rc = write_profile(dir, best, manifest, vars);
         fclose(vars);
     }
+    json_decref(labels);
     int n_conv = rc ? 0 : write_convergence(dir);
     json_t *pics = json_array();
     static const char *scripts[] = {"front", "profile", "convergence"};

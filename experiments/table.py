@@ -62,7 +62,7 @@ for name in models:
                 continue
             bold = "**" if method == best else ""
             st = b.get("storage_bytes")
-            md.append("| %s | %s | %.4f | %s | %.4f | %s%.4f%s | %.3f | %s | %s |" % (
+            md.append("| %s | %s | %.4f | %s | %.4g | %s%.4g%s | %.3f | %s | %s |" % (
                 label, method, size_of(b), "%.1f" % (st / 1e3) if st else "", b["fitness"], bold, e["kl"], bold,
                 e["perplexity"], "%.2f" % w["perplexity"] if w else "", sec))
             rows.append({"model": name, "target": label, "method": method, "size": size_of(b), "storage_bytes": st,
