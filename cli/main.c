@@ -534,7 +534,7 @@ static int load_reference(const opts *o, const evb_model *m, evb_model **ref, ch
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
                            "  Perplexity of a model on a text file.\n"
@@ -543,6 +543,8 @@ static int cmd_eval(int argc, char **argv) {
                            "  --data TEXTFILE    text to score (default: the demo model's calibration text, assets/demo/calib.txt)\n"
                            "  --seq-len N        positions per window: BOS + N-1 text tokens, all scored (default: min(512, context))\n"
                            "  --max-tokens N     score at most N tokens (default: the whole text)\n"
+                           "  --calib-windows N  score the N windows 'search --calib-windows N' samples from this text instead\n"
+                           "                     (its calibration set: kl is then the search's fitness on all of it)\n"
                            "  --batch N          windows per forward pass (default 8)\n"
                            "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
                            "                     does (default 4000; 0 encodes it whole)\n"
@@ -566,6 +568,7 @@ static int cmd_eval(int argc, char **argv) {
     }
     int n_cfg = !!o.config + !!o.uniform_sparsity_s + !!o.uniform_bits;
     if (n_cfg > 1) { json_decref(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
+    if (o.calib_windows && o.max_tokens) { json_decref(cfg); return usage_error("give --max-tokens or --calib-windows, not both"); }
     if (n_cfg && o.reference) { json_decref(cfg); return usage_error("--reference compares two models; a configuration is compared with its own dense model (give one of them)"); }
     int no_levels = cfg && json_array_size(json_object_get(cfg, "units")) == 0; /* only dropped sub-blocks */
     if (n_cfg && !o.db && !no_levels) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
@@ -602,7 +605,8 @@ static int cmd_eval(int argc, char **argv) {
     double nll = 0, t0 = now_s();
     int s = evb_text_read(data, &text, &len);
     if (!s) s = evb_text_tokenize(l.t, text, len, (size_t)o.piece_bytes, &tok, &n_tok);
-    if (!s) s = evb_windows_consecutive(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (size_t)o.max_tokens, &w);
+    if (!s && o.calib_windows) s = evb_windows_sample(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (int)o.calib_windows, 0, &w);
+    else if (!s) s = evb_windows_consecutive(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (size_t)o.max_tokens, &w);
     int batch = (int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1);
     if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
     double t1 = now_s();

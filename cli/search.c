@@ -1203,11 +1203,14 @@ static int print_summary(const run *r, json_t *best, int n_front, const evb_sear
         json_object_set_new(j, "tokens", json_integer((json_int_t)info->tokens));
         json_object_set_new(j, "search_seconds", json_real(search_s));
     }
+    json_t *fa = json_object_get(best, "fitness_all");
+    if (fa) json_object_set(j, "fitness_all", fa);
     if (as_json) return print_json(j);
     if (r->mode == MODE_PROBLEM) printf("%s: %s on %s", r->out, r->method, r->o->problem);
     else printf("%s: %s at %s %g", r->out, r->method, mode_name[r->mode], r->target);
-    printf(": fitness %.9g, cost %.9g (budget %.9g); %s\n", json_real_value(json_object_get(best, "fitness")),
-           json_real_value(json_object_get(best, "cost")), r->budget, bp);
+    printf(": fitness %.9g", json_real_value(json_object_get(best, "fitness")));
+    if (fa) printf(" (%.9g on all calibration tokens)", json_real_value(fa));
+    printf(", cost %.9g (budget %.9g); %s\n", json_real_value(json_object_get(best, "cost")), r->budget, bp);
     json_decref(j);
     return 0;
 }
@@ -1522,8 +1525,9 @@ int cmd_search(int argc, char **argv) {
         snprintf(line, sizeof line, "id,cost,cost_fraction,fitness,heldout,levels\n0,%.17g,%.9g,%.17g,,\n", front[0].cost, front[0].cost / r.total_size, front[0].fitness);
         rc = write_file(r.out, "front.csv", line);
     }
-    if (!rc && n_targets > 1) {
-        /* every target's best scored on all calibration tokens, so that the sweep's points compare */
+    if (!rc) {
+        /* the best scored on all calibration tokens: what a search measured on its last minibatch, or a rule
+         * on its start batch, is then comparable across methods and targets */
         int16_t *lv = calloc(r.U, sizeof(int16_t));
         double fa = 0;
         rc = lv ? best_levels(&r, best, lv) : 1;

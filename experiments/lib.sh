@@ -15,7 +15,6 @@ GENS=${GENS:-}
 WIKI_TOKENS=${WIKI_TOKENS:-16384}
 RESULTS=experiments/results
 mkdir -p "$OUT" "$RESULTS"
-START=$(date +%s)
 
 # MODELS: lines "name model calib heldout wiki seq_len"
 MODELS=""
@@ -48,7 +47,8 @@ TSV=""
 table_begin() { TABLE=$1; TSV=$OUT/$TABLE.tsv; : > "$TSV"; }
 
 # one NAME MODEL CALIB HELDOUT WIKI SEQ LABEL METHOD [search flags...]: a search (skipped when its
-# best.json exists), then its best configuration scored on the held-out text and on WikiText-2. METHOD may
+# best.json exists), then its best configuration scored on the search's calibration windows, on the held-out
+# text and on WikiText-2 (the search and the evaluations timed apart). METHOD may
 # be ROW=METHOD to name the table's row apart from the search method.
 one() {
   name=$1 model=$2 calib=$3 held=$4 wiki=$5 seq=$6 label=$7 method=${8#*=} row=${8%%=*}; shift 8
@@ -63,8 +63,11 @@ one() {
       --method "$method" --seed 0 $g "$@" --out "$run" --json > "$run.search.json" 2> "$run.stderr"
     echo $(( $(date +%s) - t0 )) > "$run.seconds"
   fi
+  t0=$(date +%s)
+  $EVB eval --config "$run/best.json" --data "$calib" --seq-len "$seq" --calib-windows 64 --json > "$run.calib.json" 2>/dev/null
   $EVB eval --config "$run/best.json" --data "$held" --seq-len "$seq" --json > "$run.eval.json" 2>/dev/null
   if [ -f "$wiki" ]; then $EVB eval --config "$run/best.json" --data "$wiki" --seq-len "$seq" --max-tokens "$WIKI_TOKENS" --json > "$run.wiki.json" 2>/dev/null; fi
+  echo $(( $(date +%s) - t0 )) > "$run.eval_seconds"
   printf '%s\t%s\t%s\t%s\n' "$name" "$label" "$row" "$run" >> "$TSV"
 }
 
@@ -80,7 +83,7 @@ dense() {
 
 # Writes experiments/results/$TABLE.md and .csv and the manifests of every run; TITLE and NOTE describe it.
 table_end() {
-  python3 experiments/table.py "$TSV" "$OUT" "$RESULTS" "$TABLE" "$(( $(date +%s) - START ))" "$TITLE" "$NOTE" "${GENS:-paper}"
+  python3 experiments/table.py "$TSV" "$OUT" "$RESULTS" "$TABLE" "$TITLE" "$NOTE" "${GENS:-paper}"
   cat "$RESULTS/$TABLE.md"
 }
 

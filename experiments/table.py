@@ -1,9 +1,11 @@
-"""table.py TSV OUT RESULTS TABLE SECONDS TITLE NOTE GENS -- turns the runs a table script listed (TSV rows:
+"""table.py TSV OUT RESULTS TABLE TITLE NOTE GENS -- turns the runs a table script listed (TSV rows:
 model, target label, method, run directory) into RESULTS/TABLE.md and RESULTS/TABLE.csv, and copies the
-manifest of every run to RESULTS/TABLE/manifests/MODEL/. Per target the lowest held-out KL is in bold."""
+manifest of every run to RESULTS/TABLE/manifests/MODEL/. Per target the lowest held-out KL is in bold. The
+wall time is the sum of the runs' search and evaluation times (RUN.seconds, RUN.eval_seconds), which a
+rerun that finds a search done does not change."""
 import csv, json, os, shutil, sys
 
-tsv, out, results, table, seconds, title, note, gens = sys.argv[1:9]
+tsv, out, results, table, title, note, gens = sys.argv[1:8]
 
 
 def load(p):
@@ -26,12 +28,23 @@ models = []
 for r in runs:
     if r[0] not in models:
         models.append(r[0])
-md = ["# %s\n" % title, "Produced by `experiments/%s.sh` (wall time %s s; EvoPress generations: %s). %s\n" % (table, seconds, gens, note),
+
+
+def seconds(run, ext):
+    p = run + ext
+    return int(open(p).read().strip()) if os.path.exists(p) else None
+
+
+search_s = sum(seconds(r[3], ".seconds") or 0 for r in runs)
+eval_s = sum(seconds(r[3], ".eval_seconds") or 0 for r in runs)
+md = ["# %s\n" % title, "Produced by `experiments/%s.sh` (wall time %d s: searches %d s, level databases included, and "
+      "evaluations %d s; EvoPress generations: %s). %s\n" % (table, search_s + eval_s, search_s, eval_s, gens, note),
       "Columns: size is what the target fixes (average sparsity, average bits, storage bits per linear weight, or "
       "sub-blocks dropped); storage is the linear layers' bytes with 16-bit values, 1-bit masks for sparse layers "
-      "and 16-bit scales and zero points per group; calib KL is the search's own fitness (KL(dense || compressed) "
-      "per token on the calibration windows); held-out KL and perplexity are on text the search never saw; "
-      "Wiki2 ppl is WikiText-2 test perplexity. The manifests of every run are in `%s/manifests/`.\n" % table]
+      "and 16-bit scales and zero points per group; calib KL is KL(dense || compressed) per token on all the "
+      "calibration windows the search used (`eval --calib-windows 64`), the same measure for every method; held-out "
+      "KL and perplexity are on text the search never saw; Wiki2 ppl is WikiText-2 test perplexity. The manifests "
+      "of every run are in `%s/manifests/`.\n" % table]
 rows = []
 for name in models:
     dense, dwiki = load(os.path.join(out, name, "dense.eval.json")), load(os.path.join(out, name, "dense.wiki.json"))
@@ -47,26 +60,30 @@ for name in models:
         cells = []
         for _, lab, method, run in (r for r in runs if r[0] == name and r[1] == label):
             b, e, w = load(os.path.join(run, "best.json")), load(run + ".eval.json"), load(run + ".wiki.json")
-            sec = open(run + ".seconds").read().strip() if os.path.exists(run + ".seconds") else ""
+            c = load(run + ".calib.json")
+            if b and c:
+                b["calib_kl"] = c["kl"]
+            sec = seconds(run, ".seconds")
+            sec = "" if sec is None else sec
             man = os.path.join(run, "manifest.json")
             if os.path.exists(man):
                 d = os.path.join(results, table, "manifests", name)
                 os.makedirs(d, exist_ok=True)
                 shutil.copy(man, os.path.join(d, os.path.basename(run) + ".json"))
             cells.append((method, b, e, w, sec))
-        ok = [c for c in cells if c[1] and c[2]]
+        ok = [c for c in cells if c[1] and c[2] and "calib_kl" in c[1]]
         best = min(ok, key=lambda c: c[2]["kl"])[0] if ok else None
         for method, b, e, w, sec in cells:
-            if not (b and e):
+            if not (b and e and "calib_kl" in b):
                 md.append("| %s | %s | (missing) | | | | | | |" % (label, method))
                 continue
             bold = "**" if method == best else ""
             st = b.get("storage_bytes")
             md.append("| %s | %s | %.4f | %s | %.4g | %s%.4g%s | %.3f | %s | %s |" % (
-                label, method, size_of(b), "%.1f" % (st / 1e3) if st else "", b["fitness"], bold, e["kl"], bold,
+                label, method, size_of(b), "%.1f" % (st / 1e3) if st else "", b["calib_kl"], bold, e["kl"], bold,
                 e["perplexity"], "%.2f" % w["perplexity"] if w else "", sec))
             rows.append({"model": name, "target": label, "method": method, "size": size_of(b), "storage_bytes": st,
-                         "calib_kl": b["fitness"], "heldout_kl": e["kl"], "heldout_ppl": e["perplexity"],
+                         "calib_kl": b["calib_kl"], "heldout_kl": e["kl"], "heldout_ppl": e["perplexity"],
                          "wiki2_ppl": w["perplexity"] if w else "", "search_seconds": sec})
     md.append("")
 with open(os.path.join(results, table + ".md"), "w") as f:

@@ -75,6 +75,20 @@ static void export_and_compare(const char *run, const char *out, const char *wha
     json_decref(ex); json_decref(a); json_decref(b);
 }
 
+/* Evaluates the model that flags A and then B name ("--config RUN/best.json" or "--model DIR"); checks their
+ * perplexities agree to TOL relative. */
+static void same_perplexity(const char *flags_a, const char *flags_b, double tol, const char *what) {
+    char args[2048];
+    json_t *a = NULL, *b = NULL;
+    snprintf(args, sizeof args, "eval %s " EVAL, flags_a);
+    evb(args, &a);
+    snprintf(args, sizeof args, "eval %s " EVAL, flags_b);
+    evb(args, &b);
+    EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), tol), "%s: perplexity %.6f = %.6f (%g relative)", what,
+              num(b, "perplexity"), num(a, "perplexity"), tol);
+    json_decref(a); json_decref(b);
+}
+
 /* The independent Python reader's view of an exported directory. */
 static json_t *st_check(const char *dir) {
     char cmd[2048], p[600];
@@ -157,14 +171,10 @@ int main(void) {
     /* without the list, the zero weights alone give the same function: what another Llama reader computes */
     snprintf(args, sizeof args, "cp -r %s %s && python3 -c \"import json,sys; p=sys.argv[1]+'/config.json'; c=json.load(open(p)); del c['evobudget_dropped']; json.dump(c, open(p,'w'))\" %s", x_d, x_h, x_h);
     EVB_CHECK(sh(args) == 0, "a copy without evobudget_dropped");
-    json_t *a = NULL, *b = NULL;
-    snprintf(args, sizeof args, "eval --model %s " EVAL, x_d);
-    evb(args, &a);
-    snprintf(args, sizeof args, "eval --model %s " EVAL, x_h);
-    evb(args, &b);
-    EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), 1e-5),
-              "computing the dropped sub-blocks with their zero weights: perplexity %.6f = %.6f", num(b, "perplexity"), num(a, "perplexity"));
-    json_decref(a); json_decref(b);
+    char fa[700], fb[700];
+    snprintf(fa, sizeof fa, "--model %s", x_d);
+    snprintf(fb, sizeof fb, "--model %s", x_h);
+    same_perplexity(fa, fb, 1e-5, "computing the dropped sub-blocks with their zero weights");
 
     /* the joint search: zero matrices, sparse and quantized levels under one budget of bytes */
     char run_j[600], x_j[600];
@@ -212,13 +222,10 @@ int main(void) {
               "every tensor is F16");
     long f16 = file_size(x_b, "model.safetensors"), f32 = file_size(x_s, "model.safetensors");
     EVB_CHECK(f16 > 0 && fabs((double)f16 / f32 - 0.5) < 0.01, "the F16 file is half the F32 one (%ld vs %ld bytes)", f16, f32);
-    snprintf(args, sizeof args, "eval --config %s/best.json " EVAL, run_b);
-    evb(args, &a);
-    snprintf(args, sizeof args, "eval --model %s " EVAL, x_b);
-    evb(args, &b);
-    EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), 2e-3),
-              "float16 export: perplexity %.5f within 0.2%% of eval --config's %.5f", num(b, "perplexity"), num(a, "perplexity"));
-    json_decref(a); json_decref(b); json_decref(ex); json_decref(st);
+    snprintf(fa, sizeof fa, "--config %s/best.json", run_b);
+    snprintf(fb, sizeof fb, "--model %s", x_b);
+    same_perplexity(fa, fb, 2e-3, "float16 export against eval --config");
+    json_decref(ex); json_decref(st);
 
     /* bad input: one line, exit 2, nothing overwritten */
     long before = file_size(x_s, "model.safetensors");

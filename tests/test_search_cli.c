@@ -75,12 +75,19 @@ int main(void) {
     json_t *uni = NULL;
     EVB_CHECK(run("", "--method uniform --target-sparsity 0.5", u) == 0 && (uni = load(u, "best.json")) != NULL,
               "the uniform baseline on the same problem");
-    double fe = json_real_value(json_object_get(best, "fitness")), fu = json_real_value(json_object_get(uni, "fitness"));
-    EVB_CHECK(fe < fu, "EvoPress's KL on the calibration set %.5f is below uniform's %.5f at the same cost", fe, fu);
-    json_decref(uni);
+    double fe = json_real_value(json_object_get(best, "fitness_all")), fu = json_real_value(json_object_get(uni, "fitness_all"));
+    EVB_CHECK(fe > 0 && fu > 0 && fe < fu, "EvoPress's KL on all calibration tokens %.5f is below uniform's %.5f at the same cost", fe, fu);
+    double fu_batch = json_real_value(json_object_get(uni, "fitness"));
+    EVB_CHECK(fu_batch > 0 && fu_batch != fu, "uniform's fitness on the batch it was scored on (%.5f) is its own figure, apart from fitness_all", fu_batch);
+    /* eval --calib-windows scores the search's calibration windows: the KL is fitness_all (float16 teacher) */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --calib-windows 16 --json > %s/evalc.json 2>/dev/null", EVB_CLI, u, CALIB, tmp);
+    json_t *evc = NULL;
+    EVB_CHECK(sh(cmd) == 0 && (evc = load(tmp, "evalc.json")) && fabs(json_real_value(json_object_get(evc, "kl")) - fu) <= 1e-3 * fu,
+              "eval --calib-windows 16 of uniform's best.json: KL %.6f = fitness_all %.6f (1e-3 relative)", json_real_value(json_object_get(evc, "kl")), fu);
+    json_decref(evc); json_decref(uni);
 
     /* eval --config needs nothing else */
-    char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --max-tokens 4000 --json > %s/eval.json 2>/dev/null", EVB_CLI, a, CALIB, tmp);
     json_t *ev = NULL;
     EVB_CHECK(sh(cmd) == 0 && (ev = load(tmp, "eval.json")) && json_real_value(json_object_get(ev, "kl")) > 0 &&
