@@ -1525,9 +1525,11 @@ int cmd_search(int argc, char **argv) {
         snprintf(line, sizeof line, "id,cost,cost_fraction,fitness,heldout,levels\n0,%.17g,%.9g,%.17g,,\n", front[0].cost, front[0].cost / r.total_size, front[0].fitness);
         rc = write_file(r.out, "front.csv", line);
     }
-    if (!rc) {
-        /* the best scored on all calibration tokens: what a search measured on its last minibatch, or a rule
-         * on its start batch, is then comparable across methods and targets */
+    if (!rc && !is_search) /* OWL, ECoFLaP and ShortGPT scored their pick on all calibration tokens */
+        json_object_set_new(best, "fitness_all", json_real(json_number_value(json_object_get(best, "fitness"))));
+    else if (!rc) {
+        /* the best scored on all calibration tokens: what a search measured on its last minibatch, or
+         * uniform and random on their batch, is then comparable across methods and targets */
         int16_t *lv = calloc(r.U, sizeof(int16_t));
         double fa = 0;
         rc = lv ? best_levels(&r, best, lv) : 1;

@@ -5,7 +5,7 @@ load datadir.'/plots/vars.gp'
 set output datadir.'/convergence.'.ext
 set multiplot layout 1,2 title run_title.': convergence' noenhanced
 set grid
-set ylabel 'best fitness (KL per token)'
+set ylabel "parent's fitness on its generation's\nminibatch (KL per token)"
 set xlabel 'generation'
 plot datadir.'/plots/convergence.dat' u 1:3 w lines lw 2 lc rgb '#1f77b4' notitle
 set xlabel 'candidate evaluations'

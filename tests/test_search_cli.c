@@ -155,6 +155,14 @@ int main(void) {
     json_decref(d);
     snprintf(path, sizeof path, "%s/owl", tmp);
     EVB_CHECK(run("", "--method owl --target-sparsity 0.5", path) == 0, "owl at 50%% (lambda x M grid)");
+    /* OWL's per-block fractions lie outside the search's level grid: fitness_all is still its KL on all tokens */
+    d = load(path, "best.json");
+    snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --calib-windows 16 --json > %s/evalo.json 2>/dev/null", EVB_CLI, path, CALIB, tmp);
+    json_t *evo_j = NULL;
+    double fo = json_real_value(json_object_get(d, "fitness_all"));
+    EVB_CHECK(sh(cmd) == 0 && (evo_j = load(tmp, "evalo.json")) && fo > 0 && fabs(json_real_value(json_object_get(evo_j, "kl")) - fo) <= 1e-3 * fo,
+              "owl: fitness_all %.6f = eval --calib-windows's KL %.6f", fo, evo_j ? json_real_value(json_object_get(evo_j, "kl")) : -1.0);
+    json_decref(evo_j); json_decref(d);
     snprintf(path, sizeof path, "%s/eco", tmp);
     EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5", path) == 0, "ecoflap at 50%%");
 
