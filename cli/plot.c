@@ -153,7 +153,6 @@ static int write_profile(const char *dir, json_t *best, json_t *manifest, FILE *
     return 0;
 }
 
-/* log.jsonl: generation, evaluations, best fitness, seconds per line. Returns the lines written. */
 /* A best.json's point on the front picture: its fitness on all calibration tokens; a run written before
  * best.json held it counts in *own and gives its own fitness (the y label then says so). */
 static double point_fitness(json_t *b, int *own) {
@@ -163,6 +162,7 @@ static double point_fitness(json_t *b, int *own) {
     return json_number_value(json_object_get(b, "fitness"));
 }
 
+/* log.jsonl: generation, evaluations, best fitness, seconds per line. Returns the lines written. */
 static int write_convergence(const char *dir) {
     char p[1300], q[1300];
     snprintf(p, sizeof p, "%s/log.jsonl", dir);

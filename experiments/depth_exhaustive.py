@@ -33,8 +33,7 @@ n_mlp = {sum(d["sub"] == "mlp" for d in b["drop"]) for _, b in bests}
 if len(n_attn) != 1 or len(n_mlp) != 1 or any(b["model"] != model for _, b in bests):
     sys.exit("depth_exhaustive.py: the runs must drop the same numbers of sub-blocks of one model (hint: give the runs of one target)")
 n_attn, n_mlp = n_attn.pop(), n_mlp.pop()
-with open(os.path.join(model, "config.json")) as f:
-    L = json.load(f)["num_hidden_layers"]
+L = json.loads(subprocess.run([a.evb, "info", "--model", model, "--json"], check=True, capture_output=True, text=True).stdout)["n_layers"]
 
 
 def kl(cfg, data, extra):
@@ -51,14 +50,13 @@ def kl(cfg, data, extra):
 key = lambda drop: tuple(sorted((d["sub"], d["block"]) for d in drop))
 rows = []
 held_extra = ["--max-tokens", str(a.heldout_tokens)] if a.heldout_tokens else []
-for att in itertools.combinations(range(L), n_attn):
-    for mlp in itertools.combinations(range(L), n_mlp):
-        drop = [{"block": l, "sub": "attn"} for l in att] + [{"block": l, "sub": "mlp"} for l in mlp]
-        cfg = {"model": model, "db": "", "units": [], "drop": drop}
-        rows.append({"drop": key(drop), "calib_kl": kl(cfg, a.calib, ["--calib-windows", str(a.calib_windows)]),
-                     "heldout_kl": kl(cfg, a.heldout, held_extra)})
-        print("\r%d of %d configurations" % (len(rows), len(list(itertools.combinations(range(L), n_attn))) *
-                                              len(list(itertools.combinations(range(L), n_mlp)))), end="", file=sys.stderr)
+configs = list(itertools.product(itertools.combinations(range(L), n_attn), itertools.combinations(range(L), n_mlp)))
+for att, mlp in configs:
+    drop = [{"block": l, "sub": "attn"} for l in att] + [{"block": l, "sub": "mlp"} for l in mlp]
+    cfg = {"model": model, "db": "", "units": [], "drop": drop}
+    rows.append({"drop": key(drop), "calib_kl": kl(cfg, a.calib, ["--calib-windows", str(a.calib_windows)]),
+                 "heldout_kl": kl(cfg, a.heldout, held_extra)})
+    print("\r%d of %d configurations" % (len(rows), len(configs)), end="", file=sys.stderr)
 print(file=sys.stderr)
 
 
