@@ -127,7 +127,9 @@ int main(void) {
         if (d > db) db = d;
         free(one);
     }
-    EVB_CHECK(db < 1e-5, "a batch of 3 x 150 equals each sequence alone (max diff %.3g)", db);
+    /* Not bit-equal: OpenBLAS picks its sgemm kernel and blocking by the number of rows (a Zen 3 gives
+     * 1.2e-5 on logits of magnitude ~10), so a batch sums in another order than one sequence. */
+    EVB_CHECK(db < 5e-5, "a batch of 3 x 150 equals each sequence alone (max diff %.3g)", db);
     float *lg_naive = malloc(sizeof(float) * T * V);
     evb_forward_naive(m, tok + T, T, lg_naive);
     double dn2 = max_abs_diff(s->logits + (size_t)T * V, lg_naive, (size_t)T * V);
