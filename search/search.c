@@ -197,7 +197,7 @@ void evb_search_free(evb_search *s) {
     free_workspaces(s);
     free(s->n_levels); free(s->group); free(s->cost_mem); free(s->cost); free(s->start); free(s->parent);
     free(s->pop); free(s->pop_fit); free(s->pop_cost);
-    free(s->memo); free(s->memo_lv);
+    free(s->memo); free(s->memo_lv); free(s->memo_stamp);
     free(s->arch_cost); free(s->arch_fit); free(s->arch_lv);
     free(s);
 }
@@ -231,18 +231,20 @@ typedef struct snapshot {
     int generation, initialized, done, pop_n, arch_n;
     double parent_fit, parent_cost;
     size_t evaluations, memo_hits, tokens, memo_n, arch_tokens;
+    uint64_t memo_clock, *memo_stamp;
     int16_t *parent, *pop, *arch_lv;
     double *pop_fit, *pop_cost, *arch_cost, *arch_fit;
 } snapshot;
 
 static void snapshot_free(snapshot *k) {
-    free(k->parent); free(k->pop); free(k->arch_lv); free(k->pop_fit); free(k->pop_cost); free(k->arch_cost); free(k->arch_fit);
+    free(k->parent); free(k->pop); free(k->arch_lv); free(k->memo_stamp); free(k->pop_fit); free(k->pop_cost); free(k->arch_cost); free(k->arch_fit);
 }
 
 static int snapshot_take(const evb_search *s, snapshot *k) {
     size_t U = (size_t)s->U, np = (size_t)s->pop_n, na = (size_t)s->arch_n;
     *k = (snapshot){s->generation, s->initialized, s->done, s->pop_n, s->arch_n, s->parent_fit, s->parent_cost,
-                    s->evaluations, s->memo_hits, s->tokens, s->memo_n, s->arch_tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                    s->evaluations, s->memo_hits, s->tokens, s->memo_n, s->arch_tokens, s->memo_clock,
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     k->parent = malloc(sizeof(int16_t) * U);
     k->pop = malloc(sizeof(int16_t) * U * (np ? np : 1));
     k->pop_fit = malloc(sizeof(double) * (np ? np : 1));
@@ -250,8 +252,10 @@ static int snapshot_take(const evb_search *s, snapshot *k) {
     k->arch_lv = malloc(sizeof(int16_t) * U * (na ? na : 1));
     k->arch_cost = malloc(sizeof(double) * (na ? na : 1));
     k->arch_fit = malloc(sizeof(double) * (na ? na : 1));
-    if (!k->parent || !k->pop || !k->pop_fit || !k->pop_cost || !k->arch_lv || !k->arch_cost || !k->arch_fit) { snapshot_free(k); return EVB_ENOMEM; }
+    k->memo_stamp = malloc(sizeof(uint64_t) * (s->memo_n ? s->memo_n : 1)); /* hits of a failed generation move them */
+    if (!k->memo_stamp || !k->parent || !k->pop || !k->pop_fit || !k->pop_cost || !k->arch_lv || !k->arch_cost || !k->arch_fit) { snapshot_free(k); return EVB_ENOMEM; }
     memcpy(k->parent, s->parent, sizeof(int16_t) * U);
+    if (s->memo_n) memcpy(k->memo_stamp, s->memo_stamp, sizeof(uint64_t) * s->memo_n);
     if (np) {
         memcpy(k->pop, s->pop, sizeof(int16_t) * U * np);
         memcpy(k->pop_fit, s->pop_fit, sizeof(double) * np);
@@ -295,6 +299,8 @@ static void snapshot_restore(evb_search *s, const snapshot *k) {
     }
     s->evaluations = k->evaluations; s->memo_hits = k->memo_hits; s->tokens = k->tokens;
     memo_truncate(s, k->memo_n);
+    if (s->memo_n == k->memo_n && k->memo_n) memcpy(s->memo_stamp, k->memo_stamp, sizeof(uint64_t) * k->memo_n);
+    s->memo_clock = k->memo_clock;
     s->arch_n = k->arch_n; s->arch_tokens = k->arch_tokens; /* the archive's capacity only grows */
     if (k->arch_n) {
         memcpy(s->arch_lv, k->arch_lv, sizeof(int16_t) * U * k->arch_n);
@@ -318,6 +324,7 @@ int evb_search_iterate(evb_search *s) {
         st = s->type->ops->iterate(s);
         if (!st && ++s->generation >= s->p.generations) s->done = 1;
     }
+    if (!st) st = evb_memo_trim_(s);
     if (st) snapshot_restore(s, &k); /* the state of the last completed generation, so a checkpoint stays usable */
     snapshot_free(&k);
     if (st) return st;
@@ -334,6 +341,14 @@ evb_batch evb_stage_batch_(const evb_search *s, int generation, int stage, size_
 }
 
 static uint64_t hash_levels(const int16_t *lv, int U) { return fnv(lv, sizeof(int16_t) * U, 0xCBF29CE484222325ull); }
+uint64_t evb_memo_hash_(const evb_search *s, const int16_t *lv) { return hash_levels(lv, s->U); }
+
+/* The default bound: about 1 MiB of levels and keys in a checkpoint, at least 256 entries. */
+size_t evb_memo_max_(const evb_search *s) {
+    if (s->p.memo_max) return s->p.memo_max;
+    size_t per = sizeof(int16_t) * (size_t)s->U + 24, n = ((size_t)1 << 20) / per;
+    return n < 256 ? 256 : n;
+}
 
 static memo_entry *memo_find(evb_search *s, uint64_t h, const int16_t *lv, const evb_batch *b) {
     if (!s->memo_cap) return NULL;
@@ -351,8 +366,10 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
         size_t cap = s->memo_cap ? 2 * s->memo_cap : 1024;
         memo_entry *m = calloc(cap, sizeof *m);
         int16_t *lvs = realloc(s->memo_lv, sizeof(int16_t) * s->U * (cap / 2));
-        if (!m || !lvs) { free(m); if (lvs) s->memo_lv = lvs; EVB_ERROR("search: out of memory for the memo", EVB_ENOMEM); }
-        s->memo_lv = lvs;
+        if (lvs) s->memo_lv = lvs;
+        uint64_t *stamps = realloc(s->memo_stamp, sizeof(uint64_t) * (cap / 2));
+        if (stamps) s->memo_stamp = stamps;
+        if (!m || !lvs || !stamps) { free(m); EVB_ERROR("search: out of memory for the memo", EVB_ENOMEM); }
         for (size_t k = 0; k < s->memo_cap; k++) {
             if (!s->memo[k].used) continue;
             memo_entry e = s->memo[k];
@@ -367,7 +384,52 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
     while (s->memo[i].used) i = (i + 1) & (s->memo_cap - 1);
     s->memo[i] = (memo_entry){h, seed, n_tokens, v, s->memo_n, 1};
     memcpy(s->memo_lv + s->memo_n * s->U, lv, sizeof(int16_t) * s->U);
+    s->memo_stamp[s->memo_n] = s->memo_clock++;
     s->memo_n++;
+    return EVB_SUCCESS;
+}
+
+typedef struct stamped { uint64_t t; size_t slot; } stamped;
+static int cmp_stamped(const void *a, const void *b) {
+    const stamped *x = a, *y = b;
+    return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* The memo is a cache: which entries it keeps changes how many fitness calls are made, never a value. The
+ * newest entries are kept, renumbered oldest first, so a checkpoint (which stores them in that order) and an
+ * uninterrupted run make the same choices afterwards. */
+int evb_memo_trim_(evb_search *s) {
+    size_t max = evb_memo_max_(s), n = s->memo_n, U = (size_t)s->U;
+    if (n <= max) return EVB_SUCCESS;
+    stamped *o = malloc(sizeof *o * n);
+    size_t *slot_entry = malloc(sizeof(size_t) * n);
+    int16_t *lv = malloc(sizeof(int16_t) * U * max);
+    uint64_t *stamp = malloc(sizeof(uint64_t) * max);
+    memo_entry *m = calloc(s->memo_cap, sizeof *m);
+    if (!o || !slot_entry || !lv || !stamp || !m) {
+        free(o); free(slot_entry); free(lv); free(stamp); free(m);
+        EVB_ERROR("search: out of memory trimming the memo", EVB_ENOMEM);
+    }
+    for (size_t k = 0; k < s->memo_cap; k++) if (s->memo[k].used) slot_entry[s->memo[k].lv] = k;
+    for (size_t i = 0; i < n; i++) o[i] = (stamped){s->memo_stamp[i], i};
+    qsort(o, n, sizeof *o, cmp_stamped);
+    for (size_t j = 0; j < max; j++) { /* the newest max, oldest first */
+        size_t slot = o[n - max + j].slot;
+        memo_entry e = s->memo[slot_entry[slot]];
+        e.lv = j;
+        memcpy(lv + j * U, s->memo_lv + slot * U, sizeof(int16_t) * U);
+        stamp[j] = s->memo_stamp[slot];
+        size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (s->memo_cap - 1);
+        while (m[i].used) i = (i + 1) & (s->memo_cap - 1);
+        m[i] = e;
+    }
+    /* the slot arrays keep their size (memo_cap / 2) so that inserts need no regrowth */
+    memcpy(s->memo_lv, lv, sizeof(int16_t) * U * max);
+    memcpy(s->memo_stamp, stamp, sizeof(uint64_t) * max);
+    free(s->memo);
+    s->memo = m;
+    s->memo_n = max;
+    free(o); free(slot_entry); free(lv); free(stamp);
     return EVB_SUCCESS;
 }
 
@@ -440,7 +502,7 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
     for (int i = 0; i < n; i++) {
         h[i] = hash_levels(levels + (size_t)i * s->U, s->U);
         memo_entry *e = s->p.memo ? memo_find(s, h[i], levels + (size_t)i * s->U, b) : NULL;
-        if (e) { fitness[i] = e->value; hits++; }
+        if (e) { fitness[i] = e->value; hits++; s->memo_stamp[e->lv] = s->memo_clock++; }
         else {
             memcpy(lv + (size_t)n_todo * s->U, levels + (size_t)i * s->U, sizeof(int16_t) * s->U);
             todo[n_todo++] = i;

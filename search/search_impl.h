@@ -37,10 +37,12 @@ struct evb_search {
     int16_t *pop;
     double *pop_fit, *pop_cost;
     size_t evaluations, memo_hits, tokens;
-    /* memo: open addressing; levels of entry k at memo_lv + k U */
+    /* memo: open addressing; entry e's levels at memo_lv + e.lv U, its last use at memo_stamp[e.lv] (slots
+     * 0 .. memo_n-1). Trimmed to memo_max_ entries, least recently used first, after each generation. */
     memo_entry *memo;
     size_t memo_cap, memo_n;
     int16_t *memo_lv;
+    uint64_t *memo_stamp, memo_clock;
     /* archive of non-dominated (cost, fitness) at the highest fidelity seen */
     size_t arch_tokens;          /* SIZE_MAX: every token */
     int arch_n, arch_cap;
@@ -63,8 +65,16 @@ int  evb_switch_(const evb_search *s, int16_t *lv, uint64_t *r);
 int  evb_repair_(const evb_search *s, int16_t *lv, uint64_t *r);
 /* A random feasible candidate: a walk of many switches (and repairs) from the start. */
 int  evb_random_candidate_(const evb_search *s, int16_t *lv, uint64_t *r);
-/* Records a fitness in the memo. */
+/* Records a fitness in the memo (as its most recent use). */
 int  evb_memo_insert_(evb_search *s, uint64_t hash, const int16_t *lv, uint64_t seed, size_t n_tokens, double v);
+/* The memo's key hash of a candidate. */
+uint64_t evb_memo_hash_(const evb_search *s, const int16_t *lv);
+/* The most entries the memo keeps between generations (params.memo_max, or its default). */
+size_t evb_memo_max_(const evb_search *s);
+/* Drops the least recently used entries beyond evb_memo_max_; the slots are renumbered oldest first. */
+int  evb_memo_trim_(evb_search *s);
+/* Loads a checkpoint from memory; name is what messages call it (evb_search_load reads the file). */
+int  evb_search_load_mem_(evb_search *s, const char *name, const unsigned char *buf, size_t n);
 /* Adds a scored candidate to the archive when its batch is of the highest fidelity seen. */
 void evb_archive_add_(evb_search *s, const int16_t *lv, double cost, double fit, const evb_batch *b);
 

@@ -113,6 +113,9 @@ typedef struct evb_search_params {
     size_t total_tokens;         /* tokens the fitness holds (a stage asking for >= this uses all, with a
                                     fixed seed, so its scores are memoised across generations); 0: unknown */
     int memo;                    /* 1: memoise fitness by (candidate, batch); default 1 */
+    size_t memo_max;             /* most memo entries kept between generations, the least recently used
+                                    dropped first (a cache: results do not depend on it, only the number of
+                                    fitness calls); 0: about 1 MiB of candidates, at least 256 */
 } evb_search_params;
 
 typedef struct evb_search_type {
@@ -195,10 +198,14 @@ typedef struct evb_front_point { double cost, fitness; } evb_front_point;
 int  evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels, int max);
 
 /* ---- checkpoints ----
- * The whole state (generation, incumbent, population, memo, RNG positions, counters) as msgpack, written
- * to path.tmp and renamed. Loading into a search allocated with the same type, params and problem
- * continues it exactly: resumed and uninterrupted runs give the same result. A checkpoint of another
- * problem or parameters is refused (EVB_EFORMAT). */
+ * The whole state (generation, incumbent, population, memo, RNG positions, counters) as msgpack behind a
+ * header with its length and an xxHash64 checksum, written atomically (a temporary sibling, fsync, rename).
+ * Its size is bounded: the memo holds at most memo_max entries, the population n_offspring.
+ * Loading into a search allocated with the same type, params and problem continues it exactly: resumed and
+ * uninterrupted runs give the same result. A checkpoint that is damaged (checksum), of an older format, of
+ * another problem or parameters (fingerprint), or whose fields do not fit the problem (a level outside its
+ * unit's range, a cost that is not the candidate's, a generation beyond params.generations) is refused with
+ * EVB_EFORMAT and the search is left as it was. */
 int  evb_search_save(const evb_search *s, const char *path);
 int  evb_search_load(evb_search *s, const char *path);
 
