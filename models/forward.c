@@ -8,6 +8,7 @@
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
 #include "models/blas.h"
+#include "models/exp_fast.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -101,49 +102,9 @@ static void rope_rows(const evb_config *c, const evb_state *s, float *x, int n, 
     }
 }
 
-/* exp(x) for softmax: Cephes' expf (range reduction by ln 2, degree-6 polynomial, about 1 ulp), written
- * without branches or calls so that the compiler vectorises the loops that use it. Softmax arguments are
- * <= 0; below -80 the result is 0 rather than a number under 2e-35, so that neither it nor its products
- * with values become subnormal (subnormal arithmetic costs ~100 cycles an operation). */
-static inline float exp_fast(float x) {
-    float keep = x < -80.0f ? 0.0f : 1.0f;
-    x = x < -80.0f ? -80.0f : (x > 88.0f ? 88.0f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f * keep;
-}
-
-/* x[i] = exp(x[i] - sub) for i < n. With AVX2 and FMA, eight at a time (the same Cephes polynomial as
- * exp_fast, with fused multiply-adds); the tail and other machines use exp_fast. Which path an element
- * takes depends only on n, so results never depend on the thread count. */
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-static inline __m256 exp8(__m256 x) {
-    __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-80.0f), _CMP_GE_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-80.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
-}
-#endif
-
+/* x[i] = exp(x[i] - sub) for i < n (models/exp_fast.h). With AVX2 and FMA, eight at a time; the tail and
+ * other machines use exp_fast. Which path an element takes depends only on n, so results never depend on
+ * the thread count. */
 static inline void exp_sub(float *x, int n, float sub) {
     int i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
