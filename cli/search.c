@@ -13,6 +13,7 @@
  * log.jsonl, checkpoint.msgpack (--resume continues from it), front.csv and best.json. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_fitness_kl.h"
@@ -38,6 +39,7 @@
 #endif
 /* MPI: this process's rank and the number of ranks (1 and 0 without MPI) */
 static int g_mpi_rank = 0, g_mpi_size = 1;
+static int g_out_lock = -1;   /* the run directory's exclusive lock, held until cmd_search returns */
 
 enum { MODE_SPARSITY, MODE_BITS, MODE_DROP, MODE_PROBLEM, MODE_JOINT };
 static const char *mode_name[] = {"sparsity", "bits", "drop", "problem", "bytes"};
@@ -119,18 +121,43 @@ static int mkdirs(const char *path) {
     return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
 }
 
-/* Writes text to dir/name through a temporary name and a rename. */
+/* Writes text to dir/name atomically (core/fileio.h). */
 static int write_file(const char *dir, const char *name, const char *text) {
-    char path[1400], tmp[1420];
+    char path[1400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", tmp, strerror(errno)));
-    int ok = fputs(text, f) >= 0;
-    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", path, strerror(errno)));
+    int st = evb_write_atomic(path, text, strlen(text));
+    return st ? fail(st) : 0;
+}
+
+/* Takes the run directory's lock for the rest of the run (one writer per run directory), then checks again,
+ * under the lock, that a new run does not overwrite a finished one. */
+static int lock_out(const char *dir, int resume, const char *done_name) {
+    int st = evb_lock_dir(dir, EVB_LOCK_EXCLUSIVE, 0, &g_out_lock);
+    if (st) return fail(st);
+    char p[1400];
+    snprintf(p, sizeof p, "%s/%s", dir, done_name);
+    if (!resume && access(p, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", dir);
     return 0;
+}
+
+/* On resume: cuts log.jsonl after the last line of a generation the checkpoint holds (a run killed between
+ * its log line and its checkpoint logged one generation more), and any unfinished last line. */
+static int log_truncate(FILE *log, const char *path, int generation) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: %s", path, strerror(errno));
+    char line[4096];
+    long keep = 0;
+    int g;
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n == 0 || line[n - 1] != '\n') break; /* unfinished (or longer than any line the search writes) */
+        if (sscanf(line, "{\"generation\": %d,", &g) == 1 && g > generation) break;
+        keep = ftell(f);
+    }
+    fclose(f);
+    fflush(log);
+    if (ftruncate(fileno(log), keep)) return evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: cannot cut it to the checkpoint's generation: %s", path, strerror(errno));
+    return EVB_SUCCESS;
 }
 
 static int write_json(const char *dir, const char *name, json_t *j) {
@@ -872,6 +899,9 @@ static int run_search(run *r, const evb_search_params *sp, json_t **best, int *n
             evb_search_info in;
             evb_search_get_info(srch, &in);
             fprintf(stderr, "%s: resuming %s at generation %d\n", cmd_name, ck, in.generation);
+            char lp[1400];
+            snprintf(lp, sizeof lp, "%s/log.jsonl", r->out);
+            s = log_truncate(log, lp, in.generation);
         }
     }
     double t0 = now_s(), last = 0;
@@ -1255,6 +1285,7 @@ static int search_problem(run *r) {
     }
     else { r->ft = &additive_fitness; r->fparams = r; }
     if (!rc && mkdirs(r->out)) rc = fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r->out, strerror(errno)));
+    if (!rc) rc = lock_out(r->out, o->resume, "best.json");
     if (rc) { run_free(r); return rc; }
     evb_search_params sp = search_params(r);
     if (o->stages) {
@@ -1285,7 +1316,16 @@ static int search_problem(run *r) {
     return rc;
 }
 
+static int search_main(int argc, char **argv);
+
 int cmd_search(int argc, char **argv) {
+    int rc = search_main(argc, argv);
+    evb_unlock_dir(g_out_lock);
+    g_out_lock = -1;
+    return rc;
+}
+
+static int search_main(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --target-bytes --out "
@@ -1384,6 +1424,7 @@ int cmd_search(int argc, char **argv) {
             if (access(ck, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", r.out);
         }
         if (mkdirs(r.out)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "--out %s: %s", r.out, strerror(errno)));
+        if ((rc = lock_out(r.out, o.resume, n_targets > 1 ? "sweep.json" : "best.json"))) return rc;
     }
 
     set_threads(&o);
