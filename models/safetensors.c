@@ -3,6 +3,7 @@
 #include "models/safetensors.h"
 #include "models/json.h"
 #include "evobudget/evb_status.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -224,6 +225,47 @@ uint16_t evb_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+const char *evb_st_write_hint(int e) {
+    switch (e) {
+    case ENOSPC: return " (hint: free disk space and run again)";
+    case EDQUOT: return " (hint: the disk quota is used up; free space or raise the quota, and run again)";
+    case EFBIG: return " (hint: the file would exceed the file size limit: see 'ulimit -f', or the file system's limit)";
+    case ENOENT: return " (hint: the directory was removed while writing; run again)";
+    case EROFS: case EACCES: case EPERM: return " (hint: the directory is not writable; choose another)";
+    default: return " (hint: check the file system and the device holding it)";
+    }
+}
+
+struct st_body { const char *path, *text; size_t hlen, pad; const evb_st_out *t; int n; };
+
+/* The file's bytes: length, header, padding, then each tensor converted to its dtype. */
+static int st_write_body(FILE *f, void *ctx) {
+    const struct st_body *b = ctx;
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((b->hlen + b->pad) >> (8 * i));
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(b->text, 1, b->hlen, f) == b->hlen && fwrite("        ", 1, b->pad, f) == b->pad;
+    uint8_t buf[1 << 14];
+    for (int i = 0; ok && i < b->n; i++) {
+        const evb_st_out *t = &b->t[i];
+        size_t count = 1;
+        for (int d = 0; d < t->ndim; d++) count *= (size_t)t->shape[d];
+        if (strcmp(t->dtype, "F32") == 0) { ok = fwrite(t->data, 4, count, f) == count; continue; }
+        int bf = t->dtype[0] == 'B';
+        for (size_t k = 0; ok && k < count;) { /* converted a buffer at a time */
+            size_t m = count - k < sizeof buf / 2 ? count - k : sizeof buf / 2;
+            for (size_t j = 0; j < m; j++) {
+                uint16_t h = bf ? evb_f32_to_bf16(t->data[k + j]) : evb_f32_to_f16(t->data[k + j]);
+                buf[2 * j] = (uint8_t)h; buf[2 * j + 1] = (uint8_t)(h >> 8);
+            }
+            ok = fwrite(buf, 2, m, f) == m;
+            k += m;
+        }
+    }
+    if (ok) return EVB_SUCCESS;
+    int e = errno ? errno : EIO;
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", b->path, strerror(e), evb_st_write_hint(e));
+}
+
 int evb_st_write(const char *path, const evb_st_out *t, int n, const char *metadata_json) {
     json_t *hdr = json_object();
     size_t off = 0;
@@ -246,29 +288,9 @@ int evb_st_write(const char *path, const evb_st_out *t, int n, const char *metad
     char *text = json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(hdr);
     if (!text) EVB_ERROR("out of memory writing a safetensors header", EVB_ENOMEM);
-    size_t hlen = strlen(text), pad = (8 - hlen % 8) % 8; /* keep the data 8-byte aligned */
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { free(text); EVB_ERRORF(EVB_EIO, "%s: cannot create: %s", tmp, strerror(errno)); }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((hlen + pad) >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(text, 1, hlen, f) == hlen && fwrite("        ", 1, pad, f) == pad;
+    size_t hlen = strlen(text);
+    struct st_body b = {path, text, hlen, (8 - hlen % 8) % 8 /* keep the data 8-byte aligned */, t, n};
+    int s = evb_write_atomic_with(path, st_write_body, &b);
     free(text);
-    for (int i = 0; ok && i < n; i++) {
-        size_t count = 1;
-        for (int d = 0; d < t[i].ndim; d++) count *= (size_t)t[i].shape[d];
-        if (strcmp(t[i].dtype, "F32") == 0) ok = fwrite(t[i].data, 4, count, f) == count;
-        else {
-            int bf = t[i].dtype[0] == 'B';
-            for (size_t k = 0; ok && k < count; k++) {
-                uint16_t h = bf ? evb_f32_to_bf16(t[i].data[k]) : evb_f32_to_f16(t[i].data[k]);
-                uint8_t b[2] = {(uint8_t)h, (uint8_t)(h >> 8)};
-                ok = fwrite(b, 1, 2, f) == 2;
-            }
-        }
-    }
-    if (fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) { remove(tmp); EVB_ERRORF(EVB_EIO, "%s: write failed: %s", path, strerror(errno)); }
-    return EVB_SUCCESS;
+    return s;
 }

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
+#include "core/fileio.h"
 #include "models/json.h"
 #include "models/safetensors.h"
 
@@ -13,6 +14,15 @@
 
 static const char *torch_dtype(const char *dtype) {
     return strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32";
+}
+
+struct json_out { json_t *j; const char *path; };
+
+static int dump_json(FILE *f, void *ctx) {
+    const struct json_out *o = ctx;
+    if (json_dumpf(o->j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
+    int e = errno ? errno : EIO;
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_st_write_hint(e));
 }
 
 /* config.json: the source's, updated, or a Llama configuration built from m->config. */
@@ -47,12 +57,10 @@ static int save_config(const evb_model *m, const char *dir, const char *dtype) {
     if (json_array_size(dropped)) json_object_set_new(j, "evobudget_dropped", dropped);
     else { json_decref(dropped); json_object_del(j, "evobudget_dropped"); }
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char tmp[1320];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int ok = json_dump_file(j, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0;
+    struct json_out out = {j, path};
+    int s = evb_write_atomic_with(path, dump_json, &out);
     json_decref(j);
-    if (!ok || rename(tmp, path) != 0) { remove(tmp); EVB_ERRORF(EVB_EIO, "%s: write failed: %s", path, strerror(errno)); }
-    return EVB_SUCCESS;
+    return s;
 }
 
 /* llama2.c rotates adjacent pairs (2i, 2i+1) of each head; Hugging Face rotates (i, i + E/2) with the same
@@ -70,7 +78,10 @@ int evb_model_save(const evb_model *m, const char *dir, const char *dtype) {
     if (!dtype) dtype = c->dtype[0] ? c->dtype : "F32";
     if (strcmp(dtype, "F32") && strcmp(dtype, "F16") && strcmp(dtype, "BF16"))
         EVB_ERRORF(EVB_EINVAL, "dtype '%s' cannot be written (F32, F16, BF16 can)", dtype);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) EVB_ERRORF(EVB_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        EVB_ERRORF(EVB_EIO, "%s: cannot create: %s%s", dir, strerror(e), evb_st_write_hint(e));
+    }
     int L = c->n_layers, E = c->head_dim, permute = !c->rope_halves;
     int n = 1 + L * (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias) + 1 + !c->tied;
     evb_st_out *t = calloc((size_t)n, sizeof *t);
