@@ -280,7 +280,7 @@ int evb_search_load_mem_(evb_search *s, const char *name, const unsigned char *b
     }
     const msgpack_object *m = &a.data, *fp = get(m, "fingerprint");
     int st = EVB_SUCCESS;
-    if (!fp || fp->type != MSGPACK_OBJECT_STR || fp->via.str.size != 16) st = EVB_RAISEF(EVB_EFORMAT, "checkpoint %s: no fingerprint %s", name, CK_HINT);
+    if (!fp || fp->type != MSGPACK_OBJECT_STR || fp->via.str.size != 16) st = EVB_RAISEF(EVB_EFORMAT, "checkpoint %s: the fingerprint is missing or not 16 characters %s", name, CK_HINT);
     else if (memcmp(fp->via.str.ptr, s->fingerprint, 16)) {
         char other[17];
         for (int i = 0; i < 16; i++) { char c = fp->via.str.ptr[i]; other[i] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ? c : '?'; }

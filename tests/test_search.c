@@ -6,14 +6,23 @@
  * results do not depend on the thread count; a checkpointed and resumed search equals an uninterrupted one;
  * a NaN fitness and an unreachable budget are errors, and a failed generation leaves the state (and the
  * checkpoint) of the last completed one; the memo saves exactly the calls it counts as hits.
+ * Checkpoints: 80 random byte flips of an EvoPress and of an NSGA-II checkpoint are each refused or harmless
+ * (the resumed run identical to the uninterrupted one); crafted checkpoints with a valid checksum (levels out
+ * of range, a generation of 2^31, a short fingerprint, sizes that disagree, a cost that is not the
+ * candidate's, NaN) and the older format are refused and leave the search as it was. The memo: capped to a
+ * few entries it gives the same results as uncapped, holds no more than its cap between generations, and a
+ * capped run resumes exactly.
  * tests/fixtures/hv_ref.txt is written by tests/tools/hv_ref.py with Debian's python3-deap
  * (/usr/bin/python3 tests/tools/hv_ref.py); the suite itself needs no Python. */
 #include "testing.h"
 #include "fixtures.h"
 #include "evobudget/evb_search.h"
+#include "search/search_impl.h"    /* the memo's size, for the cap test */
 
 #include <math.h>
+#include <msgpack.h>
 #include <stdlib.h>
+#include <xxhash.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -494,6 +503,257 @@ static void test_baselines(void) {
     unmake(&q);
 }
 
+/* ---- damaged and crafted checkpoints ---- */
+
+static unsigned char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long k = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(k > 0 ? k : 1);
+    *n = b && fread(b, 1, k, f) == (size_t)k ? (size_t)k : 0;
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) { fwrite(b, 1, n, f); fclose(f); }
+}
+
+/* A checkpoint (type t, problem q, params p) run for `gens` generations, and the uninterrupted run. */
+typedef struct ck_case { const evb_search_type *t; evb_search_params p; prob q; synth sy; evb_search *ref; } ck_case;
+
+static void ck_case_make(ck_case *k, const evb_search_type *t, const char *path) {
+    memset(k, 0, sizeof *k);
+    k->t = t;
+    make(&k->q, 12, 0);
+    k->p = evo_params(20);
+    if (t == evb_search_nsga2) { k->q.p.tolerance = 20; k->p.n_offspring = 24; k->p.n_stages = 1; k->p.n_survivors[0] = 24; k->p.n_tokens[0] = 100; }
+    k->sy = (synth){k->q.U, k->q.a, 0.5, -1, NULL, 0};
+    evb_search_alloc(t, &k->p, &k->q.p, &k->ref);
+    evb_search_set(k->ref, &synth_type, &k->sy, 1);
+    run_to_end(k->ref);
+    evb_search *b = NULL;
+    evb_search_alloc(t, &k->p, &k->q.p, &b);
+    evb_search_set(b, &synth_type, &k->sy, 1);
+    for (int g = 0; g < 10; g++) evb_search_iterate(b);
+    evb_search_save(b, path);
+    evb_search_free(b);
+}
+
+static void ck_case_free(ck_case *k) { evb_search_free(k->ref); unmake(&k->q); }
+
+/* Loads path into a fresh search and runs it to the end: 0 refused (and then, started from scratch, it
+ * still ends as the uninterrupted run: nothing was half loaded), 1 accepted and identical, -1 harmful. */
+static int ck_try(ck_case *k, const char *path, int *status) {
+    evb_search *c = NULL;
+    evb_search_alloc(k->t, &k->p, &k->q.p, &c);
+    evb_search_set(c, &synth_type, &k->sy, 1);
+    *status = evb_search_load(c, path);
+    int same = run_to_end(c) == EVB_SUCCESS && same_state(k->ref, c, k->q.U);
+    evb_search_free(c);
+    if (*status) return *status == EVB_EFORMAT && same ? 0 : -1;
+    return same ? 1 : -1;
+}
+
+static void test_ck_flips(void) {
+    char *dir = fixture_tmpdir(), path[1024], flip[1024];
+    snprintf(path, sizeof path, "%s/ck.msgpack", dir);
+    snprintf(flip, sizeof flip, "%s/flip.msgpack", dir);
+    const evb_search_type *types[2] = {evb_search_evopress, evb_search_nsga2};
+    for (int t = 0; t < 2; t++) {
+        ck_case k;
+        ck_case_make(&k, types[t], path);
+        size_t n = 0;
+        unsigned char *orig = read_all(path, &n), *buf = malloc(n ? n : 1);
+        int refused = 0, harmless = 0, harmful = 0, st;
+        uint64_t r = 2024 + t;
+        for (int i = 0; i < 80 && n; i++) {
+            memcpy(buf, orig, n);
+            r = mix(r);
+            size_t at = (size_t)(r % n);
+            buf[at] ^= (unsigned char)(1 + (r >> 32) % 255);
+            write_all(flip, buf, n);
+            int v = ck_try(&k, flip, &st);
+            refused += v == 0; harmless += v == 1; harmful += v < 0;
+            if (v < 0) printf("# harmful flip at byte %zu of %zu: status %d (%s)\n", at, n, st, evb_last_error());
+        }
+        EVB_CHECK(n > 0 && refused + harmless == 80 && harmful == 0, "%s: 80 random byte flips of a %zu-byte checkpoint: %d refused, %d harmless, %d harmful",
+                  types[t]->name, n, refused, harmless, harmful);
+        free(orig); free(buf);
+        ck_case_free(&k);
+    }
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* Rewrites the checkpoint src into dst with field `key` replaced (a valid checksum, so only the field checks
+ * can refuse it). */
+enum { SET_U64, SET_STR, SET_I16, SET_F64 };
+static void craft(const char *src, const char *dst, const char *key, int how, uint64_t u, const char *str, size_t index, double v) {
+    size_t n = 0;
+    unsigned char *b = read_all(src, &n);
+    msgpack_unpacked a;
+    msgpack_unpacked_init(&a);
+    size_t off = 0;
+    if (n < 28 || msgpack_unpack_next(&a, (const char *)b + 28, n - 28, &off) != MSGPACK_UNPACK_SUCCESS) { free(b); return; }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    const msgpack_object_map *m = &a.data.via.map;
+    msgpack_pack_map(&pk, m->size);
+    for (uint32_t i = 0; i < m->size; i++) {
+        msgpack_pack_object(&pk, m->ptr[i].key);
+        const msgpack_object *val = &m->ptr[i].val;
+        if (m->ptr[i].key.via.str.size != strlen(key) || memcmp(m->ptr[i].key.via.str.ptr, key, strlen(key))) { msgpack_pack_object(&pk, *val); continue; }
+        if (how == SET_U64) msgpack_pack_uint64(&pk, u);
+        else if (how == SET_STR) { msgpack_pack_str(&pk, strlen(str)); msgpack_pack_str_body(&pk, str, strlen(str)); }
+        else if (val->type != MSGPACK_OBJECT_BIN) msgpack_pack_double(&pk, v);
+        else {
+            size_t bn = val->via.bin.size;
+            unsigned char *c = malloc(bn ? bn : 1);
+            memcpy(c, val->via.bin.ptr, bn);
+            if (how == SET_I16 && (index + 1) * 2 <= bn) { int16_t x = (int16_t)(int64_t)u; memcpy(c + index * 2, &x, 2); }
+            if (how == SET_F64 && (index + 1) * 8 <= bn) memcpy(c + index * 8, &v, 8);
+            msgpack_pack_bin(&pk, bn);
+            msgpack_pack_bin_body(&pk, c, bn);
+            free(c);
+        }
+    }
+    unsigned char head[28];
+    memcpy(head, b, 28);
+    uint64_t len = sb.size, sum = XXH64(sb.data, sb.size, 0);
+    for (int i = 0; i < 8; i++) { head[12 + i] = (unsigned char)(len >> (8 * i)); head[20 + i] = (unsigned char)(sum >> (8 * i)); }
+    FILE *f = fopen(dst, "wb");
+    if (f) { fwrite(head, 1, 28, f); fwrite(sb.data, 1, sb.size, f); fclose(f); }
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacked_destroy(&a);
+    free(b);
+}
+
+static void test_ck_crafted(void) {
+    char *dir = fixture_tmpdir(), path[1024], bad[1024];
+    snprintf(path, sizeof path, "%s/ck.msgpack", dir);
+    snprintf(bad, sizeof bad, "%s/bad.msgpack", dir);
+    static const struct { int nsga; const char *key; int how; uint64_t u; const char *str; size_t index; double v; const char *what; } cases[] = {
+        {0, "generation", SET_U64, 1ull << 31, NULL, 0, 0, "generation 2^31"},
+        {0, "generation", SET_U64, UINT64_MAX, NULL, 0, 0, "generation 2^64-1"},
+        {0, "generation", SET_U64, 21, NULL, 0, 0, "generation 21 of 20"},
+        {0, "done", SET_U64, 1, NULL, 0, 0, "done at generation 10 of 20"},
+        {0, "fingerprint", SET_STR, 0, "ab", 0, 0, "a 2-byte fingerprint"},
+        {0, "fingerprint", SET_STR, 0, "", 0, 0, "an empty fingerprint"},
+        {0, "parent", SET_I16, 999, NULL, 3, 0, "the incumbent's unit 3 at level 999"},
+        {0, "parent", SET_I16, (uint64_t)-1, NULL, 0, 0, "the incumbent's unit 0 at level -1"},
+        {0, "parent_cost", SET_U64, 5, NULL, 0, 0, "the incumbent's cost an integer"},
+        {0, "parent_fit", SET_F64, 0, NULL, 0, NAN, "the incumbent's fitness NaN"},
+        {0, "pop_n", SET_U64, 3, NULL, 0, 0, "an EvoPress search with a population"},
+        {0, "memo_levels", SET_I16, 77, NULL, 5, 0, "a memo entry at level 77"},
+        {0, "memo_values", SET_F64, 0, NULL, 2, INFINITY, "a memo value of inf"},
+        {0, "memo_batches", SET_STR, 0, "x", 0, 0, "the memo's batches a string"},
+        {0, "arch", SET_I16, 999, NULL, 0, 0, "a front point at level 999"},
+        {0, "arch_cost", SET_F64, 0, NULL, 0, 1e300, "a front point whose cost is not its own"},
+        {1, "pop", SET_I16, 999, NULL, 7, 0, "NSGA-II: a member at level 999"},
+        {1, "pop", SET_I16, (uint64_t)-5, NULL, 30, 0, "NSGA-II: a member at level -5"},
+        {1, "pop_n", SET_U64, 1000, NULL, 0, 0, "NSGA-II: a population of 1000 (24 stored)"},
+        {1, "pop_n", SET_U64, 0, NULL, 0, 0, "NSGA-II: an initialized search with no population"},
+        {1, "pop_cost", SET_F64, 0, NULL, 1, -3, "NSGA-II: a member's cost not its own"},
+        {1, "pop_fit", SET_F64, 0, NULL, 4, NAN, "NSGA-II: a member's fitness NaN"},
+    };
+    const int n_cases = (int)(sizeof cases / sizeof *cases);
+    ck_case k[2];
+    ck_case_make(&k[0], evb_search_evopress, path);
+    char path2[1100];
+    snprintf(path2, sizeof path2, "%s.nsga", path);
+    ck_case_make(&k[1], evb_search_nsga2, path2);
+    int ok = 0, st;
+    for (int i = 0; i < n_cases; i++) {
+        craft(cases[i].nsga ? path2 : path, bad, cases[i].key, cases[i].how, cases[i].u, cases[i].str, cases[i].index, cases[i].v);
+        int v = ck_try(&k[cases[i].nsga], bad, &st);
+        EVB_CHECK(v == 0, "crafted (valid checksum), %s: refused, the search untouched: %s", cases[i].what, evb_last_error());
+        ok += v == 0;
+    }
+    printf("# %d of %d crafted checkpoints refused\n", ok, n_cases);
+    /* the untouched checkpoint passes through craft unchanged in meaning */
+    craft(path, bad, "no such key", SET_U64, 0, NULL, 0, 0);
+    int v = ck_try(&k[0], bad, &st);
+    evb_search *c = NULL;
+    EVB_CHECK(v == 1, "the same checkpoint rewritten by the test's own packer loads and resumes identically");
+    /* format 1: a bare msgpack map */
+    size_t n = 0;
+    unsigned char *b = read_all(path, &n);
+    write_all(bad, b + 28, n - 28);
+    free(b);
+    evb_search_alloc(evb_search_evopress, &k[0].p, &k[0].q.p, &c);
+    evb_search_set(c, &synth_type, &k[0].sy, 1);
+    EVB_CHECK(evb_search_load(c, bad) == EVB_EFORMAT && strstr(evb_last_error(), "format 1") && strstr(evb_last_error(), "hint"),
+              "a format-1 checkpoint is refused with a hint: %s", evb_last_error());
+    evb_search_free(c);
+    ck_case_free(&k[0]); ck_case_free(&k[1]);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* The memo is a cache: capped, it changes the number of fitness calls, never a result. */
+static void test_memo_cap(void) {
+    const evb_search_type *types[2] = {evb_search_evopress, evb_search_nsga2};
+    const size_t caps[2] = {2, 20};
+    char *dir = fixture_tmpdir(), path[1024];
+    snprintf(path, sizeof path, "%s/ck.msgpack", dir);
+    for (int t = 0; t < 2; t++) {
+        prob q;
+        make(&q, 12, 0);
+        evb_search_params p = evo_params(30);
+        if (t) { q.p.tolerance = 20; p.n_offspring = 24; p.n_stages = 1; p.n_survivors[0] = 24; p.n_tokens[0] = 100; }
+        synth sy = {q.U, q.a, 0.5, -1, NULL, 0};
+        evb_search *s[2] = {NULL, NULL};
+        size_t most = 0;
+        for (int capped = 0; capped < 2; capped++) {
+            p.memo_max = capped ? caps[t] : SIZE_MAX;
+            evb_search_alloc(types[t], &p, &q.p, &s[capped]);
+            evb_search_set(s[capped], &synth_type, &sy, 2);
+            int st = EVB_CONTINUE;
+            while (st == EVB_CONTINUE) {
+                st = evb_search_iterate(s[capped]);
+                if (capped && s[capped]->memo_n > most) most = s[capped]->memo_n;
+            }
+        }
+        evb_search_info in[2];
+        evb_search_get_info(s[0], &in[0]);
+        evb_search_get_info(s[1], &in[1]);
+        int16_t la[64], lb[64];
+        double fa, fb;
+        evb_search_best(s[0], la, &fa);
+        evb_search_best(s[1], lb, &fb);
+        evb_front_point pa[256], pb[256];
+        int na = evb_search_front(s[0], pa, NULL, 256), nb = evb_search_front(s[1], pb, NULL, 256);
+        EVB_CHECK(!memcmp(la, lb, sizeof(int16_t) * q.U) && fa == fb && na == nb && !memcmp(pa, pb, sizeof(evb_front_point) * (na < 256 ? na : 256)) &&
+                  most <= caps[t] && in[1].evaluations > in[0].evaluations,
+                  "%s: memo capped at %zu (at most %zu held) and uncapped (%zu entries): the same best and front; %zu and %zu fitness calls",
+                  types[t]->name, caps[t], most, s[0]->memo_n, in[1].evaluations, in[0].evaluations);
+        /* a capped run saved half way and resumed is the capped run, counters included */
+        p.memo_max = caps[t];
+        evb_search *b = NULL, *c = NULL;
+        evb_search_alloc(types[t], &p, &q.p, &b);
+        evb_search_set(b, &synth_type, &sy, 1);
+        for (int g = 0; g < 15; g++) evb_search_iterate(b);
+        int sv = evb_search_save(b, path);
+        evb_search_free(b);
+        evb_search_alloc(types[t], &p, &q.p, &c);
+        evb_search_set(c, &synth_type, &sy, 1);
+        int ld = evb_search_load(c, path), st = run_to_end(c);
+        EVB_CHECK(sv == 0 && ld == 0 && st == EVB_SUCCESS && same_state(s[1], c, q.U), "%s: the capped run saved at generation 15 and resumed: identical, counters included",
+                  types[t]->name);
+        evb_search_free(c);
+        evb_search_free(s[0]); evb_search_free(s[1]);
+        unmake(&q);
+    }
+    fixture_rmdir(dir);
+    free(dir);
+}
+
 int main(void) {
     test_hv_fixture();
     test_optimum(0, 0);
@@ -504,6 +764,9 @@ int main(void) {
     test_baselines();
     test_nsga2_runs();
     test_memo();
+    test_memo_cap();
+    test_ck_flips();
+    test_ck_crafted();
     test_scale();
     return evb_test_summary();
 }
