@@ -53,6 +53,7 @@ static int count_entries(const char *dir) {
 }
 
 int main(void) {
+    if (!evb_test_have(MODEL, "db build killed and rerun, eval --db on stories260K") || !evb_test_have(CALIB, "db build killed and rerun, eval --db on stories260K")) return evb_test_summary();
     char *ref = fixture_tmpdir(), *one = fixture_tmpdir(), *killed = fixture_tmpdir();
     char cmd[2048];
     EVB_CHECK(sh("'" EVB_CLI "' " BUILD_ARGS " --out %s/db > /dev/null 2>&1%s", ref, "") == 0, "uninterrupted db build");

@@ -99,6 +99,7 @@ static json_t *st_check(const char *dir) {
 }
 
 int main(void) {
+    if (!evb_test_have(MODEL, "the exports of stories260K runs") || !evb_test_have(CALIB, "the exports of stories260K runs")) return evb_test_summary();
     char *t = fixture_tmpdir();
     snprintf(tmp, sizeof tmp, "%s", t);
     char run_s[600], run_u[600], run_d[600], run_b[600], x_s[600], x_d[600], x_h[600], x_b[600], ref[600], args[3000];

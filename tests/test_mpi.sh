@@ -13,6 +13,10 @@ if ! command -v mpirun > /dev/null || [ ! -x "$mpi" ]; then
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 data=$src/../shared/data
+if [ ! -r "$data/models/stories260K/stories260K.bin" ] || [ ! -r "$data/text/tinystories-valid-head/tinystories_valid_head.txt" ]; then
+  echo "SKIP: the MPI runs on stories260K: $data/models/stories260K/stories260K.bin or the TinyStories text is missing (hint: put the project's real test data in $data, beside the repository)"
+  exit 77
+fi
 tmp=$(mktemp -d /tmp/evb_mpi_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fails=0 checks=0

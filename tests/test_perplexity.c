@@ -15,6 +15,7 @@ int main(int argc, char **argv) {
     evb_state *s = NULL;
     double nll = 0;
     int st = stories_load(&S, 0);
+    if (st == EVB_TEST_SKIPPED) return evb_test_summary();
     evb_model *m = S.m;
     if (!st) st = evb_windows_consecutive(S.tok, S.n, 512, evb_tokenizer_bos(S.t), 0, &w);
     if (!st) st = evb_state_alloc(m, 8, 512, &s);

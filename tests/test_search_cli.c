@@ -53,6 +53,7 @@ static int lines(const char *path) {
 }
 
 int main(void) {
+    if (!evb_test_have(MODEL, "the searches on stories260K") || !evb_test_have(CALIB, "the searches on stories260K")) return evb_test_summary();
     char *tmp = fixture_tmpdir();
     snprintf(cache, sizeof cache, "%s/cache", tmp);
     char a[1200], b[1200], k[1200], u[1200], path[1400], path2[1400];
