@@ -26,7 +26,7 @@ typedef struct opts {
     long generations, offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
-    const char *reference, *dtype, *with;
+    const char *reference, *dtype, *with, *format;
     int force;
 } opts;
 
@@ -71,5 +71,8 @@ int config_read(const char *path, json_t **cfg);
 
 int cmd_search(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+/* export --format gptq: the configuration's quantized levels packed in the GPTQ layout into dir (cli/export_gptq.c);
+ * *summary (a JSON object) says what was packed. Prints its error and returns an exit code. */
+int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
 int cmd_plot(int argc, char **argv);
 #endif

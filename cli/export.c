@@ -277,9 +277,9 @@ static json_t *compression_record(const evb_model *m, const opts *o, json_t *cfg
 
 int cmd_export(int argc, char **argv) {
     opts o = {0};
-    int rc = parse_opts(argc, argv, "--model --db --config --out --dtype --force --threads --json", &o);
+    int rc = parse_opts(argc, argv, "--model --db --config --out --dtype --format --force --threads --json", &o);
     if (rc || o.help) {
-        if (o.help) printf("usage: evobudget export --config FILE --out DIR [--model PATH] [--db DIR] [--dtype f32|f16|bf16] [--json]\n"
+        if (o.help) printf("usage: evobudget export --config FILE --out DIR [--model PATH] [--db DIR] [--dtype f32|f16|bf16] [--format hf|gptq|gptq_v2] [--json]\n"
                            "  Writes the compressed model a configuration describes as a Hugging Face directory: config.json,\n"
                            "  model.safetensors (pruned weights hold zeros, quantized ones their dequantized values, dropped\n"
                            "  sub-blocks zero weights and config.json's \"evobudget_dropped\"), the tokenizer, and\n"
@@ -290,7 +290,11 @@ int cmd_export(int argc, char **argv) {
                            "  --out DIR       a new or empty directory, written whole or not at all (built beside it as DIR.tmp.PID\n"
                            "                  and renamed into place); --force replaces a non-empty one once the new one is\n"
                            "                  complete. It may not be, lie inside or contain the model, database or run directory\n"
-                           "  --dtype NAME    f32, f16 or bf16 (default: the source checkpoint's dtype)\n"
+                           "  --dtype NAME    f32, f16 or bf16 (default: the source checkpoint's dtype; f16 for gptq)\n"
+                           "  --format NAME   hf (default): dense weights; gptq: quantized (rtn, gptq) layers packed as\n"
+                           "                  qweight/qzeros/scales/g_idx with quantization_config (zero points stored minus\n"
+                           "                  one, AutoGPTQ's convention); gptq_v2: zero points as they are (GPTQModel's);\n"
+                           "                  other layers dense. docs/export-formats.md says which loaders read what\n"
                            "  --json          one JSON object on stdout: out, files, bytes, dtype, units compressed, dropped\n");
         return rc;
     }
@@ -310,6 +314,9 @@ int cmd_export(int argc, char **argv) {
     if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
     if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
     int no_levels = json_array_size(json_object_get(cfg, "units")) == 0;
+    int gptq = o.format && strcmp(o.format, "hf") != 0;
+    if (gptq && strcmp(o.format, "gptq") && strcmp(o.format, "gptq_v2"))
+        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2", o.format);
     if (!o.model) { json_decref(cfg); return usage_error("--config %s names no model; give --model PATH", o.config); }
     if (!o.db && !no_levels) { json_decref(cfg); return usage_error("--config %s names no level database; give --db DIR", o.config); }
     set_threads(&o);
@@ -337,9 +344,10 @@ int cmd_export(int argc, char **argv) {
     for (int u = 0; weights && u < U; u++) { evb_model_set_weight(l.m, u, weights[u]); n_comp += weights[u] != NULL; }
     for (int i = 0; drop && i < 2 * L; i++) n_drop += drop[i];
     for (int i = 0; drop && i < L; i++) { l.m->layers[i].skip_attn = drop[i]; l.m->layers[i].skip_mlp = drop[L + i]; }
-    const char *dt = dtype ? dtype : l.m->config.dtype;
-    s = evb_model_save(l.m, stage, dt);
-    if (s) rc = fail(s);
+    const char *dt = dtype ? dtype : gptq ? "F16" : l.m->config.dtype;
+    json_t *gsum = NULL;
+    if (gptq) rc = export_gptq(l.m, &o, cfg, stage, dt, &gsum);
+    else if ((s = evb_model_save(l.m, stage, dt))) rc = fail(s);
     /* The tokenizer and the Hugging Face side files travel with the weights. */
     json_t *files = json_pack("[s, s, s]", "config.json", "model.safetensors", "compression.json");
     char dst[PATH_MAX + 128];
@@ -351,6 +359,7 @@ int cmd_export(int argc, char **argv) {
         json_array_append_new(files, json_string(name));
     }
     static const char *side[] = {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "tokenizer.model"};
+    if (gsum) json_array_append_new(files, json_string("quantize_config.json"));
     for (size_t i = 0; !rc && strcmp(l.m->config.format, "hf") == 0 && i < sizeof side / sizeof *side; i++) {
         char src[1400];
         snprintf(src, sizeof src, "%s/%s", l.m->path, side[i]);
@@ -383,8 +392,11 @@ int cmd_export(int argc, char **argv) {
     }
     json_decref(rec);
     json_decref(files);
+        json_object_set_new(j, "format", json_string(gptq ? o.format : "hf"));
+        if (gsum) json_object_set_new(j, "gptq", gsum), gsum = NULL;
     free(weights); free(wmem); free(drop);
     json_decref(cfg);
     loaded_free(&l);
     return rc;
 }
+    json_decref(gsum);

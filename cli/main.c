@@ -123,6 +123,7 @@ static const opt_spec all_opts[] = {
     {"--no-memo", 'b', OS(no_memo), 0, 0},
     {"--reference", 's', OS(reference), 0, 0},
     {"--dtype", 's', OS(dtype), 0, 0},
+    {"--format", 's', OS(format), 0, 0},
     {"--with", 's', OS(with), 0, 0},
     {"--force", 'b', OS(force), 0, 0},
     {"--json", 'b', OS(json), 0, 0},

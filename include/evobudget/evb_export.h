@@ -1,0 +1,54 @@
+/* evb_export.h -- a configuration's quantized levels as a packed GPTQ checkpoint (Hugging Face layout).
+ *
+ * Every linear layer whose level is a quantized one (RTN or GPTQ) is written in the GPTQ checkpoint layout
+ * that AutoGPTQ, GPTQModel, transformers (through optimum / gptqmodel) and vLLM read:
+ *   <name>.qweight  int32 [in bits / 32, out]  codes packed along the input dimension, 32 codes in `bits`
+ *                   consecutive int32 (code j of a run of 32 at bit j bits of the run's little-endian bit
+ *                   stream: 32/bits codes per int32 for 2, 4, 8 bits; across int32 boundaries for 3 bits)
+ *   <name>.qzeros   int32 [n_groups, out bits / 32]  zero points packed the same way along the output
+ *                   dimension; checkpoint_format "gptq" stores zero - 1, "gptq_v2" the zero itself
+ *   <name>.scales   float16 [n_groups, out]
+ *   <name>.g_idx    int32 [in]  the group of each input column (act-order levels permute it)
+ *   <name>.bias     the layer's bias, when it has one
+ * so that W[o][i] = scales[g][o] (q[i][o] - z[g][o]) with g = g_idx[i]. Everything else (embeddings, norms,
+ * linear layers at sparse or dense levels, dropped sub-blocks as zeros) is written dense in dtype.
+ * config.json (and quantize_config.json) carry quantization_config: quant_method "gptq", the most common
+ * bits / group_size / sym / desc_act, and GPTQModel's "dynamic" overrides: "+:^name$" with the fields of
+ * a packed layer that differ, "-:^name$": {} for a layer written dense. docs/export-formats.md has the
+ * published sources of the layout and which loaders read what. */
+#ifndef EVB_EXPORT_H
+#define EVB_EXPORT_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct evb_model;
+struct evb_db;
+
+typedef struct evb_gptq_options {
+    int         v2;     /* 0: checkpoint_format "gptq" (zero points stored minus one); 1: "gptq_v2" */
+    const char *dtype;  /* dense tensors and biases: "F16" (NULL), "BF16" or "F32" */
+} evb_gptq_options;
+
+typedef struct evb_gptq_summary {
+    int    n_packed, n_dense;           /* linear layers packed / written dense */
+    int    bits, group_size, sym, desc_act; /* quantization_config's defaults (group_size -1: per row) */
+    int    n_dynamic;                   /* overrides in "dynamic" */
+    double scale_rel_err;               /* largest |f16(s) - s| / |s| over the packed scales */
+} evb_gptq_summary;
+
+/* Writes dir/model.safetensors, dir/config.json and dir/quantize_config.json. m holds the weights of the
+ * layers written dense (evb_model_set_weight) and the dropped sub-blocks (skip_*); entry[u] is the index
+ * in db (whose directory is db_dir) of unit u's quantized level, or -1 for a layer written dense.
+ * Refused (EVB_EINVAL, naming the layer, nothing written): bits outside {2, 3, 4, 8}, a layer whose
+ * inputs or outputs are not a multiple of 32, a zero point of 0 in checkpoint_format "gptq" (it stores
+ * zero - 1), a scale outside float16's range, a configuration with no quantized layer. A damaged payload
+ * is EVB_EFORMAT. */
+int evb_gptq_save(const struct evb_model *m, const struct evb_db *db, const char *db_dir, const int *entry,
+                  const char *dir, const evb_gptq_options *opt, evb_gptq_summary *sum);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
