@@ -22,6 +22,7 @@
 #include "evobudget/evb_scores.h"
 #include "evobudget/evb_search.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
@@ -134,6 +135,17 @@ static int write_file(const char *dir, const char *name, const char *text) {
 static int lock_out(const char *dir, int resume, const char *done_name) {
     int st = evb_lock_dir(dir, EVB_LOCK_EXCLUSIVE, 0, &g_out_lock);
     if (st) return fail(st);
+    /* the temporary siblings a killed run left behind (evb_write_atomic's NAME.tmp.PID.N): no writer is left */
+    DIR *d = opendir(dir);
+    static const char *const ours[] = {"checkpoint.msgpack.tmp.", "best.json.tmp.", "front.csv.tmp.", "manifest.json.tmp.", "sweep.json.tmp."};
+    for (struct dirent *e; d && (e = readdir(d));)
+        for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+            if (!strncmp(e->d_name, ours[i], strlen(ours[i]))) {
+                char t[1400];
+                snprintf(t, sizeof t, "%s/%s", dir, e->d_name);
+                unlink(t);
+            }
+    if (d) closedir(d);
     char p[1400];
     snprintf(p, sizeof p, "%s/%s", dir, done_name);
     if (!resume && access(p, F_OK) == 0) return usage_error("--out %s already holds a finished run; choose another directory or remove it", dir);
@@ -1456,7 +1468,7 @@ static int search_main(int argc, char **argv) {
     }
     if (r.mode != MODE_DROP && g_mpi_rank == 0) { /* other ranks open it once rank 0 has built what is missing */
         if (mkdirs(r.dbdir)) { run_free(&r); return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "database %s: %s", r.dbdir, strerror(errno))); }
-        if ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 1, &r.db))) { run_free(&r); return fail(s); }
+        if ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 1, &r.db)) || (s = evb_db_check_model(r.db, m))) { run_free(&r); return fail(s); }
     }
 
     /* the fitness: the teacher and the cache of expanded levels */
@@ -1488,7 +1500,7 @@ static int search_main(int argc, char **argv) {
         MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
         if (g_mpi_rank > 0) { /* rank 0 has its problem and its levels: the same problem here, then serve */
             if (rc) break;
-            if (r.mode != MODE_DROP && (s = evb_db_open(r.dbdir, r.mfp, r.cfp, 0, &r.db))) { rc = fail(s); break; }
+            if (r.mode != MODE_DROP && ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 0, &r.db)) || (s = evb_db_check_model(r.db, m)))) { rc = fail(s); break; }
             if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { rc = fail(s); break; }
             rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
             if (rc) break;

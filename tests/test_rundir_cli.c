@@ -4,7 +4,8 @@
  *   - kill -9 at spread-out moments, then --resume (or a fresh start when no checkpoint was written yet):
  *     best.json and front.csv are those of an uninterrupted run with the same seed, and log.jsonl holds each
  *     generation exactly once, in order, even when the kill fell between a log line and its checkpoint
- *     (simulated too: a line of the next generation, and an unfinished line, appended before resuming);
+ *     (simulated too: a line of the next generation, and an unfinished line, appended before resuming), and
+ *     no temporary file of an interrupted write is left;
  *   - two searches started together into one --out: exactly one runs, the other refuses in one line naming
  *     the directory, and best.json is the winner's own result.
  * EVB_RUNDIR_TRIALS=N runs N kill trials and N concurrent pairs (default 2 and 1) and prints the counts. */
@@ -133,9 +134,11 @@ int main(void) {
                  EVB_CLI, prob, flags[k], 3 + k, gens, dir, have_ck ? "--resume" : "");
         int rc = sh(cmd);
         resumed += have_ck; fresh += !have_ck;
-        int same = rc == 0 && same_result(dir, ref[k]), lg = log_ok(dir, gens);
+        snprintf(cmd, sizeof cmd, "ls -a %s | grep -q '\\.tmp\\.'", dir);
+        int litter = sh(cmd) == 0;
+        int same = rc == 0 && same_result(dir, ref[k]) && !litter, lg = log_ok(dir, gens);
         identical += same; logs += lg;
-        EVB_CHECK(same && lg, "trial %d (%s, kill after %.3f s, %s): best.json and front.csv as uninterrupted, log.jsonl 1..%d once each",
+        EVB_CHECK(same && lg, "trial %d (%s, kill after %.3f s, %s): best.json and front.csv as uninterrupted, no temporary files left, log.jsonl 1..%d once each",
                   t, flags[k], at, have_ck ? "resumed" : "no checkpoint yet: started again", gens);
     }
     printf("# kill -9 trials: %d, killed before the end %d, resumed %d, started again %d; identical results %d/%d, clean logs %d/%d\n",
