@@ -52,7 +52,7 @@ int fail(int status) {
     const char *hint = "";
     switch (status) {
     case EVB_EIO: hint = "check that the path exists and is readable"; break;
-    case EVB_EFORMAT: hint = "the file is malformed, truncated or of another format; re-export or re-download it"; break;
+    case EVB_EFORMAT: hint = "the file is malformed, truncated or of another format: write it again with the command that made it, or fetch it again"; break;
     case EVB_ERANGE: hint = "the tokenizer and the model disagree; pass the model's own tokenizer with --tokenizer"; break;
     case EVB_ENOMEM: hint = "use a smaller --batch or --seq-len"; break;
     default: hint = "see --help"; break;
@@ -617,6 +617,11 @@ static int cmd_eval(int argc, char **argv) {
     else if (!s && ref) s = evb_eval_nll_kl_ref(ref, l.m, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
     else if (!s) s = evb_eval_nll(l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
+    /* The library refuses NaN sums; what is left is a mean too large for exp() (or nothing scored). */
+    if (!s && scored == 0) s = EVB_RAISEF(EVB_EINVAL, "%s: no token was scored (hint: give a longer text or a larger --seq-len)", data);
+    else if (!s && !isfinite(exp(nll / (double)scored)))
+        s = EVB_RAISEF(EVB_EBADFUNC, "%s: the mean negative log-likelihood %.6g per token makes the perplexity overflow a double "
+                       "(hint: the model's weights are out of range; check where the checkpoint came from)", l.m->path, nll / (double)scored);
     if (!s) {
         double mean = nll / (double)scored, ppl = exp(mean);
         json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,

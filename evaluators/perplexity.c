@@ -3,8 +3,81 @@
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// ---- a sum that is not a number: find the cause ----
+
+/* NaN and infinite values of x[n]: how many, and the index of the first. */
+static size_t count_nonfinite(const float *x, size_t n, size_t *first) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) && bad++ == 0) *first = i;
+    return bad;
+}
+
+/* Names in *name the first tensor of m (its loaded weights, not swapped ones) holding a NaN or an infinity;
+ * 0 when every weight is finite, else the count (*first its first index). */
+static size_t nonfinite_tensor(const evb_model *m, char *name, size_t n, size_t *first) {
+    const evb_config *c = &m->config;
+    size_t D = (size_t)c->dim, V = (size_t)c->vocab_size, bad;
+    if ((bad = count_nonfinite(m->tok_emb, V * D, first))) { snprintf(name, n, "model.embed_tokens.weight"); return bad; }
+    for (int l = 0; l < c->n_layers; l++) {
+        const evb_layer *L = &m->layers[l];
+        if ((bad = count_nonfinite(L->rms_att, D, first))) { snprintf(name, n, "model.layers.%d.input_layernorm.weight", l); return bad; }
+        if ((bad = count_nonfinite(L->rms_ffn, D, first))) { snprintf(name, n, "model.layers.%d.post_attention_layernorm.weight", l); return bad; }
+        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+            int r, cc;
+            evb_model_unit_shape(m, k, &r, &cc);
+            if ((bad = count_nonfinite(L->w_dense[k], (size_t)r * cc, first))) {
+                snprintf(name, n, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
+                return bad;
+            }
+        }
+        const float *b[3] = {L->bq, L->bk, L->bv};
+        for (int k = 0; k < 3; k++) {
+            int r, cc;
+            evb_model_unit_shape(m, k, &r, &cc);
+            if (b[k] && (bad = count_nonfinite(b[k], (size_t)r, first))) {
+                snprintf(name, n, "model.layers.%d.self_attn.%s.bias", l, evb_linear_name(k));
+                return bad;
+            }
+        }
+    }
+    if ((bad = count_nonfinite(m->rms_final, D, first))) { snprintf(name, n, "model.norm.weight"); return bad; }
+    if (!c->tied && (bad = count_nonfinite(m->cls, V * D, first))) { snprintf(name, n, "lm_head.weight"); return bad; }
+    return 0;
+}
+
+/* The error for a sum (what: "negative log-likelihood" or "KL") that came out NaN or infinite in the batch
+ * starting at window `window`: NaN or infinite weights in a model (ref, m) or in a compressed level (weights),
+ * named; else activations that overflowed float32. Returns the status. */
+static int not_finite(const evb_model *ref, const evb_model *m, const float *const *weights, const char *what, int window) {
+    char name[128];
+    size_t first = 0, bad;
+    const evb_model *ms[2] = {ref, m};
+    for (int i = 0; i < 2; i++) {
+        if (!ms[i] || (i == 1 && ms[1] == ms[0])) continue;
+        if ((bad = nonfinite_tensor(ms[i], name, sizeof name, &first)))
+            return evb_errorf(__FILE__, __LINE__, EVB_EFORMAT, "%s: tensor %s holds %zu NaN or infinite values (the first at index %zu), "
+                              "so the %s is not a number (hint: the checkpoint is damaged or was saved from a diverged model; "
+                              "re-download or re-export it)", ms[i]->path, name, bad, first, what);
+    }
+    for (int u = 0; weights && u < evb_model_n_units(m); u++) {
+        int r, cc;
+        evb_model_unit_shape(m, u, &r, &cc);
+        if (weights[u] && (bad = count_nonfinite(weights[u], (size_t)r * cc, &first)))
+            return evb_errorf(__FILE__, __LINE__, EVB_EFORMAT, "unit %d (%s of block %d): its compressed weight from the level database "
+                              "holds %zu NaN or infinite values (the first at index %zu), so the %s is not a number (hint: the "
+                              "database entry is damaged; rebuild that level with 'evobudget db build')", u,
+                              evb_linear_name(u % EVB_LINEAR_COUNT), u / EVB_LINEAR_COUNT, bad, first, what);
+    }
+    return evb_errorf(__FILE__, __LINE__, EVB_EBADFUNC, "%s: the %s of window %d is not a number, though every weight is finite: "
+                      "the activations overflow float32 (hint: the weights are out of the range this model was trained in; "
+                      "check where the checkpoint came from)", m->path, what, window);
+}
 
 int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int batch,
                  double *nll_sum, size_t *n_scored,
@@ -20,7 +93,9 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
         evb_log_softmax(s->logits, (size_t)B * T, V);
         for (int b = 0; b < B; b++) {
             const int32_t *tok = w->tokens + (size_t)(i + b) * w->seq_len;
-            *nll_sum += evb_nll_sum(s->logits + (size_t)b * T * V, tok + 1, (size_t)T - 1, V);
+            double nll = evb_nll_sum(s->logits + (size_t)b * T * V, tok + 1, (size_t)T - 1, V);
+            if (!isfinite(nll)) return not_finite(NULL, m, NULL, "negative log-likelihood", i + b);
+            *nll_sum += nll;
             *n_scored += (size_t)T - 1;
         }
         i += B;
@@ -61,12 +136,19 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < B && !st; b++) {
             size_t off = (size_t)b * T * V;
-            *nll_sum += evb_nll_sum(s->logits + off, tok + (size_t)b * w->seq_len + 1, (size_t)T - 1, V);
-            *kl_sum += evb_kl_sum(lp + off, s->logits + off, (size_t)T - 1, V);
+            double nll = evb_nll_sum(s->logits + off, tok + (size_t)b * w->seq_len + 1, (size_t)T - 1, V);
+            double kl = evb_kl_sum(lp + off, s->logits + off, (size_t)T - 1, V);
+            if (!isfinite(nll) || !isfinite(kl)) {
+                st = not_finite(ref, m, same ? weights : NULL, isfinite(nll) ? "KL" : "negative log-likelihood", i + b);
+                break;
+            }
+            *nll_sum += nll;
+            *kl_sum += kl;
             *n_scored += (size_t)T - 1;
         }
+        if (st) break;
         i += B;
         if (progress) progress(progress_ctx, i, w->n);
     }

@@ -3,7 +3,7 @@
  * against expf: within 2 ulp over a sweep of [-80, 88.72] and random floats, and what exp_fast.h promises for
  * NaN, +-Inf, +-1e30, the largest floats, denormals and the two ends of the range. Then `evobudget eval` of a
  * copy of the demo model with NaN and with huge weights, in text and --json: an error naming the cause and
- * the tensor, exit 1, never "perplexity nan" or "out of memory". */
+ * the tensor, exit 1, never "perplexity nan" or "out of memory"; finite weights whose activations overflow say so. */
 #include "testing.h"
 #include "fixtures.h"
 #include "models/exp_fast.h"
@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include "models/safetensors.h"
 
 #define DEMO EVB_SOURCE_DIR "/assets/demo"
 
@@ -95,7 +97,120 @@ static void test_exp(void) {
     EVB_CHECK(bad8 == 0, "exp8 over the same %d values: %d beyond 2 ulp (worst %.2f ulp)", n, bad8, worst8);
 }
 
+static char tmp[512];
+
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void slurp(const char *name, char *buf, size_t n) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "r");
+    size_t k = f ? fread(buf, 1, n - 1, f) : 0;
+    buf[k] = '\0';
+    if (f) fclose(f);
+}
+
+/* Runs `evobudget eval ARGS` on a few windows; its exit code, stdout and stderr in out and err. */
+static int eval(const char *args, char *out, char *err, size_t n) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' eval %s --data %s/text.txt --seq-len 32 --max-tokens 64 > %s/stdout.txt 2> %s/stderr.txt",
+             EVB_CLI, args, tmp, tmp, tmp);
+    int rc = sh(cmd);
+    slurp("stdout.txt", out, n);
+    slurp("stderr.txt", err, n);
+    return rc;
+}
+
+/* Lines of s that contain "error" (progress lines go to stderr too). */
+static int error_lines(const char *s) {
+    int n = 0;
+    for (const char *l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        const char *end = strchr(l, '\n'), *e = strstr(l, "error");
+        n += e && (!end || e < end);
+    }
+    return n;
+}
+
+/* A copy of the demo model in dir whose tensor `name` has value v at the given indices (count of them,
+ * from index 0, or every element when count < 0). */
+static int corrupt_copy(const char *dir, const char *name, float v, long count) {
+    char cmd[2048], p[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/config.json %s/model.safetensors %s/tokenizer.json %s/", dir, dir, DEMO, DEMO, DEMO, dir);
+    if (sh(cmd)) return -1;
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    evb_safetensors st;
+    evb_st_init(&st);
+    if (evb_st_open(&st, p)) return -1;
+    const evb_st_tensor *t = evb_st_find(&st, name);
+    if (!t || strcmp(t->dtype, "F32") != 0) { evb_st_close(&st); return -1; }
+    long off = (long)(st.files[t->file].data_start + t->begin), n = (long)(t->end - t->begin) / 4;
+    evb_st_close(&st);
+    if (count < 0 || count > n) count = n;
+    FILE *f = fopen(p, "r+b");
+    if (!f || fseek(f, off, SEEK_SET) != 0) { if (f) fclose(f); return -1; }
+    for (long i = 0; i < count; i++) fwrite(&v, 4, 1, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* eval of broken weights, in text and in --json: exit 1, one line on stderr containing each of want[], nothing
+ * on stdout (no "perplexity nan", no JSON), never "out of memory". */
+static void refused(const char *args, const char *what, const char *const *want, int n_want) {
+    char out[8192], err[8192], a[2048];
+    for (int json = 0; json < 2; json++) {
+        snprintf(a, sizeof a, "%s%s", args, json ? " --json" : "");
+        int rc = eval(a, out, err, sizeof out), has = 1;
+        for (int i = 0; i < n_want; i++) has &= strstr(err, want[i]) != NULL;
+        EVB_CHECK(rc == 1 && error_lines(err) == 1 && has && out[0] == '\0' && !strstr(err, "out of memory") && strstr(err, "hint:"),
+                  "%s%s: exit %d (1), one line naming the cause with a hint, nothing on stdout: %s", what, json ? " (--json)" : "", rc, err);
+    }
+}
+
 int main(void) {
     test_exp();
+
+    char *t = fixture_tmpdir();
+    snprintf(tmp, sizeof tmp, "%s", t);
+    char dir[700], args[1500], out[8192], err[8192];
+    snprintf(args, sizeof args, "head -c 3000 %s/calib.txt > %s/text.txt", DEMO, tmp);
+    EVB_CHECK(sh(args) == 0, "the first 3000 bytes of the demo's text");
+    /* the untouched copy evaluates (so what follows fails for the reason it names) */
+    snprintf(dir, sizeof dir, "%s/ok", tmp);
+    EVB_CHECK(corrupt_copy(dir, "model.norm.weight", 1.0f, 0) == 0, "a copy of the demo model");
+    snprintf(args, sizeof args, "--model %s --json", dir);
+    int rc = eval(args, out, err, sizeof out);
+    EVB_CHECK(rc == 0 && strstr(out, "\"perplexity\""), "the intact copy evaluates (exit %d)", rc);
+
+    snprintf(dir, sizeof dir, "%s/nan", tmp);
+    EVB_CHECK(corrupt_copy(dir, "model.layers.1.mlp.up_proj.weight", NAN, 3) == 0, "a copy with 3 NaN weights in block 1's up_proj");
+    snprintf(args, sizeof args, "--model %s", dir);
+    const char *nan_want[] = {"model.layers.1.mlp.up_proj.weight", "3 NaN", dir};
+    refused(args, "NaN weights", nan_want, 3);
+    /* the same model as the reference of a KL: its tensor named */
+    snprintf(args, sizeof args, "--model %s --reference %s", DEMO, dir);
+    refused(args, "a reference with NaN weights (KL)", nan_want, 3);
+
+    snprintf(dir, sizeof dir, "%s/inf", tmp);
+    EVB_CHECK(corrupt_copy(dir, "model.norm.weight", -INFINITY, 1) == 0, "a copy with -Inf in the final norm");
+    snprintf(args, sizeof args, "--model %s", dir);
+    const char *inf_want[] = {"model.norm.weight", "infinite"};
+    refused(args, "an infinite weight", inf_want, 2);
+
+    snprintf(dir, sizeof dir, "%s/huge", tmp);
+    EVB_CHECK(corrupt_copy(dir, "model.norm.weight", 3e38f, -1) == 0, "a copy whose final norm is 3e38 everywhere (finite, the logits not)");
+    snprintf(args, sizeof args, "--model %s", dir);
+    const char *huge_want[] = {"every weight is finite", "overflow"};
+    refused(args, "finite weights whose logits overflow float32", huge_want, 2);
+
+    snprintf(dir, sizeof dir, "%s/large", tmp);
+    EVB_CHECK(corrupt_copy(dir, "model.norm.weight", 1e30f, -1) == 0, "a copy whose final norm is 1e30 everywhere (finite logits, a huge loss)");
+    snprintf(args, sizeof args, "--model %s", dir);
+    const char *large_want[] = {"perplexity overflow", "per token"};
+    refused(args, "a finite loss too large for exp()", large_want, 2);
+
+    fixture_rmdir(tmp);
+    free(t);
     return evb_test_summary();
 }
