@@ -185,9 +185,10 @@ static int stage_make(const char *out_canon, char *stage, size_t n) {
     return 0;
 }
 
-/* Renames the complete stage to out_canon (replacing an existing directory) and fsyncs the parent.
- * 0, or 1 with the error printed and out_canon as it was. */
-static int stage_commit(const char *stage, const char *out_canon, const char *out) {
+/* Renames the complete stage to out_canon and fsyncs the parent. An existing directory is replaced when force
+ * is set, and only when empty otherwise (rename(2) refuses a non-empty one, so a directory filled since the
+ * check is kept). 0, or 1 with the error printed and out_canon as it was. */
+static int stage_commit(const char *stage, const char *out_canon, const char *out, int force) {
     int fd = open(stage, O_RDONLY | O_DIRECTORY);
     int synced = fd >= 0 && fsync(fd) == 0;
     int e = errno;
@@ -198,7 +199,15 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
     }
     struct stat sb;
     int exists = lstat(out_canon, &sb) == 0;
-    if (!exists) {
+    if (exists && !force) {
+        if (rename(stage, out_canon) != 0) {
+            e = errno;
+            fprintf(stderr, "%s: error: --out %s: cannot rename %s to it: %s%s\n", cmd_name, out, stage, strerror(e),
+                    e == EEXIST || e == ENOTEMPTY ? " (hint: another process wrote into it meanwhile; choose a new directory, or --force to replace it)"
+                                                  : evb_st_write_hint(e));
+            return 1;
+        }
+    } else if (!exists) {
         int r = renameat2(AT_FDCWD, stage, AT_FDCWD, out_canon, RENAME_NOREPLACE);
         if (r != 0 && (errno == EINVAL || errno == ENOSYS)) r = rename(stage, out_canon); /* no RENAME_NOREPLACE here */
         if (r != 0) {
@@ -374,7 +383,7 @@ int cmd_export(int argc, char **argv) {
         if (!rec) rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory building compression.json"));
         else if ((s = evb_write_atomic_with(dst, dump_json, &(struct json_out){rec, dst}))) rc = fail(s);
     }
-    if (!rc) rc = stage_commit(stage, out_canon, o.out);
+    if (!rc) rc = stage_commit(stage, out_canon, o.out, o.force);
     if (rc && remove_tree(stage) != 0)
         fprintf(stderr, "%s: warning: %s (the unfinished export): cannot remove: %s\n", cmd_name, stage, strerror(errno));
     if (!rc) {
