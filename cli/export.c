@@ -392,6 +392,8 @@ int cmd_export(int argc, char **argv) {
         json_t *j = json_pack("{s:s, s:s, s:O, s:I, s:s, s:i, s:i, s:f, s:f}", "out", o.out, "model", l.m->path, "files", files,
                               "safetensors_bytes", (json_int_t)bytes, "dtype", dt, "units_compressed", n_comp, "sub_blocks_dropped", n_drop,
                               "sparsity", json_real_value(json_object_get(rec, "sparsity")), "seconds", now_s() - t0);
+        json_object_set_new(j, "format", json_string(gptq ? o.format : "hf"));
+        if (gsum) json_object_set_new(j, "gptq", gsum), gsum = NULL;
         if (o.json) rc = print_json(j);
         else {
             printf("wrote %s: %s weights (%lld bytes), %d units compressed, %d sub-blocks dropped, linear sparsity %.4f\n", o.out, dt,
@@ -400,12 +402,10 @@ int cmd_export(int argc, char **argv) {
         }
     }
     json_decref(rec);
+    json_decref(gsum);
     json_decref(files);
-        json_object_set_new(j, "format", json_string(gptq ? o.format : "hf"));
-        if (gsum) json_object_set_new(j, "gptq", gsum), gsum = NULL;
     free(weights); free(wmem); free(drop);
     json_decref(cfg);
     loaded_free(&l);
     return rc;
 }
-    json_decref(gsum);
