@@ -391,6 +391,7 @@ int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *c
     evb_fingerprint_model(m, mfp);
     evb_db *db;
     int s = evb_db_open(db_dir, mfp, NULL, 0, &db);
+    if (!s && (s = evb_db_check_model(db, m))) evb_db_close(db);
     if (s) return fail(s);
     int *idx = malloc(sizeof(int) * U);
     size_t total = 0;
@@ -835,9 +836,11 @@ static int cmd_db_build(int argc, char **argv) {
     else if (!s) s = evb_db_build(db, l.m, cs, method, &g, &built, &present, progress_cb, &p);
     double t2 = now_s();
     if (!s) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:f}", "db", o.out, "method", o.method,
-                              "built", built, "present", present, "entries", evb_db_count(db), "model", mfp, "calib", cfp,
+        int repaired = evb_db_n_replaced(db);
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:f, s:f}", "db", o.out, "method", o.method,
+                              "built", built, "present", present, "repaired", repaired, "entries", evb_db_count(db), "model", mfp, "calib", cfp,
                               "protocol", sequential ? "sequential" : "dense", "calib_seconds", t1 - t0, "build_seconds", t2 - t1);
+        if (repaired) fprintf(stderr, "%s: %d levels had a damaged or missing payload and were rebuilt\n", o.out, repaired);
         if (step_target) json_object_set_new(j, "weights_diff", json_integer(g.step_weights));
         if (o.json) rc = print_json(j);
         else {

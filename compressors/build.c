@@ -110,6 +110,16 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
 
 #define MAX_UNIT_LEVELS 128
 
+/* 1 when the database holds the level key and its payload is intact; a damaged or missing payload counts as
+ * absent, so that it is rebuilt. */
+static int level_sound(const evb_db *db, const evb_db_entry *key) {
+    int i = evb_db_find(db, key);
+    if (i < 0) return 0;
+    if (evb_db_verify(db, i) == EVB_SUCCESS) return 1;
+    evb_clear_error();
+    return 0;
+}
+
 /* The missing levels of units [u0, u1): their identities, allocated into *todo. */
 static int missing_keys(const evb_db *db, const evb_model *m, const evb_method *method, const evb_level_grid *g,
                         int u0, int u1, evb_db_entry **todo, int *n_todo, int *n_present) {
@@ -120,7 +130,7 @@ static int missing_keys(const evb_db *db, const evb_model *m, const evb_method *
     for (int u = u0; u < u1; u++) {
         int n = unit_keys(m, method, g, u, keys, MAX_UNIT_LEVELS);
         for (int i = 0; i < n; i++) {
-            if (evb_db_find(db, &keys[i]) >= 0) (*n_present)++;
+            if (level_sound(db, &keys[i])) (*n_present)++;
             else (*todo)[(*n_todo)++] = keys[i];
         }
     }
@@ -190,27 +200,36 @@ int evb_db_build(evb_db *db, const evb_model *m, const evb_calib *c, const evb_m
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
     *n_built = *n_present = 0;
     int st = check_grid(method, g);
+    if (!st) st = evb_db_check_model(db, m);
+    /* Under the writer lock from the first look at what is missing to the last level stored: another
+     * process's levels are then known (the lock rereads the index) and never computed twice. */
+    if (!st) st = evb_db_write_begin(db);
     if (st) return st;
     evb_db_entry *todo;
     int n_todo;
     st = missing_keys(db, m, method, g, 0, evb_model_n_units(m), &todo, &n_todo, n_present);
-    if (st) return st;
-    build_progress bp = {progress, progress_ctx, 0, n_todo};
-    st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
-    free(todo);
-    if (!st) *n_built = n_todo;
+    if (!st) {
+        build_progress bp = {progress, progress_ctx, 0, n_todo};
+        st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
+        free(todo);
+        if (!st) *n_built = n_todo;
+    }
+    evb_db_write_end(db);
     return st;
 }
 
 int evb_db_build_entries(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
                          const evb_level_grid *g, const evb_db_entry *keys, int n, int *n_built) {
     *n_built = 0;
+    int st = evb_db_check_model(db, m);
+    if (!st) st = evb_db_write_begin(db);
+    if (st) return st;
     evb_db_entry *todo = malloc(sizeof(evb_db_entry) * (n > 0 ? n : 1));
-    if (!todo) EVB_ERROR("out of memory", EVB_ENOMEM);
+    if (!todo) { evb_db_write_end(db); EVB_ERROR("out of memory", EVB_ENOMEM); }
     int n_todo = 0;
     for (int i = 0; i < n; i++) {
         evb_db_entry k = keys[i];
-        if (k.unit < 0 || k.unit >= evb_model_n_units(m)) { free(todo); EVB_ERRORF(EVB_EINVAL, "no unit %d", k.unit); }
+        if (k.unit < 0 || k.unit >= evb_model_n_units(m)) { free(todo); evb_db_write_end(db); EVB_ERRORF(EVB_EINVAL, "no unit %d", k.unit); }
         evb_model_unit_shape(m, k.unit, &k.rows, &k.cols);
         k.kind = method->kind;
         snprintf(k.method, sizeof k.method, "%s", method->name);
@@ -218,11 +237,12 @@ int evb_db_build_entries(evb_db *db, const evb_model *m, const evb_calib *c, con
         int dup = 0;
         for (int j = 0; j < n_todo && !dup; j++) dup = todo[j].unit == k.unit && todo[j].sparsity == k.sparsity &&
                                                        todo[j].n_removed == k.n_removed && todo[j].bits == k.bits;
-        if (!dup && evb_db_find(db, &k) < 0) todo[n_todo++] = k;
+        if (!dup && !level_sound(db, &k)) todo[n_todo++] = k;
     }
     build_progress bp = {NULL, NULL, 0, n_todo};
-    int st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
+    st = build_levels(db, m, c, method, g, todo, n_todo, &bp);
     free(todo);
+    evb_db_write_end(db);
     if (!st) *n_built = n_todo;
     return st;
 }
@@ -241,12 +261,28 @@ static int calib_entry(const evb_db *db, const evb_model *m, const evb_method *m
     return best < 0 ? -1 : evb_db_find(db, &keys[best]);
 }
 
+static int build_sequential(evb_db *db, evb_model *m, const evb_windows *w, int batch, const evb_method *method,
+                            const evb_level_grid *g, double calib_value, int *n_built, int *n_present,
+                            void (*progress)(void *ctx, int done, int total), void *progress_ctx);
+
+/* Under the writer lock throughout (see evb_db_build). */
 int evb_db_build_sequential(evb_db *db, evb_model *m, const evb_windows *w, int batch, const evb_method *method,
                             const evb_level_grid *g, double calib_value, int *n_built, int *n_present,
                             void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
     *n_built = *n_present = 0;
     int st = check_grid(method, g);
+    if (!st) st = evb_db_check_model(db, m);
+    if (!st) st = evb_db_write_begin(db);
     if (st) return st;
+    st = build_sequential(db, m, w, batch, method, g, calib_value, n_built, n_present, progress, progress_ctx);
+    evb_db_write_end(db);
+    return st;
+}
+
+static int build_sequential(evb_db *db, evb_model *m, const evb_windows *w, int batch, const evb_method *method,
+                            const evb_level_grid *g, double calib_value, int *n_built, int *n_present,
+                            void (*progress)(void *ctx, int done, int total), void *progress_ctx) {
+    int st;
     const int L = m->config.n_layers, U = evb_model_n_units(m);
     size_t D = (size_t)m->config.dim;
     evb_db_entry *todo = NULL;

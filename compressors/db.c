@@ -6,13 +6,24 @@
  *   quant   "EVBQ" u32 version, u32 rows, u32 cols, u32 bits, u32 n_groups, u8 codes[ceil(rows cols bits / 8)]
  *           (a bit stream, least significant bit first), f32 scale[rows n_groups], f32 zero[rows n_groups],
  *           i32 group_of[cols]; W[r][c] = scale[r][g] (code - zero[r][g]) with g = group_of[c].
- * The index is a msgpack map {format, model, calib, entries: [map per entry]}, entries sorted by unit and
- * file name so that the same levels always give the same bytes. */
+ * The index is a msgpack map {format, model, calib, entries: [map per entry], checksum}, entries sorted by
+ * unit and file name so that the same levels always give the same bytes. checksum is the last key, its
+ * value a fixed 9-byte uint64 (0xcf + 8 bytes big-endian): the xxHash64 of every byte of the file before it.
+ *
+ * Nothing read from a file is trusted: the index's checksum is verified, every field is range-checked
+ * before it is converted, every size is computed with overflow checks before a byte is touched, and, once
+ * the database is bound to a model (evb_db_check_model), every level's shape is the model's.
+ *
+ * Writers (put, build) hold the directory's exclusive lock (core/fileio.h) and reread the index when they
+ * take it, so that two processes building into one directory both add their levels; readers take no lock
+ * (every file is replaced by a rename, so a reader sees a whole old or a whole new file). */
 #define _GNU_SOURCE
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_text.h"
+#include "compressors/db_impl.h"
+#include "core/fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,13 +39,25 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+/* Limits on what an index may say: far above any real model, low enough that no product overflows. */
+#define MAX_DIM   (1 << 20)       /* rows, cols */
+#define MAX_UNIT  (1 << 20)
+
 struct evb_db {
     char dir[1024];
     char model_fp[17], calib_fp[17];
-    evb_db_entry *e;
+    evb_db_entry *e;           /* [cap], n in use */
     int n, cap;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;      /* guards e, n, cap, n_replaced */
+    pthread_mutex_t wlock;     /* guards writers and lock_fd */
+    int writers, lock_fd;      /* the directory's exclusive lock, held while writers > 0 */
+    int n_units;               /* 0 until evb_db_check_model */
+    int *shape;                /* [n_units][2] rows, cols of each unit of the model */
+    int n_replaced;
 };
+
+#define REBUILD_HINT "(hint: rerun 'evobudget db build --out %s' with the options that built it: it verifies every level and rebuilds missing and damaged ones)"
+#define DELETE_HINT "(hint: delete %s and rebuild it with 'evobudget db build')"
 
 uint64_t evb_hash64(const void *data, size_t n, uint64_t seed) { return XXH64(data, n, seed); }
 
@@ -61,41 +84,28 @@ void evb_fingerprint_windows(const evb_windows *w, char hex[17]) {
 
 // ---- files ----
 
-/* Writes n bytes to dir/name through a temporary file, fsync and rename. */
-static int write_atomic(const char *dir, const char *name, const void *data, size_t n) {
-    char path[1200], tmp[1220];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)gettid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) EVB_ERRORF(EVB_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = n;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) { if (errno == EINTR) continue; break; }
-        p += w; left -= (size_t)w;
-    }
-    int ok = left == 0 && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        EVB_ERRORF(EVB_EIO, "%s: write failed: %s (hint: check free disk space)", path, strerror(e));
-    }
-    return EVB_SUCCESS;
-}
-
-/* Maps dir/name read-only. */
-static int map_file(const char *dir, const char *name, const uint8_t **map, size_t *size) {
+/* Writes n bytes to dir/name (core's atomic write). */
+static int write_file(const char *dir, const char *name, const void *data, size_t n) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    return evb_write_atomic(path, data, n);
+}
+
+/* Maps dir/name read-only; what says the file cannot be used goes into the message, with hint. */
+static int map_file(const char *dir, const char *name, const char *hint, const uint8_t **map, size_t *size) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s %s", path, strerror(errno), hint);
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || sb.st_size == 0) { close(fd); EVB_ERRORF(EVB_EFORMAT, "%s: empty or unreadable", path); }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
+        close(fd);
+        EVB_ERRORF(EVB_EFORMAT, "%s: empty or not a regular file %s", path, hint);
+    }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
     close(fd);
-    if (p == MAP_FAILED) EVB_ERRORF(EVB_EIO, "%s: cannot map: %s", path, strerror(errno));
+    if (p == MAP_FAILED) EVB_ERRORF(EVB_EIO, "%s: cannot map: %s", path, strerror(e));
     *map = p; *size = (size_t)sb.st_size;
     return EVB_SUCCESS;
 }
@@ -114,9 +124,9 @@ static int cmp_entry(const void *a, const void *b) {
     return strcmp(x->file, y->file);
 }
 
-/* Rewrites index.msgpack from the entries (caller holds the lock). The file lists them sorted, so that it
- * does not depend on the order levels were built in; in memory they stay in the order they were added, so
- * an entry's index is stable for as long as the database is open. */
+/* Rewrites index.msgpack from the entries (caller holds db->lock and the writer lock). The file lists them
+ * sorted, so that it does not depend on the order levels were built in; in memory they stay in the order
+ * they were added, so an entry's index is stable for as long as the database is open. */
 static int write_index(evb_db *db) {
     evb_db_entry *sorted = malloc(sizeof *sorted * (db->n > 0 ? (size_t)db->n : 1));
     if (!sorted) EVB_ERROR("out of memory", EVB_ENOMEM);
@@ -126,7 +136,7 @@ static int write_index(evb_db *db) {
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 5);
     pack_str(&pk, "format"); msgpack_pack_int(&pk, EVB_DB_FORMAT);
     pack_str(&pk, "model"); pack_str(&pk, db->model_fp);
     pack_str(&pk, "calib"); pack_str(&pk, db->calib_fp);
@@ -153,10 +163,66 @@ static int write_index(evb_db *db) {
         pack_str(&pk, "checksum"); msgpack_pack_uint64(&pk, e->checksum);
         pack_str(&pk, "file"); pack_str(&pk, e->file);
     }
-    int st = write_atomic(db->dir, "index.msgpack", sb.data, sb.size);
+    pack_str(&pk, "checksum");
+    msgpack_pack_fix_uint64(&pk, XXH64(sb.data, sb.size, 0));
+    int st = sb.data ? write_file(db->dir, "index.msgpack", sb.data, sb.size) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
     msgpack_sbuffer_destroy(&sb);
     free(sorted);
     return st;
+}
+
+/* Walks n bytes of msgpack without building anything and returns 1 when they hold exactly one object
+ * whose every array, map, string and binary fits in the bytes that are left. msgpack-c allocates an
+ * array's or map's elements from the count in its header before reading them, so a 5-byte file saying
+ * "an array of 4 G elements" would cost 96 GB: this check comes first. */
+static int msgpack_sane(const uint8_t *p, size_t n) {
+    size_t at = 0, pending = 1;
+    while (pending) {
+        if (at >= n) return 0;
+        uint8_t t = p[at++];
+        uint64_t len = 0, items = 0;
+        int lenbytes = 0, countbytes = 0, pairs = 0;
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) len = 0;
+        else if (t >= 0x80 && t <= 0x8f) { items = t & 0x0f; pairs = 1; }
+        else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
+        else if (t >= 0xa0 && t <= 0xbf) len = t & 0x1f;
+        else switch (t) {
+        case 0xc4: case 0xd9: lenbytes = 1; break;
+        case 0xc5: case 0xda: lenbytes = 2; break;
+        case 0xc6: case 0xdb: lenbytes = 4; break;
+        case 0xc7: lenbytes = 1; len = 1; break;   /* ext: the type byte, then the data */
+        case 0xc8: lenbytes = 2; len = 1; break;
+        case 0xc9: lenbytes = 4; len = 1; break;
+        case 0xcc: case 0xd0: len = 1; break;
+        case 0xcd: case 0xd1: len = 2; break;
+        case 0xca: case 0xce: case 0xd2: len = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
+        case 0xd4: len = 2; break;
+        case 0xd5: len = 3; break;
+        case 0xd6: len = 5; break;
+        case 0xd7: len = 9; break;
+        case 0xd8: len = 17; break;
+        case 0xdc: countbytes = 2; break;
+        case 0xdd: countbytes = 4; break;
+        case 0xde: countbytes = 2; pairs = 1; break;
+        case 0xdf: countbytes = 4; pairs = 1; break;
+        default: return 0; /* 0xc1 is never used */
+        }
+        int k = lenbytes + countbytes;
+        if ((size_t)k > n - at) return 0;
+        uint64_t v = 0;
+        for (int i = 0; i < k; i++) v = v << 8 | p[at + i];
+        at += (size_t)k;
+        if (lenbytes) len += v;
+        if (countbytes) items = v;
+        if (pairs) items *= 2;
+        /* Every element needs at least one byte. */
+        if (len > n - at || items > n - at) return 0;
+        at += (size_t)len;
+        pending += (size_t)items;
+        pending--;
+    }
+    return at == n;
 }
 
 static int obj_key(const msgpack_object_kv *kv, const char *k) {
@@ -164,122 +230,267 @@ static int obj_key(const msgpack_object_kv *kv, const char *k) {
            memcmp(kv->key.via.str.ptr, k, kv->key.via.str.size) == 0;
 }
 
-static int obj_num(const msgpack_object *o, double *out) {
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return 1;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return 1;
-    case MSGPACK_OBJECT_FLOAT32: case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return 1;
-    default: return 0;
-    }
+/* An integer object within [lo, hi] (no float is taken for an integer field). */
+static int obj_int(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *out) {
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX) return 0;
+        *out = (int64_t)o->via.u64;
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *out = o->via.i64;
+    else return 0;
+    return *out >= lo && *out <= hi;
+}
+
+static int obj_real(const msgpack_object *o, double *out) {
+    if (o->type != MSGPACK_OBJECT_FLOAT32 && o->type != MSGPACK_OBJECT_FLOAT64) return 0;
+    *out = o->via.f64;
+    return 1;
 }
 
 static int obj_str(const msgpack_object *o, char *out, size_t cap) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return 0;
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap || memchr(o->via.str.ptr, 0, o->via.str.size)) return 0;
     memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = '\0';
     return 1;
 }
 
-/* Parses one entry map; returns 0 on a malformed record. */
-static int parse_entry(const msgpack_object *o, evb_db_entry *e) {
-    if (o->type != MSGPACK_OBJECT_MAP) return 0;
-    memset(e, 0, sizeof *e);
-    int seen = 0;
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object_kv *kv = &o->via.map.ptr[i];
-        double x = 0;
-        int isnum = obj_num(&kv->val, &x);
-#define NUM(name, field, type) else if (obj_key(kv, name)) { if (!isnum) return 0; e->field = (type)x; seen++; }
-        if (obj_key(kv, "method")) { if (!obj_str(&kv->val, e->method, sizeof e->method)) return 0; seen++; }
-        else if (obj_key(kv, "file")) { if (!obj_str(&kv->val, e->file, sizeof e->file) || strchr(e->file, '/')) return 0; seen++; }
-        else if (obj_key(kv, "bytes")) { if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER) return 0; e->bytes = kv->val.via.u64; seen++; }
-        else if (obj_key(kv, "checksum")) { if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER) return 0; e->checksum = kv->val.via.u64; seen++; }
-        NUM("unit", unit, int) NUM("kind", kind, int) NUM("sparsity", sparsity, double) NUM("n_keep", n_keep, int)
-        NUM("n_removed", n_removed, int64_t)
-        NUM("m", m, int) NUM("bits", bits, int) NUM("group_size", group_size, int) NUM("sym", sym, int)
-        NUM("rows", rows, int) NUM("cols", cols, int) NUM("params_kept", params_kept, double)
-        NUM("bits_stored", bits_stored, double) NUM("recon_error", recon_error, double)
-#undef NUM
-    }
-    return seen == 18 && e->n_removed >= 0 && e->rows > 0 && e->cols > 0 && e->unit >= 0 && (e->kind == EVB_LEVEL_SPARSE || e->kind == EVB_LEVEL_QUANT);
+static void level_file(evb_db_entry *e) {
+    if (e->kind == EVB_LEVEL_SPARSE) {
+        if (e->m) snprintf(e->file, sizeof e->file, "u%04d_%s_%d-%d.bin", e->unit, e->method, e->n_keep, e->m);
+        else if (e->n_removed) snprintf(e->file, sizeof e->file, "u%04d_%s_r%lld.bin", e->unit, e->method, (long long)e->n_removed);
+        else snprintf(e->file, sizeof e->file, "u%04d_%s_s%.6f.bin", e->unit, e->method, e->sparsity);
+    } else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
 }
 
-static int read_index(evb_db *db, const char *model_fp, const char *calib_fp) {
-    const uint8_t *map;
-    size_t size;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/index.msgpack", db->dir);
-    int st = map_file(db->dir, "index.msgpack", &map, &size);
-    if (st) return st;
+static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
+    return a->unit == b->unit && a->kind == b->kind && strcmp(a->method, b->method) == 0 &&
+           (a->kind == EVB_LEVEL_SPARSE
+                ? a->n_removed == b->n_removed && (a->n_removed || fabs(a->sparsity - b->sparsity) < 1e-9) &&
+                      a->n_keep == b->n_keep && a->m == b->m
+                : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
+}
+
+/* The payload size an entry's shape and costs imply; 0 when they are inconsistent or overflow. */
+static uint64_t implied_bytes(const evb_db_entry *e) {
+    uint64_t n = (uint64_t)e->rows * (uint64_t)e->cols, size = 0; /* both at most MAX_DIM: no overflow */
+    if (e->kind == EVB_LEVEL_SPARSE) {
+        double nnz = e->params_kept;
+        if (!(nnz >= 0 && nnz <= (double)n && nnz == floor(nnz))) return 0;
+        if (e->bits_stored != (double)n + 32.0 * nnz) return 0;
+        size = 24 + (n + 7) / 8 + 4 * (uint64_t)nnz;
+    } else {
+        double extra = e->bits_stored - (double)n * e->bits, ns = extra / 64;
+        if (e->params_kept != (double)n || !(ns >= (double)e->rows && ns <= (double)n && ns == floor(ns))) return 0;
+        uint64_t nsi = (uint64_t)ns;
+        if (nsi % (uint64_t)e->rows) return 0;
+        size = 24 + (n * (uint64_t)e->bits + 7) / 8 + 8 * nsi + 4 * (uint64_t)e->cols;
+    }
+    return size;
+}
+
+/* Parses and checks one entry map; NULL when it is sound, else what is wrong with it. */
+static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
+    static const char *const keys[] = {"unit", "method", "kind", "sparsity", "n_keep", "m", "n_removed", "bits",
+                                       "group_size", "sym", "rows", "cols", "params_kept", "bits_stored", "bytes",
+                                       "recon_error", "checksum", "file"};
+    enum { N_KEYS = sizeof keys / sizeof *keys };
+    if (o->type != MSGPACK_OBJECT_MAP) return "not a map";
+    memset(e, 0, sizeof *e);
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        const msgpack_object *v = &kv->val;
+        int k = 0;
+        while (k < N_KEYS && !obj_key(kv, keys[k])) k++;
+        if (k == N_KEYS) return "an unknown field";
+        if (seen >> k & 1u) return "a field given twice";
+        seen |= 1u << k;
+        int64_t x = 0;
+        int ok;
+        switch (k) {
+        case 0: ok = obj_int(v, 0, MAX_UNIT - 1, &x); e->unit = (int)x; break;
+        case 1: ok = obj_str(v, e->method, sizeof e->method); break;
+        case 2: ok = obj_int(v, 0, 1, &x); e->kind = (int)x; break;
+        case 3: ok = obj_real(v, &e->sparsity) && e->sparsity >= 0 && e->sparsity <= 1; break;
+        case 4: ok = obj_int(v, 0, 64, &x); e->n_keep = (int)x; break;
+        case 5: ok = obj_int(v, 0, 64, &x); e->m = (int)x; break;
+        case 6: ok = obj_int(v, 0, (int64_t)MAX_DIM * MAX_DIM, &x); e->n_removed = x; break;
+        case 7: ok = obj_int(v, 0, 8, &x); e->bits = (int)x; break;
+        case 8: ok = obj_int(v, 0, MAX_DIM, &x); e->group_size = (int)x; break;
+        case 9: ok = obj_int(v, 0, 1, &x); e->sym = (int)x; break;
+        case 10: ok = obj_int(v, 1, MAX_DIM, &x); e->rows = (int)x; break;
+        case 11: ok = obj_int(v, 1, MAX_DIM, &x); e->cols = (int)x; break;
+        case 12: ok = obj_real(v, &e->params_kept); break;
+        case 13: ok = obj_real(v, &e->bits_stored); break;
+        case 14: ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER; e->bytes = v->via.u64; break;
+        case 15: ok = obj_real(v, &e->recon_error) && !(e->recon_error < 0); break;
+        case 16: ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER; e->checksum = v->via.u64; break;
+        default: ok = obj_str(v, e->file, sizeof e->file); break;
+        }
+        if (!ok) {
+            static _Thread_local char why[64];
+            snprintf(why, sizeof why, "field '%s' has the wrong type or is out of range", keys[k]);
+            return why;
+        }
+    }
+    if (seen != (1u << N_KEYS) - 1) return "a field is missing";
+    const evb_method *me = evb_method_find(e->method);
+    if (!me || me->kind != e->kind) return "an unknown method, or a method of the other kind";
+    uint64_t n = (uint64_t)e->rows * (uint64_t)e->cols;
+    if (e->kind == EVB_LEVEL_SPARSE) {
+        if (e->bits || e->group_size || e->sym) return "a sparse level with quantization parameters";
+        if (e->m ? !(e->n_keep >= 1 && e->n_keep < e->m) : e->n_keep != 0) return "a malformed N:M pattern";
+        if ((uint64_t)e->n_removed > n) return "more weights removed than the unit has";
+    } else {
+        if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
+    }
+    if (implied_bytes(e) != e->bytes) return "its size disagrees with its shape and costs";
+    char expect[sizeof e->file];
+    evb_db_entry named = *e;
+    level_file(&named);
+    snprintf(expect, sizeof expect, "%s", named.file);
+    if (strcmp(expect, e->file)) return "its file name is not the one its level gives";
+    return NULL;
+}
+
+/* Parses an index held in memory (path names it in messages; dir in hints). model_fp/calib_fp: what it
+ * must have been built for (NULL: anything). Writes the file's fingerprints and its entries (*out, n). */
+static int parse_index(const char *path, const char *dir, const uint8_t *map, size_t size, const char *model_fp,
+                       const char *calib_fp, char mfp[17], char cfp[17], evb_db_entry **out, int *n_out) {
+    *out = NULL; *n_out = 0;
+    mfp[0] = cfp[0] = '\0';
+    if (!msgpack_sane(map, size))
+        EVB_ERRORF(EVB_EFORMAT, "%s: not a level database index (not one msgpack object) " DELETE_HINT, path, dir);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    st = EVB_SUCCESS;
-    if (msgpack_unpack_next(&u, (const char *)map, size, &off) != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_MAP)
-        st = EVB_RAISEF(EVB_EFORMAT, "%s: not a msgpack map (hint: delete the directory and rebuild the database)", path);
-    const msgpack_object *entries = NULL;
-    char mfp[17] = "", cfp[17] = "";
-    double format = -1;
+    int st = EVB_SUCCESS;
+    if (msgpack_unpack_next(&u, (const char *)map, size, &off) != MSGPACK_UNPACK_SUCCESS || off != size || u.data.type != MSGPACK_OBJECT_MAP)
+        st = EVB_RAISEF(EVB_EFORMAT, "%s: not a level database index (not a msgpack map) " DELETE_HINT, path, dir);
+    const msgpack_object *entries = NULL, *sum = NULL;
+    int64_t format = -1;
+    int bad_fp = 0;
     for (uint32_t i = 0; !st && i < u.data.via.map.size; i++) {
         const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
-        if (obj_key(kv, "format")) obj_num(&kv->val, &format);
-        else if (obj_key(kv, "model")) obj_str(&kv->val, mfp, sizeof mfp);
-        else if (obj_key(kv, "calib")) obj_str(&kv->val, cfp, sizeof cfp);
-        else if (obj_key(kv, "entries") && kv->val.type == MSGPACK_OBJECT_ARRAY) entries = &kv->val;
+        if (obj_key(kv, "format")) { if (!obj_int(&kv->val, 0, INT32_MAX, &format)) format = -2; }
+        else if (obj_key(kv, "model")) bad_fp |= !obj_str(&kv->val, mfp, 17);
+        else if (obj_key(kv, "calib")) bad_fp |= !obj_str(&kv->val, cfp, 17);
+        else if (obj_key(kv, "entries")) entries = &kv->val;
+        else if (obj_key(kv, "checksum")) sum = &kv->val;
     }
+    if (!st && format != EVB_DB_FORMAT) {
+        if (format >= 1 && format < EVB_DB_FORMAT)
+            st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %lld, written by an older evobudget; this program reads format %d "
+                            DELETE_HINT, path, (long long)format, EVB_DB_FORMAT, dir);
+        else if (format > EVB_DB_FORMAT)
+            st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %lld, written by a newer evobudget; this program reads format %d "
+                            "(hint: use that evobudget, or delete %s and rebuild it)", path, (long long)format, EVB_DB_FORMAT, dir);
+        else st = EVB_RAISEF(EVB_EFORMAT, "%s: no valid format version " DELETE_HINT, path, dir);
+    }
+    /* The checksum: the last 9 bytes are 0xcf and the big-endian xxHash64 of everything before them, and
+     * the map's "checksum" holds that value. */
+    if (!st) {
+        uint64_t stored = 0;
+        for (int i = 0; size >= 9 && i < 8; i++) stored = stored << 8 | map[size - 8 + i];
+        if (!sum || sum->type != MSGPACK_OBJECT_POSITIVE_INTEGER || size < 9 || map[size - 9] != 0xcf ||
+            sum->via.u64 != stored || XXH64(map, size - 9, 0) != stored)
+            st = EVB_RAISEF(EVB_EFORMAT, "%s: checksum mismatch: the index is damaged " DELETE_HINT, path, dir);
+    }
+    if (!st && (bad_fp || strlen(mfp) != 16 || strlen(cfp) != 16 || strspn(mfp, "0123456789abcdef") != 16 ||
+                strspn(cfp, "0123456789abcdef") != 16))
+        st = EVB_RAISEF(EVB_EFORMAT, "%s: the model or calibration fingerprint is missing or malformed " DELETE_HINT, path, dir);
     /* Read-only uses: no model_fp (inspection) checks nothing; no calib_fp (evaluating levels on other
-     * text) checks the model only. The fingerprints kept are the file's. */
-    if (!model_fp) model_fp = mfp;
-    if (!calib_fp) calib_fp = cfp;
-    snprintf(db->model_fp, sizeof db->model_fp, "%s", mfp);
-    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", cfp);
-    if (!st && format != EVB_DB_FORMAT)
-        st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %g, this program reads %d (hint: rebuild it with 'evobudget db build')", path, format, EVB_DB_FORMAT);
-    else if (!st && strcmp(mfp, model_fp))
+     * text) checks the model only. */
+    if (!st && model_fp && strcmp(mfp, model_fp))
         st = EVB_RAISEF(EVB_EFORMAT, "%s: built for another model (fingerprint %s, this model %s) (hint: use another --db directory or delete this one)", path, mfp, model_fp);
-    else if (!st && strcmp(cfp, calib_fp))
+    else if (!st && calib_fp && strcmp(cfp, calib_fp))
         st = EVB_RAISEF(EVB_EFORMAT, "%s: built from other calibration data (fingerprint %s, now %s) (hint: use another --db directory or delete this one)", path, cfp, calib_fp);
-    else if (!st && !entries) st = EVB_RAISEF(EVB_EFORMAT, "%s: no entries array", path);
+    else if (!st && (!entries || entries->type != MSGPACK_OBJECT_ARRAY))
+        st = EVB_RAISEF(EVB_EFORMAT, "%s: no entries array " DELETE_HINT, path, dir);
+    evb_db_entry *e = NULL;
+    int n = 0;
     if (!st && entries->via.array.size) {
-        db->cap = (int)entries->via.array.size + 16;
-        db->e = calloc((size_t)db->cap, sizeof *db->e);
-        if (!db->e) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        e = calloc(entries->via.array.size, sizeof *e); /* at most one per byte of the file (msgpack_sane) */
+        if (!e) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
         for (uint32_t i = 0; !st && i < entries->via.array.size; i++) {
-            if (!parse_entry(&entries->via.array.ptr[i], &db->e[db->n]))
-                st = EVB_RAISEF(EVB_EFORMAT, "%s: entry %u is malformed (hint: delete the directory and rebuild)", path, i);
-            else db->n++;
+            const char *why = parse_entry(&entries->via.array.ptr[i], &e[n]);
+            for (int j = 0; !why && j < n; j++)
+                if (same_level(&e[j], &e[n]) || strcmp(e[j].file, e[n].file) == 0) why = "the same level as an earlier entry";
+            if (why) st = EVB_RAISEF(EVB_EFORMAT, "%s: entry %u: %s " DELETE_HINT, path, i, why, dir);
+            else n++;
         }
     }
     msgpack_unpacked_destroy(&u);
+    if (st) { free(e); return st; }
+    *out = e; *n_out = n;
+    return EVB_SUCCESS;
+}
+
+/* The shape check of one entry against the bound model (caller holds db->lock); path names the index. */
+static int check_shape(const evb_db *db, const evb_db_entry *e) {
+    if (!db->n_units) return EVB_SUCCESS;
+    if (e->unit >= db->n_units)
+        EVB_ERRORF(EVB_EFORMAT, "%s/index.msgpack: level %s is of unit %d, but the model has %d units (hint: this database was not "
+                   "built for this model: use another --db directory or delete this one)", db->dir, e->file, e->unit, db->n_units);
+    const int *s = db->shape + 2 * e->unit;
+    if (e->rows != s[0] || e->cols != s[1])
+        EVB_ERRORF(EVB_EFORMAT, "%s/index.msgpack: level %s is %dx%d, but unit %d of the model is %dx%d (hint: this database was not "
+                   "built for this model: use another --db directory or delete this one)", db->dir, e->file, e->rows, e->cols,
+                   e->unit, s[0], s[1]);
+    return EVB_SUCCESS;
+}
+
+/* Reads dir/index.msgpack into the (empty) database. */
+static int read_index(evb_db *db, const char *model_fp, const char *calib_fp) {
+    char path[1200], hint[1200];
+    snprintf(path, sizeof path, "%s/index.msgpack", db->dir);
+    snprintf(hint, sizeof hint, DELETE_HINT, db->dir);
+    const uint8_t *map;
+    size_t size;
+    int st = map_file(db->dir, "index.msgpack", hint, &map, &size);
+    if (st) return st;
+    evb_db_entry *e;
+    int n;
+    st = parse_index(path, db->dir, map, size, model_fp, calib_fp, db->model_fp, db->calib_fp, &e, &n);
     munmap((void *)map, size);
+    if (st) return st;
+    db->e = e; db->n = db->cap = n;
+    return EVB_SUCCESS;
+}
+
+/* Merges the index on disk into the entries in memory (caller holds the writer lock): levels another
+ * process added are appended, levels it rebuilt replace ours; ours that it lacks are kept. */
+static int reload_index(evb_db *db) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/index.msgpack", db->dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT) return EVB_SUCCESS;
+    evb_db tmp = {0};
+    snprintf(tmp.dir, sizeof tmp.dir, "%s", db->dir);
+    int st = read_index(&tmp, db->model_fp, db->calib_fp);
+    pthread_mutex_lock(&db->lock);
+    for (int i = 0; !st && i < tmp.n; i++) st = check_shape(db, &tmp.e[i]);
+    if (!st && db->n + tmp.n > db->cap) {
+        int cap = db->n + tmp.n + 16;
+        evb_db_entry *grown = realloc(db->e, (size_t)cap * sizeof *grown);
+        if (!grown) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        else { db->e = grown; db->cap = cap; }
+    }
+    for (int i = 0; !st && i < tmp.n; i++) {
+        int at = -1;
+        for (int j = 0; j < db->n && at < 0; j++) if (same_level(&db->e[j], &tmp.e[i])) at = j;
+        if (at < 0) at = db->n++;
+        db->e[at] = tmp.e[i];
+    }
+    pthread_mutex_unlock(&db->lock);
+    free(tmp.e);
     return st;
 }
 
-int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out) {
-    *out = NULL;
-    if (strlen(dir) > 900) EVB_ERRORF(EVB_EINVAL, "%.60s...: database path too long", dir);
-    evb_db *db = calloc(1, sizeof *db);
-    if (!db) EVB_ERROR("out of memory", EVB_ENOMEM);
-    snprintf(db->dir, sizeof db->dir, "%s", dir);
-    if ((!model_fp || !calib_fp) && create) { free(db); EVB_ERROR("a database is created for a model and calibration set", EVB_EINVAL); }
-    snprintf(db->model_fp, sizeof db->model_fp, "%s", model_fp ? model_fp : "");
-    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", calib_fp ? calib_fp : "");
-    pthread_mutex_init(&db->lock, NULL);
-    struct stat sb;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/index.msgpack", dir);
-    int st = EVB_SUCCESS;
-    if (stat(path, &sb) == 0) {
-        st = read_index(db, model_fp, calib_fp);
-    }
-    else if (!create) st = EVB_RAISEF(EVB_EIO, "%s: no level database here (hint: build one with 'evobudget db build')", dir);
-    else {
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) st = EVB_RAISEF(EVB_EIO, "%s: cannot create: %s", dir, strerror(errno));
-        if (!st) st = write_index(db);
-    }
-    /* Temporary files of a killed writer (also one killed before the first index) are never part of the
-     * database: remove them. (One database is written by one process at a time.) */
-    DIR *d = create && !st ? opendir(dir) : NULL;
+// ---- the writer lock ----
+
+/* Removes temporary files of killed writers (caller holds the writer lock: no writer is running). */
+static void remove_strays(const char *dir) {
+    DIR *d = opendir(dir);
     struct dirent *de;
     while (d && (de = readdir(d))) {
         if (!strstr(de->d_name, ".tmp.")) continue;
@@ -288,6 +499,85 @@ int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int
         unlink(stray);
     }
     if (d) closedir(d);
+}
+
+int evb_db_write_begin(evb_db *db) {
+    pthread_mutex_lock(&db->wlock);
+    int st = EVB_SUCCESS;
+    if (db->writers == 0) {
+        int fd = -1;
+        st = evb_lock_dir(db->dir, EVB_LOCK_EXCLUSIVE, 0, &fd);
+        if (st && strstr(evb_last_error(), "in use by another")) {
+            fprintf(stderr, "evobudget: %s: another process is writing this level database; waiting for it to finish\n", db->dir);
+            evb_clear_error();
+            st = evb_lock_dir(db->dir, EVB_LOCK_EXCLUSIVE, 1, &fd);
+        }
+        if (!st) st = reload_index(db);
+        if (!st) { remove_strays(db->dir); db->lock_fd = fd; }
+        else evb_unlock_dir(fd);
+    }
+    if (!st) db->writers++;
+    pthread_mutex_unlock(&db->wlock);
+    return st;
+}
+
+void evb_db_write_end(evb_db *db) {
+    pthread_mutex_lock(&db->wlock);
+    if (db->writers > 0 && --db->writers == 0) { evb_unlock_dir(db->lock_fd); db->lock_fd = -1; }
+    pthread_mutex_unlock(&db->wlock);
+}
+
+// ---- opening ----
+
+static evb_db *db_new(const char *dir, const char *model_fp, const char *calib_fp) {
+    evb_db *db = calloc(1, sizeof *db);
+    if (!db) return NULL;
+    snprintf(db->dir, sizeof db->dir, "%s", dir);
+    snprintf(db->model_fp, sizeof db->model_fp, "%s", model_fp ? model_fp : "");
+    snprintf(db->calib_fp, sizeof db->calib_fp, "%s", calib_fp ? calib_fp : "");
+    db->lock_fd = -1;
+    pthread_mutex_init(&db->lock, NULL);
+    pthread_mutex_init(&db->wlock, NULL);
+    return db;
+}
+
+int evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out) {
+    *out = NULL;
+    if (strlen(dir) > 900) EVB_ERRORF(EVB_EINVAL, "%.60s...: database path too long", dir);
+    if ((!model_fp || !calib_fp) && create) EVB_ERROR("a database is created for a model and calibration set", EVB_EINVAL);
+    evb_db *db = db_new(dir, model_fp, calib_fp);
+    if (!db) EVB_ERROR("out of memory", EVB_ENOMEM);
+    struct stat sb;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/index.msgpack", dir);
+    int st = EVB_SUCCESS;
+    if (stat(path, &sb) == 0) st = read_index(db, model_fp, calib_fp);
+    else if (!create) st = EVB_RAISEF(EVB_EIO, "%s: no level database here (hint: build one with 'evobudget db build')", dir);
+    else {
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) st = EVB_RAISEF(EVB_EIO, "%s: cannot create: %s", dir, strerror(errno));
+        /* Under the writer lock: another process may be creating it at the same moment (the reload then
+         * reads its index). */
+        if (!st) st = evb_db_write_begin(db);
+        if (!st) {
+            if (stat(path, &sb) != 0) {
+                pthread_mutex_lock(&db->lock);
+                st = write_index(db);
+                pthread_mutex_unlock(&db->lock);
+            }
+            evb_db_write_end(db);
+        }
+    }
+    if (st) { evb_db_close(db); return st; }
+    *out = db;
+    return EVB_SUCCESS;
+}
+
+int evb_db_open_mem_(const char *name, const uint8_t *data, size_t size, evb_db **out) {
+    *out = NULL;
+    evb_db *db = db_new(name, NULL, NULL);
+    if (!db) EVB_ERROR("out of memory", EVB_ENOMEM);
+    int st = parse_index(name, name, data, size, NULL, NULL, db->model_fp, db->calib_fp, &db->e, &db->n);
+    db->cap = db->n;
     if (st) { evb_db_close(db); return st; }
     *out = db;
     return EVB_SUCCESS;
@@ -298,9 +588,26 @@ const char *evb_db_calib_fingerprint(const evb_db *db) { return db->calib_fp; }
 
 void evb_db_close(evb_db *db) {
     if (!db) return;
+    evb_unlock_dir(db->lock_fd);
     pthread_mutex_destroy(&db->lock);
+    pthread_mutex_destroy(&db->wlock);
+    free(db->shape);
     free(db->e);
     free(db);
+}
+
+int evb_db_check_model(evb_db *db, const evb_model *m) {
+    int U = evb_model_n_units(m);
+    int *shape = malloc(sizeof(int) * 2 * (size_t)(U > 0 ? U : 1));
+    if (!shape) EVB_ERROR("out of memory", EVB_ENOMEM);
+    for (int u = 0; u < U; u++) evb_model_unit_shape(m, u, &shape[2 * u], &shape[2 * u + 1]);
+    pthread_mutex_lock(&db->lock);
+    free(db->shape);
+    db->shape = shape; db->n_units = U;
+    int st = EVB_SUCCESS;
+    for (int i = 0; !st && i < db->n; i++) st = check_shape(db, &db->e[i]);
+    pthread_mutex_unlock(&db->lock);
+    return st;
 }
 
 int evb_db_count(const evb_db *db) {
@@ -310,19 +617,20 @@ int evb_db_count(const evb_db *db) {
     return n;
 }
 
-evb_db_entry evb_db_get(const evb_db *db, int i) {
+int evb_db_n_replaced(const evb_db *db) {
     pthread_mutex_lock((pthread_mutex_t *)&db->lock);
-    evb_db_entry e = db->e[i];
+    int n = db->n_replaced;
     pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
-    return e;
+    return n;
 }
 
-static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
-    return a->unit == b->unit && a->kind == b->kind && strcmp(a->method, b->method) == 0 &&
-           (a->kind == EVB_LEVEL_SPARSE
-                ? a->n_removed == b->n_removed && (a->n_removed || fabs(a->sparsity - b->sparsity) < 1e-9) &&
-                      a->n_keep == b->n_keep && a->m == b->m
-                : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
+evb_db_entry evb_db_get(const evb_db *db, int i) {
+    evb_db_entry e = {0};
+    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
+    EVB_ASSERT(i >= 0 && i < db->n);
+    e = db->e[i];
+    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
+    return e;
 }
 
 int evb_db_find(const evb_db *db, const evb_db_entry *key) {
@@ -335,43 +643,56 @@ int evb_db_find(const evb_db *db, const evb_db_entry *key) {
 
 // ---- adding levels ----
 
-static void level_file(evb_db_entry *e) {
-    if (e->kind == EVB_LEVEL_SPARSE) {
-        if (e->m) snprintf(e->file, sizeof e->file, "u%04d_%s_%d-%d.bin", e->unit, e->method, e->n_keep, e->m);
-        else if (e->n_removed) snprintf(e->file, sizeof e->file, "u%04d_%s_r%lld.bin", e->unit, e->method, (long long)e->n_removed);
-        else snprintf(e->file, sizeof e->file, "u%04d_%s_s%.6f.bin", e->unit, e->method, e->sparsity);
-    } else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
-}
-
-/* Writes the payload, then records the entry and rewrites the index. */
+/* Writes the payload, then records the entry and rewrites the index, under the writer lock. */
 static int commit(evb_db *db, evb_db_entry *e, const uint8_t *payload, size_t n) {
     e->bytes = n;
     e->checksum = XXH64(payload, n, 0);
-    int st = write_atomic(db->dir, e->file, payload, n);
+    int st = evb_db_write_begin(db);
     if (st) return st;
+    st = write_file(db->dir, e->file, payload, n);
     pthread_mutex_lock(&db->lock);
     int at = -1;
-    for (int i = 0; i < db->n && at < 0; i++) if (same_level(&db->e[i], e)) at = i;
-    if (at < 0 && db->n == db->cap) {
+    for (int i = 0; !st && i < db->n && at < 0; i++) if (same_level(&db->e[i], e)) at = i;
+    if (!st && at < 0 && db->n == db->cap) {
         int cap = db->cap ? 2 * db->cap : 64;
         evb_db_entry *grown = realloc(db->e, (size_t)cap * sizeof *grown);
-        if (!grown) { pthread_mutex_unlock(&db->lock); EVB_ERROR("out of memory", EVB_ENOMEM); }
-        db->e = grown; db->cap = cap;
+        if (!grown) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        else { db->e = grown; db->cap = cap; }
     }
-    if (at < 0) at = db->n++;
-    db->e[at] = *e;
-    st = write_index(db);
+    if (!st) {
+        if (at >= 0) db->n_replaced++;
+        else at = db->n++;
+        db->e[at] = *e;
+        st = write_index(db);
+    }
     pthread_mutex_unlock(&db->lock);
+    evb_db_write_end(db);
     return st;
 }
 
 static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
+/* What a level to be stored must satisfy: a known method of its kind, a sane shape, the model's shape
+ * once the database is bound to one. */
+static int check_meta(evb_db *db, const evb_db_entry *e) {
+    const evb_method *me = evb_method_find(e->method);
+    if (!me || me->kind != e->kind)
+        EVB_ERRORF(EVB_EINVAL, "level of unit %d: method '%s' is not a %s method", e->unit, e->method, e->kind ? "quantization" : "sparsity");
+    if (e->unit < 0 || e->unit >= MAX_UNIT || e->rows < 1 || e->rows > MAX_DIM || e->cols < 1 || e->cols > MAX_DIM)
+        EVB_ERRORF(EVB_EINVAL, "level of unit %d: shape %dx%d out of range", e->unit, e->rows, e->cols);
+    pthread_mutex_lock(&db->lock);
+    int st = check_shape(db, e);
+    pthread_mutex_unlock(&db->lock);
+    return st ? evb_errorf(__FILE__, __LINE__, EVB_EINVAL, "%s", evb_last_error()) : EVB_SUCCESS;
+}
+
 int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W, double recon_error) {
     evb_db_entry e = *meta;
     e.kind = EVB_LEVEL_SPARSE;
     e.recon_error = recon_error;
+    int st = check_meta(db, &e);
+    if (st) return st;
     size_t n = (size_t)e.rows * e.cols, nnz = 0;
     for (size_t i = 0; i < n; i++) nnz += W[i] != 0.0f;
     size_t mask = (n + 7) / 8, size = 24 + mask + 4 * nnz;
@@ -380,17 +701,14 @@ int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W, doub
     memcpy(buf, "EVBS", 4);
     put_u32(buf + 4, 1); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
     put_u32(buf + 16, (uint32_t)nnz); put_u32(buf + 20, (uint32_t)((uint64_t)nnz >> 32));
-    float *vals = malloc(4 * (nnz ? nnz : 1));
-    if (!vals) { free(buf); EVB_ERROR("out of memory", EVB_ENOMEM); }
+    uint8_t *vals = buf + 24 + mask;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (W[i] != 0.0f) { buf[24 + i / 8] |= (uint8_t)(1u << (i % 8)); vals[k++] = W[i]; }
-    memcpy(buf + 24 + mask, vals, 4 * nnz);
-    free(vals);
+        if (W[i] != 0.0f) { buf[24 + i / 8] |= (uint8_t)(1u << (i % 8)); memcpy(vals + 4 * k++, &W[i], 4); }
     e.params_kept = (double)nnz;
     e.bits_stored = (double)n + 32.0 * (double)nnz;
     level_file(&e);
-    int st = commit(db, &e, buf, size);
+    st = commit(db, &e, buf, size);
     free(buf);
     return st;
 }
@@ -399,8 +717,10 @@ int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *
     evb_db_entry e = *meta;
     e.kind = EVB_LEVEL_QUANT;
     e.recon_error = recon_error;
-    if (e.bits < 1 || e.bits > 8 || n_groups < 1 || !q->codes || !q->scale || !q->zero || !q->group_of)
+    if (e.bits < 1 || e.bits > 8 || n_groups < 1 || n_groups > e.cols || !q->codes || !q->scale || !q->zero || !q->group_of)
         EVB_ERRORF(EVB_EINVAL, "quantized level of unit %d: bits %d, %d groups, and codes/scale/zero/group_of are all needed", e.unit, e.bits, n_groups);
+    int st = check_meta(db, &e);
+    if (st) return st;
     size_t n = (size_t)e.rows * e.cols, ncode = (n * (size_t)e.bits + 7) / 8, ns = (size_t)e.rows * n_groups;
     size_t size = 24 + ncode + 8 * ns + 4 * (size_t)e.cols;
     uint8_t *buf = calloc(size, 1);
@@ -420,65 +740,106 @@ int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *
     e.params_kept = (double)n;
     e.bits_stored = (double)n * e.bits + 64.0 * (double)ns;
     level_file(&e);
-    int st = commit(db, &e, buf, size);
+    st = commit(db, &e, buf, size);
     free(buf);
     return st;
 }
 
 // ---- reading levels ----
 
-int evb_db_load(const evb_db *db, int i, float *W) {
+int evb_db_expand_(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W) {
+    if (e->rows < 1 || e->cols < 1 || e->rows > MAX_DIM || e->cols > MAX_DIM)
+        EVB_ERRORF(EVB_EFORMAT, "%s: shape %dx%d out of range", path, e->rows, e->cols);
+    size_t n = (size_t)e->rows * (size_t)e->cols; /* at most 2^40 */
+    if (size < 24 || get_u32(p + 4) != 1 || get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
+        EVB_ERRORF(EVB_EFORMAT, "%s: the payload's header does not match the index", path);
+    if (e->kind == EVB_LEVEL_SPARSE) {
+        uint64_t nnz = get_u32(p + 16) | (uint64_t)get_u32(p + 20) << 32, bytes;
+        size_t mask = (n + 7) / 8;
+        if (memcmp(p, "EVBS", 4) || nnz > n || __builtin_mul_overflow(nnz, 4, &bytes) ||
+            __builtin_add_overflow(bytes, 24 + mask, &bytes) || bytes != size)
+            EVB_ERRORF(EVB_EFORMAT, "%s: malformed sparse payload (%llu values in %zu bytes)", path, (unsigned long long)nnz, size);
+        const uint8_t *m = p + 24;
+        const uint8_t *vals = p + 24 + mask;
+        size_t k = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (m[j / 8] >> (j % 8) & 1u) {
+                if (k == nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
+                memcpy(&W[j], vals + 4 * k++, 4);
+            } else W[j] = 0.0f;
+        }
+        if (k != nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
+        return EVB_SUCCESS;
+    }
+    uint32_t bits = get_u32(p + 16), ng = get_u32(p + 20);
+    uint64_t ncode, ns, need, t;
+    int bad = memcmp(p, "EVBQ", 4) || bits < 1 || bits > 8 || ng < 1 || ng > (uint32_t)e->cols;
+    bad = bad || __builtin_mul_overflow((uint64_t)n, (uint64_t)bits, &ncode) || __builtin_add_overflow(ncode, 7, &ncode);
+    if (!bad) ncode /= 8;
+    bad = bad || __builtin_mul_overflow((uint64_t)e->rows, (uint64_t)ng, &ns) || __builtin_mul_overflow(ns, 8, &t) ||
+          __builtin_add_overflow(t, ncode, &need) || __builtin_add_overflow(need, 24 + 4 * (uint64_t)e->cols, &need) ||
+          need != size;
+    if (bad) EVB_ERRORF(EVB_EFORMAT, "%s: malformed quantized payload", path);
+    const uint8_t *codes = p + 24;
+    const uint8_t *sc = codes + ncode, *ze = sc + 4 * ns, *go = ze + 4 * ns;
+    for (int c = 0; c < e->cols; c++) {
+        int32_t g;
+        memcpy(&g, go + 4 * (size_t)c, 4);
+        if (g < 0 || (uint32_t)g >= ng) EVB_ERRORF(EVB_EFORMAT, "%s: group index %d out of range", path, g);
+    }
+    for (int r = 0; r < e->rows; r++)
+        for (int c = 0; c < e->cols; c++) {
+            size_t j = (size_t)r * e->cols + c, bit = j * bits;
+            uint32_t code = 0;
+            for (uint32_t b = 0; b < bits; b++, bit++) code |= (uint32_t)(codes[bit / 8] >> (bit % 8) & 1u) << b;
+            int32_t g;
+            memcpy(&g, go + 4 * (size_t)c, 4);
+            float s, z;
+            memcpy(&s, sc + 4 * ((size_t)r * ng + (uint32_t)g), 4);
+            memcpy(&z, ze + 4 * ((size_t)r * ng + (uint32_t)g), 4);
+            W[j] = s * ((float)code - z);
+        }
+    return EVB_SUCCESS;
+}
+
+/* Maps entry e's payload and checks its size and checksum; on success the caller unmaps *p. */
+static int map_verified(const evb_db *db, const evb_db_entry *e, const uint8_t **p, size_t *size) {
+    char path[1200], hint[1400];
+    snprintf(path, sizeof path, "%s/%s", db->dir, e->file);
+    snprintf(hint, sizeof hint, REBUILD_HINT, db->dir);
+    int st = map_file(db->dir, e->file, hint, p, size);
+    if (st) return st;
+    if (*size != e->bytes || XXH64(*p, *size, 0) != e->checksum) {
+        munmap((void *)*p, *size);
+        EVB_ERRORF(EVB_EFORMAT, "%s: checksum mismatch: the payload is damaged %s", path, hint);
+    }
+    return EVB_SUCCESS;
+}
+
+int evb_db_verify(const evb_db *db, int i) {
+    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
     evb_db_entry e = evb_db_get(db, i);
     const uint8_t *p;
     size_t size;
+    int st = map_verified(db, &e, &p, &size);
+    if (!st) munmap((void *)p, size);
+    return st;
+}
+
+int evb_db_load(const evb_db *db, int i, float *W) {
+    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
+    evb_db_entry e = evb_db_get(db, i);
+    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
+    int st = check_shape(db, &e);
+    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
+    if (st) return st;
+    const uint8_t *p;
+    size_t size;
+    st = map_verified(db, &e, &p, &size);
+    if (st) return st;
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", db->dir, e.file);
-    int st = map_file(db->dir, e.file, &p, &size);
-    if (st) return st;
-    size_t n = (size_t)e.rows * e.cols;
-    if (size != e.bytes || XXH64(p, size, 0) != e.checksum)
-        st = EVB_RAISEF(EVB_EFORMAT, "%s: checksum mismatch: the payload is damaged (hint: delete it and rerun 'evobudget db build' to recompute it)", path);
-    else if (size < 24 || get_u32(p + 8) != (uint32_t)e.rows || get_u32(p + 12) != (uint32_t)e.cols)
-        st = EVB_RAISEF(EVB_EFORMAT, "%s: header does not match the index", path);
-    else if (e.kind == EVB_LEVEL_SPARSE) {
-        uint64_t nnz = get_u32(p + 16) | (uint64_t)get_u32(p + 20) << 32;
-        size_t mask = (n + 7) / 8;
-        if (memcmp(p, "EVBS", 4) || size != 24 + mask + 4 * nnz) st = EVB_RAISEF(EVB_EFORMAT, "%s: malformed sparse payload", path);
-        else {
-            const uint8_t *m = p + 24;
-            const uint8_t *vals = p + 24 + mask;
-            size_t k = 0;
-            for (size_t j = 0; j < n; j++) {
-                if (m[j / 8] >> (j % 8) & 1u) {
-                    if (k == nnz) { st = EVB_RAISEF(EVB_EFORMAT, "%s: mask and values disagree", path); break; }
-                    memcpy(&W[j], vals + 4 * k++, 4);
-                } else W[j] = 0.0f;
-            }
-            if (!st && k != nnz) st = EVB_RAISEF(EVB_EFORMAT, "%s: mask and values disagree", path);
-        }
-    } else {
-        uint32_t bits = get_u32(p + 16), ng = get_u32(p + 20);
-        size_t ncode = (n * bits + 7) / 8, ns = (size_t)e.rows * ng;
-        if (memcmp(p, "EVBQ", 4) || bits < 1 || bits > 8 || ng < 1 || size != 24 + ncode + 8 * ns + 4 * (size_t)e.cols)
-            st = EVB_RAISEF(EVB_EFORMAT, "%s: malformed quantized payload", path);
-        else {
-            const uint8_t *codes = p + 24;
-            const uint8_t *sc = codes + ncode, *ze = sc + 4 * ns, *go = ze + 4 * ns;
-            for (int r = 0; !st && r < e.rows; r++)
-                for (int c = 0; c < e.cols; c++) {
-                    size_t j = (size_t)r * e.cols + c, bit = j * bits;
-                    uint32_t code = 0;
-                    for (uint32_t b = 0; b < bits; b++, bit++) code |= (uint32_t)(codes[bit / 8] >> (bit % 8) & 1u) << b;
-                    int32_t g;
-                    memcpy(&g, go + 4 * (size_t)c, 4);
-                    if (g < 0 || (uint32_t)g >= ng) { st = EVB_RAISEF(EVB_EFORMAT, "%s: group index %d out of range", path, g); break; }
-                    float s, z;
-                    memcpy(&s, sc + 4 * ((size_t)r * ng + g), 4);
-                    memcpy(&z, ze + 4 * ((size_t)r * ng + g), 4);
-                    W[j] = s * ((float)code - z);
-                }
-        }
-    }
+    st = evb_db_expand_(&e, p, size, path, W);
     munmap((void *)p, size);
     return st;
 }

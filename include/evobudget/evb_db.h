@@ -3,12 +3,17 @@
  *
  * On disk a database is a directory: index.msgpack (format version, the model's and the calibration
  * set's fingerprints, one record per entry: unit, method, level parameters, costs, reconstruction error,
- * payload file and its checksum) and one payload file per entry, stored compactly: sparse levels as a
- * bitmask plus the kept values, quantized levels as packed integer codes plus per-group scales and zero
- * points. Every file is written to a temporary name and renamed, and the index is rewritten after every
- * entry, so a build killed at any moment leaves a valid database that a rerun completes. Payloads are read
- * through mmap and their checksum (xxHash64) is verified before a level is expanded; a mismatch is an
- * error, never a silently used level. Safe to extend from several threads at once. */
+ * payload file and its checksum; and the index's own checksum) and one payload file per entry, stored
+ * compactly: sparse levels as a bitmask plus the kept values, quantized levels as packed integer codes plus
+ * per-group scales and zero points. Every file is written to a temporary name and renamed, and the index is
+ * rewritten after every entry, so a build killed at any moment leaves a valid database that a rerun
+ * completes. Payloads are read through mmap and their checksum (xxHash64) is verified before a level is
+ * expanded; a mismatch is an error, never a silently used level. Every field of the index is range-checked,
+ * and a database bound to a model (evb_db_check_model) holds only levels of the model's shapes.
+ *
+ * Safe to extend from several threads at once, and from several processes: writers hold an exclusive lock
+ * on the directory (DIR/.lock) and reread the index when they take it; a second writer waits for the first
+ * (saying so in one line on stderr). Readers take no lock. */
 #ifndef EVB_DB_H
 #define EVB_DB_H
 
@@ -20,7 +25,8 @@
 extern "C" {
 #endif
 
-#define EVB_DB_FORMAT 2
+/* 3: the index carries its own checksum. An index of another format is refused with a hint to rebuild. */
+#define EVB_DB_FORMAT 3
 
 typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1 } evb_level_kind;
 
@@ -43,6 +49,7 @@ typedef struct evb_db_entry {
 } evb_db_entry;
 
 typedef struct evb_db evb_db;
+struct evb_model;
 
 /* Opens (create = 1: creates when missing) the database in dir for a model and calibration set given by
  * their fingerprints (hex strings). An existing database made for other inputs is refused (EVB_EFORMAT,
@@ -51,6 +58,27 @@ typedef struct evb_db evb_db;
  * for. */
 int  evb_db_open(const char *dir, const char *model_fp, const char *calib_fp, int create, evb_db **out);
 void evb_db_close(evb_db *db);
+
+/* Binds the database to the model it is used with: every entry must be of one of the model's units and of
+ * that unit's shape (else EVB_EFORMAT naming the level), and from then on levels of another shape are
+ * neither stored nor expanded. The builders bind the database to their model themselves; a reader that
+ * expands levels into buffers sized from the model (eval, search) calls it after evb_db_open. */
+int evb_db_check_model(evb_db *db, const struct evb_model *m);
+
+/* Verifies entry i's payload (its size and checksum) without expanding it: EVB_SUCCESS, or EVB_EFORMAT
+ * (damaged) / EVB_EIO (missing) with a message. */
+int evb_db_verify(const evb_db *db, int i);
+
+/* How many entries were replaced since the database was opened (levels rebuilt because their payload was
+ * damaged or missing). */
+int evb_db_n_replaced(const evb_db *db);
+
+/* A writer session: takes the directory's exclusive lock (waiting, with one line on stderr, while another
+ * process holds it), rereads the index so that levels other processes added are known, and removes the
+ * temporary files of killed writers. Sessions nest and are shared by the threads of one process; each
+ * begin that succeeds is matched by one end. put and the builders open their own sessions. */
+int  evb_db_write_begin(evb_db *db);
+void evb_db_write_end(evb_db *db);
 
 int evb_db_count(const evb_db *db);
 const char *evb_db_model_fingerprint(const evb_db *db);
@@ -67,7 +95,8 @@ int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W_hat, 
 /* Adds a quantized level from a quantizer's output (codes, scale, zero, group_of). */
 int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error);
 
-/* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT. */
+/* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT; so is a
+ * level whose shape is not the bound model's (evb_db_check_model). */
 int evb_db_load(const evb_db *db, int i, float *W);
 
 /* Fingerprints: of a model (its configuration and every weight) and of a calibration set (its windows'
@@ -130,8 +159,10 @@ int64_t evb_step_range(int64_t n, double s, int64_t step_weights, int num_levels
 
 struct evb_calib;
 /* Computes every level of every unit that the database lacks, several levels in parallel (one OpenMP
- * thread each), and records it. Levels already present are skipped, so a rerun after a kill completes the
- * build. Writes how many levels were built and how many were already there. */
+ * thread each), and records it. Levels already present are verified (evb_db_verify) and skipped; a damaged
+ * or missing payload is rebuilt (evb_db_n_replaced counts them), so a rerun after a kill or a damaged file
+ * completes the build. Holds the writer lock throughout. Writes how many levels were built (the rebuilt
+ * ones included) and how many were already there. */
 int evb_db_build(evb_db *db, const struct evb_model *m, const struct evb_calib *c, const evb_method *method,
                  const evb_level_grid *grid, int *n_built, int *n_present,
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx);

@@ -9,6 +9,9 @@ creates, next to this script by default (the corpus-*/ folders are not committed
     corpus-tokenizer_json/ BPE tokenizer.json files: SentencePiece-style and byte-level (GPT-2, Llama-3, Qwen2)
     corpus-llama2c_bin/    tiny llama2.c checkpoints (tied and untied), small tokenizer.bin files, and a copy
                            of tok512.bin from the shared data directory when it is there
+    corpus-db_index/       level database indexes (sparse, N:M, equal-step and quantized entries; empty;
+                           an old format)
+    corpus-db_payload/     sparse and quantized level payloads of a few shapes
 Every file is regenerated from scratch; libFuzzer adds its own findings to these folders when they are
 passed as the corpus directory.
 """
@@ -311,6 +314,111 @@ def make_llama2c_bin(out, shared):
     else:
         print("note: %s not found; corpus-llama2c_bin has no tok512.bin" % tok512)
 
+# ---- level database (index.msgpack and payloads) ----
+
+class Fix64(int):
+    """A uint64 packed in its fixed 9-byte form (the index's checksum)."""
+
+
+def mp(o):
+    """msgpack of dicts, lists, str, int, float and Fix64 (what the index uses)."""
+    if isinstance(o, Fix64):
+        return b"\xcf" + struct.pack(">Q", o)
+    if isinstance(o, dict):
+        n = len(o)
+        head = bytes([0x80 | n]) if n < 16 else b"\xde" + struct.pack(">H", n)
+        return head + b"".join(mp(k) + mp(v) for k, v in o.items())
+    if isinstance(o, list):
+        n = len(o)
+        head = bytes([0x90 | n]) if n < 16 else b"\xdc" + struct.pack(">H", n)
+        return head + b"".join(mp(v) for v in o)
+    if isinstance(o, str):
+        b = o.encode("utf-8")
+        return (bytes([0xA0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+    if isinstance(o, float):
+        return b"\xcb" + struct.pack(">d", o)
+    if isinstance(o, int):
+        if 0 <= o < 128:
+            return bytes([o])
+        if o >= 0:
+            return b"\xcf" + struct.pack(">Q", o)
+        return b"\xd3" + struct.pack(">q", o)
+    raise TypeError(type(o))
+
+
+def sparse_payload(rows, cols, seed):
+    n = rows * cols
+    vals = values(n, seed)
+    keep = [i for i in range(n) if (i * 7 + seed) % 3]
+    mask = bytearray((n + 7) // 8)
+    for i in keep:
+        mask[i // 8] |= 1 << (i % 8)
+    return (b"EVBS" + struct.pack("<IIIQ", 1, rows, cols, len(keep)) + bytes(mask) +
+            struct.pack("<%df" % len(keep), *[vals[i] for i in keep])), len(keep)
+
+
+def quant_payload(rows, cols, bits, groups, seed):
+    n = rows * cols
+    codes = bytearray((n * bits + 7) // 8)
+    for i in range(n):
+        c = (i * 5 + seed) % (1 << bits)
+        for b in range(bits):
+            if c >> b & 1:
+                bit = i * bits + b
+                codes[bit // 8] |= 1 << (bit % 8)
+    ns = rows * groups
+    gsize = (cols + groups - 1) // groups
+    return (b"EVBQ" + struct.pack("<IIIII", 1, rows, cols, bits, groups) + bytes(codes) +
+            struct.pack("<%df" % ns, *[0.01 * (1 + i % 3) for i in range(ns)]) +
+            struct.pack("<%df" % ns, *[float(1 << (bits - 1))] * ns) +
+            struct.pack("<%di" % cols, *[c // gsize for c in range(cols)]))
+
+
+def db_entry(unit, method, kind, rows, cols, sparsity=0.0, n_keep=0, m=0, n_removed=0, bits=0, group_size=0, sym=0,
+             nnz=0, groups=0):
+    n = rows * cols
+    if kind == 0:
+        params, bits_stored, size = float(nnz), float(n + 32 * nnz), 24 + (n + 7) // 8 + 4 * nnz
+        if m:
+            name = "u%04d_%s_%d-%d.bin" % (unit, method, n_keep, m)
+        elif n_removed:
+            name = "u%04d_%s_r%d.bin" % (unit, method, n_removed)
+        else:
+            name = "u%04d_%s_s%.6f.bin" % (unit, method, sparsity)
+    else:
+        ns = rows * groups
+        params, bits_stored, size = float(n), float(n * bits + 64 * ns), 24 + (n * bits + 7) // 8 + 8 * ns + 4 * cols
+        name = "u%04d_%s_b%dg%d%s.bin" % (unit, method, bits, group_size, "s" if sym else "a")
+    return {"unit": unit, "method": method, "kind": kind, "sparsity": float(sparsity), "n_keep": n_keep, "m": m,
+            "n_removed": n_removed, "bits": bits, "group_size": group_size, "sym": sym, "rows": rows, "cols": cols,
+            "params_kept": params, "bits_stored": bits_stored, "bytes": size, "recon_error": 0.125,
+            "checksum": 0x1234567890ABCDEF, "file": name}
+
+
+def db_index(entries, fmt=3):
+    body = {"format": fmt, "model": "0123456789abcdef", "calib": "fedcba9876543210", "entries": entries}
+    if fmt >= 3:
+        body["checksum"] = Fix64(0)  # fuzz_db_index writes the right value
+    return mp(body)
+
+
+def make_db(out):
+    d = fresh_dir(os.path.join(out, "corpus-db_index"))
+    e = [db_entry(0, "magnitude", 0, 4, 8, sparsity=0.5, nnz=16),
+         db_entry(1, "rtn", 1, 4, 8, bits=4, group_size=4, sym=1, groups=2),
+         db_entry(2, "wanda", 0, 4, 8, n_keep=2, m=4, nnz=16),
+         db_entry(3, "sparsegpt", 0, 4, 8, sparsity=0.375, n_removed=12, nnz=20),
+         db_entry(4, "gptq", 1, 3, 5, bits=3, group_size=0, groups=1)]
+    write(os.path.join(d, "empty.msgpack"), db_index([]))
+    write(os.path.join(d, "one.msgpack"), db_index(e[:1]))
+    write(os.path.join(d, "five.msgpack"), db_index(e))
+    write(os.path.join(d, "format2.msgpack"), db_index(e[:2], fmt=2))
+    d = fresh_dir(os.path.join(out, "corpus-db_payload"))
+    for i, (r, c) in enumerate([(1, 1), (4, 8), (3, 5), (16, 16)]):
+        write(os.path.join(d, "sparse-%dx%d.bin" % (r, c)), sparse_payload(r, c, i)[0])
+    for i, (r, c, b, g) in enumerate([(1, 1, 8, 1), (4, 8, 4, 2), (3, 5, 3, 1), (16, 16, 2, 4)]):
+        write(os.path.join(d, "quant-%dx%d-b%d.bin" % (r, c, b)), quant_payload(r, c, b, g, i))
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -321,6 +429,7 @@ def main():
     make_config(args.out)
     make_tokenizer_json(args.out)
     make_llama2c_bin(args.out, args.shared)
+    make_db(args.out)
     for name in sorted(os.listdir(args.out)):
         p = os.path.join(args.out, name)
         if name.startswith("corpus-") and os.path.isdir(p):

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs one libFuzzer target from the repository root:
 #   tests/fuzz/run_fuzz.sh TARGET [SECONDS] [extra libFuzzer flags...]
-# TARGET is safetensors, config, tokenizer_json or llama2c_bin; SECONDS defaults to 600. New inputs go to
+# TARGET is safetensors, config, tokenizer_json, llama2c_bin, db_index or db_payload; SECONDS defaults to 600. New inputs go to
 # tests/fuzz/corpus-TARGET-run/ (the seeds in tests/fuzz/corpus-TARGET/ are read, never written; make them
 # first with tests/fuzz/make_corpus.py), crashes to tests/fuzz/crash-TARGET-*, and the log to
 # build-fuzz/fuzz-logs/TARGET.log. Inputs are written under $TMPDIR (default /dev/shm when it exists).
@@ -14,7 +14,8 @@ build=${BUILD:-build-fuzz}
 case $target in
   safetensors|config) max_len=4096 ;;
   tokenizer_json|llama2c_bin) max_len=8192 ;;
-  *) echo "unknown target $target (safetensors, config, tokenizer_json, llama2c_bin)" >&2; exit 2 ;;
+  db_index|db_payload) max_len=8192 ;;
+  *) echo "unknown target $target (safetensors, config, tokenizer_json, llama2c_bin, db_index, db_payload)" >&2; exit 2 ;;
 esac
 dict=tests/fuzz/dict/$target.dict
 # The targets write each input to a file in $TMPDIR: keep that in memory when /dev/shm exists.
