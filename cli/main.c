@@ -49,15 +49,15 @@ int usage_error(const char *fmt, ...) {
 
 /* Library errors: print the recorded message with a hint chosen by status. Exit 1. */
 int fail(int status) {
-    const char *hint = "";
+    const char *hint = "", *msg = evb_last_error();
+    int writing = strstr(msg, "write failed") || strstr(msg, "cannot create") || strstr(msg, "cannot sync");
     switch (status) {
-    case EVB_EIO: hint = "check that the path exists and is readable"; break;
+    case EVB_EIO: hint = writing ? "check that the directory is writable and its file system has room" : "check that the path exists and is readable"; break;
     case EVB_EFORMAT: hint = "the file is malformed, truncated or of another format: write it again with the command that made it, or fetch it again"; break;
     case EVB_ERANGE: hint = "the tokenizer and the model disagree; pass the model's own tokenizer with --tokenizer"; break;
     case EVB_ENOMEM: hint = "use a smaller --batch or --seq-len"; break;
     default: hint = "see --help"; break;
     }
-    const char *msg = evb_last_error();
     if (strstr(msg, "(hint:")) fprintf(stderr, "%s: error: %s\n", cmd_name, msg); /* the library gave one */
     else fprintf(stderr, "%s: error: %s (hint: %s)\n", cmd_name, msg[0] ? msg : evb_strerror(status), hint);
     return 1;
