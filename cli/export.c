@@ -314,6 +314,9 @@ int cmd_export(int argc, char **argv) {
         dtype = strcasecmp(o.dtype, "f32") == 0 ? "F32" : strcasecmp(o.dtype, "f16") == 0 ? "F16" : strcasecmp(o.dtype, "bf16") == 0 ? "BF16" : NULL;
         if (!dtype) return usage_error("--dtype '%s' is not one of f32, f16, bf16", o.dtype);
     }
+    int gptq = o.format && strcmp(o.format, "hf") != 0;
+    if (gptq && strcmp(o.format, "gptq") && strcmp(o.format, "gptq_v2"))
+        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2", o.format);
     struct stat sb;
     if (stat(o.out, &sb) == 0 && (!S_ISDIR(sb.st_mode) || (!dir_is_empty(o.out) && !o.force)))
         return fprintf(stderr, "%s: --out %s exists and is %s (hint: choose a new directory%s)\n", cmd_name, o.out,
@@ -323,9 +326,6 @@ int cmd_export(int argc, char **argv) {
     if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
     if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
     int no_levels = json_array_size(json_object_get(cfg, "units")) == 0;
-    int gptq = o.format && strcmp(o.format, "hf") != 0;
-    if (gptq && strcmp(o.format, "gptq") && strcmp(o.format, "gptq_v2"))
-        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2", o.format);
     if (!o.model) { json_decref(cfg); return usage_error("--config %s names no model; give --model PATH", o.config); }
     if (!o.db && !no_levels) { json_decref(cfg); return usage_error("--config %s names no level database; give --db DIR", o.config); }
     set_threads(&o);
