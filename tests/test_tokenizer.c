@@ -524,11 +524,11 @@ static void test_errors(void) {
     check_error(p, EVB_EFORMAT, "merges[1]", "merge naming an unknown piece");
 
     p = tmp_path("regex.json");
-    const char *rx = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"},"
+    const char *rx = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\\\\w+\"},"
                      " \"behavior\": \"Isolated\", \"invert\": false},"
                      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
     write_file(p, rx, strlen(rx));
-    check_error(p, EVB_EFORMAT, "Split regex", "unknown Split regex");
+    check_error(p, EVB_EFORMAT, "does not compile", "Split regex with an unclosed group");
 
     check_error(EVB_SHARED_DATA "/does/not/exist.bin", EVB_EIO, NULL, "missing file");
 

@@ -4,8 +4,10 @@
  *   - the llama2.c tokenizer.bin export (int32 max_token_length, then per token float32 score, int32 len,
  *     len bytes), encoded the way llama2.c run.c encodes: a dummy-prefix " " then score-ordered merges,
  *     byte fallback to <0xNN> tokens (id = byte + 3);
- *   - Hugging Face tokenizer.json with a BPE model: SentencePiece-style (Metaspace / "▁" replacement,
- *     byte_fallback, as Llama-2, Mistral, TinyLlama) and byte-level (GPT-2, Llama-3, Qwen2).
+ *   - Hugging Face tokenizer.json with a BPE model, encoded and decoded as Hugging Face's tokenizers library
+ *     does: SentencePiece-style (Metaspace / "▁" replacement, byte_fallback: Llama-2, Mistral, Gemma) and
+ *     byte-level (GPT-2, Llama-3, Qwen). tests/test_tokenizer_conformance compares the ids and texts with an
+ *     independent implementation on the real Llama-3, Qwen3, Llama-2 and Gemma-3 tokenizer.json files.
  * Ownership: evb_tokenizer_load allocates the tokenizer; evb_tokenizer_free releases it. Encode and decode
  * allocate their output with malloc; the caller frees it with free(). */
 #ifndef EVB_TOKENIZER_H
@@ -26,11 +28,14 @@ int evb_tokenizer_load(const char *path, evb_tokenizer **out);
 void evb_tokenizer_free(evb_tokenizer *t);
 
 int evb_tokenizer_vocab_size(const evb_tokenizer *t);
-int evb_tokenizer_bos(const evb_tokenizer *t); /* -1 when the tokenizer has none */
+/* The first id the post-processor puts before the text (tokenizer.bin: 1); -1 when it puts none. */
+int evb_tokenizer_bos(const evb_tokenizer *t);
 int evb_tokenizer_eos(const evb_tokenizer *t); /* -1 when the tokenizer has none */
 
-/* Encodes len bytes of text. add_bos prepends the BOS id when the tokenizer has one. Writes a malloc'd
- * array of *n ids to *tokens. Empty text gives only the BOS (or nothing). */
+/* Encodes len bytes of text. add_bos adds the special tokens of the tokenizer.json's post-processor before
+ * and after the text, as Hugging Face's add_special_tokens=True does (nothing where it adds none; the BOS of
+ * a tokenizer.bin). Special tokens written in the text become their ids. Writes a malloc'd array of *n ids
+ * to *tokens. Empty text gives only the post-processor's tokens (or nothing). */
 int evb_tokenizer_encode(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
                          int32_t **tokens, size_t *n);
 
@@ -40,10 +45,11 @@ int evb_tokenizer_encode(const evb_tokenizer *t, const char *text, size_t len, i
 int evb_tokenizer_encode_naive(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
                                int32_t **tokens, size_t *n);
 
-/* Decodes n ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL). Byte-fallback
- * tokens become their byte; a leading space after BOS is dropped the way llama2.c does (SentencePiece-style
- * tokenizers only); BOS and EOS produce no text, other added tokens their content. An id outside
- * [0, vocab_size) is EVB_ERANGE. */
+/* Decodes n ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL). tokenizer.json:
+ * as Hugging Face's decode(ids, skip_special_tokens=True) (special added tokens give no text, the
+ * decoder's steps as tokenizer.json lists them, invalid UTF-8 as U+FFFD: the text is valid UTF-8).
+ * tokenizer.bin: as llama2.c (BOS and EOS give no text, the space after BOS is dropped, "<0xNN>" pieces
+ * give their byte, so the text may be invalid UTF-8). An id outside [0, vocab_size) is EVB_ERANGE. */
 int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n, char **text, size_t *len);
 
 #ifdef __cplusplus
