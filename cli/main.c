@@ -296,6 +296,29 @@ static int parse_token_list(const char *s, int32_t **out, size_t *n) {
     return 0;
 }
 
+/* A malloc'd copy of s[0..n) with each invalid UTF-8 sequence (its maximal valid prefix, as WHATWG and Rust's
+ * from_utf8_lossy count) replaced by U+FFFD; NULL when out of memory. */
+static char *utf8_lossy(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(3 * n + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        int l = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        size_t j = i + 1;
+        if (l > 1 && j < n && u[j] >= lo && u[j] <= hi)
+            for (j++; j < i + (size_t)l && j < n && (u[j] & 0xC0) == 0x80; j++) {}
+        if (l && j - i == (size_t)l) { memcpy(o + k, s + i, (size_t)l); k += (size_t)l; }
+        else { memcpy(o + k, "\xEF\xBF\xBD", 3); k += 3; }
+        i = j;
+    }
+    o[k] = '\0';
+    *out_len = k;
+    return o;
+}
+
 static int cmd_generate(int argc, char **argv) {
     opts o = {0};
     o.steps = 64;
@@ -358,13 +381,27 @@ static int cmd_generate(int argc, char **argv) {
     double el = now_s() - t0;
     char *text = NULL;
     size_t tlen = 0;
-    if (!s) s = evb_tokenizer_decode(l.t, seq, n, &text, &tlen);
+    /* Ids past the tokenizer's vocabulary (an embedding padded beyond it, as Qwen checkpoints are) have no
+     * text: they are left out of the decoded text and kept in "tokens". */
+    int tv = evb_tokenizer_vocab_size(l.t);
+    int32_t *known = s ? NULL : malloc((n ? n : 1) * sizeof *known);
+    size_t nk = 0;
+    if (!s && !known) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    for (size_t i = 0; known && i < n; i++)
+        if (seq[i] < tv) known[nk++] = seq[i];
+    if (!s) s = evb_tokenizer_decode(l.t, known, nk, &text, &tlen);
+    free(known);
     if (!s) {
         if (o.json) {
+            /* JSON strings are UTF-8: a tokenizer.bin's byte tokens can leave a partial character, which
+             * becomes U+FFFD as in Hugging Face's decode (tokenizer.json decoding already does this). */
+            char *valid = utf8_lossy(text, tlen, &tlen);
             json_t *toks = json_array();
             for (size_t i = 0; i < n; i++) json_array_append_new(toks, json_integer(seq[i]));
-            json_t *j = json_pack("{s:o, s:s%, s:i, s:i, s:f}", "tokens", toks, "text", text, tlen,
-                                  "n_prompt", (int)np, "steps", (int)o.steps, "seconds", el);
+            json_t *j = valid ? json_pack("{s:o, s:s%, s:i, s:i, s:f}", "tokens", toks, "text", valid, tlen,
+                                  "n_prompt", (int)np, "steps", (int)o.steps, "seconds", el) : NULL;
+            if (!valid) json_decref(toks);
+            free(valid);
             rc = print_json(j);
         } else {
             fwrite(text, 1, tlen, stdout);
