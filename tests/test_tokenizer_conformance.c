@@ -246,8 +246,8 @@ static void check_tokenizer(const tok_spec *sp, json_t *inputs, json_t *ref, siz
 int main(void) {
     /* What the reference needs. */
     if (system("node --version >/dev/null 2>&1") != 0) {
-        printf("SKIP test_tokenizer_conformance: node is not installed (hint: ./setup.sh installs nodejs and the "
-               "reference packages)\n");
+        printf("SKIP test_tokenizer_conformance: node is not installed (hint: install Node.js and npm, then ./setup.sh "
+               "installs the reference packages)\n");
         return EVB_TEST_SKIPPED;
     }
     for (size_t s = 0; s < N_SPECS; s++)
