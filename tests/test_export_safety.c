@@ -3,7 +3,7 @@
  * (assets/demo): an export leaves OUT loadable and no stage beside it; --force replaces a directory whole; an OUT
  * that is, lies inside or contains the model, the run directory, the database or the configuration is refused
  * in one line and the source is unchanged; a stage left by a killed export is not OUT and is removed by the next
- * export; a full disk (a 4 MB tmpfs, where this process may mount one) and a file size limit (RLIMIT_FSIZE)
+ * export; kill -9 at several moments leaves OUT absent or whole; a full disk (a 4 MB tmpfs, where this process may mount one) and a file size limit (RLIMIT_FSIZE)
  * exit 1 with a hint naming the cause, leave no OUT and no stage, and keep an existing OUT as it was. */
 #include "testing.h"
 #include "fixtures.h"
@@ -72,11 +72,11 @@ static int loads(const char *dir) {
     return evb(args) == 0;
 }
 
-/* The source model's files, as a checksum line (to see that nothing touched them). */
+/* The files of a model or an export, as checksum lines (to see that nothing touched them, or that two exports are the same). */
 static void sums(const char *dir, char *out, size_t n) {
     char cmd[1200], p[700];
     snprintf(p, sizeof p, "%s/sums.txt", tmp);
-    snprintf(cmd, sizeof cmd, "cd %s && md5sum config.json model.safetensors tokenizer.json > %s 2>&1", dir, p);
+    snprintf(cmd, sizeof cmd, "cd %s 2>/dev/null && md5sum config.json model.safetensors tokenizer.json compression.json > %s 2>&1", dir, p);
     sh(cmd);
     FILE *f = fopen(p, "r");
     size_t k = f ? fread(out, 1, n - 1, f) : 0;
@@ -185,6 +185,27 @@ int main(void) {
     EVB_CHECK(!exists(out2), "a killed export's stage is not OUT");
     snprintf(args, sizeof args, "export --config %s --out %s", cfg, out2);
     EVB_CHECK(evb(args) == 0 && loads(out2) && !exists(stale), "the next export writes OUT and removes the dead process's stage");
+
+    /* kill -9 at several moments of an export (the invariant holds whatever the timing): OUT is absent or the
+     * whole export, byte for byte the one above; with --force over it, the old or the new one, never a mix */
+    char ref[700], sref[1024], sout[1024];
+    snprintf(ref, sizeof ref, "%s/out2", tmp);
+    sums(ref, sref, sizeof sref);
+    int n_kill = 0, n_ok = 0;
+    for (int i = 0; i < 8; i++) {
+        char killed[700];
+        snprintf(killed, sizeof killed, "%s/killed%d", tmp, i % 2);
+        if (i % 2) { snprintf(args, sizeof args, "rm -rf %s && cp -r %s %s", killed, ref, killed); sh(args); }
+        snprintf(args, sizeof args, "'%s' export --config %s --out %s %s > /dev/null 2>&1 & sleep %.2f; kill -9 $! 2>/dev/null; wait",
+                 EVB_CLI, cfg, killed, i % 2 ? "--force" : "", 0.1 * (i + 1));
+        sh(args);
+        sums(killed, sout, sizeof sout);
+        n_kill++;
+        n_ok += i % 2 ? strcmp(sout, sref) == 0 : (!exists(killed) || strcmp(sout, sref) == 0);
+        snprintf(args, sizeof args, "rm -rf %s", killed);
+        sh(args);
+    }
+    EVB_CHECK(n_ok == n_kill, "kill -9 at %d moments (0.1 to 0.8 s, half with --force over a complete OUT): OUT absent or whole in %d", n_kill, n_ok);
 
     /* a file size limit of 4 MB (the demo model's weights are 21 MB): EFBIG, exit 1, one line with the hint */
     char out3[700];
