@@ -8,15 +8,14 @@
  * overwritten; plot writes the six pictures of a run and refuses what is not a run. */
 #include "testing.h"
 #include "fixtures.h"
+#include "standin.h"
 
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#define MODEL EVB_SHARED_DATA "/models/stories260K/stories260K.bin"
-#define CALIB EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt"
-#define COMMON "--model " MODEL " --calib " CALIB " --seq-len 64 --calib-windows 16 --seed 3"
-#define EVAL "--data " CALIB " --seq-len 64 --max-tokens 6000 --json"
+/* stories260K and the TinyStories text, or tests/standin.h's stand-in where ../shared/data is missing. */
+static char MODEL[1024], CALIB[1024], COMMON[2200], EVAL[1200];
 
 static char tmp[512];
 
@@ -63,9 +62,9 @@ static void export_and_compare(const char *run, const char *out, const char *wha
     json_t *ex = NULL, *a = NULL, *b = NULL;
     snprintf(args, sizeof args, "export --config %s/best.json --out %s --json", run, out);
     EVB_CHECK(evb(args, &ex) == 0 && ex, "%s: export writes %s", what, out);
-    snprintf(args, sizeof args, "eval --config %s/best.json " EVAL, run);
+    snprintf(args, sizeof args, "eval --config %s/best.json %s", run, EVAL);
     EVB_CHECK(evb(args, &a) == 0 && a, "%s: eval --config", what);
-    snprintf(args, sizeof args, "eval --model %s " EVAL, out);
+    snprintf(args, sizeof args, "eval --model %s %s", out, EVAL);
     EVB_CHECK(evb(args, &b) == 0 && b, "%s: eval of the exported directory", what);
     double pa = num(a, "perplexity"), pb = num(b, "perplexity"), ka = num(a, "kl"), kb = num(b, "kl");
     EVB_CHECK(rel_close(pb, pa, 1e-4), "%s: perplexity %.6f of the export = %.6f of eval --config (1e-4 relative)", what, pb, pa);
@@ -80,9 +79,9 @@ static void export_and_compare(const char *run, const char *out, const char *wha
 static void same_perplexity(const char *flags_a, const char *flags_b, double tol, const char *what) {
     char args[2048];
     json_t *a = NULL, *b = NULL;
-    snprintf(args, sizeof args, "eval %s " EVAL, flags_a);
+    snprintf(args, sizeof args, "eval %s %s", flags_a, EVAL);
     evb(args, &a);
-    snprintf(args, sizeof args, "eval %s " EVAL, flags_b);
+    snprintf(args, sizeof args, "eval %s %s", flags_b, EVAL);
     evb(args, &b);
     EVB_CHECK(a && b && rel_close(num(b, "perplexity"), num(a, "perplexity"), tol), "%s: perplexity %.6f = %.6f (%g relative)", what,
               num(b, "perplexity"), num(a, "perplexity"), tol);
@@ -99,9 +98,11 @@ static json_t *st_check(const char *dir) {
 }
 
 int main(void) {
-    if (!evb_test_have(MODEL, "the exports of stories260K runs") || !evb_test_have(CALIB, "the exports of stories260K runs")) return evb_test_summary();
     char *t = fixture_tmpdir();
     snprintf(tmp, sizeof tmp, "%s", t);
+    if (standin_or_stories(tmp, MODEL, sizeof MODEL, CALIB, sizeof CALIB) < 0) { printf("FAIL cannot write the stand-in in %s\n", tmp); return 1; }
+    snprintf(COMMON, sizeof COMMON, "--model %s --calib %s --seq-len 64 --calib-windows 16 --seed 3", MODEL, CALIB);
+    snprintf(EVAL, sizeof EVAL, "--data %s --seq-len 64 --max-tokens 6000 --json", CALIB);
     char run_s[600], run_u[600], run_d[600], run_b[600], x_s[600], x_d[600], x_h[600], x_b[600], ref[600], args[3000];
     snprintf(run_s, sizeof run_s, "%s/run_sparse", tmp);
     snprintf(run_u, sizeof run_u, "%s/run_uniform", tmp);
@@ -140,7 +141,7 @@ int main(void) {
     evb_model_free(m); evb_model_free(m2);
 
     /* a searched sparsity configuration */
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method evopress --target-sparsity 0.5 --generations 4 --offspring 8 --stages 4@200,1@0 --out %s", tmp, run_s);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --method evopress --target-sparsity 0.5 --generations 4 --offspring 8 --stages 4@200,1@0 --out %s", COMMON, tmp, run_s);
     EVB_CHECK(evb(args, NULL) == 0, "evopress at 50%% sparsity");
     export_and_compare(run_s, x_s, "sparsity");
     json_t *st = st_check(x_s), *rec = NULL;
@@ -159,7 +160,7 @@ int main(void) {
     json_decref(st); json_decref(rec);
 
     /* a depth configuration: dropped sub-blocks */
-    snprintf(args, sizeof args, "search " COMMON " --method shortgpt --target-drop 0.3 --out %s", run_d);
+    snprintf(args, sizeof args, "search %s --method shortgpt --target-drop 0.3 --out %s", COMMON, run_d);
     EVB_CHECK(evb(args, NULL) == 0, "ShortGPT at 30%% of sub-blocks");
     export_and_compare(run_d, x_d, "depth");
     st = st_check(x_d);
@@ -181,7 +182,7 @@ int main(void) {
     char run_j[600], x_j[600];
     snprintf(run_j, sizeof run_j, "%s/run_joint", tmp);
     snprintf(x_j, sizeof x_j, "%s/export_joint", tmp);
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 1.5bpw --generations 4 --offspring 16 --stages 4@200,1@0 --out %s --json", tmp, run_j);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --target-bytes 1.5bpw --generations 4 --offspring 16 --stages 4@200,1@0 --out %s --json", COMMON, tmp, run_j);
     json_t *js = NULL;
     EVB_CHECK(evb(args, &js) == 0 && js, "a joint search at 1.5 bits per linear weight");
     snprintf(pa, sizeof pa, "%s/best.json", run_j);
@@ -207,13 +208,13 @@ int main(void) {
     EVB_CHECK(n_zero > 0 && drop_ok, "below the cheapest level some layers are the zero matrix (%d); the sub-blocks with a zero output projection are listed as dropped", n_zero);
     export_and_compare(run_j, x_j, "joint");
     json_decref(js); json_decref(bj);
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 17bpw --out %s/j2", tmp, tmp);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --target-bytes 17bpw --out %s/j2", COMMON, tmp, tmp);
     EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 17bpw (above the dense size): refused in one line");
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --target-bytes 3x --out %s/j3", tmp, tmp);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --target-bytes 3x --out %s/j3", COMMON, tmp, tmp);
     EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 3x: refused in one line");
 
     /* bits, exported in float16 */
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method uniform --target-bits 4 --group-size 32 --out %s", tmp, run_b);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --method uniform --target-bits 4 --group-size 32 --out %s", COMMON, tmp, run_b);
     EVB_CHECK(evb(args, NULL) == 0, "uniform 4 bits");
     snprintf(args, sizeof args, "export --config %s/best.json --out %s --dtype f16 --json", run_b, x_b);
     json_t *ex = NULL;
@@ -243,11 +244,11 @@ int main(void) {
     EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "a configuration naming unit 99: refused in one line");
     snprintf(pa, sizeof pa, "%s/y", tmp);
     EVB_CHECK(stat(pa, &sbuf) != 0, "and no directory was created");
-    snprintf(args, sizeof args, "eval --config %s/best.json --reference %s " EVAL, run_s, MODEL);
+    snprintf(args, sizeof args, "eval --config %s/best.json --reference %s %s", run_s, MODEL, EVAL);
     EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "eval --config with --reference: refused in one line");
 
     /* plot */
-    snprintf(args, sizeof args, "search " COMMON " --cache %s/cache --method uniform --target-sparsity 0.5 --out %s", tmp, run_u);
+    snprintf(args, sizeof args, "search %s --cache %s/cache --method uniform --target-sparsity 0.5 --out %s", COMMON, tmp, run_u);
     EVB_CHECK(evb(args, NULL) == 0, "the uniform baseline at 50%%");
     json_t *pl = NULL;
     snprintf(args, sizeof args, "plot %s --with %s --json", run_s, run_u);

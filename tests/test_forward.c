@@ -5,6 +5,9 @@
  * sharded), Qwen2-style biases and untied classifiers, the hooks, and thread-count independence. */
 #include "testing.h"
 #include "fixtures.h"
+#include "standin.h"
+
+#include <unistd.h>
 #include "evobudget/evb_status.h"
 #include "models/blas.h"
 
@@ -57,6 +60,10 @@ static float *logits_of(const evb_model *m, const int32_t *tok, int T) {
     return out;
 }
 
+/* The original's own greedy tokens from the first 5 of greedy_ref (run.c's for stories260K, checked in main). */
+static int32_t greedy_own[NREF];
+static int on_standin; /* 1: the model is tests/standin.h's stand-in */
+
 /* Loads an HF export of m and checks logits and greedy tokens against the original. */
 /* tol0 bounds the position-0 logits (the reference point of SOURCE.md); tol_all every position's. Rounding
  * the weights to BF16 (8 significant bits) moves logits of magnitude ~10 by a few hundredths per position,
@@ -73,11 +80,15 @@ static void check_export(const evb_model *m, const float *ref, const char *dtype
         float *lg = logits_of(h, greedy_ref, NREF);
         double d = max_abs_diff(lg, ref, (size_t)NREF * m->config.vocab_size);
         double dp0 = max_abs_diff(lg, ref, (size_t)m->config.vocab_size);
-        EVB_CHECK(dp0 < tol0, "HF %s %d shard(s): position-0 logits within %g of the llama2.c layout (max diff %.3g)", dtype, shards, tol0, dp0);
         EVB_CHECK(d < tol_all, "HF %s %d shard(s): logits at all %d positions within %g (max diff %.3g)", dtype, shards, NREF, tol_all, d);
-        int32_t out[NREF];
-        greedy(h, greedy_ref, 5, NREF, out);
-        EVB_CHECK(memcmp(out, greedy_ref, sizeof out) == 0, "HF %s %d shard(s): the same 60 greedy tokens", dtype, shards);
+        /* The tolerances are stories260K's; a random model's flat distribution has near-ties that BF16 flips. */
+        if (!on_standin || strcmp(dtype, "BF16") != 0 ||
+            evb_test_have(MODEL, "position-0 logits and greedy tokens through a BF16 export")) {
+            EVB_CHECK(dp0 < tol0, "HF %s %d shard(s): position-0 logits within %g of the llama2.c layout (max diff %.3g)", dtype, shards, tol0, dp0);
+            int32_t out[NREF];
+            greedy(h, greedy_ref, 5, NREF, out);
+            EVB_CHECK(memcmp(out, greedy_own, sizeof out) == 0, "HF %s %d shard(s): the same 60 greedy tokens", dtype, shards);
+        }
         free(lg);
         evb_model_free(h);
     }
@@ -89,10 +100,22 @@ int main(void) {
     evb_blas_init();
     evb_model *m = NULL;
     int st = 0;
-    /* stories260K against llama2.c's reference outputs, then the demo model, which the project ships. */
-    if (!evb_test_have(MODEL, "stories260K against llama2.c's outputs, layouts, hooks, KL")) goto demo;
-    st = evb_model_load(MODEL, &m);
-    EVB_CHECK(st == 0, "load %s (%s)", MODEL, evb_last_error());
+    /* stories260K against llama2.c's reference outputs, then the demo model, which the project ships. Without
+     * ../shared/data, tests/standin.h's random-weight model of the same shapes runs every check but run.c's. */
+    const char *path = MODEL;
+    char standin[64] = "";
+    FILE *probe = fopen(MODEL, "rb");
+    if (probe) fclose(probe);
+    else {
+        snprintf(standin, sizeof standin, "/tmp/evb_standin_%ld.bin", (long)getpid());
+        printf("NOTE %s is missing: running on a random-weight stand-in of its shapes (tests/standin.h)\n", MODEL);
+        EVB_CHECK(standin_write_model(standin) == 0, "write the stand-in %s", standin);
+        path = standin;
+        on_standin = 1;
+    }
+    st = evb_model_load(path, &m);
+    if (standin[0]) remove(standin);
+    EVB_CHECK(st == 0, "load %s (%s)", path, evb_last_error());
     if (!m) return evb_test_summary();
     const evb_config *c = &m->config;
     EVB_CHECK(evb_model_n_params(m) == 260032, "260,032 parameters (got %zu)", evb_model_n_params(m));
@@ -104,10 +127,11 @@ int main(void) {
     /* Reference logits at position 0 and greedy tokens (llama2.c run.c). */
     float *ref = logits_of(m, greedy_ref, NREF);
     double d0 = max_abs_diff(ref, logits0_ref, 8);
-    EVB_CHECK(d0 < 1e-4, "position-0 logits 0..7 match run.c within 1e-4 (max diff %.3g)", d0);
-    int32_t out[NREF];
-    greedy(m, greedy_ref, 5, NREF, out);
-    EVB_CHECK(memcmp(out, greedy_ref, sizeof out) == 0, "60 greedy tokens reproduce run.c exactly");
+    greedy(m, greedy_ref, 5, NREF, greedy_own);
+    if (!standin[0] || evb_test_have(MODEL, "stories260K's logits and greedy tokens against llama2.c's run.c")) {
+        EVB_CHECK(d0 < 1e-4, "position-0 logits 0..7 match run.c within 1e-4 (max diff %.3g)", d0);
+        EVB_CHECK(memcmp(greedy_own, greedy_ref, sizeof greedy_own) == 0, "60 greedy tokens reproduce run.c exactly");
+    }
 
     /* The naive per-position reference. */
     float *naive = malloc(sizeof(float) * NREF * V);
@@ -243,7 +267,6 @@ int main(void) {
     free(tok); free(ref); free(naive);
     evb_model_free(m);
 
-demo:;
     /* The demo model (head dim 32: the sgemm attention path, in chunks of 64 query rows). */
     evb_model *dm = NULL;
     st = evb_model_load(EVB_SOURCE_DIR "/assets/demo", &dm);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_mpi.sh SOURCE_DIR BUILD_DIR -- evobudget-mpi on stories260K: `mpirun -np 2` and `-np 3` give the
+# test_mpi.sh SOURCE_DIR BUILD_DIR -- evobudget-mpi on stories260K (or its stand-in, tests/standin.h): `mpirun -np 2` and `-np 3` give the
 # best.json and front.csv of the single-process run for the same seed (the 3-rank run splits the tokens of
 # its two-candidate stage; 2 ranks of 2 threads score a three-candidate stage one candidate at a time); a rank killed mid-run ends the job within seconds with a message naming the
 # checkpoint, and --resume with another rank count ends with the uninterrupted run's best.json.
@@ -12,20 +12,19 @@ if ! command -v mpirun > /dev/null || [ ! -x "$mpi" ]; then
   exit 77
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-data=$src/../shared/data
-if [ ! -r "$data/models/stories260K/stories260K.bin" ] || [ ! -r "$data/text/tinystories-valid-head/tinystories_valid_head.txt" ]; then
-  echo "SKIP: the MPI runs on stories260K: $data/models/stories260K/stories260K.bin or the TinyStories text is missing (hint: put the project's real test data in $data, beside the repository)"
-  exit 77
-fi
 tmp=$(mktemp -d /tmp/evb_mpi_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# stories260K and the TinyStories text, or where ../shared/data is missing the stand-in of tests/standin.h
+paths=$("$build/tests/make_standin" "$tmp") || { echo "FAIL: $build/tests/make_standin $tmp"; exit 1; }
+echo "$paths" | grep '^NOTE' || true
+model=$(echo "$paths" | tail -n 2 | head -n 1) calib=$(echo "$paths" | tail -n 1)
 fails=0 checks=0
 check() { # description, then a command whose status is the result
   d=$1; shift
   checks=$((checks + 1))
   if "$@"; then echo "PASS $d"; else echo "FAIL $d"; fails=$((fails + 1)); fi
 }
-args="search --model $data/models/stories260K/stories260K.bin --calib $data/text/tinystories-valid-head/tinystories_valid_head.txt
+args="search --model $model --calib $calib
       --seq-len 64 --calib-windows 16 --seed 3 --cache $tmp/cache --method evopress --target-sparsity 0.5 --offspring 8"
 
 OMP_NUM_THREADS=2 "$evb" $args --generations 6 --out "$tmp/one" > /dev/null 2>&1
