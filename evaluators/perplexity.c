@@ -18,9 +18,9 @@ static size_t count_nonfinite(const float *x, size_t n, size_t *first) {
     return bad;
 }
 
-/* Names in *name the first tensor of m (its loaded weights, not swapped ones) holding a NaN or an infinity;
+/* Names in *name the first tensor of m (a loaded weight, or with swapped one set in its place) holding a NaN or an infinity;
  * 0 when every weight is finite, else the count (*first its first index). */
-static size_t nonfinite_tensor(const evb_model *m, char *name, size_t n, size_t *first) {
+static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size_t n, size_t *first) {
     const evb_config *c = &m->config;
     size_t D = (size_t)c->dim, V = (size_t)c->vocab_size, bad;
     if ((bad = count_nonfinite(m->tok_emb, V * D, first))) { snprintf(name, n, "model.embed_tokens.weight"); return bad; }
@@ -33,6 +33,11 @@ static size_t nonfinite_tensor(const evb_model *m, char *name, size_t n, size_t 
             evb_model_unit_shape(m, k, &r, &cc);
             if ((bad = count_nonfinite(L->w_dense[k], (size_t)r * cc, first))) {
                 snprintf(name, n, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
+                return bad;
+            }
+            if (swapped && L->w[k] != L->w_dense[k] && (bad = count_nonfinite(L->w[k], (size_t)r * cc, first))) {
+                snprintf(name, n, "model.layers.%d.%s.%s.weight (the weight set in place of the loaded one)", l,
+                         k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
                 return bad;
             }
         }
@@ -60,7 +65,7 @@ static int not_finite(const evb_model *ref, const evb_model *m, const float *con
     const evb_model *ms[2] = {ref, m};
     for (int i = 0; i < 2; i++) {
         if (!ms[i] || (i == 1 && ms[1] == ms[0])) continue;
-        if ((bad = nonfinite_tensor(ms[i], name, sizeof name, &first)))
+        if ((bad = nonfinite_tensor(ms[i], 0, name, sizeof name, &first)))
             return evb_errorf(__FILE__, __LINE__, EVB_EFORMAT, "%s: tensor %s holds %zu NaN or infinite values (the first at index %zu), "
                               "so the %s is not a number (hint: the checkpoint is damaged or was saved from a diverged model; "
                               "re-download or re-export it)", ms[i]->path, name, bad, first, what);
@@ -74,6 +79,10 @@ static int not_finite(const evb_model *ref, const evb_model *m, const float *con
                               "database entry is damaged; rebuild that level with 'evobudget db build')", u,
                               evb_linear_name(u % EVB_LINEAR_COUNT), u / EVB_LINEAR_COUNT, bad, first, what);
     }
+    for (int i = 0; i < 2; i++) /* weights a caller set in place of the loaded ones */
+        if (ms[i] && (bad = nonfinite_tensor(ms[i], 1, name, sizeof name, &first)))
+            return evb_errorf(__FILE__, __LINE__, EVB_EINVAL, "%s: tensor %s holds %zu NaN or infinite values (the first at index %zu), "
+                              "so the %s is not a number (hint: check where that weight came from)", ms[i]->path, name, bad, first, what);
     return evb_errorf(__FILE__, __LINE__, EVB_EBADFUNC, "%s: the %s of window %d is not a number, though every weight is finite: "
                       "the activations overflow float32 (hint: the weights are out of the range this model was trained in; "
                       "check where the checkpoint came from)", m->path, what, window);

@@ -3,12 +3,14 @@
  * against expf: within 2 ulp over a sweep of [-80, 88.72] and random floats, and what exp_fast.h promises for
  * NaN, +-Inf, +-1e30, the largest floats, denormals and the two ends of the range. Then `evobudget eval` of a
  * copy of the demo model with NaN and with huge weights, in text and --json: an error naming the cause and
- * the tensor, exit 1, never "perplexity nan" or "out of memory"; finite weights whose activations overflow say so. */
+ * the tensor (or the unit whose compressed level holds the NaN), exit 1, never "perplexity nan" or "out of memory"; finite weights whose activations overflow say so. */
 #include "testing.h"
 #include "fixtures.h"
 #include "models/exp_fast.h"
+#include "evobudget/evobudget.h"
 
 #include <float.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -168,8 +170,43 @@ static void refused(const char *args, const char *what, const char *const *want,
     }
 }
 
+/* evb_eval_nll_kl with a compressed level holding a NaN (what a damaged database entry gives): the unit is
+ * named, and the dense weights are back in place after the error. */
+static void test_level_nan(void) {
+    evb_model *m = NULL;
+    if (evb_model_load(DEMO, &m)) { EVB_CHECK(0, "load the demo model (%s)", evb_last_error()); return; }
+    int U = evb_model_n_units(m), unit = 9, r, c;
+    evb_model_unit_shape(m, unit, &r, &c);
+    float *level = malloc(sizeof(float) * (size_t)r * c);
+    const float **weights = calloc((size_t)U, sizeof *weights);
+    int32_t tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = (int32_t)((i * 37 + 11) % m->config.vocab_size);
+    evb_windows w = {0};
+    evb_state *st = NULL;
+    int s = !level || !weights ? EVB_ENOMEM : evb_windows_consecutive(tok, 64, 32, 1, 0, &w);
+    if (!s) s = evb_state_alloc(m, 2, 32, &st);
+    EVB_CHECK(s == 0, "windows and a forward state (%s)", evb_last_error());
+    if (!s) {
+        memcpy(level, m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT], sizeof(float) * (size_t)r * c);
+        level[5] = NAN;
+        weights[unit] = level;
+        double nll, kl;
+        size_t n;
+        s = evb_eval_nll_kl(m, st, &w, 2, weights, NULL, &nll, &kl, &n, NULL, NULL);
+        const char *msg = evb_last_error();
+        EVB_CHECK(s == EVB_EFORMAT && strstr(msg, "unit 9") && strstr(msg, "level database") && strstr(msg, "hint:"),
+                  "a NaN in unit 9's compressed level: status %d (EVB_EFORMAT), the unit and the database named: %s", s, msg);
+        EVB_CHECK(m->layers[1].w[2] == m->layers[1].w_dense[2], "and the dense weight is back in place");
+    }
+    evb_state_free(st);
+    evb_windows_free(&w);
+    free(level); free(weights);
+    evb_model_free(m);
+}
+
 int main(void) {
     test_exp();
+    test_level_nan();
 
     char *t = fixture_tmpdir();
     snprintf(tmp, sizeof tmp, "%s", t);
