@@ -1,21 +1,22 @@
 // reference.mjs -- expected token ids from an independent implementation of Hugging Face tokenizers
 // (@lenml/tokenizers, a fork of transformers.js's tokenizers), for test_tokenizer_conformance.
 //
-//   node reference.mjs IN.json OUT.json
+//   node reference.mjs IN.json OUT.json [NAME]
 // IN.json:  {"inputs": [text, ...], "tokenizers": [{"name": N, "package": P | null, "json": PATH}, ...],
 //            "whole": PATH | null}
 // OUT.json: {"N": {"ids": [[id, ...], ...], "decoded": [text, ...], "whole_tokens": K, "whole_seconds": S}, ...}
 // Each input is encoded as HF's tokenizer(text) does (add_special_tokens: the post-processor's tokens, special
 // tokens in the text recognised) and the ids decoded as HF's decode(ids, skip_special_tokens=True) with
 // clean_up_tokenization_spaces off (a tokenizer_config.json setting, not part of tokenizer.json). With
-// "whole", that file is encoded in one call and timed (the best of two runs).
+// "whole", that file is encoded in one call and timed (the best of two runs). With NAME, only that tokenizer
+// (loading a tokenizer takes seconds, so the test runs one process per tokenizer side by side).
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
-const [inPath, outPath] = process.argv.slice(2);
+const [inPath, outPath, only] = process.argv.slice(2);
 if (!inPath || !outPath) {
-  console.error("usage: node reference.mjs IN.json OUT.json");
+  console.error("usage: node reference.mjs IN.json OUT.json [NAME]");
   process.exit(2);
 }
 const req = JSON.parse(readFileSync(inPath, "utf8"));
@@ -23,6 +24,7 @@ const { TokenizerLoader } = require("@lenml/tokenizers");
 const whole = req.whole ? readFileSync(req.whole, "utf8") : null;
 const out = {};
 for (const spec of req.tokenizers) {
+  if (only && spec.name !== only) continue;
   let tok;
   if (spec.package) {
     // The package's own loader: its tokenizer.json with its tokenizer_config.json.
