@@ -323,6 +323,14 @@ static void test_json_spm(void) {
     const int32_t once[] = {1, 403, 407, 261, 378};
     check_encode(tj, "Once upon a time", 1, once, 5, "json: \"Once upon a time\" -> 1 403 407 261 378");
     check_decode(tj, once + 1, 4, "Once upon a time", 16, "json: decode without BOS strips the prefix (Strip decoder)");
+    /* A leading space survives as in Hugging Face: after BOS, "\u2581" "\u2581Once" decode to "  Once" and the
+     * Strip decoder takes one space off (BOS is skipped before the decoder runs). */
+    int32_t *ls = NULL;
+    size_t nls = 0;
+    st = evb_tokenizer_encode(tj, " Once upon", 10, 1, &ls, &nls);
+    EVB_CHECK(st == EVB_SUCCESS && nls >= 3 && ls[0] == 1, "json: encode \" Once upon\" with BOS");
+    if (!st) check_decode(tj, ls, nls, " Once upon", 10, "json: decode(encode(\" Once upon\")) keeps the leading space");
+    free(ls);
 
     size_t tlen = 0;
     char *text = read_all(STORIES, &tlen);
@@ -438,6 +446,8 @@ static void test_json_bytelevel(void) {
         EVB_CHECK(evb_tokenizer_bos(t) == -1 && evb_tokenizer_eos(t) == 0, "GPT-2 fixture: no BOS, EOS 0");
         check_encode(t, hello, 1, want, 6, "GPT-2: \"I'm h\\xc3\\xa9llo  world\" -> 1 13 23 22 4 21 (no BOS added)");
         check_decode(t, want, 6, hello, strlen(hello), "GPT-2: decode back to the text");
+        const int32_t half[] = {1, 6};
+        check_decode(t, half, 2, "I\xEF\xBF\xBD", 4, "GPT-2: a lone byte 0xC3 decodes to U+FFFD (valid UTF-8, as HF)");
         const int32_t num[] = {30, 32, 29};
         check_encode(t, "12345", 0, num, 3, "GPT-2: \"12345\" is one word -> 30 32 29");
         const int32_t eot[] = {1, 13, 0, 1};
