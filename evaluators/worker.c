@@ -1,10 +1,15 @@
 /* worker.c -- the fitness of external worker processes (see evb_worker.h, docs/worker-protocol.md).
  *
- * One worker per workspace. Messages are msgpack maps, written whole and read through a streaming
- * unpacker, so a worker may split or join its writes as it likes. Every read waits with poll() for at most
- * the timeout. A worker's pipes are close-on-exec, so that no worker inherits another's and an exit is seen
- * as end-of-file at once. The caller ignores SIGPIPE (the CLI does), so a write to a dead worker fails with
- * EPIPE instead of ending the process. */
+ * One worker per workspace, in a process group of its own (setpgid in the child and in the parent, so that
+ * neither order of the two loses it), so that stopping it ends the shell, the worker and whatever they forked
+ * (killpg). The group is killed while the worker is still unreaped (a zombie at worst), so its id cannot
+ * have been reused by then; the worker is reaped after. Messages are msgpack maps, written whole; what a
+ * worker sends is read into a buffer of bounded size and checked header by header (scan_one) before
+ * msgpack-c decodes it, so that no size a worker declares (a string of 1 GB, an array of 2^32 elements)
+ * makes evobudget read or allocate beyond the limits of evb_worker.h. Every read waits with poll() for at
+ * most the timeout. A worker's pipes are close-on-exec, so that no worker inherits another's and an exit is
+ * seen as end-of-file at once. The caller ignores SIGPIPE (the CLI does), so a write to a dead worker fails
+ * with EPIPE instead of ending the process. */
 #define _GNU_SOURCE
 #include "evobudget/evb_worker.h"
 #include "evobudget/evb_status.h"
@@ -16,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +31,12 @@
 
 typedef struct worker {
     const evb_worker_params *p;
-    pid_t pid;
+    pid_t pid;                    /* also the id of its process group */
     int to_fd, from_fd;
-    msgpack_unpacker up;
-    int up_ready;
+    unsigned char *in;            /* [in_cap] bytes read from the worker; the message being read starts at 0 */
+    size_t in_cap, in_used;       /* in_cap <= the message limit + one read */
+    size_t in_msg;                /* bytes of the last message handed out, dropped at the next receive */
+    char limit_why[160];          /* which limit the last refused message broke */
     uint64_t next_id;
     char name[96];
     msgpack_sbuffer sb;
@@ -65,16 +73,21 @@ static void stop(worker *w, int gently) {
     if (w->to_fd >= 0) close(w->to_fd);
     if (w->from_fd >= 0) close(w->from_fd);
     w->to_fd = w->from_fd = -1;
-    int st;
-    /* a gentle stop waits a moment for the worker to leave on its own */
+    /* a gentle stop waits a moment for the worker to leave on its own (WNOWAIT: it stays unreaped) */
     for (int i = 0; gently && i < 50; i++) {
-        if (waitpid(w->pid, &st, WNOHANG) == w->pid) { w->pid = -1; break; }
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == w->pid) break;
         struct timespec ts = {0, 10000000L};
         nanosleep(&ts, NULL);
     }
-    if (w->pid > 0) { kill(w->pid, SIGKILL); waitpid(w->pid, &st, 0); }
+    /* the whole group: a shell's children and whatever the worker forked, then the worker itself */
+    kill(-w->pid, SIGKILL);
+    kill(w->pid, SIGKILL);
+    int st;
+    while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {}
     w->pid = -1;
-    if (w->up_ready) { msgpack_unpacker_destroy(&w->up); w->up_ready = 0; }
+    w->in_used = w->in_msg = 0;
 }
 
 static int send_all(worker *w) {
@@ -88,25 +101,137 @@ static int send_all(worker *w) {
     return 0;
 }
 
+static size_t max_message(const worker *w) { return w->p->max_message_bytes ? w->p->max_message_bytes : EVB_WORKER_MAX_MESSAGE; }
+static size_t max_elements(const worker *w) { return w->p->max_elements ? w->p->max_elements : EVB_WORKER_MAX_ELEMENTS; }
+
+static uint64_t be(const unsigned char *p, int k) {
+    uint64_t v = 0;
+    for (int i = 0; i < k; i++) v = v << 8 | p[i];
+    return v;
+}
+
+/* Walks the headers of one msgpack object at b[0..n) without decoding it. Returns its length in bytes, 0
+ * when more bytes are needed, or -1 when it breaks a limit or is not msgpack (why says which). A string,
+ * binary or extension is refused at its header when it would end beyond max_bytes, an array or map when it
+ * declares more than max_elems elements (pairs) or opens a level beyond EVB_WORKER_MAX_DEPTH. */
+static long scan_one(const unsigned char *b, size_t n, size_t max_bytes, size_t max_elems, char *why, size_t n_why) {
+    uint64_t left[EVB_WORKER_MAX_DEPTH + 1];
+    int depth = 0;
+    size_t pos = 0;
+    left[0] = 1;
+    while (depth >= 0) {
+        if (left[depth] == 0) { depth--; continue; }
+        left[depth]--;
+        if (pos >= n) return 0;
+        unsigned c = b[pos];
+        int hdr = 1, lk = 0;         /* header bytes; bytes of a length field after the type byte */
+        uint64_t body = 0, count = 0; /* payload bytes; elements of a container */
+        int container = 0, pairs = 0;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) hdr = 1;
+        else if (c >= 0x80 && c <= 0x8f) { container = 1; pairs = 1; count = c & 0x0f; }
+        else if (c >= 0x90 && c <= 0x9f) { container = 1; count = c & 0x0f; }
+        else if (c >= 0xa0 && c <= 0xbf) body = c & 0x1f;
+        else switch (c) {
+        case 0xc4: case 0xd9: lk = 1; break;             /* bin 8, str 8 */
+        case 0xc5: case 0xda: lk = 2; break;             /* bin 16, str 16 */
+        case 0xc6: case 0xdb: lk = 4; break;             /* bin 32, str 32 */
+        case 0xc7: lk = 1; body = 1; break;              /* ext 8: the length, then the type byte */
+        case 0xc8: lk = 2; body = 1; break;
+        case 0xc9: lk = 4; body = 1; break;
+        case 0xca: body = 4; break;                      /* float 32 */
+        case 0xcb: body = 8; break;                      /* float 64 */
+        case 0xcc: case 0xd0: body = 1; break;
+        case 0xcd: case 0xd1: body = 2; break;
+        case 0xce: case 0xd2: body = 4; break;
+        case 0xcf: case 0xd3: body = 8; break;
+        case 0xd4: body = 2; break;                      /* fixext 1, 2, 4, 8, 16 (and their type byte) */
+        case 0xd5: body = 3; break;
+        case 0xd6: body = 5; break;
+        case 0xd7: body = 9; break;
+        case 0xd8: body = 17; break;
+        case 0xdc: container = 1; lk = 2; break;         /* array 16, 32 */
+        case 0xdd: container = 1; lk = 4; break;
+        case 0xde: container = 1; pairs = 1; lk = 2; break; /* map 16, 32 */
+        case 0xdf: container = 1; pairs = 1; lk = 4; break;
+        default: snprintf(why, n_why, "sent bytes that are not msgpack (0x%02x at byte %zu)", c, pos); return -1;
+        }
+        hdr += lk;
+        if (n - pos < (size_t)hdr) return 0;
+        if (lk) {
+            uint64_t v = be(b + pos + 1, lk);
+            if (container) count = v;
+            else body += v;
+        }
+        if (container) {
+            if (count > max_elems) {
+                snprintf(why, n_why, "sent %s of %llu %s (the limit is %zu)", pairs ? "a map" : "an array", (unsigned long long)count,
+                         pairs ? "pairs" : "elements", max_elems);
+                return -1;
+            }
+            pos += (size_t)hdr;
+            if (count == 0) continue;
+            if (depth == EVB_WORKER_MAX_DEPTH) {
+                snprintf(why, n_why, "sent arrays or maps nested deeper than %d levels (the limit)", EVB_WORKER_MAX_DEPTH);
+                return -1;
+            }
+            left[++depth] = pairs ? 2 * count : count;
+            continue;
+        }
+        if (body > max_bytes || pos + hdr > max_bytes - body) {
+            snprintf(why, n_why, "sent a message of more than %zu bytes (the limit)", max_bytes);
+            return -1;
+        }
+        if (n - pos - (size_t)hdr < body) return 0;
+        pos += (size_t)hdr + (size_t)body;
+    }
+    return (long)pos;
+}
+
 /* Waits for one msgpack object: 0 got it (in *out, valid until the next call), 1 end of file (the worker
- * exited), 2 timeout, 3 bytes that are not msgpack. */
+ * exited), 2 timeout, 3 bytes that are not msgpack, 4 a message beyond the limits (w->limit_why says which;
+ * the bytes are not read further). */
 static int receive(worker *w, msgpack_unpacked *out, double timeout_s) {
     double until = now() + timeout_s;
+    size_t max_bytes = max_message(w);
+    if (w->in_msg) { /* the previous message is done with */
+        memmove(w->in, w->in + w->in_msg, w->in_used - w->in_msg);
+        w->in_used -= w->in_msg;
+        w->in_msg = 0;
+    }
     for (;;) {
-        msgpack_unpack_return r = msgpack_unpacker_next(&w->up, out);
-        if (r == MSGPACK_UNPACK_SUCCESS) return 0;
-        if (r == MSGPACK_UNPACK_PARSE_ERROR || r == MSGPACK_UNPACK_NOMEM_ERROR) return 3;
+        long k = scan_one(w->in, w->in_used, max_bytes, max_elements(w), w->limit_why, sizeof w->limit_why);
+        if (k < 0) return strncmp(w->limit_why, "sent bytes that are not", 23) == 0 ? 3 : 4;
+        if (k > 0) {
+            size_t off = 0;
+            if (msgpack_unpack_next(out, (const char *)w->in, (size_t)k, &off) != MSGPACK_UNPACK_SUCCESS) {
+                snprintf(w->limit_why, sizeof w->limit_why, "sent bytes that are not msgpack");
+                return 3;
+            }
+            w->in_msg = (size_t)k;
+            return 0;
+        }
+        if (w->in_used >= max_bytes) { /* many small objects in one message */
+            snprintf(w->limit_why, sizeof w->limit_why, "sent a message of more than %zu bytes (the limit)", max_bytes);
+            return 4;
+        }
         double left = until - now();
         if (left <= 0) return 2;
         struct pollfd pf = {w->from_fd, POLLIN, 0};
-        int k = poll(&pf, 1, (int)(left * 1000) + 1);
-        if (k < 0 && errno == EINTR) continue;
-        if (k == 0) return 2;
-        if (!msgpack_unpacker_reserve_buffer(&w->up, 65536)) return 3;
-        ssize_t n = read(w->from_fd, msgpack_unpacker_buffer(&w->up), msgpack_unpacker_buffer_capacity(&w->up));
+        int r = poll(&pf, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) return 2;
+        if (w->in_used == w->in_cap) { /* grow by doubling, to the limit and one read beyond */
+            size_t cap = w->in_cap ? w->in_cap * 2 : 65536;
+            if (cap > max_bytes + 65536) cap = max_bytes + 65536;
+            unsigned char *in = realloc(w->in, cap);
+            if (!in) { snprintf(w->limit_why, sizeof w->limit_why, "sent a message that does not fit in memory"); return 4; }
+            w->in = in;
+            w->in_cap = cap;
+        }
+        ssize_t n = read(w->from_fd, w->in + w->in_used, w->in_cap - w->in_used);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return 1;
-        msgpack_unpacker_buffer_consumed(&w->up, (size_t)n);
+        w->in_used += (size_t)n;
     }
 }
 
@@ -126,7 +251,9 @@ static int is_str(const msgpack_object *o, const char *s) {
 
 static void pack_key(msgpack_packer *pk, const char *k) { msgpack_pack_str(pk, strlen(k)); msgpack_pack_str_body(pk, k, strlen(k)); }
 
-static const char *what(int r) { return r == 1 ? "exited" : r == 2 ? "did not answer in time" : "sent bytes that are not msgpack"; }
+static const char *what(const worker *w, int r) {
+    return r == 1 ? "exited" : r == 2 ? "did not answer in time" : w->limit_why; /* 3 and 4: what receive found */
+}
 
 /* Starts the worker and exchanges the hello; a short description of a failure goes to why. */
 static int start(worker *w, char *why, size_t n_why) {
@@ -136,16 +263,17 @@ static int start(worker *w, char *why, size_t n_why) {
     pid_t pid = fork();
     if (pid < 0) { close(to[0]); close(to[1]); close(from[0]); close(from[1]); snprintf(why, n_why, "could not be started (fork: %s)", strerror(errno)); return -1; }
     if (pid == 0) {
+        setpgid(0, 0);
         dup2(to[0], 0);
         dup2(from[1], 1);
         execl("/bin/sh", "sh", "-c", w->p->command, (char *)NULL);
         _exit(127);
     }
+    setpgid(pid, pid); /* also here: the group exists before any kill below, whichever runs first */
     close(to[0]); close(from[1]);
     w->pid = pid; w->to_fd = to[1]; w->from_fd = from[0];
+    w->in_used = w->in_msg = 0;
     snprintf(w->name, sizeof w->name, "%d", (int)pid);
-    msgpack_unpacker_init(&w->up, 65536);
-    w->up_ready = 1;
     msgpack_sbuffer_clear(&w->sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
@@ -170,7 +298,7 @@ static int start(worker *w, char *why, size_t n_why) {
     }
     msgpack_unpacked_destroy(&m);
     if (!ok) {
-        if (r >= 0) snprintf(why, n_why, "%s instead of answering the hello with {\"type\": \"ready\"}", r == 0 ? "answered" : what(r));
+        if (r >= 0) snprintf(why, n_why, "%s instead of answering the hello with {\"type\": \"ready\"}", r == 0 ? "answered" : what(w, r));
         return -1;
     }
     return 0;
@@ -188,6 +316,8 @@ static int ws_init(void *wp, const void *params) {
     if (start(w, why, sizeof why)) {
         stop(w, 0);
         msgpack_sbuffer_destroy(&w->sb);
+        free(w->in);
+        w->in = NULL;
         EVB_ERRORF(EVB_EBADFUNC, "worker '%s' %s (hint: run the command by hand; docs/worker-protocol.md)", w->p->command, why);
     }
     return EVB_SUCCESS;
@@ -197,6 +327,8 @@ static void ws_destroy(void *wp) {
     worker *w = wp;
     stop(w, 1);
     msgpack_sbuffer_destroy(&w->sb);
+    free(w->in);
+    w->in = NULL;
 }
 
 static int evaluate(const void *params, void *wp, const evb_genome *g, const evb_genome *ref, const evb_batch *b, double *fitness) {
@@ -235,7 +367,7 @@ static int evaluate(const void *params, void *wp, const evb_genome *g, const evb
                 snprintf(why, sizeof why, "answered id %lld to request %llu", i && i->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (long long)i->via.u64 : -1LL, (unsigned long long)id);
             else if (!isfinite(v)) snprintf(why, sizeof why, "returned fitness %g", v);
             else { *fitness = v; msgpack_unpacked_destroy(&m); return EVB_SUCCESS; }
-        } else snprintf(why, sizeof why, "%s", what(r));
+        } else snprintf(why, sizeof why, "%s", what(w, r));
         msgpack_unpacked_destroy(&m);
         say(w, "worker %s (%s) %s; restarting it and retrying the candidate (attempt %d of %d)", w->name, w->p->command, why,
             attempt + 1, w->p->retries + 1);

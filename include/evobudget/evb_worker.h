@@ -1,11 +1,19 @@
 /* evb_worker.h -- a fitness computed by external worker processes in any language (docs/worker-protocol.md).
  *
- * Each search thread owns one long-lived worker, started with `/bin/sh -c COMMAND`, and talks msgpack to it
- * over its stdin and stdout: a hello (protocol version and the problem), then one request per candidate
- * (id, level per unit, tokens, batch seed), answered by the fitness. A worker that exits, stays silent past
- * the timeout, answers with something that is not a result map, with another id or with a non-finite value
- * is reported through the log callback by name, killed and restarted, and the candidate is sent again, at
- * most `retries` times; then evaluate fails with a message naming the worker and what it did. */
+ * Each search thread owns one long-lived worker, started with `/bin/sh -c COMMAND` in a process group of its
+ * own, and talks msgpack to it over its stdin and stdout: a hello (protocol version and the problem), then one
+ * request per candidate (id, level per unit, tokens, batch seed), answered by the fitness. A worker that
+ * exits, stays silent past the timeout, answers with something that is not a result map, with another id or
+ * with a non-finite value, or sends a message beyond the limits below is reported through the log callback
+ * by name, killed with its whole process group (a shell's children, whatever the worker forked) and
+ * restarted, and the candidate is sent again, at most `retries` times; then evaluate fails with a message
+ * naming the worker and what it did. A stopped worker's group is always killed and the worker reaped, so
+ * no process of it outlives the workspace (unless it left the group itself, with setsid).
+ *
+ * Limits: a message from a worker is read into a buffer of at most max_message_bytes; its msgpack headers
+ * are checked before it is decoded, so a string, binary or extension longer than the limit is refused at
+ * its header, and an array of more than max_elements elements or a map of more pairs, or nesting deeper than
+ * EVB_WORKER_MAX_DEPTH, is refused before anything is allocated for it. */
 #ifndef EVB_WORKER_H
 #define EVB_WORKER_H
 
@@ -16,6 +24,9 @@ extern "C" {
 #endif
 
 #define EVB_WORKER_PROTOCOL 1
+#define EVB_WORKER_MAX_MESSAGE (1 << 20) /* bytes of one message from a worker, by default */
+#define EVB_WORKER_MAX_ELEMENTS 65536    /* elements of one array, or pairs of one map, by default */
+#define EVB_WORKER_MAX_DEPTH 16          /* arrays and maps inside one another */
 
 typedef struct evb_worker_params {
     const char *command;          /* run with /bin/sh -c */
@@ -27,6 +38,8 @@ typedef struct evb_worker_params {
     int retries;                  /* restarts for one candidate before evaluate fails */
     void (*log)(void *ctx, const char *line); /* one line per incident; may be NULL */
     void *log_ctx;
+    size_t max_message_bytes;     /* 0: EVB_WORKER_MAX_MESSAGE */
+    size_t max_elements;          /* 0: EVB_WORKER_MAX_ELEMENTS */
 } evb_worker_params;
 
 /* The fitness type: its workspace holds one worker (started at workspace_init, stopped at destroy). */
