@@ -74,5 +74,8 @@ int cmd_export(int argc, char **argv);
 /* export --format gptq: the configuration's quantized levels packed in the GPTQ layout into dir (cli/export_gptq.c);
  * *summary (a JSON object) says what was packed. Prints its error and returns an exit code. */
 int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
+/* export --format compressed-tensors: the configuration's sparse layers in the sparse-bitmask layout into dir
+ * (cli/export_sparse.c); refuses quantized layers. Prints its error and returns an exit code. */
+int export_sparse(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
 int cmd_plot(int argc, char **argv);
 #endif

@@ -288,7 +288,7 @@ int cmd_export(int argc, char **argv) {
     opts o = {0};
     int rc = parse_opts(argc, argv, "--model --db --config --out --dtype --format --force --threads --json", &o);
     if (rc || o.help) {
-        if (o.help) printf("usage: evobudget export --config FILE --out DIR [--model PATH] [--db DIR] [--dtype f32|f16|bf16] [--format hf|gptq|gptq_v2] [--json]\n"
+        if (o.help) printf("usage: evobudget export --config FILE --out DIR [--model PATH] [--db DIR] [--dtype f32|f16|bf16] [--format hf|gptq|gptq_v2|compressed-tensors] [--json]\n"
                            "  Writes the compressed model a configuration describes as a Hugging Face directory: config.json,\n"
                            "  model.safetensors (pruned weights hold zeros, quantized ones their dequantized values, dropped\n"
                            "  sub-blocks zero weights and config.json's \"evobudget_dropped\"), the tokenizer, and\n"
@@ -303,7 +303,9 @@ int cmd_export(int argc, char **argv) {
                            "  --format NAME   hf (default): dense weights; gptq: quantized (rtn, gptq) layers packed as\n"
                            "                  qweight/qzeros/scales/g_idx with quantization_config (zero points stored minus\n"
                            "                  one, AutoGPTQ's convention); gptq_v2: zero points as they are (GPTQModel's);\n"
-                           "                  other layers dense. docs/export-formats.md says which loaders read what\n"
+                           "                  other layers dense; compressed-tensors: sparse (magnitude, wanda, sparsegpt, N:M)\n"
+                           "                  layers in compressed-tensors' sparse-bitmask layout, other layers dense (no\n"
+                           "                  quantized layers). docs/export-formats.md says which loaders read what\n"
                            "  --json          one JSON object on stdout: out, files, bytes, dtype, units compressed, dropped\n");
         return rc;
     }
@@ -314,9 +316,10 @@ int cmd_export(int argc, char **argv) {
         dtype = strcasecmp(o.dtype, "f32") == 0 ? "F32" : strcasecmp(o.dtype, "f16") == 0 ? "F16" : strcasecmp(o.dtype, "bf16") == 0 ? "BF16" : NULL;
         if (!dtype) return usage_error("--dtype '%s' is not one of f32, f16, bf16", o.dtype);
     }
-    int gptq = o.format && strcmp(o.format, "hf") != 0;
+    int ct = o.format && strcmp(o.format, "compressed-tensors") == 0;
+    int gptq = o.format && strcmp(o.format, "hf") != 0 && !ct;
     if (gptq && strcmp(o.format, "gptq") && strcmp(o.format, "gptq_v2"))
-        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2", o.format);
+        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2, compressed-tensors", o.format);
     struct stat sb;
     if (stat(o.out, &sb) == 0 && (!S_ISDIR(sb.st_mode) || (!dir_is_empty(o.out) && !o.force)))
         return fprintf(stderr, "%s: --out %s exists and is %s (hint: choose a new directory%s)\n", cmd_name, o.out,
@@ -354,8 +357,9 @@ int cmd_export(int argc, char **argv) {
     for (int i = 0; drop && i < 2 * L; i++) n_drop += drop[i];
     for (int i = 0; drop && i < L; i++) { l.m->layers[i].skip_attn = drop[i]; l.m->layers[i].skip_mlp = drop[L + i]; }
     const char *dt = dtype ? dtype : gptq ? "F16" : l.m->config.dtype;
-    json_t *gsum = NULL;
-    if (gptq) rc = export_gptq(l.m, &o, cfg, stage, dt, &gsum);
+    json_t *gsum = NULL, *csum = NULL;
+    if (ct) rc = export_sparse(l.m, &o, cfg, stage, dt, &csum);
+    else if (gptq) rc = export_gptq(l.m, &o, cfg, stage, dt, &gsum);
     else if ((s = evb_model_save(l.m, stage, dt))) rc = fail(s);
     /* The tokenizer and the Hugging Face side files travel with the weights. */
     json_t *files = json_pack("[s, s, s]", "config.json", "model.safetensors", "compression.json");
@@ -392,8 +396,9 @@ int cmd_export(int argc, char **argv) {
         json_t *j = json_pack("{s:s, s:s, s:O, s:I, s:s, s:i, s:i, s:f, s:f}", "out", o.out, "model", l.m->path, "files", files,
                               "safetensors_bytes", (json_int_t)bytes, "dtype", dt, "units_compressed", n_comp, "sub_blocks_dropped", n_drop,
                               "sparsity", json_real_value(json_object_get(rec, "sparsity")), "seconds", now_s() - t0);
-        json_object_set_new(j, "format", json_string(gptq ? o.format : "hf"));
+        json_object_set_new(j, "format", json_string(gptq || ct ? o.format : "hf"));
         if (gsum) json_object_set_new(j, "gptq", gsum), gsum = NULL;
+        if (csum) json_object_set_new(j, "compressed_tensors", csum), csum = NULL;
         if (o.json) rc = print_json(j);
         else {
             printf("wrote %s: %s weights (%lld bytes), %d units compressed, %d sub-blocks dropped, linear sparsity %.4f\n", o.out, dt,
@@ -403,6 +408,7 @@ int cmd_export(int argc, char **argv) {
     }
     json_decref(rec);
     json_decref(gsum);
+    json_decref(csum);
     json_decref(files);
     free(weights); free(wmem); free(drop);
     json_decref(cfg);

@@ -1,10 +1,11 @@
 /* export_gptq.c -- the packed GPTQ checkpoint of a configuration (see evb_export.h).
  *
  * The layout follows AutoGPTQ's QuantLinear.pack (auto_gptq/nn_modules/qlinear/qlinear_cuda_old.py):
- * qweight [in / 32 bits, out], qzeros [n_groups, out / 32 bits] holding zero - 1, scales [n_groups, out]
+ * qweight [in bits / 32, out], qzeros [n_groups, out bits / 32] holding zero - 1, scales [n_groups, out]
  * float16, g_idx [in]. Its 3-bit packing (ten codes per int32 and the 11th and 22nd split over a word
- * boundary) is the same rule as for 2, 4 and 8 bits once 32 codes are read as one little-endian stream of
- * 32 bits bits with code j at bit j bits; pack32 applies that rule. GPTQModel's checkpoint_format
+ * boundary) is the same rule as for 2, 4 and 8 bits once a run of codes is read as one little-endian bit
+ * stream with code j at bit j bits; pack_run applies that rule to runs of 32 / bits codes (one int32) for
+ * 2, 4, 8 bits and of 32 codes (three int32) for 3 bits, so a packed width need only be a multiple of the run. GPTQModel's checkpoint_format
  * "gptq_v2" stores the zero points themselves. docs/export-formats.md cites the sources.
  *
  * The quantized levels are read from the database's payload files, whose layout db.c documents ("EVBQ",
@@ -15,6 +16,7 @@
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
+#include "compressors/export_impl.h"
 #include "core/fileio.h"
 #include "models/json.h"
 #include "models/safetensors.h"
@@ -105,10 +107,16 @@ static int qlevel_read(const char *db_dir, const evb_db_entry *e, qlevel *q) {
 
 // ---- packing ----
 
-/* Packs 32 values of `bits` bits into out[bits] (value j at bit j bits of the little-endian stream). */
-static void pack32(const uint32_t *v, int bits, uint32_t *out) {
-    for (int w = 0; w < bits; w++) out[w] = 0;
-    for (int j = 0; j < 32; j++)
+/* Values packed per run: 32 / bits (one int32) for 2, 4, 8 bits, 32 (three int32) for 3 bits. A width is
+ * packable when it is a multiple of the run. */
+static int run_len(int bits) { return bits == 3 ? 32 : 32 / bits; }
+
+/* Packs the n = run_len(bits) values v[n] of `bits` bits into out[n bits / 32] (value j at bit j bits of the
+ * little-endian stream). */
+static void pack_run(const uint32_t *v, int bits, uint32_t *out) {
+    const int n = run_len(bits);
+    for (int w = 0; w < n * bits / 32; w++) out[w] = 0;
+    for (int j = 0; j < n; j++)
         for (int b = 0; b < bits; b++) {
             int bit = j * bits + b;
             out[bit / 32] |= ((v[j] >> b) & 1u) << (bit % 32);
@@ -179,26 +187,26 @@ static int write_packed(FILE *f, writer *w, const tensor *t, int E) {
         w->q_unit = t->unit;
     }
     const qlevel *q = &w->q;
-    const int bits = q->bits, R = q->rows, C = q->cols, ph = t->permute_heads;
+    const int bits = q->bits, R = q->rows, C = q->cols, ph = t->permute_heads, n = run_len(bits), wpr = n * bits / 32;
     uint32_t v[32], out[8];
     int ok = 1;
-    if (t->kind == T_QWEIGHT) { /* [C / 32 bits, R]: row-major, so each output column's words are interleaved */
-        uint32_t *rowbuf = malloc(sizeof(uint32_t) * (size_t)bits * R);
+    if (t->kind == T_QWEIGHT) { /* [C bits / 32, R]: row-major, so each output column's words are interleaved */
+        uint32_t *rowbuf = malloc(sizeof(uint32_t) * (size_t)wpr * R);
         if (!rowbuf) EVB_ERROR("out of memory packing qweight", EVB_ENOMEM);
-        for (int k0 = 0; ok && k0 < C; k0 += 32) {
+        for (int k0 = 0; ok && k0 < C; k0 += n) {
             for (int o = 0; o < R; o++) {
                 const uint8_t *code = q->codes + (size_t)src_row(o, ph, E) * C + k0;
-                for (int j = 0; j < 32; j++) v[j] = code[j];
-                pack32(v, bits, out);
-                for (int b = 0; b < bits; b++) rowbuf[(size_t)b * R + o] = out[b];
+                for (int j = 0; j < n; j++) v[j] = code[j];
+                pack_run(v, bits, out);
+                for (int b = 0; b < wpr; b++) rowbuf[(size_t)b * R + o] = out[b];
             }
-            ok = put_u32s(f, rowbuf, (size_t)bits * R);
+            ok = put_u32s(f, rowbuf, (size_t)wpr * R);
         }
         free(rowbuf);
-    } else if (t->kind == T_QZEROS) { /* [ng, R / 32 bits] */
+    } else if (t->kind == T_QZEROS) { /* [ng, R bits / 32] */
         for (int g = 0; ok && g < q->ng; g++)
-            for (int o0 = 0; ok && o0 < R; o0 += 32) {
-                for (int j = 0; j < 32; j++) {
+            for (int o0 = 0; ok && o0 < R; o0 += n) {
+                for (int j = 0; j < n; j++) {
                     int r = src_row(o0 + j, ph, E);
                     int z = (int)q->zero[(size_t)r * q->ng + g];
                     if (!w->v2 && z == 0)
@@ -207,8 +215,8 @@ static int write_packed(FILE *f, writer *w, const tensor *t, int E) {
                                    t->name, g, o0 + j);
                     v[j] = (uint32_t)(w->v2 ? z : z - 1);
                 }
-                pack32(v, bits, out);
-                ok = put_u32s(f, out, (size_t)bits);
+                pack_run(v, bits, out);
+                ok = put_u32s(f, out, (size_t)wpr);
             }
     } else if (t->kind == T_SCALES) { /* [ng, R] f16 */
         for (int g = 0; ok && g < q->ng; g++)
@@ -255,12 +263,12 @@ static int write_body(FILE *f, void *ctx) {
 
 // ---- config.json ----
 
-static const char *torch_dtype(const char *dtype) {
+const char *evb_export_torch_dtype(const char *dtype) {
     return strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32";
 }
 
 /* The source's config.json, or a Llama configuration for a llama2.c model (as evb_model_save writes it). */
-static int base_config(const evb_model *m, json_t **out) {
+int evb_export_base_config(const evb_model *m, json_t **out) {
     const evb_config *c = &m->config;
     if (strcmp(c->format, "hf") == 0) {
         char path[1300];
@@ -282,7 +290,7 @@ static int base_config(const evb_model *m, json_t **out) {
     return EVB_SUCCESS;
 }
 
-static int write_json(const char *dir, const char *name, json_t *j) {
+int evb_export_write_json(const char *dir, const char *name, json_t *j) {
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -292,7 +300,7 @@ static int write_json(const char *dir, const char *name, json_t *j) {
     return st;
 }
 
-static void module_name(int u, char *out, size_t n) {
+void evb_export_module_name(int u, char *out, size_t n) {
     int l = u / EVB_LINEAR_COUNT, k = u % EVB_LINEAR_COUNT;
     snprintf(out, n, "model.layers.%d.%s.%s", l, k < 4 ? "self_attn" : "mlp", evb_linear_name((evb_linear_kind)k));
 }
@@ -300,7 +308,7 @@ static void module_name(int u, char *out, size_t n) {
 /* ^name$ with the dots escaped, as GPTQModel's and vLLM's re.match read it. */
 static void module_regex(const char *sign, int u, char *out, size_t n) {
     char name[96], *p = out;
-    module_name(u, name, sizeof name);
+    evb_export_module_name(u, name, sizeof name);
     p += snprintf(p, n, "%s^", sign);
     for (const char *s = name; *s && (size_t)(p - out) + 4 < n; s++) {
         if (*s == '.') *p++ = '\\';
@@ -330,16 +338,17 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         if (entry[u] >= evb_db_count(db)) { st = EVB_RAISEF(EVB_EINVAL, "unit %d: database entry %d out of range", u, entry[u]); break; }
         evb_db_entry e = evb_db_get(db, entry[u]);
         char name[96];
-        module_name(u, name, sizeof name);
+        evb_export_module_name(u, name, sizeof name);
         int r, cc;
         evb_model_unit_shape(m, u, &r, &cc);
         if (e.kind != EVB_LEVEL_QUANT || e.unit != u || e.rows != r || e.cols != cc)
             st = EVB_RAISEF(EVB_EINVAL, "%s: database entry %d is not a quantized level of this %d x %d layer", name, entry[u], r, cc);
         else if (e.bits != 2 && e.bits != 3 && e.bits != 4 && e.bits != 8)
             st = EVB_RAISEF(EVB_EINVAL, "%s: %d-bit level: the GPTQ layout packs 2, 3, 4 or 8 bits (hint: export --format hf, or search over --bits 2,3,4,8 levels)", name, e.bits);
-        else if (cc % 32 || r % 32)
-            st = EVB_RAISEF(EVB_EINVAL, "%s: %d outputs x %d inputs: the GPTQ layout packs 32 values at a time, so both must be multiples of 32 "
-                            "(hint: export --format hf, or leave this layer dense or sparse)", name, r, cc);
+        else if (cc % run_len(e.bits) || r % run_len(e.bits))
+            st = EVB_RAISEF(EVB_EINVAL, "%s: %d outputs x %d inputs: the GPTQ layout packs %d values of %d bits at a time, so both must be "
+                            "multiples of %d (hint: export --format hf, or leave this layer dense or sparse)", name, r, cc,
+                            run_len(e.bits), e.bits, run_len(e.bits));
         else if (e.group_size > 0 && cc % e.group_size)
             st = EVB_RAISEF(EVB_EINVAL, "%s: group size %d does not divide the %d inputs (hint: export --format hf)", name, e.group_size, cc);
         if (st) break;
@@ -388,7 +397,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
             evb_model_unit_shape(m, u, &r, &cc);
             int ph = permute && (k == EVB_LINEAR_Q || k == EVB_LINEAR_K) ? 1 : 0;
             char name[96];
-            module_name(u, name, sizeof name);
+            evb_export_module_name(u, name, sizeof name);
             if (!packed[u]) {
                 DENSE(2, r, cc, (k < 4 ? drop_attn : drop_mlp) ? zero : ly->w[k], ph);
                 snprintf(t[n - 1].name, sizeof t[n - 1].name, "%s.weight", name);
@@ -396,7 +405,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
             } else {
                 int bits = key[4 * u], gs = key[4 * u + 1], ng = gs > 0 ? cc / gs : 1;
                 static const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx"};
-                int64_t shapes[4][2] = {{(int64_t)cc / 32 * bits, r}, {ng, (int64_t)r / 32 * bits}, {ng, r}, {cc, 0}};
+                int64_t shapes[4][2] = {{(int64_t)cc * bits / 32, r}, {ng, (int64_t)r * bits / 32}, {ng, r}, {cc, 0}};
                 for (int i = 0; i < 4; i++) {
                     tensor *x = &t[n++];
                     x->kind = T_QWEIGHT + i; x->unit = u; x->permute_heads = ph;
@@ -439,7 +448,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         if (cnt > best_n) { best = u; best_n = cnt; }
     }
     json_t *cfg = NULL;
-    if (!st) st = base_config(m, &cfg);
+    if (!st) st = evb_export_base_config(m, &cfg);
     if (!st) {
         s.bits = key[4 * best]; s.group_size = key[4 * best + 1]; s.sym = key[4 * best + 2]; s.desc_act = key[4 * best + 3];
         static const char *field[] = {"bits", "group_size", "sym", "desc_act"};
@@ -458,7 +467,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         json_t *qc = json_pack("{s:s, s:i, s:i, s:b, s:b, s:s, s:b, s:o, s:{s:[s]}}", "quant_method", "gptq", "bits", s.bits,
                                "group_size", s.group_size, "desc_act", s.desc_act, "sym", s.sym, "checkpoint_format",
                                opt && opt->v2 ? "gptq_v2" : "gptq", "lm_head", 0, "dynamic", dyn, "meta", "quantizer", "evobudget");
-        json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype(dtype)));
+        json_object_set_new(cfg, "torch_dtype", json_string(evb_export_torch_dtype(dtype)));
         json_t *dropped = json_array();
         for (int l = 0; l < L; l++) {
             const evb_layer *ly = &m->layers[l];
@@ -468,8 +477,8 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         if (json_array_size(dropped)) json_object_set_new(cfg, "evobudget_dropped", dropped);
         else { json_decref(dropped); json_object_del(cfg, "evobudget_dropped"); }
         json_object_set(cfg, "quantization_config", qc);
-        st = write_json(dir, "quantize_config.json", qc);
-        if (!st) st = write_json(dir, "config.json", cfg);
+        st = evb_export_write_json(dir, "quantize_config.json", qc);
+        if (!st) st = evb_export_write_json(dir, "config.json", cfg);
         json_decref(qc);
         json_decref(cfg);
     }

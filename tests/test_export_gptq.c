@@ -1,16 +1,18 @@
 #define _GNU_SOURCE
 /* test_export_gptq.c -- `evobudget export --format gptq|gptq_v2` read back by an independent reader.
  *
- * The reader below is written from the published layout (AutoGPTQ's QuantLinear: qweight [in / 32 bits,
+ * The reader below is written from the published layout (AutoGPTQ's QuantLinear: qweight [in bits / 32,
  * out] packed along the input dimension, 32 / bits codes per int32 for 2, 4, 8 bits and AutoGPTQ's
- * three-word unpacking for 3 bits; qzeros [groups, out / 32 bits] packed along the output dimension,
+ * three-word unpacking for 3 bits; qzeros [groups, out bits / 32] packed along the output dimension,
  * zero - 1 in checkpoint_format "gptq", the zero itself in "gptq_v2"; scales float16 [groups, out]; g_idx
  * [in]); it parses the safetensors header itself with jansson. Every weight it dequantizes,
  * scales[g][o] (q - z), is compared with the float32 dense export of the same configuration (the weights
  * `eval --config` computes with): equal within float16 rounding of the scale. Dense tensors within float16
  * rounding of their values. The model is the demo model with one layer's weights made non-negative, so
  * that its asymmetric levels have zero points of 0: the "gptq" format must refuse them in one line and
- * "gptq_v2" store them. Also refused in one line: 5 bits, a layer of 688 outputs, no quantized layer. */
+ * "gptq_v2" store them. The demo's MLP (688 = 86 int32 of 4-bit codes, not a multiple of 32) is packed at
+ * 4 bits on both sides: gate_proj's 688 outputs (qzeros) and down_proj's 688 inputs (qweight). Also refused
+ * in one line: 5 bits, 688 outputs at 3 bits (which packs 32 at a time), no quantized layer. */
 #include "testing.h"
 #include "fixtures.h"
 
@@ -112,10 +114,9 @@ static double half(uint16_t h) {
     return s ? -v : v;
 }
 
-/* Value k (0..31) of a run of 32 `bits`-bit values packed in words w[0..bits): AutoGPTQ's unpacking
- * (shift and mask for 2, 4, 8 bits; for 3 bits the three words with values 10 and 21 split). */
-static uint32_t unpack(const uint32_t *w, int bits, int k) {
-    if (bits != 3) return w[k / (32 / bits)] >> (bits * (k % (32 / bits))) & ((1u << bits) - 1);
+/* Value k (0..31) of a run of 32 3-bit values packed in words w[0..3): AutoGPTQ's three-word unpacking
+ * (values 10 and 21 split over a word boundary). */
+static uint32_t unpack3(const uint32_t *w, int k) {
     if (k < 10) return w[0] >> (3 * k) & 7;
     if (k == 10) return (w[0] >> 30 & 3) | (w[1] << 2 & 4);
     if (k < 21) return w[1] >> (3 * (k - 11) + 1) & 7;
@@ -130,9 +131,10 @@ typedef struct diffs { double packed, packed_rel_bound, dense_lin, emb, norm; in
 static int check_packed(const st_file *g, const char *name, int out, int in, int bits, int ngroups, int v2, const float *ref, diffs *d) {
     char nm[160];
     snprintf(nm, sizeof nm, "%s.qweight", name);
-    const uint8_t *qw = st_get(g, nm, "I32", (long)in / 32 * bits, out);
+    const uint8_t *qw = st_get(g, nm, "I32", (long)in * bits / 32, out);
     snprintf(nm, sizeof nm, "%s.qzeros", name);
-    const uint8_t *qz = st_get(g, nm, "I32", ngroups, (long)out / 32 * bits);
+    const uint8_t *qz = st_get(g, nm, "I32", ngroups, (long)out * bits / 32);
+    if ((long)in * bits % 32 || (long)out * bits % 32) return 0;
     snprintf(nm, sizeof nm, "%s.scales", name);
     const uint8_t *sc = st_get(g, nm, "F16", ngroups, out);
     snprintf(nm, sizeof nm, "%s.g_idx", name);
@@ -143,12 +145,20 @@ static int check_packed(const st_file *g, const char *name, int out, int in, int
         int32_t gr = (int32_t)rd32(gi, (size_t)i);
         if (gr < 0 || gr >= ngroups) return 0;
         for (int o = 0; o < out; o++) {
-            uint32_t w[8], wz[8];
-            for (int b = 0; b < bits; b++) {
-                w[b] = rd32(qw, ((size_t)(i / 32) * bits + b) * out + o);
-                wz[b] = rd32(qz, (size_t)gr * (out / 32 * bits) + (size_t)(o / 32) * bits + b);
+            uint32_t q, zs;
+            if (bits == 3) { /* three words per 32 values; the widths are multiples of 32 */
+                uint32_t w[3], wz[3];
+                for (int b = 0; b < 3; b++) {
+                    w[b] = rd32(qw, ((size_t)(i / 32) * 3 + b) * out + o);
+                    wz[b] = rd32(qz, (size_t)gr * (out * 3 / 32) + (size_t)(o / 32) * 3 + b);
+                }
+                q = unpack3(w, i % 32);
+                zs = unpack3(wz, o % 32);
+            } else { /* AutoGPTQ's shift and mask: word i / (32 / bits), shift bits (i % (32 / bits)) */
+                const int per = 32 / bits;
+                q = rd32(qw, (size_t)(i / per) * out + o) >> (bits * (i % per)) & maxq;
+                zs = rd32(qz, (size_t)gr * (out / per) + (size_t)(o / per)) >> (bits * (o % per)) & maxq;
             }
-            uint32_t q = unpack(w, bits, i % 32), zs = unpack(wz, bits, o % 32);
             int z = v2 ? (int)zs : (int)zs + 1;
             if (z > (int)maxq) return 0;
             d->zeros0 += z == 0 && i == 0;
@@ -337,6 +347,8 @@ int main(void) {
 #define CAL "--calib " EVB_SOURCE_DIR "/assets/demo/calib.txt --calib-windows 4 --seq-len 64"
     snprintf(args, sizeof args, "db build --model %s " CAL " --method rtn --bits 2,3,4,5,8 --group-size 32 --out %s", model, db);
     EVB_CHECK(evb(args, NULL) == 0, "RTN levels 2,3,4,5,8 bits, groups of 32, asymmetric");
+    snprintf(args, sizeof args, "db build --model %s " CAL " --method rtn --bits 4 --out %s", model, db);
+    EVB_CHECK(evb(args, NULL) == 0, "RTN levels of 4 bits, one group per row (down_proj's 688 inputs)");
     snprintf(args, sizeof args, "db build --model %s " CAL " --method magnitude --sparsity 0.5 --out %s", model, db);
     EVB_CHECK(evb(args, NULL) == 0, "magnitude levels in the same database");
     snprintf(args, sizeof args, "db build --model %s " CAL " --method gptq --act-order --sym --bits 3,4 --group-size 64 --out %s", model, dbg);
@@ -344,7 +356,8 @@ int main(void) {
 
     /* A: mixed bits on asymmetric RTN, a sparse layer, a dropped attention holding a quantized level. */
     unit_cfg a[] = {{0, "rtn", 2, 32, 0, 0}, {1, "rtn", 3, 32, 0, 0}, {2, "rtn", 4, 32, 0, 0}, {3, "rtn", 8, 32, 0, 0},
-                    {5, "magnitude", 0, 0, 0, 0.5}, {7, "rtn", 4, 32, 0, 0}, {8, "rtn", 4, 32, 0, 0}, {9, "rtn", 3, 32, 0, 0},
+                    {4, "rtn", 4, 32, 0, 0}, {5, "magnitude", 0, 0, 0, 0.5}, {6, "rtn", 4, 0, 0, 0}, {7, "rtn", 4, 32, 0, 0},
+                    {8, "rtn", 4, 32, 0, 0}, {9, "rtn", 3, 32, 0, 0},
                     {10, "rtn", 4, 32, 0, 0}, {14, "rtn", 8, 32, 0, 0}, {35, "rtn", 4, 32, 0, 0}};
     int na = (int)(sizeof a / sizeof *a);
     char cfg_a[600], cfg_a1[600], cfg_b[600], cfg_x[600], out[700], ref[700];
@@ -383,7 +396,7 @@ int main(void) {
     }
 
     /* Refusals. */
-    unit_cfg x5[] = {{0, "rtn", 5, 32, 0, 0}}, xg[] = {{4, "rtn", 4, 32, 0, 0}}, xs[] = {{5, "magnitude", 0, 0, 0, 0.5}};
+    unit_cfg x5[] = {{0, "rtn", 5, 32, 0, 0}}, xg[] = {{4, "rtn", 3, 32, 0, 0}}, xs[] = {{5, "magnitude", 0, 0, 0, 0.5}};
     snprintf(cfg_x, sizeof cfg_x, "%s/x5.json", tmp);
     write_config(cfg_x, model, db, x5, 1, -1);
     snprintf(out, sizeof out, "%s/x5", tmp);
@@ -391,7 +404,7 @@ int main(void) {
     snprintf(cfg_x, sizeof cfg_x, "%s/xg.json", tmp);
     write_config(cfg_x, model, db, xg, 1, -1);
     snprintf(out, sizeof out, "%s/xg", tmp);
-    expect_refusal(cfg_x, "gptq_v2", out, "multiples of 32", "688 outputs");
+    expect_refusal(cfg_x, "gptq_v2", out, "multiples of 32", "688 outputs at 3 bits");
     snprintf(cfg_x, sizeof cfg_x, "%s/xs.json", tmp);
     write_config(cfg_x, model, db, xs, 1, -1);
     snprintf(out, sizeof out, "%s/xs", tmp);

@@ -1,4 +1,5 @@
-/* evb_export.h -- a configuration's quantized levels as a packed GPTQ checkpoint (Hugging Face layout).
+/* evb_export.h -- a configuration's quantized levels as a packed GPTQ checkpoint (Hugging Face layout), its
+ * sparse levels in compressed-tensors' sparse-bitmask format.
  *
  * Every linear layer whose level is a quantized one (RTN or GPTQ) is written in the GPTQ checkpoint layout
  * that AutoGPTQ, GPTQModel, transformers (through optimum / gptqmodel) and vLLM read:
@@ -42,11 +43,39 @@ typedef struct evb_gptq_summary {
  * layers written dense (evb_model_set_weight) and the dropped sub-blocks (skip_*); entry[u] is the index
  * in db (whose directory is db_dir) of unit u's quantized level, or -1 for a layer written dense.
  * Refused (EVB_EINVAL, naming the layer, nothing written): bits outside {2, 3, 4, 8}, a layer whose
- * inputs or outputs are not a multiple of 32, a zero point of 0 in checkpoint_format "gptq" (it stores
+ * inputs or outputs are not a multiple of the packing run (32 / bits for 2, 4, 8 bits; 32 for 3 bits), a zero point of 0 in checkpoint_format "gptq" (it stores
  * zero - 1), a scale outside float16's range, a configuration with no quantized layer. A damaged payload
  * is EVB_EFORMAT. */
 int evb_gptq_save(const struct evb_model *m, const struct evb_db *db, const char *db_dir, const int *entry,
                   const char *dir, const evb_gptq_options *opt, evb_gptq_summary *sum);
+
+/* ---- compressed-tensors' sparse-bitmask format ----
+ *
+ * Every linear layer marked in `compress` is written as compressed-tensors' BitmaskCompressor writes it
+ * (compressed_tensors/compressors/sparse_compressors/sparse_bitmask.py), <name>.weight replaced by:
+ *   <name>.shape        int64 [2]             the dense shape [out, in]
+ *   <name>.compressed   dtype [nnz]           the nonzero weights (nonzero in dtype), row by row
+ *   <name>.bitmask      uint8 [out, ceil(in / 8)]  1 where a weight is kept; input i of a row at bit i % 8 of
+ *                                             byte i / 8 (numpy.packbits(..., bitorder="little"))
+ *   <name>.row_offsets  int64 [out]           index in compressed of each row's first value
+ * Everything else (embeddings, norms, layers left dense, dropped sub-blocks as zeros) is written dense in
+ * dtype. config.json carries quantization_config {"quant_method": "compressed-tensors", "sparsity_config":
+ * {"format": "sparse-bitmask", "targets": [the compressed layers], "ignore": [the other linear layers],
+ * "global_sparsity", "sparsity_structure"}}. docs/export-formats.md has the sources and the loaders. */
+
+typedef struct evb_bitmask_summary {
+    int    n_compressed, n_dense;     /* linear layers written compressed / dense */
+    long long kept, weights;          /* nonzero / all weights of the compressed layers */
+    double global_sparsity;           /* zeros among all parameters written (as compressed-tensors reports it) */
+} evb_bitmask_summary;
+
+/* Writes dir/model.safetensors and dir/config.json. m holds the weights of every layer (evb_model_set_weight)
+ * and the dropped sub-blocks (skip_*); compress[u] is 1 for a linear layer written compressed (a layer of a
+ * dropped sub-block is written dense, as zeros, whatever compress says). structure: "unstructured" or the
+ * N:M pattern ("2:4") all compressed layers share, written as sparsity_structure. Refused (EVB_EINVAL,
+ * nothing written): no layer to compress, a dtype other than F32/F16/BF16. */
+int evb_bitmask_save(const struct evb_model *m, const unsigned char *compress, const char *dir, const char *dtype,
+                     const char *structure, evb_bitmask_summary *sum);
 
 #ifdef __cplusplus
 }

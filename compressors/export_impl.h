@@ -1,0 +1,19 @@
+/* export_impl.h -- what the packed exports (export_gptq.c, export_sparse.c) share; private, never installed. */
+#ifndef EVB_EXPORT_IMPL_H
+#define EVB_EXPORT_IMPL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct evb_model;
+
+/* "float16", "bfloat16" or "float32" for the safetensors dtype "F16", "BF16", "F32". */
+const char *evb_export_torch_dtype(const char *dtype);
+/* The source's config.json, or a Llama configuration for a llama2.c model (as evb_model_save writes it). */
+int evb_export_base_config(const struct evb_model *m, json_t **out);
+/* dir/name holding j (indented, atomic write). */
+int evb_export_write_json(const char *dir, const char *name, json_t *j);
+/* Unit u's module name in a Hugging Face checkpoint, e.g. "model.layers.3.self_attn.q_proj". */
+void evb_export_module_name(int u, char *out, size_t n);
+
+#endif
