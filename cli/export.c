@@ -26,7 +26,7 @@ static int copy_into(FILE *out, void *ctx) {
     while ((n = fread(buf, 1, sizeof buf, c->in)) > 0)
         if (fwrite(buf, 1, n, out) != n) {
             int e = errno ? errno : EIO;
-            return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", c->dst, strerror(e), evb_st_write_hint(e));
+            return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", c->dst, strerror(e), evb_write_hint(e));
         }
     if (ferror(c->in)) return EVB_RAISEF(EVB_EIO, "%s: read failed: %s (hint: check the file and the device holding it)", c->src, strerror(errno));
     return EVB_SUCCESS;
@@ -51,7 +51,7 @@ static int dump_json(FILE *f, void *ctx) {
     const struct json_out *o = ctx;
     if (json_dumpf(o->j, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
     int e = errno ? errno : EIO;
-    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_st_write_hint(e));
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_write_hint(e));
 }
 
 static int dir_is_empty(const char *p) {
@@ -178,7 +178,7 @@ static int stage_make(const char *out_canon, char *stage, size_t n) {
     remove_tree(stage);
     if (mkdir(stage, 0755) != 0) {
         int e = errno;
-        fprintf(stderr, "%s: error: %s: cannot create: %s%s\n", cmd_name, stage, strerror(e), evb_st_write_hint(e));
+        fprintf(stderr, "%s: error: %s: cannot create: %s%s\n", cmd_name, stage, strerror(e), evb_write_hint(e));
         stage[0] = '\0';
         return 1;
     }
@@ -194,7 +194,7 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
     int e = errno;
     if (fd >= 0) close(fd);
     if (!synced) {
-        fprintf(stderr, "%s: error: %s: cannot sync: %s%s\n", cmd_name, stage, strerror(e), evb_st_write_hint(e));
+        fprintf(stderr, "%s: error: %s: cannot sync: %s%s\n", cmd_name, stage, strerror(e), evb_write_hint(e));
         return 1;
     }
     struct stat sb;
@@ -204,7 +204,7 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
             e = errno;
             fprintf(stderr, "%s: error: --out %s: cannot rename %s to it: %s%s\n", cmd_name, out, stage, strerror(e),
                     e == EEXIST || e == ENOTEMPTY ? " (hint: another process wrote into it meanwhile; choose a new directory, or --force to replace it)"
-                                                  : evb_st_write_hint(e));
+                                                  : evb_write_hint(e));
             return 1;
         }
     } else if (!exists) {
@@ -213,7 +213,7 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
         if (r != 0) {
             e = errno;
             fprintf(stderr, "%s: error: --out %s: cannot rename %s to it: %s%s\n", cmd_name, out, stage, strerror(e),
-                    e == EEXIST || e == ENOTEMPTY ? " (hint: another process created it meanwhile; run again)" : evb_st_write_hint(e));
+                    e == EEXIST || e == ENOTEMPTY ? " (hint: another process created it meanwhile; run again)" : evb_write_hint(e));
             return 1;
         }
     } else if (renameat2(AT_FDCWD, stage, AT_FDCWD, out_canon, RENAME_EXCHANGE) == 0) {
@@ -227,7 +227,7 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
         if (rename(out_canon, old) != 0 || rename(stage, out_canon) != 0) {
             e = errno;
             rename(old, out_canon); /* the old directory back where it was (a no-op if the first rename failed) */
-            fprintf(stderr, "%s: error: --out %s: cannot replace it: %s%s\n", cmd_name, out, strerror(e), evb_st_write_hint(e));
+            fprintf(stderr, "%s: error: --out %s: cannot replace it: %s%s\n", cmd_name, out, strerror(e), evb_write_hint(e));
             return 1;
         }
         if (remove_tree(old) != 0)

@@ -13,6 +13,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const char *evb_write_hint(int e) {
+    switch (e) {
+    case ENOSPC: return " (hint: free disk space and run again)";
+    case EDQUOT: return " (hint: the disk quota is used up; free space or raise the quota, and run again)";
+    case EFBIG: return " (hint: the file would exceed the file size limit: see 'ulimit -f', or the file system's limit)";
+    case ENOENT: return " (hint: the directory was removed while writing; run again)";
+    case EROFS: case EACCES: case EPERM: return " (hint: the directory is not writable; choose another)";
+    default: return " (hint: check the file system and the device holding it)";
+    }
+}
+
 int evb_fsync_parent(const char *path) {
     char *copy = strdup(path);
     if (!copy) EVB_ERROR("out of memory", EVB_ENOMEM);
@@ -52,9 +63,7 @@ static int finish(const char *path, char *tmp, FILE *f, int st) {
         unlink(tmp);
         free(tmp);
         if (e) {
-            const char *hint = e == ENOSPC ? " (hint: free disk space and run again)"
-                             : e == ENOENT ? " (hint: the directory was removed while writing)" : "";
-            return evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: write failed: %s%s", path, strerror(e), hint);
+            return evb_errorf(__FILE__, __LINE__, EVB_EIO, "%s: write failed: %s%s", path, strerror(e), evb_write_hint(e));
         }
         return st;
     }

@@ -21,6 +21,9 @@ int evb_write_atomic(const char *path, const void *data, size_t n);
  * an EVB_* status; anything but EVB_SUCCESS (or a write error on f) leaves the old file untouched. */
 int evb_write_atomic_with(const char *path, int (*fn)(FILE *f, void *ctx), void *ctx);
 
+/* The hint that follows a failed write's message for errno e: " (hint: ...)", never empty. */
+const char *evb_write_hint(int e);
+
 /* fsyncs the directory holding path (after a rename into it). */
 int evb_fsync_parent(const char *path);
 

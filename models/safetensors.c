@@ -225,17 +225,6 @@ uint16_t evb_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-const char *evb_st_write_hint(int e) {
-    switch (e) {
-    case ENOSPC: return " (hint: free disk space and run again)";
-    case EDQUOT: return " (hint: the disk quota is used up; free space or raise the quota, and run again)";
-    case EFBIG: return " (hint: the file would exceed the file size limit: see 'ulimit -f', or the file system's limit)";
-    case ENOENT: return " (hint: the directory was removed while writing; run again)";
-    case EROFS: case EACCES: case EPERM: return " (hint: the directory is not writable; choose another)";
-    default: return " (hint: check the file system and the device holding it)";
-    }
-}
-
 struct st_body { const char *path, *text; size_t hlen, pad; const evb_st_out *t; int n; };
 
 /* The file's bytes: length, header, padding, then each tensor converted to its dtype. */
@@ -263,7 +252,7 @@ static int st_write_body(FILE *f, void *ctx) {
     }
     if (ok) return EVB_SUCCESS;
     int e = errno ? errno : EIO;
-    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", b->path, strerror(e), evb_st_write_hint(e));
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", b->path, strerror(e), evb_write_hint(e));
 }
 
 int evb_st_write(const char *path, const evb_st_out *t, int n, const char *metadata_json) {

@@ -57,8 +57,6 @@ typedef struct evb_st_out {
  * optional metadata (a JSON object of strings, or NULL). */
 int evb_st_write(const char *path, const evb_st_out *t, int n, const char *metadata_json);
 
-/* " (hint: ...)" for a write that failed with errno e: what to do about it (free space, the size limit, ...). */
-const char *evb_st_write_hint(int e);
 
 /* Float conversions, exposed for tests and writers. */
 float evb_f16_to_f32(uint16_t h);

@@ -22,7 +22,7 @@ static int dump_json(FILE *f, void *ctx) {
     const struct json_out *o = ctx;
     if (json_dumpf(o->j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
     int e = errno ? errno : EIO;
-    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_st_write_hint(e));
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_write_hint(e));
 }
 
 /* config.json: the source's, updated, or a Llama configuration built from m->config. */
@@ -80,7 +80,7 @@ int evb_model_save(const evb_model *m, const char *dir, const char *dtype) {
         EVB_ERRORF(EVB_EINVAL, "dtype '%s' cannot be written (F32, F16, BF16 can)", dtype);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         int e = errno;
-        EVB_ERRORF(EVB_EIO, "%s: cannot create: %s%s", dir, strerror(e), evb_st_write_hint(e));
+        EVB_ERRORF(EVB_EIO, "%s: cannot create: %s%s", dir, strerror(e), evb_write_hint(e));
     }
     int L = c->n_layers, E = c->head_dim, permute = !c->rope_halves;
     int n = 1 + L * (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias) + 1 + !c->tied;
