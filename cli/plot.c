@@ -509,17 +509,14 @@ int cmd_plot(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/front.png", dir);
         if (evb_fsync_parent(p)) rc = fail(EVB_EIO);
     }
-    if (!rc) {
+    if (!rc && o.json) {
         json_t *j = json_pack("{s:s, s:o, s:i, s:i, s:i}", "run", dir, "pictures", pics, "front_points", n_front, "baselines", n_base, "generations", n_conv);
-        if (!j) rc = bad("the run directory's name is not UTF-8; --json cannot hold it");
-        else if (o.json) rc = print_json(j);
-        else {
-            json_t *x;
-            size_t i;
-            json_array_foreach(json_object_get(j, "pictures"), i, x) printf("wrote %s\n", json_string_value(x));
-            json_decref(j);
-        }
-    } else json_decref(pics);
+        rc = j ? print_json(j) : bad("the run directory's name is not UTF-8, which --json cannot hold; the pictures are written");
+    } else {
+        for (int i = 0; i < 3 && !rc; i++)
+            for (int e = 0; e < 2 && (i < 2 || n_conv > 0); e++) printf("wrote %s/%s.%s\n", dir, scripts[i], e ? "svg" : "png");
+        json_decref(pics);
+    }
     json_decref(best);
     json_decref(manifest);
     return rc;
