@@ -485,6 +485,45 @@ static void test_json_bytelevel(void) {
     }
 }
 
+// ---- Split behaviours ----
+
+/* A Split on the string "-" with each SplitDelimiterBehavior, seen through merges across the delimiter:
+ * vocab a 0, - 1, b 2, a- 3, -b 4, -- 5; merges "a -", "- b", "- -" (in that order). Expected pieces, from
+ * Hugging Face's NormalizedString::split:
+ *   Removed            "a-b"  -> a | b              = 0 2
+ *   Isolated           "a--b" -> a | - | - | b      = 0 1 1 2
+ *   MergedWithPrevious "a--b" -> a- | - | b         = 3 1 2  (a match joins the piece before unless that was one)
+ *   MergedWithNext     "a--b" -> a | - | -b         = 0 1 4
+ *   Contiguous         "a--b" -> a | -- | b         = 0 5 2
+ *   MergedWithPrevious, invert "a-b": a and b are the delimiters -> a | -b = 0 4 */
+static void test_split_behaviors(void) {
+    static const struct { const char *beh; int invert; const char *text; int32_t want[4]; size_t n; } cases[] = {
+        {"Removed", 0, "a-b", {0, 2}, 2},
+        {"Isolated", 0, "a--b", {0, 1, 1, 2}, 4},
+        {"MergedWithPrevious", 0, "a--b", {3, 1, 2}, 3},
+        {"MergedWithNext", 0, "a--b", {0, 1, 4}, 3},
+        {"Contiguous", 0, "a--b", {0, 5, 2}, 3},
+        {"MergedWithPrevious", 1, "a-b", {0, 4}, 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char doc[1024], what[128];
+        snprintf(doc, sizeof doc,
+                 "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\","
+                 " \"invert\": %s}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"b\": 2, \"a-\": 3,"
+                 " \"-b\": 4, \"--\": 5}, \"merges\": [\"a -\", \"- b\", \"- -\"]}}",
+                 cases[c].beh, cases[c].invert ? "true" : "false");
+        const char *p = tmp_path("split.json");
+        write_file(p, doc, strlen(doc));
+        evb_tokenizer *t = NULL;
+        int st = evb_tokenizer_load(p, &t);
+        snprintf(what, sizeof what, "Split \"-\" %s%s on \"%s\"", cases[c].beh, cases[c].invert ? " (invert)" : "",
+                 cases[c].text);
+        EVB_CHECK(st == EVB_SUCCESS, "load the %s fixture (%s)", cases[c].beh, st ? evb_last_error() : "ok");
+        if (t) check_encode(t, cases[c].text, 1, cases[c].want, cases[c].n, what);
+        evb_tokenizer_free(t);
+    }
+}
+
 // ---- malformed input ----
 
 static void check_error(const char *path, int want, const char *needle, const char *what) {
@@ -562,6 +601,7 @@ int main(void) {
     test_bin();
     test_json_spm();
     test_json_bytelevel();
+    test_split_behaviors();
     test_errors();
     for (int i = 0; i < n_made; i++) unlink(made[i]);
     rmdir(tmpdir);
