@@ -505,6 +505,7 @@ static void test_split_behaviors(void) {
         {"Contiguous", 0, "a--b", {0, 5, 2}, 3},
         {"MergedWithPrevious", 1, "a-b", {0, 4}, 2},
     };
+    const char *p = tmp_path("split.json");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char doc[1024], what[128];
         snprintf(doc, sizeof doc,
@@ -512,7 +513,6 @@ static void test_split_behaviors(void) {
                  " \"invert\": %s}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"-\": 1, \"b\": 2, \"a-\": 3,"
                  " \"-b\": 4, \"--\": 5}, \"merges\": [\"a -\", \"- b\", \"- -\"]}}",
                  cases[c].beh, cases[c].invert ? "true" : "false");
-        const char *p = tmp_path("split.json");
         write_file(p, doc, strlen(doc));
         evb_tokenizer *t = NULL;
         int st = evb_tokenizer_load(p, &t);
