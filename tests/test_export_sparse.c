@@ -9,9 +9,12 @@
  * jansson. Every compressed layer it unpacks is compared byte for byte with the dense export of the same
  * configuration in the same dtype (float32 and float16), and so is every other tensor. The configurations
  * mix SparseGPT levels of 30, 50 and 70 %, magnitude 2:4, a removed ("zero") layer, a layer left dense and
- * a dropped MLP; a 2:4-only one must be marked sparsity_structure "2:4". Refused in one line: quantized
- * layers (with the hint to use --format gptq) and a configuration without sparse layers. */
+ * a dropped MLP; a 2:4-only one must be marked sparsity_structure "2:4"; Wanda levels of a llama2.c model
+ * (stories260K, or its stand-in) check the rotate-half order of q and k rows, a 172-wide MLP (bitmask rows
+ * ending in padding bits) and bfloat16. Refused in one line: quantized layers (with the hint to use
+ * --format gptq) and a configuration without sparse layers. */
 #include "testing.h"
+#include "standin.h"
 #include "evobudget/evb_model.h"
 
 #include <jansson.h>
@@ -182,7 +185,7 @@ static int check_compressed(const st_file *g, const st_file *h, const char *name
 
 typedef struct unit_cfg { int unit; const char *method; double sparsity; int nm; int dense; int bits; } unit_cfg;
 
-static void write_config(const char *path, const char *db, const unit_cfg *u, int n, int drop_mlp_block) {
+static void write_config(const char *path, const char *model, const char *db, const unit_cfg *u, int n, int drop_mlp_block) {
     json_t *units = json_array();
     for (int i = 0; i < n; i++) {
         json_t *e = json_pack("{s:i}", "unit", u[i].unit);
@@ -200,7 +203,7 @@ static void write_config(const char *path, const char *db, const unit_cfg *u, in
         }
         json_array_append_new(units, e);
     }
-    json_t *j = json_pack("{s:s, s:s, s:o}", "model", EVB_SOURCE_DIR "/assets/demo", "db", db, "units", units);
+    json_t *j = json_pack("{s:s, s:s, s:o}", "model", model, "db", db, "units", units);
     if (drop_mlp_block >= 0) json_object_set_new(j, "drop", json_pack("[{s:i, s:s}]", "block", drop_mlp_block, "sub", "mlp"));
     json_dump_file(j, path, JSON_INDENT(1));
     json_decref(j);
@@ -226,7 +229,7 @@ static int in_list(json_t *a, const char *s) {
 static long export_and_read(const evb_model *m, const char *cfg, const char *dt, const unit_cfg *units, int n, int dropped_mlp,
                             const char *want_structure, const char *what, long *dense_bytes) {
     char args[2048], out[700], ref[700], p[1200];
-    const char *dtype = strcmp(dt, "f32") == 0 ? "F32" : "F16";
+    const char *dtype = strcmp(dt, "f32") == 0 ? "F32" : strcmp(dt, "bf16") == 0 ? "BF16" : "F16";
     snprintf(out, sizeof out, "%s/ct_%s_%s", tmp, what, dt);
     snprintf(ref, sizeof ref, "%s/hf_%s_%s", tmp, what, dt);
     json_t *ex = NULL;
@@ -326,6 +329,8 @@ static void expect_refusal(const char *cfg, const char *needle, const char *what
     EVB_CHECK(file_size(out, "model.safetensors") < 0 && file_size(out, "config.json") < 0, "%s: nothing written", what);
 }
 
+#define DEMO EVB_SOURCE_DIR "/assets/demo"
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/evb_sparse_XXXXXX");
     if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
@@ -352,7 +357,7 @@ int main(void) {
     char cfg[600];
     long dense_b, ct_b;
     snprintf(cfg, sizeof cfg, "%s/a.json", tmp);
-    write_config(cfg, db, a, na, 5);
+    write_config(cfg, DEMO, db, a, na, 5);
     ct_b = export_and_read(m, cfg, "f32", a, na, 5, "unstructured", "A", &dense_b);
     EVB_CHECK(ct_b > 0 && ct_b < dense_b, "A f32: smaller than the dense export (%ld < %ld)", ct_b, dense_b);
     ct_b = export_and_read(m, cfg, "f16", a, na, 5, "unstructured", "A", &dense_b);
@@ -362,7 +367,7 @@ int main(void) {
     unit_cfg b[] = {{0, "magnitude", 0, 1, 0, 0}, {3, "magnitude", 0, 1, 0, 0}, {5, "magnitude", 0, 1, 0, 0}, {6, "magnitude", 0, 1, 0, 0}};
     int nb = (int)(sizeof b / sizeof *b);
     snprintf(cfg, sizeof cfg, "%s/b.json", tmp);
-    write_config(cfg, db, b, nb, -1);
+    write_config(cfg, DEMO, db, b, nb, -1);
     export_and_read(m, cfg, "f16", b, nb, -1, "2:4", "B", &dense_b);
 
     /* C: every linear layer at SparseGPT 50 %: the bytes on disk. */
@@ -370,20 +375,44 @@ int main(void) {
     int U = evb_model_n_units(m), nc = U < 42 ? U : 42;
     for (int u = 0; u < nc; u++) c[u] = (unit_cfg){u, "sparsegpt", 0.5, 0, 0, 0};
     snprintf(cfg, sizeof cfg, "%s/c.json", tmp);
-    write_config(cfg, db, c, nc, -1);
+    write_config(cfg, DEMO, db, c, nc, -1);
     for (int k = 0; k < 2; k++) {
         const char *dt = k ? "f16" : "f32";
         ct_b = export_and_read(m, cfg, dt, c, nc, -1, "unstructured", "C", &dense_b);
         EVB_CHECK(ct_b > 0 && ct_b < dense_b, "C %s: smaller than the dense export (%ld < %ld)", dt, ct_b, dense_b);
     }
 
+    /* D: a llama2.c checkpoint (q and k rows saved in rotate-half order, an MLP 172 wide, so bitmask rows end
+     * in padding bits), Wanda levels, in bfloat16 and float32. */
+    {
+        char model[600], calib[600], dbw[600];
+        int standin = standin_or_stories(tmp, model, sizeof model, calib, sizeof calib);
+        evb_model *ml = NULL;
+        EVB_CHECK(standin >= 0 && evb_model_load(model, &ml) == 0 && ml, "llama2.c model loads (%s)", model);
+        snprintf(dbw, sizeof dbw, "%s/dbw", tmp);
+        snprintf(args, sizeof args, "db build --model %s --calib %s --calib-windows 2 --seq-len 64 --method wanda --sparsity 0.4,0.6 --out %s",
+                 model, calib, dbw);
+        EVB_CHECK(evb(args, NULL) == 0, "Wanda levels 40, 60 %% on the llama2.c model");
+        unit_cfg d[] = {{0, "wanda", 0.6, 0, 0, 0}, {1, "wanda", 0.4, 0, 0, 0}, {5, "wanda", 0.6, 0, 0, 0}, {6, "wanda", 0.4, 0, 0, 0},
+                        {7, "wanda", 0.6, 0, 0, 0}, {8, "wanda", 0.6, 0, 0, 0}};
+        int nd = (int)(sizeof d / sizeof *d);
+        snprintf(cfg, sizeof cfg, "%s/d.json", tmp);
+        write_config(cfg, model, dbw, d, nd, -1);
+        if (ml) {
+            EVB_CHECK(!ml->config.rope_halves, "the llama2.c model's q and k rows are permuted on export");
+            export_and_read(ml, cfg, "bf16", d, nd, -1, "unstructured", "D", &dense_b);
+            export_and_read(ml, cfg, "f32", d, nd, -1, "unstructured", "D", &dense_b);
+            evb_model_free(ml);
+        }
+    }
+
     /* Refusals. */
     unit_cfg xq[] = {{0, "sparsegpt", 0.5, 0, 0, 0}, {1, "rtn", 0, 0, 0, 4}}, xd[] = {{0, NULL, 0, 0, 1, 0}};
     snprintf(cfg, sizeof cfg, "%s/xq.json", tmp);
-    write_config(cfg, db, xq, 2, -1);
+    write_config(cfg, DEMO, db, xq, 2, -1);
     expect_refusal(cfg, "--format gptq", "a quantized layer");
     snprintf(cfg, sizeof cfg, "%s/xd.json", tmp);
-    write_config(cfg, db, xd, 1, -1);
+    write_config(cfg, DEMO, db, xd, 1, -1);
     expect_refusal(cfg, "no sparse layer", "no sparse layer");
 
     evb_model_free(m);
