@@ -90,19 +90,26 @@ static void stop(worker *w, int gently) {
     w->in_used = w->in_msg = 0;
 }
 
+/* Writes the message in w->sb: 0 sent, 1 the worker is gone, 2 it did not read its stdin within the timeout
+ * (our end of the pipe is non-blocking, so a worker that stops reading cannot hang evobudget). */
 static int send_all(worker *w) {
     size_t off = 0;
+    double until = now() + w->p->timeout_s;
     while (off < w->sb.size) {
         ssize_t n = write(w->to_fd, w->sb.data + off, w->sb.size - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            double left = until - now();
+            struct pollfd pf = {w->to_fd, POLLOUT, 0};
+            if (left <= 0 || poll(&pf, 1, (int)(left * 1000) + 1) == 0) return 2;
+            continue;
+        }
+        if (n <= 0) return 1;
         off += (size_t)n;
     }
     return 0;
 }
 
-static size_t max_message(const worker *w) { return w->p->max_message_bytes ? w->p->max_message_bytes : EVB_WORKER_MAX_MESSAGE; }
-static size_t max_elements(const worker *w) { return w->p->max_elements ? w->p->max_elements : EVB_WORKER_MAX_ELEMENTS; }
 
 static uint64_t be(const unsigned char *p, int k) {
     uint64_t v = 0;
@@ -192,14 +199,14 @@ static long scan_one(const unsigned char *b, size_t n, size_t max_bytes, size_t 
  * the bytes are not read further). */
 static int receive(worker *w, msgpack_unpacked *out, double timeout_s) {
     double until = now() + timeout_s;
-    size_t max_bytes = max_message(w);
+    size_t max_bytes = EVB_WORKER_MAX_MESSAGE;
     if (w->in_msg) { /* the previous message is done with */
         memmove(w->in, w->in + w->in_msg, w->in_used - w->in_msg);
         w->in_used -= w->in_msg;
         w->in_msg = 0;
     }
     for (;;) {
-        long k = scan_one(w->in, w->in_used, max_bytes, max_elements(w), w->limit_why, sizeof w->limit_why);
+        long k = scan_one(w->in, w->in_used, max_bytes, EVB_WORKER_MAX_ELEMENTS, w->limit_why, sizeof w->limit_why);
         if (k < 0) return strncmp(w->limit_why, "sent bytes that are not", 23) == 0 ? 3 : 4;
         if (k > 0) {
             size_t off = 0;
@@ -252,6 +259,7 @@ static int is_str(const msgpack_object *o, const char *s) {
 static void pack_key(msgpack_packer *pk, const char *k) { msgpack_pack_str(pk, strlen(k)); msgpack_pack_str_body(pk, k, strlen(k)); }
 
 static const char *what(const worker *w, int r) {
+    if (r == 5) return "did not read its request in time";
     return r == 1 ? "exited" : r == 2 ? "did not answer in time" : w->limit_why; /* 3 and 4: what receive found */
 }
 
@@ -271,6 +279,7 @@ static int start(worker *w, char *why, size_t n_why) {
     }
     setpgid(pid, pid); /* also here: the group exists before any kill below, whichever runs first */
     close(to[0]); close(from[1]);
+    fcntl(to[1], F_SETFL, fcntl(to[1], F_GETFL) | O_NONBLOCK); /* send_all waits with poll() */
     w->pid = pid; w->to_fd = to[1]; w->from_fd = from[0];
     w->in_used = w->in_msg = 0;
     snprintf(w->name, sizeof w->name, "%d", (int)pid);
@@ -285,7 +294,8 @@ static int start(worker *w, char *why, size_t n_why) {
     pack_key(&pk, "n_levels"); msgpack_pack_array(&pk, (size_t)w->p->n_units);
     for (int u = 0; u < w->p->n_units; u++) msgpack_pack_int(&pk, w->p->n_levels[u]);
     pack_key(&pk, "budget"); msgpack_pack_double(&pk, w->p->budget);
-    if (send_all(w)) { snprintf(why, n_why, "exited before the hello"); return -1; }
+    int sent = send_all(w);
+    if (sent) { snprintf(why, n_why, sent == 2 ? "did not read the hello in time" : "exited before the hello"); return -1; }
     msgpack_unpacked m;
     msgpack_unpacked_init(&m);
     int r = receive(w, &m, w->p->timeout_s);
@@ -352,7 +362,8 @@ static int evaluate(const void *params, void *wp, const evb_genome *g, const evb
         for (int u = 0; u < g->n_units; u++) msgpack_pack_int(&pk, g->level[u]);
         pack_key(&pk, "tokens"); msgpack_pack_uint64(&pk, b->n_tokens);
         pack_key(&pk, "seed"); msgpack_pack_uint64(&pk, b->seed);
-        int r = send_all(w) ? 1 : EVB_SUCCESS;
+        int r = send_all(w);
+        if (r == 2) r = 5;
         msgpack_unpacked m;
         msgpack_unpacked_init(&m);
         if (!r) r = receive(w, &m, w->p->timeout_s);

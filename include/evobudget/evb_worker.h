@@ -10,10 +10,11 @@
  * naming the worker and what it did. A stopped worker's group is always killed and the worker reaped, so
  * no process of it outlives the workspace (unless it left the group itself, with setsid).
  *
- * Limits: a message from a worker is read into a buffer of at most max_message_bytes; its msgpack headers
- * are checked before it is decoded, so a string, binary or extension longer than the limit is refused at
- * its header, and an array of more than max_elements elements or a map of more pairs, or nesting deeper than
- * EVB_WORKER_MAX_DEPTH, is refused before anything is allocated for it. */
+ * Limits: a message from a worker is read into a buffer of at most EVB_WORKER_MAX_MESSAGE bytes; its msgpack
+ * headers are checked before it is decoded, so a string, binary or extension longer than the limit is
+ * refused at its header, and an array of more than EVB_WORKER_MAX_ELEMENTS elements or a map of more pairs,
+ * or nesting deeper than EVB_WORKER_MAX_DEPTH, is refused before anything is allocated for it. A worker that
+ * does not read its stdin is timed out like one that does not answer. */
 #ifndef EVB_WORKER_H
 #define EVB_WORKER_H
 
@@ -24,8 +25,8 @@ extern "C" {
 #endif
 
 #define EVB_WORKER_PROTOCOL 1
-#define EVB_WORKER_MAX_MESSAGE (1 << 20) /* bytes of one message from a worker, by default */
-#define EVB_WORKER_MAX_ELEMENTS 65536    /* elements of one array, or pairs of one map, by default */
+#define EVB_WORKER_MAX_MESSAGE (1 << 20) /* bytes of one message from a worker */
+#define EVB_WORKER_MAX_ELEMENTS 65536    /* elements of one array, or pairs of one map */
 #define EVB_WORKER_MAX_DEPTH 16          /* arrays and maps inside one another */
 
 typedef struct evb_worker_params {
@@ -34,12 +35,10 @@ typedef struct evb_worker_params {
     int n_units;
     const int *n_levels;          /* [n_units] */
     double budget;
-    double timeout_s;             /* a request (or the hello) unanswered for this long: the worker is hung */
+    double timeout_s;             /* a request (or the hello) unanswered, or unread, for this long: the worker is hung */
     int retries;                  /* restarts for one candidate before evaluate fails */
     void (*log)(void *ctx, const char *line); /* one line per incident; may be NULL */
     void *log_ctx;
-    size_t max_message_bytes;     /* 0: EVB_WORKER_MAX_MESSAGE */
-    size_t max_elements;          /* 0: EVB_WORKER_MAX_ELEMENTS */
 } evb_worker_params;
 
 /* The fitness type: its workspace holds one worker (started at workspace_init, stopped at destroy). */

@@ -14,6 +14,7 @@ usage: faulty_worker.py MODE AFTER STATE
     deep        sends 100 arrays nested in one another, from then on
     fork_hang   forks a child that sleeps (holding the pipes), then sleeps itself, once
     fork_daemon at the hello, forks a child that sleeps for good (holding the pipes); behaves otherwise
+    no_read     after reading the hello, stops reading its stdin (and sleeps), once (the first worker of STATE)
 """
 import fcntl
 import json
@@ -66,6 +67,10 @@ def main():
                     time.sleep(1000)
                     os._exit(0)
                 out.write(msgpack.packb({"type": "ready", "protocol": 1}))
+                if mode == "no_read" and not os.path.exists(state):
+                    open(state, "w").write("0")
+                    out.flush()
+                    time.sleep(1000)
             elif msg["type"] == "evaluate":
                 n = bump()
                 fitness = float(sum(values[u][l] for u, l in enumerate(msg["levels"])))
