@@ -11,7 +11,8 @@
  * rounding of their values. The model is the demo model with one layer's weights made non-negative, so
  * that its asymmetric levels have zero points of 0: the "gptq" format must refuse them in one line and
  * "gptq_v2" store them. The demo's MLP (688 = 86 int32 of 4-bit codes, not a multiple of 32) is packed at
- * 4 bits on both sides: gate_proj's 688 outputs (qzeros) and down_proj's 688 inputs (qweight). Also refused
+ * 4 bits on both sides: gate_proj's 688 outputs (qzeros) and down_proj's 688 inputs (qweight); and at 2 and
+ * 8 bits on the output side (gate_proj and up_proj of block 1). Also refused
  * in one line: 5 bits, 688 outputs at 3 bits (which packs 32 at a time), no quantized layer. */
 #include "testing.h"
 #include "fixtures.h"
@@ -357,8 +358,8 @@ int main(void) {
     /* A: mixed bits on asymmetric RTN, a sparse layer, a dropped attention holding a quantized level. */
     unit_cfg a[] = {{0, "rtn", 2, 32, 0, 0}, {1, "rtn", 3, 32, 0, 0}, {2, "rtn", 4, 32, 0, 0}, {3, "rtn", 8, 32, 0, 0},
                     {4, "rtn", 4, 32, 0, 0}, {5, "magnitude", 0, 0, 0, 0.5}, {6, "rtn", 4, 0, 0, 0}, {7, "rtn", 4, 32, 0, 0},
-                    {8, "rtn", 4, 32, 0, 0}, {9, "rtn", 3, 32, 0, 0},
-                    {10, "rtn", 4, 32, 0, 0}, {14, "rtn", 8, 32, 0, 0}, {35, "rtn", 4, 32, 0, 0}};
+                    {8, "rtn", 4, 32, 0, 0}, {9, "rtn", 3, 32, 0, 0}, {10, "rtn", 4, 32, 0, 0}, {11, "rtn", 2, 32, 0, 0},
+                    {12, "rtn", 8, 32, 0, 0}, {14, "rtn", 8, 32, 0, 0}, {35, "rtn", 4, 32, 0, 0}};
     int na = (int)(sizeof a / sizeof *a);
     char cfg_a[600], cfg_a1[600], cfg_b[600], cfg_x[600], out[700], ref[700];
     snprintf(cfg_a, sizeof cfg_a, "%s/a.json", tmp);

@@ -3,9 +3,9 @@
  *
  * Every linear layer whose level is a quantized one (RTN or GPTQ) is written in the GPTQ checkpoint layout
  * that AutoGPTQ, GPTQModel, transformers (through optimum / gptqmodel) and vLLM read:
- *   <name>.qweight  int32 [in bits / 32, out]  codes packed along the input dimension, 32 codes in `bits`
- *                   consecutive int32 (code j of a run of 32 at bit j bits of the run's little-endian bit
- *                   stream: 32/bits codes per int32 for 2, 4, 8 bits; across int32 boundaries for 3 bits)
+ *   <name>.qweight  int32 [in bits / 32, out]  codes packed along the input dimension, code j of a run at bit
+ *                   j bits of the run's little-endian bit stream: runs of 32/bits codes in one int32 for 2, 4,
+ *                   8 bits; runs of 32 codes in three int32, across word boundaries, for 3 bits
  *   <name>.qzeros   int32 [n_groups, out bits / 32]  zero points packed the same way along the output
  *                   dimension; checkpoint_format "gptq" stores zero - 1, "gptq_v2" the zero itself
  *   <name>.scales   float16 [n_groups, out]
