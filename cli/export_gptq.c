@@ -50,8 +50,8 @@ int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir,
                              "bits", sum.bits, "group_size", sum.group_size, "sym", sum.sym, "desc_act", sum.desc_act,
                              "dynamic_overrides", sum.n_dynamic, "scale_f16_rel_err_max", sum.scale_rel_err);
         if (n_sparse)
-            fprintf(stderr, "%s: note: %d sparse layers are written dense (float) in the GPTQ checkpoint, marked \"-:\" in its dynamic overrides\n",
-                    cmd_name, n_sparse);
+            fprintf(stderr, "%s: note: %d sparse layers are written dense (float) in the GPTQ checkpoint, marked \"-:\" in its dynamic overrides "
+                    "(--format compressed-tensors stores sparse layers compressed, in a configuration without quantized ones)\n", cmd_name, n_sparse);
     }
     free(entry);
     evb_db_close(db);
