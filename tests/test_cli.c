@@ -83,7 +83,8 @@ int main(void) {
     char args[4096], path[1024];
     char *tmp = fixture_tmpdir();
     const int standin = standin_or_stories(tmp, MODEL, sizeof MODEL, CALIB, sizeof CALIB);
-    if (standin < 0) { printf("FAIL cannot write the stand-in in %s\n", tmp); return 1; }
+    EVB_CHECK(standin >= 0, "the model to run on is readable: %s (%s)", MODEL, standin ? "stand-in" : "stories260K");
+    if (standin < 0) return evb_test_summary();
     snprintf(TOK, sizeof TOK, "%.*s/tok512.bin", (int)(strrchr(MODEL, '/') - MODEL), MODEL);
     /* stories260K's own outputs (run.c's tokens, its perplexity) skip on the stand-in; the rest runs on either. */
     const int have = !standin || evb_test_have(EVB_SHARED_DATA "/models/stories260K/stories260K.bin",
