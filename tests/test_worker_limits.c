@@ -8,8 +8,9 @@
  *   that leaves a child sleeping for good all end with their whole process group: once evobudget has
  *   exited, no process of theirs is alive, and a reader of evobudget's stderr sees its end when evobudget
  *   exits; the runs that a restart cures give the same best.json as the built-in fitness;
- * - a worker that stops reading its stdin while a request larger than the pipe's buffer is written (70000
- *   units) is timed out and restarted like one that does not answer, instead of blocking evobudget.
+ * - a worker that stops reading its stdin while a request larger than the pipe's buffer is written (8000
+ *   units; the worker shrinks its pipe to 4 KiB) is timed out and restarted like one that does not answer,
+ *   instead of blocking evobudget.
  * Needs /usr/bin/python3 with python3-msgpack (setup.sh installs it); skips (77) without them. */
 #include "testing.h"
 #include "fixtures.h"
@@ -205,12 +206,12 @@ int main(void) {
                   "%s: %d processes left after the run; a reader of its stderr saw the end %.1f s after its exit (-1: not in 30 s)", groups[i].what, left, o.lag);
     }
 
-    /* a worker that stops reading: 70000 units make a request larger than a pipe's 64 KiB */
+    /* a worker that stops reading: 8000 units make a request larger than the 4 KiB it leaves its pipe */
     snprintf(prob, sizeof prob, "%s/big.json", tmp_dir);
     FILE *f = fopen(prob, "w");
     if (f) {
-        fprintf(f, "{\"format\": 1, \"budget\": %d, \"tolerance\": 1e-9, \"units\": [", 70000 * 10 + 35000);
-        for (int u = 0; u < 70000; u++)
+        fprintf(f, "{\"format\": 1, \"budget\": %d, \"tolerance\": 1e-9, \"units\": [", 8000 * 10 + 4000);
+        for (int u = 0; u < 8000; u++)
             fprintf(f, "%s{\"name\": \"u%d\", \"levels\": [{\"cost\": 10, \"fitness\": 0}, {\"cost\": 11, \"fitness\": %g}]}", u ? ", " : "", u, u % 2 ? 0.5 : 1.0);
         fprintf(f, "]}\n");
         fclose(f);
@@ -219,7 +220,7 @@ int main(void) {
     snprintf(extra, sizeof extra, "--generations 1 --offspring 2 --worker-timeout 3 --fitness-cmd '" FAULTY " no_read 0 %s/state_no_read'", tmp_dir);
     outcome nr = search("no_read", extra);
     EVB_CHECK(bb.rc == 0 && nr.rc == 0 && same_best("big_builtin", "no_read") && stderr_has("no_read", "did not read its request in time; restarting it"),
-              "a worker that stops reading a 70000-unit request: timed out, restarted, the same best.json as the built-in fitness (exit %d)", nr.rc);
+              "a worker that stops reading an 8000-unit request: timed out, restarted, the same best.json as the built-in fitness (exit %d)", nr.rc);
     EVB_CHECK(settled_survivors() == 0, "and no process of the workers is left");
     if (!getenv("EVB_KEEP")) fixture_rmdir(t);
     free(t);

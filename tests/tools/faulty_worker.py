@@ -14,7 +14,7 @@ usage: faulty_worker.py MODE AFTER STATE
     deep        sends 100 arrays nested in one another, from then on
     fork_hang   forks a child that sleeps (holding the pipes), then sleeps itself, once
     fork_daemon at the hello, forks a child that sleeps for good (holding the pipes); behaves otherwise
-    no_read     after reading the hello, stops reading its stdin (and sleeps), once (the first worker of STATE)
+    no_read     answers, then shrinks its stdin pipe to 4 KiB and stops reading it (sleeps), once
 """
 import fcntl
 import json
@@ -67,10 +67,6 @@ def main():
                     time.sleep(1000)
                     os._exit(0)
                 out.write(msgpack.packb({"type": "ready", "protocol": 1}))
-                if mode == "no_read" and not os.path.exists(state):
-                    open(state, "w").write("0")
-                    out.flush()
-                    time.sleep(1000)
             elif msg["type"] == "evaluate":
                 n = bump()
                 fitness = float(sum(values[u][l] for u, l in enumerate(msg["levels"])))
@@ -108,6 +104,13 @@ def main():
                     fitness = float("nan")
                 if n >= after and mode == "wrong_id":
                     ident += 7
+                if n == after and mode == "no_read":
+                    # evobudget waits for this answer, so the pipe is empty: shrunk to one page, a request of a
+                    # few thousand units overfills it, and nothing reads it after the answer
+                    fcntl.fcntl(0, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+                    out.write(msgpack.packb({"type": "result", "id": ident, "fitness": fitness}))
+                    out.flush()
+                    time.sleep(1000)
                 out.write(msgpack.packb({"type": "result", "id": ident, "fitness": fitness}))
             elif msg["type"] == "bye":
                 return
