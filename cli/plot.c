@@ -133,6 +133,7 @@ static int read_front(const char *path, void (*fn)(void *ctx, double cost, doubl
         }
         if (got < 3) { rc = bad("%s: row %d has fewer columns than its header" DISAGREE, vis(path, shown, sizeof shown), rows + 2); break; }
         if (col[3] >= 0) {
+            if (nl < 0) { rc = bad("%s: row %d has no levels" DISAGREE, vis(path, shown, sizeof shown), rows + 2); break; }
             if (rows > 0 && nl != *n_levels) { rc = bad("%s: row %d has %ld levels, row 2 has %ld" DISAGREE, vis(path, shown, sizeof shown), rows + 2, nl, *n_levels); break; }
             *n_levels = nl;
         }
