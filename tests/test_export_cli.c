@@ -9,6 +9,7 @@
 #include "testing.h"
 #include "fixtures.h"
 #include "standin.h"
+#include "export_reader.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -17,26 +18,7 @@
 /* stories260K and the TinyStories text, or tests/standin.h's stand-in where ../shared/data is missing. */
 static char MODEL[1024], CALIB[1024], COMMON[2200], EVAL[1200];
 
-static char tmp[512];
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* Runs `evobudget ARGS` with stdout into tmp/out.json; returns its exit code and *j the parsed output. */
-static int evb(const char *args, json_t **j) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s > %s/out.json 2> %s/err.txt", EVB_CLI, args, tmp, tmp);
-    int rc = sh(cmd);
-    if (j) {
-        snprintf(cmd, sizeof cmd, "%s/out.json", tmp);
-        *j = json_load_file(cmd, 0, NULL);
-    }
-    return rc;
-}
-
-static int err_lines(void) {
+static int err_count(void) {
     char p[600];
     snprintf(p, sizeof p, "%s/err.txt", tmp);
     FILE *f = fopen(p, "r");
@@ -49,12 +31,6 @@ static int err_lines(void) {
 static double num(json_t *j, const char *key) { return json_number_value(json_object_get(j, key)); }
 static int rel_close(double a, double b, double tol) { return fabs(a - b) <= tol * fabs(b) && !isnan(a); }
 
-static long file_size(const char *dir, const char *name) {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    struct stat sb;
-    return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
-}
 
 /* Exports RUN/best.json into OUT, then evaluates both; checks they agree. */
 static void export_and_compare(const char *run, const char *out, const char *what) {
@@ -209,9 +185,9 @@ int main(void) {
     export_and_compare(run_j, x_j, "joint");
     json_decref(js); json_decref(bj);
     snprintf(args, sizeof args, "search %s --cache %s/cache --target-bytes 17bpw --out %s/j2", COMMON, tmp, tmp);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 17bpw (above the dense size): refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "--target-bytes 17bpw (above the dense size): refused in one line");
     snprintf(args, sizeof args, "search %s --cache %s/cache --target-bytes 3x --out %s/j3", COMMON, tmp, tmp);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--target-bytes 3x: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "--target-bytes 3x: refused in one line");
 
     /* bits, exported in float16 */
     snprintf(args, sizeof args, "search %s --cache %s/cache --method uniform --target-bits 4 --group-size 32 --out %s", COMMON, tmp, run_b);
@@ -232,20 +208,20 @@ int main(void) {
     /* bad input: one line, exit 2, nothing overwritten */
     long before = file_size(x_s, "model.safetensors");
     snprintf(args, sizeof args, "export --config %s/best.json --out %s", run_s, x_s);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1 && file_size(x_s, "model.safetensors") == before,
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1 && file_size(x_s, "model.safetensors") == before,
               "export into a non-empty directory: refused in one line, the export intact");
     snprintf(args, sizeof args, "export --config %s/best.json --out %s/x --dtype f8", run_s, tmp);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "--dtype f8: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "--dtype f8: refused in one line");
     snprintf(args, sizeof args, "export --out %s/x", tmp);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "no --config: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "no --config: refused in one line");
     snprintf(args, sizeof args, "echo '{\"model\": \"%s\", \"units\": [{\"unit\": 99, \"method\": \"sparsegpt\", \"sparsity\": 0.5}]}' > %s/bad.json", MODEL, tmp);
     sh(args);
     snprintf(args, sizeof args, "export --config %s/bad.json --db %s/cache --out %s/y", tmp, tmp, tmp);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "a configuration naming unit 99: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "a configuration naming unit 99: refused in one line");
     snprintf(pa, sizeof pa, "%s/y", tmp);
     EVB_CHECK(stat(pa, &sbuf) != 0, "and no directory was created");
     snprintf(args, sizeof args, "eval --config %s/best.json --reference %s %s", run_s, MODEL, EVAL);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "eval --config with --reference: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "eval --config with --reference: refused in one line");
 
     /* plot */
     snprintf(args, sizeof args, "search %s --cache %s/cache --method uniform --target-sparsity 0.5 --out %s", COMMON, tmp, run_u);
@@ -276,9 +252,9 @@ int main(void) {
               "plot of a ShortGPT run: front and profile (no generations, so no convergence)");
     json_decref(pl);
     snprintf(args, sizeof args, "plot %s --with %s", run_s, run_d);
-    EVB_CHECK(evb(args, NULL) == 2 && err_lines() == 1, "plot --with a run of another target kind: refused in one line");
+    EVB_CHECK(evb(args, NULL) == 2 && err_count() == 1, "plot --with a run of another target kind: refused in one line");
     snprintf(args, sizeof args, "plot %s", tmp);
-    EVB_CHECK(evb(args, NULL) != 0 && err_lines() == 1, "plot of a directory that is not a run: one line");
+    EVB_CHECK(evb(args, NULL) != 0 && err_count() == 1, "plot of a directory that is not a run: one line");
 
     fixture_rmdir(tmp);
     free(t);

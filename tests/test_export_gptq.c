@@ -16,6 +16,7 @@
  * in one line: 5 bits, 688 outputs at 3 bits (which packs 32 at a time), no quantized layer. */
 #include "testing.h"
 #include "fixtures.h"
+#include "export_reader.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -23,87 +24,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char tmp[512];
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* `evobudget ARGS`, stdout into tmp/out.json (parsed into *j), stderr into tmp/err.txt. */
-static int evb(const char *args, json_t **j) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s > %s/out.json 2> %s/err.txt", EVB_CLI, args, tmp, tmp);
-    int rc = sh(cmd);
-    if (j) {
-        snprintf(cmd, sizeof cmd, "%s/out.json", tmp);
-        *j = json_load_file(cmd, 0, NULL);
-    }
-    return rc;
-}
-
-static int err_lines(char *first, size_t n) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/err.txt", tmp);
-    FILE *f = fopen(p, "r");
-    int lines = 0, c;
-    size_t k = 0;
-    while (f && (c = fgetc(f)) != EOF) {
-        if (lines == 0 && c != '\n' && k + 1 < n) first[k++] = (char)c;
-        lines += c == '\n';
-    }
-    first[k] = '\0';
-    if (f) fclose(f);
-    return lines;
-}
-
-static long file_size(const char *dir, const char *name) {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    struct stat sb;
-    return stat(p, &sb) == 0 ? (long)sb.st_size : -1;
-}
-
-// ---- the independent reader ----
-
-typedef struct st_file { uint8_t *buf; size_t size, data; json_t *hdr; } st_file;
-
-static int st_load(const char *dir, st_file *f) {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    memset(f, 0, sizeof *f);
-    FILE *fp = fopen(p, "rb");
-    if (!fp) return 0;
-    fseek(fp, 0, SEEK_END);
-    f->size = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    f->buf = malloc(f->size);
-    int ok = f->buf && fread(f->buf, 1, f->size, fp) == f->size;
-    fclose(fp);
-    if (!ok || f->size < 8) return 0;
-    uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= (uint64_t)f->buf[i] << (8 * i);
-    if (n > f->size - 8) return 0;
-    f->hdr = json_loadb((const char *)f->buf + 8, (size_t)n, 0, NULL);
-    f->data = 8 + (size_t)n;
-    return f->hdr != NULL;
-}
-
-static void st_free(st_file *f) { free(f->buf); json_decref(f->hdr); memset(f, 0, sizeof *f); }
-
-/* The tensor's bytes, checking dtype, shape (d1 0 for one dimension) and that it lies inside the file. */
-static const uint8_t *st_get(const st_file *f, const char *name, const char *dtype, long d0, long d1) {
-    json_t *t = json_object_get(f->hdr, name);
-    if (!t || strcmp(json_string_value(json_object_get(t, "dtype")) ? json_string_value(json_object_get(t, "dtype")) : "", dtype)) return NULL;
-    json_t *sh_ = json_object_get(t, "shape"), *off = json_object_get(t, "data_offsets");
-    size_t nd = json_array_size(sh_);
-    if (nd != (d1 ? 2u : 1u) || json_integer_value(json_array_get(sh_, 0)) != d0 || (d1 && json_integer_value(json_array_get(sh_, 1)) != d1)) return NULL;
-    long esz = dtype[0] == 'I' || strcmp(dtype, "F32") == 0 ? 4 : 2;
-    json_int_t b = json_integer_value(json_array_get(off, 0)), e = json_integer_value(json_array_get(off, 1));
-    if (b < 0 || e - b != d0 * (d1 ? d1 : 1) * esz || (size_t)e > f->size - f->data) return NULL;
-    return f->buf + f->data + b;
-}
 
 static uint32_t rd32(const uint8_t *p, size_t i) { p += 4 * i; return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 static uint16_t rd16(const uint8_t *p, size_t i) { p += 2 * i; return (uint16_t)(p[0] | p[1] << 8); }
@@ -139,7 +59,7 @@ static int check_packed(const st_file *g, const char *name, int out, int in, int
     snprintf(nm, sizeof nm, "%s.scales", name);
     const uint8_t *sc = st_get(g, nm, "F16", ngroups, out);
     snprintf(nm, sizeof nm, "%s.g_idx", name);
-    const uint8_t *gi = st_get(g, nm, "I32", in, 0);
+    const uint8_t *gi = st_get(g, nm, "I32", in, -1);
     if (!qw || !qz || !sc || !gi) return 0;
     const uint32_t maxq = (1u << bits) - 1;
     for (int i = 0; i < in; i++) {
@@ -178,7 +98,7 @@ static int check_packed(const st_file *g, const char *name, int out, int in, int
 static int check_dense(const st_file *g, const st_file *h, const char *name, long d0, long d1, double *maxdiff, double *rel) {
     const uint8_t *a = st_get(g, name, "F16", d0, d1), *b = st_get(h, name, "F32", d0, d1);
     if (!a || !b) return 0;
-    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    size_t n = (size_t)d0 * (size_t)(d1 >= 0 ? d1 : 1);
     for (size_t i = 0; i < n; i++) {
         float r;
         uint32_t u = rd32(b, i);
@@ -209,13 +129,6 @@ static void write_config(const char *path, const char *model, const char *db, co
     if (drop_block >= 0) json_object_set_new(j, "drop", json_pack("[{s:i, s:s}]", "block", drop_block, "sub", "attn"));
     json_dump_file(j, path, JSON_INDENT(1));
     json_decref(j);
-}
-
-static const char *lname[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-
-static void unit_name(int u, char *out, size_t n) {
-    int l = u / 7, k = u % 7;
-    snprintf(out, n, "model.layers.%d.%s.%s", l, k < 4 ? "self_attn" : "mlp", lname[k]);
 }
 
 static void regex_of(const char *sign, int u, char *out, size_t n) {
@@ -291,11 +204,11 @@ static void export_and_read(const evb_model *m, const char *cfg, const char *for
     double emb_rel = rel;
     for (int l = 0; l < L; l++) {
         snprintf(p, sizeof p, "model.layers.%d.input_layernorm.weight", l);
-        dense_ok &= check_dense(&g, &h, p, m->config.dim, 0, &d.norm, &rel);
+        dense_ok &= check_dense(&g, &h, p, m->config.dim, -1, &d.norm, &rel);
         snprintf(p, sizeof p, "model.layers.%d.post_attention_layernorm.weight", l);
-        dense_ok &= check_dense(&g, &h, p, m->config.dim, 0, &d.norm, &rel);
+        dense_ok &= check_dense(&g, &h, p, m->config.dim, -1, &d.norm, &rel);
     }
-    dense_ok &= check_dense(&g, &h, "model.norm.weight", m->config.dim, 0, &d.norm, &rel);
+    dense_ok &= check_dense(&g, &h, "model.norm.weight", m->config.dim, -1, &d.norm, &rel);
     size_t n_keys = json_object_size(g.hdr) - (json_object_get(g.hdr, "__metadata__") != NULL);
     EVB_CHECK(layout_ok, "%s: every linear layer is where the layout says (%d packed, %d dense)", what, d.n_packed, d.n_dense);
     EVB_CHECK(d.n_packed > 0 && d.packed_rel_bound <= 1.0, "%s: packed weights = dense export within float16 rounding of the scales "
@@ -389,7 +302,7 @@ int main(void) {
         st_file g;
         int perm = 0;
         if (st_load(out, &g)) {
-            const uint8_t *gi = st_get(&g, "model.layers.0.self_attn.q_proj.g_idx", "I32", c0, 0);
+            const uint8_t *gi = st_get(&g, "model.layers.0.self_attn.q_proj.g_idx", "I32", c0, -1);
             for (int i = 0; gi && i < c0; i++) perm += (int)rd32(gi, (size_t)i) != i / 64;
             st_free(&g);
         }
