@@ -149,13 +149,6 @@ typedef struct writer {
     double scale_rel_err;
 } writer;
 
-/* Source row of saved output row i: llama2.c weights are saved with q and k in rotate-half order
- * (evb_model_save's permutation). */
-static int src_row(int i, int permute_heads, int E) {
-    if (!permute_heads) return i;
-    int h = i / E, r = i % E;
-    return h * E + (r < E / 2 ? 2 * r : 2 * (r - E / 2) + 1);
-}
 
 static int put_u16(FILE *f, uint16_t h) { uint8_t b[2] = {(uint8_t)h, (uint8_t)(h >> 8)}; return fwrite(b, 1, 2, f) == 2; }
 static int put_u32s(FILE *f, const uint32_t *w, size_t n) {
@@ -170,7 +163,7 @@ static int write_dense(FILE *f, const tensor *t, int E) {
     size_t rows = (size_t)t->shape[0], cols = t->ndim == 2 ? (size_t)t->shape[1] : 1;
     int ok = 1;
     for (size_t r = 0; ok && r < rows; r++) {
-        const float *x = t->data + (size_t)src_row((int)r, t->permute_heads, E) * cols;
+        const float *x = t->data + (size_t)evb_export_src_row((int)r, t->permute_heads, E) * cols;
         if (strcmp(t->dtype, "F32") == 0) ok = fwrite(x, 4, cols, f) == cols;
         else for (size_t c = 0; ok && c < cols; c++) ok = put_u16(f, t->dtype[0] == 'B' ? evb_f32_to_bf16(x[c]) : evb_f32_to_f16(x[c]));
     }
@@ -195,7 +188,7 @@ static int write_packed(FILE *f, writer *w, const tensor *t, int E) {
         if (!rowbuf) EVB_ERROR("out of memory packing qweight", EVB_ENOMEM);
         for (int k0 = 0; ok && k0 < C; k0 += n) {
             for (int o = 0; o < R; o++) {
-                const uint8_t *code = q->codes + (size_t)src_row(o, ph, E) * C + k0;
+                const uint8_t *code = q->codes + (size_t)evb_export_src_row(o, ph, E) * C + k0;
                 for (int j = 0; j < n; j++) v[j] = code[j];
                 pack_run(v, bits, out);
                 for (int b = 0; b < wpr; b++) rowbuf[(size_t)b * R + o] = out[b];
@@ -207,7 +200,7 @@ static int write_packed(FILE *f, writer *w, const tensor *t, int E) {
         for (int g = 0; ok && g < q->ng; g++)
             for (int o0 = 0; ok && o0 < R; o0 += n) {
                 for (int j = 0; j < n; j++) {
-                    int r = src_row(o0 + j, ph, E);
+                    int r = evb_export_src_row(o0 + j, ph, E);
                     int z = (int)q->zero[(size_t)r * q->ng + g];
                     if (!w->v2 && z == 0)
                         EVB_ERRORF(EVB_EINVAL, "%s: group %d of output %d has zero point 0, which checkpoint_format \"gptq\" cannot store "
@@ -221,7 +214,7 @@ static int write_packed(FILE *f, writer *w, const tensor *t, int E) {
     } else if (t->kind == T_SCALES) { /* [ng, R] f16 */
         for (int g = 0; ok && g < q->ng; g++)
             for (int o = 0; ok && o < R; o++) {
-                float s = q->scale[(size_t)src_row(o, ph, E) * q->ng + g];
+                float s = q->scale[(size_t)evb_export_src_row(o, ph, E) * q->ng + g];
                 uint16_t h = evb_f32_to_f16(s);
                 float back = evb_f16_to_f32(h);
                 if (!isfinite(back) || (back == 0.0f && s != 0.0f))

@@ -46,11 +46,6 @@ typedef struct swriter {
     int n;
 } swriter;
 
-static int src_row(int i, int permute_heads, int E) {
-    if (!permute_heads) return i;
-    int h = i / E, r = i % E;
-    return h * E + (r < E / 2 ? 2 * r : 2 * (r - E / 2) + 1);
-}
 
 /* x in dtype: its bytes in out (little-endian), their count returned; *zero set when the value is +-0. */
 static int encode(float x, const char *dtype, uint8_t out[4], int *zero) {
@@ -81,7 +76,7 @@ static int write_tensor(FILE *f, const swriter *w, const stensor *t, uint8_t *bu
     if (t->kind == S_SHAPE) return put_i64(f, R) && put_i64(f, C) ? EVB_SUCCESS : EVB_EIO;
     int64_t offset = 0;
     for (int r = 0; ok && r < R; r++) {
-        const float *x = t->data + (size_t)src_row(r, t->permute_heads, E) * C;
+        const float *x = t->data + (size_t)evb_export_src_row(r, t->permute_heads, E) * C;
         size_t len = 0;
         if (t->kind == S_BITMASK) memset(buf, 0, (size_t)(C + 7) / 8);
         for (int c = 0; c < C; c++) {
