@@ -67,7 +67,8 @@ int main(void) {
     snprintf(extra, sizeof extra, "--fitness-cmd '" FAULTY " exit_once 30 %s/state1'", tmp_dir);
     EVB_CHECK(search("exit_once", extra) == 0 && same("builtin", "exit_once", "best.json"), "a worker that exits mid-run: restarted, the same best.json");
     EVB_CHECK(stderr_has("exit_once", "exited; restarting it and retrying the candidate (attempt 1 of 3)"), "the exit is reported with the worker's pid and command");
-    snprintf(extra, sizeof extra, "--worker-timeout 0.5 --fitness-cmd '" FAULTY " hang_once 30 %s/state2'", tmp_dir);
+    /* 3 s: long enough that a loaded machine's slow (restarted) Python worker is not taken for a hung one */
+    snprintf(extra, sizeof extra, "--worker-timeout 3 --fitness-cmd '" FAULTY " hang_once 30 %s/state2'", tmp_dir);
     EVB_CHECK(search("hang_once", extra) == 0 && same("builtin", "hang_once", "best.json"), "a worker that hangs: killed after --worker-timeout, restarted, the same best.json");
     EVB_CHECK(stderr_has("hang_once", "did not answer in time"), "the hang is reported");
 
