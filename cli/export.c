@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 #include "core/fileio.h"
+#include "models/json.h"
 #include "models/safetensors.h"
 
 #include <dirent.h>
@@ -43,15 +44,6 @@ static int copy_file(const char *src, const char *dst) {
     int s = evb_write_atomic_with(dst, copy_into, &c);
     fclose(c.in);
     return s ? fail(s) : 0;
-}
-
-struct json_out { json_t *j; const char *path; };
-
-static int dump_json(FILE *f, void *ctx) {
-    const struct json_out *o = ctx;
-    if (json_dumpf(o->j, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
-    int e = errno ? errno : EIO;
-    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_write_hint(e));
 }
 
 static int dir_is_empty(const char *p) {
@@ -385,7 +377,7 @@ int cmd_export(int argc, char **argv) {
     if (!rc) {
         snprintf(dst, sizeof dst, "%s/compression.json", stage);
         if (!rec) rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory building compression.json"));
-        else if ((s = evb_write_atomic_with(dst, dump_json, &(struct json_out){rec, dst}))) rc = fail(s);
+        else if ((s = evb_json_write_file(dst, rec, 1))) rc = fail(s);
     }
     if (!rc) rc = stage_commit(stage, out_canon, o.out, o.force);
     if (rc && remove_tree(stage) != 0)

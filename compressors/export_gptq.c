@@ -20,6 +20,7 @@
 #include "core/fileio.h"
 #include "models/json.h"
 #include "models/safetensors.h"
+#include "models/save.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -256,41 +257,10 @@ static int write_body(FILE *f, void *ctx) {
 
 // ---- config.json ----
 
-const char *evb_export_torch_dtype(const char *dtype) {
-    return strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32";
-}
-
-/* The source's config.json, or a Llama configuration for a llama2.c model (as evb_model_save writes it). */
-int evb_export_base_config(const evb_model *m, json_t **out) {
-    const evb_config *c = &m->config;
-    if (strcmp(c->format, "hf") == 0) {
-        char path[1300];
-        snprintf(path, sizeof path, "%s/config.json", m->path);
-        return evb_json_load_file(path, out);
-    }
-    const char *arch = strcmp(c->arch, "qwen2") == 0 ? "Qwen2ForCausalLM" : strcmp(c->arch, "mistral") == 0 ? "MistralForCausalLM" : "LlamaForCausalLM";
-    json_t *j = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:b, s:b}",
-                          "architectures", arch, "model_type", c->arch, "hidden_size", c->dim, "intermediate_size", c->hidden_dim,
-                          "num_hidden_layers", c->n_layers, "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads,
-                          "vocab_size", c->vocab_size, "max_position_embeddings", c->max_seq_len, "rms_norm_eps", (double)c->norm_eps,
-                          "rope_theta", (double)c->rope_theta, "tie_word_embeddings", c->tied, "hidden_act", "silu",
-                          "attention_bias", 0, "mlp_bias", 0);
-    if (!j) EVB_ERROR("out of memory building config.json", EVB_ENOMEM);
-    if (c->head_dim * c->n_heads != c->dim) json_object_set_new(j, "head_dim", json_integer(c->head_dim));
-    if (c->bos_id >= 0) json_object_set_new(j, "bos_token_id", json_integer(c->bos_id));
-    if (c->eos_id >= 0) json_object_set_new(j, "eos_token_id", json_integer(c->eos_id));
-    *out = j;
-    return EVB_SUCCESS;
-}
-
 int evb_export_write_json(const char *dir, const char *name, json_t *j) {
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (!text) EVB_ERROR("out of memory writing JSON", EVB_ENOMEM);
-    int st = evb_write_atomic(path, text, strlen(text));
-    free(text);
-    return st;
+    return evb_json_write_file(path, j, 2);
 }
 
 void evb_export_module_name(int u, char *out, size_t n) {
@@ -441,7 +411,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         if (cnt > best_n) { best = u; best_n = cnt; }
     }
     json_t *cfg = NULL;
-    if (!st) st = evb_export_base_config(m, &cfg);
+    if (!st) st = evb_model_hf_config(m, dtype, &cfg);
     if (!st) {
         s.bits = key[4 * best]; s.group_size = key[4 * best + 1]; s.sym = key[4 * best + 2]; s.desc_act = key[4 * best + 3];
         static const char *field[] = {"bits", "group_size", "sym", "desc_act"};
@@ -460,15 +430,6 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         json_t *qc = json_pack("{s:s, s:i, s:i, s:b, s:b, s:s, s:b, s:o, s:{s:[s]}}", "quant_method", "gptq", "bits", s.bits,
                                "group_size", s.group_size, "desc_act", s.desc_act, "sym", s.sym, "checkpoint_format",
                                opt && opt->v2 ? "gptq_v2" : "gptq", "lm_head", 0, "dynamic", dyn, "meta", "quantizer", "evobudget");
-        json_object_set_new(cfg, "torch_dtype", json_string(evb_export_torch_dtype(dtype)));
-        json_t *dropped = json_array();
-        for (int l = 0; l < L; l++) {
-            const evb_layer *ly = &m->layers[l];
-            if (ly->skip_attn || ly->dropped_attn) json_array_append_new(dropped, json_pack("{s:i, s:s}", "block", l, "sub", "attn"));
-            if (ly->skip_mlp || ly->dropped_mlp) json_array_append_new(dropped, json_pack("{s:i, s:s}", "block", l, "sub", "mlp"));
-        }
-        if (json_array_size(dropped)) json_object_set_new(cfg, "evobudget_dropped", dropped);
-        else { json_decref(dropped); json_object_del(cfg, "evobudget_dropped"); }
         json_object_set(cfg, "quantization_config", qc);
         st = evb_export_write_json(dir, "quantize_config.json", qc);
         if (!st) st = evb_export_write_json(dir, "config.json", cfg);

@@ -7,10 +7,6 @@
 
 struct evb_model;
 
-/* "float16", "bfloat16" or "float32" for the safetensors dtype "F16", "BF16", "F32". */
-const char *evb_export_torch_dtype(const char *dtype);
-/* The source's config.json, or a Llama configuration for a llama2.c model (as evb_model_save writes it). */
-int evb_export_base_config(const struct evb_model *m, json_t **out);
 /* dir/name holding j (indented, atomic write). */
 int evb_export_write_json(const char *dir, const char *name, json_t *j);
 /* Unit u's module name in a Hugging Face checkpoint, e.g. "model.layers.3.self_attn.q_proj". */

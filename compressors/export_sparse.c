@@ -16,6 +16,7 @@
 #include "compressors/export_impl.h"
 #include "core/fileio.h"
 #include "models/safetensors.h"
+#include "models/save.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -215,20 +216,11 @@ int evb_bitmask_save(const evb_model *m, const unsigned char *compress, const ch
         st = evb_write_atomic_with(path, write_body, &w);
     }
     json_t *cfg = NULL;
-    if (!st) st = evb_export_base_config(m, &cfg);
+    if (!st) st = evb_model_hf_config(m, dtype, &cfg);
     if (!st) {
         json_t *sc = json_pack("{s:s, s:O, s:O, s:f, s:s}", "format", "sparse-bitmask", "targets", targets, "ignore", ignore,
                                "global_sparsity", s.global_sparsity, "sparsity_structure", structure ? structure : "unstructured");
         json_object_set_new(cfg, "quantization_config", json_pack("{s:s, s:o}", "quant_method", "compressed-tensors", "sparsity_config", sc));
-        json_object_set_new(cfg, "torch_dtype", json_string(evb_export_torch_dtype(dtype)));
-        json_t *dropped = json_array();
-        for (int l = 0; l < L; l++) {
-            const evb_layer *ly = &m->layers[l];
-            if (ly->skip_attn || ly->dropped_attn) json_array_append_new(dropped, json_pack("{s:i, s:s}", "block", l, "sub", "attn"));
-            if (ly->skip_mlp || ly->dropped_mlp) json_array_append_new(dropped, json_pack("{s:i, s:s}", "block", l, "sub", "mlp"));
-        }
-        if (json_array_size(dropped)) json_object_set_new(cfg, "evobudget_dropped", dropped);
-        else { json_decref(dropped); json_object_del(cfg, "evobudget_dropped"); }
         st = evb_export_write_json(dir, "config.json", cfg);
         json_decref(cfg);
     }

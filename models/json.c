@@ -1,6 +1,7 @@
 /* json.c -- Jansson helpers with one-line errors (see json.h). */
 #include "models/json.h"
 #include "evobudget/evb_status.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <math.h>
@@ -64,4 +65,19 @@ int evb_json_bool(const json_t *obj, const char *key, int dflt, int *out, const 
     if (!json_is_boolean(v)) EVB_ERRORF(EVB_EFORMAT, "%s: \"%s\" must be true or false", path, key);
     *out = json_is_true(v);
     return EVB_SUCCESS;
+}
+
+struct json_out { const json_t *j; const char *path; int indent; };
+
+static int dump_json(FILE *f, void *ctx) {
+    const struct json_out *o = ctx;
+    errno = 0;
+    if (json_dumpf(o->j, f, JSON_INDENT(o->indent) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
+    int e = errno ? errno : EIO;
+    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_write_hint(e));
+}
+
+int evb_json_write_file(const char *path, const json_t *j, int indent) {
+    struct json_out o = {j, path, indent};
+    return evb_write_atomic_with(path, dump_json, &o);
 }

@@ -6,6 +6,10 @@
 
 /* Parses the file at path. A missing file is EVB_EIO, a syntax error EVB_EFORMAT naming line and column. */
 int evb_json_load_file(const char *path, json_t **out);
+
+/* Writes j to path through evb_write_atomic_with (indent spaces per level, keys in insertion order); a
+ * write error names path with the errno's hint. */
+int evb_json_write_file(const char *path, const json_t *j, int indent);
 /* Parses len bytes of JSON text; "what" names the source in messages. */
 int evb_json_load_buffer(const char *buf, size_t len, const char *what, json_t **out);
 

@@ -5,6 +5,7 @@
 #include "core/fileio.h"
 #include "models/json.h"
 #include "models/safetensors.h"
+#include "models/save.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,25 +13,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *torch_dtype(const char *dtype) {
-    return strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32";
-}
-
-struct json_out { json_t *j; const char *path; };
-
-static int dump_json(FILE *f, void *ctx) {
-    const struct json_out *o = ctx;
-    if (json_dumpf(o->j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0) return EVB_SUCCESS;
-    int e = errno ? errno : EIO;
-    return EVB_RAISEF(EVB_EIO, "%s: write failed: %s%s", o->path, strerror(e), evb_write_hint(e));
-}
-
-/* config.json: the source's, updated, or a Llama configuration built from m->config. */
-static int save_config(const evb_model *m, const char *dir, const char *dtype) {
+int evb_model_hf_config(const evb_model *m, const char *dtype, json_t **out) {
     const evb_config *c = &m->config;
     json_t *j = NULL;
-    char path[1300];
     if (strcmp(c->format, "hf") == 0) {
+        char path[1300];
         snprintf(path, sizeof path, "%s/config.json", m->path);
         int s = evb_json_load_file(path, &j);
         if (s) return s;
@@ -42,12 +29,13 @@ static int save_config(const evb_model *m, const char *dir, const char *dtype) {
                       "vocab_size", c->vocab_size, "max_position_embeddings", c->max_seq_len, "rms_norm_eps", (double)c->norm_eps,
                       "rope_theta", (double)c->rope_theta, "tie_word_embeddings", c->tied, "hidden_act", "silu",
                       "attention_bias", 0, "mlp_bias", 0);
-        if (j && c->head_dim * c->n_heads != c->dim) json_object_set_new(j, "head_dim", json_integer(c->head_dim));
-        if (j && c->bos_id >= 0) json_object_set_new(j, "bos_token_id", json_integer(c->bos_id));
-        if (j && c->eos_id >= 0) json_object_set_new(j, "eos_token_id", json_integer(c->eos_id));
         if (!j) EVB_ERROR("out of memory building config.json", EVB_ENOMEM);
+        if (c->head_dim * c->n_heads != c->dim) json_object_set_new(j, "head_dim", json_integer(c->head_dim));
+        if (c->bos_id >= 0) json_object_set_new(j, "bos_token_id", json_integer(c->bos_id));
+        if (c->eos_id >= 0) json_object_set_new(j, "eos_token_id", json_integer(c->eos_id));
     }
-    json_object_set_new(j, "torch_dtype", json_string(torch_dtype(dtype)));
+    const char *torch = strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32";
+    json_object_set_new(j, "torch_dtype", json_string(torch));
     json_t *dropped = json_array();
     for (int l = 0; l < c->n_layers; l++) {
         const evb_layer *L = &m->layers[l];
@@ -56,9 +44,17 @@ static int save_config(const evb_model *m, const char *dir, const char *dtype) {
     }
     if (json_array_size(dropped)) json_object_set_new(j, "evobudget_dropped", dropped);
     else { json_decref(dropped); json_object_del(j, "evobudget_dropped"); }
+    *out = j;
+    return EVB_SUCCESS;
+}
+
+static int save_config(const evb_model *m, const char *dir, const char *dtype) {
+    json_t *j;
+    int s = evb_model_hf_config(m, dtype, &j);
+    if (s) return s;
+    char path[1300];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    struct json_out out = {j, path};
-    int s = evb_write_atomic_with(path, dump_json, &out);
+    s = evb_json_write_file(path, j, 2);
     json_decref(j);
     return s;
 }
