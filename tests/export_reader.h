@@ -12,12 +12,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-static char tmp[512];
+#include "shell.h"
 
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+static char tmp[512];
 
 /* `evobudget ARGS`, stdout into tmp/out.json (parsed into *j), stderr into tmp/err.txt. */
 static int evb(const char *args, json_t **j) {

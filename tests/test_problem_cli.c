@@ -5,6 +5,7 @@
  * best candidate and the same front for the same seed; NSGA-II on the same file; bad files and plug-ins are
  * refused in one line. */
 #include "testing.h"
+#include "shell.h"
 #include "fixtures.h"
 #include "problem_fixture.h"
 
@@ -16,24 +17,6 @@
 #ifndef EVB_PLUGIN_PATH
 #define EVB_PLUGIN_PATH ""
 #endif
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(n + 1);
-    if (fread(b, 1, n, f) != (size_t)n) n = 0;
-    b[n] = 0;
-    fclose(f);
-    return b;
-}
 
 int main(void) {
     char *tmp = fixture_tmpdir(), prob[1200], cmd[4096], a[1200], b[1200], path[1400];

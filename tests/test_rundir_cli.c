@@ -10,6 +10,7 @@
  *     the directory, and best.json is the winner's own result.
  * EVB_RUNDIR_TRIALS=N runs N kill trials and N concurrent pairs (default 2 and 1) and prints the counts. */
 #include "testing.h"
+#include "shell.h"
 #include "fixtures.h"
 
 #include <jansson.h>
@@ -23,24 +24,6 @@ static double fixture_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(n + 1);
-    if (!b || fread(b, 1, n, f) != (size_t)n) n = 0;
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
 }
 
 static int same_file(const char *a, const char *b) {
