@@ -269,6 +269,18 @@ static int snapshot_take(const evb_search *s, snapshot *k) {
     return EVB_SUCCESS;
 }
 
+/* The first slot of a memo key in a table of cap slots (a power of two). */
+static size_t memo_home(uint64_t h, uint64_t seed, size_t n_tokens, size_t cap) {
+    return (h ^ seed ^ n_tokens * 31) & (cap - 1);
+}
+
+/* Puts e into the first free slot from its home in table m of cap slots (linear probing). */
+static void memo_place(memo_entry *m, size_t cap, memo_entry e) {
+    size_t i = memo_home(e.hash, e.seed, e.n_tokens, cap);
+    while (m[i].used) i = (i + 1) & (cap - 1);
+    m[i] = e;
+}
+
 /* Drops the memo entries made after the first n (their slots are re-probed from scratch). */
 static void memo_truncate(evb_search *s, size_t n) {
     if (s->memo_n <= n) return;
@@ -277,9 +289,7 @@ static void memo_truncate(evb_search *s, size_t n) {
     for (size_t k = 0; k < s->memo_cap; k++) {
         memo_entry e = s->memo[k];
         if (!e.used || e.lv >= n) continue;
-        size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (s->memo_cap - 1);
-        while (m[i].used) i = (i + 1) & (s->memo_cap - 1);
-        m[i] = e;
+        memo_place(m, s->memo_cap, e);
     }
     free(s->memo);
     s->memo = m;
@@ -352,7 +362,7 @@ size_t evb_memo_max_(const evb_search *s) {
 
 static memo_entry *memo_find(evb_search *s, uint64_t h, const int16_t *lv, const evb_batch *b) {
     if (!s->memo_cap) return NULL;
-    size_t i = (h ^ b->seed ^ b->n_tokens * 31) & (s->memo_cap - 1);
+    size_t i = memo_home(h, b->seed, b->n_tokens, s->memo_cap);
     while (s->memo[i].used) {
         memo_entry *e = &s->memo[i];
         if (e->hash == h && e->seed == b->seed && e->n_tokens == b->n_tokens && !memcmp(s->memo_lv + e->lv * s->U, lv, sizeof(int16_t) * s->U)) return e;
@@ -370,19 +380,12 @@ int evb_memo_insert_(evb_search *s, uint64_t h, const int16_t *lv, uint64_t seed
         uint64_t *stamps = realloc(s->memo_stamp, sizeof(uint64_t) * (cap / 2));
         if (stamps) s->memo_stamp = stamps;
         if (!m || !lvs || !stamps) { free(m); EVB_ERROR("search: out of memory for the memo", EVB_ENOMEM); }
-        for (size_t k = 0; k < s->memo_cap; k++) {
-            if (!s->memo[k].used) continue;
-            memo_entry e = s->memo[k];
-            size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (cap - 1);
-            while (m[i].used) i = (i + 1) & (cap - 1);
-            m[i] = e;
-        }
+        for (size_t k = 0; k < s->memo_cap; k++)
+            if (s->memo[k].used) memo_place(m, cap, s->memo[k]);
         free(s->memo);
         s->memo = m; s->memo_cap = cap;
     }
-    size_t i = (h ^ seed ^ n_tokens * 31) & (s->memo_cap - 1);
-    while (s->memo[i].used) i = (i + 1) & (s->memo_cap - 1);
-    s->memo[i] = (memo_entry){h, seed, n_tokens, v, s->memo_n, 1};
+    memo_place(s->memo, s->memo_cap, (memo_entry){h, seed, n_tokens, v, s->memo_n, 1});
     memcpy(s->memo_lv + s->memo_n * s->U, lv, sizeof(int16_t) * s->U);
     s->memo_stamp[s->memo_n] = s->memo_clock++;
     s->memo_n++;
@@ -419,9 +422,7 @@ int evb_memo_trim_(evb_search *s) {
         e.lv = j;
         memcpy(lv + j * U, s->memo_lv + slot * U, sizeof(int16_t) * U);
         stamp[j] = s->memo_stamp[slot];
-        size_t i = (e.hash ^ e.seed ^ e.n_tokens * 31) & (s->memo_cap - 1);
-        while (m[i].used) i = (i + 1) & (s->memo_cap - 1);
-        m[i] = e;
+        memo_place(m, s->memo_cap, e);
     }
     /* the slot arrays keep their size (memo_cap / 2) so that inserts need no regrowth */
     memcpy(s->memo_lv, lv, sizeof(int16_t) * U * max);
