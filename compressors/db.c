@@ -24,6 +24,7 @@
 #include "evobudget/evb_text.h"
 #include "compressors/db_impl.h"
 #include "core/fileio.h"
+#include "core/msgpack_scan.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -171,60 +172,6 @@ static int write_index(evb_db *db) {
     return st;
 }
 
-/* Walks n bytes of msgpack without building anything and returns 1 when they hold exactly one object
- * whose every array, map, string and binary fits in the bytes that are left. msgpack-c allocates an
- * array's or map's elements from the count in its header before reading them, so a 5-byte file saying
- * "an array of 4 G elements" would cost 96 GB: this check comes first. */
-static int msgpack_sane(const uint8_t *p, size_t n) {
-    size_t at = 0, pending = 1;
-    while (pending) {
-        if (at >= n) return 0;
-        uint8_t t = p[at++];
-        uint64_t len = 0, items = 0;
-        int lenbytes = 0, countbytes = 0, pairs = 0;
-        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) len = 0;
-        else if (t >= 0x80 && t <= 0x8f) { items = t & 0x0f; pairs = 1; }
-        else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
-        else if (t >= 0xa0 && t <= 0xbf) len = t & 0x1f;
-        else switch (t) {
-        case 0xc4: case 0xd9: lenbytes = 1; break;
-        case 0xc5: case 0xda: lenbytes = 2; break;
-        case 0xc6: case 0xdb: lenbytes = 4; break;
-        case 0xc7: lenbytes = 1; len = 1; break;   /* ext: the type byte, then the data */
-        case 0xc8: lenbytes = 2; len = 1; break;
-        case 0xc9: lenbytes = 4; len = 1; break;
-        case 0xcc: case 0xd0: len = 1; break;
-        case 0xcd: case 0xd1: len = 2; break;
-        case 0xca: case 0xce: case 0xd2: len = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
-        case 0xd4: len = 2; break;
-        case 0xd5: len = 3; break;
-        case 0xd6: len = 5; break;
-        case 0xd7: len = 9; break;
-        case 0xd8: len = 17; break;
-        case 0xdc: countbytes = 2; break;
-        case 0xdd: countbytes = 4; break;
-        case 0xde: countbytes = 2; pairs = 1; break;
-        case 0xdf: countbytes = 4; pairs = 1; break;
-        default: return 0; /* 0xc1 is never used */
-        }
-        int k = lenbytes + countbytes;
-        if ((size_t)k > n - at) return 0;
-        uint64_t v = 0;
-        for (int i = 0; i < k; i++) v = v << 8 | p[at + i];
-        at += (size_t)k;
-        if (lenbytes) len += v;
-        if (countbytes) items = v;
-        if (pairs) items *= 2;
-        /* Every element needs at least one byte. */
-        if (len > n - at || items > n - at) return 0;
-        at += (size_t)len;
-        pending += (size_t)items;
-        pending--;
-    }
-    return at == n;
-}
-
 static int obj_key(const msgpack_object_kv *kv, const char *k) {
     return kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(k) &&
            memcmp(kv->key.via.str.ptr, k, kv->key.via.str.size) == 0;
@@ -358,7 +305,8 @@ static int parse_index(const char *path, const char *dir, const uint8_t *map, si
                        const char *calib_fp, char mfp[17], char cfp[17], evb_db_entry **out, int *n_out) {
     *out = NULL; *n_out = 0;
     mfp[0] = cfp[0] = '\0';
-    if (!msgpack_sane(map, size))
+    evb_msgpack_scan_info scan; /* every count and length must fit in the bytes there are */
+    if (evb_msgpack_scan(map, size, size, size, EVB_MSGPACK_MAX_DEPTH, &scan) != EVB_MSGPACK_WHOLE || scan.len != size)
         EVB_ERRORF(EVB_EFORMAT, "%s: not a level database index (not one msgpack object) " DELETE_HINT, path, dir);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -409,7 +357,7 @@ static int parse_index(const char *path, const char *dir, const uint8_t *map, si
     evb_db_entry *e = NULL;
     int n = 0;
     if (!st && entries->via.array.size) {
-        e = calloc(entries->via.array.size, sizeof *e); /* at most one per byte of the file (msgpack_sane) */
+        e = calloc(entries->via.array.size, sizeof *e); /* at most one per byte of the file (evb_msgpack_scan) */
         if (!e) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
         for (uint32_t i = 0; !st && i < entries->via.array.size; i++) {
             const char *why = parse_entry(&entries->via.array.ptr[i], &e[n]);

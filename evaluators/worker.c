@@ -4,7 +4,7 @@
  * neither order of the two loses it), so that stopping it ends the shell, the worker and whatever they forked
  * (killpg). The group is killed while the worker is still unreaped (a zombie at worst), so its id cannot
  * have been reused by then; the worker is reaped after. Messages are msgpack maps, written whole; what a
- * worker sends is read into a buffer of bounded size and checked header by header (scan_one) before
+ * worker sends is read into a buffer of bounded size and checked header by header (evb_msgpack_scan) before
  * msgpack-c decodes it, so that no size a worker declares (a string of 1 GB, an array of 2^32 elements)
  * makes evobudget read or allocate beyond the limits of evb_worker.h. Every read waits with poll() for at
  * most the timeout. A worker's pipes are close-on-exec, so that no worker inherits another's and an exit is
@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "evobudget/evb_worker.h"
 #include "evobudget/evb_status.h"
+#include "core/msgpack_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,89 +112,6 @@ static int send_all(worker *w) {
 }
 
 
-static uint64_t be(const unsigned char *p, int k) {
-    uint64_t v = 0;
-    for (int i = 0; i < k; i++) v = v << 8 | p[i];
-    return v;
-}
-
-/* Walks the headers of one msgpack object at b[0..n) without decoding it. Returns its length in bytes, 0
- * when more bytes are needed, or -1 when it breaks a limit or is not msgpack (why says which). A string,
- * binary or extension is refused at its header when it would end beyond max_bytes, an array or map when it
- * declares more than max_elems elements (pairs) or opens a level beyond EVB_WORKER_MAX_DEPTH. */
-static long scan_one(const unsigned char *b, size_t n, size_t max_bytes, size_t max_elems, char *why, size_t n_why) {
-    uint64_t left[EVB_WORKER_MAX_DEPTH + 1];
-    int depth = 0;
-    size_t pos = 0;
-    left[0] = 1;
-    while (depth >= 0) {
-        if (left[depth] == 0) { depth--; continue; }
-        left[depth]--;
-        if (pos >= n) return 0;
-        unsigned c = b[pos];
-        int hdr = 1, lk = 0;         /* header bytes; bytes of a length field after the type byte */
-        uint64_t body = 0, count = 0; /* payload bytes; elements of a container */
-        int container = 0, pairs = 0;
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) hdr = 1;
-        else if (c >= 0x80 && c <= 0x8f) { container = 1; pairs = 1; count = c & 0x0f; }
-        else if (c >= 0x90 && c <= 0x9f) { container = 1; count = c & 0x0f; }
-        else if (c >= 0xa0 && c <= 0xbf) body = c & 0x1f;
-        else switch (c) {
-        case 0xc4: case 0xd9: lk = 1; break;             /* bin 8, str 8 */
-        case 0xc5: case 0xda: lk = 2; break;             /* bin 16, str 16 */
-        case 0xc6: case 0xdb: lk = 4; break;             /* bin 32, str 32 */
-        case 0xc7: lk = 1; body = 1; break;              /* ext 8: the length, then the type byte */
-        case 0xc8: lk = 2; body = 1; break;
-        case 0xc9: lk = 4; body = 1; break;
-        case 0xca: body = 4; break;                      /* float 32 */
-        case 0xcb: body = 8; break;                      /* float 64 */
-        case 0xcc: case 0xd0: body = 1; break;
-        case 0xcd: case 0xd1: body = 2; break;
-        case 0xce: case 0xd2: body = 4; break;
-        case 0xcf: case 0xd3: body = 8; break;
-        case 0xd4: body = 2; break;                      /* fixext 1, 2, 4, 8, 16 (and their type byte) */
-        case 0xd5: body = 3; break;
-        case 0xd6: body = 5; break;
-        case 0xd7: body = 9; break;
-        case 0xd8: body = 17; break;
-        case 0xdc: container = 1; lk = 2; break;         /* array 16, 32 */
-        case 0xdd: container = 1; lk = 4; break;
-        case 0xde: container = 1; pairs = 1; lk = 2; break; /* map 16, 32 */
-        case 0xdf: container = 1; pairs = 1; lk = 4; break;
-        default: snprintf(why, n_why, "sent bytes that are not msgpack (0x%02x at byte %zu)", c, pos); return -1;
-        }
-        hdr += lk;
-        if (n - pos < (size_t)hdr) return 0;
-        if (lk) {
-            uint64_t v = be(b + pos + 1, lk);
-            if (container) count = v;
-            else body += v;
-        }
-        if (container) {
-            if (count > max_elems) {
-                snprintf(why, n_why, "sent %s of %llu %s (the limit is %zu)", pairs ? "a map" : "an array", (unsigned long long)count,
-                         pairs ? "pairs" : "elements", max_elems);
-                return -1;
-            }
-            pos += (size_t)hdr;
-            if (count == 0) continue;
-            if (depth == EVB_WORKER_MAX_DEPTH) {
-                snprintf(why, n_why, "sent arrays or maps nested deeper than %d levels (the limit)", EVB_WORKER_MAX_DEPTH);
-                return -1;
-            }
-            left[++depth] = pairs ? 2 * count : count;
-            continue;
-        }
-        if (body > max_bytes || pos + hdr > max_bytes - body) {
-            snprintf(why, n_why, "sent a message of more than %zu bytes (the limit)", max_bytes);
-            return -1;
-        }
-        if (n - pos - (size_t)hdr < body) return 0;
-        pos += (size_t)hdr + (size_t)body;
-    }
-    return (long)pos;
-}
-
 /* Waits for one msgpack object: 0 got it (in *out, valid until the next call), 1 end of file (the worker
  * exited), 2 timeout, 3 bytes that are not msgpack, 4 a message beyond the limits (w->limit_why says which;
  * the bytes are not read further). */
@@ -206,15 +124,32 @@ static int receive(worker *w, msgpack_unpacked *out, double timeout_s) {
         w->in_msg = 0;
     }
     for (;;) {
-        long k = scan_one(w->in, w->in_used, max_bytes, EVB_WORKER_MAX_ELEMENTS, w->limit_why, sizeof w->limit_why);
-        if (k < 0) return strncmp(w->limit_why, "sent bytes that are not", 23) == 0 ? 3 : 4;
-        if (k > 0) {
-            size_t off = 0;
-            if (msgpack_unpack_next(out, (const char *)w->in, (size_t)k, &off) != MSGPACK_UNPACK_SUCCESS) {
+        evb_msgpack_scan_info mp;
+        int scan = evb_msgpack_scan(w->in, w->in_used, max_bytes, EVB_WORKER_MAX_ELEMENTS, EVB_WORKER_MAX_DEPTH, &mp);
+        char *why = w->limit_why;
+        size_t n_why = sizeof w->limit_why;
+        switch (scan) {
+        case EVB_MSGPACK_NOT_MSGPACK:
+            snprintf(why, n_why, "sent bytes that are not msgpack (0x%02x at byte %zu)", mp.byte, mp.pos);
+            return 3;
+        case EVB_MSGPACK_TOO_LONG:
+            snprintf(why, n_why, "sent a message of more than %zu bytes (the limit)", max_bytes);
+            return 4;
+        case EVB_MSGPACK_TOO_MANY:
+            snprintf(why, n_why, "sent %s of %llu %s (the limit is %d)", mp.pairs ? "a map" : "an array",
+                     (unsigned long long)mp.count, mp.pairs ? "pairs" : "elements", EVB_WORKER_MAX_ELEMENTS);
+            return 4;
+        case EVB_MSGPACK_TOO_DEEP:
+            snprintf(why, n_why, "sent arrays or maps nested deeper than %d levels (the limit)", EVB_WORKER_MAX_DEPTH);
+            return 4;
+        }
+        if (scan == EVB_MSGPACK_WHOLE) {
+            size_t off = 0, k = mp.len;
+            if (msgpack_unpack_next(out, (const char *)w->in, k, &off) != MSGPACK_UNPACK_SUCCESS) {
                 snprintf(w->limit_why, sizeof w->limit_why, "sent bytes that are not msgpack");
                 return 3;
             }
-            w->in_msg = (size_t)k;
+            w->in_msg = k;
             return 0;
         }
         if (w->in_used >= max_bytes) { /* many small objects in one message */
