@@ -449,17 +449,16 @@ static void remove_strays(const char *dir) {
     if (d) closedir(d);
 }
 
+static void say_waiting(const char *dir) {
+    fprintf(stderr, "evobudget: %s: another process is writing this level database; waiting for it to finish\n", dir);
+}
+
 int evb_db_write_begin(evb_db *db) {
     pthread_mutex_lock(&db->wlock);
     int st = EVB_SUCCESS;
     if (db->writers == 0) {
         int fd = -1;
-        st = evb_lock_dir(db->dir, EVB_LOCK_EXCLUSIVE, 0, &fd);
-        if (st && strstr(evb_last_error(), "in use by another")) {
-            fprintf(stderr, "evobudget: %s: another process is writing this level database; waiting for it to finish\n", db->dir);
-            evb_clear_error();
-            st = evb_lock_dir(db->dir, EVB_LOCK_EXCLUSIVE, 1, &fd);
-        }
+        st = evb_lock_dir_waiting(db->dir, EVB_LOCK_EXCLUSIVE, say_waiting, &fd);
         if (!st) st = reload_index(db);
         if (!st) { remove_strays(db->dir); db->lock_fd = fd; }
         else evb_unlock_dir(fd);

@@ -98,31 +98,61 @@ int evb_write_atomic(const char *path, const void *data, size_t n) {
     return evb_write_atomic_with(path, write_bytes, &b);
 }
 
-int evb_lock_dir(const char *dir, int mode, int wait, int *fd) {
-    *fd = -1;
+/* Opens dir/.lock into *f (-1, with success, where nobody can write the directory). */
+static int lock_open(const char *dir, int mode, int *f) {
+    *f = -1;
     size_t len = strlen(dir) + 8;
     char *p = malloc(len);
     if (!p) EVB_ERROR("out of memory", EVB_ENOMEM);
     snprintf(p, len, "%s/.lock", dir);
-    int f = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (f < 0 && mode == EVB_LOCK_SHARED) f = open(p, O_RDONLY | O_CLOEXEC); /* a read-only directory */
-    if (f < 0) {
-        int e = errno;
-        free(p);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && mode == EVB_LOCK_SHARED) fd = open(p, O_RDONLY | O_CLOEXEC); /* a read-only directory */
+    int e = errno;
+    free(p);
+    if (fd < 0) {
         if (e == EACCES || e == EROFS) return EVB_SUCCESS; /* nobody can write here, so nobody can race us */
         EVB_ERRORF(EVB_EIO, "%s: cannot open lock file: %s", dir, strerror(e));
     }
-    free(p);
-    int op = (mode == EVB_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
-    while (flock(f, op) != 0) {
-        if (errno == EINTR) continue;
-        int e = errno;
-        close(f);
-        if (e == EWOULDBLOCK)
-            EVB_ERRORF(EVB_EIO, "%s: in use by another evobudget process (hint: wait for it to finish, or use "
-                       "another directory)", dir);
-        EVB_ERRORF(EVB_EIO, "%s: cannot lock: %s", dir, strerror(e));
+    *f = fd;
+    return EVB_SUCCESS;
+}
+
+/* flock with op; 0, or the errno that refused it (EWOULDBLOCK: held elsewhere, with LOCK_NB). */
+static int lock_take(int f, int op) {
+    while (flock(f, op) != 0)
+        if (errno != EINTR) return errno;
+    return 0;
+}
+
+static int lock_fail(const char *dir, int f, int e) {
+    close(f);
+    if (e == EWOULDBLOCK)
+        EVB_ERRORF(EVB_EIO, "%s: in use by another evobudget process (hint: wait for it to finish, or use "
+                   "another directory)", dir);
+    EVB_ERRORF(EVB_EIO, "%s: cannot lock: %s", dir, strerror(e));
+}
+
+int evb_lock_dir(const char *dir, int mode, int wait, int *fd) {
+    int f, st = lock_open(dir, mode, &f);
+    *fd = -1;
+    if (st || f < 0) return st;
+    int e = lock_take(f, (mode == EVB_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB));
+    if (e) return lock_fail(dir, f, e);
+    *fd = f;
+    return EVB_SUCCESS;
+}
+
+int evb_lock_dir_waiting(const char *dir, int mode, void (*on_wait)(const char *dir), int *fd) {
+    int f, st = lock_open(dir, mode, &f);
+    *fd = -1;
+    if (st || f < 0) return st;
+    int op = mode == EVB_LOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH;
+    int e = lock_take(f, op | LOCK_NB);
+    if (e == EWOULDBLOCK) {
+        if (on_wait) on_wait(dir);
+        e = lock_take(f, op);
     }
+    if (e) return lock_fail(dir, f, e);
     *fd = f;
     return EVB_SUCCESS;
 }

@@ -34,6 +34,10 @@ enum { EVB_LOCK_SHARED = 0, EVB_LOCK_EXCLUSIVE = 1 };
  * descriptor to pass to evb_unlock_dir. */
 int evb_lock_dir(const char *dir, int mode, int wait, int *fd);
 
+/* The same, waiting: when another process holds the lock, on_wait(dir) is called once (to say so) before it
+ * blocks until the lock is free. */
+int evb_lock_dir_waiting(const char *dir, int mode, void (*on_wait)(const char *dir), int *fd);
+
 /* Releases a lock taken by evb_lock_dir (fd < 0 is ignored). */
 void evb_unlock_dir(int fd);
 
