@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "search/search_impl.h"
 #include "core/fileio.h"
+#include "core/msgpack_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,40 +118,12 @@ int evb_search_save(const evb_search *s, const char *path) {
 
 // ---- reading: the framing, then the fields ----
 
-/* Skips one msgpack scalar, string or bin at p[*off..n); 0 when it is malformed, truncated or a container. */
-static int skip_scalar(const unsigned char *p, size_t n, size_t *off) {
-    if (*off >= n) return 0;
-    unsigned b = p[(*off)++];
-    size_t rest = n - *off, len;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return 1;
-    if (b >= 0xa0 && b <= 0xbf) len = b & 31;
-    else switch (b) {
-    case 0xcc: case 0xd0: len = 1; break;
-    case 0xcd: case 0xd1: len = 2; break;
-    case 0xca: case 0xce: case 0xd2: len = 4; break;
-    case 0xcb: case 0xcf: case 0xd3: len = 8; break;
-    case 0xc4: case 0xd9: if (rest < 1) return 0; len = get_le(p + *off, 1) + 1; break;
-    case 0xc5: case 0xda: if (rest < 2) return 0; len = (size_t)(p[*off] << 8 | p[*off + 1]) + 2; break;
-    case 0xc6: case 0xdb: if (rest < 4) return 0;
-        len = ((size_t)p[*off] << 24 | (size_t)p[*off + 1] << 16 | (size_t)p[*off + 2] << 8 | p[*off + 3]) + 4; break;
-    default: return 0; /* containers, ext, the unused 0xc1 */
-    }
-    if (len > rest) return 0;
-    *off += len;
-    return 1;
-}
-
 /* A flat map of at most 64 pairs filling exactly n bytes: what msgpack_unpack may then parse without asking
  * for memory the bytes do not justify. */
 static int flat_map(const unsigned char *p, size_t n) {
-    if (n < 1) return 0;
-    size_t off = 1, count;
-    if (p[0] >= 0x80 && p[0] <= 0x8f) count = p[0] & 15;
-    else if (p[0] == 0xde && n >= 3) { count = (size_t)(p[1] << 8 | p[2]); off = 3; }
-    else return 0;
-    if (count > 64) return 0;
-    for (size_t i = 0; i < 2 * count; i++) if (!skip_scalar(p, n, &off)) return 0;
-    return off == n;
+    evb_msgpack_scan_info info;
+    int map = n >= 1 && ((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf);
+    return map && evb_msgpack_scan(p, n, n, 64, 1, &info) == EVB_MSGPACK_WHOLE && info.len == n;
 }
 
 static const msgpack_object *get(const msgpack_object *map, const char *k) {
