@@ -9,6 +9,8 @@
  * reference tokens, its perplexity) cannot, and skip. */
 #ifndef EVB_STANDIN_H
 #define EVB_STANDIN_H
+#include "testing.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,11 +116,7 @@ static inline int standin_write_files(const char *dir, const char *text, size_t 
 static inline int standin_or_stories(const char *dir, char *model, size_t nm, char *calib, size_t nc) {
     const char *sm = EVB_SHARED_DATA "/models/stories260K/stories260K.bin";
     const char *sc = EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt";
-    FILE *a = fopen(sm, "rb"), *b = fopen(sc, "rb");
-    int real = a && b;
-    if (a) fclose(a);
-    if (b) fclose(b);
-    if (real) {
+    if (evb_test_readable(sm) && evb_test_readable(sc)) {
         snprintf(model, nm, "%s", sm);
         snprintf(calib, nc, "%s", sc);
         return 0;

@@ -25,12 +25,6 @@ typedef struct stories {
 #define STORIES_TOK   EVB_SHARED_DATA "/models/stories260K/tok512.bin"
 #define STORIES_TEXT  EVB_SHARED_DATA "/text/tinystories-valid-head/tinystories_valid_head.txt"
 
-static inline int stories_readable(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
 /* 1 when stories260K, its tokenizer and the TinyStories text are all readable; otherwise one SKIP line for
  * the part named (see evb_test_have) and 0. */
 static inline int stories_have(const char *part) {
@@ -39,15 +33,14 @@ static inline int stories_have(const char *part) {
 
 /* Loads the model and tokenizer and encodes the first max_bytes of the text (0: all of it). Where
  * ../shared/data is missing it loads tests/standin.h's stand-in instead (same shapes, random weights, the demo
- * model's calibration text), says so in one line, and sets s->standin: checks of stories260K's own outputs
- * then skip (stories_real). */
+ * model's calibration text), says so in one line, and sets s->standin. */
 static inline int stories_load(stories *s, size_t max_bytes) {
     char *text = NULL;
     size_t len = 0;
     *s = (stories){0};
     const char *model = STORIES_MODEL, *tok = STORIES_TOK, *corpus = STORIES_TEXT;
     char mpath[128], tpath[128];
-    if (!stories_readable(STORIES_MODEL) || !stories_readable(STORIES_TOK) || !stories_readable(STORIES_TEXT)) {
+    if (!evb_test_readable(STORIES_MODEL) || !evb_test_readable(STORIES_TOK) || !evb_test_readable(STORIES_TEXT)) {
         static int made = 0;
         snprintf(s->standin_dir, sizeof s->standin_dir, "/tmp/evb_standin_%ld_%d", (long)getpid(), made++);
         if (mkdir(s->standin_dir, 0700) != 0) return EVB_EIO;
@@ -70,11 +63,6 @@ static inline int stories_load(stories *s, size_t max_bytes) {
     if (!st) st = evb_text_tokenize(s->t, text, max_bytes && max_bytes < len ? max_bytes : len, 4000, &s->tok, &s->n);
     free(text);
     return st;
-}
-
-/* 1 when s is the real stories260K; otherwise one SKIP line for the part named (a check of its own outputs). */
-static inline int stories_real(const stories *s, const char *part) {
-    return !s->standin || evb_test_have(STORIES_MODEL, part);
 }
 
 static inline void stories_free(stories *s) {

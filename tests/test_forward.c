@@ -104,9 +104,7 @@ int main(void) {
      * ../shared/data, tests/standin.h's random-weight model of the same shapes runs every check but run.c's. */
     const char *path = MODEL;
     char standin[64] = "";
-    FILE *probe = fopen(MODEL, "rb");
-    if (probe) fclose(probe);
-    else {
+    if (!evb_test_readable(MODEL)) {
         snprintf(standin, sizeof standin, "/tmp/evb_standin_%ld.bin", (long)getpid());
         printf("NOTE %s is missing: running on a random-weight stand-in of its shapes (tests/standin.h)\n", MODEL);
         EVB_CHECK(standin_write_model(standin) == 0, "write the stand-in %s", standin);

@@ -63,9 +63,7 @@ int main(void) {
     evb_tokenizer *t = NULL;
     /* Any tokenizer will do: stories260K's tok512.bin, or the demo model's tokenizer.json where it is missing. */
     const char *tok_path = EVB_SHARED_DATA "/models/stories260K/tok512.bin";
-    FILE *probe = fopen(tok_path, "rb");
-    if (probe) fclose(probe);
-    else tok_path = EVB_SOURCE_DIR "/assets/demo/tokenizer.json";
+    if (!evb_test_readable(tok_path)) tok_path = EVB_SOURCE_DIR "/assets/demo/tokenizer.json";
     st = evb_tokenizer_load(tok_path, &t);
     EVB_CHECK(st == 0, "load %s", tok_path);
     if (t) {

@@ -49,9 +49,14 @@ static inline int evb_test_summary(void) {
  * from EVB_SHARED_DATA. evb_test_have(path, part) is 1 when path is readable; otherwise it prints one SKIP line
  * naming the missing file, the part of the test that needs it and where to put it, counts the skip, and is 0.
  * The caller then leaves that part out and runs the rest. */
-static inline int evb_test_have(const char *path, const char *part) {
+static inline int evb_test_readable(const char *path) {
     FILE *f = fopen(path, "rb");
-    if (f) { fclose(f); return 1; }
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static inline int evb_test_have(const char *path, const char *part) {
+    if (evb_test_readable(path)) return 1;
     evb_test_skips++;
     printf("SKIP %s: %s is missing (hint: put the project's real test data in %s, beside the repository)\n",
            part, path, EVB_SHARED_DATA);
