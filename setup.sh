@@ -6,8 +6,9 @@
 set -eu
 # python3-msgpack: the example Python worker (examples/worker/), which the tests run; gnuplot-nox: `evobudget plot`;
 # Open MPI: evobudget-mpi and its test; libpcre2-dev and libutf8proc-dev: the tokenizers' Unicode regex split
-# patterns and NFC/NFKC normalizers, as Hugging Face's tokenizer.json files say
-pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox libopenmpi-dev openmpi-bin libpcre2-dev libutf8proc-dev"
+# patterns and NFC/NFKC normalizers, as Hugging Face's tokenizer.json files say; libdnnl-dev: oneDNN, the BF16
+# products on CPUs with AVX512-BF16 or AMX-BF16
+pkgs="cmake make gcc libc6-dev pkg-config libopenblas-dev libgsl-dev libmsgpack-dev libjansson-dev libxxhash-dev python3 python3-msgpack gnuplot-nox libopenmpi-dev openmpi-bin libpcre2-dev libutf8proc-dev libdnnl-dev"
 for a in "$@"; do
   case "$a" in
     --fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;

@@ -26,7 +26,7 @@ typedef struct opts {
     long generations, offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
-    const char *reference, *dtype, *with, *format;
+    const char *reference, *dtype, *with, *format, *compute;
     int force;
 } opts;
 

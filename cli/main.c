@@ -77,6 +77,7 @@ static const opt_spec all_opts[] = {
     {"--max-tokens", 'i', OS(max_tokens), 1, LONG_MAX},
     {"--batch", 'i', OS(batch), 1, 4096},
     {"--threads", 'i', OS(threads), 1, 1024},
+    {"--compute", 's', OS(compute), 0, 0},
     {"--piece-bytes", 'i', OS(piece_bytes), 0, 1L << 40},
     {"--calib", 's', OS(calib), 0, 0},
     {"--db", 's', OS(db), 0, 0},
@@ -210,7 +211,11 @@ int load_model(const opts *o, int need_tokenizer, loaded *l) {
     memset(l, 0, sizeof *l);
     if (!o->model && !is_dir(path))
         return usage_error("no --model given and the embedded demo model is missing at %s", path);
-    int s = evb_model_load(path, &l->m);
+    int compute = evb_compute_parse(o->compute ? o->compute : "auto");
+    if (compute < 0) return usage_error("--compute '%s' is none of auto, bf16, f32", o->compute);
+    if (compute == EVB_COMPUTE_BF16 && evb_compute_missing())
+        return usage_error("--compute bf16: %s; use --compute f32 or auto", evb_compute_missing());
+    int s = evb_model_load_as(path, (evb_compute)compute, &l->m);
     if (s) return fail(s);
     if (!need_tokenizer) return 0;
     const char *tp = o->tokenizer ? o->tokenizer : l->m->tokenizer_path;
@@ -241,11 +246,12 @@ int print_json(json_t *j) {
 
 static int cmd_info(int argc, char **argv) {
     opts o = {0};
-    int rc = parse_opts(argc, argv, "--model --json", &o);
+    int rc = parse_opts(argc, argv, "--model --compute --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget info [--model PATH] [--json]\n"
                            "  Prints a model's architecture, sizes and compressible units.\n"
                            "  --model PATH  Hugging Face directory or llama2.c .bin (default: the embedded demo model)\n"
+                           "  --compute auto|bf16|f32  how the weights are held and products computed (default auto)\n"
                            "  --json        one JSON object on stdout\n");
         return rc;
     }
@@ -259,15 +265,22 @@ static int cmd_info(int argc, char **argv) {
         "max_seq_len", c->max_seq_len, "rope_theta", (double)c->rope_theta, "tied", c->tied, "qkv_bias", c->qkv_bias,
         "tokenizer", l.m->tokenizer_path, "blas", evb_blas_library());
     json_object_set_new(j, "blas_core", json_string(evb_blas_core()));
+    char compute[160];
+    const char *missing = evb_compute_missing();
+    if (l.m->compute == EVB_COMPUTE_BF16) snprintf(compute, sizeof compute, "bf16 (oneDNN %s)", evb_compute_kernel());
+    else snprintf(compute, sizeof compute, "f32 (OpenBLAS)%s%s", missing ? "; bf16 unavailable: " : "", missing ? missing : "");
+    json_object_set_new(j, "compute", json_string(evb_compute_name(l.m->compute)));
+    json_object_set_new(j, "compute_kernel", json_string(l.m->compute == EVB_COMPUTE_BF16 ? evb_compute_kernel() : "openblas sgemm"));
+    json_object_set_new(j, "dtype", json_string(c->dtype));
     if (o.json) rc = print_json(j);
     else {
         printf("model       %s\narch        %s (%s format)\nparameters  %zu\nlayers      %d (%d compressible units)\n"
                "dim         %d, hidden %d, heads %d/%d (head dim %d)\nvocab       %d, context %d, rope theta %g%s%s\n"
-               "tokenizer   %s\nblas        %s (%s kernels)\n",
+               "tokenizer   %s\nblas        %s (%s kernels)\ncompute     %s, weights %s in the checkpoint\n",
                l.m->path, c->arch, c->format, evb_model_n_params(l.m), c->n_layers, evb_model_n_units(l.m), c->dim,
                c->hidden_dim, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size, c->max_seq_len, c->rope_theta,
                c->tied ? ", tied embeddings" : "", c->qkv_bias ? ", q/k/v biases" : "",
-               l.m->tokenizer_path[0] ? l.m->tokenizer_path : "(none)", evb_blas_library(), evb_blas_core());
+               l.m->tokenizer_path[0] ? l.m->tokenizer_path : "(none)", evb_blas_library(), evb_blas_core(), compute, c->dtype);
         json_decref(j);
     }
     loaded_free(&l);
@@ -322,7 +335,7 @@ static char *utf8_lossy(const char *s, size_t n, size_t *out_len) {
 static int cmd_generate(int argc, char **argv) {
     opts o = {0};
     o.steps = 64;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --prompt --prompt-tokens --steps --threads --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --prompt --prompt-tokens --steps --threads --compute --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget generate [--model PATH] [--tokenizer PATH] --prompt TEXT [--steps N] [--json]\n"
                            "  Greedy decoding: appends N tokens (the most likely each time) to BOS + the prompt.\n"
@@ -332,6 +345,8 @@ static int cmd_generate(int argc, char **argv) {
                            "  --prompt-tokens IDS   the prompt as comma-separated token ids instead of text\n"
                            "  --steps N             new tokens to generate (default 64)\n"
                            "  --threads N           OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
+                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
                            "  --json                one JSON object on stdout: tokens (BOS and prompt included), text\n");
         return rc;
     }
@@ -563,7 +578,7 @@ static int load_reference(const opts *o, const evb_model *m, evb_model **ref, ch
     int rc = 0;
     if (path) {
         snprintf(which, n, "%s", path);
-        int s = evb_model_load(path, ref);
+        int s = evb_model_load_as(path, (evb_compute)evb_compute_parse(o->compute ? o->compute : "auto"), ref);
         if (s) rc = fail(s);
     }
     json_decref(rec);
@@ -573,7 +588,7 @@ static int load_reference(const opts *o, const evb_model *m, evb_model **ref, ch
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --compute --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
                            "  Perplexity of a model on a text file.\n"
@@ -588,6 +603,8 @@ static int cmd_eval(int argc, char **argv) {
                            "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
                            "                     does (default 4000; 0 encodes it whole)\n"
                            "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
+                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
                            "  --db DIR           a level database of the model, with one of:\n"
                            "  --config FILE      per-unit levels (best.json's format; its model and db are the defaults)\n"
                            "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
@@ -766,7 +783,7 @@ static int cmd_db_build(int argc, char **argv) {
     opts o = {0};
     o.seed = 0; o.calib_windows = 32; o.batch = 8; o.piece_bytes = 4000;
     o.num_levels = 8;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --step-target --num-levels --weights-diff --bits --group-size --sym --act-order --protocol --calib-level --out --calib-windows --seq-len --seed --batch --threads --json", &o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --step-target --num-levels --weights-diff --bits --group-size --sym --act-order --protocol --calib-level --out --calib-windows --seq-len --seed --batch --threads --compute --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget db build [--model PATH] [--calib TEXTFILE] --method NAME LEVELS --out DIR [--json]\n"
                            "  Compresses every linear layer at every level asked for and stores the levels in the database DIR\n"
@@ -794,6 +811,8 @@ static int cmd_db_build(int argc, char **argv) {
                            "  --seed N               sampling seed (default 0)\n"
                            "  --out DIR              the database directory\n"
                            "  --threads N            levels built in parallel (default: OMP_NUM_THREADS or all cores)\n"
+                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
+                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
                            "  --json                 one JSON object on stdout\n");
         return rc;
     }

@@ -1211,6 +1211,8 @@ static int help(void) {
            "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16, topk:256 above 64k tokens)\n"
            "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
            "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
+           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
+           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16); the teacher is computed the same way\n"
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
            "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
            "  --resume               continue the run in RUNDIR from its checkpoint\n"
@@ -1343,7 +1345,7 @@ static int search_main(int argc, char **argv) {
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --target-sparsity --target-bits --target-drop --target-bytes --out "
                         "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --json "
-                        "--problem --fitness-plugin --fitness-cmd --workers --worker-timeout --worker-retries", &o);
+                        "--problem --fitness-plugin --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;
     run r = {0};
     r.o = &o;
@@ -1475,7 +1477,7 @@ static int search_main(int argc, char **argv) {
     size_t V = (size_t)m->config.vocab_size;
     if (tkind < 0) tkind = r.calib_tokens * V * 2 <= ((size_t)4 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, topk = 256;
     if (metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r.w, (int)o.batch, tkind, topk, &r.teacher))) { run_free(&r); return fail(s); }
-    if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { run_free(&r); return fail(s); }
+    if (r.db && (s = evb_level_cache_alloc_as(r.db, evb_model_n_params(m) * sizeof(float) * 4, m->compute == EVB_COMPUTE_BF16, &r.cache))) { run_free(&r); return fail(s); }
     size_t reuse = o.no_reuse ? 0 : (o.reuse_mb ? (size_t)o.reuse_mb << 20 : (size_t)256 << 20);
     double *prev = NULL;        /* a sweep: the last target's best, per unit (removed weights, bits, dropped) */
     json_t *sweep = json_array();
@@ -1501,7 +1503,7 @@ static int search_main(int argc, char **argv) {
         if (g_mpi_rank > 0) { /* rank 0 has its problem and its levels: the same problem here, then serve */
             if (rc) break;
             if (r.mode != MODE_DROP && ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 0, &r.db)) || (s = evb_db_check_model(r.db, m)))) { rc = fail(s); break; }
-            if (r.db && (s = evb_level_cache_alloc(r.db, evb_model_n_params(m) * sizeof(float) * 4, &r.cache))) { rc = fail(s); break; }
+            if (r.db && (s = evb_level_cache_alloc_as(r.db, evb_model_n_params(m) * sizeof(float) * 4, m->compute == EVB_COMPUTE_BF16, &r.cache))) { rc = fail(s); break; }
             rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
             if (rc) break;
             r.kp = (evb_kl_params){m, &r.w, r.teacher, r.cache, r.U, r.fu, metric, (int)o.batch, reuse};

@@ -83,13 +83,15 @@ static int unit_keys(const evb_model *m, const evb_method *method, const evb_lev
     return n;
 }
 
-/* One level of one unit, compressed from the dense weight with the statistics c. */
+/* One level of one unit, compressed from the dense weight with the statistics c. dense_buf holds the dense
+ * weight in float32 for a BF16 model (a float32 model's is used where it lies). */
 static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
-                        const evb_level_grid *g, evb_db_entry meta, float *W, uint8_t *codes, float *scale,
-                        float *zero, int32_t *group_of) {
+                        const evb_level_grid *g, evb_db_entry meta, float *W, float *dense_buf, uint8_t *codes,
+                        float *scale, float *zero, int32_t *group_of) {
     int unit = meta.unit, rows = meta.rows, cols = meta.cols;
-    const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
     const evb_layer_stats *st = evb_calib_unit(c, unit);
+    const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
+    if (!dense) { evb_model_dense_f32(m, unit, dense_buf); dense = dense_buf; }
     memcpy(W, dense, sizeof(float) * rows * cols);
     int s;
     if (method->kind == EVB_LEVEL_SPARSE) {
@@ -163,12 +165,13 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
     {
         /* Per-thread buffers, sized for the largest unit. */
         float *W = malloc(sizeof(float) * max_w), *scale = malloc(sizeof(float) * max_w), *zero = malloc(sizeof(float) * max_w);
+        float *dense = m->compute == EVB_COMPUTE_BF16 ? malloc(sizeof(float) * max_w) : NULL;
         uint8_t *codes = malloc(max_w);
         int32_t *group_of = malloc(sizeof(int32_t) * max_cols);
-        int ok = W && scale && zero && codes && group_of;
+        int ok = W && scale && zero && codes && group_of && (dense || m->compute != EVB_COMPUTE_BF16);
         #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, codes, scale, zero, group_of)
+            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, dense, codes, scale, zero, group_of)
                            : EVB_RAISEF(EVB_ENOMEM, "out of memory building levels");
             #pragma omp critical(evb_db_build_progress)
             {
@@ -178,7 +181,7 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
                 if (bp->fn) bp->fn(bp->ctx, bp->done, bp->total);
             }
         }
-        free(W); free(scale); free(zero); free(codes); free(group_of);
+        free(W); free(dense); free(scale); free(zero); free(codes); free(group_of);
     }
     int st = first_err < n ? status[first_err] : EVB_SUCCESS;
     free(status);

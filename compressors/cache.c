@@ -3,11 +3,12 @@
  * level is expanded once even when several threads ask for it at the same time). */
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
+#include "core/half.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
-typedef struct slot { int entry; int refs; unsigned long tick; size_t bytes; float *w; } slot;
+typedef struct slot { int entry; int refs; unsigned long tick; size_t bytes; void *w; } slot;
 
 struct evb_level_cache {
     const evb_db *db;
@@ -15,18 +16,38 @@ struct evb_level_cache {
     unsigned long tick;
     slot *slots;
     int n, cap;
+    int bf16;           /* levels held as bfloat16 */
     pthread_mutex_t lock;
 };
 
-int evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **out) {
+int evb_level_cache_alloc_as(const evb_db *db, size_t max_bytes, int bf16, evb_level_cache **out) {
     *out = NULL;
     evb_level_cache *c = calloc(1, sizeof *c);
     if (!c) EVB_ERROR("out of memory", EVB_ENOMEM);
     c->db = db;
     c->max_bytes = max_bytes;
+    c->bf16 = bf16 != 0;
     pthread_mutex_init(&c->lock, NULL);
     *out = c;
     return EVB_SUCCESS;
+}
+
+int evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **out) {
+    return evb_level_cache_alloc_as(db, max_bytes, 0, out);
+}
+
+/* Expands entry i into w as the cache holds levels (caller holds the lock). */
+static int expand(const evb_level_cache *c, int i, void *w, size_t n) {
+    if (!c->bf16) return evb_db_load(c->db, i, w);
+    float *f = malloc(sizeof(float) * n);
+    if (!f) EVB_ERRORF(EVB_ENOMEM, "out of memory expanding level %d (%zu values)", i, n);
+    int st = evb_db_load(c->db, i, f);
+    if (!st) {
+        uint16_t *h = w;
+        for (size_t k = 0; k < n; k++) h[k] = evb_bf16_round(f[k]);
+    }
+    free(f);
+    return st;
 }
 
 void evb_level_cache_free(evb_level_cache *c) {
@@ -50,7 +71,7 @@ static void make_room(evb_level_cache *c, size_t need) {
     }
 }
 
-int evb_level_cache_get(evb_level_cache *c, int i, const float **W) {
+static int get(evb_level_cache *c, int i, const void **W) {
     *W = NULL;
     if (i < 0 || i >= evb_db_count(c->db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
     pthread_mutex_lock(&c->lock);
@@ -65,7 +86,7 @@ int evb_level_cache_get(evb_level_cache *c, int i, const float **W) {
             return EVB_SUCCESS;
         }
     evb_db_entry e = evb_db_get(c->db, i);
-    size_t bytes = sizeof(float) * (size_t)e.rows * e.cols;
+    size_t n = (size_t)e.rows * e.cols, bytes = (c->bf16 ? sizeof(uint16_t) : sizeof(float)) * n;
     make_room(c, bytes);
     int st = EVB_SUCCESS;
     if (c->n == c->cap) {
@@ -74,9 +95,9 @@ int evb_level_cache_get(evb_level_cache *c, int i, const float **W) {
         if (!grown) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
         else { c->slots = grown; c->cap = cap; }
     }
-    float *w = st ? NULL : malloc(bytes);
+    void *w = st ? NULL : malloc(bytes);
     if (!st && !w) st = EVB_RAISEF(EVB_ENOMEM, "out of memory expanding level %d (%zu bytes)", i, bytes);
-    if (!st) st = evb_db_load(c->db, i, w);
+    if (!st) st = expand(c, i, w, n);
     if (!st) {
         c->slots[c->n++] = (slot){i, 1, c->tick, bytes, w};
         c->bytes += bytes;
@@ -85,6 +106,24 @@ int evb_level_cache_get(evb_level_cache *c, int i, const float **W) {
         *W = w;
     } else free(w);
     pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+int evb_level_cache_get(evb_level_cache *c, int i, const float **W) {
+    *W = NULL;
+    if (c->bf16) EVB_ERROR("a float32 level asked of a cache that holds bfloat16 ones", EVB_EINVAL);
+    const void *w;
+    int st = get(c, i, &w);
+    *W = w;
+    return st;
+}
+
+int evb_level_cache_get16(evb_level_cache *c, int i, const uint16_t **W) {
+    *W = NULL;
+    if (!c->bf16) EVB_ERROR("a bfloat16 level asked of a cache that holds float32 ones", EVB_EINVAL);
+    const void *w;
+    int st = get(c, i, &w);
+    *W = w;
     return st;
 }
 

@@ -66,16 +66,6 @@ void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]) {
     snprintf(hex, 17, "%016llx", (unsigned long long)XXH64(data, n, seed));
 }
 
-void evb_fingerprint_model(const evb_model *m, char hex[17]) {
-    const evb_config *c = &m->config;
-    int dims[] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size,
-                  c->rope_halves, c->tied, c->qkv_bias};
-    uint64_t h = XXH64(dims, sizeof dims, 0);
-    float f[] = {c->rope_theta, c->norm_eps};
-    h = XXH64(f, sizeof f, h);
-    evb_hash_hex(m->arena, m->n_arena * sizeof(float), h, hex);
-}
-
 void evb_fingerprint_windows(const evb_windows *w, char hex[17]) {
     int hdr[2] = {w->n, w->seq_len};
     uint64_t h = XXH64(hdr, sizeof hdr, 0);

@@ -14,14 +14,16 @@
 int evb_score_owl(const evb_model *m, const evb_calib *c, double M, double *lod) {
     if (!(M > 0)) EVB_ERRORF(EVB_EINVAL, "OWL: outlier threshold M = %g must be positive", M);
     const int L = m->config.n_layers;
-    size_t max_cols = 0;
+    size_t max_cols = 0, max_w = 0;
     for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
         int r, cc;
         evb_model_unit_shape(m, k, &r, &cc);
         if ((size_t)cc > max_cols) max_cols = (size_t)cc;
+        if ((size_t)r * cc > max_w) max_w = (size_t)r * cc;
     }
     double *norm = malloc(sizeof(double) * max_cols);
-    if (!norm) EVB_ERROR("OWL: out of memory", EVB_ENOMEM);
+    float *W = malloc(sizeof(float) * max_w);
+    if (!norm || !W) { free(norm); free(W); EVB_ERROR("OWL: out of memory", EVB_ENOMEM); }
     for (int l = 0; l < L; l++) {
         /* Two passes over the block's scores A_ij = |W_ij| ||X_j||: their mean, then the count above M mean. */
         double sum = 0, n = 0, above = 0;
@@ -32,7 +34,7 @@ int evb_score_owl(const evb_model *m, const evb_calib *c, double M, double *lod)
                 evb_model_unit_shape(m, u, &rows, &cols);
                 const evb_layer_stats *st = evb_calib_unit(c, u);
                 for (int j = 0; j < cols; j++) norm[j] = sqrt(st->gram[(size_t)j * cols + j]);
-                const float *W = m->layers[l].w_dense[k];
+                evb_model_dense_f32(m, u, W);
                 for (int r = 0; r < rows; r++)
                     for (int j = 0; j < cols; j++) {
                         double a = fabs((double)W[(size_t)r * cols + j]) * norm[j];
@@ -44,6 +46,7 @@ int evb_score_owl(const evb_model *m, const evb_calib *c, double M, double *lod)
         lod[l] = 100.0 * above / n;
     }
     free(norm);
+    free(W);
     return EVB_SUCCESS;
 }
 
@@ -166,7 +169,8 @@ int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps,
     }
     /* hidden states at every block boundary of the batch (dense), a perturbed weight and its noise */
     float *h = malloc(sizeof(float) * cap * L), *Wp = malloc(sizeof(float) * max_w), *z = malloc(sizeof(float) * max_w);
-    if (!h || !Wp || !z) { free(h); free(Wp); free(z); evb_state_free(s); EVB_ERROR("ECoFLaP: out of memory", EVB_ENOMEM); }
+    float *W = malloc(sizeof(float) * max_w);
+    if (!h || !Wp || !z || !W) { free(h); free(Wp); free(z); free(W); evb_state_free(s); EVB_ERROR("ECoFLaP: out of memory", EVB_ENOMEM); }
     for (int u = 0; u < U; u++) score[u] = 0;
     for (int i = 0, bi = 0; !st && i < w->n; bi++) {
         int T, B = evb_windows_batch(w, i, batch, &T);
@@ -178,24 +182,24 @@ int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps,
             if (l + 1 < L) st = evb_forward_blocks(m, s, l, l + 1);
         }
         for (int u = 0; !st && u < U; u++) {
-            int l = u / EVB_LINEAR_COUNT, k = u % EVB_LINEAR_COUNT, rows, cols;
+            int l = u / EVB_LINEAR_COUNT, rows, cols;
             evb_model_unit_shape(m, u, &rows, &cols);
             size_t nw = (size_t)rows * cols;
-            const float *W = m->layers[l].w_dense[k];
+            evb_model_dense_f32(m, u, W);
             evb_ecoflap_noise(seed, u, bi, nw, z);
             double lp = 0, lm = 0;
             for (int sign = 0; !st && sign < 2; sign++) {
                 float e = (float)(sign ? -eps : eps);
                 for (size_t j = 0; j < nw; j++) Wp[j] = W[j] + e * z[j];
-                evb_model_set_weight(m, u, Wp);
-                st = batch_loss(m, s, h + (size_t)l * cap, l, tok, w->seq_len, sign ? &lm : &lp);
+                st = evb_model_set_weight(m, u, Wp);
+                if (!st) st = batch_loss(m, s, h + (size_t)l * cap, l, tok, w->seq_len, sign ? &lm : &lp);
                 evb_model_set_weight(m, u, NULL);
             }
             score[u] += fabs((lp - lm) / (2.0 * eps));
         }
         i += B;
     }
-    free(h); free(Wp); free(z);
+    free(h); free(Wp); free(z); free(W);
     evb_state_free(s);
     return st;
 }

@@ -147,8 +147,8 @@ int evb_teacher_kl_error(const evb_teacher *t, evb_model *m, const evb_windows *
         if (st) break;
         evb_log_softmax(s->logits, (size_t)T, V);
         memcpy(ref, s->logits, sizeof(float) * T * V);
-        for (int u = 0; u < U; u++) evb_model_set_weight(m, u, weights ? weights[u] : NULL);
-        st = evb_forward(m, s, tok, 1, T);
+        for (int u = 0; u < U && !st; u++) st = evb_model_set_weight(m, u, weights ? weights[u] : NULL);
+        if (!st) st = evb_forward(m, s, tok, 1, T);
         for (int u = 0; u < U; u++) evb_model_set_weight(m, u, NULL);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)T, V);
@@ -275,14 +275,18 @@ static int apply(const evb_kl_params *p, kl_ws *ws, const int16_t *level) {
         else if (fu->kind == EVB_UNIT_MLP) ws->view.layers[fu->index].skip_mlp = lv != 0;
         else {
             if (ws->held[u] >= 0) { evb_level_cache_release(p->cache, ws->held[u]); ws->held[u] = -1; }
-            int e = fu->entry[lv];
+            int e = fu->entry[lv], bf = ws->view.compute == EVB_COMPUTE_BF16;
+            /* the zero matrix is all-zero bits in either format */
             const float *W = e == EVB_ENTRY_ZERO ? ws->zero : NULL;
+            const uint16_t *W16 = e == EVB_ENTRY_ZERO ? (const uint16_t *)(const void *)ws->zero : NULL;
             if (e >= 0) {
-                int st = evb_level_cache_get(p->cache, e, &W);
+                int st = bf ? evb_level_cache_get16(p->cache, e, &W16) : evb_level_cache_get(p->cache, e, &W);
                 if (st) { ws->applied[u] = -2; return st; }
                 ws->held[u] = e;
             }
-            evb_model_set_weight(&ws->view, fu->index, W);
+            /* a view shares the model's copies of set weights: a BF16 view takes bfloat16 levels as they are */
+            if (bf) evb_model_set_weight16(&ws->view, fu->index, W16);
+            else evb_model_set_weight(&ws->view, fu->index, W);
         }
         ws->applied[u] = (int16_t)lv;
     }

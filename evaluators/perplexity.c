@@ -18,12 +18,21 @@ static size_t count_nonfinite(const float *x, size_t n, size_t *first) {
     return bad;
 }
 
+/* The same for a tensor held in float32 (x) or in bfloat16 (h, when x is NULL). */
+static size_t count_nonfinite_either(const float *x, const uint16_t *h, size_t n, size_t *first) {
+    if (x) return count_nonfinite(x, n, first);
+    size_t bad = 0;
+    for (size_t i = 0; h && i < n; i++)
+        if ((h[i] & 0x7f80) == 0x7f80 && bad++ == 0) *first = i;
+    return bad;
+}
+
 /* Names in *name the first tensor of m (a loaded weight, or with swapped one set in its place) holding a NaN or an infinity;
  * 0 when every weight is finite, else the count (*first its first index). */
 static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size_t n, size_t *first) {
     const evb_config *c = &m->config;
     size_t D = (size_t)c->dim, V = (size_t)c->vocab_size, bad;
-    if ((bad = count_nonfinite(m->tok_emb, V * D, first))) { snprintf(name, n, "model.embed_tokens.weight"); return bad; }
+    if ((bad = count_nonfinite_either(m->tok_emb, m->tok_emb16, V * D, first))) { snprintf(name, n, "model.embed_tokens.weight"); return bad; }
     for (int l = 0; l < c->n_layers; l++) {
         const evb_layer *L = &m->layers[l];
         if ((bad = count_nonfinite(L->rms_att, D, first))) { snprintf(name, n, "model.layers.%d.input_layernorm.weight", l); return bad; }
@@ -31,11 +40,11 @@ static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size
         for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
             int r, cc;
             evb_model_unit_shape(m, k, &r, &cc);
-            if ((bad = count_nonfinite(L->w_dense[k], (size_t)r * cc, first))) {
+            if ((bad = count_nonfinite_either(L->w_dense[k], L->w16_dense[k], (size_t)r * cc, first))) {
                 snprintf(name, n, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
                 return bad;
             }
-            if (swapped && L->w[k] != L->w_dense[k] && (bad = count_nonfinite(L->w[k], (size_t)r * cc, first))) {
+            if (swapped && L->w[k] && L->w[k] != L->w_dense[k] && (bad = count_nonfinite(L->w[k], (size_t)r * cc, first))) {
                 snprintf(name, n, "model.layers.%d.%s.%s.weight (the weight set in place of the loaded one)", l,
                          k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
                 return bad;
@@ -52,7 +61,7 @@ static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size
         }
     }
     if ((bad = count_nonfinite(m->rms_final, D, first))) { snprintf(name, n, "model.norm.weight"); return bad; }
-    if (!c->tied && (bad = count_nonfinite(m->cls, V * D, first))) { snprintf(name, n, "lm_head.weight"); return bad; }
+    if (!c->tied && (bad = count_nonfinite_either(m->cls, m->cls16, V * D, first))) { snprintf(name, n, "lm_head.weight"); return bad; }
     return 0;
 }
 
@@ -113,12 +122,14 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
     return EVB_SUCCESS;
 }
 
-static void set_weights(evb_model *m, const float *const *weights, const unsigned char *drop) {
-    for (int u = 0; u < evb_model_n_units(m); u++) evb_model_set_weight(m, u, weights ? weights[u] : NULL);
+static int set_weights(evb_model *m, const float *const *weights, const unsigned char *drop) {
+    int st = EVB_SUCCESS;
+    for (int u = 0; u < evb_model_n_units(m) && !st; u++) st = evb_model_set_weight(m, u, weights ? weights[u] : NULL);
     for (int l = 0; l < m->config.n_layers; l++) {
         m->layers[l].skip_attn = drop ? drop[l] : 0;
         m->layers[l].skip_mlp = drop ? drop[m->config.n_layers + l] : 0;
     }
+    return st;
 }
 
 /* The loop of both KL evaluations: ref's log-probabilities, then m's. When ref == m, the dense weights and
@@ -141,7 +152,7 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
         memcpy(lp, s->logits, sizeof(float) * (size_t)B * T * V);
-        if (same) set_weights(m, weights, drop);
+        if (same && (st = set_weights(m, weights, drop))) break;
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);

@@ -8,6 +8,9 @@
 #define _DEFAULT_SOURCE
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
+#include "evobudget/evb_db.h"
+#include "core/half.h"
+#include "models/bf16.h"
 #include "models/json.h"
 #include "models/safetensors.h"
 
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
 static const char *linear_names[EVB_LINEAR_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
@@ -43,13 +47,42 @@ void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols) {
     linear_shape(&m->config, unit % EVB_LINEAR_COUNT, rows, cols);
 }
 
-void evb_model_set_weight(evb_model *m, int unit, const float *buf) {
+int evb_model_set_weight(evb_model *m, int unit, const float *buf) {
     evb_layer *L = &m->layers[unit / EVB_LINEAR_COUNT];
     int k = unit % EVB_LINEAR_COUNT;
-    L->w[k] = buf ? buf : L->w_dense[k];
+    if (m->compute != EVB_COMPUTE_BF16) {
+        L->w[k] = buf ? buf : L->w_dense[k];
+        return EVB_SUCCESS;
+    }
+    if (!buf) { L->w[k] = NULL; L->w16[k] = L->w16_dense[k]; return EVB_SUCCESS; }
+    int r, c;
+    evb_model_unit_shape(m, unit, &r, &c);
+    if (!m->swap16[unit] && !(m->swap16[unit] = malloc(sizeof(uint16_t) * (size_t)r * c)))
+        EVB_ERRORF(EVB_ENOMEM, "out of memory for a bfloat16 copy of unit %d (%d x %d)", unit, r, c);
+    evb_bf16_from_f32(m->swap16[unit], buf, (size_t)r * c);
+    L->w[k] = buf;
+    L->w16[k] = m->swap16[unit];
+    return EVB_SUCCESS;
 }
 
-size_t evb_model_n_params(const evb_model *m) { return m->n_arena; }
+int evb_model_set_weight16(evb_model *m, int unit, const uint16_t *buf) {
+    if (m->compute != EVB_COMPUTE_BF16) EVB_ERROR("a bfloat16 weight set in a float32 model", EVB_EINVAL);
+    evb_layer *L = &m->layers[unit / EVB_LINEAR_COUNT];
+    int k = unit % EVB_LINEAR_COUNT;
+    L->w[k] = NULL;
+    L->w16[k] = buf ? buf : L->w16_dense[k];
+    return EVB_SUCCESS;
+}
+
+void evb_model_dense_f32(const evb_model *m, int unit, float *dst) {
+    const evb_layer *L = &m->layers[unit / EVB_LINEAR_COUNT];
+    int k = unit % EVB_LINEAR_COUNT, r, c;
+    evb_model_unit_shape(m, unit, &r, &c);
+    if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(dst, L->w16_dense[k], (size_t)r * c);
+    else memcpy(dst, L->w_dense[k], sizeof(float) * (size_t)r * c);
+}
+
+size_t evb_model_n_params(const evb_model *m) { return m->n_params; }
 
 static int check_config(const evb_config *c, const char *path) {
     if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
@@ -68,30 +101,35 @@ static int check_config(const evb_config *c, const char *path) {
 }
 
 /* Carves the arena into the model's named pointers. Order: tok_emb, per layer (rms_att, rms_ffn, 7 linear,
- * biases), rms_final, cls (untied only). */
-static int model_alloc(evb_model **out, const evb_config *c) {
+ * biases), rms_final, cls (untied only). A BF16 model's arena holds only the norms and biases (the rest is
+ * placed by the loader). */
+static int model_alloc(evb_model **out, const evb_config *c, int compute) {
     *out = NULL;
     evb_model *m = calloc(1, sizeof *m);
     if (!m) EVB_ERROR("out of memory", EVB_ENOMEM);
     m->config = *c;
+    m->compute = compute;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    size_t VD = (size_t)c->vocab_size * c->dim, per_layer = 2 * (size_t)c->dim;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); per_layer += (size_t)r * cc; }
+    int bf = compute == EVB_COMPUTE_BF16;
+    if (bf) m->swap16 = calloc((size_t)c->n_layers * EVB_LINEAR_COUNT, sizeof *m->swap16);
+    size_t VD = (size_t)c->vocab_size * c->dim, per_layer = 2 * (size_t)c->dim, linear = 0;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); linear += (size_t)r * cc; }
     if (c->qkv_bias) per_layer += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
-    m->n_arena = VD + per_layer * c->n_layers + c->dim + (c->tied ? 0 : VD);
-    m->arena = m->layers ? malloc(m->n_arena * sizeof(float)) : NULL;
+    m->n_params = VD + (per_layer + linear) * c->n_layers + c->dim + (c->tied ? 0 : VD);
+    m->n_arena = bf ? per_layer * c->n_layers + c->dim : m->n_params;
+    m->arena = m->layers && (!bf || m->swap16) ? malloc(m->n_arena * sizeof(float)) : NULL;
     if (!m->arena) {
         size_t n = m->n_arena;
         evb_model_free(m);
         EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB of weights", n * 4.0 / 1e6);
     }
     float *p = m->arena;
-    m->tok_emb = p; p += VD;
+    if (!bf) { m->tok_emb = p; p += VD; }
     for (int l = 0; l < c->n_layers; l++) {
         evb_layer *L = &m->layers[l];
         L->rms_att = p; p += c->dim;
         L->rms_ffn = p; p += c->dim;
-        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        for (int k = 0; k < EVB_LINEAR_COUNT && !bf; k++) {
             int r, cc;
             linear_shape(c, k, &r, &cc);
             L->w_dense[k] = p; L->w[k] = p; p += (size_t)r * cc;
@@ -104,7 +142,7 @@ static int model_alloc(evb_model **out, const evb_config *c) {
     }
     m->rms_final = p; p += c->dim;
     if (c->tied) m->cls = m->tok_emb;
-    else { m->cls = p; p += VD; }
+    else if (!bf) { m->cls = p; p += VD; }
     EVB_ASSERT((size_t)(p - m->arena) == m->n_arena);
     *out = m;
     return EVB_SUCCESS;
@@ -112,9 +150,155 @@ static int model_alloc(evb_model **out, const evb_config *c) {
 
 void evb_model_free(evb_model *m) {
     if (!m) return;
+    if (m->mapped) { evb_st_close(m->mapped); free(m->mapped); }
+    for (int u = 0; m->swap16 && u < m->config.n_layers * EVB_LINEAR_COUNT; u++) free(m->swap16[u]);
+    free(m->swap16);
+    free(m->arena16);
     free(m->arena);
     free(m->layers);
     free(m);
+}
+
+// ---- the fingerprint ----
+
+/* The hash of the configuration that seeds the hash of the weights. */
+static uint64_t config_seed(const evb_config *c) {
+    int dims[] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab_size,
+                  c->rope_halves, c->tied, c->qkv_bias};
+    uint64_t h = XXH64(dims, sizeof dims, 0);
+    float f[] = {c->rope_theta, c->norm_eps};
+    return XXH64(f, sizeof f, h);
+}
+
+/* Feeds n float32 values to the hash: x, or the float32 values of the bfloat16 h. */
+static void hash_weights(XXH64_state_t *st, const float *x, const uint16_t *h, size_t n) {
+    if (x) { XXH64_update(st, x, n * sizeof(float)); return; }
+    float buf[2048];
+    for (size_t i = 0; i < n; i += 2048) {
+        size_t k = n - i < 2048 ? n - i : 2048;
+        for (size_t j = 0; j < k; j++) buf[j] = evb_bf16_value(h[i + j]);
+        XXH64_update(st, buf, k * sizeof *buf);
+    }
+}
+
+/* The weights' float32 values, in the float32 arena's order (tok_emb, per layer rms_att, rms_ffn, the seven
+ * linear layers, biases; rms_final; an untied classifier), hashed: so a checkpoint has one fingerprint however
+ * it is held. A BF16 model converted from float32 or float16 values has m->fingerprint set by the loader from
+ * those values. */
+void evb_fingerprint_model(const evb_model *m, char hex[17]) {
+    const evb_config *c = &m->config;
+    if (m->fingerprint[0]) { memcpy(hex, m->fingerprint, 17); return; }
+    uint64_t seed = config_seed(c);
+    if (m->compute != EVB_COMPUTE_BF16) { evb_hash_hex(m->arena, m->n_arena * sizeof(float), seed, hex); return; }
+    XXH64_state_t *x = XXH64_createState();
+    if (!x) { snprintf(hex, 17, "%016llx", 0ULL); return; }
+    XXH64_reset(x, seed);
+    size_t D = (size_t)c->dim, VD = (size_t)c->vocab_size * D;
+    hash_weights(x, NULL, m->tok_emb16, VD);
+    for (int l = 0; l < c->n_layers; l++) {
+        const evb_layer *L = &m->layers[l];
+        hash_weights(x, L->rms_att, NULL, D);
+        hash_weights(x, L->rms_ffn, NULL, D);
+        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+            int r, cc;
+            linear_shape(c, k, &r, &cc);
+            hash_weights(x, NULL, L->w16_dense[k], (size_t)r * cc);
+        }
+        const float *b[3] = {L->bq, L->bk, L->bv};
+        for (int k = 0; k < 3 && c->qkv_bias; k++) {
+            int r, cc;
+            linear_shape(c, k, &r, &cc);
+            hash_weights(x, b[k], NULL, (size_t)r);
+        }
+    }
+    hash_weights(x, m->rms_final, NULL, D);
+    if (!c->tied) hash_weights(x, NULL, m->cls16, VD);
+    snprintf(hex, 17, "%016llx", (unsigned long long)XXH64_digest(x));
+    XXH64_freeState(x);
+}
+
+/* The same from a Hugging Face checkpoint's own tensors (their float32 values), for a BF16 model that converted
+ * them. */
+static int fingerprint_source(evb_model *m, const evb_safetensors *st) {
+    const evb_config *c = &m->config;
+    XXH64_state_t *x = XXH64_createState();
+    if (!x) EVB_ERROR("out of memory", EVB_ENOMEM);
+    XXH64_reset(x, config_seed(c));
+    char name[128];
+    int n = 3 + c->n_layers * (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias);
+    for (int i = 0; i < n; i++) {
+        int l = (i - 1) / (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias), j = (i - 1) % (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias);
+        if (i == 0) snprintf(name, sizeof name, "model.embed_tokens.weight");
+        else if (i == n - 2) snprintf(name, sizeof name, "model.norm.weight");
+        else if (i == n - 1) { if (c->tied) break; snprintf(name, sizeof name, "lm_head.weight"); }
+        else if (j < 2) snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, j ? "post_attention_layernorm" : "input_layernorm");
+        else if (j < 2 + EVB_LINEAR_COUNT) snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, j - 2 < 4 ? "self_attn" : "mlp", linear_names[j - 2]);
+        else snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[j - 2 - EVB_LINEAR_COUNT]);
+        const evb_st_tensor *t = evb_st_find(st, name);
+        if (!t) { XXH64_freeState(x); EVB_ERRORF(EVB_EFORMAT, "missing tensor \"%s\"", name); }
+        const evb_st_file *f = &st->files[t->file];
+        const uint8_t *p = f->map + f->data_start + t->begin;
+        size_t bytes = t->end - t->begin;
+        if (strcmp(t->dtype, "F32") == 0) { XXH64_update(x, p, bytes); continue; }
+        int bf = strcmp(t->dtype, "BF16") == 0;
+        float buf[2048];
+        for (size_t k = 0; k < bytes / 2; k += 2048) {
+            size_t q = bytes / 2 - k < 2048 ? bytes / 2 - k : 2048;
+            for (size_t e = 0; e < q; e++) {
+                uint16_t h = (uint16_t)(p[2 * (k + e)] | (p[2 * (k + e) + 1] << 8));
+                buf[e] = bf ? evb_bf16_value(h) : evb_f16_to_f32(h);
+            }
+            XXH64_update(x, buf, q * sizeof *buf);
+        }
+    }
+    snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx", (unsigned long long)XXH64_digest(x));
+    XXH64_freeState(x);
+    return EVB_SUCCESS;
+}
+
+/* Rehouses a float32 model as a BF16 one: the embedding, classifier and linear layers rounded into one
+ * bfloat16 arena, norms and biases copied. *mp is replaced (and the float32 model freed) on success. */
+static int hold_bf16(evb_model **mp) {
+    evb_model *m = *mp, *b;
+    const evb_config *c = &m->config;
+    int s = model_alloc(&b, c, EVB_COMPUTE_BF16);
+    if (s) return s;
+    size_t VD = (size_t)c->vocab_size * c->dim, n16 = c->tied ? VD : 2 * VD, off = 0;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); n16 += (size_t)r * cc * c->n_layers; }
+    if (!(b->arena16 = malloc(n16 * sizeof(uint16_t)))) {
+        evb_model_free(b);
+        EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB of bfloat16 weights", n16 * 2.0 / 1e6);
+    }
+    uint16_t *a = b->arena16;
+    evb_bf16_from_f32(a, m->tok_emb, VD); b->tok_emb16 = a; off += VD;
+    for (int l = 0; l < c->n_layers; l++) {
+        evb_layer *L = &b->layers[l], *S = &m->layers[l];
+        memcpy(L->rms_att, S->rms_att, sizeof(float) * c->dim);
+        memcpy(L->rms_ffn, S->rms_ffn, sizeof(float) * c->dim);
+        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+            int r, cc;
+            linear_shape(c, k, &r, &cc);
+            evb_bf16_from_f32(a + off, S->w_dense[k], (size_t)r * cc);
+            L->w16_dense[k] = L->w16[k] = a + off; off += (size_t)r * cc;
+        }
+        float *bs[3] = {L->bq, L->bk, L->bv}, *bd[3] = {S->bq, S->bk, S->bv};
+        for (int k = 0; k < 3; k++) {
+            int r, cc;
+            linear_shape(c, k, &r, &cc);
+            if (bs[k]) memcpy(bs[k], bd[k], sizeof(float) * r);
+        }
+        L->dropped_attn = S->dropped_attn; L->dropped_mlp = S->dropped_mlp;
+    }
+    memcpy(b->rms_final, m->rms_final, sizeof(float) * c->dim);
+    if (c->tied) b->cls16 = b->tok_emb16;
+    else { evb_bf16_from_f32(a + off, m->cls, VD); b->cls16 = a + off; off += VD; }
+    EVB_ASSERT(off == n16);
+    memcpy(b->path, m->path, sizeof b->path);
+    memcpy(b->tokenizer_path, m->tokenizer_path, sizeof b->tokenizer_path);
+    evb_fingerprint_model(m, b->fingerprint);
+    evb_model_free(m);
+    *mp = b;
+    return EVB_SUCCESS;
 }
 
 static int file_exists(const char *path) {
@@ -124,7 +308,7 @@ static int file_exists(const char *path) {
 
 // ---- llama2.c .bin ----
 
-static int load_llama2c(const char *path, evb_model **out) {
+static int load_llama2c(const char *path, int compute, evb_model **out) {
     FILE *f = fopen(path, "rb");
     if (!f) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s", path, strerror(errno));
     int32_t h[7];
@@ -158,7 +342,7 @@ static int load_llama2c(const char *path, evb_model **out) {
                    path, size, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len, expect);
     }
     evb_model *m;
-    if ((status = model_alloc(&m, &c))) { fclose(f); return status; }
+    if ((status = model_alloc(&m, &c, EVB_COMPUTE_F32))) { fclose(f); return status; }
     /* llama2.c order: emb, rms_att[L], wq[L], wk[L], wv[L], wo[L], rms_ffn[L], w1[L], w2[L], w3[L], rms_final,
      * freq_cis (skipped), wcls (untied). */
     int ok = fread(m->tok_emb, 4, V * D, f) == V * D;
@@ -189,6 +373,7 @@ static int load_llama2c(const char *path, evb_model **out) {
     snprintf(cand, sizeof cand, "%stokenizer.bin", dir);
     if (!file_exists(cand)) snprintf(cand, sizeof cand, "%stok%d.bin", dir, c.vocab_size);
     if (file_exists(cand)) snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", cand);
+    if (compute == EVB_COMPUTE_BF16 && (status = hold_bf16(&m))) { evb_model_free(m); return status; }
     *out = m;
     return EVB_SUCCESS;
 }
@@ -322,7 +507,58 @@ static int read_tensor(const evb_safetensors *st, const char *name, int ndim, in
     return evb_st_read_f32(st, t, ndim, shape, dst);
 }
 
-static int load_hf(const char *dir, evb_model **out) {
+/* A BF16 model's embedding, classifier and linear layers: each points into the mapping where the checkpoint
+ * holds it as aligned BF16, else is converted into m->arena16. Keeps st open in m->mapped when any tensor is
+ * used in place (st is then owned by m). */
+static int place_bf16(evb_model *m, evb_safetensors *st, const char *dir) {
+    const evb_config *c = &m->config;
+    int n = c->n_layers * EVB_LINEAR_COUNT + 2, k = 0;
+    struct big { char name[96]; int64_t rows, cols; const uint16_t **slot; const evb_st_tensor *t; } *big = calloc((size_t)n, sizeof *big);
+    if (!big) EVB_ERROR("out of memory", EVB_ENOMEM);
+    snprintf(big[k].name, sizeof big[k].name, "model.embed_tokens.weight");
+    big[k].rows = c->vocab_size; big[k].cols = c->dim; big[k++].slot = &m->tok_emb16;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < EVB_LINEAR_COUNT; j++) {
+            int r, cc;
+            linear_shape(c, j, &r, &cc);
+            snprintf(big[k].name, sizeof big[k].name, "model.layers.%d.%s.%s.weight", l, j < 4 ? "self_attn" : "mlp", linear_names[j]);
+            big[k].rows = r; big[k].cols = cc; big[k++].slot = &m->layers[l].w16_dense[j];
+        }
+    if (!c->tied) {
+        snprintf(big[k].name, sizeof big[k].name, "lm_head.weight");
+        big[k].rows = c->vocab_size; big[k].cols = c->dim; big[k++].slot = &m->cls16;
+    }
+    size_t n16 = 0, off = 0;
+    int s = EVB_SUCCESS, in_place = 0;
+    for (int i = 0; !s && i < k; i++) {
+        if (!(big[i].t = evb_st_find(st, big[i].name))) s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"%s\"", dir, big[i].name);
+        else if (!evb_st_bf16_in_place(st, big[i].t)) n16 += (size_t)(big[i].rows * big[i].cols);
+    }
+    if (!s && n16 && !(m->arena16 = malloc(n16 * sizeof(uint16_t))))
+        s = EVB_RAISEF(EVB_ENOMEM, "out of memory allocating %.1f MB of bfloat16 weights", n16 * 2.0 / 1e6);
+    for (int i = 0; !s && i < k; i++) {
+        int64_t shape[2] = {big[i].rows, big[i].cols};
+        const uint16_t *p = evb_st_bf16_in_place(st, big[i].t);
+        s = evb_st_read_bf16(st, big[i].t, 2, shape, p ? NULL : m->arena16 + off);
+        if (!p) { p = m->arena16 + off; off += (size_t)(big[i].rows * big[i].cols); }
+        else in_place = 1;
+        *big[i].slot = p;
+    }
+    free(big);
+    if (!s && m->arena16) s = fingerprint_source(m, st);
+    if (s) return s;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < EVB_LINEAR_COUNT; j++) m->layers[l].w16[j] = m->layers[l].w16_dense[j];
+    if (c->tied) m->cls16 = m->tok_emb16;
+    if (in_place) {
+        if (!(m->mapped = malloc(sizeof *st))) return EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        memcpy(m->mapped, st, sizeof *st);
+        evb_st_init(st);
+    }
+    return EVB_SUCCESS;
+}
+
+static int load_hf(const char *dir, int compute, evb_model **out) {
     char path[1100];
     snprintf(path, sizeof path, "%s/config.json", dir);
     evb_config c;
@@ -335,21 +571,22 @@ static int load_hf(const char *dir, evb_model **out) {
     const evb_st_tensor *q0 = evb_st_find(&st, "model.layers.0.self_attn.q_proj.weight");
     snprintf(c.dtype, sizeof c.dtype, "%s", q0 ? q0->dtype : "F32");
     evb_model *m;
-    if ((s = model_alloc(&m, &c))) { evb_st_close(&st); json_decref(cj); return s; }
+    if ((s = model_alloc(&m, &c, compute))) { evb_st_close(&st); json_decref(cj); return s; }
     s = read_dropped(cj, m, path);
     json_decref(cj);
     /* A checkpoint that says it is tied may still carry lm_head.weight (equal to the embedding): ignore it. */
     if (!s && !c.tied && !evb_st_find(&st, "lm_head.weight"))
         s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"lm_head.weight\" (config.json says the embeddings are not tied)", dir);
     char name[256];
-    if (!s) s = read_tensor(&st, "model.embed_tokens.weight", 2, c.vocab_size, c.dim, m->tok_emb, dir);
+    int bf = compute == EVB_COMPUTE_BF16;
+    if (!s && !bf) s = read_tensor(&st, "model.embed_tokens.weight", 2, c.vocab_size, c.dim, m->tok_emb, dir);
     for (int l = 0; !s && l < c.n_layers; l++) {
         evb_layer *L = &m->layers[l];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
         s = read_tensor(&st, name, 1, c.dim, 0, L->rms_att, dir);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         if (!s) s = read_tensor(&st, name, 1, c.dim, 0, L->rms_ffn, dir);
-        for (int k = 0; !s && k < EVB_LINEAR_COUNT; k++) {
+        for (int k = 0; !s && !bf && k < EVB_LINEAR_COUNT; k++) {
             int r, cc;
             linear_shape(&c, k, &r, &cc);
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", linear_names[k]);
@@ -366,7 +603,8 @@ static int load_hf(const char *dir, evb_model **out) {
         }
     }
     if (!s) s = read_tensor(&st, "model.norm.weight", 1, c.dim, 0, m->rms_final, dir);
-    if (!s && !c.tied) s = read_tensor(&st, "lm_head.weight", 2, c.vocab_size, c.dim, m->cls, dir);
+    if (!s && !c.tied && !bf) s = read_tensor(&st, "lm_head.weight", 2, c.vocab_size, c.dim, m->cls, dir);
+    if (!s && bf) s = place_bf16(m, &st, dir);
     evb_st_close(&st);
     if (s) { evb_model_free(m); return s; }
     snprintf(m->path, sizeof m->path, "%s", dir);
@@ -377,11 +615,19 @@ static int load_hf(const char *dir, evb_model **out) {
     return EVB_SUCCESS;
 }
 
-int evb_model_load(const char *path, evb_model **out) {
+int evb_model_load_as(const char *path, evb_compute compute, evb_model **out) {
     *out = NULL;
     struct stat sb;
+    if (compute != EVB_COMPUTE_AUTO && compute != EVB_COMPUTE_F32 && compute != EVB_COMPUTE_BF16)
+        EVB_ERRORF(EVB_EINVAL, "compute path %d is none of auto, f32, bf16", (int)compute);
+    const char *missing = evb_compute_missing();
+    if (compute == EVB_COMPUTE_BF16 && missing)
+        EVB_ERRORF(EVB_EINVAL, "BF16 compute is not available: %s (hint: --compute f32, or auto)", missing);
+    compute = evb_compute_resolve(compute);
     if (stat(path, &sb) != 0) EVB_ERRORF(EVB_EIO, "%s: cannot open: %s", path, strerror(errno));
     if (strlen(path) > 400) EVB_ERRORF(EVB_EINVAL, "%.60s...: path too long", path);
-    if (S_ISDIR(sb.st_mode)) return load_hf(path, out);
-    return load_llama2c(path, out);
+    if (S_ISDIR(sb.st_mode)) return load_hf(path, compute, out);
+    return load_llama2c(path, compute, out);
 }
+
+int evb_model_load(const char *path, evb_model **out) { return evb_model_load_as(path, EVB_COMPUTE_F32, out); }

@@ -7,6 +7,7 @@
  * what tests/test_forward.c compares the fast path against. */
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
+#include "models/bf16.h"
 #include "models/blas.h"
 #include "models/exp_fast.h"
 
@@ -39,19 +40,24 @@ int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **
     size_t HE = (size_t)c->n_heads * c->head_dim, GE = (size_t)c->n_kv_heads * c->head_dim;
     size_t half = c->head_dim / 2;
     int nth = evb_blas_max_threads();
+    /* The BF16 path's rounded projection inputs, in floats (two bfloat16 per float). */
+    size_t widest = D > HE ? (D > F ? D : F) : (HE > F ? HE : F);
+    size_t n16 = m->compute == EVB_COMPUTE_BF16 ? (BT * widest + 1) / 2 : 0;
     size_t sizes[] = {BT * D, BT * D, BT * HE, BT * GE, BT * GE, BT * HE, BT * F, BT * F,
-                      (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half};
+                      (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half, n16};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     float *p = aligned_alloc(64, total * sizeof(float));
     if (!p) { free(s); EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB for a forward of %d x %d tokens", total * 4.0 / 1e6, max_batch, max_seq); }
     s->mem = p;
+    float *xb16 = NULL;
     float **dst[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2,
-                     &s->scores, &s->logits, &s->rope_cos, &s->rope_sin};
+                     &s->scores, &s->logits, &s->rope_cos, &s->rope_sin, &xb16};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         *dst[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
     }
+    s->xb16 = n16 ? (uint16_t *)(void *)xb16 : NULL;
     s->max_batch = max_batch; s->max_seq = max_seq; s->n_threads = nth;
     for (int pos = 0; pos < max_seq; pos++)
         for (size_t i = 0; i < half; i++) {
@@ -215,6 +221,14 @@ static void attend(const evb_config *c, evb_state *s, int b, int h, float *scrat
     }
 }
 
+/* out[n, N] = x[n, K] . W^T (+ bias): float32 through OpenBLAS, or bfloat16 through oneDNN in a BF16 model. */
+static int project(const evb_model *m, evb_state *s, float *out, const float *x, const float *W, const uint16_t *W16,
+                   const float *bias, int n, int K, int N) {
+    if (m->compute == EVB_COMPUTE_BF16) return evb_matmul_wt_bf16(out, x, s->xb16, W16, bias, n, K, N);
+    evb_matmul_wt(out, x, W, bias, n, K, N);
+    return EVB_SUCCESS;
+}
+
 static void capture(evb_state *s, int l, evb_linear_kind kind, const float *x, int n, int cols) {
     if (s->capture) s->capture(s->capture_ctx, l, kind, x, n, cols);
 }
@@ -230,9 +244,13 @@ int evb_forward_embed(const evb_model *m, evb_state *s, const int32_t *tokens, i
             EVB_ERRORF(EVB_ERANGE, "token id %d at position %zu is outside the vocabulary [0, %d)", tokens[i], i, c->vocab_size);
     if (T > c->max_seq_len)
         EVB_ERRORF(EVB_EINVAL, "%d positions exceed the model's context of %d (max_position_embeddings, or Mistral's sliding_window)", T, c->max_seq_len);
+    if (m->compute == EVB_COMPUTE_BF16 && !s->xb16)
+        EVB_ERROR("the forward state was allocated for a float32 model, not this BF16 one", EVB_EINVAL);
     s->B = B; s->T = T;
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        memcpy(s->x + i * c->dim, m->tok_emb + (size_t)tokens[i] * c->dim, (size_t)c->dim * sizeof(float));
+    for (size_t i = 0; i < (size_t)B * T; i++) {
+        if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(s->x + i * c->dim, m->tok_emb16 + (size_t)tokens[i] * c->dim, (size_t)c->dim);
+        else memcpy(s->x + i * c->dim, m->tok_emb + (size_t)tokens[i] * c->dim, (size_t)c->dim * sizeof(float));
+    }
     return EVB_SUCCESS;
 }
 
@@ -243,16 +261,20 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
     int n = s->B * s->T, D = c->dim, F = c->hidden_dim;
     int HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
     size_t nD = (size_t)n * D;
-    for (int l = first; l < last; l++) {
+    int st = EVB_SUCCESS;
+    if (m->compute == EVB_COMPUTE_BF16 && !s->xb16)
+        EVB_ERROR("the forward state was allocated for a float32 model, not this BF16 one", EVB_EINVAL);
+    for (int l = first; l < last && !st; l++) {
         const evb_layer *L = &m->layers[l];
         if (!L->skip_attn && !L->dropped_attn) {
             rmsnorm_rows(s->xb, s->x, L->rms_att, n, D, c->norm_eps);
             capture(s, l, EVB_LINEAR_Q, s->xb, n, D);
             capture(s, l, EVB_LINEAR_K, s->xb, n, D);
             capture(s, l, EVB_LINEAR_V, s->xb, n, D);
-            evb_matmul_wt(s->q, s->xb, L->w[EVB_LINEAR_Q], L->bq, n, D, HE);
-            evb_matmul_wt(s->k, s->xb, L->w[EVB_LINEAR_K], L->bk, n, D, GE);
-            evb_matmul_wt(s->v, s->xb, L->w[EVB_LINEAR_V], L->bv, n, D, GE);
+            if ((st = project(m, s, s->q, s->xb, L->w[EVB_LINEAR_Q], L->w16[EVB_LINEAR_Q], L->bq, n, D, HE)) ||
+                (st = project(m, s, s->k, s->xb, L->w[EVB_LINEAR_K], L->w16[EVB_LINEAR_K], L->bk, n, D, GE)) ||
+                (st = project(m, s, s->v, s->xb, L->w[EVB_LINEAR_V], L->w16[EVB_LINEAR_V], L->bv, n, D, GE)))
+                break;
             rope_rows(c, s, s->q, n, s->T, c->n_heads);
             rope_rows(c, s, s->k, n, s->T, c->n_kv_heads);
             int tasks = s->B * c->n_heads;
@@ -265,7 +287,7 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
                 attend(c, s, t / c->n_heads, t % c->n_heads, s->scores + (size_t)ith * scratch_floats(c, s->max_seq));
             }
             capture(s, l, EVB_LINEAR_O, s->att, n, HE);
-            evb_matmul_wt(s->xb, s->att, L->w[EVB_LINEAR_O], NULL, n, HE, D);
+            if ((st = project(m, s, s->xb, s->att, L->w[EVB_LINEAR_O], L->w16[EVB_LINEAR_O], NULL, n, HE, D))) break;
             #pragma omp parallel for schedule(static) if (nD >= 65536)
             for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
         }
@@ -273,8 +295,9 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
             rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
             capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
             capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
-            evb_matmul_wt(s->hb, s->xb, L->w[EVB_LINEAR_GATE], NULL, n, D, F);
-            evb_matmul_wt(s->hb2, s->xb, L->w[EVB_LINEAR_UP], NULL, n, D, F);
+            if ((st = project(m, s, s->hb, s->xb, L->w[EVB_LINEAR_GATE], L->w16[EVB_LINEAR_GATE], NULL, n, D, F)) ||
+                (st = project(m, s, s->hb2, s->xb, L->w[EVB_LINEAR_UP], L->w16[EVB_LINEAR_UP], NULL, n, D, F)))
+                break;
             size_t nF = (size_t)n * F;
             #pragma omp parallel for schedule(static) if (nF >= 65536)
             for (size_t i = 0; i < nF; i++) {
@@ -282,20 +305,19 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
                 s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
             }
             capture(s, l, EVB_LINEAR_DOWN, s->hb, n, F);
-            evb_matmul_wt(s->xb, s->hb, L->w[EVB_LINEAR_DOWN], NULL, n, F, D);
+            if ((st = project(m, s, s->xb, s->hb, L->w[EVB_LINEAR_DOWN], L->w16[EVB_LINEAR_DOWN], NULL, n, F, D))) break;
             #pragma omp parallel for schedule(static) if (nD >= 65536)
             for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
         }
     }
-    return EVB_SUCCESS;
+    return st;
 }
 
 int evb_forward_logits(const evb_model *m, evb_state *s) {
     const evb_config *c = &m->config;
     int n = s->B * s->T;
     rmsnorm_rows(s->xb, s->x, m->rms_final, n, c->dim, c->norm_eps);
-    evb_matmul_wt(s->logits, s->xb, m->cls, NULL, n, c->dim, c->vocab_size);
-    return EVB_SUCCESS;
+    return project(m, s, s->logits, s->xb, m->cls, m->cls16, NULL, n, c->dim, c->vocab_size);
 }
 
 int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T) {
@@ -386,6 +408,13 @@ static void naive_rope(const evb_config *c, float *v, int n_heads, int pos) {
         }
 }
 
+/* One row through a projection: float32, or a BF16 model's bfloat16 product, both with naive loops. */
+static void naive_project(const evb_model *m, float *out, const float *x, const float *W, const uint16_t *W16,
+                          const float *bias, int K, int N) {
+    if (m->compute == EVB_COMPUTE_BF16) evb_matmul_wt_bf16_naive(out, x, W16, bias, 1, K, N);
+    else evb_matmul_wt_naive(out, x, W, bias, 1, K, N);
+}
+
 int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *logits) {
     const evb_config *c = &m->config;
     int D = c->dim, F = c->hidden_dim, E = c->head_dim, H = c->n_heads, G = c->n_kv_heads;
@@ -398,14 +427,15 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
     float *x = buf, *xb = x + D, *xb2 = xb + D, *q = xb2 + D, *att = q + HE, *k = att + HE, *v = k + GE;
     float *hb = v + GE, *hb2 = hb + F, *sc = hb2 + F, *kc = sc + T, *vc = kc + (size_t)L * T * GE;
     for (int pos = 0; pos < T; pos++) {
-        memcpy(x, m->tok_emb + (size_t)tokens[pos] * D, D * sizeof(float));
+        if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(x, m->tok_emb16 + (size_t)tokens[pos] * D, (size_t)D);
+        else memcpy(x, m->tok_emb + (size_t)tokens[pos] * D, D * sizeof(float));
         for (int l = 0; l < L; l++) {
             const evb_layer *ly = &m->layers[l];
             if (!ly->skip_attn && !ly->dropped_attn) {
                 naive_rmsnorm(xb, x, ly->rms_att, D, c->norm_eps);
-                evb_matmul_wt_naive(q, xb, ly->w[EVB_LINEAR_Q], ly->bq, 1, D, HE);
-                evb_matmul_wt_naive(k, xb, ly->w[EVB_LINEAR_K], ly->bk, 1, D, GE);
-                evb_matmul_wt_naive(v, xb, ly->w[EVB_LINEAR_V], ly->bv, 1, D, GE);
+                naive_project(m, q, xb, ly->w[EVB_LINEAR_Q], ly->w16[EVB_LINEAR_Q], ly->bq, D, HE);
+                naive_project(m, k, xb, ly->w[EVB_LINEAR_K], ly->w16[EVB_LINEAR_K], ly->bk, D, GE);
+                naive_project(m, v, xb, ly->w[EVB_LINEAR_V], ly->w16[EVB_LINEAR_V], ly->bv, D, GE);
                 naive_rope(c, q, H, pos);
                 naive_rope(c, k, G, pos);
                 memcpy(kc + ((size_t)l * T + pos) * GE, k, GE * sizeof(float));
@@ -427,20 +457,20 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
                         att[h * E + e] = (float)a;
                     }
                 }
-                evb_matmul_wt_naive(xb2, att, ly->w[EVB_LINEAR_O], NULL, 1, HE, D);
+                naive_project(m, xb2, att, ly->w[EVB_LINEAR_O], ly->w16[EVB_LINEAR_O], NULL, HE, D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
             if (!ly->skip_mlp && !ly->dropped_mlp) {
                 naive_rmsnorm(xb, x, ly->rms_ffn, D, c->norm_eps);
-                evb_matmul_wt_naive(hb, xb, ly->w[EVB_LINEAR_GATE], NULL, 1, D, F);
-                evb_matmul_wt_naive(hb2, xb, ly->w[EVB_LINEAR_UP], NULL, 1, D, F);
+                naive_project(m, hb, xb, ly->w[EVB_LINEAR_GATE], ly->w16[EVB_LINEAR_GATE], NULL, D, F);
+                naive_project(m, hb2, xb, ly->w[EVB_LINEAR_UP], ly->w16[EVB_LINEAR_UP], NULL, D, F);
                 for (int j = 0; j < F; j++) hb[j] = (float)(hb[j] / (1.0 + exp(-(double)hb[j])) * hb2[j]);
-                evb_matmul_wt_naive(xb2, hb, ly->w[EVB_LINEAR_DOWN], NULL, 1, F, D);
+                naive_project(m, xb2, hb, ly->w[EVB_LINEAR_DOWN], ly->w16[EVB_LINEAR_DOWN], NULL, F, D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
         }
         naive_rmsnorm(xb, x, m->rms_final, D, c->norm_eps);
-        evb_matmul_wt_naive(logits + (size_t)pos * V, xb, m->cls, NULL, 1, D, V);
+        naive_project(m, logits + (size_t)pos * V, xb, m->cls, m->cls16, NULL, D, V);
     }
     free(buf);
     return EVB_SUCCESS;

@@ -1,6 +1,7 @@
 /* safetensors.c -- the safetensors reader (see safetensors.h). */
 #define _DEFAULT_SOURCE
 #include "models/safetensors.h"
+#include "core/half.h"
 #include "models/json.h"
 #include "evobudget/evb_status.h"
 #include "core/fileio.h"
@@ -45,12 +46,7 @@ float evb_f16_to_f32(uint16_t h) {
     return f;
 }
 
-float evb_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+float evb_bf16_to_f32(uint16_t h) { return evb_bf16_value(h); }
 
 // ---- header ----
 
@@ -172,7 +168,7 @@ void evb_st_close(evb_safetensors *st) {
 
 // ---- data ----
 
-int evb_st_read_f32(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape, float *dst) {
+static int check_shape(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape) {
     const evb_st_file *f = &st->files[t->file];
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
@@ -182,6 +178,38 @@ int evb_st_read_f32(const evb_safetensors *st, const evb_st_tensor *t, int ndim,
         for (int d = 0; d < ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)shape[d]);
         EVB_ERRORF(EVB_EFORMAT, "%s: tensor \"%s\" has shape [%s] but config.json implies [%s]", f->path, t->name, got, want);
     }
+    return EVB_SUCCESS;
+}
+
+const uint16_t *evb_st_bf16_in_place(const evb_safetensors *st, const evb_st_tensor *t) {
+    const evb_st_file *f = &st->files[t->file];
+    const uint8_t *p = f->map + f->data_start + t->begin;
+    return strcmp(t->dtype, "BF16") == 0 && ((uintptr_t)p & 1) == 0 ? (const uint16_t *)(const void *)p : NULL;
+}
+
+int evb_st_read_bf16(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape, uint16_t *dst) {
+    int s = check_shape(st, t, ndim, shape);
+    if (s || !dst) return s;
+    const evb_st_file *f = &st->files[t->file];
+    const uint8_t *p = f->map + f->data_start + t->begin;
+    size_t n = t->end - t->begin;
+    if (strcmp(t->dtype, "BF16") == 0) memcpy(dst, p, n);
+    else if (strcmp(t->dtype, "F16") == 0)
+        for (size_t i = 0; i < n / 2; i++) dst[i] = evb_f32_to_bf16(evb_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8))));
+    else if (strcmp(t->dtype, "F32") == 0)
+        for (size_t i = 0; i < n / 4; i++) {
+            float x;
+            memcpy(&x, p + 4 * i, 4);
+            dst[i] = evb_f32_to_bf16(x);
+        }
+    else EVB_ERRORF(EVB_EFORMAT, "%s: tensor \"%s\" has dtype %s; weights must be F32, F16 or BF16", f->path, t->name, t->dtype);
+    return EVB_SUCCESS;
+}
+
+int evb_st_read_f32(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape, float *dst) {
+    int s = check_shape(st, t, ndim, shape);
+    if (s) return s;
+    const evb_st_file *f = &st->files[t->file];
     const uint8_t *p = f->map + f->data_start + t->begin;
     size_t n = (t->end - t->begin);
     if (strcmp(t->dtype, "F32") == 0) memcpy(dst, p, n);
@@ -197,13 +225,7 @@ int evb_st_read_f32(const evb_safetensors *st, const evb_st_tensor *t, int ndim,
 
 // ---- writing ----
 
-uint16_t evb_f32_to_bf16(float f) {
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40); /* NaN stays NaN */
-    b += 0x7fffu + ((b >> 16) & 1);
-    return (uint16_t)(b >> 16);
-}
+uint16_t evb_f32_to_bf16(float f) { return evb_bf16_round(f); }
 
 uint16_t evb_f32_to_f16(float f) {
     uint32_t b;

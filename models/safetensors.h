@@ -43,6 +43,12 @@ void evb_st_init(evb_safetensors *st);
 const evb_st_tensor *evb_st_find(const evb_safetensors *st, const char *name);
 /* Converts the tensor to float32 into dst after checking that its shape is exactly shape[ndim]. */
 int evb_st_read_f32(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape, float *dst);
+/* The same tensor as bfloat16: converted (round to nearest even) from F32 or F16, copied from BF16. With dst
+ * NULL, only the shape is checked. */
+int evb_st_read_bf16(const evb_safetensors *st, const evb_st_tensor *t, int ndim, const int64_t *shape, uint16_t *dst);
+/* A BF16 tensor's values where they lie in the mapping (valid until evb_st_close), or NULL when the tensor
+ * is of another dtype or lies at an odd address. The shape is not checked: evb_st_read_bf16 does that. */
+const uint16_t *evb_st_bf16_in_place(const evb_safetensors *st, const evb_st_tensor *t);
 
 /* One tensor to write: float32 data converted to dtype ("F32", "F16" or "BF16") on the way out. */
 typedef struct evb_st_out {

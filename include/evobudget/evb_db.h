@@ -115,9 +115,13 @@ void evb_fingerprint_windows(const struct evb_windows *w, char hex[17]);
 typedef struct evb_level_cache evb_level_cache;
 
 int  evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **out);
+/* The same, holding levels as bfloat16 (rounded to nearest even) when bf16 is 1: half the bytes, in the form
+ * a BF16 model computes with (evb_model_set_weight16). Such a cache answers evb_level_cache_get16 only. */
+int  evb_level_cache_alloc_as(const evb_db *db, size_t max_bytes, int bf16, evb_level_cache **out);
 void evb_level_cache_free(evb_level_cache *c);
 /* Entry i's weights [rows, cols], valid until the matching release. */
 int  evb_level_cache_get(evb_level_cache *c, int i, const float **W);
+int  evb_level_cache_get16(evb_level_cache *c, int i, const uint16_t **W);
 void evb_level_cache_release(evb_level_cache *c, int i);
 void evb_level_cache_stats(const evb_level_cache *c, size_t *hits, size_t *misses, size_t *bytes, size_t *peak_bytes);
 

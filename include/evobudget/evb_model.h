@@ -3,7 +3,13 @@
  * A model is read from a Hugging Face directory (config.json plus model.safetensors or a sharded set with
  * model.safetensors.index.json; F32, F16, BF16) or from a llama2.c .bin file. Llama, Mistral and Qwen2
  * configurations are understood (grouped-query attention, rope_theta, tied or untied embeddings, q/k/v
- * biases). All weights are held as float32 in one arena owned by the model.
+ * biases). Weights are held in one of two ways, chosen at load (evb_compute):
+ *   float32 (EVB_COMPUTE_F32): every weight converted into one float32 arena; products through OpenBLAS.
+ *   bfloat16 (EVB_COMPUTE_BF16): the embedding, the classifier and the linear layers stay bfloat16, pointing
+ *     into the memory-mapped checkpoint when it is BF16 (no copy), converted once otherwise; norms and biases
+ *     are float32. Projections run through oneDNN with bfloat16 inputs and float32 accumulation and output;
+ *     norms, rotary embeddings, softmax, SiLU, attention and log-softmax stay float32. Needs a CPU with
+ *     AVX512-BF16 or AMX-BF16 (evb_compute_missing).
  *
  * Names: B = sequences in a batch, T = positions per sequence, D = dim, F = hidden (MLP) dim,
  * V = vocab size, L = layers, H = query heads, G = key/value heads, E = head dim.
@@ -28,6 +34,21 @@ typedef enum evb_linear_kind {
 
 /* "q_proj", "k_proj", ... */
 const char *evb_linear_name(evb_linear_kind kind);
+
+/* How a model holds its weights and computes its products. AUTO: BF16 where the CPU has AVX512-BF16 or
+ * AMX-BF16, else F32. */
+typedef enum evb_compute { EVB_COMPUTE_AUTO = 0, EVB_COMPUTE_F32 = 1, EVB_COMPUTE_BF16 = 2 } evb_compute;
+
+/* "auto", "f32", "bf16" */
+const char *evb_compute_name(evb_compute c);
+/* Parses "auto", "f32" or "bf16"; -1 for anything else. */
+int evb_compute_parse(const char *s);
+/* What AUTO means on this CPU (F32 or BF16). */
+evb_compute evb_compute_resolve(evb_compute c);
+/* NULL when BF16 compute is available here, else a sentence naming the missing instruction set. */
+const char *evb_compute_missing(void);
+/* oneDNN's kernel for BF16 projections on this CPU ("brg:avx512_core_amx_bf16", ...). */
+const char *evb_compute_kernel(void);
 
 typedef struct evb_config {
     char  arch[32];      /* "llama", "mistral", "qwen2" */
@@ -57,6 +78,10 @@ typedef struct evb_layer {
      * The pointers may be swapped for other buffers of the same shape (evb_model_set_weight). */
     const float *w[EVB_LINEAR_COUNT];
     float *w_dense[EVB_LINEAR_COUNT]; /* the loaded weights, never changed */
+    /* The BF16 path's weights (NULL in a float32 model, where w and w_dense are used; in a BF16 model those
+     * are NULL unless a float32 weight was set with evb_model_set_weight, whose buffer w then names). */
+    const uint16_t *w16[EVB_LINEAR_COUNT];
+    const uint16_t *w16_dense[EVB_LINEAR_COUNT];
     float *bq, *bk, *bv;         /* [H E], [G E], [G E] or NULL */
     int skip_attn, skip_mlp;     /* 1: the sub-block is dropped (the residual passes through) */
     int dropped_attn, dropped_mlp; /* 1: dropped in the checkpoint itself (config.json's "evobudget_dropped",
@@ -65,12 +90,20 @@ typedef struct evb_layer {
 
 typedef struct evb_model {
     evb_config config;
-    float *tok_emb;       /* [V, D] */
+    int compute;          /* EVB_COMPUTE_F32 or EVB_COMPUTE_BF16 (never AUTO once loaded) */
+    float *tok_emb;       /* [V, D]; NULL in a BF16 model */
     float *rms_final;     /* [D] */
-    float *cls;           /* [V, D]; equals tok_emb when tied */
+    float *cls;           /* [V, D]; equals tok_emb when tied; NULL in a BF16 model */
+    const uint16_t *tok_emb16, *cls16; /* the BF16 model's embedding and classifier (equal when tied) */
     evb_layer *layers;    /* [L] */
-    float *arena;         /* the one allocation all weights live in */
+    float *arena;         /* the allocation all float32 weights live in */
     size_t n_arena;       /* floats in the arena */
+    size_t n_params;      /* parameters, a tied classifier counted once */
+    uint16_t *arena16;    /* BF16 model: the weights that had to be converted (NULL when all are mapped) */
+    uint16_t **swap16;    /* BF16 model: [7 L] bfloat16 copies of weights set with evb_model_set_weight, made on
+                           * first use */
+    void *mapped;         /* BF16 model: the checkpoint's mapping the weights point into (private) */
+    char fingerprint[17]; /* BF16 model converted from other values: the fingerprint of those (evb_db.h) */
     char path[1200];       /* where it was loaded from */
     char tokenizer_path[1200]; /* the tokenizer beside the model, "" if none was found */
 } evb_model;
@@ -79,6 +112,9 @@ typedef struct evb_model {
  * and shape is validated against the file size and config.json before data is touched; on error returns
  * EVB_EIO / EVB_EFORMAT with a message naming the file and the problem. Free with evb_model_free. */
 int  evb_model_load(const char *path, evb_model **out);
+/* The same, holding the weights as compute says (AUTO resolved here). EVB_COMPUTE_BF16 on a CPU without
+ * BF16 products is EVB_EINVAL with evb_compute_missing's reason. evb_model_load is EVB_COMPUTE_F32. */
+int  evb_model_load_as(const char *path, evb_compute compute, evb_model **out);
 void evb_model_free(evb_model *m);
 
 /* Writes the model as a Hugging Face directory dir (created if missing): config.json and model.safetensors
@@ -99,8 +135,15 @@ int evb_model_n_units(const evb_model *m);
 /* Rows and columns of unit u's weight. */
 void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols);
 /* Swaps unit u's weight for buf (same shape, owned by the caller, must outlive its use); NULL restores the
- * dense weight. */
-void evb_model_set_weight(evb_model *m, int unit, const float *buf);
+ * dense weight. A BF16 model rounds buf into its own bfloat16 copy of the unit (allocated on first use; not
+ * for views that share m's layers across threads: those use evb_model_set_weight16). EVB_ENOMEM when that
+ * copy cannot be allocated (the dense weight stays). */
+int  evb_model_set_weight(evb_model *m, int unit, const float *buf);
+/* A BF16 model's unit u computes with buf [rows, cols] in bfloat16 (owned by the caller); NULL restores the
+ * dense weight. EVB_EINVAL on a float32 model. */
+int  evb_model_set_weight16(evb_model *m, int unit, const uint16_t *buf);
+/* Unit u's loaded (dense) weight as float32 into dst [rows, cols], whatever the model holds. */
+void evb_model_dense_f32(const evb_model *m, int unit, float *dst);
 
 /* ---- forward pass ---- */
 
@@ -122,6 +165,7 @@ typedef struct evb_state {
     float *hb2;     /* [B T, F] */
     float *scores;  /* [n_threads, T, T] attention scratch */
     float *logits;  /* [B T, V] */
+    uint16_t *xb16; /* BF16 model: the bfloat16 copy of a projection's input [B T, max(D, H E, F)] */
     float *rope_cos, *rope_sin; /* [max_seq, E/2] */
     int n_threads;
     evb_capture_fn capture; void *capture_ctx; /* optional */
@@ -142,7 +186,8 @@ int evb_forward_logits(const evb_model *m, evb_state *s);
 int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T);
 
 /* Reference forward: one position at a time with a KV cache, plain loops, no BLAS, no threads (the
- * llama2.c way). logits [T, V] for one sequence of T tokens. Slow; for tests. */
+ * llama2.c way). logits [T, V] for one sequence of T tokens. Slow; for tests. A BF16 model's projections
+ * round their inputs to bfloat16 as the fast path does and sum the products in double. */
 int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *logits);
 
 /* In place log-softmax of n rows of V. */
