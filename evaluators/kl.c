@@ -64,6 +64,7 @@ int evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_t
     }
     evb_state *s = NULL;
     int st = evb_state_alloc(m, batch, w->seq_len, &s);
+    if (!st) s->exact = 1; /* a BF16 model's teacher is its float32 forward */
     for (int i = 0; !st && i < w->n;) {
         int T, B = evb_windows_batch(w, i, batch, &T);
         st = evb_forward(m, s, w->tokens + (size_t)i * w->seq_len, B, T);

@@ -21,6 +21,8 @@
 
 /* Query rows per attention chunk: keys beyond the chunk's last row are never computed (causal). */
 #define QCHUNK 64
+/* A BF16 model's exact projections expand this many weights to float32 at a time (16 MB). */
+#define EXACT_FLOATS ((size_t)1 << 22)
 
 // ---- state ----
 
@@ -43,8 +45,9 @@ int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **
     /* The BF16 path's rounded projection inputs, in floats (two bfloat16 per float). */
     size_t widest = D > HE ? (D > F ? D : F) : (HE > F ? HE : F);
     size_t n16 = m->compute == EVB_COMPUTE_BF16 ? (BT * widest + 1) / 2 : 0;
+    size_t nwf = m->compute == EVB_COMPUTE_BF16 ? EXACT_FLOATS : 0;
     size_t sizes[] = {BT * D, BT * D, BT * HE, BT * GE, BT * GE, BT * HE, BT * F, BT * F,
-                      (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half, n16};
+                      (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half, n16, nwf};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     float *p = aligned_alloc(64, total * sizeof(float));
@@ -52,7 +55,7 @@ int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **
     s->mem = p;
     float *xb16 = NULL;
     float **dst[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2,
-                     &s->scores, &s->logits, &s->rope_cos, &s->rope_sin, &xb16};
+                     &s->scores, &s->logits, &s->rope_cos, &s->rope_sin, &xb16, &s->wf};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         *dst[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
@@ -221,9 +224,32 @@ static void attend(const evb_config *c, evb_state *s, int b, int h, float *scrat
     }
 }
 
-/* out[n, N] = x[n, K] . W^T (+ bias): float32 through OpenBLAS, or bfloat16 through oneDNN in a BF16 model. */
+/* A BF16 model's projection in float32: the bfloat16 weights expanded a block of rows at a time into s->wf, the
+ * input kept in float32; rows of x in fixed slices over the threads, as in evb_matmul_wt. */
+static void project_exact(evb_state *s, float *out, const float *x, const uint16_t *W16, const float *bias,
+                          int n, int K, int N) {
+    enum { ROWS = 512 };
+    int rows = (int)(EXACT_FLOATS / (size_t)K), chunks = (n + ROWS - 1) / ROWS;
+    if (rows < 1) rows = 1;
+    for (int j0 = 0; j0 < N; j0 += rows) {
+        int cn = N - j0 < rows ? N - j0 : rows;
+        evb_bf16_to_f32_n(s->wf, W16 + (size_t)j0 * K, (size_t)cn * K);
+        #pragma omp parallel for schedule(static) if (chunks > 1)
+        for (int c = 0; c < chunks; c++) {
+            int r0 = c * ROWS, r1 = r0 + ROWS < n ? r0 + ROWS : n;
+            evb_sgemm_nt(r1 - r0, cn, K, 1.0f, x + (size_t)r0 * K, K, s->wf, K, 0.0f, out + (size_t)r0 * N + j0, N);
+        }
+    }
+    if (bias)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < N; j++) out[(size_t)i * N + j] += bias[j];
+}
+
+/* out[n, N] = x[n, K] . W^T (+ bias): float32 through OpenBLAS, or bfloat16 through oneDNN in a BF16 model
+ * (float32 with the model's bfloat16 weights when s->exact). */
 static int project(const evb_model *m, evb_state *s, float *out, const float *x, const float *W, const uint16_t *W16,
                    const float *bias, int n, int K, int N) {
+    if (m->compute == EVB_COMPUTE_BF16 && s->exact) { project_exact(s, out, x, W16, bias, n, K, N); return EVB_SUCCESS; }
     if (m->compute == EVB_COMPUTE_BF16) return evb_matmul_wt_bf16(out, x, s->xb16, W16, bias, n, K, N);
     evb_matmul_wt(out, x, W, bias, n, K, N);
     return EVB_SUCCESS;

@@ -9,12 +9,17 @@
 #include "testing.h"
 
 #include "evobudget/evobudget.h"
+#include "evobudget/evb_compress.h"
 #include "evobudget/evb_db.h"
+#include "evobudget/evb_eval.h"
+#include "evobudget/evb_text.h"
+#include "evobudget/evb_tokenizer.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
 #include "core/half.h"
 #include "models/bf16.h"
 
+#include <gsl/gsl_statistics_double.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,6 +219,122 @@ static void test_in_place(void) {
     EVB_CHECK(system(cmd) == 0, "clean up");
 }
 
+/* Spearman's rank correlation of a and b (n values, no ties expected). */
+static double spearman(const double *a, const double *b, int n) {
+    double *w = malloc(sizeof(double) * 2 * n);
+    double r = gsl_stats_spearman(a, 1, b, 1, (size_t)n, w);
+    free(w);
+    return r;
+}
+
+/* Fidelity on the demo model (held-out-free: calibration text): the KL from the float32 dense model of random
+ * candidates (per-unit magnitude sparsity or RTN bits around a target), scored in float32 and in BF16, rank
+ * alike; the BF16 dense model's own KL (its floor) is small against theirs; and a BF16 teacher (float32
+ * projections with the model's weights) is the float32 model's output. */
+static void test_fidelity(void) {
+    evb_model *m32 = NULL, *m16 = NULL;
+    evb_tokenizer *tk = NULL;
+    char *text = NULL;
+    size_t len = 0, n_tok = 0;
+    int32_t *tok = NULL;
+    evb_windows w = {0};
+    int ok = evb_model_load_as(DEMO, EVB_COMPUTE_F32, &m32) == 0 && evb_model_load_as(DEMO, EVB_COMPUTE_BF16, &m16) == 0 &&
+             evb_tokenizer_load(DEMO "/tokenizer.json", &tk) == 0 && evb_text_read(DEMO "/calib.txt", &text, &len) == 0 &&
+             evb_text_tokenize(tk, text, len, 4000, &tok, &n_tok) == 0 &&
+             evb_windows_sample(tok, n_tok, 128, m32->config.bos_id, 8, 7, &w) == 0;
+    EVB_CHECK(ok, "the demo model (float32 and BF16), its tokenizer and 8 windows of 128 tokens: %s", ok ? "" : evb_last_error());
+    if (!ok) goto done;
+    const int U = evb_model_n_units(m32), N = 24;
+    evb_state *s = NULL;
+    ok = evb_state_alloc(m16, 4, 128, &s) == 0;
+    /* per unit: the dense weight and its compressed forms */
+    const double sp[3] = {0.4, 0.6, 0.8};
+    const int bits[3] = {2, 3, 4};
+    float **lv = calloc((size_t)U * 6, sizeof *lv);
+    uint8_t *codes = NULL; float *scale = NULL, *zero = NULL; int32_t *gof = NULL;
+    for (int u = 0; ok && u < U; u++) {
+        int r, c;
+        evb_model_unit_shape(m32, u, &r, &c);
+        codes = realloc(codes, (size_t)r * c); scale = realloc(scale, sizeof(float) * r * c);
+        zero = realloc(zero, sizeof(float) * r * c); gof = realloc(gof, sizeof(int32_t) * c);
+        for (int k = 0; k < 6; k++) {
+            lv[u * 6 + k] = malloc(sizeof(float) * r * c);
+            evb_model_dense_f32(m32, u, lv[u * 6 + k]);
+            if (k < 3) ok &= evb_prune_magnitude(lv[u * 6 + k], r, c, (evb_sparsity){sp[k], 0, 0, 0}) == 0;
+            else {
+                evb_quant_params q = {bits[k - 3], 64, 0, 0, 0.01, 128};
+                evb_quant_out out = {codes, scale, zero, gof};
+                ok &= evb_quant_rtn(lv[u * 6 + k], r, c, &q, &out) == 0;
+            }
+        }
+    }
+    EVB_CHECK(ok, "magnitude levels at 40/60/80%% and RTN levels at 2/3/4 bits of every unit");
+    double nll, floor_kl, kl32[24], kl16[24];
+    size_t n = 0;
+    const float **cand = calloc((size_t)U, sizeof *cand);
+    ok = ok && evb_eval_nll_kl_ref(m32, m16, s, &w, 4, &nll, &floor_kl, &n, NULL, NULL) == 0;
+    floor_kl /= (double)n;
+    for (int kind = 0; ok && kind < 2; kind++) {
+        for (int i = 0; ok && i < N; i++) {
+            for (int u = 0; u < U; u++) cand[u] = lv[u * 6 + kind * 3 + (int)(unif() * 3)];
+            for (int u = 0; u < U && ok; u++) ok = evb_model_set_weight(m32, u, cand[u]) == 0 && evb_model_set_weight(m16, u, cand[u]) == 0;
+            evb_model *d32 = NULL;
+            ok = ok && evb_model_load_as(DEMO, EVB_COMPUTE_F32, &d32) == 0;
+            ok = ok && evb_eval_nll_kl_ref(d32, m32, s, &w, 4, &nll, &kl32[i], &n, NULL, NULL) == 0;
+            ok = ok && evb_eval_nll_kl_ref(d32, m16, s, &w, 4, &nll, &kl16[i], &n, NULL, NULL) == 0;
+            kl32[i] /= (double)n; kl16[i] /= (double)n;
+            evb_model_free(d32);
+        }
+        double rho = spearman(kl32, kl16, N), mean32 = gsl_stats_mean(kl32, 1, N);
+        printf("fidelity, demo model, %s: Spearman of %d candidates' KL, BF16 against float32: %.4f (mean KL %.4f; "
+               "BF16 dense floor %.5f)\n", kind ? "RTN 2/3/4 bits" : "magnitude 40/60/80%", N, rho, mean32, floor_kl);
+        EVB_CHECK(ok && rho >= 0.95, "BF16 ranks %s candidates as float32 does (Spearman %.4f >= 0.95)", kind ? "quantized" : "sparse", rho);
+        EVB_CHECK(ok && floor_kl < 0.05 * mean32, "the BF16 dense model's KL floor %.5f is small against the candidates' %.4f", floor_kl, mean32);
+    }
+    for (int u = 0; u < U; u++) { evb_model_set_weight(m32, u, NULL); evb_model_set_weight(m16, u, NULL); }
+    /* the teacher's forward: float32 products with the BF16 model's weights */
+    if (ok) {
+        const int T = 32, V = m16->config.vocab_size;
+        float *a = malloc(sizeof(float) * T * V), *b = malloc(sizeof(float) * T * V);
+        evb_state *e = NULL;
+        ok = evb_state_alloc(m16, 1, T, &e) == 0;
+        if (ok) {
+            e->exact = 1;
+            ok = evb_forward(m16, e, w.tokens, 1, T) == 0;
+            memcpy(a, e->logits, sizeof(float) * T * V);
+            e->exact = 0;
+            ok = ok && evb_forward(m16, e, w.tokens, 1, T) == 0;
+            memcpy(b, e->logits, sizeof(float) * T * V);
+        }
+        evb_state_free(e);
+        /* the float32 model with the BF16 model's (rounded) weights */
+        for (int u = 0; ok && u < U; u++) {
+            int r, c;
+            evb_model_unit_shape(m16, u, &r, &c);
+            evb_model_dense_f32(m16, u, lv[u * 6]);
+            evb_model_set_weight(m32, u, lv[u * 6]);
+        }
+        float *rt = m32->tok_emb, *rr = malloc(sizeof(float) * (size_t)V * m32->config.dim);
+        evb_bf16_to_f32_n(rr, m16->tok_emb16, (size_t)V * m32->config.dim);
+        m32->tok_emb = m32->cls = rr;
+        float *c32 = malloc(sizeof(float) * T * V);
+        ok = ok && forward_logits(m32, w.tokens, 1, T, c32) == 0;
+        m32->tok_emb = m32->cls = rt;
+        double dx = max_abs_diff(a, c32, (size_t)T * V), db = max_abs_diff(b, c32, (size_t)T * V);
+        EVB_CHECK(ok && dx < 1e-3 && db > 10 * dx, "exact projections of a BF16 model compute the float32 forward of its weights "
+                  "(max |diff| %.2e; the bfloat16 products' %.2e)", dx, db);
+        free(a); free(b); free(c32); free(rr);
+    }
+    for (int u = 0; u < U * 6; u++) free(lv[u]);
+    free(lv); free(cand); free(codes); free(scale); free(zero); free(gof);
+    evb_state_free(s);
+done:
+    evb_windows_free(&w);
+    free(tok); free(text);
+    evb_tokenizer_free(tk);
+    evb_model_free(m32); evb_model_free(m16);
+}
+
 int main(void) {
     evb_init();
     test_rounding();
@@ -232,5 +353,6 @@ int main(void) {
     test_matmul();
     test_forward();
     test_in_place();
+    test_fidelity();
     return evb_test_summary();
 }

@@ -33,7 +33,9 @@ extern "C" {
 typedef enum evb_teacher_kind { EVB_TEACHER_F32 = 0, EVB_TEACHER_F16 = 1, EVB_TEACHER_TOPK = 2 } evb_teacher_kind;
 typedef struct evb_teacher evb_teacher;
 
-/* Runs the dense model over the windows (batch at a time, all threads) and keeps its log-probabilities. */
+/* Runs the dense model over the windows (batch at a time, all threads) and keeps its log-probabilities. A BF16
+ * model's teacher is computed in float32 (evb_state.exact): candidates scored in bfloat16 are measured against
+ * the float32 dense model, and the dense model itself scores the BF16 path's own error (its KL floor). */
 int  evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_teacher_kind kind, int topk,
                        evb_teacher **out);
 void evb_teacher_free(evb_teacher *t);

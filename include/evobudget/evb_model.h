@@ -166,6 +166,9 @@ typedef struct evb_state {
     float *scores;  /* [n_threads, T, T] attention scratch */
     float *logits;  /* [B T, V] */
     uint16_t *xb16; /* BF16 model: the bfloat16 copy of a projection's input [B T, max(D, H E, F)] */
+    float *wf;      /* BF16 model: a block of weights expanded to float32 for exact projections */
+    int exact;      /* BF16 model: 1 = projections in float32 with the model's weights (a teacher's outputs);
+                     * 0 (the default) = bfloat16 products */
     float *rope_cos, *rope_sin; /* [max_seq, E/2] */
     int n_threads;
     evb_capture_fn capture; void *capture_ctx; /* optional */
