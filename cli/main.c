@@ -242,6 +242,9 @@ int print_json(json_t *j) {
     return 0;
 }
 
+/* The most bytes of logits one forward of `eval` holds (its --batch is lowered to stay within). */
+#define EVAL_LOGITS ((size_t)512 << 20)
+
 // ---- info ----
 
 static int cmd_info(int argc, char **argv) {
@@ -599,7 +602,7 @@ static int cmd_eval(int argc, char **argv) {
                            "  --max-tokens N     score at most N tokens (default: the whole text)\n"
                            "  --calib-windows N  score the N windows 'search --calib-windows N' samples from this text instead\n"
                            "                     (its calibration set: kl is then the search's fitness on all of it)\n"
-                           "  --batch N          windows per forward pass (default 8)\n"
+                           "  --batch N          windows per forward pass (default 8; lowered so that one forward holds at most 512 MiB of logits)\n"
                            "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
                            "                     does (default 4000; 0 encodes it whole)\n"
                            "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
@@ -664,6 +667,10 @@ static int cmd_eval(int argc, char **argv) {
     if (!s && o.calib_windows) s = evb_windows_sample(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (int)o.calib_windows, 0, &w);
     else if (!s) s = evb_windows_consecutive(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (size_t)o.max_tokens, &w);
     int batch = (int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1);
+    /* A forward's logits (and the reference's, for a KL) stay within EVAL_LOGITS bytes: a 128k vocabulary
+     * takes 256 MB per window of 512 positions. */
+    size_t per_window = (size_t)seq_len * (size_t)l.m->config.vocab_size * sizeof(float) * (weights || ref ? 2 : 1);
+    if ((size_t)batch * per_window > EVAL_LOGITS) batch = per_window >= EVAL_LOGITS ? 1 : (int)(EVAL_LOGITS / per_window);
     if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};
