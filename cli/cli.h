@@ -51,6 +51,12 @@ int is_dir(const char *p);
 const char *default_asset(const char *name, char *buf, size_t n);
 double now_s(void);
 void set_threads(const opts *o);
+/* --compute's value (auto when absent), or -1 after a usage message when it is not one of auto, bf16, f32,
+ * or asks for bf16 on a CPU without it. */
+int compute_opt(const opts *o);
+/* The help lines of --compute, the same in every command that runs the model. */
+#define COMPUTE_HELP "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n" \
+                     "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
 
 typedef struct progress { double t0; const char *what; int tty; double last; const char *items; } progress;
 void progress_cb(void *ctx, int done, int total);

@@ -205,16 +205,24 @@ void progress_cb(void *ctx, int done, int total) {
 
 void loaded_free(loaded *l) { evb_model_free(l->m); evb_tokenizer_free(l->t); }
 
+int compute_opt(const opts *o) {
+    int compute = evb_compute_parse(o->compute ? o->compute : "auto");
+    if (compute < 0) { usage_error("--compute '%s' is none of auto, bf16, f32", o->compute); return -1; }
+    if (compute == EVB_COMPUTE_BF16 && evb_compute_missing()) {
+        usage_error("--compute bf16: %s; use --compute f32 or auto", evb_compute_missing());
+        return -1;
+    }
+    return compute;
+}
+
 int load_model(const opts *o, int need_tokenizer, loaded *l) {
     char buf[1024];
     const char *path = o->model ? o->model : default_asset("", buf, sizeof buf);
     memset(l, 0, sizeof *l);
     if (!o->model && !is_dir(path))
         return usage_error("no --model given and the embedded demo model is missing at %s", path);
-    int compute = evb_compute_parse(o->compute ? o->compute : "auto");
-    if (compute < 0) return usage_error("--compute '%s' is none of auto, bf16, f32", o->compute);
-    if (compute == EVB_COMPUTE_BF16 && evb_compute_missing())
-        return usage_error("--compute bf16: %s; use --compute f32 or auto", evb_compute_missing());
+    int compute = compute_opt(o);
+    if (compute < 0) return 2;
     int s = evb_model_load_as(path, (evb_compute)compute, &l->m);
     if (s) return fail(s);
     if (!need_tokenizer) return 0;
@@ -348,8 +356,7 @@ static int cmd_generate(int argc, char **argv) {
                            "  --prompt-tokens IDS   the prompt as comma-separated token ids instead of text\n"
                            "  --steps N             new tokens to generate (default 64)\n"
                            "  --threads N           OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
-                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
-                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
+                           COMPUTE_HELP
                            "  --json                one JSON object on stdout: tokens (BOS and prompt included), text\n");
         return rc;
     }
@@ -581,7 +588,7 @@ static int load_reference(const opts *o, const evb_model *m, evb_model **ref, ch
     int rc = 0;
     if (path) {
         snprintf(which, n, "%s", path);
-        int s = evb_model_load_as(path, (evb_compute)evb_compute_parse(o->compute ? o->compute : "auto"), ref);
+        int compute = compute_opt(o), s = compute < 0 ? EVB_EINVAL : evb_model_load_as(path, (evb_compute)compute, ref);
         if (s) rc = fail(s);
     }
     json_decref(rec);
@@ -606,8 +613,7 @@ static int cmd_eval(int argc, char **argv) {
                            "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
                            "                     does (default 4000; 0 encodes it whole)\n"
                            "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
-                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
-                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
+                           COMPUTE_HELP
                            "  --db DIR           a level database of the model, with one of:\n"
                            "  --config FILE      per-unit levels (best.json's format; its model and db are the defaults)\n"
                            "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
@@ -818,8 +824,7 @@ static int cmd_db_build(int argc, char **argv) {
                            "  --seed N               sampling seed (default 0)\n"
                            "  --out DIR              the database directory\n"
                            "  --threads N            levels built in parallel (default: OMP_NUM_THREADS or all cores)\n"
-                           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
-                           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16)\n"
+                           COMPUTE_HELP
                            "  --json                 one JSON object on stdout\n");
         return rc;
     }

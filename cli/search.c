@@ -1211,8 +1211,8 @@ static int help(void) {
            "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16, topk:256 above 64k tokens)\n"
            "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
            "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
-           "  --compute auto|bf16|f32  products in bfloat16 through oneDNN or float32 through OpenBLAS (default auto:\n"
-           "                         bf16 where the CPU has AVX512-BF16 or AMX-BF16); the teacher is computed the same way\n"
+           COMPUTE_HELP
+           "                         the teacher (the dense model's outputs) is computed in float32 either way\n"
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
            "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
            "  --resume               continue the run in RUNDIR from its checkpoint\n"

@@ -1,13 +1,15 @@
 /* bf16.c -- BF16 projections through oneDNN's matmul primitive (see bf16.h).
  *
  * One CPU engine for the process. A primitive is made once per shape (K, N, bias or not, and M for a whole
- * slice of ROWS rows; slices of other heights share one primitive made for any M, so that a generation that
- * grows its sequence a token at a time needs no new ones) and kept in a small table guarded by a mutex; primitives run with a caller-provided scratchpad (oneDNN's "user" mode),
- * which makes concurrent calls of one primitive safe, and every call runs inside an OpenMP parallel region,
- * where oneDNN computes on the calling thread alone. Weights are used where they lie, in nn.Linear layout
+ * slice of EVB_SLICE_ROWS rows; slices of other heights share one primitive made for any M, so that a
+ * generation that grows its sequence a token at a time needs no new ones) and kept in a small table guarded
+ * by a mutex. Primitives run with a caller-provided scratchpad (oneDNN's "user" mode), which makes concurrent
+ * calls of one primitive safe, and every call runs inside an OpenMP parallel region, where oneDNN computes on
+ * the calling thread alone. Weights are used where they lie, in nn.Linear layout
  * [N, K] (oneDNN's "ba" tag for a K x N matrix): memory-mapped checkpoints need no copy or reorder. */
 #define _GNU_SOURCE
 #include "models/bf16.h"
+#include "models/blas.h"
 #include "core/half.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
@@ -94,8 +96,7 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 
 static void engine_init(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
 
-/* Rows per slice of a projection (evb_matmul_wt_bf16). */
-enum { ROWS = 512 };
+enum { ROWS = EVB_SLICE_ROWS };
 
 /* The primitive for a shape, made on first use; M is ROWS or DNNL_RUNTIME_DIM_VAL. NULL on failure, with the
  * message recorded. */
@@ -202,8 +203,8 @@ static int run_slice(float *out, const uint16_t *xb, const uint16_t *W, const fl
 
 int evb_matmul_wt_bf16(float *out, const float *x, uint16_t *xb, const uint16_t *W, const float *bias,
                        int M, int K, int N) {
-    /* Fixed slices of ROWS rows whatever the thread count, as in evb_matmul_wt; the region is entered even for
-     * one slice, so that oneDNN always computes on the calling thread alone (same partition, same sums). */
+    /* Fixed slices whatever the thread count (EVB_SLICE_ROWS); the region is entered even for one slice, so
+     * that oneDNN always computes on the calling thread alone (same partition, same sums). */
     int chunks = (M + ROWS - 1) / ROWS, status = EVB_SUCCESS;
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < chunks; c++) {
@@ -222,14 +223,8 @@ void evb_matmul_wt_bf16_naive(float *out, const float *x, const uint16_t *W, con
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double acc = 0.0;
-            for (int k = 0; k < K; k++) {
-                uint16_t xh;
-                float xr, wr;
-                evb_bf16_from_f32(&xh, &x[(size_t)i * K + k], 1);
-                evb_bf16_to_f32_n(&xr, &xh, 1);
-                evb_bf16_to_f32_n(&wr, &W[(size_t)j * K + k], 1);
-                acc += (double)xr * wr;
-            }
+            for (int k = 0; k < K; k++)
+                acc += (double)evb_bf16_value(evb_bf16_round(x[(size_t)i * K + k])) * evb_bf16_value(W[(size_t)j * K + k]);
             out[(size_t)i * N + j] = (float)acc + (bias ? bias[j] : 0.0f);
         }
 }

@@ -63,23 +63,22 @@ int evb_blas_max_threads(void) {
 
 // ---- projections ----
 
-static void add_bias(float *out, const float *bias, int M, int N) {
+void evb_add_bias(float *out, const float *bias, int M, int N) {
     if (!bias) return;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) out[(size_t)i * N + j] += bias[j];
 }
 
 void evb_matmul_wt(float *out, const float *x, const float *W, const float *bias, int M, int K, int N) {
-    /* Fixed slices of ROWS rows, whatever the thread count: OpenBLAS's result for a row can depend on how
-     * many rows share its call, so the slicing must not depend on the threads for results to be the same. */
-    enum { ROWS = 512 };
+    /* Fixed slices (EVB_SLICE_ROWS), whatever the thread count. */
+    enum { ROWS = EVB_SLICE_ROWS };
     int chunks = (M + ROWS - 1) / ROWS;
     #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int c = 0; c < chunks; c++) {
         int r0 = c * ROWS, r1 = r0 + ROWS < M ? r0 + ROWS : M;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, N, K, 1.0f,
                     x + (size_t)r0 * K, K, W, K, 0.0f, out + (size_t)r0 * N, N);
-        add_bias(out + (size_t)r0 * N, bias, r1 - r0, N);
+        evb_add_bias(out + (size_t)r0 * N, bias, r1 - r0, N);
     }
 }
 

@@ -15,6 +15,14 @@ const char *evb_blas_library(void);
 /* Threads OpenMP will use for the forward pass (1 without OpenMP). */
 int evb_blas_max_threads(void);
 
+/* Rows per slice of a projection: every projection (float32 here, bfloat16 in bf16.c) cuts its rows into
+ * slices of this height whatever the thread count, each one single-threaded call, because a library's result
+ * for a row can depend on how many rows share its call; so results do not depend on the threads. */
+#define EVB_SLICE_ROWS 512
+
+/* out[M, N] += bias[N] (nothing when bias is NULL). */
+void evb_add_bias(float *out, const float *bias, int M, int N);
+
 /* out[M, N] = x[M, K] . W[N, K]^T (+ bias[N] when non-NULL). The rows of x are split over the OpenMP
  * threads, each running a single-threaded sgemm on its slice. */
 void evb_matmul_wt(float *out, const float *x, const float *W, const float *bias, int M, int K, int N);

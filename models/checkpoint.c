@@ -217,43 +217,55 @@ void evb_fingerprint_model(const evb_model *m, char hex[17]) {
     XXH64_freeState(x);
 }
 
-/* The same from a Hugging Face checkpoint's own tensors (their float32 values), for a BF16 model that converted
- * them. */
+/* Feeds the float32 values of the checkpoint's tensor `name` to the hash. */
+static int hash_tensor(XXH64_state_t *x, const evb_safetensors *st, const char *name) {
+    const evb_st_tensor *t = evb_st_find(st, name);
+    if (!t) EVB_ERRORF(EVB_EFORMAT, "missing tensor \"%s\"", name);
+    const evb_st_file *f = &st->files[t->file];
+    const uint8_t *p = f->map + f->data_start + t->begin;
+    size_t bytes = t->end - t->begin;
+    if (strcmp(t->dtype, "F32") == 0) { XXH64_update(x, p, bytes); return EVB_SUCCESS; }
+    int bf = strcmp(t->dtype, "BF16") == 0;
+    float buf[2048];
+    for (size_t k = 0; k < bytes / 2; k += 2048) {
+        size_t q = bytes / 2 - k < 2048 ? bytes / 2 - k : 2048;
+        for (size_t e = 0; e < q; e++) {
+            uint16_t h = (uint16_t)(p[2 * (k + e)] | (p[2 * (k + e) + 1] << 8));
+            buf[e] = bf ? evb_bf16_value(h) : evb_f16_to_f32(h);
+        }
+        XXH64_update(x, buf, q * sizeof *buf);
+    }
+    return EVB_SUCCESS;
+}
+
+/* The same from a Hugging Face checkpoint's own tensors (their float32 values, in the order above), for a BF16
+ * model that converted them. */
 static int fingerprint_source(evb_model *m, const evb_safetensors *st) {
     const evb_config *c = &m->config;
     XXH64_state_t *x = XXH64_createState();
     if (!x) EVB_ERROR("out of memory", EVB_ENOMEM);
     XXH64_reset(x, config_seed(c));
     char name[128];
-    int n = 3 + c->n_layers * (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias);
-    for (int i = 0; i < n; i++) {
-        int l = (i - 1) / (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias), j = (i - 1) % (2 + EVB_LINEAR_COUNT + 3 * c->qkv_bias);
-        if (i == 0) snprintf(name, sizeof name, "model.embed_tokens.weight");
-        else if (i == n - 2) snprintf(name, sizeof name, "model.norm.weight");
-        else if (i == n - 1) { if (c->tied) break; snprintf(name, sizeof name, "lm_head.weight"); }
-        else if (j < 2) snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, j ? "post_attention_layernorm" : "input_layernorm");
-        else if (j < 2 + EVB_LINEAR_COUNT) snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, j - 2 < 4 ? "self_attn" : "mlp", linear_names[j - 2]);
-        else snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[j - 2 - EVB_LINEAR_COUNT]);
-        const evb_st_tensor *t = evb_st_find(st, name);
-        if (!t) { XXH64_freeState(x); EVB_ERRORF(EVB_EFORMAT, "missing tensor \"%s\"", name); }
-        const evb_st_file *f = &st->files[t->file];
-        const uint8_t *p = f->map + f->data_start + t->begin;
-        size_t bytes = t->end - t->begin;
-        if (strcmp(t->dtype, "F32") == 0) { XXH64_update(x, p, bytes); continue; }
-        int bf = strcmp(t->dtype, "BF16") == 0;
-        float buf[2048];
-        for (size_t k = 0; k < bytes / 2; k += 2048) {
-            size_t q = bytes / 2 - k < 2048 ? bytes / 2 - k : 2048;
-            for (size_t e = 0; e < q; e++) {
-                uint16_t h = (uint16_t)(p[2 * (k + e)] | (p[2 * (k + e) + 1] << 8));
-                buf[e] = bf ? evb_bf16_value(h) : evb_f16_to_f32(h);
-            }
-            XXH64_update(x, buf, q * sizeof *buf);
+    int s = hash_tensor(x, st, "model.embed_tokens.weight");
+    for (int l = 0; !s && l < c->n_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        s = hash_tensor(x, st, name);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if (!s) s = hash_tensor(x, st, name);
+        for (int k = 0; !s && k < EVB_LINEAR_COUNT; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", linear_names[k]);
+            s = hash_tensor(x, st, name);
+        }
+        for (int k = 0; !s && c->qkv_bias && k < 3; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[k]);
+            s = hash_tensor(x, st, name);
         }
     }
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx", (unsigned long long)XXH64_digest(x));
+    if (!s) s = hash_tensor(x, st, "model.norm.weight");
+    if (!s && !c->tied) s = hash_tensor(x, st, "lm_head.weight");
+    if (!s) snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx", (unsigned long long)XXH64_digest(x));
     XXH64_freeState(x);
-    return EVB_SUCCESS;
+    return s;
 }
 
 /* Rehouses a float32 model as a BF16 one: the embedding, classifier and linear layers rounded into one
@@ -281,11 +293,10 @@ static int hold_bf16(evb_model **mp) {
             evb_bf16_from_f32(a + off, S->w_dense[k], (size_t)r * cc);
             L->w16_dense[k] = L->w16[k] = a + off; off += (size_t)r * cc;
         }
-        float *bs[3] = {L->bq, L->bk, L->bv}, *bd[3] = {S->bq, S->bk, S->bv};
-        for (int k = 0; k < 3; k++) {
-            int r, cc;
-            linear_shape(c, k, &r, &cc);
-            if (bs[k]) memcpy(bs[k], bd[k], sizeof(float) * r);
+        if (c->qkv_bias) {
+            memcpy(L->bq, S->bq, sizeof(float) * c->n_heads * c->head_dim);
+            memcpy(L->bk, S->bk, sizeof(float) * c->n_kv_heads * c->head_dim);
+            memcpy(L->bv, S->bv, sizeof(float) * c->n_kv_heads * c->head_dim);
         }
         L->dropped_attn = S->dropped_attn; L->dropped_mlp = S->dropped_mlp;
     }

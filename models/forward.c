@@ -228,7 +228,7 @@ static void attend(const evb_config *c, evb_state *s, int b, int h, float *scrat
  * input kept in float32; rows of x in fixed slices over the threads, as in evb_matmul_wt. */
 static void project_exact(evb_state *s, float *out, const float *x, const uint16_t *W16, const float *bias,
                           int n, int K, int N) {
-    enum { ROWS = 512 };
+    enum { ROWS = EVB_SLICE_ROWS };
     int rows = (int)(EXACT_FLOATS / (size_t)K), chunks = (n + ROWS - 1) / ROWS;
     if (rows < 1) rows = 1;
     for (int j0 = 0; j0 < N; j0 += rows) {
@@ -240,19 +240,26 @@ static void project_exact(evb_state *s, float *out, const float *x, const uint16
             evb_sgemm_nt(r1 - r0, cn, K, 1.0f, x + (size_t)r0 * K, K, s->wf, K, 0.0f, out + (size_t)r0 * N + j0, N);
         }
     }
-    if (bias)
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < N; j++) out[(size_t)i * N + j] += bias[j];
+    evb_add_bias(out, bias, n, N);
 }
 
 /* out[n, N] = x[n, K] . W^T (+ bias): float32 through OpenBLAS, or bfloat16 through oneDNN in a BF16 model
  * (float32 with the model's bfloat16 weights when s->exact). */
 static int project(const evb_model *m, evb_state *s, float *out, const float *x, const float *W, const uint16_t *W16,
                    const float *bias, int n, int K, int N) {
+    if (m->compute == EVB_COMPUTE_BF16 && !s->xb16)
+        EVB_ERROR("the forward state was allocated for a float32 model, not this BF16 one", EVB_EINVAL);
     if (m->compute == EVB_COMPUTE_BF16 && s->exact) { project_exact(s, out, x, W16, bias, n, K, N); return EVB_SUCCESS; }
     if (m->compute == EVB_COMPUTE_BF16) return evb_matmul_wt_bf16(out, x, s->xb16, W16, bias, n, K, N);
     evb_matmul_wt(out, x, W, bias, n, K, N);
     return EVB_SUCCESS;
+}
+
+/* Token id's embedding row into x [D], from either holding. */
+static void embed_row(const evb_model *m, int32_t id, float *x) {
+    size_t D = (size_t)m->config.dim;
+    if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(x, m->tok_emb16 + (size_t)id * D, D);
+    else memcpy(x, m->tok_emb + (size_t)id * D, D * sizeof(float));
 }
 
 static void capture(evb_state *s, int l, evb_linear_kind kind, const float *x, int n, int cols) {
@@ -270,13 +277,8 @@ int evb_forward_embed(const evb_model *m, evb_state *s, const int32_t *tokens, i
             EVB_ERRORF(EVB_ERANGE, "token id %d at position %zu is outside the vocabulary [0, %d)", tokens[i], i, c->vocab_size);
     if (T > c->max_seq_len)
         EVB_ERRORF(EVB_EINVAL, "%d positions exceed the model's context of %d (max_position_embeddings, or Mistral's sliding_window)", T, c->max_seq_len);
-    if (m->compute == EVB_COMPUTE_BF16 && !s->xb16)
-        EVB_ERROR("the forward state was allocated for a float32 model, not this BF16 one", EVB_EINVAL);
     s->B = B; s->T = T;
-    for (size_t i = 0; i < (size_t)B * T; i++) {
-        if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(s->x + i * c->dim, m->tok_emb16 + (size_t)tokens[i] * c->dim, (size_t)c->dim);
-        else memcpy(s->x + i * c->dim, m->tok_emb + (size_t)tokens[i] * c->dim, (size_t)c->dim * sizeof(float));
-    }
+    for (size_t i = 0; i < (size_t)B * T; i++) embed_row(m, tokens[i], s->x + i * c->dim);
     return EVB_SUCCESS;
 }
 
@@ -288,8 +290,6 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
     int HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
     size_t nD = (size_t)n * D;
     int st = EVB_SUCCESS;
-    if (m->compute == EVB_COMPUTE_BF16 && !s->xb16)
-        EVB_ERROR("the forward state was allocated for a float32 model, not this BF16 one", EVB_EINVAL);
     for (int l = first; l < last && !st; l++) {
         const evb_layer *L = &m->layers[l];
         if (!L->skip_attn && !L->dropped_attn) {
@@ -453,8 +453,7 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
     float *x = buf, *xb = x + D, *xb2 = xb + D, *q = xb2 + D, *att = q + HE, *k = att + HE, *v = k + GE;
     float *hb = v + GE, *hb2 = hb + F, *sc = hb2 + F, *kc = sc + T, *vc = kc + (size_t)L * T * GE;
     for (int pos = 0; pos < T; pos++) {
-        if (m->compute == EVB_COMPUTE_BF16) evb_bf16_to_f32_n(x, m->tok_emb16 + (size_t)tokens[pos] * D, (size_t)D);
-        else memcpy(x, m->tok_emb + (size_t)tokens[pos] * D, D * sizeof(float));
+        embed_row(m, tokens[pos], x);
         for (int l = 0; l < L; l++) {
             const evb_layer *ly = &m->layers[l];
             if (!ly->skip_attn && !ly->dropped_attn) {

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,13 +42,9 @@ static double unif(void) { /* splitmix64 -> [0, 1) */
     return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d;
-    }
-    return m;
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
 }
 
 static double mean_abs_diff(const float *a, const float *b, size_t n) {
@@ -91,7 +89,7 @@ static void test_matmul(void) {
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             int st = evb_matmul_wt_bf16(a, x, xb, W, with_bias ? bias : NULL, M, K, N);
             evb_matmul_wt_bf16_naive(b, x, W, with_bias ? bias : NULL, M, K, N);
-            double d = max_abs_diff(a, b, (size_t)M * N);
+            double d = evb_test_max_abs_diff(a, b, (size_t)M * N);
             /* the same bfloat16 products; float32 against double sums of K terms of size <= 1/sqrt(K) */
             EVB_CHECK(st == 0 && d < 2e-5 * sqrt(K), "bf16 projection %d x %d x %d%s: max |oneDNN - naive| = %.2e",
                       M, K, N, with_bias ? " + bias" : "", d);
@@ -125,7 +123,7 @@ static void test_forward(void) {
     float *a = malloc(sizeof(float) * B * T * V), *b = malloc(sizeof(float) * B * T * V), *n = malloc(sizeof(float) * T * V);
     EVB_CHECK(forward_logits(m16, tok, B, T, a) == 0, "the BF16 forward runs");
     EVB_CHECK(evb_forward_naive(m16, tok + T, T, n) == 0, "the naive BF16 forward runs");
-    double d = max_abs_diff(a + (size_t)T * V, n, (size_t)T * V);
+    double d = evb_test_max_abs_diff(a + (size_t)T * V, n, (size_t)T * V);
     EVB_CHECK(forward_logits(m32, tok, B, T, b) == 0, "the float32 forward runs");
     double mn = mean_abs_diff(a + (size_t)T * V, n, (size_t)T * V), mf = mean_abs_diff(a + (size_t)T * V, b + (size_t)T * V, (size_t)T * V);
     printf("BF16 batched forward against the naive BF16 forward: max |diff| %.2e, mean %.2e; against float32: mean %.2e\n", d, mn, mf);
@@ -134,7 +132,7 @@ static void test_forward(void) {
      * bound is loose, set against the distance to float32. A wrong weight, shape or offset is far above it;
      * test_matmul holds the projections themselves to float32 accuracy. */
     EVB_CHECK(d < 0.1 && mn < mf / 2, "BF16 batched forward matches the naive BF16 forward (mean |diff| %.2e, float32's %.2e)", mn, mf);
-    d = max_abs_diff(a, b, (size_t)B * T * V);
+    d = evb_test_max_abs_diff(a, b, (size_t)B * T * V);
     int agree = 0;
     for (int r = 0; r < B * T; r++) {
         int ia = 0, ib = 0;
@@ -169,7 +167,7 @@ static void test_forward(void) {
     evb_model_set_weight16(m16, u, w16);
     EVB_CHECK(forward_logits(m16, tok, B, T, n) == 0 && memcmp(b, n, sizeof(float) * B * T * V) == 0,
               "computes what the same weight set as bfloat16 computes");
-    EVB_CHECK(max_abs_diff(a, b, (size_t)B * T * V) > 1e-3, "and differs from the dense model");
+    EVB_CHECK(evb_test_max_abs_diff(a, b, (size_t)B * T * V) > 1e-3, "and differs from the dense model");
     evb_model_set_weight(m16, u, NULL);
     EVB_CHECK(forward_logits(m16, tok, B, T, b) == 0 && memcmp(a, b, sizeof(float) * B * T * V) == 0, "NULL restores the dense weight");
     EVB_CHECK(evb_model_set_weight16(m32, u, w16) == EVB_EINVAL, "a bfloat16 weight is refused by a float32 model");
@@ -214,9 +212,7 @@ static void test_in_place(void) {
         free(a); free(b);
     }
     evb_model_free(m32); evb_model_free(conv); evb_model_free(mapped); evb_model_free(back);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    EVB_CHECK(system(cmd) == 0, "clean up");
+    EVB_CHECK(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0, "clean up %s", dir);
 }
 
 /* Spearman's rank correlation of a and b (n values, no ties expected). */
@@ -272,18 +268,17 @@ static void test_fidelity(void) {
     double nll, floor_kl, kl32[24], kl16[24];
     size_t n = 0;
     const float **cand = calloc((size_t)U, sizeof *cand);
-    ok = ok && evb_eval_nll_kl_ref(m32, m16, s, &w, 4, &nll, &floor_kl, &n, NULL, NULL) == 0;
+    evb_model *dense = NULL; /* the float32 dense model every KL is taken from */
+    ok = ok && evb_model_load_as(DEMO, EVB_COMPUTE_F32, &dense) == 0;
+    ok = ok && evb_eval_nll_kl_ref(dense, m16, s, &w, 4, &nll, &floor_kl, &n, NULL, NULL) == 0;
     floor_kl /= (double)n;
     for (int kind = 0; ok && kind < 2; kind++) {
         for (int i = 0; ok && i < N; i++) {
             for (int u = 0; u < U; u++) cand[u] = lv[u * 6 + kind * 3 + (int)(unif() * 3)];
             for (int u = 0; u < U && ok; u++) ok = evb_model_set_weight(m32, u, cand[u]) == 0 && evb_model_set_weight(m16, u, cand[u]) == 0;
-            evb_model *d32 = NULL;
-            ok = ok && evb_model_load_as(DEMO, EVB_COMPUTE_F32, &d32) == 0;
-            ok = ok && evb_eval_nll_kl_ref(d32, m32, s, &w, 4, &nll, &kl32[i], &n, NULL, NULL) == 0;
-            ok = ok && evb_eval_nll_kl_ref(d32, m16, s, &w, 4, &nll, &kl16[i], &n, NULL, NULL) == 0;
+            ok = ok && evb_eval_nll_kl_ref(dense, m32, s, &w, 4, &nll, &kl32[i], &n, NULL, NULL) == 0;
+            ok = ok && evb_eval_nll_kl_ref(dense, m16, s, &w, 4, &nll, &kl16[i], &n, NULL, NULL) == 0;
             kl32[i] /= (double)n; kl16[i] /= (double)n;
-            evb_model_free(d32);
         }
         double rho = spearman(kl32, kl16, N), mean32 = gsl_stats_mean(kl32, 1, N);
         printf("fidelity, demo model, %s: Spearman of %d candidates' KL, BF16 against float32: %.4f (mean KL %.4f; "
@@ -320,13 +315,14 @@ static void test_fidelity(void) {
         float *c32 = malloc(sizeof(float) * T * V);
         ok = ok && forward_logits(m32, w.tokens, 1, T, c32) == 0;
         m32->tok_emb = m32->cls = rt;
-        double dx = max_abs_diff(a, c32, (size_t)T * V), db = max_abs_diff(b, c32, (size_t)T * V);
+        double dx = evb_test_max_abs_diff(a, c32, (size_t)T * V), db = evb_test_max_abs_diff(b, c32, (size_t)T * V);
         EVB_CHECK(ok && dx < 1e-3 && db > 10 * dx, "exact projections of a BF16 model compute the float32 forward of its weights "
                   "(max |diff| %.2e; the bfloat16 products' %.2e)", dx, db);
         free(a); free(b); free(c32); free(rr);
     }
     for (int u = 0; u < U * 6; u++) free(lv[u]);
     free(lv); free(cand); free(codes); free(scale); free(zero); free(gof);
+    evb_model_free(dense);
     evb_state_free(s);
 done:
     evb_windows_free(&w);

@@ -25,15 +25,6 @@ static const int32_t greedy_ref[] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 
 static const float logits0_ref[8] = {-6.222911f, 8.404342f, -6.223737f, -6.222542f, -6.221951f, -6.222875f, -6.221880f, -6.223416f};
 #define NREF ((int)(sizeof greedy_ref / sizeof *greedy_ref))
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d;
-    }
-    return m;
-}
-
 /* Greedy decoding with the batched forward; writes n_total ids into out. */
 static int greedy(const evb_model *m, const int32_t *prompt, int np, int n_total, int32_t *out) {
     evb_state *s;
@@ -78,8 +69,8 @@ static void check_export(const evb_model *m, const float *ref, const char *dtype
     if (h) {
         EVB_CHECK(h->config.rope_halves == 1 && strcmp(h->config.format, "hf") == 0, "HF export uses rotate-half");
         float *lg = logits_of(h, greedy_ref, NREF);
-        double d = max_abs_diff(lg, ref, (size_t)NREF * m->config.vocab_size);
-        double dp0 = max_abs_diff(lg, ref, (size_t)m->config.vocab_size);
+        double d = evb_test_max_abs_diff(lg, ref, (size_t)NREF * m->config.vocab_size);
+        double dp0 = evb_test_max_abs_diff(lg, ref, (size_t)m->config.vocab_size);
         EVB_CHECK(d < tol_all, "HF %s %d shard(s): logits at all %d positions within %g (max diff %.3g)", dtype, shards, NREF, tol_all, d);
         /* The tolerances are stories260K's; a random model's flat distribution has near-ties that BF16 flips. */
         if (!on_standin || strcmp(dtype, "BF16") != 0 ||
@@ -124,7 +115,7 @@ int main(void) {
 
     /* Reference logits at position 0 and greedy tokens (llama2.c run.c). */
     float *ref = logits_of(m, greedy_ref, NREF);
-    double d0 = max_abs_diff(ref, logits0_ref, 8);
+    double d0 = evb_test_max_abs_diff(ref, logits0_ref, 8);
     greedy(m, greedy_ref, 5, NREF, greedy_own);
     if (!standin[0] || evb_test_have(MODEL, "stories260K's logits and greedy tokens against llama2.c's run.c")) {
         EVB_CHECK(d0 < 1e-4, "position-0 logits 0..7 match run.c within 1e-4 (max diff %.3g)", d0);
@@ -134,7 +125,7 @@ int main(void) {
     /* The naive per-position reference. */
     float *naive = malloc(sizeof(float) * NREF * V);
     evb_forward_naive(m, greedy_ref, NREF, naive);
-    double dn = max_abs_diff(ref, naive, (size_t)NREF * V);
+    double dn = evb_test_max_abs_diff(ref, naive, (size_t)NREF * V);
     EVB_CHECK(dn < 1e-4, "batched forward matches the naive forward (max diff %.3g)", dn);
 
     /* A batch of 3 sequences (one needing several attention chunks) equals the sequences run alone. */
@@ -148,7 +139,7 @@ int main(void) {
     double db = 0;
     for (int b = 0; b < B; b++) {
         float *one = logits_of(m, tok + b * T, T);
-        double d = max_abs_diff(s->logits + (size_t)b * T * V, one, (size_t)T * V);
+        double d = evb_test_max_abs_diff(s->logits + (size_t)b * T * V, one, (size_t)T * V);
         if (d > db) db = d;
         free(one);
     }
@@ -157,7 +148,7 @@ int main(void) {
     EVB_CHECK(db < 5e-5, "a batch of 3 x 150 equals each sequence alone (max diff %.3g)", db);
     float *lg_naive = malloc(sizeof(float) * T * V);
     evb_forward_naive(m, tok + T, T, lg_naive);
-    double dn2 = max_abs_diff(s->logits + (size_t)T * V, lg_naive, (size_t)T * V);
+    double dn2 = evb_test_max_abs_diff(s->logits + (size_t)T * V, lg_naive, (size_t)T * V);
     EVB_CHECK(dn2 < 1e-4, "150 positions (3 attention chunks) match the naive forward (max diff %.3g)", dn2);
     free(lg_naive);
 
@@ -190,7 +181,7 @@ int main(void) {
     float *zero = calloc((size_t)rows * cols, sizeof(float));
     evb_model_set_weight(m, 3 * 7 + EVB_LINEAR_UP, zero);
     evb_forward(m, s, tok, B, T);
-    EVB_CHECK(max_abs_diff(full, s->logits, (size_t)B * T * V) > 1e-3, "a zeroed up_proj in block 3 changes the logits");
+    EVB_CHECK(evb_test_max_abs_diff(full, s->logits, (size_t)B * T * V) > 1e-3, "a zeroed up_proj in block 3 changes the logits");
     evb_model_set_weight(m, 3 * 7 + EVB_LINEAR_UP, NULL);
     evb_forward(m, s, tok, B, T);
     EVB_CHECK(memcmp(full, s->logits, sizeof(float) * B * T * V) == 0, "restoring the dense weight restores the logits");
@@ -231,7 +222,7 @@ int main(void) {
     if (qm) {
         float *a = logits_of(qm, greedy_ref, NREF), *b = malloc(sizeof(float) * NREF * V);
         evb_forward_naive(qm, greedy_ref, NREF, b);
-        double dq = max_abs_diff(a, b, (size_t)NREF * V), dd = max_abs_diff(a, ref, (size_t)NREF * V);
+        double dq = evb_test_max_abs_diff(a, b, (size_t)NREF * V), dd = evb_test_max_abs_diff(a, ref, (size_t)NREF * V);
         EVB_CHECK(dq < 1e-4, "Qwen2 biases + untied: batched equals naive (max diff %.3g)", dq);
         EVB_CHECK(dd > 1e-2, "the biases change the logits (max diff to the plain model %.3g)", dd);
         free(a); free(b);
@@ -276,7 +267,7 @@ int main(void) {
         int VD = dm->config.vocab_size;
         float *fast = logits_of(dm, dt, TD), *slow = malloc(sizeof(float) * TD * VD);
         evb_forward_naive(dm, dt, TD, slow);
-        double dd = max_abs_diff(fast, slow, (size_t)TD * VD);
+        double dd = evb_test_max_abs_diff(fast, slow, (size_t)TD * VD);
         EVB_CHECK(dm->config.head_dim == 32 && dd < 1e-4, "demo model: batched (sgemm attention) equals naive over %d positions (max diff %.3g)", TD, dd);
         free(fast); free(slow);
         evb_model_free(dm);

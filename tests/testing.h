@@ -40,6 +40,16 @@ static inline int evb_test_summary(void) {
     return evb_test_checks ? 0 : 1;
 }
 
+/* The largest |a_i - b_i| over n values. */
+static inline double evb_test_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
 /* Directory of ../shared/data relative to the source tree; set by CMake. */
 #ifndef EVB_SHARED_DATA
 #define EVB_SHARED_DATA "../shared/data"
