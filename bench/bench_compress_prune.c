@@ -10,18 +10,13 @@
 #include "evobudget/evb_compress.h"
 #include "models/blas.h"
 
+#include "bench/bench_util.h"
 #include <gsl/gsl_errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static uint64_t rng = 0x1234567ull;
 static float uniform(void) { /* xorshift64*, in [-1, 1) */
@@ -56,9 +51,9 @@ int main(int argc, char **argv) {
         evb_layer_stats st = {cols, (size_t)n_tok, G};
         for (int r = 0; r < reps; r++) {
             memcpy(Wh, W, sizeof(float) * n);
-            double t0 = now();
+            double t0 = bench_now();
             int rc = evb_prune_sparsegpt(Wh, rows, cols, &st, (evb_sparsity){0.5, 0, 0}, 0.01, 128);
-            t[r] = 1e3 * (now() - t0);
+            t[r] = 1e3 * (bench_now() - t0);
             if (rc) { fprintf(stderr, "sparsegpt: %s\n", evb_last_error()); return 1; }
         }
         qsort(t, reps, sizeof *t, cmp_d);

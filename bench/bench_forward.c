@@ -18,6 +18,7 @@
 #include "models/blas.h"
 #include "tests/fixtures.h"
 
+#include "bench/bench_util.h"
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -43,31 +44,12 @@
 static const float stories_logits0_ref[8] = {-6.222911f, 8.404342f, -6.223737f, -6.222542f,
                                              -6.221951f, -6.222875f, -6.221880f, -6.223416f};
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int n_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(const double *v, int n) {
     double tmp[64];
     if (n < 1) return 0.0;
     if (n > 64) n = 64;
     memcpy(tmp, v, sizeof(double) * n);
-    qsort(tmp, n, sizeof(double), cmp_double);
+    qsort(tmp, n, sizeof(double), bench_cmp_double);
     return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 
@@ -163,7 +145,7 @@ static double sgemm_rate(int nth, int M, int K, int N) {
         double spent = 0.0;
         for (int rep = -1; n < 16; rep++) {
             int m = rep < 0 ? (M < 128 ? M : 128) : M;   /* the warm-up touches W and the code paths */
-            double t0 = now();
+            double t0 = bench_now();
             #pragma omp parallel num_threads(nth)
             {
                 int i = 0;
@@ -172,7 +154,7 @@ static double sgemm_rate(int nth, int M, int K, int N) {
 #endif
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, N, K, 1.0f, A[i], K, W, K, 0.0f, C[i], N);
             }
-            double dt = now() - t0;
+            double dt = bench_now() - t0;
             if (rep < 0) continue;
             t[n++] = dt;
             spent += dt;
@@ -199,7 +181,7 @@ static double attention_rate(int nth, int T, int E) {
         int n = 0;
         double spent = 0.0;
         for (int rep = -1; n < 16; rep++) {
-            double t0 = now();
+            double t0 = bench_now();
             #pragma omp parallel num_threads(nth)
             {
                 int i = 0;
@@ -212,7 +194,7 @@ static double attention_rate(int nth, int T, int E) {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, E, T, 1.0f, Si, T, v, E, 0.0f, Oi, E);
                 }
             }
-            double dt = now() - t0;
+            double dt = bench_now() - t0;
             if (rep < 0) continue;
             t[n++] = dt;
             spent += dt;
@@ -235,9 +217,9 @@ static double engine_matmul_time(int M, int K, int N) {
         fill_uniform(x, (size_t)M * K, 5);
         fill_uniform(W, (size_t)N * K, 3);
         for (int rep = -1; n < 16; rep++) {
-            double t0 = now();
+            double t0 = bench_now();
             evb_matmul_wt(out, x, W, NULL, rep < 0 ? (M < 128 ? M : 128) : M, K, N);
-            double dt = now() - t0;
+            double dt = bench_now() - t0;
             if (rep < 0) continue;
             t[n++] = dt;
             spent += dt;
@@ -379,7 +361,7 @@ typedef struct result {
 static int run_model(const char *name, const evb_model *m, int B, int T, int reps, int warmup,
                      const char *dump, result *res) {
     const evb_config *c = &m->config;
-    int V = c->vocab_size, nth = n_threads();
+    int V = c->vocab_size, nth = bench_threads();
     if (T > c->max_seq_len) T = c->max_seq_len;
     snprintf(res->name, sizeof res->name, "%s", name);
     res->params = evb_model_n_params(m);
@@ -401,13 +383,13 @@ static int run_model(const char *name, const evb_model *m, int B, int T, int rep
     if (reps > 64) reps = 64;
     fprintf(stderr, "bench_forward: %s: %d warm-up + %d timed runs of %d x %d tokens, %d thread(s)\n", name, warmup, reps, B, T, nth);
     for (int it = -warmup - 1; it < reps; it++) {   /* it = -warmup - 1: the run that fills the dense copy */
-        double t0 = now();
+        double t0 = bench_now();
         int st = evb_forward_embed(m, s, tok, B, T);
-        double t1 = now();
+        double t1 = bench_now();
         if (!st) st = evb_forward_blocks(m, s, 0, c->n_layers);
-        double t2 = now();
+        double t2 = bench_now();
         if (!st) st = evb_forward_logits(m, s);
-        double t3 = now();
+        double t3 = bench_now();
         if (st) {
             fprintf(stderr, "bench_forward: %s: forward failed: %s\n", name, evb_last_error());
             free(tok); free(ref); evb_state_free(s);
@@ -434,10 +416,10 @@ static int run_model(const char *name, const evb_model *m, int B, int T, int rep
             }
         }
         evb_log_softmax(s->logits, n, V);
-        double t4 = now();
+        double t4 = bench_now();
         if (it == -warmup - 1) { memcpy(ref, s->logits, sizeof(float) * n * V); continue; }
         kl = evb_kl_sum(ref, s->logits, n, V);
-        double t5 = now();
+        double t5 = bench_now();
         if (it < 0) continue;
         t_embed[it] = t1 - t0; t_blocks[it] = t2 - t1; t_logits[it] = t3 - t2; t_lsm[it] = t4 - t3; t_kl[it] = t5 - t4;
         t_step[it] = t5 - t0;
@@ -474,7 +456,7 @@ static int run_model(const char *name, const evb_model *m, int B, int T, int rep
 /* ---- output ---- */
 
 static void print_markdown(const result *r, int nr, int B, int T) {
-    int nth = n_threads();
+    int nth = bench_threads();
     printf("## evobudget forward benchmark: %d x %d tokens, %d thread(s)\n\n", B, T, nth);
     printf("OpenBLAS: %s (core %s), kept single-threaded; the engine splits rows over %d OpenMP thread(s).\n",
            evb_blas_library(), openblas_get_corename(), nth);
@@ -539,7 +521,7 @@ static void json_str(const char *s) {
 }
 
 static void print_json(const result *r, int nr, int B, int T) {
-    printf("{\"engine\": \"evobudget " EVB_VERSION "\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"blas\": ", n_threads(), B, T);
+    printf("{\"engine\": \"evobudget " EVB_VERSION "\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"blas\": ", bench_threads(), B, T);
     json_str(evb_blas_library());
     printf(", \"openblas_core\": ");
     json_str(openblas_get_corename());

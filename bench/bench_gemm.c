@@ -20,6 +20,7 @@
  *
  * Usage: bench_gemm [--shapes MxKxN[:label],...] [--reps R] [--only sgemm,dnnl_f32,dnnl_bf16] [--list] [--json] */
 #define _GNU_SOURCE
+#include "bench/bench_util.h"
 #include <cblas.h>
 #include <dnnl.h>
 #include <math.h>
@@ -45,25 +46,6 @@ typedef struct {
     double gflops[N_KINDS];   /* < 0: not run */
     char impl[N_KINDS][64];
 } shape;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static int n_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
 
 /* Deterministic fill in [-0.05, 0.05): the values do not matter for the rate, but denormals and NaNs would. */
 static void fill(float *a, size_t n, uint64_t seed) {
@@ -166,12 +148,12 @@ static int time_dnnl(dnnl_ctx *c, int bf16, const float *x, const float *W, floa
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, wei_m}, {DNNL_ARG_DST, dst_m}};
     double t[MAX_REPS];
     for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         DNNL_CHECK(dnnl_primitive_execute(prim, c->stream, 3, args));
         DNNL_CHECK(dnnl_stream_wait(c->stream));
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     *gflops = 2.0 * (double)M * (double)K * (double)N / t[reps / 2] / 1e9;
     rc = 0;
     goto done;
@@ -191,11 +173,11 @@ done:
 static double time_sgemm(const float *x, const float *W, float *out, long M, long K, long N, int reps) {
     double t[MAX_REPS];
     for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         sgemm_sliced(out, x, W, M, K, N);
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
     return 2.0 * (double)M * (double)K * (double)N / t[reps / 2] / 1e9;
 }
 
@@ -331,7 +313,7 @@ int main(int argc, char **argv) {
     if (!env || !*env) omp_set_num_threads(1);
 #endif
     openblas_set_num_threads(1);
-    int nth = n_threads();
+    int nth = bench_threads();
     const dnnl_version_t *ver = dnnl_version();
 
     dnnl_ctx ctx = {0};

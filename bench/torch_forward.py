@@ -67,6 +67,8 @@ os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_llama import forward, load_hf, make_tokens, rope_tables  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 
@@ -106,123 +108,7 @@ def load_llama2c(path):
     return cfg, dict(emb=emb, layers=layers, rms_final=rms_final, cls=cls)
 
 
-def read_safetensors(path, out):
-    """Adds every tensor of one safetensors file to out as a float32 torch tensor."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + n])
-    base = 8 + n
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b0, b1 = info["data_offsets"]
-        raw, dt, shape = buf[base + b0:base + b1], info["dtype"], info["shape"]
-        if dt == "F32":
-            x = np.frombuffer(raw, dtype="<f4")
-        elif dt == "F16":
-            x = np.frombuffer(raw, dtype="<f2").astype(np.float32)
-        elif dt == "BF16":
-            x = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit("torch_forward: %s: tensor %s has dtype %s (F32, F16, BF16 are read)" % (path, name, dt))
-        out[name] = torch.from_numpy(x.reshape(shape).copy())
-
-
-def load_hf(d):
-    with open(os.path.join(d, "config.json")) as f:
-        c = json.load(f)
-    t = {}
-    idx = os.path.join(d, "model.safetensors.index.json")
-    if os.path.exists(idx):
-        with open(idx) as f:
-            for shard in sorted(set(json.load(f)["weight_map"].values())):
-                read_safetensors(os.path.join(d, shard), t)
-    else:
-        read_safetensors(os.path.join(d, "model.safetensors"), t)
-    D, H = c["hidden_size"], c["num_attention_heads"]
-    cfg = dict(dim=D, hidden=c["intermediate_size"], layers=c["num_hidden_layers"], heads=H,
-               kv_heads=c.get("num_key_value_heads") or H, vocab=c["vocab_size"],
-               seq=min(c.get("max_position_embeddings", 2048), c.get("sliding_window") or 1 << 30),
-               theta=float(c.get("rope_theta", 10000.0)), eps=float(c.get("rms_norm_eps", 1e-6)), halves=True,
-               bos=c.get("bos_token_id") if isinstance(c.get("bos_token_id"), int) else 1)
-    names = dict(q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", o="self_attn.o_proj",
-                 gate="mlp.gate_proj", up="mlp.up_proj", down="mlp.down_proj")
-    layers = []
-    for l in range(cfg["layers"]):
-        p = "model.layers.%d." % l
-        ly = {k: t[p + n + ".weight"] for k, n in names.items()}
-        ly.update(rms_att=t[p + "input_layernorm.weight"], rms_ffn=t[p + "post_attention_layernorm.weight"])
-        for k in ("q", "k", "v"):
-            ly["b" + k] = t.get(p + names[k] + ".bias")
-        layers.append(ly)
-    emb = t["model.embed_tokens.weight"]
-    cls = t.get("lm_head.weight", emb) if not c.get("tie_word_embeddings", False) else emb
-    return cfg, dict(emb=emb, layers=layers, rms_final=t["model.norm.weight"], cls=cls)
-
-
-# ---- the forward ----
-
-def rmsnorm(x, w, eps):
-    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-
-
-def rope_tables(cfg, T):
-    E = cfg["dim"] // cfg["heads"]
-    freq = cfg["theta"] ** (-2.0 * torch.arange(E // 2, dtype=torch.float64) / E)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * freq[None, :]
-    return torch.cos(ang).float(), torch.sin(ang).float()      # [T, E/2]
-
-
-def rope(x, cos, sin, halves):
-    """x [B, T, heads, E]; rotates pairs (i, i + E/2) (Hugging Face) or (2i, 2i + 1) (llama2.c)."""
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
-    if halves:
-        a, b = x.chunk(2, dim=-1)
-        return torch.cat((a * c - b * s, a * s + b * c), dim=-1)
-    a, b = x[..., 0::2], x[..., 1::2]
-    return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)
-
-
-def forward(cfg, w, tok, cos, sin, mask):
-    B, T = tok.shape
-    D, H, G = cfg["dim"], cfg["heads"], cfg["kv_heads"]
-    E = D // H
-    x = w["emb"][tok.reshape(-1)]                                # [B T, D]
-    for ly in w["layers"]:
-        h = rmsnorm(x, ly["rms_att"], cfg["eps"])
-        q = F.linear(h, ly["q"], ly.get("bq")).view(B, T, H, E)
-        k = F.linear(h, ly["k"], ly.get("bk")).view(B, T, G, E)
-        v = F.linear(h, ly["v"], ly.get("bv")).view(B, T, G, E)
-        q, k = rope(q, cos, sin, cfg["halves"]), rope(k, cos, sin, cfg["halves"])
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)    # [B, heads, T, E]
-        if G != H:                                               # query head h reads key/value head h // (H/G)
-            k, v = k.repeat_interleave(H // G, dim=1), v.repeat_interleave(H // G, dim=1)
-        a = (q @ k.transpose(-1, -2)) * (1.0 / E ** 0.5)
-        a = torch.softmax(a.masked_fill(mask, float("-inf")), dim=-1)
-        o = (a @ v).transpose(1, 2).reshape(B * T, H * E)
-        x = x + F.linear(o, ly["o"])
-        h = rmsnorm(x, ly["rms_ffn"], cfg["eps"])
-        x = x + F.linear(F.silu(F.linear(h, ly["gate"])) * F.linear(h, ly["up"]), ly["down"])
-    return F.linear(rmsnorm(x, w["rms_final"], cfg["eps"]), w["cls"])   # [B T, V]
-
-
-# ---- the benchmark ----
-
-def make_tokens(B, T, V, bos):
-    """The ids of bench_forward.c: BOS at t = 0, else splitmix64(b T + t) mod V."""
-    M = (1 << 64) - 1
-    out = []
-    for i in range(B * T):
-        if i % T == 0:
-            out.append(bos)
-            continue
-        z = (i + 0x9E3779B97F4A7C15) & M
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
-        out.append((z ^ (z >> 31)) % V)
-    return torch.tensor(out, dtype=torch.long).view(B, T)
-
+# ---- the benchmark (the forward: torch_llama.py) ----
 
 def run(name, cfg, w, reps, warmup):
     B, T = ARGS.batch, min(ARGS.seq, cfg["seq"])
