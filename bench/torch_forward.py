@@ -3,13 +3,13 @@
 
 Runs each model over the same batch (B x T tokens, default 8 x 512, ids from the same splitmix64 formula),
 then log_softmax and KL(dense || copy) against the log-probabilities of the first run, under
-torch.no_grad(), and prints tokens/s (median of R runs). The Llama forward is written out below: RMSNorm,
-rotary (adjacent pairs for llama2.c checkpoints, rotate-half for Hugging Face ones), grouped-query
+torch.no_grad(), and prints tokens/s (median of R runs). The Llama forward is bench/torch_llama.py's:
+RMSNorm, rotary (adjacent pairs for llama2.c checkpoints, rotate-half for Hugging Face ones), grouped-query
 attention, SwiGLU, tied or untied classifier.
 
 Models: stories260K (llama2.c .bin, parsed here), the demo model (assets/demo, model.safetensors, skipped
 when absent), and the random-weight models that bench_forward writes to /tmp/evb_bench_models/<name>
-(run bench_forward first). Safetensors are parsed with the standard library and numpy.
+(run bench_forward first). Safetensors are parsed with the standard library and numpy (torch_llama.py).
 
 Threads: --threads N sets torch.set_num_threads(N) and, before torch is imported, OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS (Debian's torch calls OpenBLAS for matmuls, whose thread count set_num_threads does not

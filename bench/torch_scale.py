@@ -8,11 +8,11 @@ a log-softmax over the vocabulary of a batch of B x T tokens (default 2 x 512) u
 of --reps timed runs (default 3) after one warm-up. It prints tokens/s and the process's peak RSS
 (getrusage ru_maxrss, which includes loading).
 
-The forward is bench/torch_forward.py's Llama (rotate-half rotary as Hugging Face checkpoints store q and k,
+The forward is bench/torch_llama.py's Llama (rotate-half rotary as Hugging Face checkpoints store q and k,
 grouped-query attention, SwiGLU, tied or untied classifier), with Hugging Face's handling of bf16: RMSNorm
 and the attention softmax in float32, cast back to the weights' dtype; the log-softmax in float32. The
 projections are F.linear, which on a CPU with AVX512-BF16 or AMX runs bf16 in oneDNN. Token ids: BOS at
-t = 0, then splitmix64(b T + t) mod V (torch_forward.py's make_tokens).
+t = 0, then splitmix64(b T + t) mod V (torch_llama.py's make_tokens, as torch_forward.py).
 
 Weights are read tensor by tensor with the standard library and numpy, and BF16 is kept as it is stored
 (no float32 copy) for --dtype bf16, so the peak RSS is about the checkpoint plus the activations.
