@@ -28,6 +28,7 @@ typedef struct opts {
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute;
     int force;
+    const char *arg;  /* the positional argument of the commands that take one (db info DIR, plot RUNDIR) */
 } opts;
 
 typedef struct opt_spec {
@@ -42,7 +43,10 @@ typedef struct opt_spec {
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Library errors: the recorded message with a hint chosen by status; exit 1. */
 int fail(int status);
-/* Parses argv against the flags a subcommand accepts (a space-separated list). Returns 0 or an exit code. */
+/* Parses argv (getopt_long: `--flag value` or `--flag=value`, exact names) against the flags a subcommand
+ * accepts, a space-separated list; a first word in capitals ("DIR --json") lets the command take one positional
+ * argument, stored in o->arg. Returns 0, or an exit code after one line on stderr (with a suggestion for a
+ * misspelt flag). */
 int parse_opts(int argc, char **argv, const char *accepted, opts *o);
 /* A comma-separated list of numbers into out[cap]. */
 int parse_list(const char *flag, const char *s, double *out, int cap, int *n);

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <jansson.h>
@@ -61,6 +62,54 @@ int fail(int status) {
     if (strstr(msg, "(hint:")) fprintf(stderr, "%s: error: %s\n", cmd_name, msg); /* the library gave one */
     else fprintf(stderr, "%s: error: %s (hint: %s)\n", cmd_name, msg[0] ? msg : evb_strerror(status), hint);
     return 1;
+}
+
+// ---- did you mean ----
+
+/* The optimal string alignment distance of a[0..na) and b[0..nb): how many single-character insertions,
+ * deletions, substitutions and swaps of two neighbours turn one into the other. Names of 32 bytes or more
+ * are 32 away from everything (no option or command is that long). */
+static int edit_distance(const char *a, size_t na, const char *b, size_t nb) {
+    if (na >= 32 || nb >= 32) return 32;
+    int d[32][32];
+    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            int v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v) v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[na][nb];
+}
+
+/* Writes "; did you mean 'NAME'?" into buf[n] for the one of names[n_names] closest to what the user typed,
+ * or "" when none is close. Leading dashes and an "=value" do not count, so "-json" finds "--json" and
+ * "serch" finds "search". Close: at most 2 edits and at most a third of the name's length (a 4-letter name
+ * takes 1), or else typed is the start of one to four names (all of them are offered). Returns buf. */
+static const char *did_you_mean(const char *typed, const char *const *names, size_t n_names, char *buf, size_t n) {
+    while (*typed == '-') typed++;
+    size_t nt = strcspn(typed, "=");
+    buf[0] = 0;
+    int best = -1, best_d = 3;
+    for (size_t i = 0; i < n_names; i++) {
+        const char *name = names[i] + strspn(names[i], "-");
+        int d = edit_distance(typed, nt, name, strlen(name));
+        if (d < best_d && d <= (int)strlen(name) / 3) { best = (int)i; best_d = d; }
+    }
+    if (best >= 0) { snprintf(buf, n, "; did you mean '%s'?", names[best]); return buf; }
+    size_t k = 0, match[4];
+    for (size_t i = 0; i < n_names && nt >= 2; i++)
+        if (strncmp(names[i] + strspn(names[i], "-"), typed, nt) == 0) {
+            if (k == 4) return buf;
+            match[k++] = i;
+        }
+    for (size_t i = 0, at = 0; i < k && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s'%s'%s", i == 0 ? "; did you mean " : i + 1 < k ? ", " : " or ",
+                               names[match[i]], i + 1 < k ? "" : "?");
+    return buf;
 }
 
 // ---- options ----
@@ -131,32 +180,78 @@ static const opt_spec all_opts[] = {
     {"--help", 'b', OS(help), 0, 0},
 };
 
-/* Parses argv against the flags a subcommand accepts (a space-separated list). Returns 0 or an exit code. */
-int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0) a = "--help";
-        const opt_spec *sp = NULL;
-        for (size_t k = 0; k < sizeof all_opts / sizeof *all_opts; k++)
-            if (strcmp(a, all_opts[k].flag) == 0) sp = &all_opts[k];
-        char needle[64];
-        snprintf(needle, sizeof needle, " %s ", a);
-        char hay[2048];
-        snprintf(hay, sizeof hay, " %s --help ", accepted);
-        if (!sp || !strstr(hay, needle)) return usage_error("unknown option '%s'", a);
-        char *field = (char *)o + sp->offset;
-        if (sp->kind == 'b') { *(int *)field = 1; continue; }
-        if (i + 1 >= argc) return usage_error("%s needs a value", a);
-        const char *v = argv[++i];
-        if (sp->kind == 's') { *(const char **)field = v; continue; }
-        char *end;
-        errno = 0;
-        long x = strtol(v, &end, 10);
-        if (errno || end == v || *end) return usage_error("%s '%s' is not an integer", a, v);
-        if (x < sp->lo || x > sp->hi) return usage_error("%s %ld is outside [%ld, %ld]", a, x, sp->lo, sp->hi);
-        *(long *)field = x;
-    }
+/* Stores a flag's value v into its field of o, checking an integer's form and range. Returns 0 or an exit code. */
+static int set_value(const opt_spec *sp, const char *v, opts *o) {
+    char *field = (char *)o + sp->offset;
+    if (!v[0]) return usage_error("%s needs a value, got an empty one", sp->flag);
+    if (sp->kind == 's') { *(const char **)field = v; return 0; }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end) return usage_error("%s '%s' is not an integer", sp->flag, v);
+    if (x < sp->lo || x > sp->hi) return usage_error("%s %ld is outside [%ld, %ld]", sp->flag, x, sp->lo, sp->hi);
+    *(long *)field = x;
     return 0;
+}
+
+/* Parses argv with getopt_long against the flags a subcommand accepts: a space-separated list whose first word,
+ * when in capitals (DIR, RUNDIR), names the one positional argument the command takes (stored in o->arg).
+ * Takes `--flag value` and `--flag=value`, -h for --help, and `--` before a positional argument that starts
+ * with a dash. Names must be exact: getopt_long's abbreviations are refused (with a suggestion), because an
+ * abbreviation that is unique today turns ambiguous when a flag is added. An empty value is refused too.
+ * Returns 0, or an exit code after one line on stderr naming the flag. */
+int parse_opts(int argc, char **argv, const char *accepted, opts *o) {
+    enum { N_OPTS = sizeof all_opts / sizeof *all_opts, VAL = 256 };  /* getopt_long returns VAL + k for all_opts[k] */
+    struct option lo[N_OPTS + 1];
+    const char *names[N_OPTS];  /* [n] the accepted flags, for suggestions */
+    int n = 0;
+    char hay[2048];
+    snprintf(hay, sizeof hay, " %s --help ", accepted);
+    for (int k = 0; k < N_OPTS; k++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, " %s ", all_opts[k].flag);
+        if (!strstr(hay, needle)) continue;
+        names[n] = all_opts[k].flag;
+        lo[n++] = (struct option){all_opts[k].flag + 2, all_opts[k].kind == 'b' ? no_argument : required_argument, NULL, VAL + k};
+    }
+    lo[n] = (struct option){0};
+    const int positional = accepted[0] >= 'A' && accepted[0] <= 'Z';
+
+    /* getopt_long starts at argv[1]; ours holds options from argv[0]. */
+    char **av = malloc(((size_t)argc + 2) * sizeof *av);
+    if (!av) return usage_error("out of memory");
+    av[0] = (char *)cmd_name;
+    memcpy(av + 1, argv, (size_t)argc * sizeof *av);
+    av[argc + 1] = NULL;
+    opterr = 0;  /* the messages are ours */
+    optind = 0;  /* glibc: start afresh */
+    int rc = 0;
+    char hint[256];
+    while (!rc) {
+        const int at = optind ? optind : 1;  /* the word getopt_long reads next (it permutes nothing here) */
+        /* "-": non-options come back in order as 1, whatever POSIXLY_CORRECT says; ":": a missing value is ':'. */
+        const int c = getopt_long(argc + 1, av, "-:h", lo, NULL);
+        if (c == -1) break;
+        const char *typed = av[at];
+        const int k = c >= VAL ? c - VAL : (c == '?' || c == ':') && optopt >= VAL ? optopt - VAL : -1;
+        const size_t len = strcspn(typed, "=");
+        if (c == 1) {
+            if (!positional || o->arg) rc = usage_error("unexpected argument '%s'", optarg);
+            else o->arg = optarg;
+        } else if (c == 'h') o->help = 1;
+        else if (k < 0 || len != strlen(all_opts[k].flag))  /* unknown, ambiguous or abbreviated */
+            rc = usage_error("unknown option '%.*s'%s", (int)len, typed, did_you_mean(typed, names, (size_t)n, hint, sizeof hint));
+        else if (c == ':') rc = usage_error("%s needs a value", all_opts[k].flag);
+        else if (c == '?') rc = usage_error("%s takes no value, got '%s'", all_opts[k].flag, typed);
+        else if (all_opts[k].kind == 'b') *(int *)((char *)o + all_opts[k].offset) = 1;
+        else rc = set_value(&all_opts[k], optarg, o);
+    }
+    for (int i = optind; !rc && i <= argc; i++) {  /* the words after `--` */
+        if (!positional || o->arg) rc = usage_error("unexpected argument '%s'", av[i]);
+        else o->arg = av[i];
+    }
+    free(av);
+    return rc;
 }
 
 int is_dir(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode); }
@@ -720,9 +815,8 @@ static int cmd_eval(int argc, char **argv) {
 
 static int cmd_db_info(int argc, char **argv) {
     opts o = {0};
-    const char *dir = NULL;
-    if (argc > 0 && argv[0][0] != '-') { dir = argv[0]; argc--; argv++; }
-    int rc = parse_opts(argc, argv, "--json --levels", &o);
+    int rc = parse_opts(argc, argv, "DIR --json --levels", &o);
+    const char *dir = o.arg;
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget db info DIR [--levels] [--json]\n"
                            "  Summarises a level database: its fingerprints, and per method the levels, bytes on disk and\n"
@@ -938,7 +1032,10 @@ static int cmd_db(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof db_commands / sizeof *db_commands; i++)
         if (strcmp(argv[0], db_commands[i].name) == 0) return db_commands[i].run(argc - 1, argv + 1);
-    return usage_error("unknown db command '%s'", argv[0]);
+    const char *names[sizeof db_commands / sizeof *db_commands];
+    for (size_t i = 0; i < sizeof db_commands / sizeof *db_commands; i++) names[i] = db_commands[i].name;
+    char hint[128];
+    return usage_error("unknown db command '%s'%s", argv[0], did_you_mean(argv[0], names, sizeof names / sizeof *names, hint, sizeof hint));
 }
 
 // ---- main ----
@@ -958,7 +1055,9 @@ static const command commands[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: evobudget <command> [options]   (evobudget <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nWith no --model, commands run on the embedded demo model (assets/demo).\n");
+    fprintf(f, "\nWith no --model, commands run on the embedded demo model (assets/demo).\n"
+               "Flags take their value as --flag VALUE or --flag=VALUE. evobudget --version prints the version and\n"
+               "the compute paths of this build.\n");
 }
 
 #ifdef EVB_MPI
@@ -979,19 +1078,44 @@ static int run_command(const command *c, int argc, char **argv) {
 static int run_command(const command *c, int argc, char **argv) { return c->run(argc, argv); }
 #endif
 
+/* --version: the version, then how this build computes (cheap to find out: nothing is loaded). */
+static int version(void) {
+    const char *missing = evb_compute_missing();
+    printf("evobudget %s\n", EVB_VERSION);
+    printf("blas      %s (%s kernels)\n", evb_blas_library(), evb_blas_core());
+    if (missing) printf("compute   f32 (OpenBLAS); bf16 unavailable: %s\n", missing);
+    else printf("compute   f32 (OpenBLAS), bf16 (oneDNN %s)\n", evb_compute_kernel());
+#ifdef _OPENMP
+    printf("openmp    %d (up to %d threads)\n", _OPENMP, omp_get_max_threads());
+#else
+    printf("openmp    no\n");
+#endif
+#ifdef EVB_MPI
+    printf("mpi       %d.%d (search spreads over ranks)\n", MPI_VERSION, MPI_SUBVERSION);
+#endif
+    return 0;
+}
+
 int main(int argc, char **argv) {
     evb_blas_fix_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) return version();
+    enum { N_COMMANDS = sizeof commands / sizeof *commands };
+    const char *names[N_COMMANDS + 2] = {"--help", "--version"};  /* [N_COMMANDS + 2] what may follow evobudget */
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        names[i + 2] = commands[i].name;
         if (strcmp(argv[1], commands[i].name) == 0) {
             static char name[64];
             snprintf(name, sizeof name, "evobudget %s", commands[i].name);
             cmd_name = name;
             return run_command(&commands[i], argc - 2, argv + 2);
         }
-    fprintf(stderr, "evobudget: unknown command '%s' (hint: run 'evobudget --help' for the list)\n", argv[1]);
+    }
+    char hint[128];
+    fprintf(stderr, "evobudget: unknown command '%s'%s (hint: run 'evobudget --help' for the list)\n", argv[1],
+            did_you_mean(argv[1], names, N_COMMANDS + 2, hint, sizeof hint));
     return 2;
 }

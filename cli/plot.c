@@ -352,9 +352,8 @@ static int move_in(const char *tmp, const char *dir, const char *sub, const char
 
 int cmd_plot(int argc, char **argv) {
     opts o = {0};
-    const char *dir = NULL;
-    if (argc > 0 && argv[0][0] != '-') { dir = argv[0]; argc--; argv++; }
-    int rc = parse_opts(argc, argv, "--with --json", &o);
+    int rc = parse_opts(argc, argv, "RUNDIR --with --json", &o);
+    const char *dir = o.arg;
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget plot RUNDIR [--with RUNDIR[,RUNDIR...]] [--json]\n"
                            "  Draws a run directory into RUNDIR: front.png/.svg (front.csv; with --with, the best.json of other\n"

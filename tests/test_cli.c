@@ -2,9 +2,12 @@
 /* test_cli.c -- end-to-end tests of the evobudget program: the JSON contract of info/generate/eval on
  * stories260K, and bad input of every kind named in the foundation's contract. Each bad input must give a
  * non-zero exit (not a signal), exactly one line on stderr naming the file or flag, and no sanitizer
- * report. The fixtures (truncated and corrupted checkpoints) are written here from the real model. */
+ * report. The fixtures (truncated and corrupted checkpoints) are written here from the real model. Then the
+ * flags: --flag=value against --flag value, empty values, --version, suggestions for misspellings, and every
+ * command line of the README's Commands block. */
 #include "testing.h"
 #include "fixtures.h"
+#include "shell.h"
 #include "standin.h"
 #include "evobudget/evb_status.h"
 
@@ -46,6 +49,78 @@ static void bad(const char *what, const char *args, const char *needle) {
              !strstr(err, "runtime error");
     EVB_CHECK(ok, "%s: exit %d, one line naming '%s': %s", what, rc, needle, err ? strtok(err, "\n") : "(none)");
     free(out); free(err);
+}
+
+/* A failure with a one-line message: exit 2, exactly one line on stderr, containing `needle`, and without
+ * `absent` (NULL: anything). */
+static void usage_msg(const char *what, const char *args, const char *needle, const char *absent) {
+    char *out, *err;
+    int rc = run(args, &out, &err);
+    int ok = rc == 2 && count_lines(err) == 1 && strstr(err, needle) && !(absent && strstr(err, absent));
+    EVB_CHECK(ok, "%s: exit %d (2), one line with \"%s\"%s%s: %s", what, rc, needle, absent ? " and no " : "",
+              absent ? absent : "", err ? strtok(err, "\n") : "(none)");
+    free(out); free(err);
+}
+
+/* Every command line of the README's Commands block parses, in both forms (--flag VALUE and --flag=VALUE): each
+ * is run with its flags, a value "2" for each placeholder (in range for every integer flag) and --help, which
+ * prints the command's usage and exits 0 once the whole line has parsed. Returns the flags checked. */
+static int readme_lines_parse(void) {
+    char *readme = slurp(EVB_SOURCE_DIR "/README.md"), *p = readme ? strstr(readme, "\n## Commands") : NULL;
+    char *block = p ? strstr(p, "```\n") : NULL, *end = block ? strstr(block + 4, "```") : NULL;
+    EVB_CHECK(end != NULL, "README.md has a Commands block");
+    if (!end) { free(readme); return 0; }
+    *end = 0;
+    /* One command per line that starts with "evobudget "; lines that start with spaces continue it. */
+    char line[4096] = "", *save = NULL;
+    int n_flags = 0, n_lines = 0;
+    for (char *l = strtok_r(block + 4, "\n", &save);; l = strtok_r(NULL, "\n", &save)) {
+        if (l && l[0] == ' ') { strncat(line, l, sizeof line - strlen(line) - 1); continue; }
+        if (strncmp(line, "evobudget ", 10) == 0 && line[10] != '-') {
+            char words[4096], args[2][8192];
+            snprintf(words, sizeof words, "%s", line + 10);
+            char *w[256], *s2 = NULL;
+            int n = 0;
+            for (char *t = strtok_r(words, " ", &s2); t && n < 256; t = strtok_r(NULL, " ", &s2)) w[n++] = t;
+            args[0][0] = args[1][0] = 0;
+            int i = 0;
+            for (; i < n && w[i][0] >= 'a' && w[i][0] <= 'z'; i++)  /* the command: "info", "db build" */
+                for (int f = 0; f < 2; f++) { strcat(args[f], w[i]); strcat(args[f], " "); }
+            char name[64];
+            snprintf(name, sizeof name, "%s", args[0]);
+            for (; i < n; i++) {
+                char *t = w[i] + strspn(w[i], "[("), *close = t + strcspn(t, "])");
+                int closed = *close != 0;
+                *close = 0;
+                if (!t[0] || strcmp(t, "|") == 0) continue;
+                if (strncmp(t, "--", 2) != 0) {  /* a positional argument (DIR, RUNDIR) */
+                    for (int f = 0; f < 2; f++) { strcat(args[f], t); strcat(args[f], " "); }
+                    continue;
+                }
+                int value = !closed && i + 1 < n && w[i + 1][strspn(w[i + 1], "[(")] != '-' && strcmp(w[i + 1], "|") != 0;
+                n_flags++;
+                snprintf(args[0] + strlen(args[0]), 8192 - strlen(args[0]), "%s%s ", t, value ? " 2" : "");
+                snprintf(args[1] + strlen(args[1]), 8192 - strlen(args[1]), "%s%s ", t, value ? "=2" : "");
+                i += value;
+            }
+            for (int f = 0; f < 2; f++) {
+                strcat(args[f], "--help");
+                char *out, *err;
+                int rc = run(args[f], &out, &err);
+                char want[96];
+                snprintf(want, sizeof want, "usage: evobudget %s", name);
+                EVB_CHECK(rc == 0 && out && strncmp(out, want, strlen(want) - 1) == 0, "README: '%s' parses: exit %d %s",
+                          args[f], rc, err && err[0] ? strtok(err, "\n") : "");
+                free(out); free(err);
+            }
+            n_lines++;
+        }
+        if (!l) break;
+        snprintf(line, sizeof line, "%s", l);
+    }
+    EVB_CHECK(n_lines >= 8 && n_flags >= 40, "README: %d command lines with %d flags checked", n_lines, n_flags);
+    free(readme);
+    return n_flags;
 }
 
 static json_t *run_json(const char *what, const char *args) {
@@ -190,6 +265,57 @@ int main(void) {
         bad("seq-len beyond the context", args, "--seq-len");
         snprintf(args, sizeof args, "generate --model %s --prompt hi --steps 600", MODEL);
         bad("steps beyond the context", args, "--steps");
+    }
+
+    // ---- flags: --flag=value, --version, suggestions ----
+    {
+        snprintf(args, sizeof args, "info --json --model %s", MODEL);
+        char *out1, *err1, *out2, *err2;
+        int rc1 = run(args, &out1, &err1);
+        snprintf(args, sizeof args, "info --json --model=%s", MODEL);
+        int rc2 = run(args, &out2, &err2);
+        EVB_CHECK(rc1 == 0 && rc2 == 0 && out1 && out2 && out1[0] == '{' && strcmp(out1, out2) == 0,
+                  "info --model=PATH prints what info --model PATH does (exit %d, %d)", rc1, rc2);
+        free(out1); free(err1); free(out2); free(err2);
+        /* Both forms mixed, and a positional argument after the flags. */
+        snprintf(args, sizeof args, "eval --model=%s --data %s --seq-len=64 --max-tokens 300 --json", MODEL, CALIB);
+        json_t *a = run_json("eval with --flag=value and --flag value mixed", args);
+        snprintf(args, sizeof args, "eval --model %s --data=%s --seq-len 64 --max-tokens=300 --json", MODEL, CALIB);
+        json_t *b = run_json("eval with the forms swapped", args);
+        EVB_CHECK(a && b && json_integer_value(json_object_get(a, "tokens")) == 300 &&
+                  json_integer_value(json_object_get(b, "tokens")) == 300 &&
+                  json_real_value(json_object_get(a, "perplexity")) == json_real_value(json_object_get(b, "perplexity")),
+                  "eval --max-tokens=300 and --max-tokens 300: the same 300 tokens and perplexity");
+        json_decref(a); json_decref(b);
+        usage_msg("an empty value after =", "info --model=", "--model needs a value, got an empty one", NULL);
+        usage_msg("an empty value", "info --model ''", "--model needs a value, got an empty one", NULL);
+        usage_msg("a value missing at the end", "info --model", "--model needs a value", NULL);
+        usage_msg("a value given to a switch", "info --json=yes", "--json takes no value, got '--json=yes'", NULL);
+        usage_msg("an integer flag's value after =", "eval --max-tokens=many", "--max-tokens 'many' is not an integer", NULL);
+        usage_msg("an abbreviated flag is refused", "info --mod x", "unknown option '--mod'; did you mean '--model'?", NULL);
+        usage_msg("an argument the command does not take", "info extra", "unexpected argument 'extra'", NULL);
+        usage_msg("an argument after --", "info -- extra", "unexpected argument 'extra'", NULL);
+        usage_msg("plot's run directory after a flag", "plot --json /nonexistent/run", "/nonexistent/run is not a directory", NULL);
+        bad("db info's directory after a flag", "db info --json /nonexistent/db", "/nonexistent/db: no level database here");
+
+        int rc = run("--version", &out1, &err1);
+        EVB_CHECK(rc == 0 && out1 && strncmp(out1, "evobudget " EVB_PROJECT_VERSION "\n", strlen(EVB_PROJECT_VERSION) + 11) == 0 &&
+                  strstr(out1, "\nblas ") && strstr(out1, "\ncompute ") && err1 && !err1[0],
+                  "--version: exit %d, 'evobudget %s' (CMake's project version) then the BLAS and compute paths", rc, EVB_PROJECT_VERSION);
+        rc = run("-V", &out2, &err2);
+        EVB_CHECK(rc == 0 && out1 && out2 && strcmp(out1, out2) == 0, "-V is --version");
+        free(out1); free(err1); free(out2); free(err2);
+
+        usage_msg("a misspelt command", "serch", "unknown command 'serch'; did you mean 'search'?", NULL);
+        usage_msg("a misspelt db command", "db buld", "unknown db command 'buld'; did you mean 'build'?", NULL);
+        usage_msg("a misspelt flag", "search --generatons 5", "unknown option '--generatons'; did you mean '--generations'?", NULL);
+        usage_msg("a misspelt flag with =", "search --generatons=5", "unknown option '--generatons'; did you mean '--generations'?", NULL);
+        usage_msg("a flag's start names its candidates", "search --target 0.5",
+                  "did you mean '--target-sparsity', '--target-bits', '--target-drop' or '--target-bytes'?", NULL);
+        usage_msg("an unknown flag with nothing close", "search --zzzz 5", "unknown option '--zzzz'", "did you mean");
+        usage_msg("an unknown command with nothing close", "frobnicate", "unknown command 'frobnicate'", "did you mean");
+        usage_msg("a flag of another command is not suggested", "info --dat x", "unknown option '--dat'", "did you mean");
+        readme_lines_parse();
     }
 
     /* Every input a fuzzer found (tests/fuzz/regress/<target>-<n>) gives a clean one-line error. */
