@@ -1,4 +1,5 @@
 /* kl.c -- the teacher cache and the KL / perplexity fitness (see evb_fitness_kl.h). */
+#include "core/mem.h"
 #include "evobudget/evb_fitness_kl.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
@@ -55,8 +56,8 @@ int evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_t
     for (int i = 0; i < w->n; i++) { t->row0[i] = t->n_rows; t->n_rows += (size_t)w->len[i] - 1; }
     t->row0[w->n] = t->n_rows;
     size_t R = t->n_rows;
-    if (kind == EVB_TEACHER_F32) t->f32 = malloc(sizeof(float) * R * V);
-    else if (kind == EVB_TEACHER_F16) t->f16 = malloc(sizeof(uint16_t) * R * V);
+    if (kind == EVB_TEACHER_F32) t->f32 = evb_alloc_large(sizeof(float) * R * V);
+    else if (kind == EVB_TEACHER_F16) t->f16 = evb_alloc_large(sizeof(uint16_t) * R * V);
     else { t->top_lp = malloc(sizeof(float) * R * t->K); t->top_id = malloc(sizeof(int32_t) * R * t->K); t->tail = malloc(sizeof(float) * R); }
     if (!t->f32 && !t->f16 && !(t->top_lp && t->top_id && t->tail)) {
         evb_teacher_free(t);
@@ -137,7 +138,7 @@ int evb_teacher_kl_error(const evb_teacher *t, evb_model *m, const evb_windows *
     evb_state *s = NULL;
     int st = evb_state_alloc(m, batch, w->seq_len, &s);
     if (st) return st;
-    float *ref = malloc(sizeof(float) * (size_t)batch * w->seq_len * V), *scratch = malloc(sizeof(float) * V);
+    float *ref = evb_alloc_large(sizeof(float) * (size_t)batch * w->seq_len * V), *scratch = malloc(sizeof(float) * V);
     double a = 0, b = 0;
     size_t n = 0;
     if (!ref || !scratch) st = EVB_RAISEF(EVB_ENOMEM, "teacher error: out of memory");

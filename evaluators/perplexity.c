@@ -1,5 +1,6 @@
 /* perplexity.c -- negative log-likelihood of token windows under a model (see evb_eval.h). Windows of equal
  * length are batched together; the last, shorter window of a text runs in a batch of its own. */
+#include "core/mem.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
 
@@ -141,7 +142,7 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
     if (batch < 1 || batch > s->max_batch || w->seq_len > s->max_seq)
         EVB_ERRORF(EVB_EINVAL, "batch %d x %d does not fit the forward state (%d x %d)", batch, w->seq_len, s->max_batch, s->max_seq);
     int V = m->config.vocab_size, same = ref == m;
-    float *lp = malloc(sizeof(float) * (size_t)batch * w->seq_len * V);
+    float *lp = evb_alloc_large(sizeof(float) * (size_t)batch * w->seq_len * V);
     if (!lp) EVB_ERROR("out of memory for the reference log-probabilities", EVB_ENOMEM);
     int st = EVB_SUCCESS;
     for (int i = 0; i < w->n && !st;) {

@@ -10,6 +10,7 @@
 #include "evobudget/evb_status.h"
 #include "evobudget/evb_db.h"
 #include "core/half.h"
+#include "core/mem.h"
 #include "models/bf16.h"
 #include "models/json.h"
 #include "models/safetensors.h"
@@ -57,7 +58,7 @@ int evb_model_set_weight(evb_model *m, int unit, const float *buf) {
     if (!buf) { L->w[k] = NULL; L->w16[k] = L->w16_dense[k]; return EVB_SUCCESS; }
     int r, c;
     evb_model_unit_shape(m, unit, &r, &c);
-    if (!m->swap16[unit] && !(m->swap16[unit] = malloc(sizeof(uint16_t) * (size_t)r * c)))
+    if (!m->swap16[unit] && !(m->swap16[unit] = evb_alloc_large(sizeof(uint16_t) * (size_t)r * c)))
         EVB_ERRORF(EVB_ENOMEM, "out of memory for a bfloat16 copy of unit %d (%d x %d)", unit, r, c);
     evb_bf16_from_f32(m->swap16[unit], buf, (size_t)r * c);
     L->w[k] = buf;
@@ -117,7 +118,7 @@ static int model_alloc(evb_model **out, const evb_config *c, int compute) {
     if (c->qkv_bias) per_layer += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
     m->n_params = VD + (per_layer + linear) * c->n_layers + c->dim + (c->tied ? 0 : VD);
     m->n_arena = bf ? per_layer * c->n_layers + c->dim : m->n_params;
-    m->arena = m->layers && (!bf || m->swap16) ? malloc(m->n_arena * sizeof(float)) : NULL;
+    m->arena = m->layers && (!bf || m->swap16) ? evb_alloc_large(m->n_arena * sizeof(float)) : NULL;
     if (!m->arena) {
         size_t n = m->n_arena;
         evb_model_free(m);
@@ -277,7 +278,7 @@ static int hold_bf16(evb_model **mp) {
     if (s) return s;
     size_t VD = (size_t)c->vocab_size * c->dim, n16 = c->tied ? VD : 2 * VD, off = 0;
     for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); n16 += (size_t)r * cc * c->n_layers; }
-    if (!(b->arena16 = malloc(n16 * sizeof(uint16_t)))) {
+    if (!(b->arena16 = evb_alloc_large(n16 * sizeof(uint16_t)))) {
         evb_model_free(b);
         EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB of bfloat16 weights", n16 * 2.0 / 1e6);
     }
@@ -545,7 +546,7 @@ static int place_bf16(evb_model *m, evb_safetensors *st, const char *dir) {
         if (!(big[i].t = evb_st_find(st, big[i].name))) s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"%s\"", dir, big[i].name);
         else if (!evb_st_bf16_in_place(st, big[i].t)) n16 += (size_t)(big[i].rows * big[i].cols);
     }
-    if (!s && n16 && !(m->arena16 = malloc(n16 * sizeof(uint16_t))))
+    if (!s && n16 && !(m->arena16 = evb_alloc_large(n16 * sizeof(uint16_t))))
         s = EVB_RAISEF(EVB_ENOMEM, "out of memory allocating %.1f MB of bfloat16 weights", n16 * 2.0 / 1e6);
     for (int i = 0; !s && i < k; i++) {
         int64_t shape[2] = {big[i].rows, big[i].cols};

@@ -5,6 +5,7 @@
  * work is split over OpenMP threads. All buffers live in evb_state, allocated once: the forward never
  * allocates. evb_forward_naive is the llama2.c way (one position at a time, KV cache, plain loops) and is
  * what tests/test_forward.c compares the fast path against. */
+#include "core/mem.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
 #include "models/bf16.h"
@@ -50,7 +51,7 @@ int evb_state_alloc(const evb_model *m, int max_batch, int max_seq, evb_state **
                       (size_t)nth * scratch_floats(c, max_seq), BT * V, (size_t)max_seq * half, (size_t)max_seq * half, n16, nwf};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
-    float *p = aligned_alloc(64, total * sizeof(float));
+    float *p = evb_alloc_large(total * sizeof(float));
     if (!p) { free(s); EVB_ERRORF(EVB_ENOMEM, "out of memory allocating %.1f MB for a forward of %d x %d tokens", total * 4.0 / 1e6, max_batch, max_seq); }
     s->mem = p;
     float *xb16 = NULL;
