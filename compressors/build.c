@@ -1,7 +1,8 @@
 /* build.c -- building a level database: the table of methods and the parallel loop over (unit, level).
  *
  * Each task copies the unit's dense weight, compresses it with the method (single-threaded), measures the
- * relative reconstruction error on the calibration statistics and stores the level. Tasks run in one
+ * relative reconstruction error on the calibration statistics and stores the level (sparse levels in the
+ * checkpoint's dtype: the model's, not its compute path's, so one database serves both). Tasks run in one
  * OpenMP loop, each thread with its own buffers; every task's status goes to status[t] and the first error
  * wins after the loop. Compressors are deterministic, so the database does not depend on the thread count.
  * To add a method: implement it in compressors/<name>.c (evb_compress.h) and add a row to methods[] and a
@@ -10,6 +11,7 @@
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
 #include "evobudget/evobudget.h"
+#include "compressors/db_impl.h"
 #include "models/blas.h"
 
 #include <gsl/gsl_errno.h>
@@ -100,6 +102,9 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
         else if (strcmp(method->name, "wanda") == 0) s = evb_prune_wanda(W, rows, cols, st, sp);
         else s = evb_prune_sparsegpt(W, rows, cols, st, sp, 0.01, 128);
         if (s) return s;
+        /* Kept values in the checkpoint's dtype (its own values are exact in it; SparseGPT's updated ones
+         * are rounded), the error measured on the level as stored. */
+        meta.dtype = evb_db_round_sparse_(evb_db_dtype_of(m->config.dtype), W, (size_t)rows * cols);
         return evb_db_put_sparse(db, &meta, W, evb_recon_error(dense, W, rows, cols, st));
     }
     evb_quant_params q = {meta.bits, g->group_size, g->sym, g->act_order, 0.01, 128};

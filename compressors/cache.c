@@ -3,7 +3,6 @@
  * level is expanded once even when several threads ask for it at the same time). */
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
-#include "core/half.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -37,17 +36,8 @@ int evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **
 }
 
 /* Expands entry i into w as the cache holds levels (caller holds the lock). */
-static int expand(const evb_level_cache *c, int i, void *w, size_t n) {
-    if (!c->bf16) return evb_db_load(c->db, i, w);
-    float *f = malloc(sizeof(float) * n);
-    if (!f) EVB_ERRORF(EVB_ENOMEM, "out of memory expanding level %d (%zu values)", i, n);
-    int st = evb_db_load(c->db, i, f);
-    if (!st) {
-        uint16_t *h = w;
-        for (size_t k = 0; k < n; k++) h[k] = evb_bf16_round(f[k]);
-    }
-    free(f);
-    return st;
+static int expand(const evb_level_cache *c, int i, void *w) {
+    return c->bf16 ? evb_db_load16(c->db, i, w) : evb_db_load(c->db, i, w);
 }
 
 void evb_level_cache_free(evb_level_cache *c) {
@@ -97,7 +87,7 @@ static int get(evb_level_cache *c, int i, const void **W) {
     }
     void *w = st ? NULL : malloc(bytes);
     if (!st && !w) st = EVB_RAISEF(EVB_ENOMEM, "out of memory expanding level %d (%zu bytes)", i, bytes);
-    if (!st) st = expand(c, i, w, n);
+    if (!st) st = expand(c, i, w);
     if (!st) {
         c->slots[c->n++] = (slot){i, 1, c->tick, bytes, w};
         c->bytes += bytes;

@@ -1,14 +1,26 @@
 /* db.c -- the level database (see evb_db.h).
  *
  * Payload layouts (little-endian):
- *   sparse  "EVBS" u32 version, u32 rows, u32 cols, u64 nnz, u8 mask[ceil(rows cols / 8)] (bit i of the
- *           row-major element i, least significant bit first), f32 values[nnz] in row-major order;
- *   quant   "EVBQ" u32 version, u32 rows, u32 cols, u32 bits, u32 n_groups, u8 codes[ceil(rows cols bits / 8)]
- *           (a bit stream, least significant bit first), f32 scale[rows n_groups], f32 zero[rows n_groups],
- *           i32 group_of[cols]; W[r][c] = scale[r][g] (code - zero[r][g]) with g = group_of[c].
+ *   sparse  "EVBS" u16 version (2), u16 dtype (evb_db_dtype: 0 f32, 1 bf16, 2 f16), u32 rows, u32 cols,
+ *           u64 nnz, u8 mask[ceil(rows cols / 8)] (bit i of the row-major element i, least significant bit
+ *           first), values[nnz] in dtype (4 or 2 bytes each) in row-major order. Version 1 (format-3
+ *           databases) is the same with dtype 0: its u32 version word, 1, reads as version 1, dtype 0;
+ *   quant   "EVBQ" u32 version (1), u32 rows, u32 cols, u32 bits, u32 n_groups,
+ *           u8 codes[ceil(rows cols bits / 8)] (a bit stream, least significant bit first), f32 scale[rows
+ *           n_groups], f32 zero[rows n_groups], i32 group_of[cols]; W[r][c] = scale[r][g] (code - zero[r][g])
+ *           with g = group_of[c].
  * The index is a msgpack map {format, model, calib, entries: [map per entry], checksum}, entries sorted by
  * unit and file name so that the same levels always give the same bytes. checksum is the last key, its
  * value a fixed 9-byte uint64 (0xcf + 8 bytes big-endian): the xxHash64 of every byte of the file before it.
+ * An entry's dtype is its payload's, and the two are compared when a level is expanded.
+ *
+ * Why sparse values follow the checkpoint's dtype and quantized scales stay float32: a sparse level's bytes
+ * are nearly all values (a 50% level of a BF16 checkpoint is 2.125 bytes per weight in float32, 1.125 in
+ * bfloat16), and a BF16 or F16 checkpoint's kept weights lose nothing in their own dtype. A quantized
+ * level's bytes are its codes: scale and zero point cost 64 bits per group, 0.5 bit per weight at group
+ * size 128 next to 3 bits of codes, so bfloat16 would save 0.25 bit per weight while making the stored
+ * level differ from what the quantizer computed (GPTQ compensates its error against float32 scales) and
+ * from what the GPTQ exporter reads (export_gptq.c reads these payloads, version 1, as they are).
  *
  * Nothing read from a file is trusted: the index's checksum is verified, every field is range-checked
  * before it is converted, every size is computed with overflow checks before a byte is touched, and, once
@@ -24,7 +36,9 @@
 #include "evobudget/evb_text.h"
 #include "compressors/db_impl.h"
 #include "core/fileio.h"
+#include "core/half.h"
 #include "core/msgpack_scan.h"
+#include "models/safetensors.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -134,10 +148,11 @@ static int write_index(evb_db *db) {
     pack_str(&pk, "entries"); msgpack_pack_array(&pk, (size_t)db->n);
     for (int i = 0; i < db->n; i++) {
         const evb_db_entry *e = &sorted[i];
-        msgpack_pack_map(&pk, 18);
+        msgpack_pack_map(&pk, 19);
         pack_str(&pk, "unit"); msgpack_pack_int(&pk, e->unit);
         pack_str(&pk, "method"); pack_str(&pk, e->method);
         pack_str(&pk, "kind"); msgpack_pack_int(&pk, e->kind);
+        pack_str(&pk, "dtype"); msgpack_pack_int(&pk, e->dtype);
         pack_str(&pk, "sparsity"); msgpack_pack_double(&pk, e->sparsity);
         pack_str(&pk, "n_keep"); msgpack_pack_int(&pk, e->n_keep);
         pack_str(&pk, "m"); msgpack_pack_int(&pk, e->m);
@@ -206,14 +221,18 @@ static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
                 : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
 }
 
-/* The payload size an entry's shape and costs imply; 0 when they are inconsistent or overflow. */
+/* Bytes of one stored value of dtype d (a valid evb_db_dtype). */
+static unsigned value_size(int d) { return d == EVB_DB_F32 ? 4 : 2; }
+
+/* The payload size an entry's shape, dtype and costs imply; 0 when they are inconsistent or overflow. */
 static uint64_t implied_bytes(const evb_db_entry *e) {
     uint64_t n = (uint64_t)e->rows * (uint64_t)e->cols, size = 0; /* both at most MAX_DIM: no overflow */
     if (e->kind == EVB_LEVEL_SPARSE) {
         double nnz = e->params_kept;
+        unsigned vs = value_size(e->dtype);
         if (!(nnz >= 0 && nnz <= (double)n && nnz == floor(nnz))) return 0;
-        if (e->bits_stored != (double)n + 32.0 * nnz) return 0;
-        size = 24 + (n + 7) / 8 + 4 * (uint64_t)nnz;
+        if (e->bits_stored != (double)n + 8.0 * vs * nnz) return 0;
+        size = 24 + (n + 7) / 8 + vs * (uint64_t)nnz; /* nnz at most 2^40 */
     } else {
         double extra = e->bits_stored - (double)n * e->bits, ns = extra / 64;
         if (e->params_kept != (double)n || !(ns >= (double)e->rows && ns <= (double)n && ns == floor(ns))) return 0;
@@ -224,12 +243,14 @@ static uint64_t implied_bytes(const evb_db_entry *e) {
     return size;
 }
 
-/* Parses and checks one entry map; NULL when it is sound, else what is wrong with it. */
-static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
+/* Parses and checks one entry map of an index of this format (3: no dtype, the values are float32); NULL
+ * when it is sound, else what is wrong with it. */
+static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_entry *e) {
     static const char *const keys[] = {"unit", "method", "kind", "sparsity", "n_keep", "m", "n_removed", "bits",
                                        "group_size", "sym", "rows", "cols", "params_kept", "bits_stored", "bytes",
-                                       "recon_error", "checksum", "file"};
+                                       "recon_error", "checksum", "file", "dtype"};
     enum { N_KEYS = sizeof keys / sizeof *keys };
+    const int n_keys = format == 3 ? N_KEYS - 1 : N_KEYS;
     if (o->type != MSGPACK_OBJECT_MAP) return "not a map";
     memset(e, 0, sizeof *e);
     unsigned seen = 0;
@@ -237,8 +258,8 @@ static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
         const msgpack_object *v = &kv->val;
         int k = 0;
-        while (k < N_KEYS && !obj_key(kv, keys[k])) k++;
-        if (k == N_KEYS) return "an unknown field";
+        while (k < n_keys && !obj_key(kv, keys[k])) k++;
+        if (k == n_keys) return "an unknown field";
         if (seen >> k & 1u) return "a field given twice";
         seen |= 1u << k;
         int64_t x = 0;
@@ -261,7 +282,8 @@ static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
         case 14: ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER; e->bytes = v->via.u64; break;
         case 15: ok = obj_real(v, &e->recon_error) && !(e->recon_error < 0); break;
         case 16: ok = v->type == MSGPACK_OBJECT_POSITIVE_INTEGER; e->checksum = v->via.u64; break;
-        default: ok = obj_str(v, e->file, sizeof e->file); break;
+        case 17: ok = obj_str(v, e->file, sizeof e->file); break;
+        default: ok = obj_int(v, EVB_DB_F32, EVB_DB_F16, &x); e->dtype = (int)x; break;
         }
         if (!ok) {
             static _Thread_local char why[64];
@@ -269,7 +291,7 @@ static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
             return why;
         }
     }
-    if (seen != (1u << N_KEYS) - 1) return "a field is missing";
+    if (seen != (1u << n_keys) - 1) return "a field is missing";
     const evb_method *me = evb_method_find(e->method);
     if (!me || me->kind != e->kind) return "an unknown method, or a method of the other kind";
     uint64_t n = (uint64_t)e->rows * (uint64_t)e->cols;
@@ -279,6 +301,7 @@ static const char *parse_entry(const msgpack_object *o, evb_db_entry *e) {
         if ((uint64_t)e->n_removed > n) return "more weights removed than the unit has";
     } else {
         if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
+        if (e->dtype != EVB_DB_F32) return "a quantized level whose scales are not float32";
     }
     if (implied_bytes(e) != e->bytes) return "its size disagrees with its shape and costs";
     char expect[sizeof e->file];
@@ -315,9 +338,10 @@ static int parse_index(const char *path, const char *dir, const uint8_t *map, si
         else if (obj_key(kv, "entries")) entries = &kv->val;
         else if (obj_key(kv, "checksum")) sum = &kv->val;
     }
-    if (!st && format != EVB_DB_FORMAT) {
+    /* Format 3 differs from 4 only in having no dtype (its values are float32): it is read. */
+    if (!st && format != EVB_DB_FORMAT && format != 3) {
         if (format >= 1 && format < EVB_DB_FORMAT)
-            st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %lld, written by an older evobudget; this program reads format %d "
+            st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %lld, written by an older evobudget; this program reads formats 3 and %d "
                             DELETE_HINT, path, (long long)format, EVB_DB_FORMAT, dir);
         else if (format > EVB_DB_FORMAT)
             st = EVB_RAISEF(EVB_EFORMAT, "%s: database format %lld, written by a newer evobudget; this program reads format %d "
@@ -350,7 +374,7 @@ static int parse_index(const char *path, const char *dir, const uint8_t *map, si
         e = calloc(entries->via.array.size, sizeof *e); /* at most one per byte of the file (evb_msgpack_scan) */
         if (!e) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
         for (uint32_t i = 0; !st && i < entries->via.array.size; i++) {
-            const char *why = parse_entry(&entries->via.array.ptr[i], &e[n]);
+            const char *why = parse_entry(&entries->via.array.ptr[i], format, &e[n]);
             for (int j = 0; !why && j < n; j++)
                 if (same_level(&e[j], &e[n]) || strcmp(e[j].file, e[n].file) == 0) why = "the same level as an earlier entry";
             if (why) st = EVB_RAISEF(EVB_EFORMAT, "%s: entry %u: %s " DELETE_HINT, path, i, why, dir);
@@ -618,32 +642,79 @@ static int check_meta(evb_db *db, const evb_db_entry *e) {
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: method '%s' is not a %s method", e->unit, e->method, e->kind ? "quantization" : "sparsity");
     if (e->unit < 0 || e->unit >= MAX_UNIT || e->rows < 1 || e->rows > MAX_DIM || e->cols < 1 || e->cols > MAX_DIM)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: shape %dx%d out of range", e->unit, e->rows, e->cols);
+    /* What the index reader refuses (parse_entry) is not stored. */
+    if (e->kind == EVB_LEVEL_SPARSE ? e->bits || e->group_size || e->sym : e->n_keep || e->m || e->n_removed)
+        EVB_ERRORF(EVB_EINVAL, "level of unit %d: a %s level with %s parameters", e->unit, e->kind ? "quantized" : "sparse",
+                   e->kind ? "sparsity" : "quantization");
     pthread_mutex_lock(&db->lock);
     int st = check_shape(db, e);
     pthread_mutex_unlock(&db->lock);
     return st ? evb_errorf(__FILE__, __LINE__, EVB_EINVAL, "%s", evb_last_error()) : EVB_SUCCESS;
 }
 
+// ---- value dtypes ----
+
+int evb_db_dtype_of(const char *d) {
+    return strcmp(d, "BF16") == 0 ? EVB_DB_BF16 : strcmp(d, "F16") == 0 ? EVB_DB_F16 : EVB_DB_F32;
+}
+
+const char *evb_db_dtype_name(int d) {
+    return d == EVB_DB_F32 ? "f32" : d == EVB_DB_BF16 ? "bf16" : d == EVB_DB_F16 ? "f16" : "?";
+}
+
+/* x as a 16-bit value of dtype d (BF16 or F16), rounded to nearest even, and back. */
+static uint16_t to16(int d, float x) { return d == EVB_DB_BF16 ? evb_bf16_round(x) : evb_f32_to_f16(x); }
+static float from16(int d, uint16_t h) { return d == EVB_DB_BF16 ? evb_bf16_value(h) : evb_f16_to_f32(h); }
+
+/* The dtype values W [n] are stored in when dtype is asked: dtype, or F32 when a finite value would
+ * overflow it (a SparseGPT update can leave float16's range; float32 holds anything). */
+static int storable_dtype(int dtype, const float *W, size_t n) {
+    if (dtype == EVB_DB_F32) return dtype;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(W[i]) && !isfinite(from16(dtype, to16(dtype, W[i])))) return EVB_DB_F32;
+    return dtype;
+}
+
+int evb_db_round_sparse_(int dtype, float *W, size_t n) {
+    dtype = storable_dtype(dtype, W, n);
+    if (dtype != EVB_DB_F32)
+        for (size_t i = 0; i < n; i++) W[i] = from16(dtype, to16(dtype, W[i]));
+    return dtype;
+}
+
+/* The version of the sparse payloads written (1 is still read, see the top of the file). */
+#define SPARSE_VERSION 2
+
 int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W, double recon_error) {
     evb_db_entry e = *meta;
     e.kind = EVB_LEVEL_SPARSE;
     e.recon_error = recon_error;
+    if (e.dtype < EVB_DB_F32 || e.dtype > EVB_DB_F16)
+        EVB_ERRORF(EVB_EINVAL, "level of unit %d: no value dtype %d (0 f32, 1 bf16, 2 f16)", e.unit, e.dtype);
     int st = check_meta(db, &e);
     if (st) return st;
     size_t n = (size_t)e.rows * e.cols, nnz = 0;
-    for (size_t i = 0; i < n; i++) nnz += W[i] != 0.0f;
-    size_t mask = (n + 7) / 8, size = 24 + mask + 4 * nnz;
+    const int d = e.dtype = storable_dtype(e.dtype, W, n);
+    const unsigned vs = value_size(d);
+    /* A weight is kept where its stored value is not zero (a value too small for the dtype is removed). */
+    for (size_t i = 0; i < n; i++) nnz += d == EVB_DB_F32 ? W[i] != 0.0f : (to16(d, W[i]) & 0x7fffu) != 0;
+    size_t mask = (n + 7) / 8, size = 24 + mask + vs * nnz;
     uint8_t *buf = calloc(size, 1);
     if (!buf) EVB_ERROR("out of memory", EVB_ENOMEM);
     memcpy(buf, "EVBS", 4);
-    put_u32(buf + 4, 1); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
+    put_u32(buf + 4, SPARSE_VERSION | (uint32_t)d << 16); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
     put_u32(buf + 16, (uint32_t)nnz); put_u32(buf + 20, (uint32_t)((uint64_t)nnz >> 32));
     uint8_t *vals = buf + 24 + mask;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (W[i] != 0.0f) { buf[24 + i / 8] |= (uint8_t)(1u << (i % 8)); memcpy(vals + 4 * k++, &W[i], 4); }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = d == EVB_DB_F32 ? 0 : to16(d, W[i]);
+        if (d == EVB_DB_F32 ? W[i] == 0.0f : (h & 0x7fffu) == 0) continue;
+        buf[24 + i / 8] |= (uint8_t)(1u << (i % 8));
+        if (d == EVB_DB_F32) memcpy(vals + 4 * k++, &W[i], 4);
+        else memcpy(vals + 2 * k++, &h, 2);
+    }
     e.params_kept = (double)nnz;
-    e.bits_stored = (double)n + 32.0 * (double)nnz;
+    e.bits_stored = (double)n + 8.0 * vs * (double)nnz;
     level_file(&e);
     st = commit(db, &e, buf, size);
     free(buf);
@@ -653,6 +724,7 @@ int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W, doub
 int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error) {
     evb_db_entry e = *meta;
     e.kind = EVB_LEVEL_QUANT;
+    e.dtype = EVB_DB_F32;
     e.recon_error = recon_error;
     if (e.bits < 1 || e.bits > 8 || n_groups < 1 || n_groups > e.cols || !q->codes || !q->scale || !q->zero || !q->group_of)
         EVB_ERRORF(EVB_EINVAL, "quantized level of unit %d: bits %d, %d groups, and codes/scale/zero/group_of are all needed", e.unit, e.bits, n_groups);
@@ -684,33 +756,70 @@ int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *
 
 // ---- reading levels ----
 
-int evb_db_expand_(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W) {
-    if (e->rows < 1 || e->cols < 1 || e->rows > MAX_DIM || e->cols > MAX_DIM)
-        EVB_ERRORF(EVB_EFORMAT, "%s: shape %dx%d out of range", path, e->rows, e->cols);
-    size_t n = (size_t)e->rows * (size_t)e->cols; /* at most 2^40 */
-    if (size < 24 || get_u32(p + 4) != 1 || get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
-        EVB_ERRORF(EVB_EFORMAT, "%s: the payload's header does not match the index", path);
-    if (e->kind == EVB_LEVEL_SPARSE) {
-        uint64_t nnz = get_u32(p + 16) | (uint64_t)get_u32(p + 20) << 32, bytes;
-        size_t mask = (n + 7) / 8;
-        if (memcmp(p, "EVBS", 4) || nnz > n || __builtin_mul_overflow(nnz, 4, &bytes) ||
-            __builtin_add_overflow(bytes, 24 + mask, &bytes) || bytes != size)
-            EVB_ERRORF(EVB_EFORMAT, "%s: malformed sparse payload (%llu values in %zu bytes)", path, (unsigned long long)nnz, size);
-        const uint8_t *m = p + 24;
-        const uint8_t *vals = p + 24 + mask;
-        size_t k = 0;
-        for (size_t j = 0; j < n; j++) {
-            if (m[j / 8] >> (j % 8) & 1u) {
-                if (k == nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
-                memcpy(&W[j], vals + 4 * k++, 4);
-            } else W[j] = 0.0f;
+/* Writes the value x of element j: into float32 W, or rounded into bfloat16 H (exactly one is set). */
+static inline void put_value(float *W, uint16_t *H, size_t j, float x) {
+    if (H) H[j] = evb_bf16_round(x);
+    else W[j] = x;
+}
+
+/* NULL when the header of payload p[size] is of entry e's kind, version, value dtype and shape; else what
+ * differs, written into why[cap]. */
+static const char *header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why, size_t cap) {
+    const char *kind = e->kind == EVB_LEVEL_SPARSE ? "sparse" : "quantized";
+    uint32_t word = size >= 24 ? get_u32(p + 4) : 0, version = word & 0xffffu, d = word >> 16;
+    if (size < 24 || memcmp(p, e->kind == EVB_LEVEL_SPARSE ? "EVBS" : "EVBQ", 4))
+        snprintf(why, cap, "not a %s payload", kind);
+    else if (e->kind == EVB_LEVEL_SPARSE ? version < 1 || version > SPARSE_VERSION : word != 1)
+        snprintf(why, cap, "%s payload version %u, this program reads %s", kind, e->kind == EVB_LEVEL_SPARSE ? version : word,
+                 e->kind == EVB_LEVEL_SPARSE ? "versions 1 and 2" : "version 1");
+    else if (e->kind == EVB_LEVEL_SPARSE && d != (uint32_t)e->dtype) /* version 1 reads as dtype 0, f32 */
+        snprintf(why, cap, "the payload holds %s values (dtype %u) but the index says %s", evb_db_dtype_name((int)d), d,
+                 evb_db_dtype_name(e->dtype));
+    else if (get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
+        snprintf(why, cap, "the payload is %ux%u but the index says %dx%d", get_u32(p + 8), get_u32(p + 12), e->rows, e->cols);
+    else return NULL;
+    return why;
+}
+
+static int expand_sparse(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, size_t n, float *W, uint16_t *H) {
+    const int d = e->dtype; /* the header's (header_mismatch) */
+    uint64_t nnz = get_u32(p + 16) | (uint64_t)get_u32(p + 20) << 32, bytes;
+    size_t mask = (n + 7) / 8;
+    const unsigned vs = value_size(d);
+    if (nnz > n || __builtin_mul_overflow(nnz, vs, &bytes) || __builtin_add_overflow(bytes, 24 + mask, &bytes) || bytes != size)
+        EVB_ERRORF(EVB_EFORMAT, "%s: malformed sparse payload (%llu values in %zu bytes)", path, (unsigned long long)nnz, size);
+    const uint8_t *m = p + 24;
+    const uint8_t *vals = p + 24 + mask;
+    if (H) memset(H, 0, sizeof *H * n);
+    else memset(W, 0, sizeof *W * n);
+    size_t k = 0;
+    for (size_t b = 0; b < mask; b++) {
+        unsigned bits = m[b];
+        if (b == mask - 1 && n % 8) bits &= (1u << (n % 8)) - 1; /* bits past the last element are not read */
+        for (; bits; bits &= bits - 1) {
+            size_t j = 8 * b + (size_t)__builtin_ctz(bits);
+            if (k == nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
+            const uint8_t *v = vals + vs * k++;
+            if (d == EVB_DB_F32) {
+                float x;
+                memcpy(&x, v, 4);
+                put_value(W, H, j, x);
+            } else {
+                uint16_t h;
+                memcpy(&h, v, 2);
+                if (H && d == EVB_DB_BF16) H[j] = h; /* as it is stored */
+                else put_value(W, H, j, from16(d, h));
+            }
         }
-        if (k != nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
-        return EVB_SUCCESS;
     }
+    if (k != nnz) EVB_ERRORF(EVB_EFORMAT, "%s: mask and values disagree", path);
+    return EVB_SUCCESS;
+}
+
+static int expand_quant(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, size_t n, float *W, uint16_t *H) {
     uint32_t bits = get_u32(p + 16), ng = get_u32(p + 20);
     uint64_t ncode, ns, need, t;
-    int bad = memcmp(p, "EVBQ", 4) || bits < 1 || bits > 8 || ng < 1 || ng > (uint32_t)e->cols;
+    int bad = bits < 1 || bits > 8 || ng < 1 || ng > (uint32_t)e->cols;
     bad = bad || __builtin_mul_overflow((uint64_t)n, (uint64_t)bits, &ncode) || __builtin_add_overflow(ncode, 7, &ncode);
     if (!bad) ncode /= 8;
     bad = bad || __builtin_mul_overflow((uint64_t)e->rows, (uint64_t)ng, &ns) || __builtin_mul_overflow(ns, 8, &t) ||
@@ -734,9 +843,28 @@ int evb_db_expand_(const evb_db_entry *e, const uint8_t *p, size_t size, const c
             float s, z;
             memcpy(&s, sc + 4 * ((size_t)r * ng + (uint32_t)g), 4);
             memcpy(&z, ze + 4 * ((size_t)r * ng + (uint32_t)g), 4);
-            W[j] = s * ((float)code - z);
+            put_value(W, H, j, s * ((float)code - z)); /* dequantized in float32, then rounded for H */
         }
     return EVB_SUCCESS;
+}
+
+/* Expands the payload p[size] of entry e into W (float32) or H (bfloat16), whichever is set. */
+static int expand(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W, uint16_t *H) {
+    if (e->rows < 1 || e->cols < 1 || e->rows > MAX_DIM || e->cols > MAX_DIM)
+        EVB_ERRORF(EVB_EFORMAT, "%s: shape %dx%d out of range", path, e->rows, e->cols);
+    if (e->dtype < EVB_DB_F32 || e->dtype > EVB_DB_F16) EVB_ERRORF(EVB_EFORMAT, "%s: value dtype %d out of range", path, e->dtype);
+    size_t n = (size_t)e->rows * (size_t)e->cols; /* at most 2^40 */
+    char why[128];
+    if (header_mismatch(e, p, size, why, sizeof why)) EVB_ERRORF(EVB_EFORMAT, "%s: %s", path, why);
+    return e->kind == EVB_LEVEL_SPARSE ? expand_sparse(e, p, size, path, n, W, H) : expand_quant(e, p, size, path, n, W, H);
+}
+
+int evb_db_expand_(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W) {
+    return expand(e, p, size, path, W, NULL);
+}
+
+int evb_db_expand16_(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, uint16_t *W) {
+    return expand(e, p, size, path, NULL, W);
 }
 
 /* Maps entry e's payload and checks its size and checksum; on success the caller unmaps *p. */
@@ -749,6 +877,12 @@ static int map_verified(const evb_db *db, const evb_db_entry *e, const uint8_t *
     if (*size != e->bytes || XXH64(*p, *size, 0) != e->checksum) {
         munmap((void *)*p, *size);
         EVB_ERRORF(EVB_EFORMAT, "%s: checksum mismatch: the payload is damaged %s", path, hint);
+    }
+    /* A whole payload of another level (kind, dtype, shape) is damage too, and a rebuild replaces it. */
+    char why[128];
+    if (header_mismatch(e, *p, *size, why, sizeof why)) {
+        munmap((void *)*p, *size);
+        EVB_ERRORF(EVB_EFORMAT, "%s: %s %s", path, why, hint);
     }
     return EVB_SUCCESS;
 }
@@ -763,7 +897,8 @@ int evb_db_verify(const evb_db *db, int i) {
     return st;
 }
 
-int evb_db_load(const evb_db *db, int i, float *W) {
+/* evb_db_load and evb_db_load16: into W (float32) or H (bfloat16), whichever is set. */
+static int load(const evb_db *db, int i, float *W, uint16_t *H) {
     if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
     evb_db_entry e = evb_db_get(db, i);
     pthread_mutex_lock((pthread_mutex_t *)&db->lock);
@@ -776,7 +911,11 @@ int evb_db_load(const evb_db *db, int i, float *W) {
     if (st) return st;
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", db->dir, e.file);
-    st = evb_db_expand_(&e, p, size, path, W);
+    st = expand(&e, p, size, path, W, H);
     munmap((void *)p, size);
     return st;
 }
+
+int evb_db_load(const evb_db *db, int i, float *W) { return load(db, i, W, NULL); }
+
+int evb_db_load16(const evb_db *db, int i, uint16_t *W) { return load(db, i, NULL, W); }

@@ -88,8 +88,8 @@ static int put_override(msgpack_packer *pk, const override *o, int entry, const 
     return 1;
 }
 
-/* The bytes of an index of entries e[n] as the library writes it (format 3: the checksum last), with one
- * override; the caller frees sb. */
+/* The bytes of an index of entries e[n] as the library writes it (format 3: the checksum last; 4: each
+ * entry's dtype after its kind), with one override; the caller frees sb. */
 static void pack_index(msgpack_sbuffer *sb, int format, const evb_db_entry *e, int n, const override *o) {
     msgpack_sbuffer_init(sb);
     msgpack_packer pk;
@@ -100,12 +100,13 @@ static void pack_index(msgpack_sbuffer *sb, int format, const evb_db_entry *e, i
     pstr(&pk, "calib"); pstr(&pk, CFP);
     pstr(&pk, "entries"); msgpack_pack_array(&pk, (size_t)n);
     for (int i = 0; i < n; i++) {
-        int fields = 18 + (o->entry == i ? (o->how == OV_DROP ? -1 : o->how == OV_EXTRA ? 1 : 0) : 0);
+        int fields = (format >= 4 ? 19 : 18) + (o->entry == i ? (o->how == OV_DROP ? -1 : o->how == OV_EXTRA ? 1 : 0) : 0);
         msgpack_pack_map(&pk, (size_t)fields);
 #define F(name, packcall) if (!put_override(&pk, o, i, name)) { pstr(&pk, name); packcall; }
         F("unit", msgpack_pack_int(&pk, e[i].unit));
         F("method", pstr(&pk, e[i].method));
         F("kind", msgpack_pack_int(&pk, e[i].kind));
+        if (format >= 4) F("dtype", msgpack_pack_int(&pk, e[i].dtype));
         F("sparsity", msgpack_pack_double(&pk, e[i].sparsity));
         F("n_keep", msgpack_pack_int(&pk, e[i].n_keep));
         F("m", msgpack_pack_int(&pk, e[i].m));
@@ -153,6 +154,7 @@ static int put_levels(evb_db *db, const evb_model *m) {
         if (u < 4) {
             snprintf(meta.method, sizeof meta.method, "magnitude");
             meta.sparsity = 0.5;
+            meta.dtype = u == 3 ? EVB_DB_BF16 : EVB_DB_F32;
             float *W = malloc(sizeof(float) * n);
             for (size_t i = 0; i < n; i++) W[i] = rand_r(&seed) % 2 ? (float)rand_r(&seed) / RAND_MAX - 0.5f : 0.0f;
             st = evb_db_put_sparse(db, &meta, W, 0.1);
@@ -274,6 +276,9 @@ int main(void) {
         {2, "m", OV_INT, 4, 0, 0, NULL}, {4, "sym", OV_INT, 2, 0, 0, NULL},
         {1, "recon_error", OV_REAL, 0, 0, -1, NULL}, {0, "rows", OV_DROP, 0, 0, 0, NULL},
         {3, "extra", OV_EXTRA, 0, 0, 0, "x"}, {2, "checksum", OV_REAL, 0, 0, 1.5, NULL},
+        {0, "dtype", OV_INT, 3, 0, 0, NULL}, {1, "dtype", OV_INT, -1, 0, 0, NULL}, {2, "dtype", OV_STR, 0, 0, 0, "bf16"},
+        {3, "dtype", OV_DROP, 0, 0, 0, NULL}, {4, "dtype", OV_INT, EVB_DB_BF16, 0, 0, NULL},
+        {0, "dtype", OV_INT, EVB_DB_BF16, 0, 0, NULL}, {3, "dtype", OV_INT, EVB_DB_F32, 0, 0, NULL},
     };
     int nbad = sizeof bad / sizeof *bad, bad_refused = 0;
     for (int k = 0; k < nbad; k++) {
@@ -287,7 +292,8 @@ int main(void) {
         evb_db_close(db);
     }
     EVB_CHECK(bad_refused == nbad, "%d of %d crafted entries with a right checksum refused (out-of-range floats and ints, wrong types, "
-              "inconsistent sizes, foreign file names, duplicates, missing and extra fields)", bad_refused, nbad);
+              "inconsistent sizes, foreign file names, duplicates, missing and extra fields, dtypes out of range, of a "
+              "quantized level, or of another value size)", bad_refused, nbad);
     write_index(dir, 2, ent, 6, &none);
     st = evb_db_open(dir, mfp, CFP, 0, &db);
     EVB_CHECK(st == EVB_EFORMAT && strstr(evb_last_error(), "format 2") && strstr(evb_last_error(), "older") &&
@@ -297,6 +303,118 @@ int main(void) {
     st = evb_db_open(dir, mfp, CFP, 0, &db);
     EVB_CHECK(st == EVB_EFORMAT && strstr(evb_last_error(), "newer"), "an index of a newer format is refused: %s", evb_last_error());
     spit(path, orig, size);
+
+    /* The dtype of a level's values: an entry saying f16 for a bf16 payload (the sizes agree) opens, and the
+     * level is refused by verify (so that db build rebuilds it), load and load16, naming both. */
+    {
+        override f16 = {3, "dtype", OV_INT, EVB_DB_F16, 0, 0, NULL};
+        write_index(dir, EVB_DB_FORMAT, ent, 6, &f16);
+        st = evb_db_open(dir, mfp, CFP, 0, &db);
+        int opened = st == 0, st16 = -1;
+        size_t n3 = (size_t)ent[3].rows * ent[3].cols;
+        float *W = malloc(sizeof(float) * n3);
+        uint16_t *H = malloc(sizeof(uint16_t) * n3);
+        int stv = opened ? evb_db_verify(db, 3) : -1;
+        if (opened) { st16 = evb_db_load16(db, 3, H); st = evb_db_load(db, 3, W); }
+        EVB_CHECK(opened && ent[3].dtype == EVB_DB_BF16 && stv == EVB_EFORMAT && st == EVB_EFORMAT && st16 == EVB_EFORMAT &&
+                  strstr(evb_last_error(), ent[3].file) && strstr(evb_last_error(), "bf16 values") &&
+                  strstr(evb_last_error(), "index says f16") && strstr(evb_last_error(), "hint"),
+                  "an entry whose dtype disagrees with its payload's header is refused by verify, load and load16: %s", evb_last_error());
+        evb_db_close(db);
+        free(W); free(H);
+    }
+
+    /* A format-3 database (no dtype in the index, version-1 sparse payloads of float32 values) is read,
+     * level for level as before; adding a level writes its index as format 4, and the old levels still
+     * read. An entry of format 3 with a dtype, or naming a bfloat16 payload, is refused. */
+    {
+        spit(path, orig, size);
+        float *before[6] = {0};
+        int loaded = 0;
+        st = evb_db_open(dir, mfp, CFP, 0, &db);
+        for (int i = 0; !st && i < 6; i++) {
+            before[i] = malloc(sizeof(float) * (size_t)ent[i].rows * ent[i].cols);
+            loaded += evb_db_load(db, i, before[i]) == 0;
+        }
+        evb_db_close(db);
+        evb_db_entry old[6];
+        int from[6], n_old = 0;
+        for (int i = 0; i < 6; i++) {
+            if (ent[i].dtype != EVB_DB_F32) continue; /* a bfloat16 level has no format-3 form */
+            evb_db_entry e = ent[i];
+            if (e.kind == EVB_LEVEL_SPARSE) { /* version word 2 | f32 << 16 becomes 1, as format 3 wrote it */
+                char pp[1200];
+                size_t psz = 0;
+                snprintf(pp, sizeof pp, "%s/%s", dir, e.file);
+                uint8_t *p = slurp(pp, &psz);
+                if (p && psz > 8) { p[4] = 1; e.checksum = evb_hash64(p, psz, 0); spit(pp, p, psz); }
+                free(p);
+            }
+            from[n_old] = i;
+            old[n_old++] = e;
+        }
+        write_index(dir, 3, old, n_old, &none);
+        st = evb_db_open(dir, mfp, CFP, 1, &db);
+        int same = 0;
+        float *W = malloc(sizeof(float) * 1024 * 1024);
+        for (int k = 0; !st && k < n_old && k < evb_db_count(db); k++) {
+            evb_db_entry e = evb_db_get(db, k);
+            same += e.dtype == EVB_DB_F32 && evb_db_load(db, k, W) == 0 &&
+                    memcmp(W, before[from[k]], sizeof(float) * (size_t)e.rows * e.cols) == 0;
+        }
+        EVB_CHECK(loaded == 6 && !st && evb_db_count(db) == n_old && same == n_old,
+                  "a format-3 database is read: %d of %d levels (version-1 payloads) equal the levels they were made from (%s)",
+                  same, n_old, st ? evb_last_error() : "ok");
+        evb_db_entry meta = ent[3];
+        if (!st) st = evb_db_put_sparse(db, &meta, before[3], meta.recon_error);
+        evb_db_close(db);
+        size_t isz = 0;
+        uint8_t *idx = slurp(path, &isz);
+        int fmt4 = idx && isz > 9 && memcmp(idx + 1, "\xa6" "format", 7) == 0 && idx[8] == EVB_DB_FORMAT;
+        free(idx);
+        same = 0;
+        if (!st) st = evb_db_open(dir, mfp, CFP, 0, &db);
+        for (int i = 0; !st && i < 6 && evb_db_count(db) == 6; i++) {
+            int k = evb_db_find(db, &ent[i]);
+            same += k >= 0 && evb_db_load(db, k, W) == 0 && memcmp(W, before[i], sizeof(float) * (size_t)ent[i].rows * ent[i].cols) == 0;
+        }
+        if (!st) evb_db_close(db);
+        EVB_CHECK(!st && fmt4 && same == 6, "a level added to it: the index is written as format 4 and all %d levels read as before (%s)",
+                  same, st ? evb_last_error() : "ok");
+        free(W);
+        for (int i = 0; i < 6; i++) free(before[i]);
+        override extra = {0, "dtype", OV_EXTRA, 0, 0, 0, "x"};
+        write_index(dir, 3, ent, 6, &extra);
+        st = evb_db_open(dir, mfp, CFP, 0, &db);
+        int with_dtype = st == EVB_EFORMAT && strstr(evb_last_error(), "entry 0: an unknown field");
+        write_index(dir, 3, ent, 6, &none);
+        st = evb_db_open(dir, mfp, CFP, 0, &db);
+        EVB_CHECK(with_dtype && st == EVB_EFORMAT && strstr(evb_last_error(), "entry 3: its size disagrees"),
+                  "a format-3 entry with a dtype field is refused, and one naming a bfloat16 payload too: %s", evb_last_error());
+        spit(path, orig, size);
+    }
+
+    /* Payload headers against their entry's dtype (evb_db_expand_, no checksum): a version-2 bf16 payload
+     * expands (the control); a version-1 payload under an entry saying bf16, dtype 7, and version 3 are
+     * refused. */
+    {
+        evb_db_entry e = {0};
+        e.kind = EVB_LEVEL_SPARSE; e.rows = 1; e.cols = 8; e.dtype = EVB_DB_BF16;
+        uint8_t p[27] = "EVBS";
+        p[4] = 2; p[6] = EVB_DB_BF16; p[8] = 1; p[12] = 8; p[16] = 1; p[24] = 0x04; p[25] = 0x80; p[26] = 0x3f; /* W[2] = 1 */
+        float W[8];
+        uint16_t H[8];
+        int ok = evb_db_expand_(&e, p, sizeof p, "p", W) == 0 && W[2] == 1.0f && W[0] == 0.0f &&
+                 evb_db_expand16_(&e, p, sizeof p, "p", H) == 0 && H[2] == 0x3f80 && H[0] == 0;
+        p[4] = 1; p[6] = 0;
+        int v1 = evb_db_expand_(&e, p, sizeof p, "p", W) == EVB_EFORMAT && strstr(evb_last_error(), "index says bf16");
+        p[4] = 2; p[6] = 7;
+        int d7 = evb_db_expand16_(&e, p, sizeof p, "p", H) == EVB_EFORMAT && strstr(evb_last_error(), "dtype 7");
+        p[4] = 3; p[6] = EVB_DB_BF16;
+        int v3 = evb_db_expand_(&e, p, sizeof p, "p", W) == EVB_EFORMAT && strstr(evb_last_error(), "version");
+        EVB_CHECK(ok && v1 && d7 && v3, "a bf16 payload expands (%d); a version-1 payload under a bf16 entry (%d), dtype 7 (%d) and "
+                  "version 3 (%d) are refused", ok, v1, d7, v3);
+    }
 
     /* Payload headers that lie, under a right checksum: nnz = 2^62 and 2^32 - 1 groups. */
     {
@@ -319,7 +437,7 @@ int main(void) {
         evb_db_entry one[4];
         for (int u = 0; u < 4; u++) {
             evb_db_entry e = ent[u];
-            e.rows = e.cols = 1;
+            e.rows = e.cols = 1; e.dtype = EVB_DB_F32;
             e.params_kept = 1; e.bits_stored = 33; e.bytes = 24 + 1 + 4;
             uint8_t p[29] = "EVBS";
             p[4] = 1; p[8] = 1; p[12] = 1; p[16] = 1; p[24] = 1;

@@ -2,12 +2,13 @@
  * reused by every search on the same model and calibration data.
  *
  * On disk a database is a directory: index.msgpack (format version, the model's and the calibration
- * set's fingerprints, one record per entry: unit, method, level parameters, costs, reconstruction error,
- * payload file and its checksum; and the index's own checksum) and one payload file per entry, stored
- * compactly: sparse levels as a bitmask plus the kept values, quantized levels as packed integer codes plus
- * per-group scales and zero points. Every file is written to a temporary name and renamed, and the index is
- * rewritten after every entry, so a build killed at any moment leaves a valid database that a rerun
- * completes. Payloads are read through mmap and their checksum (xxHash64) is verified before a level is
+ * set's fingerprints, one record per entry: unit, method, level parameters, the dtype of its values,
+ * costs, reconstruction error, payload file and its checksum; and the index's own checksum) and one payload
+ * file per entry, stored compactly: sparse levels as a bitmask plus the kept values in the checkpoint's
+ * dtype, quantized levels as packed integer codes plus per-group scales and zero points. Every file is
+ * written to a temporary name and renamed, and the index is rewritten after every entry, so a build killed
+ * at any moment leaves a valid database that a rerun completes. Payloads are read through mmap and their
+ * checksum (xxHash64) and header (kind, dtype, shape) are verified against the index before a level is
  * expanded; a mismatch is an error, never a silently used level. Every field of the index is range-checked,
  * and a database bound to a model (evb_db_check_model) holds only levels of the model's shapes.
  *
@@ -25,10 +26,18 @@
 extern "C" {
 #endif
 
-/* 3: the index carries its own checksum. An index of another format is refused with a hint to rebuild. */
-#define EVB_DB_FORMAT 3
+/* 4: every entry records the dtype of its stored values (evb_db_dtype). 3: the index carries its own
+ * checksum. A format-3 index is read (its levels hold float32 values) and is written as format 4 once a
+ * level is added; older and newer formats are refused with a hint. */
+#define EVB_DB_FORMAT 4
 
 typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1 } evb_level_kind;
+
+/* The dtype a level's values are stored in. Sparse levels keep their values in the checkpoint's dtype
+ * (evb_db_dtype_of(m->config.dtype)), not the compute path's, so that one database serves both: a BF16 or
+ * F16 checkpoint's kept weights are stored as they are, in half the bytes of float32. Quantized levels keep
+ * their scales and zero points in float32 (see db.c). */
+typedef enum evb_db_dtype { EVB_DB_F32 = 0, EVB_DB_BF16 = 1, EVB_DB_F16 = 2 } evb_db_dtype;
 
 typedef struct evb_db_entry {
     int      unit;            /* l * 7 + kind */
@@ -40,6 +49,7 @@ typedef struct evb_db_entry {
                                  then n_removed / (rows cols)), 0 for a level given by its fraction */
     int      bits, group_size, sym; /* quantized */
     int      rows, cols;
+    int      dtype;           /* evb_db_dtype of the stored values: sparse, the kept values; quantized, F32 */
     double   params_kept;     /* cost: weights that are not zero */
     double   bits_stored;     /* cost: bits of the payload's weight data (mask + values, or codes + scales) */
     uint64_t bytes;           /* payload file size */
@@ -90,14 +100,29 @@ evb_db_entry evb_db_get(const evb_db *db, int i);
 int evb_db_find(const evb_db *db, const evb_db_entry *key);
 
 /* Adds a sparse level: the compressed weight W_hat [rows, cols] (zeros are the pruned weights). meta gives
- * the identity, costs are filled in here. Replaces an entry of the same identity. */
+ * the identity and meta->dtype the dtype to store the kept values in (rounded to nearest even; a
+ * checkpoint's own values are exact in its dtype), costs are filled in here. A level with a value that
+ * would overflow a 16-bit dtype is stored in float32, and its entry says so. A weight is kept where its
+ * stored value is not zero. Replaces an entry of the same identity. */
 int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W_hat, double recon_error);
-/* Adds a quantized level from a quantizer's output (codes, scale, zero, group_of). */
+/* Adds a quantized level from a quantizer's output (codes, scale, zero, group_of), scales and zero points
+ * in float32 whatever meta->dtype says. */
 int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error);
 
 /* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT; so is a
  * level whose shape is not the bound model's (evb_db_check_model). */
 int evb_db_load(const evb_db *db, int i, float *W);
+/* The same, expanded into bfloat16 W [rows, cols], the form a BF16 model computes with: bfloat16 values
+ * as they are stored, every other value (float32, float16, a dequantized weight computed in float32)
+ * rounded to nearest even. Equal, bit for bit, to evb_db_load followed by that rounding (but for a stored
+ * bfloat16 NaN, which is copied as it is where the rounding would set its quiet bit). */
+int evb_db_load16(const evb_db *db, int i, uint16_t *W);
+
+/* The stored dtype of a checkpoint's weight dtype ("F32", "F16", "BF16": evb_config.dtype): EVB_DB_BF16,
+ * EVB_DB_F16, or EVB_DB_F32 for anything else. */
+int evb_db_dtype_of(const char *checkpoint_dtype);
+/* "f32", "bf16", "f16", or "?" for a value out of range. */
+const char *evb_db_dtype_name(int dtype);
 
 /* Fingerprints: of a model (its configuration and every weight) and of a calibration set (its windows'
  * tokens and lengths). Written as 16 hex digits. */
@@ -115,8 +140,8 @@ void evb_fingerprint_windows(const struct evb_windows *w, char hex[17]);
 typedef struct evb_level_cache evb_level_cache;
 
 int  evb_level_cache_alloc(const evb_db *db, size_t max_bytes, evb_level_cache **out);
-/* The same, holding levels as bfloat16 (rounded to nearest even) when bf16 is 1: half the bytes, in the form
- * a BF16 model computes with (evb_model_set_weight16). Such a cache answers evb_level_cache_get16 only. */
+/* The same, holding levels as bfloat16 (expanded by evb_db_load16) when bf16 is 1: half the bytes, in the
+ * form a BF16 model computes with (evb_model_set_weight16). Such a cache answers evb_level_cache_get16 only. */
 int  evb_level_cache_alloc_as(const evb_db *db, size_t max_bytes, int bf16, evb_level_cache **out);
 void evb_level_cache_free(evb_level_cache *c);
 /* Entry i's weights [rows, cols], valid until the matching release. */
