@@ -1208,7 +1208,8 @@ static int help(void) {
            "  --seed N               search seed (default 0)\n"
            "  --generations N, --offspring N, --stages S@T,...   override the method's defaults (EvoPress's per mode,\n"
            "                         stage tokens scaled to the calibration set); T = 0 means every calibration token\n"
-           "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16, topk:256 above 64k tokens)\n"
+           "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16 up to 1 GiB of\n"
+           "                         teacher, else topk:256)\n"
            "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
            "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
            COMPUTE_HELP
@@ -1475,7 +1476,9 @@ static int search_main(int argc, char **argv) {
 
     /* the fitness: the teacher and the cache of expanded levels */
     size_t V = (size_t)m->config.vocab_size;
-    if (tkind < 0) tkind = r.calib_tokens * V * 2 <= ((size_t)4 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, topk = 256;
+    /* The full-vocabulary teacher while it stays within 1 GiB (a search's memory is the model plus about
+     * 1 GiB), else the top 256 log-probabilities of each position and the mass of the rest. */
+    if (tkind < 0) tkind = r.calib_tokens * V * 2 <= ((size_t)1 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, topk = 256;
     if (metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r.w, (int)o.batch, tkind, topk, &r.teacher))) { run_free(&r); return fail(s); }
     if (r.db && (s = evb_level_cache_alloc_as(r.db, evb_model_n_params(m) * sizeof(float) * 4, m->compute == EVB_COMPUTE_BF16, &r.cache))) { run_free(&r); return fail(s); }
     size_t reuse = o.no_reuse ? 0 : (o.reuse_mb ? (size_t)o.reuse_mb << 20 : (size_t)256 << 20);
