@@ -2,7 +2,7 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 #include "core/fileio.h"
-#include "models/json.h"
+#include "core/json.h"
 #include "models/safetensors.h"
 
 #include <dirent.h>

@@ -18,7 +18,7 @@
 #include "evobudget/evb_status.h"
 #include "compressors/export_impl.h"
 #include "core/fileio.h"
-#include "models/json.h"
+#include "core/json.h"
 #include "models/safetensors.h"
 #include "models/save.h"
 

@@ -44,6 +44,7 @@
  * gsl_set_error_handler_off() (at init), then the failure comes back here as EVB_EBADFUNC.
  * Single-threaded; one workspace allocation per call, freed before return. */
 #include "evobudget/evb_compress.h"
+#include "compressors/naive.h"
 #include "evobudget/evb_status.h"
 
 #include <gsl/gsl_errno.h>

@@ -21,6 +21,7 @@
  * evb_quant_gptq_naive (no blocks: after each column the OBS update of every later column). The blocked
  * lazy update applies the same rank-1 updates in the same order, so the two agree to the last bit. */
 #include "evobudget/evb_compress.h"
+#include "compressors/naive.h"
 #include "evobudget/evb_status.h"
 
 #include <gsl/gsl_errno.h>

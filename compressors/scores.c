@@ -3,7 +3,7 @@
  * ECoFLaP's zeroth-order importance. Numerics follow shared/reference/baselines.md §1, §2 and §4. */
 #include "evobudget/evb_scores.h"
 #include "evobudget/evb_status.h"
-#include "models/rng.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* text.c -- text files, tokenisation in pieces, and fixed-length windows (see evb_text.h). */
 #include "evobudget/evb_text.h"
 #include "evobudget/evb_status.h"
-#include "models/rng.h"
+#include "core/rng.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -33,6 +33,7 @@
  * output is always valid UTF-8. tokenizer.bin decodes as llama2.c does: BOS and EOS produce no text, a piece
  * that follows BOS drops one leading space, "<0xNN>" pieces become the raw byte. */
 #include "evobudget/evb_tokenizer.h"
+#include "datasets/naive.h"
 #include "evobudget/evb_status.h"
 
 #include <jansson.h>

@@ -3,7 +3,7 @@
 #include "evobudget/evb_fitness_kl.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
-#include "models/rng.h"
+#include "core/rng.h"
 #include "models/safetensors.h"
 
 #include <math.h>

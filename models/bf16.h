@@ -6,6 +6,7 @@
 #define EVB_MODELS_BF16_H
 #include <stddef.h>
 #include <stdint.h>
+#include "models/naive.h" /* the naive forward, the reference of both compute paths */
 
 /* NULL when this CPU computes BF16 products natively (AVX512-BF16 or AMX-BF16, with the operating system's
  * support for their registers), else a sentence naming what is missing, for messages and test skips. */

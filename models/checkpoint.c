@@ -12,7 +12,7 @@
 #include "core/half.h"
 #include "core/mem.h"
 #include "models/bf16.h"
-#include "models/json.h"
+#include "core/json.h"
 #include "models/safetensors.h"
 
 #include <errno.h>

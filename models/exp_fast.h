@@ -1,5 +1,8 @@
-/* exp_fast.h -- exp(x) for the softmax of models/forward.c: one float at a time (exp_fast) and, with AVX2
- * and FMA, eight at a time (exp8). Private to models/; tests/test_forward.c compares both with expf.
+/* exp_fast.h -- exp(x) one float at a time (exp_fast) and, with AVX2 and FMA, eight at a time (exp8), and
+ * the row kernels built on it (exp_sub, max_lanes, sum_lanes): the softmax and log-softmax of
+ * models/forward.c and the KL sum of evaluators/kl_sum.c share them. Private to the library;
+ * tests/test_forward.c compares exp_fast and exp8 with expf. Includers compile with -fno-math-errno (see
+ * CMakeLists.txt), or the loops do not vectorise.
  *
  * Cephes' expf (range reduction by ln 2, degree-6 polynomial, about 1 ulp), written without branches or
  * calls so that the compiler vectorises the loops that use it. What it returns, for every float x:
@@ -63,5 +66,42 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_blendv_ps(v, x, nan);
 }
 #endif
+
+/* x[i] = exp(x[i] - sub) for i < n. With AVX2 and FMA, eight at a time; the tail and other machines use
+ * exp_fast. Which path an element takes depends only on n, so results never depend on the thread count. */
+static inline void exp_sub(float *x, int n, float sub) {
+    int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 s = _mm256_set1_ps(sub);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+#endif
+    for (; i < n; i++) x[i] = exp_fast(x[i] - sub);
+}
+
+/* Max and sum over 16 interleaved lanes, combined at the end: written this way the loops vectorise without
+ * -ffast-math, and the order of operations is fixed by the code alone (not by the thread count). */
+#define EVB_LANES 16
+static inline float max_lanes(const float *x, int n) {
+    float acc[EVB_LANES];
+    for (int k = 0; k < EVB_LANES; k++) acc[k] = x[0];
+    int i = 0;
+    for (; i + EVB_LANES <= n; i += EVB_LANES)
+        for (int k = 0; k < EVB_LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+    for (; i < n; i++) acc[0] = x[i] > acc[0] ? x[i] : acc[0];
+    float m = acc[0];
+    for (int k = 1; k < EVB_LANES; k++) m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+
+static inline float sum_lanes(const float *x, int n) {
+    float acc[EVB_LANES] = {0};
+    int i = 0;
+    for (; i + EVB_LANES <= n; i += EVB_LANES)
+        for (int k = 0; k < EVB_LANES; k++) acc[k] += x[i + k];
+    for (; i < n; i++) acc[0] += x[i];
+    float s = 0.0f;
+    for (int k = 0; k < EVB_LANES; k++) s += acc[k];
+    return s;
+}
 
 #endif

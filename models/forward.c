@@ -11,6 +11,7 @@
 #include "models/bf16.h"
 #include "models/blas.h"
 #include "models/exp_fast.h"
+#include "models/naive.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -110,44 +111,6 @@ static void rope_rows(const evb_config *c, const evb_state *s, float *x, int n, 
             }
         }
     }
-}
-
-/* x[i] = exp(x[i] - sub) for i < n (models/exp_fast.h). With AVX2 and FMA, eight at a time; the tail and
- * other machines use exp_fast. Which path an element takes depends only on n, so results never depend on
- * the thread count. */
-static inline void exp_sub(float *x, int n, float sub) {
-    int i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 s = _mm256_set1_ps(sub);
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
-#endif
-    for (; i < n; i++) x[i] = exp_fast(x[i] - sub);
-}
-
-/* Max and sum over 16 interleaved lanes, combined at the end: written this way the loops vectorise without
- * -ffast-math, and the order of operations is fixed by the code alone (not by the thread count). */
-#define LANES 16
-static inline float max_lanes(const float *x, int n) {
-    float acc[LANES];
-    for (int k = 0; k < LANES; k++) acc[k] = x[0];
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
-    for (; i < n; i++) acc[0] = x[i] > acc[0] ? x[i] : acc[0];
-    float m = acc[0];
-    for (int k = 1; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
-    return m;
-}
-
-static inline float sum_lanes(const float *x, int n) {
-    float acc[LANES] = {0};
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
-    for (; i < n; i++) acc[0] += x[i];
-    float s = 0.0f;
-    for (int k = 0; k < LANES; k++) s += acc[k];
-    return s;
 }
 
 /* In place softmax of x[0..n). */
@@ -380,37 +343,6 @@ double evb_nll_sum(const float *logp, const int32_t *targets, size_t n, int V) {
     double s = 0.0;
     for (size_t r = 0; r < n; r++) s -= logp[r * V + targets[r]];
     return s;
-}
-
-double evb_kl_sum(const float *logp, const float *logq, size_t n, int V) {
-    /* Rows in order, each in blocks: exp of a block of log p, then its dot with (log p - log q) over fixed
-     * lanes. The order of every sum is fixed by n and V alone. */
-    double total = 0.0;
-    enum { BLOCK = 1024 };
-    float e[BLOCK], d[BLOCK];
-    for (size_t r = 0; r < n; r++) {
-        const float *p = logp + r * V, *q = logq + r * V;
-        double row = 0.0;
-        for (int i0 = 0; i0 < V; i0 += BLOCK) {
-            int m = V - i0 < BLOCK ? V - i0 : BLOCK;
-            memcpy(e, p + i0, sizeof(float) * m);
-            exp_sub(e, m, 0.0f);
-            for (int i = 0; i < m; i++) d[i] = e[i] * (p[i0 + i] - q[i0 + i]);
-            row += sum_lanes(d, m);
-        }
-        total += row;
-    }
-    return total;
-}
-
-double evb_kl_sum_naive(const float *logp, const float *logq, size_t n, int V) {
-    double total = 0.0;
-    for (size_t r = 0; r < n; r++)
-        for (int i = 0; i < V; i++) {
-            double p = logp[r * V + i], q = logq[r * V + i];
-            total += exp(p) * (p - q);
-        }
-    return total;
 }
 
 // ---- naive reference ----

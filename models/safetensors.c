@@ -2,7 +2,7 @@
 #define _DEFAULT_SOURCE
 #include "models/safetensors.h"
 #include "core/half.h"
-#include "models/json.h"
+#include "core/json.h"
 #include "evobudget/evb_status.h"
 #include "core/fileio.h"
 

@@ -3,7 +3,7 @@
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
 #include "core/fileio.h"
-#include "models/json.h"
+#include "core/json.h"
 #include "models/safetensors.h"
 #include "models/save.h"
 

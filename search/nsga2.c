@@ -117,9 +117,9 @@ static int nsga_iterate(evb_search *s) {
         int pa = better(rank, crowd, a1, a2) ? a1 : a2, pb = better(rank, crowd, b1, b2) ? b1 : b2;
         int16_t *ch = all + (size_t)n * U;
         for (int u = 0; u < U; u++) {
-            ch[u] = (evb_rng_next_(&r) & 1) ? all[(size_t)pa * U + u] : all[(size_t)pb * U + u];
+            ch[u] = (evb_splitmix64(&r) & 1) ? all[(size_t)pa * U + u] : all[(size_t)pb * U + u];
             if (evb_rng_unit_(&r) < 1.0 / U) {
-                int l = ch[u] + ((evb_rng_next_(&r) & 1) ? 1 : -1);
+                int l = ch[u] + ((evb_splitmix64(&r) & 1) ? 1 : -1);
                 if (l >= 0 && l < s->n_levels[u]) ch[u] = (int16_t)l;
             }
         }

@@ -13,26 +13,19 @@
 
 // ---- random streams ----
 
-uint64_t evb_rng_next_(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 uint64_t evb_rng_stream_(uint64_t seed, int64_t generation, int64_t index, int purpose) {
     uint64_t x = seed;
-    uint64_t h = evb_rng_next_(&x);
+    uint64_t h = evb_splitmix64(&x);
     x = h ^ (uint64_t)generation * 0xD1B54A32D192ED03ull;
-    h = evb_rng_next_(&x);
+    h = evb_splitmix64(&x);
     x = h ^ (uint64_t)index * 0x8CB92BA72F3D8DD7ull;
-    h = evb_rng_next_(&x);
+    h = evb_splitmix64(&x);
     x = h ^ (uint64_t)purpose * 0x9E3779B97F4A7C15ull;
-    return evb_rng_next_(&x);
+    return evb_splitmix64(&x);
 }
 
-int evb_rng_int_(uint64_t *x, int n) { return (int)(evb_rng_next_(x) % (uint64_t)n); }
-double evb_rng_unit_(uint64_t *x) { return (evb_rng_next_(x) >> 11) * 0x1.0p-53; }
+int evb_rng_int_(uint64_t *x, int n) { return (int)(evb_splitmix64(x) % (uint64_t)n); }
+double evb_rng_unit_(uint64_t *x) { return (evb_splitmix64(x) >> 11) * 0x1.0p-53; }
 
 // ---- types ----
 

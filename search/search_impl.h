@@ -2,6 +2,7 @@
 #ifndef EVB_SEARCH_IMPL_H
 #define EVB_SEARCH_IMPL_H
 #include "evobudget/evb_search.h"
+#include "core/rng.h"
 
 #include <stdint.h>
 
@@ -50,10 +51,10 @@ struct evb_search {
     int16_t *arch_lv;
 };
 
-/* Deterministic random streams: (seed, generation, index, purpose) -> a generator state. */
+/* Deterministic random streams: (seed, generation, index, purpose) -> a generator state, drawn from with
+ * evb_splitmix64 (core/rng.h). */
 enum { RNG_MUTATE = 1, RNG_BATCH, RNG_INIT, RNG_CROSS, RNG_REPAIR };
 uint64_t evb_rng_stream_(uint64_t seed, int64_t generation, int64_t index, int purpose);
-uint64_t evb_rng_next_(uint64_t *x);
 int      evb_rng_int_(uint64_t *x, int n);     /* uniform in [0, n) */
 double   evb_rng_unit_(uint64_t *x);           /* uniform in [0, 1) */
 

@@ -8,8 +8,11 @@
 #include "standin.h"
 
 #include <unistd.h>
+#include "evobudget/evb_eval.h"
 #include "evobudget/evb_status.h"
 #include "models/blas.h"
+#include "models/naive.h"
+#include "evaluators/naive.h"
 
 #ifdef _OPENMP
 #include <omp.h>

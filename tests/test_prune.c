@@ -5,6 +5,8 @@
  * from the captured inputs. */
 #include "stories.h"
 #include "evobudget/evb_compress.h"
+#include "compressors/naive.h"
+#include "core/rng.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,14 +20,7 @@
 
 static void uniform_stream(uint64_t seed, size_t n, float *out) {
     uint64_t state = seed;
-    for (size_t i = 0; i < n; i++) {
-        state += 0x9E3779B97F4A7C15ull;
-        uint64_t z = state;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        out[i] = (float)((double)(z >> 40) * 0x1p-23 - 1.0);
-    }
+    for (size_t i = 0; i < n; i++) out[i] = (float)((double)(evb_splitmix64(&state) >> 40) * 0x1p-23 - 1.0);
 }
 
 static void gram(const float *X, size_t n, int cols, double *G) {

@@ -10,6 +10,7 @@
  *     give back the dequantized weight bit for bit. */
 #include "stories.h"
 #include "evobudget/evb_compress.h"
+#include "compressors/naive.h"
 
 #include <stdint.h>
 #include <stdlib.h>

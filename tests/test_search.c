@@ -37,12 +37,7 @@ typedef struct synth {
     int poison;            /* 1: NaN on batches of every token (a last stage), set between generations */
 } synth;
 
-static uint64_t mix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+static uint64_t mix(uint64_t x) { return evb_splitmix64(&x); }
 
 static size_t synth_ws(const void *p) { (void)p; return 8; }
 

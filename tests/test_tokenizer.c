@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "evobudget/evb_status.h"
 #include "evobudget/evb_tokenizer.h"
+#include "datasets/naive.h"
 #include "testing.h"
 
 #include <jansson.h>

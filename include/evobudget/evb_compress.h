@@ -4,7 +4,8 @@
  *
  * Every compressor works in place on a float32 copy of the weight, is single-threaded (levels of a
  * database are built in parallel, one per thread), and has a naive reference in the same file that a test
- * compares it against. References for the numerics: shared/reference/baselines.md §3. */
+ * compares it against (declared in compressors/naive.h, not installed). References for the numerics:
+ * shared/reference/baselines.md §3. */
 #ifndef EVB_COMPRESS_H
 #define EVB_COMPRESS_H
 
@@ -40,13 +41,6 @@ int evb_prune_wanda(float *W, int rows, int cols, const evb_layer_stats *st, evb
 /* SparseGPT (OBS updates, lazy blocks of blocksize columns, dampening damp * mean(diag H)). */
 int evb_prune_sparsegpt(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp,
                         double damp, int blocksize);
-/* Naive references of the three (compressors/prune.c): full sorts instead of partial selection (the same
- * masks, bit for bit), and for SparseGPT the unblocked OBS loop with U's rows recomputed from inverses of
- * trailing submatrices, O(cols^4). For tests on small layers. */
-int evb_prune_magnitude_naive(float *W, int rows, int cols, evb_sparsity sp);
-int evb_prune_wanda_naive(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp);
-int evb_prune_sparsegpt_naive(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp,
-                              double damp, int blocksize);
 
 /* Quantization grid and its stored form. */
 typedef struct evb_quant_params {
@@ -72,11 +66,6 @@ int evb_quant_n_groups(int cols, const evb_quant_params *q);
 int evb_quant_rtn(float *W, int rows, int cols, const evb_quant_params *q, evb_quant_out *out);
 int evb_quant_gptq(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q,
                    evb_quant_out *out);
-/* Naive references of the two quantizers, for tests: RTN with each element's grid recomputed from its
- * row slice; GPTQ without blocks (the OBS update of every later column after each column). */
-int evb_quant_rtn_naive(float *W, int rows, int cols, const evb_quant_params *q, evb_quant_out *out);
-int evb_quant_gptq_naive(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q,
-                         evb_quant_out *out);
 
 /* Relative reconstruction error ||W X^T - W_hat X^T||^2 / ||W X^T||^2 = tr(D G D^T) / tr(W G W^T) with
  * D = W - W_hat and G = X^T X. */

@@ -1,4 +1,5 @@
-/* evb_eval.h -- scoring a model on token windows: perplexity (mean negative log-likelihood per token). */
+/* evb_eval.h -- scoring a model on token windows: perplexity (mean negative log-likelihood per token), and
+ * the KL divergence to a reference model. */
 #ifndef EVB_EVAL_H
 #define EVB_EVAL_H
 
@@ -9,6 +10,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Sum over n rows of KL(p || q) = sum_v p_v (log p_v - log q_v), from log-probabilities logp, logq [n, V]
+ * (e.g. the dense model's and a compressed model's), in an order fixed by n and V alone. */
+double evb_kl_sum(const float *logp, const float *logq, size_t n, int V);
 
 /* Runs the windows through the model, batch windows at a time (s must hold batch x w->seq_len), and adds
  * up -log p(token) over every scored position. Writes the sum to *nll_sum and the count to *n_scored.

@@ -188,20 +188,10 @@ int evb_forward_logits(const evb_model *m, evb_state *s);
 /* The whole forward: embed, all blocks, logits. */
 int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T);
 
-/* Reference forward: one position at a time with a KV cache, plain loops, no BLAS, no threads (the
- * llama2.c way). logits [T, V] for one sequence of T tokens. Slow; for tests. A BF16 model's projections
- * round their inputs to bfloat16 as the fast path does and sum the products in double. */
-int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *logits);
-
 /* In place log-softmax of n rows of V. */
 void evb_log_softmax(float *x, size_t n, int V);
 /* Sum of -log p(target) over rows: logp [n, V] log-probabilities, targets [n]. */
 double evb_nll_sum(const float *logp, const int32_t *targets, size_t n, int V);
-
-/* Sum over n rows of KL(p || q) = sum_v p_v (log p_v - log q_v), from log-probabilities logp, logq [n, V]
- * (e.g. the dense model's and a compressed model's). The naive version is the reference for tests. */
-double evb_kl_sum(const float *logp, const float *logq, size_t n, int V);
-double evb_kl_sum_naive(const float *logp, const float *logq, size_t n, int V);
 
 #ifdef __cplusplus
 }

@@ -39,12 +39,6 @@ int evb_tokenizer_eos(const evb_tokenizer *t); /* -1 when the tokenizer has none
 int evb_tokenizer_encode(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
                          int32_t **tokens, size_t *n);
 
-/* The same as evb_tokenizer_encode, but merging with the reference O(n^2) loop of llama2.c run.c (scan all
- * adjacent pairs, merge the best, repeat). It gives identical ids and exists to check the fast path; do not
- * use it on long texts. */
-int evb_tokenizer_encode_naive(const evb_tokenizer *t, const char *text, size_t len, int add_bos,
-                               int32_t **tokens, size_t *n);
-
 /* Decodes n ids into a malloc'd NUL-terminated string (*len bytes, not counting the NUL). tokenizer.json:
  * as Hugging Face's decode(ids, skip_special_tokens=True) (special added tokens give no text, the
  * decoder's steps as tokenizer.json lists them, invalid UTF-8 as U+FFFD: the text is valid UTF-8).

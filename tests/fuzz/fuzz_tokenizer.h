@@ -4,6 +4,7 @@
 #ifndef EVB_FUZZ_TOKENIZER_H
 #define EVB_FUZZ_TOKENIZER_H
 #include "evobudget/evb_tokenizer.h"
+#include "datasets/naive.h"
 #include "evobudget/evb_status.h"
 #include "fuzz_common.h"
 

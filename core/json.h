@@ -1,7 +1,7 @@
-/* json.h -- small helpers over Jansson for reading configuration files with one-line errors that name the
- * file, the key and what is wrong (private to the library). */
-#ifndef EVB_MODELS_JSON_H
-#define EVB_MODELS_JSON_H
+/* json.h -- small helpers over Jansson for reading and writing JSON files with one-line errors that name
+ * the file, the key and what is wrong (private to the library: checkpoints, exports, the program). */
+#ifndef EVB_CORE_JSON_H
+#define EVB_CORE_JSON_H
 #include <jansson.h>
 
 /* Parses the file at path. A missing file is EVB_EIO, a syntax error EVB_EFORMAT naming line and column. */

@@ -1,5 +1,5 @@
 /* json.c -- Jansson helpers with one-line errors (see json.h). */
-#include "models/json.h"
+#include "core/json.h"
 #include "evobudget/evb_status.h"
 #include "core/fileio.h"
 

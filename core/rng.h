@@ -1,7 +1,8 @@
 /* rng.h -- splitmix64 (private): a small, well-mixed generator whose sequence is fixed by the seed alone,
- * for every seeded choice outside search/ (window sampling, batch order, perturbations). */
-#ifndef EVB_MODELS_RNG_H
-#define EVB_MODELS_RNG_H
+ * the one generator of the library: the search's per-candidate streams (search/search.c), window
+ * sampling, batch order, perturbations. */
+#ifndef EVB_CORE_RNG_H
+#define EVB_CORE_RNG_H
 #include <stdint.h>
 
 static inline uint64_t evb_splitmix64(uint64_t *x) {
