@@ -87,6 +87,8 @@ typedef struct prim {
 } prim;
 
 enum { MAX_PRIMS = 256 };
+/* The key of the primitive made for any number of rows (oneDNN's runtime dimension). */
+enum { ANY_M = 0 };
 static prim prims[MAX_PRIMS];
 static int n_prims;
 static pthread_mutex_t prims_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -98,7 +100,7 @@ static void engine_init(void) { engine_status = dnnl_engine_create(&engine, dnnl
 
 enum { ROWS = EVB_SLICE_ROWS };
 
-/* The primitive for a shape, made on first use; M is ROWS or DNNL_RUNTIME_DIM_VAL. NULL on failure, with the
+/* The primitive for a shape, made on first use; M is ROWS or ANY_M. NULL on failure, with the
  * message recorded. */
 static const prim *get_prim(int M, int K, int N, int bias, int *status) {
     pthread_once(&engine_once, engine_init);
@@ -165,7 +167,7 @@ const char *evb_bf16_kernel(void) {
 /* One slice: rows [0, M) of x (already bfloat16 in xb) times W^T into out. */
 static int run_slice(float *out, const uint16_t *xb, const uint16_t *W, const float *bias, int M, int K, int N) {
     int status = EVB_SUCCESS;
-    const prim *q = get_prim(M == ROWS ? ROWS : DNNL_RUNTIME_DIM_VAL, K, N, bias != NULL, &status);
+    const prim *q = get_prim(M == ROWS ? ROWS : ANY_M, K, N, bias != NULL, &status);
     if (!q) return status;
     /* the memory of a slice of M rows, for a primitive made for any M */
     dnnl_memory_desc_t src = q->src, dst = q->dst;

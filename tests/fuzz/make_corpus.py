@@ -346,15 +346,26 @@ def mp(o):
     raise TypeError(type(o))
 
 
-def sparse_payload(rows, cols, seed):
+def sparse_payload(rows, cols, seed, dtype=None):
+    """dtype None: version 1 (format-3 databases, float32 values); 0 f32, 1 bf16, 2 f16: version 2."""
     n = rows * cols
     vals = values(n, seed)
     keep = [i for i in range(n) if (i * 7 + seed) % 3]
     mask = bytearray((n + 7) // 8)
     for i in keep:
         mask[i // 8] |= 1 << (i % 8)
-    return (b"EVBS" + struct.pack("<IIIQ", 1, rows, cols, len(keep)) + bytes(mask) +
-            struct.pack("<%df" % len(keep), *[vals[i] for i in keep])), len(keep)
+    kept = [vals[i] for i in keep]
+    if dtype is None:
+        head, body = struct.pack("<I", 1), struct.pack("<%df" % len(kept), *kept)
+    else:
+        head = struct.pack("<HH", 2, dtype)
+        if dtype == 1:   # bfloat16: the high half of the float32 (these values are exact in it or near)
+            body = b"".join(struct.pack("<H", struct.unpack("<I", struct.pack("<f", v))[0] >> 16) for v in kept)
+        elif dtype == 2:
+            body = struct.pack("<%de" % len(kept), *kept)
+        else:
+            body = struct.pack("<%df" % len(kept), *kept)
+    return b"EVBS" + head + struct.pack("<IIQ", rows, cols, len(keep)) + bytes(mask) + body, len(keep)
 
 
 def quant_payload(rows, cols, bits, groups, seed):
@@ -375,10 +386,12 @@ def quant_payload(rows, cols, bits, groups, seed):
 
 
 def db_entry(unit, method, kind, rows, cols, sparsity=0.0, n_keep=0, m=0, n_removed=0, bits=0, group_size=0, sym=0,
-             nnz=0, groups=0):
+             nnz=0, groups=0, dtype=None):
+    """dtype None: a format-3 entry (no dtype field, float32 values); else format 4's dtype (0 f32, 1 bf16, 2 f16)."""
     n = rows * cols
     if kind == 0:
-        params, bits_stored, size = float(nnz), float(n + 32 * nnz), 24 + (n + 7) // 8 + 4 * nnz
+        vb = 2 if dtype in (1, 2) else 4
+        params, bits_stored, size = float(nnz), float(n + 8 * vb * nnz), 24 + (n + 7) // 8 + vb * nnz
         if m:
             name = "u%04d_%s_%d-%d.bin" % (unit, method, n_keep, m)
         elif n_removed:
@@ -389,13 +402,16 @@ def db_entry(unit, method, kind, rows, cols, sparsity=0.0, n_keep=0, m=0, n_remo
         ns = rows * groups
         params, bits_stored, size = float(n), float(n * bits + 64 * ns), 24 + (n * bits + 7) // 8 + 8 * ns + 4 * cols
         name = "u%04d_%s_b%dg%d%s.bin" % (unit, method, bits, group_size, "s" if sym else "a")
-    return {"unit": unit, "method": method, "kind": kind, "sparsity": float(sparsity), "n_keep": n_keep, "m": m,
-            "n_removed": n_removed, "bits": bits, "group_size": group_size, "sym": sym, "rows": rows, "cols": cols,
-            "params_kept": params, "bits_stored": bits_stored, "bytes": size, "recon_error": 0.125,
-            "checksum": 0x1234567890ABCDEF, "file": name}
+    e = {"unit": unit, "method": method, "kind": kind, "sparsity": float(sparsity), "n_keep": n_keep, "m": m,
+         "n_removed": n_removed, "bits": bits, "group_size": group_size, "sym": sym, "rows": rows, "cols": cols,
+         "params_kept": params, "bits_stored": bits_stored, "bytes": size, "recon_error": 0.125,
+         "checksum": 0x1234567890ABCDEF, "file": name}
+    if dtype is not None:
+        e["dtype"] = dtype
+    return e
 
 
-def db_index(entries, fmt=3):
+def db_index(entries, fmt=4):
     body = {"format": fmt, "model": "0123456789abcdef", "calib": "fedcba9876543210", "entries": entries}
     if fmt >= 3:
         body["checksum"] = Fix64(0)  # fuzz_db_index writes the right value
@@ -404,18 +420,23 @@ def db_index(entries, fmt=3):
 
 def make_db(out):
     d = fresh_dir(os.path.join(out, "corpus-db_index"))
-    e = [db_entry(0, "magnitude", 0, 4, 8, sparsity=0.5, nnz=16),
-         db_entry(1, "rtn", 1, 4, 8, bits=4, group_size=4, sym=1, groups=2),
-         db_entry(2, "wanda", 0, 4, 8, n_keep=2, m=4, nnz=16),
-         db_entry(3, "sparsegpt", 0, 4, 8, sparsity=0.375, n_removed=12, nnz=20),
-         db_entry(4, "gptq", 1, 3, 5, bits=3, group_size=0, groups=1)]
+    def entries(dt):
+        return [db_entry(0, "magnitude", 0, 4, 8, sparsity=0.5, nnz=16, dtype=dt),
+                db_entry(1, "rtn", 1, 4, 8, bits=4, group_size=4, sym=1, groups=2, dtype=None if dt is None else 0),
+                db_entry(2, "wanda", 0, 4, 8, n_keep=2, m=4, nnz=16, dtype=None if dt is None else 1),
+                db_entry(3, "sparsegpt", 0, 4, 8, sparsity=0.375, n_removed=12, nnz=20, dtype=None if dt is None else 2),
+                db_entry(4, "gptq", 1, 3, 5, bits=3, group_size=0, groups=1, dtype=None if dt is None else 0)]
+    e, e3 = entries(1), entries(None)
     write(os.path.join(d, "empty.msgpack"), db_index([]))
     write(os.path.join(d, "one.msgpack"), db_index(e[:1]))
     write(os.path.join(d, "five.msgpack"), db_index(e))
-    write(os.path.join(d, "format2.msgpack"), db_index(e[:2], fmt=2))
+    write(os.path.join(d, "format3.msgpack"), db_index(e3, fmt=3))
+    write(os.path.join(d, "format2.msgpack"), db_index(e3[:2], fmt=2))
     d = fresh_dir(os.path.join(out, "corpus-db_payload"))
     for i, (r, c) in enumerate([(1, 1), (4, 8), (3, 5), (16, 16)]):
         write(os.path.join(d, "sparse-%dx%d.bin" % (r, c)), sparse_payload(r, c, i)[0])
+        for dt, name in ((0, "f32"), (1, "bf16"), (2, "f16")):
+            write(os.path.join(d, "sparse-%dx%d-%s.bin" % (r, c, name)), sparse_payload(r, c, i, dt)[0])
     for i, (r, c, b, g) in enumerate([(1, 1, 8, 1), (4, 8, 4, 2), (3, 5, 3, 1), (16, 16, 2, 4)]):
         write(os.path.join(d, "quant-%dx%d-b%d.bin" % (r, c, b)), quant_payload(r, c, b, g, i))
 
