@@ -74,12 +74,6 @@ struct evb_db {
 #define REBUILD_HINT "(hint: rerun 'evobudget db build --out %s' with the options that built it: it verifies every level and rebuilds missing and damaged ones)"
 #define DELETE_HINT "(hint: delete %s and rebuild it with 'evobudget db build')"
 
-uint64_t evb_hash64(const void *data, size_t n, uint64_t seed) { return XXH64(data, n, seed); }
-
-void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]) {
-    snprintf(hex, 17, "%016llx", (unsigned long long)XXH64(data, n, seed));
-}
-
 void evb_fingerprint_windows(const evb_windows *w, char hex[17]) {
     int hdr[2] = {w->n, w->seq_len};
     uint64_t h = XXH64(hdr, sizeof hdr, 0);

@@ -56,4 +56,5 @@ check() {
 }
 check core
 check search core
+check models core
 exit $((fails > 0))
