@@ -834,8 +834,9 @@ static int cmd_db_info(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
         evb_db_entry e = evb_db_get(db, i);
         if (o.levels)
-            json_array_append_new(levels, json_pack("{s:i, s:s, s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:f}",
-                "unit", e.unit, "name", evb_linear_name(e.unit % EVB_LINEAR_COUNT), "method", e.method, "sparsity", e.sparsity,
+            json_array_append_new(levels, json_pack("{s:i, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:f}",
+                "unit", e.unit, "name", evb_linear_name(e.unit % EVB_LINEAR_COUNT), "method", e.method,
+                "dtype", evb_db_dtype_name(e.dtype), "sparsity", e.sparsity,
                 "n_keep", e.n_keep, "m", e.m, "bits", e.bits, "group_size", e.group_size, "rows", e.rows, "cols", e.cols,
                 "params_kept", e.params_kept, "bits_stored", e.bits_stored, "bytes", (json_int_t)e.bytes, "recon_error", e.recon_error));
         json_t *mj = json_object_get(methods, e.method);

@@ -65,6 +65,16 @@ int main(void) {
     snprintf(fmt, sizeof fmt, "OMP_NUM_THREADS=1 %s --out %%s/db > /dev/null 2>&1%%s", BUILD);
     EVB_CHECK(sh(fmt, one, "") == 0 &&
               sh("diff -r %s/db %s/db > /dev/null", ref, one) == 0, "a 1-thread build gives the same files as a 2-thread one");
+    /* db info --levels names each level's value dtype: the float32 checkpoint's levels hold float32 values. */
+    snprintf(cmd, sizeof cmd, "db info %s/db --levels --json", ref);
+    json_t *info = json_of(cmd), *lv = info ? json_object_get(info, "levels") : NULL;
+    size_t n_f32 = 0, n_lv = json_array_size(lv);
+    for (size_t i = 0; i < n_lv; i++) {
+        const char *dt = json_string_value(json_object_get(json_array_get(lv, i), "dtype"));
+        n_f32 += dt && strcmp(dt, "f32") == 0;
+    }
+    EVB_CHECK(n_lv == 35 * 4 && n_f32 == n_lv, "db info --levels: %zu of %zu levels say dtype f32 (140 levels expected)", n_f32, n_lv);
+    json_decref(info);
 
     /* SIGKILL part-way: retried with growing delays until the kill lands inside the build. */
     int total = 35 * 4, partial = -1;
