@@ -1340,6 +1340,15 @@ int cmd_search(int argc, char **argv) {
     return rc;
 }
 
+/* The level cache's bound: the parent's levels of every unit and a quarter more for the offspring's, in the
+ * compute path's format, and at least 1 GiB (a small model's whole database). It was four float32 copies of
+ * the model: 20 GB for a 1B model, more than the machine. */
+static size_t level_cache_bytes(const evb_model *m) {
+    size_t elem = m->compute == EVB_COMPUTE_BF16 ? sizeof(uint16_t) : sizeof(float);
+    size_t bytes = evb_model_n_params(m) * elem / 4 * 5, floor = (size_t)1 << 30;
+    return bytes > floor ? bytes : floor;
+}
+
 static int search_main(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
@@ -1480,7 +1489,7 @@ static int search_main(int argc, char **argv) {
      * 1 GiB), else the top 256 log-probabilities of each position and the mass of the rest. */
     if (tkind < 0) tkind = r.calib_tokens * V * 2 <= ((size_t)1 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, topk = 256;
     if (metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r.w, (int)o.batch, tkind, topk, &r.teacher))) { run_free(&r); return fail(s); }
-    if (r.db && (s = evb_level_cache_alloc_as(r.db, evb_model_n_params(m) * sizeof(float) * 4, m->compute == EVB_COMPUTE_BF16, &r.cache))) { run_free(&r); return fail(s); }
+    if (r.db && (s = evb_level_cache_alloc_as(r.db, level_cache_bytes(m), m->compute == EVB_COMPUTE_BF16, &r.cache))) { run_free(&r); return fail(s); }
     size_t reuse = o.no_reuse ? 0 : (o.reuse_mb ? (size_t)o.reuse_mb << 20 : (size_t)256 << 20);
     double *prev = NULL;        /* a sweep: the last target's best, per unit (removed weights, bits, dropped) */
     json_t *sweep = json_array();
@@ -1506,7 +1515,7 @@ static int search_main(int argc, char **argv) {
         if (g_mpi_rank > 0) { /* rank 0 has its problem and its levels: the same problem here, then serve */
             if (rc) break;
             if (r.mode != MODE_DROP && ((s = evb_db_open(r.dbdir, r.mfp, r.cfp, 0, &r.db)) || (s = evb_db_check_model(r.db, m)))) { rc = fail(s); break; }
-            if (r.db && (s = evb_level_cache_alloc_as(r.db, evb_model_n_params(m) * sizeof(float) * 4, m->compute == EVB_COMPUTE_BF16, &r.cache))) { rc = fail(s); break; }
+            if (r.db && (s = evb_level_cache_alloc_as(r.db, level_cache_bytes(m), m->compute == EVB_COMPUTE_BF16, &r.cache))) { rc = fail(s); break; }
             rc = r.mode == MODE_SPARSITY ? problem_sparsity(&r) : r.mode == MODE_BITS ? problem_bits(&r) : r.mode == MODE_DROP ? problem_drop(&r) : problem_joint(&r);
             if (rc) break;
             r.kp = (evb_kl_params){m, &r.w, r.teacher, r.cache, r.U, r.fu, metric, (int)o.batch, reuse};
