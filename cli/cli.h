@@ -68,6 +68,9 @@ void progress_cb(void *ctx, int done, int total);
 typedef struct loaded { evb_model *m; evb_tokenizer *t; } loaded;
 void loaded_free(loaded *l);
 int load_model(const opts *o, int need_tokenizer, loaded *l);
+/* A level database's calibration fingerprint: the windows', told apart when m holds a float32 or float16
+ * checkpoint as BF16 (its levels are then compressed from the rounded weights, not the checkpoint's). */
+void calib_fingerprint(const evb_model *m, const struct evb_windows *w, char cfp[17]);
 /* Prints j (consumed) compactly on stdout. */
 int print_json(json_t *j);
 

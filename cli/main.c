@@ -310,6 +310,15 @@ int compute_opt(const opts *o) {
     return compute;
 }
 
+void calib_fingerprint(const evb_model *m, const evb_windows *w, char cfp[17]) {
+    evb_fingerprint_windows(w, cfp);
+    if (m->compute == EVB_COMPUTE_BF16 && strcmp(m->config.dtype, "BF16") != 0) {
+        char desc[64];
+        int nd = snprintf(desc, sizeof desc, "%s held as BF16", cfp);
+        evb_hash_hex(desc, (size_t)nd, 0, cfp);
+    }
+}
+
 int load_model(const opts *o, int need_tokenizer, loaded *l) {
     char buf[1024];
     const char *path = o->model ? o->model : default_asset("", buf, sizeof buf);
@@ -980,7 +989,7 @@ static int cmd_db_build(int argc, char **argv) {
     char mfp[17], cfp[17];
     if (!s) {
         evb_fingerprint_model(l.m, mfp);
-        evb_fingerprint_windows(&w, cfp);
+        calib_fingerprint(l.m, &w, cfp);
         if (sequential) {
             /* Sequential levels depend on the level passed on as well as on the text. */
             char desc[96];

@@ -1468,7 +1468,7 @@ static int search_main(int argc, char **argv) {
     if (s) { run_free(&r); return fail(s); }
     for (int i = 0; i < r.w.n; i++) r.calib_tokens += (size_t)r.w.len[i] - 1;
     evb_fingerprint_model(m, r.mfp);
-    evb_fingerprint_windows(&r.w, r.cfp);
+    calib_fingerprint(m, &r.w, r.cfp);
     if (o.db) snprintf(r.dbdir, sizeof r.dbdir, "%s", o.db);
     else {
         const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");

@@ -311,6 +311,7 @@ static int build_sequential(evb_db *db, evb_model *m, const evb_windows *w, int 
     }
     st = h ? evb_calib_alloc(m, &c) : EVB_RAISEF(EVB_ENOMEM, "out of memory for the hidden states of %d windows", w->n);
     if (!st) st = evb_state_alloc(m, batch, w->seq_len, &s);
+    if (!st) s->exact = 1; /* float32 products, as evb_calib_collect */
     if (!st) st = evb_calib_embed(m, s, w, h);
     for (int l = 0; !st && l < L; l++) {
         int n_here = 0, dummy = 0;

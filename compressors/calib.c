@@ -85,7 +85,9 @@ int evb_calib_collect(const evb_model *m, const evb_windows *w, int batch, evb_c
     int L = m->config.n_layers;
     evb_state *s = NULL;
     st = evb_state_alloc(m, batch, w->seq_len, &s);
-    if (!st) { s->capture = on_capture; s->capture_ctx = c; }
+    /* A BF16 model's statistics come from float32 products (its weights, expanded): the levels built from
+     * them are the ones a float32 run of the checkpoint builds. */
+    if (!st) { s->capture = on_capture; s->capture_ctx = c; s->exact = 1; }
     for (int i = 0, T, B; !st && i < w->n; i += B) {
         B = evb_windows_batch(w, i, batch, &T);
         st = evb_forward_embed(m, s, w->tokens + (size_t)i * w->seq_len, B, T);

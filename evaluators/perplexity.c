@@ -149,7 +149,10 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
         int T, B = evb_windows_batch(w, i, batch, &T);
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
         if (same) set_weights(m, NULL, NULL);
+        s->exact = 1; /* the reference is the float32 forward, whatever m's compute path (a BF16 model's
+                         * weights expanded), as a search's teacher is */
         st = evb_forward(ref, s, tok, B, T);
+        s->exact = 0;
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
         memcpy(lp, s->logits, sizeof(float) * (size_t)B * T * V);

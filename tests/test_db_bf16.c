@@ -180,14 +180,20 @@ static void test_built(void) {
     EVB_CHECK(bytes16 > 0 && bytes16 / bytes32 < 0.55, "bfloat16 values: %.3f of the float32 levels' bytes (1.125 / 2.125 = 0.529 at 50%%)",
               bytes16 / bytes32);
 
-    /* One fingerprint for both compute paths: the BF16 checkpoint held as BF16 builds the same files. */
+    /* One fingerprint for both compute paths: the BF16 checkpoint held as BF16, with its own calibration
+     * statistics (taken with float32 products), builds the same files, recorded errors included. */
     if (evb_compute_missing()) printf("note: %s: the BF16-held build is not compared here\n", evb_compute_missing());
     else {
         evb_model *m16 = NULL;
+        evb_windows w16 = {0};
+        evb_calib *c16 = NULL;
         char same16[1100], cmd[2400];
         snprintf(same16, sizeof same16, "%s/db16b", dir);
         st = evb_model_load_as(bf, EVB_COMPUTE_BF16, &m16);
-        if (!st) st = build_levels(m16, c, same16);
+        if (!st) st = calib_of(m16, &w16, &c16);
+        if (!st) st = build_levels(m16, c16, same16);
+        evb_calib_free(c16);
+        evb_windows_free(&w16);
         snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' > /dev/null", d16, same16);
         EVB_CHECK(st == 0 && system(cmd) == 0, "the BF16 checkpoint held as BF16 builds the same files as held in float32 (%s)",
                   st ? evb_last_error() : "");
