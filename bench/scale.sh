@@ -198,22 +198,24 @@ for m in models:
     print("### %s: dim %d, %d layers, %d/%d heads, hidden %d, vocab %d, %s; checkpoint %s (BF16); %.3g GFLOP/token\n"
           % (m, c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"],
              c["intermediate_size"], c["vocab_size"], "tied" if c.get("tie_word_embeddings") else "untied", size, gpt))
-    print("| threads | info s | engine bf16 tok/s | engine f32 tok/s | torch bf16 tok/s | engine bf16 / torch | "
+    print("| threads | info s | engine bf16 tok/s | engine bf16 tok/s, whole process | engine f32 tok/s | torch bf16 tok/s | "
+          "engine bf16 / torch | whole process / torch | "
           "peak RSS GiB: engine bf16 / f32 / torch | RSS / checkpoint (engine bf16) | engine bf16 GFLOP/s | oneDNN bf16 GFLOP/s | "
           "fraction | engine f32 GFLOP/s | sgemm GFLOP/s | fraction | oneDNN bf16 impl |")
-    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in threads:
         tag = "%s-%s" % (m, n)
         info = [float(x) for x in open(os.path.join(out, "info-%s.txt" % tag)).read().split()]
-        tok, rss = {}, {}
+        tok, rss, whole = {}, {}, {}
         for comp in ("bf16", "f32"):
             e, tf = load("eval-%s-%s.json" % (comp, tag)), timefile("eval-%s-%s.time" % (comp, tag))
             if e is None or tf is None or (comp == "bf16" and not have_compute):
-                tok[comp] = rss[comp] = None
+                tok[comp] = rss[comp] = whole[comp] = None
                 continue
             # positions per second: windows x seq_len over the scoring time (tokens_per_s counts scored tokens)
             tok[comp] = e["windows"] * e["seq_len"] * e["tokens_per_s"] / e["tokens"]
             rss[comp] = tf[1] / 2 ** 20
+            whole[comp] = e["windows"] * e["seq_len"] / tf[0]   # the same positions over the process's wall time
         t = load("torch-%s.json" % tag)
         g = load("gemm-%s.json" % tag)
         r_bf = model_rate(g, shapes, "dnnl_bf16")
@@ -221,16 +223,18 @@ for m in models:
         impl = sorted({s["dnnl_bf16_impl"] for s in g["shapes"] if "dnnl_bf16_impl" in s}) if g else []
         eb = tok["bf16"] * gpt if tok["bf16"] else None
         ef = tok["f32"] * gpt if tok["f32"] else None
-        print("| %s | %.2f | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            n, statistics.median(info), fmt(tok["bf16"]), fmt(tok["f32"]), fmt(t["tok_s"]),
+        print("| %s | %.2f | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            n, statistics.median(info), fmt(tok["bf16"]), fmt(whole["bf16"]), fmt(tok["f32"]), fmt(t["tok_s"]),
             fmt(tok["bf16"] / t["tok_s"] if tok["bf16"] else None, "%.2f"),
+            fmt(whole["bf16"] / t["tok_s"] if whole["bf16"] else None, "%.2f"),
             fmt(rss["bf16"], "%.2f"), fmt(rss["f32"], "%.2f"), fmt(t["peak_rss_kib"] / 2 ** 20, "%.2f"),
             fmt(rss["bf16"] / ck if rss["bf16"] else None, "%.2f"),
             fmt(eb), fmt(r_bf), fmt(eb / r_bf if eb and r_bf else None, "%.2f"),
             fmt(ef), fmt(r_sg), fmt(ef / r_sg if ef and r_sg else None, "%.2f"), ", ".join(impl) or "-"))
     print("\nLoad average (1, 5, 15 min) when each pass started: " +
           "; ".join("%s thread(s): %s" % (n, open(os.path.join(out, "loadavg-%s-%s.txt" % (m, n))).read().strip()) for n in threads) + ".\n")
-print("tok/s: positions per second of the forward + log-softmax (evobudget eval: B windows of T, scoring time only; "
+print("tok/s: positions per second of the forward + log-softmax (evobudget eval: B windows of T, scoring time only, "
+      "and over the whole process's wall time, loading and tokenizing included; "
       "PyTorch: bench/torch_scale.py, median of 3 after a warm-up). GFLOP/s = tok/s x GFLOP/token, "
       "GFLOP/token = 2 x (projection + classifier weights) / 1e9 + causal attention 2 x 2 x (T/2) x H x E x L / 1e9. "
       "oneDNN bf16 / sgemm GFLOP/s: one forward's projections (M = B x T rows) at the rate bench_gemm measures on "
