@@ -71,6 +71,9 @@ int load_model(const opts *o, int need_tokenizer, loaded *l);
 /* A level database's calibration fingerprint: the windows', told apart when m holds a float32 or float16
  * checkpoint as BF16 (its levels are then compressed from the rounded weights, not the checkpoint's). */
 void calib_fingerprint(const evb_model *m, const struct evb_windows *w, char cfp[17]);
+/* batch, lowered so that a forward's logits (copies of them: 2 for a KL against a reference) stay within
+ * 512 MiB: a 128k vocabulary takes 256 MB per window of 512 positions. */
+int logits_batch(int batch, int seq_len, const evb_model *m, int copies);
 /* Prints j (consumed) compactly on stdout. */
 int print_json(json_t *j);
 

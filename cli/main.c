@@ -354,8 +354,14 @@ int print_json(json_t *j) {
     return 0;
 }
 
-/* The most bytes of logits one forward of `eval` holds (its --batch is lowered to stay within). */
+/* The most bytes of logits one forward of `eval` or one search thread holds (--batch is lowered to stay within). */
 #define EVAL_LOGITS ((size_t)512 << 20)
+
+int logits_batch(int batch, int seq_len, const evb_model *m, int copies) {
+    size_t per_window = (size_t)seq_len * (size_t)m->config.vocab_size * sizeof(float) * (size_t)copies;
+    if ((size_t)batch * per_window > EVAL_LOGITS) batch = per_window >= EVAL_LOGITS ? 1 : (int)(EVAL_LOGITS / per_window);
+    return batch;
+}
 
 // ---- info ----
 
@@ -776,11 +782,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!s) s = evb_text_tokenize(l.t, text, len, (size_t)o.piece_bytes, &tok, &n_tok);
     if (!s && o.calib_windows) s = evb_windows_sample(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (int)o.calib_windows, 0, &w);
     else if (!s) s = evb_windows_consecutive(tok, n_tok, seq_len, evb_tokenizer_bos(l.t), (size_t)o.max_tokens, &w);
-    int batch = (int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1);
-    /* A forward's logits (and the reference's, for a KL) stay within EVAL_LOGITS bytes: a 128k vocabulary
-     * takes 256 MB per window of 512 positions. */
-    size_t per_window = (size_t)seq_len * (size_t)l.m->config.vocab_size * sizeof(float) * (weights || ref ? 2 : 1);
-    if ((size_t)batch * per_window > EVAL_LOGITS) batch = per_window >= EVAL_LOGITS ? 1 : (int)(EVAL_LOGITS / per_window);
+    int batch = logits_batch((int)o.batch < w.n ? (int)o.batch : (w.n > 0 ? w.n : 1), seq_len, l.m, weights || ref ? 2 : 1);
     if (!s) s = evb_state_alloc(l.m, batch, seq_len, &st);
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};

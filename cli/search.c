@@ -1467,6 +1467,7 @@ static int search_main(int argc, char **argv) {
     free(text); free(tok);
     if (s) { run_free(&r); return fail(s); }
     for (int i = 0; i < r.w.n; i++) r.calib_tokens += (size_t)r.w.len[i] - 1;
+    o.batch = logits_batch((int)o.batch, r.seq_len, m, 1); /* per thread's forward state */
     evb_fingerprint_model(m, r.mfp);
     calib_fingerprint(m, &r.w, r.cfp);
     if (o.db) snprintf(r.dbdir, sizeof r.dbdir, "%s", o.db);
