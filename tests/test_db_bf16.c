@@ -187,15 +187,14 @@ static void test_built(void) {
         evb_model *m16 = NULL;
         evb_windows w16 = {0};
         evb_calib *c16 = NULL;
-        char same16[1100], cmd[2400];
+        char same16[1100];
         snprintf(same16, sizeof same16, "%s/db16b", dir);
         st = evb_model_load_as(bf, EVB_COMPUTE_BF16, &m16);
         if (!st) st = calib_of(m16, &w16, &c16);
         if (!st) st = build_levels(m16, c16, same16);
         evb_calib_free(c16);
         evb_windows_free(&w16);
-        snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' > /dev/null", d16, same16);
-        EVB_CHECK(st == 0 && system(cmd) == 0, "the BF16 checkpoint held as BF16 builds the same files as held in float32 (%s)",
+        EVB_CHECK(st == 0 && fixture_same_files(d16, same16), "the BF16 checkpoint held as BF16 builds the same files as held in float32 (%s)",
                   st ? evb_last_error() : "");
         evb_model_free(m16);
     }
