@@ -155,6 +155,11 @@ static int batch_loss(const evb_model *m, evb_state *s, const float *h, int firs
 }
 
 int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps, uint64_t seed, double *score) {
+    return evb_score_ecoflap_progress(m, w, batch, eps, seed, score, NULL, NULL);
+}
+
+int evb_score_ecoflap_progress(evb_model *m, const evb_windows *w, int batch, double eps, uint64_t seed, double *score,
+                               void (*progress)(void *ctx, int done, int total), void *ctx) {
     if (!(eps > 0)) EVB_ERRORF(EVB_EINVAL, "ECoFLaP: perturbation size %g must be positive", eps);
     const int L = m->config.n_layers, U = evb_model_n_units(m);
     const size_t D = (size_t)m->config.dim;
@@ -196,6 +201,7 @@ int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps,
                 evb_model_set_weight(m, u, NULL);
             }
             score[u] += fabs((lp - lm) / (2.0 * eps));
+            if (progress && !st) progress(ctx, i * U + (u + 1) * B, w->n * U);
         }
         i += B;
     }

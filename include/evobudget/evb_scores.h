@@ -37,6 +37,9 @@ int evb_score_block_influence(evb_model *m, const evb_windows *w, int batch, dou
 /* ECoFLaP's zeroth-order score of every unit (score[U]) over the windows in batches of `batch`; the noise of
  * (seed, unit, batch) is fixed. Blocks before the perturbed one are not recomputed. */
 int evb_score_ecoflap(evb_model *m, const evb_windows *w, int batch, double eps, uint64_t seed, double *score);
+/* The same, calling progress(ctx, done, total) after every unit of every batch (window-units done of all). */
+int evb_score_ecoflap_progress(evb_model *m, const evb_windows *w, int batch, double eps, uint64_t seed, double *score,
+                               void (*progress)(void *ctx, int done, int total), void *ctx);
 /* The noise z [n] of (seed, unit, batch index): standard normal (Box-Muller on splitmix64). */
 void evb_ecoflap_noise(uint64_t seed, int unit, int batch_index, size_t n, float *z);
 /* ECoFLaP's rule over n groups of size[g] weights with scores score[g]: the floor ceil(size (1 - cap)) kept

@@ -1,0 +1,249 @@
+/* config.c -- the configuration format (best.json): the one writer, reader and validator.
+ *
+ * {"model", "db", "method", "target_kind", "target", "budget", "cost", "fitness",
+ *  "units": [{level description..., "unit", "name", "level", "cost"}], "drop": [{"block", "sub"}],
+ *  then the size measures present ("sparsity", "bits_per_weight", "dropped", "storage_bytes", "bytes",
+ *  "storage_bits_per_weight") and "fitness_all"}.
+ * A level description is {"dense": true}, {"method": "zero"}, {"method", "sparsity", "n_removed"} (or
+ * "n_keep", "m" for N:M), {"method", "bits", "group_size", "sym"}, or a problem file's level fields. */
+#define _POSIX_C_SOURCE 200809L
+#include "evobudget/evb_problems.h"
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int evb_allocation_new(int n_units, int n_drop, evb_allocation **out) {
+    *out = NULL;
+    if (n_units < 0 || n_drop < 0) EVB_ERRORF(EVB_EINVAL, "a configuration of %d units and %d dropped sub-blocks", n_units, n_drop);
+    evb_allocation *c = calloc(1, sizeof *c);
+    if (c) c->units = calloc(n_units ? (size_t)n_units : 1, sizeof *c->units);
+    if (c) c->drop = calloc(n_drop ? (size_t)n_drop : 1, sizeof *c->drop);
+    if (!c || !c->units || !c->drop) { evb_allocation_free(c); EVB_ERRORF(EVB_ENOMEM, "out of memory for a configuration of %d units", n_units); }
+    c->n_units = n_units;
+    c->n_drop = n_drop;
+    c->target = c->budget = c->cost = c->fitness = c->fitness_all = NAN;
+    c->sparsity = c->bits_per_weight = c->dropped = c->storage_bytes = c->bytes = c->storage_bpw = NAN;
+    for (int u = 0; u < n_units; u++) {
+        c->units[u].level = -1;
+        c->units[u].key.kind = -1;
+        c->units[u].cost = c->units[u].storage_bpw = c->units[u].fitness = NAN;
+    }
+    *out = c;
+    return EVB_SUCCESS;
+}
+
+void evb_allocation_free(evb_allocation *c) {
+    if (!c) return;
+    for (int u = 0; c->units && u < c->n_units; u++) free(c->units[u].extra);
+    free(c->units);
+    free(c->drop);
+    free(c);
+}
+
+/* ---- writing ---- */
+
+static void set_num(json_t *o, const char *key, double v) { if (!isnan(v)) json_object_set_new(o, key, json_real(v)); }
+
+static json_t *level_json(const evb_allocation_unit *x) {
+    json_t *d = json_object();
+    if (x->dense) json_object_set_new(d, "dense", json_true());
+    else if (x->zero) json_object_set_new(d, "method", json_string("zero"));
+    else if (x->key.kind == EVB_LEVEL_SPARSE) {
+        json_object_set_new(d, "method", json_string(x->key.method));
+        json_object_set_new(d, "sparsity", json_real(x->key.sparsity));
+        if (x->key.n_removed) json_object_set_new(d, "n_removed", json_integer((json_int_t)x->key.n_removed));
+        if (x->key.m) { json_object_set_new(d, "n_keep", json_integer(x->key.n_keep)); json_object_set_new(d, "m", json_integer(x->key.m)); }
+    } else if (x->key.kind == EVB_LEVEL_QUANT) {
+        json_object_set_new(d, "method", json_string(x->key.method));
+        json_object_set_new(d, "bits", json_integer(x->key.bits));
+        json_object_set_new(d, "group_size", json_integer(x->key.group_size));
+        json_object_set_new(d, "sym", json_boolean(x->key.sym));
+    }
+    if (x->extra) {
+        json_t *e = json_loads(x->extra, 0, NULL);
+        if (json_is_object(e)) json_object_update(d, e);
+        json_decref(e);
+    }
+    set_num(d, "fitness", x->fitness);
+    return d;
+}
+
+static json_t *config_json(const evb_allocation *c) {
+    json_t *units = json_array(), *drop = json_array();
+    for (int u = 0; u < c->n_units; u++) {
+        const evb_allocation_unit *x = &c->units[u];
+        json_t *d = level_json(x);
+        json_object_set_new(d, "unit", json_integer(x->unit));
+        json_object_set_new(d, "name", json_string(x->name));
+        if (x->level >= 0) json_object_set_new(d, "level", json_integer(x->level));
+        set_num(d, "cost", x->cost);
+        set_num(d, "storage_bits_per_weight", x->storage_bpw);
+        json_array_append_new(units, d);
+    }
+    for (int i = 0; i < c->n_drop; i++)
+        json_array_append_new(drop, json_pack("{s:i, s:s}", "block", c->drop[i].block, "sub", c->drop[i].mlp ? "mlp" : "attn"));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "model", c->model, "db", c->db, "method", c->method, "target_kind", c->target_kind);
+    set_num(j, "target", c->target);
+    set_num(j, "budget", c->budget);
+    set_num(j, "cost", c->cost);
+    set_num(j, "fitness", c->fitness);
+    json_object_set_new(j, "units", units);
+    json_object_set_new(j, "drop", drop);
+    static const char *const keys[] = {"sparsity", "bits_per_weight", "dropped", "storage_bytes", "bytes", "storage_bits_per_weight", "fitness_all"};
+    const double vals[] = {c->sparsity, c->bits_per_weight, c->dropped, c->storage_bytes, c->bytes, c->storage_bpw, c->fitness_all};
+    for (int k = 0; k < 7; k++) set_num(j, keys[k], vals[k]);
+    return j;
+}
+
+int evb_allocation_write(const evb_allocation *c, const char *path) {
+    json_t *j = config_json(c);
+    if (!j) EVB_ERRORF(EVB_ENOMEM, "%s: out of memory", path);
+    int s = evb_json_write_file(path, j, 1);
+    json_decref(j);
+    return s;
+}
+
+/* ---- reading ---- */
+
+static int read_str(const json_t *o, const char *key, char *dst, size_t n, const char *path, const char *where) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return EVB_SUCCESS;
+    if (!json_is_string(v)) EVB_ERRORF(EVB_EFORMAT, "%s: %s\"%s\" must be a string", path, where, key);
+    if (strlen(json_string_value(v)) >= n) EVB_ERRORF(EVB_EFORMAT, "%s: %s\"%s\" is longer than %zu bytes", path, where, key, n - 1);
+    snprintf(dst, n, "%s", json_string_value(v));
+    return EVB_SUCCESS;
+}
+
+/* One unit's object: where is "units[i]." for messages. */
+static int read_unit(const json_t *x, evb_allocation_unit *u, const char *path, const char *where) {
+    char w[1300];
+    snprintf(w, sizeof w, "%s: %s", path, where);
+    if (!json_is_object(x)) EVB_ERRORF(EVB_EFORMAT, "%s: %s must be an object", path, where);
+    long long v, lvl;
+    double d;
+    int s = evb_json_int(x, "unit", 1, 0, 0, INT32_MAX, &v, w);
+    if (!s) s = evb_json_int(x, "level", 0, -1, -1, 32767, &lvl, w);
+    if (!s) s = evb_json_num(x, "cost", 0, NAN, &u->cost, w);
+    if (!s) s = evb_json_num(x, "storage_bits_per_weight", 0, NAN, &u->storage_bpw, w);
+    if (!s) s = evb_json_num(x, "fitness", 0, NAN, &u->fitness, w);
+    if (!s) s = evb_json_bool(x, "dense", 0, &u->dense, w);
+    if (!s) s = read_str(x, "name", u->name, sizeof u->name, path, where);
+    if (!s) s = read_str(x, "method", u->key.method, sizeof u->key.method, path, where);
+    if (s) return s;
+    u->unit = (int)v;
+    u->level = (int)lvl;
+    u->key.unit = u->unit;
+    u->zero = !u->dense && strcmp(u->key.method, "zero") == 0;
+    if (u->dense || u->zero || !u->key.method[0]) return EVB_SUCCESS; /* a problem file's level: its own fields */
+    if (json_object_get(x, "bits")) {
+        u->key.kind = EVB_LEVEL_QUANT;
+        s = evb_json_int(x, "bits", 1, 0, 1, 16, &v, w); u->key.bits = (int)v;
+        if (!s) { s = evb_json_int(x, "group_size", 0, 0, 0, INT32_MAX, &v, w); u->key.group_size = (int)v; }
+        if (!s) s = evb_json_bool(x, "sym", 0, &u->key.sym, w);
+    } else if (json_object_get(x, "sparsity") || json_object_get(x, "n_removed") || json_object_get(x, "m")) {
+        u->key.kind = EVB_LEVEL_SPARSE;
+        s = evb_json_num(x, "sparsity", 0, 0, &d, w); u->key.sparsity = d;
+        if (!s && !(d >= 0 && d <= 1)) s = EVB_RAISEF(EVB_EFORMAT, "%s\"sparsity\" is %g, outside [0, 1]", w, d);
+        if (!s) { s = evb_json_int(x, "n_removed", 0, 0, 0, INT64_MAX, &v, w); u->key.n_removed = v; }
+        if (!s) { s = evb_json_int(x, "n_keep", 0, 0, 0, 1 << 20, &v, w); u->key.n_keep = (int)v; }
+        if (!s) { s = evb_json_int(x, "m", 0, 0, 0, 1 << 20, &v, w); u->key.m = (int)v; }
+    }
+    return s;
+}
+
+static int read_drop(const json_t *d, evb_allocation *c, const char *path) {
+    json_t *x;
+    size_t i;
+    json_array_foreach(d, i, x) {
+        char w[1300];
+        snprintf(w, sizeof w, "%s: drop[%zu].", path, i);
+        long long b;
+        const char *sub = json_string_value(json_object_get(x, "sub"));
+        int s = evb_json_int(x, "block", 1, 0, 0, INT32_MAX, &b, w);
+        if (s) return s;
+        if (!sub || (strcmp(sub, "attn") && strcmp(sub, "mlp"))) EVB_ERRORF(EVB_EFORMAT, "%ssub must be \"attn\" or \"mlp\"", w);
+        c->drop[i] = (evb_allocation_drop){(int)b, strcmp(sub, "mlp") == 0};
+    }
+    return EVB_SUCCESS;
+}
+
+static int read_top(const json_t *j, evb_allocation *c, const char *path) {
+    char w[1300];
+    snprintf(w, sizeof w, "%s:", path);
+    int s = read_str(j, "model", c->model, sizeof c->model, path, "");
+    if (!s) s = read_str(j, "db", c->db, sizeof c->db, path, "");
+    if (!s) s = read_str(j, "method", c->method, sizeof c->method, path, "");
+    if (!s) s = read_str(j, "target_kind", c->target_kind, sizeof c->target_kind, path, "");
+    static const char *const keys[] = {"target", "budget", "cost", "fitness", "fitness_all", "sparsity", "bits_per_weight",
+                                       "dropped", "storage_bytes", "bytes", "storage_bits_per_weight"};
+    double *vals[] = {&c->target, &c->budget, &c->cost, &c->fitness, &c->fitness_all, &c->sparsity, &c->bits_per_weight,
+                      &c->dropped, &c->storage_bytes, &c->bytes, &c->storage_bpw};
+    for (int k = 0; !s && k < 11; k++) s = evb_json_num(j, keys[k], 0, NAN, vals[k], w);
+    return s;
+}
+
+/* A directory: its best.json; a sweep's directory names its targets' instead. */
+static int config_path(const char *path, char *file, size_t n) {
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { snprintf(file, n, "%s", path); return EVB_SUCCESS; }
+    snprintf(file, n, "%s/best.json", path);
+    if (stat(file, &sb) == 0) return EVB_SUCCESS;
+    char sweep[1300];
+    snprintf(sweep, sizeof sweep, "%s/sweep.json", path);
+    json_t *j = NULL;
+    if (stat(sweep, &sb) == 0 && evb_json_load_file(sweep, &j) == EVB_SUCCESS) {
+        char list[900] = "";
+        json_t *x;
+        size_t i;
+        json_array_foreach(json_object_get(j, "runs"), i, x) {
+            const char *b = json_string_value(json_object_get(x, "best"));
+            size_t used = strlen(list);
+            if (b && used + strlen(b) + 3 < sizeof list) snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", b);
+        }
+        json_decref(j);
+        EVB_ERRORF(EVB_EINVAL, "%s is a sweep: it holds one configuration per target (hint: give one of %s)", path, list);
+    }
+    EVB_ERRORF(EVB_EIO, "%s: a directory without best.json (hint: give a finished search's run directory or its best.json)", path);
+}
+
+int evb_allocation_read(const char *path, evb_allocation **out) {
+    *out = NULL;
+    char file[1200];
+    int s = config_path(path, file, sizeof file);
+    json_t *j = NULL;
+    if (!s) s = evb_json_load_file(file, &j);
+    if (s) return s;
+    json_t *units = json_object_get(j, "units"), *drop = json_object_get(j, "drop");
+    if (!json_is_object(j) || !json_is_array(units)) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: no \"units\" array (hint: give a best.json that search wrote)", file); }
+    if (drop && !json_is_null(drop) && !json_is_array(drop)) { json_decref(j); EVB_ERRORF(EVB_EFORMAT, "%s: \"drop\" must be an array of {\"block\": l, \"sub\": \"attn\"|\"mlp\"}", file); }
+    evb_allocation *c = NULL;
+    s = evb_allocation_new((int)json_array_size(units), json_is_array(drop) ? (int)json_array_size(drop) : 0, &c);
+    if (!s) s = read_top(j, c, file);
+    json_t *x;
+    size_t i;
+    json_array_foreach(units, i, x) {
+        char where[32];
+        snprintf(where, sizeof where, "units[%zu].", i);
+        if (!s) s = read_unit(x, &c->units[i], file, where);
+        for (size_t k = 0; !s && k < i; k++)
+            if (c->units[k].unit == c->units[i].unit) s = EVB_RAISEF(EVB_EFORMAT, "%s: unit %d appears twice", file, c->units[i].unit);
+    }
+    if (!s && c->n_drop) s = read_drop(drop, c, file);
+    json_decref(j);
+    if (s) { evb_allocation_free(c); return s; }
+    *out = c;
+    return EVB_SUCCESS;
+}
+
+int evb_allocation_check(const evb_allocation *c, const evb_model *m, const char *path) {
+    int U = evb_model_n_units(m), L = m->config.n_layers;
+    for (int i = 0; i < c->n_units; i++)
+        if (c->units[i].unit >= U) EVB_ERRORF(EVB_EINVAL, "%s: units[%d] names unit %d; the model has units 0..%d", path, i, c->units[i].unit, U - 1);
+    for (int i = 0; i < c->n_drop; i++)
+        if (c->drop[i].block >= L) EVB_ERRORF(EVB_EINVAL, "%s: drop[%d] names block %d; the model has blocks 0..%d", path, i, c->drop[i].block, L - 1);
+    return EVB_SUCCESS;
+}
