@@ -23,11 +23,13 @@ typedef struct opts {
     const char *target_sparsity, *target_bits, *target_drop, *target_bytes, *stages, *compressor, *fitness, *teacher, *cache;
     const char *problem, *fitness_plugin, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
-    long generations, offspring, initial, reuse_mb;
+    const char *generations, *heldout;   /* generations: a count or "paper" */
+    long offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute;
     int force;
+    int yes;          /* cache clear: remove without asking */
     const char *arg;  /* the positional argument of the commands that take one (db info DIR, plot RUNDIR) */
 } opts;
 
@@ -41,8 +43,13 @@ typedef struct opt_spec {
 
 /* Usage errors: a bad or missing flag; exit 2. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A usage error with its own hint: one line "<command>: <message>", the message ending with "(hint: ...)"; exit 2. */
+int refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Library errors: the recorded message with a hint chosen by status; exit 1. */
 int fail(int status);
+/* Writes "; did you mean 'NAME'?" into buf[n] for the one of names[n_names] closest to typed (or the names it
+ * starts, up to four), "" when none is close. Returns buf. */
+const char *did_you_mean(const char *typed, const char *const *names, size_t n_names, char *buf, size_t n);
 /* Parses argv (getopt_long: `--flag value` or `--flag=value`, exact names) against the flags a subcommand
  * accepts, a space-separated list; a first word in capitals ("DIR --json") lets the command take one positional
  * argument, stored in o->arg. Returns 0, or an exit code after one line on stderr (with a suggestion for a
@@ -94,4 +101,9 @@ int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir,
  * (cli/export_sparse.c); refuses quantized layers. Prints its error and returns an exit code. */
 int export_sparse(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
 int cmd_plot(int argc, char **argv);
+/* cache list|size|clear: the level databases under the cache directory (cli/cache.c). */
+int cmd_cache(int argc, char **argv);
+/* The cache directory into buf[n]: --cache DIR, else $XDG_CACHE_HOME/evobudget, else ~/.cache/evobudget (the
+ * directory search keeps its level databases in, one per model and calibration set). Returns buf. */
+const char *cache_dir(const opts *o, char *buf, size_t n);
 #endif

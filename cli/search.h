@@ -1,0 +1,74 @@
+/* search.h -- what the files of `evobudget search` share (cli/search.c, cli/search_run.c,
+ * cli/search_file.c). */
+#ifndef EVB_CLI_SEARCH_H
+#define EVB_CLI_SEARCH_H
+#include "cli/cli.h"
+#include "cli/rundir.h"
+#include "evobudget/evb_plugin.h"
+#include "evobudget/evb_problems.h"
+#include "evobudget/evb_worker.h"
+
+typedef struct run {
+    opts *o;
+    loaded l;
+    int kind;                         /* evb_target_kind */
+    const char *method;               /* a search type, or an allocation rule */
+    double targets[16];
+    int n_targets;
+    double bpw;                       /* --target-bytes Xbpw: bits per linear weight */
+    const evb_method *comp;           /* --compressor */
+    evb_windows w, hw;                /* calibration windows; held-out windows (hw.n 0: none) */
+    size_t calib_tokens;
+    char mfp[17], cfp[17], dbdir[1200], out[1200], base[1000];
+    evb_mp_env env;
+    evb_db *db;
+    evb_mp *mp;
+    int16_t *uniform;                 /* the problem's own start, before a warm start moves it */
+    evb_teacher *teacher, *hteacher;  /* on the calibration and the held-out windows */
+    evb_level_cache *cache;
+    evb_kl_params kp;
+    int metric, tkind, topk;
+    FILE *log;
+    /* a problem file's fitness: additive, a plug-in or workers */
+    const evb_fitness_type *ft;
+    const void *fparams;
+    void *plugin_handle, *plugin_params;
+    const evb_plugin *plugin;
+    evb_worker_params wp;
+    int n_threads;
+    evb_search_params stages;         /* --stages, when given (n_stages > 0) */
+    int demo;                         /* the main job: the demo model's front, with no model and no target */
+} run;
+
+/* The outcome of one target: the configuration, the front, and the search's counters. */
+typedef struct outcome {
+    evb_allocation *best;
+    evb_front_point *front;
+    int16_t *front_levels;
+    int n_front;
+    evb_search_info info;
+    int searched;
+    double search_s;
+    double held[4];                   /* held-out KL and perplexity of the best, then of uniform; NAN none */
+} outcome;
+
+extern int g_mpi_rank, g_mpi_size;
+
+void run_free(run *r);
+void outcome_free(outcome *x);
+/* A message line of the library, on stderr. */
+void say(void *ctx, const char *line);
+/* The search parameters of the run's problem: the per-mode defaults (fewer generations than the paper's
+ * unless --generations paper) with the flags' overrides. */
+int search_params(run *r, evb_search_params *sp);
+/* Runs the search (or rule) of the run's problem into r->out; fills x. */
+int run_method(run *r, const evb_search_params *sp, outcome *x);
+int write_front(const run *r, const outcome *x);
+json_t *manifest(const run *r, const evb_search_params *sp);
+int print_summary(const run *r, const outcome *x, double t0);
+/* `search --problem FILE` (cli/search_file.c). */
+int search_problem(run *r);
+#ifdef EVB_MPI
+int mpi_worker(run *r, const evb_search_params *sp);
+#endif
+#endif
