@@ -4,12 +4,14 @@
  * naming the file or flag and what is wrong, with a hint, and exit non-zero (2 for usage, 1 otherwise).
  * To add a subcommand: write cmd_<name>(argc, argv) and add a row to the commands[] table. */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700  /* realpath */
 #include "evobudget/evobudget.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_calib.h"
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +47,17 @@ int usage_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (hint: run '%s --help')\n", cmd_name);
+    return 2;
+}
+
+/* A usage error with its own hint: one line "<command>: <message>", the message ending with "(hint: ...)". Exit 2. */
+int refuse(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", cmd_name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
     return 2;
 }
 
@@ -89,7 +102,7 @@ static int edit_distance(const char *a, size_t na, const char *b, size_t nb) {
  * or "" when none is close. Leading dashes and an "=value" do not count, so "-json" finds "--json" and
  * "serch" finds "search". Close: at most 2 edits and at most a third of the name's length (a 4-letter name
  * takes 1), or else typed is the start of one to four names (all of them are offered). Returns buf. */
-static const char *did_you_mean(const char *typed, const char *const *names, size_t n_names, char *buf, size_t n) {
+const char *did_you_mean(const char *typed, const char *const *names, size_t n_names, char *buf, size_t n) {
     while (*typed == '-') typed++;
     size_t nt = strcspn(typed, "=");
     buf[0] = 0;
@@ -164,7 +177,8 @@ static const opt_spec all_opts[] = {
     {"--worker-timeout", 's', OS(worker_timeout), 0, 0},
     {"--workers", 'i', OS(workers), 1, 256},
     {"--worker-retries", 'i', OS(worker_retries), 0, 100},
-    {"--generations", 'i', OS(generations), 0, 1 << 24},
+    {"--generations", 's', OS(generations), 0, 0},
+    {"--heldout", 's', OS(heldout), 0, 0},
     {"--offspring", 'i', OS(offspring), 1, 1 << 16},
     {"--initial", 'i', OS(initial), 0, 1 << 20},
     {"--reuse-mb", 'i', OS(reuse_mb), 0, 1 << 20},
@@ -176,6 +190,7 @@ static const opt_spec all_opts[] = {
     {"--format", 's', OS(format), 0, 0},
     {"--with", 's', OS(with), 0, 0},
     {"--force", 'b', OS(force), 0, 0},
+    {"--yes", 'b', OS(yes), 0, 0},
     {"--json", 'b', OS(json), 0, 0},
     {"--help", 'b', OS(help), 0, 0},
 };
@@ -672,8 +687,54 @@ int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned cha
     return rc;
 }
 
+/* The subdirectories of dir that hold a best.json (a sweep's targets), listed into buf[n] as "A/best.json,
+ * B/best.json" (at most 4, then ", ..."); how many there are. */
+static int list_best_jsons(const char *dir, char *buf, size_t n) {
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char *names[4];
+    int k = 0;
+    buf[0] = 0;
+    while (d && (de = readdir(d))) {
+        char p[PATH_MAX];
+        struct stat sb;
+        if (de->d_name[0] == '.' || snprintf(p, sizeof p, "%s/%s/best.json", dir, de->d_name) >= (int)sizeof p) continue;
+        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (k < 4) names[k] = strdup(de->d_name);
+        k++;
+    }
+    if (d) closedir(d);
+    int shown = k < 4 ? k : 4;
+    for (int i = 0; i < shown; i++)  /* readdir's order is the file system's: sort the few shown */
+        for (int j = i + 1; j < shown; j++)
+            if (names[i] && names[j] && strcmp(names[j], names[i]) < 0) { char *t = names[i]; names[i] = names[j]; names[j] = t; }
+    for (int i = 0, at = 0; i < shown; i++) {
+        if (names[i] && at < (int)n)
+            at += snprintf(buf + at, n - (size_t)at, "%s%s/%s/best.json", i ? ", " : "", dir, names[i]);
+        free(names[i]);
+    }
+    if (k > 4) snprintf(buf + strlen(buf), n - strlen(buf), ", ... (%d in all)", k);
+    return k;
+}
+
+/* A configuration path: a best.json, or a run directory that holds one (as plot takes). */
 int config_read(const char *path, json_t **cfg) {
     json_error_t je;
+    char file[PATH_MAX];
+    *cfg = NULL;
+    if (is_dir(path)) {
+        if (snprintf(file, sizeof file, "%s/best.json", path) >= (int)sizeof file) return usage_error("--config %.60s...: path too long", path);
+        struct stat sb;
+        if (stat(file, &sb) != 0) {
+            char subs[1200];
+            int k = list_best_jsons(path, subs, sizeof subs);
+            if (k) return refuse("--config %s is a directory without best.json (hint: a sweep directory holds one best.json per "
+                                 "target subfolder; pass one of them: %s)", path, subs);
+            return refuse("--config %s is a directory without best.json (hint: pass a run directory written by "
+                          "'evobudget search --out', or its best.json)", path);
+        }
+        path = file;
+    }
     *cfg = json_load_file(path, 0, &je);
     if (!*cfg) return usage_error("--config %s: %s (line %d)", path, je.text, je.line);
     if (!json_is_array(json_object_get(*cfg, "units"))) { json_decref(*cfg); *cfg = NULL; return usage_error("--config %s: no \"units\" array", path); }
@@ -705,16 +766,101 @@ static int load_reference(const opts *o, const evb_model *m, evb_model **ref, ch
     return rc;
 }
 
+/* Whether path (NULL: no --model) is the embedded demo model, or a directory 'evobudget export' wrote from it
+ * (its compression.json names the demo as the source): the models whose language the demo's calibration
+ * text is written in, and so the models eval may score it with when no --data is given. 1 too for a path
+ * that does not resolve, so that loading it reports what is wrong with it. */
+static int is_demo_model(const char *path) {
+    char buf[1024], demo[PATH_MAX], p[PATH_MAX], rp[PATH_MAX + 32];
+    if (!path) return 1;
+    if (!realpath(path, p)) return 1;  /* not there: loading it says so, naming the path */
+    if (!realpath(default_asset("", buf, sizeof buf), demo)) return 0;
+    if (strcmp(demo, p) == 0) return 1;
+    snprintf(rp, sizeof rp, "%s/compression.json", p);
+    json_t *rec = is_dir(p) ? json_load_file(rp, 0, NULL) : NULL;
+    const char *src = json_string_value(json_object_get(rec, "source"));
+    int from_demo = src && realpath(src, p) && strcmp(demo, p) == 0;
+    json_decref(rec);
+    return from_demo;
+}
+
+/* Appends name to list[*n] (at most cap) unless it is there. */
+static void add_name(const char **list, int *n, int cap, const char *name) {
+    for (int i = 0; i < *n; i++) if (strcmp(list[i], name) == 0) return;
+    if (*n < cap) list[(*n)++] = name;
+}
+
+/* "a, b and c" of list[n] into buf[cap]. */
+static const char *join_names(const char *const *list, int n, char *buf, size_t cap) {
+    buf[0] = 0;
+    for (int i = 0, at = 0; i < n && at < (int)cap; i++)
+        at += snprintf(buf + at, cap - (size_t)at, "%s%s", i == 0 ? "" : i + 1 < n ? ", " : " and ", list[i]);
+    return buf;
+}
+
+/* eval --uniform-sparsity / --uniform-bits without --method (bits: or without --group-size, or --sym): what the
+ * database db_dir holds of that kind of level, when it is one thing. Fills o->method (kept in method[16]),
+ * o->group_size (-1 on entry when --group-size was not given) and o->sym; refuses in one line that lists what the
+ * database holds and names the flag that picks one. Returns 0 or an exit code. */
+static int uniform_defaults(const char *db_dir, opts *o, char method[16]) {
+    evb_db *db;
+    int s = evb_db_open(db_dir, NULL, NULL, 0, &db);
+    if (s) return fail(s);
+    const int kind = o->uniform_bits ? EVB_LEVEL_QUANT : EVB_LEVEL_SPARSE, n = evb_db_count(db);
+    const char *flag = kind == EVB_LEVEL_QUANT ? "--uniform-bits" : "--uniform-sparsity";
+    const char *what = kind == EVB_LEVEL_QUANT ? "quantized" : "sparse";
+    evb_db_entry *e = malloc(sizeof *e * (size_t)(n ? n : 1));
+    if (!e) { evb_db_close(db); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
+    for (int i = 0; i < n; i++) e[i] = evb_db_get(db, i);
+    evb_db_close(db);
+    const char *all[8], *ours[8];  /* [n_all] every method the database holds, [n_ours] those of this kind */
+    int n_all = 0, n_ours = 0, rc = 0, groups[16], n_groups = 0, sym_seen[2] = {0, 0};
+    for (int i = 0; i < n; i++) {
+        add_name(all, &n_all, 8, e[i].method);
+        if (e[i].kind == kind) add_name(ours, &n_ours, 8, e[i].method);
+    }
+    char names[160];
+    if (!o->method && n_ours == 0)
+        rc = refuse("%s: %s holds no %s levels%s%s (hint: %s, or build them with 'evobudget db build --method %s --out %s')",
+                    flag, db_dir, what, n_all ? "; it holds levels of " : "", join_names(all, n_all, names, sizeof names),
+                    kind == EVB_LEVEL_QUANT ? "--uniform-sparsity X picks a sparse level" : "--uniform-bits B picks a quantized level",
+                    kind == EVB_LEVEL_QUANT ? "gptq --bits LIST" : "sparsegpt --sparsity LIST", db_dir);
+    else if (!o->method && n_ours > 1)
+        rc = refuse("%s: %s holds %s levels of %d methods: %s (hint: pick one with --method NAME)", flag, db_dir, what, n_ours,
+                    join_names(ours, n_ours, names, sizeof names));
+    else if (!o->method) o->method = strcpy(method, ours[0]);
+    for (int i = 0; !rc && kind == EVB_LEVEL_QUANT && i < n; i++) {
+        if (e[i].kind != kind || strcmp(e[i].method, o->method) != 0) continue;
+        int k = 0;
+        while (k < n_groups && groups[k] != e[i].group_size) k++;
+        if (k == n_groups && n_groups < 16) groups[n_groups++] = e[i].group_size;
+        if (o->group_size < 0 || o->group_size == e[i].group_size) sym_seen[!!e[i].sym] = 1;
+    }
+    if (!rc && kind == EVB_LEVEL_QUANT && o->group_size < 0 && n_groups > 1) {
+        int at = 0;
+        for (int k = 0; k < n_groups && at < (int)sizeof names; k++)
+            at += snprintf(names + at, sizeof names - (size_t)at, "%s%d", k ? ", " : "", groups[k]);
+        rc = refuse("%s: %s holds %s levels of group sizes %s (0: one scale per row) (hint: pick one with --group-size N)",
+                    flag, db_dir, o->method, names);
+    }
+    if (!rc && o->group_size < 0) o->group_size = n_groups == 1 ? groups[0] : 0;
+    if (!rc && sym_seen[1] && !sym_seen[0]) o->sym = 1;  /* only symmetric levels: --sym need not be said */
+    free(e);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000;
+    o.group_size = -1;  /* not given: --uniform-bits takes the database's when it holds one */
     int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --compute --json", &o);
     if (rc || o.help) {
         if (o.help) printf("usage: evobudget eval [--model PATH] [--tokenizer PATH] [--data TEXTFILE] [--seq-len N] [--max-tokens N] [--json]\n"
                            "  Perplexity of a model on a text file.\n"
                            "  --model PATH       Hugging Face directory or llama2.c .bin (default: the embedded demo model)\n"
                            "  --tokenizer PATH   tokenizer.json or tokenizer.bin (default: the one beside the model)\n"
-                           "  --data TEXTFILE    text to score (default: the demo model's calibration text, assets/demo/calib.txt)\n"
+                           "  --data TEXTFILE    text to score (default for the demo model and its exports: its calibration text,\n"
+                           "                     assets/demo/calib.txt; any other model needs one)\n"
                            "  --seq-len N        positions per window: BOS + N-1 text tokens, all scored (default: min(512, context))\n"
                            "  --max-tokens N     score at most N tokens (default: the whole text)\n"
                            "  --calib-windows N  score the N windows 'search --calib-windows N' samples from this text instead\n"
@@ -725,9 +871,11 @@ static int cmd_eval(int argc, char **argv) {
                            "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
                            COMPUTE_HELP
                            "  --db DIR           a level database of the model, with one of:\n"
-                           "  --config FILE      per-unit levels (best.json's format; its model and db are the defaults)\n"
+                           "  --config FILE      per-unit levels (best.json's format, or a run directory holding one; its model\n"
+                           "                     and db are the defaults)\n"
                            "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
-                           "                     (--method NAME: default sparsegpt / gptq; --group-size N, --sym for bits)\n"
+                           "                     (--method NAME, and for bits --group-size N and --sym: default what the database\n"
+                           "                     holds of that kind when it is one method, group size and grid)\n"
                            "  --reference PATH   also report kl, the mean per-token KL(reference || model), e.g. the dense model\n"
                            "                     a compressed one came from (default for a directory written by 'evobudget\n"
                            "                     export': the source its compression.json records, when it is there)\n"
@@ -751,6 +899,14 @@ static int cmd_eval(int argc, char **argv) {
         char *end;
         o.uniform_sparsity = strtod(o.uniform_sparsity_s, &end);
         if (*end || !(o.uniform_sparsity > 0 && o.uniform_sparsity < 1)) return usage_error("--uniform-sparsity '%s' must be a number in (0, 1)", o.uniform_sparsity_s);
+    }
+    char method[16];
+    if ((o.uniform_sparsity_s || o.uniform_bits) && o.db && (rc = uniform_defaults(o.db, &o, method))) return rc;
+    if (o.group_size < 0) o.group_size = 0;
+    if (!o.data && !is_demo_model(o.model)) {
+        json_decref(cfg);
+        return refuse("--data is needed for a model other than the demo (%s): without it eval would score the demo's "
+                      "calibration text (hint: --data TEXTFILE, e.g. a held-out text of the model's language)", o.model);
     }
     set_threads(&o);
     loaded l;
@@ -1062,6 +1218,7 @@ static const command commands[] = {
     {"search", cmd_search, "find per-layer levels for a target size"},
     {"export", cmd_export, "write a compressed model as a Hugging Face directory"},
     {"plot", cmd_plot, "draw a run directory: front, per-unit budgets, convergence (gnuplot)"},
+    {"cache", cmd_cache, "the level databases search keeps: list, size, clear"},
 };
 
 static void usage(FILE *f) {

@@ -13,7 +13,9 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* stories260K, or tests/standin.h's stand-in of its shapes where ../shared/data is missing; its tokenizer. */
 static char MODEL[1024], CALIB[1024], TOK[1100];
@@ -154,6 +156,140 @@ static int patch_file(const char *path, const char *from, const char *to) {
     return p ? 0 : 1;
 }
 
+/* The number field of a JSON object, -1 when absent. */
+static double num(json_t *j, const char *key) {
+    json_t *v = json_object_get(j, key);
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* eval without --data: the demo model (and a directory exported from it) scores the demo's calibration text;
+ * any other model is refused in one line that names --data, before anything is loaded. */
+static void eval_data_default(const char *tmp) {
+    char args[4096], dir[1100], file[1200];
+    snprintf(args, sizeof args, "eval --model %s --seq-len 64 --max-tokens 100 --json", MODEL);
+    usage_msg("eval of a model other than the demo without --data", args,
+              "--data is needed for a model other than the demo", NULL);
+    usage_msg("eval without --data: the hint names the flag", args, "(hint: --data TEXTFILE", NULL);
+    json_t *j = run_json("eval of the demo without --data", "eval --seq-len 64 --max-tokens 100 --json");
+    const char *data = json_string_value(json_object_get(j, "data"));
+    EVB_CHECK(data && strstr(data, "assets/demo/calib.txt") && num(j, "tokens") == 100,
+              "eval of the demo without --data scores assets/demo/calib.txt (%s)", data ? data : "-");
+    json_decref(j);
+    /* A directory 'evobudget export' wrote from the demo: its compression.json names the demo as the source. */
+    snprintf(dir, sizeof dir, "%s/demo_export", tmp);
+    mkdir(dir, 0755);
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json"};
+    for (int i = 0; i < 3; i++) {
+        char src[1100];
+        snprintf(src, sizeof src, "%s/%s", DEMO, files[i]);
+        snprintf(file, sizeof file, "%s/%s", dir, files[i]);
+        if (symlink(src, file) != 0) perror(file);
+    }
+    snprintf(file, sizeof file, "%s/compression.json", dir);
+    FILE *f = fopen(file, "w");
+    if (f) { fprintf(f, "{\"format\": 1, \"source\": \"%s\"}\n", DEMO); fclose(f); }
+    snprintf(args, sizeof args, "eval --model %s --seq-len 64 --max-tokens 100 --compute f32 --json", dir);
+    j = run_json("eval of an export of the demo without --data", args);
+    data = json_string_value(json_object_get(j, "data"));
+    EVB_CHECK(data && strstr(data, "assets/demo/calib.txt") && num(j, "kl") >= 0 && num(j, "kl") < 1e-6,
+              "an export of the demo without --data scores the demo's text, kl %.3g from its source", num(j, "kl"));
+    json_decref(j);
+}
+
+/* Writes text to dir/name (dir created). */
+static void put(const char *dir, const char *name, const char *text) {
+    char p[1200];
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+/* eval --config takes a run directory (its best.json), as plot does; a directory without one (a sweep's) is
+ * refused in one line that lists the best.json files of its subfolders. export's --config reads it the same way. */
+static void eval_config_dir(const char *tmp, const char *db) {
+    char args[4096], run[1100], cfg[4096];
+    snprintf(run, sizeof run, "%s/run", tmp);
+    snprintf(cfg, sizeof cfg, "{\"model\": \"%s\", \"db\": \"%s\", \"units\": [{\"unit\": 0, \"method\": \"magnitude\", \"sparsity\": 0.5},"
+             " {\"unit\": 4, \"method\": \"magnitude\", \"sparsity\": 0.5}]}\n", MODEL, db);
+    put(run, "best.json", cfg);
+    snprintf(args, sizeof args, "eval --config %s --data %s --seq-len 64 --max-tokens 300 --json", run, CALIB);
+    json_t *a = run_json("eval --config RUNDIR", args);
+    snprintf(args, sizeof args, "eval --config %s/best.json --data %s --seq-len 64 --max-tokens 300 --json", run, CALIB);
+    json_t *b = run_json("eval --config RUNDIR/best.json", args);
+    EVB_CHECK(a && b && num(a, "kl") > 0 && num(a, "kl") == num(b, "kl") && num(a, "perplexity") == num(b, "perplexity"),
+              "eval --config RUNDIR = eval --config RUNDIR/best.json: kl %.6f, perplexity %.4f", num(a, "kl"), num(a, "perplexity"));
+    json_decref(a); json_decref(b);
+    char sweep[1100], sub[1200], want[1300];
+    snprintf(sweep, sizeof sweep, "%s/sweep", tmp);
+    mkdir(sweep, 0755);
+    for (int i = 5; i <= 6; i++) {
+        snprintf(sub, sizeof sub, "%s/sparsity-0.%d", sweep, i);
+        put(sub, "best.json", cfg);
+    }
+    snprintf(args, sizeof args, "eval --config %s --data %s", sweep, CALIB);
+    snprintf(want, sizeof want, "--config %s is a directory without best.json", sweep);
+    usage_msg("eval --config of a sweep directory", args, want, NULL);
+    snprintf(want, sizeof want, "%s/sparsity-0.5/best.json, %s/sparsity-0.6/best.json", sweep, sweep);
+    usage_msg("eval --config of a sweep directory lists its targets' best.json", args, want, NULL);
+    snprintf(sub, sizeof sub, "%s/empty", tmp);
+    mkdir(sub, 0755);
+    snprintf(args, sizeof args, "eval --config %s --data %s", sub, CALIB);
+    snprintf(want, sizeof want, "--config %s is a directory without best.json (hint: pass a run directory", sub);
+    usage_msg("eval --config of a directory with no best.json anywhere", args, want, NULL);
+    snprintf(args, sizeof args, "export --config %s --out %s/exported --json", run, tmp);
+    a = run_json("export --config RUNDIR", args);
+    EVB_CHECK(a && num(a, "units_compressed") == 2, "export --config RUNDIR reads its best.json: %g units compressed", num(a, "units_compressed"));
+    json_decref(a);
+}
+
+/* eval --db --uniform-sparsity / --uniform-bits without --method (or --group-size, --sym): the database's one
+ * kind of level is used; several are refused in one line listing them and naming the flag that picks one. */
+static void eval_uniform_defaults(const char *db, const char *qdb) {
+    char args[4096], cmd[4096];
+    snprintf(args, sizeof args, "eval --model %s --data %s --seq-len 64 --max-tokens 300 --db %s --uniform-sparsity 0.5 --json", MODEL, CALIB, db);
+    json_t *a = run_json("eval --uniform-sparsity on a database of one method, no --method", args);
+    snprintf(cmd, sizeof cmd, "%s --method magnitude", args);
+    json_t *b = run_json("eval --uniform-sparsity --method magnitude", cmd);
+    EVB_CHECK(a && b && num(a, "kl") > 0 && num(a, "kl") == num(b, "kl"), "without --method eval uses the database's one method: kl %.6f = %.6f",
+              num(a, "kl"), num(b, "kl"));
+    json_decref(a); json_decref(b);
+    snprintf(cmd, sizeof cmd, "eval --model %s --data %s --seq-len 64 --max-tokens 300 --db %s --uniform-bits 4", MODEL, CALIB, db);
+    usage_msg("eval --uniform-bits on a database of sparse levels only", cmd, "holds no quantized levels; it holds levels of magnitude", NULL);
+    snprintf(cmd, sizeof cmd, "'%s' db build --model %s --calib %s --method wanda --sparsity 0.5 --seq-len 64 --calib-windows 4 --out %s > /dev/null 2>&1", EVB_CLI, MODEL, CALIB, db);
+    EVB_CHECK(sh(cmd) == 0, "a second method's levels added to the database");
+    usage_msg("eval --uniform-sparsity on a database of two methods, no --method", args, "holds sparse levels of 2 methods: magnitude and wanda (hint: pick one with --method NAME)", NULL);
+    snprintf(cmd, sizeof cmd, "%s --method wanda", args);
+    json_decref(run_json("eval --uniform-sparsity --method wanda on that database", cmd));
+    /* quantized levels: one group size and grid are taken, two group sizes are refused */
+    snprintf(args, sizeof args, "eval --model %s --data %s --seq-len 64 --max-tokens 300 --db %s --uniform-bits 4 --json", MODEL, CALIB, qdb);
+    a = run_json("eval --uniform-bits on a database of rtn, group size 16, symmetric only", args);
+    snprintf(cmd, sizeof cmd, "%s --method rtn --group-size 16 --sym", args);
+    b = run_json("eval --uniform-bits --method rtn --group-size 16 --sym", cmd);
+    EVB_CHECK(a && b && num(a, "kl") > 0 && num(a, "kl") == num(b, "kl"), "without --method, --group-size, --sym eval uses the database's: kl %.6f = %.6f",
+              num(a, "kl"), num(b, "kl"));
+    json_decref(a); json_decref(b);
+    snprintf(cmd, sizeof cmd, "'%s' db build --model %s --calib %s --method rtn --bits 4 --group-size 32 --sym --seq-len 64 --calib-windows 4 --out %s > /dev/null 2>&1", EVB_CLI, MODEL, CALIB, qdb);
+    EVB_CHECK(sh(cmd) == 0, "levels of a second group size added to the quantized database");
+    usage_msg("eval --uniform-bits on a database of two group sizes", args, "holds rtn levels of group sizes 16, 32 (0: one scale per row) (hint: pick one with --group-size N)", NULL);
+    snprintf(cmd, sizeof cmd, "%s --group-size 32", args);
+    json_decref(run_json("eval --uniform-bits --group-size 32 on that database (its grid taken)", cmd));
+}
+
+/* The three frictions of eval above, on databases built here. */
+static void eval_defaults(const char *tmp) {
+    char db[1100], qdb[1100], cmd[4096];
+    snprintf(db, sizeof db, "%s/db", tmp);
+    snprintf(qdb, sizeof qdb, "%s/qdb", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' db build --model %s --calib %s --method magnitude --sparsity 0.5 --seq-len 64 --calib-windows 4 --out %s > /dev/null 2>&1", EVB_CLI, MODEL, CALIB, db);
+    EVB_CHECK(sh(cmd) == 0, "a database of magnitude levels");
+    snprintf(cmd, sizeof cmd, "'%s' db build --model %s --calib %s --method rtn --bits 4 --group-size 16 --sym --seq-len 64 --calib-windows 4 --out %s > /dev/null 2>&1", EVB_CLI, MODEL, CALIB, qdb);
+    EVB_CHECK(sh(cmd) == 0, "a database of rtn 4-bit levels, group size 16, symmetric");
+    eval_data_default(tmp);
+    eval_config_dir(tmp, db);
+    eval_uniform_defaults(db, qdb);
+}
+
 int main(void) {
     char args[4096], path[1024];
     char *tmp = fixture_tmpdir();
@@ -261,7 +397,7 @@ int main(void) {
         bad("JSON syntax error in tokenizer.json", args, "bad.json");
         snprintf(args, sizeof args, "eval --model %s --data /nonexistent.txt", MODEL);
         bad("missing data file", args, "/nonexistent.txt");
-        snprintf(args, sizeof args, "eval --model %s --seq-len 4096", MODEL);
+        snprintf(args, sizeof args, "eval --model %s --data %s --seq-len 4096", MODEL, CALIB);
         bad("seq-len beyond the context", args, "--seq-len");
         snprintf(args, sizeof args, "generate --model %s --prompt hi --steps 600", MODEL);
         bad("steps beyond the context", args, "--steps");
@@ -334,6 +470,8 @@ int main(void) {
     }
     if (d) closedir(d);
     EVB_CHECK(n_regress >= 3, "%d fuzz reproducers replayed", n_regress);
+
+    eval_defaults(tmp);
 
     fixture_rmdir(tmp);
     free(tmp);
