@@ -3,6 +3,7 @@
 #ifndef EVB_CLI_H
 #define EVB_CLI_H
 #include "evobudget/evobudget.h"
+#include "evobudget/evb_problems.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -84,22 +85,25 @@ int logits_batch(int batch, int seq_len, const evb_model *m, int copies);
 /* Prints j (consumed) compactly on stdout. */
 int print_json(json_t *j);
 
-/* A configuration (best.json's format): checks its units and reads its dropped sub-blocks into *drop [2 L]
- * (NULL when none); loads its levels from the database db_dir into *weights [U] (NULL: dense) backed by
- * *mem. Both print their error and return an exit code. */
-int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop);
-int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem);
-/* Reads a configuration file (a JSON object with a "units" array). */
-int config_read(const char *path, json_t **cfg);
+/* A configuration (best.json's format, problems/config.c): read from a best.json or a run directory holding
+ * one; checked against the model, its dropped sub-blocks into *drop [2 L] (NULL when none); its levels loaded
+ * from the database db_dir into *weights [U] (NULL: dense) backed by *mem (cfg NULL: the uniform level of
+ * --uniform-sparsity / --uniform-bits). Each prints its error and returns an exit code. */
+int config_read(const char *path, evb_allocation **cfg);
+int config_check(const evb_model *m, const char *path, const evb_allocation *cfg, unsigned char **drop);
+int load_levels(const evb_model *m, const opts *o, const char *db_dir, const evb_allocation *cfg, const float ***weights, float **mem);
+/* A library error that is the user's to fix (EVB_EINVAL, EVB_EBUDGET, a malformed input file) as a usage error:
+ * "<command>: <prefix><message>", with a hint when the message has none. Exit 2. */
+int refuse_status(const char *prefix);
 
 int cmd_search(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* export --format gptq: the configuration's quantized levels packed in the GPTQ layout into dir (cli/export_gptq.c);
  * *summary (a JSON object) says what was packed. Prints its error and returns an exit code. */
-int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
+int export_gptq(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *dir, const char *dtype, json_t **summary);
 /* export --format compressed-tensors: the configuration's sparse layers in the sparse-bitmask layout into dir
  * (cli/export_sparse.c); refuses quantized layers. Prints its error and returns an exit code. */
-int export_sparse(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary);
+int export_sparse(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *dir, const char *dtype, json_t **summary);
 int cmd_plot(int argc, char **argv);
 /* cache list|size|clear: the level databases under the cache directory (cli/cache.c). */
 int cmd_cache(int argc, char **argv);

@@ -231,7 +231,24 @@ static int stage_commit(const char *stage, const char *out_canon, const char *ou
 
 /* compression.json: per linear layer its method and level and the sparsity of the saved weight, the dropped
  * sub-blocks, and where it all came from. */
-static json_t *compression_record(const evb_model *m, const opts *o, json_t *cfg, const unsigned char *drop, const char *dtype) {
+/* A layer's level in compression.json: what the configuration asked for. */
+static void level_fields(json_t *e, const evb_allocation_unit *x) {
+    if (!x || x->dense || (!x->zero && !x->key.method[0])) { json_object_set_new(e, "method", json_string("dense")); return; }
+    json_object_set_new(e, "method", json_string(x->zero ? "zero" : x->key.method));
+    if (x->zero) return;
+    if (x->key.kind == EVB_LEVEL_QUANT) {
+        json_object_set_new(e, "bits", json_integer(x->key.bits));
+        json_object_set_new(e, "group_size", json_integer(x->key.group_size));
+        json_object_set_new(e, "sym", json_boolean(x->key.sym));
+        return;
+    }
+    if (x->key.m) { json_object_set_new(e, "n_keep", json_integer(x->key.n_keep)); json_object_set_new(e, "m", json_integer(x->key.m)); }
+    else json_object_set_new(e, "level_sparsity", json_real(x->key.sparsity));
+}
+
+/* compression.json: per linear layer its method and level and the sparsity of the saved weight, the dropped
+ * sub-blocks, and where it all came from. */
+static json_t *compression_record(const evb_model *m, const opts *o, const evb_allocation *cfg, const unsigned char *drop, const char *dtype) {
     int U = evb_model_n_units(m), L = m->config.n_layers;
     json_t *layers = json_array(), *dropped = json_array();
     size_t total = 0, zeros = 0;
@@ -244,25 +261,15 @@ static json_t *compression_record(const evb_model *m, const opts *o, json_t *cfg
         for (size_t i = 0; i < n; i++) z += w[i] == 0.0f;
         if (is_dropped) z = n;
         total += n; zeros += z;
-        json_t *ue = NULL, *x;
-        size_t i;
-        json_array_foreach(json_object_get(cfg, "units"), i, x) if (json_integer_value(json_object_get(x, "unit")) == u) ue = x;
+        const evb_allocation_unit *ue = NULL;
+        for (int i = 0; i < cfg->n_units; i++) if (cfg->units[i].unit == u) ue = &cfg->units[i];
         json_t *e = json_pack("{s:i, s:i, s:s, s:[i, i], s:f}", "unit", u, "block", l, "layer", evb_linear_name(k),
                               "shape", r, c, "sparsity", (double)z / (double)n);
         char nm[96];
         snprintf(nm, sizeof nm, "model.layers.%d.%s.%s", l, k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
         json_object_set_new(e, "name", json_string(nm));
         if (is_dropped) json_object_set_new(e, "method", json_string("dropped"));
-        else if (!ue || json_is_true(json_object_get(ue, "dense"))) json_object_set_new(e, "method", json_string("dense"));
-        else {
-            static const char *keys[] = {"method", "bits", "group_size", "sym", "n_keep", "m"};
-            for (size_t q = 0; q < sizeof keys / sizeof *keys; q++) {
-                json_t *v = json_object_get(ue, keys[q]);
-                if (v) json_object_set(e, keys[q], v);
-            }
-            json_t *lv = json_object_get(ue, "sparsity");
-            if (lv) json_object_set(e, "level_sparsity", lv);
-        }
+        else level_fields(e, ue);
         json_array_append_new(layers, e);
     }
     for (int k = 0; k < 2; k++)
@@ -270,10 +277,9 @@ static json_t *compression_record(const evb_model *m, const opts *o, json_t *cfg
             if (drop && drop[k * L + l]) json_array_append_new(dropped, json_pack("{s:i, s:s}", "block", l, "sub", k ? "mlp" : "attn"));
     char src[1300];
     if (!realpath(m->path, src)) snprintf(src, sizeof src, "%s", m->path);
-    return json_pack("{s:i, s:s, s:s?, s:s, s:s, s:I, s:I, s:f, s:o, s:o, s:O?}", "format", 1, "source", src, "db", o->db,
+    return json_pack("{s:i, s:s, s:s?, s:s, s:s, s:I, s:I, s:f, s:o, s:o}", "format", 1, "source", src, "db", o->db,
                      "config", o->config, "dtype", dtype, "linear_params", (json_int_t)total, "linear_zeros", (json_int_t)zeros,
-                     "sparsity", total ? (double)zeros / (double)total : 0.0, "dropped", dropped, "layers", layers,
-                     "search", json_object_get(cfg, "total"));
+                     "sparsity", total ? (double)zeros / (double)total : 0.0, "dropped", dropped, "layers", layers);
 }
 
 int cmd_export(int argc, char **argv) {
@@ -316,23 +322,23 @@ int cmd_export(int argc, char **argv) {
     if (stat(o.out, &sb) == 0 && (!S_ISDIR(sb.st_mode) || (!dir_is_empty(o.out) && !o.force)))
         return fprintf(stderr, "%s: --out %s exists and is %s (hint: choose a new directory%s)\n", cmd_name, o.out,
                        S_ISDIR(sb.st_mode) ? "not empty" : "not a directory", S_ISDIR(sb.st_mode) ? ", or --force to replace it" : ""), 2;
-    json_t *cfg;
+    evb_allocation *cfg;
     if ((rc = config_read(o.config, &cfg))) return rc;
-    if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
-    if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
-    int no_levels = json_array_size(json_object_get(cfg, "units")) == 0;
-    if (!o.model) { json_decref(cfg); return usage_error("--config %s names no model; give --model PATH", o.config); }
-    if (!o.db && !no_levels) { json_decref(cfg); return usage_error("--config %s names no level database; give --db DIR", o.config); }
+    if (!o.model && cfg->model[0]) o.model = cfg->model;
+    if (!o.db && cfg->db[0]) o.db = cfg->db;
+    int no_levels = cfg->n_units == 0;
+    if (!o.model) { evb_allocation_free(cfg); return usage_error("--config %s names no model; give --model PATH", o.config); }
+    if (!o.db && !no_levels) { evb_allocation_free(cfg); return usage_error("--config %s names no level database; give --db DIR", o.config); }
     set_threads(&o);
     double t0 = now_s();
     loaded l = {0};
     int s = evb_model_load(o.model, &l.m);
-    if (s) { json_decref(cfg); return fail(s); }
+    if (s) { evb_allocation_free(cfg); return fail(s); }
     unsigned char *drop = NULL;
     const float **weights = NULL;
     float *wmem = NULL;
-    if ((rc = config_check(l.m, o.config, cfg, &drop))) { json_decref(cfg); loaded_free(&l); return rc; }
-    if (!no_levels && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); json_decref(cfg); loaded_free(&l); return rc; }
+    if ((rc = config_check(l.m, o.config, cfg, &drop))) { evb_allocation_free(cfg); loaded_free(&l); return rc; }
+    if (!no_levels && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); evb_allocation_free(cfg); loaded_free(&l); return rc; }
     /* What export reads may not be replaced or written into by it; the run directory is the configuration's
      * when a search wrote it (manifest.json beside it). */
     char out_canon[PATH_MAX], stage[PATH_MAX + 64] = "", run_dir[PATH_MAX], mf[PATH_MAX + 32];
@@ -343,7 +349,7 @@ int cmd_export(int argc, char **argv) {
     if (!rc) rc = out_path(o.out, out_canon, sizeof out_canon);
     if (!rc) rc = check_overlap(o.out, out_canon, reads, reads_what, 5);
     if (!rc) rc = stage_make(out_canon, stage, sizeof stage);
-    if (rc) { free(weights); free(wmem); free(drop); json_decref(cfg); loaded_free(&l); return rc; }
+    if (rc) { free(weights); free(wmem); free(drop); evb_allocation_free(cfg); loaded_free(&l); return rc; }
     int U = evb_model_n_units(l.m), L = l.m->config.n_layers, n_comp = 0, n_drop = 0;
     for (int u = 0; weights && u < U; u++) { evb_model_set_weight(l.m, u, weights[u]); n_comp += weights[u] != NULL; }
     for (int i = 0; drop && i < 2 * L; i++) n_drop += drop[i];
@@ -403,7 +409,7 @@ int cmd_export(int argc, char **argv) {
     json_decref(csum);
     json_decref(files);
     free(weights); free(wmem); free(drop);
-    json_decref(cfg);
+    evb_allocation_free(cfg);
     loaded_free(&l);
     return rc;
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary) {
+int export_gptq(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *dir, const char *dtype, json_t **summary) {
     *summary = NULL;
     int U = evb_model_n_units(m);
     if (!o->db) return usage_error("--format %s needs the level database (--db DIR, or the configuration's \"db\")", o->format);
@@ -21,20 +21,13 @@ int export_gptq(const evb_model *m, const opts *o, json_t *cfg, const char *dir,
     if (!entry) { evb_db_close(db); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
     for (int u = 0; u < U; u++) entry[u] = -1;
     int rc = 0, n_sparse = 0;
-    json_t *x;
-    size_t i;
-    json_array_foreach(json_object_get(cfg, "units"), i, x) {
-        if (json_is_true(json_object_get(x, "dense"))) continue;
-        const char *method = json_string_value(json_object_get(x, "method"));
-        const evb_method *me = method ? evb_method_find(method) : NULL;
-        if (!me || me->kind != EVB_LEVEL_QUANT) { n_sparse += method && strcmp(method, "zero") != 0; continue; }
-        evb_db_entry key = {0};
-        key.unit = (int)json_integer_value(json_object_get(x, "unit"));
-        snprintf(key.method, sizeof key.method, "%s", me->name);
+    for (int i = 0; i < cfg->n_units; i++) {
+        const evb_allocation_unit *x = &cfg->units[i];
+        if (x->dense) continue;
+        const evb_method *me = x->zero ? NULL : evb_method_find(x->key.method);
+        if (!me || me->kind != EVB_LEVEL_QUANT) { n_sparse += !x->zero && x->key.method[0]; continue; }
+        evb_db_entry key = x->key;
         key.kind = EVB_LEVEL_QUANT;
-        key.bits = (int)json_integer_value(json_object_get(x, "bits"));
-        key.group_size = (int)json_integer_value(json_object_get(x, "group_size"));
-        key.sym = json_is_true(json_object_get(x, "sym"));
         entry[key.unit] = evb_db_find(db, &key);
         if (entry[key.unit] < 0) { /* load_levels found it a moment ago; the database changed since */
             rc = usage_error("--db %s: unit %d has no %s level of %d bits (hint: rerun 'evobudget db build')", o->db, key.unit, me->name, key.bits);

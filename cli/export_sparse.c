@@ -8,27 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-int export_sparse(const evb_model *m, const opts *o, json_t *cfg, const char *dir, const char *dtype, json_t **summary) {
+int export_sparse(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *dir, const char *dtype, json_t **summary) {
     *summary = NULL;
     int U = evb_model_n_units(m);
     unsigned char *compress = calloc((size_t)U, 1);
     if (!compress) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
     int n_quant = 0, first_quant = -1, nm_keep = -1, nm_m = -1, unstructured = 0;
-    json_t *x;
-    size_t i;
-    json_array_foreach(json_object_get(cfg, "units"), i, x) {
-        if (json_is_true(json_object_get(x, "dense"))) continue;
-        const char *method = json_string_value(json_object_get(x, "method"));
-        int u = (int)json_integer_value(json_object_get(x, "unit"));
-        if (!method || u < 0 || u >= U) continue; /* config_check refused these already */
-        const evb_method *me = evb_method_find(method);
+    for (int i = 0; i < cfg->n_units; i++) {
+        const evb_allocation_unit *x = &cfg->units[i];
+        int u = x->unit;
+        if (x->dense || (!x->zero && !x->key.method[0]) || u >= U) continue; /* config_check refused these already */
+        const evb_method *me = x->zero ? NULL : evb_method_find(x->key.method);
         if (me && me->kind == EVB_LEVEL_QUANT) {
             if (n_quant++ == 0) first_quant = u;
             continue;
         }
         compress[u] = 1;
         /* sparsity_structure: the N:M pattern every compressed layer shares, else "unstructured" */
-        int k = (int)json_integer_value(json_object_get(x, "n_keep")), mm = (int)json_integer_value(json_object_get(x, "m"));
+        int k = x->key.n_keep, mm = x->key.m;
         if (k > 0 && mm > 0 && (nm_keep < 0 || (nm_keep == k && nm_m == mm))) { nm_keep = k; nm_m = mm; }
         else unstructured = 1;
     }

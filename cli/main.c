@@ -61,6 +61,12 @@ int refuse(const char *fmt, ...) {
     return 2;
 }
 
+int refuse_status(const char *prefix) {
+    const char *msg = evb_last_error();
+    if (strstr(msg, "(hint:")) return refuse("%s%s", prefix, msg);
+    return usage_error("%s%s", prefix, msg);
+}
+
 /* Library errors: print the recorded message with a hint chosen by status. Exit 1. */
 int fail(int status) {
     const char *hint = "", *msg = evb_last_error();
@@ -567,178 +573,43 @@ static int cmd_generate(int argc, char **argv) {
 
 // ---- eval ----
 
-/* The compressed weights a configuration asks for: per unit a level of the database, or dense. A
- * configuration is best.json's format ("method": "zero" is the zero matrix): {"model": PATH, "db": DIR, "units": [{"unit": u, "method": NAME,
- * "sparsity": X [, "n_removed": K for an equal-step level] | "n_keep": N, "m": M | "bits": B, "group_size": G, "sym": bool} | {"unit": u, "dense": true}]}
- * or, with no file, the same level for every unit (--uniform-sparsity / --uniform-bits). Writes weights[U]
- * (NULL for dense units) pointing into *mem, which the caller frees. */
-int load_levels(const evb_model *m, const opts *o, const char *db_dir, json_t *cfg, const float ***weights, float **mem) {
-    int U = evb_model_n_units(m);
+/* The compressed weights of a configuration (best.json's format, problems/config.c), or with none the same
+ * level for every unit (--uniform-sparsity / --uniform-bits with --method, --group-size, --sym). Writes
+ * weights[U] (NULL for dense units) pointing into *mem, which the caller frees. */
+int load_levels(const evb_model *m, const opts *o, const char *db_dir, const evb_allocation *cfg, const float ***weights, float **mem) {
     char mfp[17];
     evb_fingerprint_model(m, mfp);
     evb_db *db;
+    evb_allocation *uni = NULL;
     int s = evb_db_open(db_dir, mfp, NULL, 0, &db);
-    if (!s && (s = evb_db_check_model(db, m))) evb_db_close(db);
-    if (s) return fail(s);
-    int *idx = malloc(sizeof(int) * U);
-    size_t total = 0;
-    int rc = 0;
-    for (int u = 0; u < U && !rc; u++) {
+    if (!s && (s = evb_db_check_model(db, m))) { evb_db_close(db); db = NULL; }
+    if (!s && !cfg) {
+        const evb_method *me = evb_method_find(o->method ? o->method : o->uniform_bits ? "gptq" : "sparsegpt");
         evb_db_entry key = {0};
-        key.unit = u;
-        idx[u] = -1;
-        const char *method = o->method;
-        json_t *ue = NULL;
-        if (cfg) {
-            json_t *units = json_object_get(cfg, "units"), *x;
-            size_t i;
-            json_array_foreach(units, i, x) if (json_integer_value(json_object_get(x, "unit")) == u) ue = x;
-            if (!ue || json_is_true(json_object_get(ue, "dense"))) continue;
-            method = json_string_value(json_object_get(ue, "method"));
-            if (!method) { rc = usage_error("--config: unit %d has no \"method\"", u); break; }
-            if (strcmp(method, "zero") == 0) { /* the layer removed: a zero matrix */
-                int r, c;
-                evb_model_unit_shape(m, u, &r, &c);
-                total += (size_t)r * c;
-                idx[u] = -2;
-                continue;
-            }
-        }
-        const evb_method *me = evb_method_find(method ? method : (o->uniform_bits ? "gptq" : "sparsegpt"));
-        if (!me) { rc = usage_error("method '%s' is unknown (%s)", method, evb_method_names()); break; }
+        if (!me) { evb_db_close(db); return usage_error("--method '%s' is unknown (%s)", o->method, evb_method_names()); }
         snprintf(key.method, sizeof key.method, "%s", me->name);
         key.kind = me->kind;
-        if (cfg) {
-            key.sparsity = json_number_value(json_object_get(ue, "sparsity"));
-            key.n_removed = (int64_t)json_integer_value(json_object_get(ue, "n_removed"));
-            key.n_keep = (int)json_integer_value(json_object_get(ue, "n_keep"));
-            key.m = (int)json_integer_value(json_object_get(ue, "m"));
-            key.bits = (int)json_integer_value(json_object_get(ue, "bits"));
-            key.group_size = (int)json_integer_value(json_object_get(ue, "group_size"));
-            key.sym = json_is_true(json_object_get(ue, "sym"));
-        } else if (me->kind == EVB_LEVEL_SPARSE) key.sparsity = o->uniform_sparsity;
+        if (me->kind == EVB_LEVEL_SPARSE) key.sparsity = o->uniform_sparsity;
         else { key.bits = (int)o->uniform_bits; key.group_size = (int)o->group_size; key.sym = o->sym; }
-        idx[u] = evb_db_find(db, &key);
-        if (idx[u] < 0) {
-            fprintf(stderr, "%s: error: %s: unit %d (%s of block %d) has no %s level %s%g (hint: add it with 'evobudget db build --method %s %s%g')\n",
-                    cmd_name, db_dir, u, evb_linear_name(u % EVB_LINEAR_COUNT), u / EVB_LINEAR_COUNT, me->name,
-                    me->kind == EVB_LEVEL_SPARSE ? "sparsity " : "bits ", me->kind == EVB_LEVEL_SPARSE ? key.sparsity : key.bits,
-                    me->name, me->kind == EVB_LEVEL_SPARSE ? "--sparsity " : "--bits ", me->kind == EVB_LEVEL_SPARSE ? key.sparsity : key.bits);
-            rc = 1;
-            break;
-        }
-        int r, c;
-        evb_model_unit_shape(m, u, &r, &c);
-        total += (size_t)r * c;
+        s = evb_allocation_uniform(m, &key, &uni);
     }
-    float *p = rc ? NULL : malloc(sizeof(float) * (total ? total : 1));
-    const float **wts = rc ? NULL : calloc((size_t)U, sizeof *wts);
-    if (!rc && (!p || !wts)) rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory for the compressed weights"));
-    float *q = p;
-    for (int u = 0; u < U && !rc; u++) {
-        if (idx[u] == -1) continue;
-        int r, c;
-        evb_model_unit_shape(m, u, &r, &c);
-        if (idx[u] == -2) memset(q, 0, sizeof(float) * (size_t)r * c);
-        else if ((s = evb_db_load(db, idx[u], q))) rc = fail(s);
-        wts[u] = q;
-        q += (size_t)r * c;
-    }
+    if (!s) s = evb_allocation_weights(cfg ? cfg : uni, m, db, db_dir, weights, mem);
+    evb_allocation_free(uni);
     evb_db_close(db);
-    free(idx);
-    if (rc) { free(p); free(wts); return rc; }
-    *weights = wts; *mem = p;
+    return s ? fail(s) : 0;
+}
+
+int config_check(const evb_model *m, const char *path, const evb_allocation *cfg, unsigned char **drop) {
+    int s = evb_allocation_check(cfg, m, path);
+    if (s) return refuse_status("--config ");
+    if ((s = evb_allocation_drop_mask(cfg, m, drop))) return fail(s);
     return 0;
 }
 
-/* Checks a configuration's units (integers in [0, U), each once) and reads its dropped sub-blocks,
- * "drop": [{"block": l, "sub": "attn" | "mlp"}], into *drop [2 L] (attention, then MLP). */
-int config_check(const evb_model *m, const char *path, json_t *cfg, unsigned char **drop) {
-    int U = evb_model_n_units(m), L = m->config.n_layers;
-    unsigned char *seen = calloc((size_t)U + 2 * L, 1);
-    if (!seen) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
-    json_t *x;
-    size_t i;
-    int rc = 0;
-    json_array_foreach(json_object_get(cfg, "units"), i, x) {
-        json_t *u = json_object_get(x, "unit");
-        json_int_t v = json_is_integer(u) ? json_integer_value(u) : -1;
-        if (v < 0 || v >= U) { rc = usage_error("--config %s: units[%zu] names unit %s; the model has units 0..%d", path, i, json_is_integer(u) ? "out of range" : "?", U - 1); break; }
-        if (seen[v]++) { rc = usage_error("--config %s: unit %lld appears twice", path, (long long)v); break; }
-    }
-    json_t *d = json_object_get(cfg, "drop");
-    if (!rc && d && !json_is_array(d)) rc = usage_error("--config %s: \"drop\" must be an array of {\"block\": l, \"sub\": \"attn\"|\"mlp\"}", path);
-    int any = 0;
-    json_array_foreach(d, i, x) {
-        if (rc) break;
-        json_t *b = json_object_get(x, "block");
-        const char *sub = json_string_value(json_object_get(x, "sub"));
-        json_int_t l = json_is_integer(b) ? json_integer_value(b) : -1;
-        int k = sub && strcmp(sub, "attn") == 0 ? 0 : sub && strcmp(sub, "mlp") == 0 ? 1 : -1;
-        if (l < 0 || l >= L || k < 0) { rc = usage_error("--config %s: drop[%zu] must name a block in 0..%d and a sub-block attn or mlp", path, i, L - 1); break; }
-        seen[U + k * L + l] = 1;
-        any = 1;
-    }
-    if (!rc && any) {
-        *drop = malloc(2 * (size_t)L);
-        if (*drop) memcpy(*drop, seen + U, 2 * (size_t)L);
-    }
-    free(seen);
-    return rc;
-}
-
-/* The subdirectories of dir that hold a best.json (a sweep's targets), listed into buf[n] as "A/best.json,
- * B/best.json" (at most 4, then ", ..."); how many there are. */
-static int list_best_jsons(const char *dir, char *buf, size_t n) {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char *names[4];
-    int k = 0;
-    buf[0] = 0;
-    while (d && (de = readdir(d))) {
-        char p[PATH_MAX];
-        struct stat sb;
-        if (de->d_name[0] == '.' || snprintf(p, sizeof p, "%s/%s/best.json", dir, de->d_name) >= (int)sizeof p) continue;
-        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
-        if (k < 4) names[k] = strdup(de->d_name);
-        k++;
-    }
-    if (d) closedir(d);
-    int shown = k < 4 ? k : 4;
-    for (int i = 0; i < shown; i++)  /* readdir's order is the file system's: sort the few shown */
-        for (int j = i + 1; j < shown; j++)
-            if (names[i] && names[j] && strcmp(names[j], names[i]) < 0) { char *t = names[i]; names[i] = names[j]; names[j] = t; }
-    for (int i = 0, at = 0; i < shown; i++) {
-        if (names[i] && at < (int)n)
-            at += snprintf(buf + at, n - (size_t)at, "%s%s/%s/best.json", i ? ", " : "", dir, names[i]);
-        free(names[i]);
-    }
-    if (k > 4) snprintf(buf + strlen(buf), n - strlen(buf), ", ... (%d in all)", k);
-    return k;
-}
-
-/* A configuration path: a best.json, or a run directory that holds one (as plot takes). */
-int config_read(const char *path, json_t **cfg) {
-    json_error_t je;
-    char file[PATH_MAX];
-    *cfg = NULL;
-    if (is_dir(path)) {
-        if (snprintf(file, sizeof file, "%s/best.json", path) >= (int)sizeof file) return usage_error("--config %.60s...: path too long", path);
-        struct stat sb;
-        if (stat(file, &sb) != 0) {
-            char subs[1200];
-            int k = list_best_jsons(path, subs, sizeof subs);
-            if (k) return refuse("--config %s is a directory without best.json (hint: a sweep directory holds one best.json per "
-                                 "target subfolder; pass one of them: %s)", path, subs);
-            return refuse("--config %s is a directory without best.json (hint: pass a run directory written by "
-                          "'evobudget search --out', or its best.json)", path);
-        }
-        path = file;
-    }
-    *cfg = json_load_file(path, 0, &je);
-    if (!*cfg) return usage_error("--config %s: %s (line %d)", path, je.text, je.line);
-    if (!json_is_array(json_object_get(*cfg, "units"))) { json_decref(*cfg); *cfg = NULL; return usage_error("--config %s: no \"units\" array", path); }
-    return 0;
+int config_read(const char *path, evb_allocation **cfg) {
+    int s = evb_allocation_read(path, cfg);
+    if (s == EVB_ENOMEM) return fail(s);
+    return s ? refuse_status("--config ") : 0;
 }
 
 /* The dense model an exported directory came from: --reference, else the "source" its compression.json
@@ -883,18 +754,18 @@ static int cmd_eval(int argc, char **argv) {
                            "                     with a configuration also kl, the mean per-token KL(dense || compressed)\n");
         return rc;
     }
-    json_t *cfg = NULL;
+    evb_allocation *cfg = NULL;
     if (o.config) {
         if ((rc = config_read(o.config, &cfg))) return rc;
-        if (!o.model) o.model = json_string_value(json_object_get(cfg, "model"));
-        if (!o.db) o.db = json_string_value(json_object_get(cfg, "db"));
+        if (!o.model && cfg->model[0]) o.model = cfg->model;
+        if (!o.db && cfg->db[0]) o.db = cfg->db;
     }
     int n_cfg = !!o.config + !!o.uniform_sparsity_s + !!o.uniform_bits;
-    if (n_cfg > 1) { json_decref(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
-    if (o.calib_windows && o.max_tokens) { json_decref(cfg); return usage_error("give --max-tokens or --calib-windows, not both"); }
-    if (n_cfg && o.reference) { json_decref(cfg); return usage_error("--reference compares two models; a configuration is compared with its own dense model (give one of them)"); }
-    int no_levels = cfg && json_array_size(json_object_get(cfg, "units")) == 0; /* only dropped sub-blocks */
-    if (n_cfg && !o.db && !no_levels) { json_decref(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
+    if (n_cfg > 1) { evb_allocation_free(cfg); return usage_error("give one of --config, --uniform-sparsity, --uniform-bits"); }
+    if (o.calib_windows && o.max_tokens) { evb_allocation_free(cfg); return usage_error("give --max-tokens or --calib-windows, not both"); }
+    if (n_cfg && o.reference) { evb_allocation_free(cfg); return usage_error("--reference compares two models; a configuration is compared with its own dense model (give one of them)"); }
+    int no_levels = cfg && cfg->n_units == 0; /* only dropped sub-blocks */
+    if (n_cfg && !o.db && !no_levels) { evb_allocation_free(cfg); return usage_error("a configuration needs --db DIR (the level database)"); }
     if (o.uniform_sparsity_s) {
         char *end;
         o.uniform_sparsity = strtod(o.uniform_sparsity_s, &end);
@@ -904,19 +775,19 @@ static int cmd_eval(int argc, char **argv) {
     if ((o.uniform_sparsity_s || o.uniform_bits) && o.db && (rc = uniform_defaults(o.db, &o, method))) return rc;
     if (o.group_size < 0) o.group_size = 0;
     if (!o.data && !is_demo_model(o.model)) {
-        json_decref(cfg);
+        evb_allocation_free(cfg);
         return refuse("--data is needed for a model other than the demo (%s): without it eval would score the demo's "
                       "calibration text (hint: --data TEXTFILE, e.g. a held-out text of the model's language)", o.model);
     }
     set_threads(&o);
     loaded l;
-    if ((rc = load_model(&o, 1, &l))) { json_decref(cfg); return rc; }
+    if ((rc = load_model(&o, 1, &l))) { evb_allocation_free(cfg); return rc; }
     const float **weights = NULL;
     float *wmem = NULL;
     unsigned char *drop = NULL;
-    if (cfg && (rc = config_check(l.m, o.config, cfg, &drop))) { json_decref(cfg); loaded_free(&l); return rc; }
+    if (cfg && (rc = config_check(l.m, o.config, cfg, &drop))) { evb_allocation_free(cfg); loaded_free(&l); return rc; }
     if (no_levels) weights = calloc((size_t)evb_model_n_units(l.m), sizeof *weights);
-    else if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); json_decref(cfg); loaded_free(&l); return rc; }
+    else if (n_cfg && (rc = load_levels(l.m, &o, o.db, cfg, &weights, &wmem))) { free(drop); evb_allocation_free(cfg); loaded_free(&l); return rc; }
     evb_model *ref = NULL;
     char ref_path[1300] = "";
     if (!n_cfg && (rc = load_reference(&o, l.m, &ref, ref_path, sizeof ref_path))) { loaded_free(&l); return rc; }
@@ -970,7 +841,7 @@ static int cmd_eval(int argc, char **argv) {
     } else rc = fail(s);
     free(weights); free(wmem); free(drop);
     evb_model_free(ref);
-    json_decref(cfg);
+    evb_allocation_free(cfg);
     evb_state_free(st);
     evb_windows_free(&w);
     free(tok); free(text);

@@ -265,7 +265,7 @@ static int build_problem(run *r, double target) {
     int s = evb_mp_build(&r->env, &p, &r->mp);
     r->env.progress = NULL;
     r->env.ctx = NULL;
-    if (s) return s == EVB_EINVAL || s == EVB_EBUDGET ? usage_error("%s", evb_last_error()) : fail(s);
+    if (s) return s == EVB_EINVAL || s == EVB_EBUDGET ? refuse_status("") : fail(s);
     int U = r->mp->problem.n_units;
     free(r->uniform);
     r->uniform = malloc(sizeof(int16_t) * U);
@@ -463,7 +463,7 @@ static int check_flags(run *r, int n_t) {
     if (g_mpi_size > 1 && r->o->problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
     if (g_mpi_size > 1 && evb_mp_is_rule(r->method)) return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r->method);
 #endif
-    if (r->o->fitness_plugin || r->o->fitness_cmd) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
+    if (!r->o->problem && (r->o->fitness_plugin || r->o->fitness_cmd)) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
     if (n_t > 1) return usage_error("give one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X (or --problem FILE)");
     if (n_t == 0 && r->o->model) return usage_error("give a target: --target-sparsity X, --target-bits X, --target-drop X or --target-bytes X (or --problem FILE)");
     if (r->o->stages && parse_stages(r->o->stages, &r->stages)) return 2;

@@ -80,7 +80,7 @@ int search_problem(run *r) {
     r->kind = EVB_TARGET_FILE;
     snprintf(r->out, sizeof r->out, "%s", o->out);
     set_threads(o);
-    if ((s = evb_mp_load_file(o->problem, &r->mp))) return s == EVB_ENOMEM || s == EVB_EIO ? fail(s) : usage_error("--problem %s", evb_last_error());
+    if ((s = evb_mp_load_file(o->problem, &r->mp))) return s == EVB_ENOMEM || s == EVB_EIO ? fail(s) : refuse_status("--problem ");
     if (!strcmp(r->method, "uniform") && !r->mp->start_given) return usage_error("--method uniform scores the problem's \"start\"; the file gives none");
     if ((rc = choose_fitness(r))) return rc;
     run_flags rf = {o->resume, o->force};

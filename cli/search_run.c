@@ -247,6 +247,10 @@ int run_method(run *r, const evb_search_params *sp, outcome *x) {
     x->front = malloc(sizeof *x->front);
     if (!x->front) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
     x->front[0] = (evb_front_point){x->best->cost, x->best->fitness};
+    if (r->mp->kind != EVB_TARGET_DROP) return 0;
+    x->front_levels = malloc(sizeof(int16_t) * r->mp->problem.n_units);   /* ShortGPT's pick is a candidate of the problem */
+    if (!x->front_levels || evb_mp_levels(r->mp, x->best, x->front_levels)) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    x->n_front = 1;
     return 0;
 }
 

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <limits.h>
 
 int evb_allocation_new(int n_units, int n_drop, evb_allocation **out) {
     *out = NULL;
@@ -120,7 +122,7 @@ static int read_str(const json_t *o, const char *key, char *dst, size_t n, const
 
 /* One unit's object: where is "units[i]." for messages. */
 static int read_unit(const json_t *x, evb_allocation_unit *u, const char *path, const char *where) {
-    char w[1300];
+    char w[PATH_MAX + 64];
     snprintf(w, sizeof w, "%s: %s", path, where);
     if (!json_is_object(x)) EVB_ERRORF(EVB_EFORMAT, "%s: %s must be an object", path, where);
     long long v, lvl;
@@ -159,7 +161,7 @@ static int read_drop(const json_t *d, evb_allocation *c, const char *path) {
     json_t *x;
     size_t i;
     json_array_foreach(d, i, x) {
-        char w[1300];
+        char w[PATH_MAX + 64];
         snprintf(w, sizeof w, "%s: drop[%zu].", path, i);
         long long b;
         const char *sub = json_string_value(json_object_get(x, "sub"));
@@ -172,7 +174,7 @@ static int read_drop(const json_t *d, evb_allocation *c, const char *path) {
 }
 
 static int read_top(const json_t *j, evb_allocation *c, const char *path) {
-    char w[1300];
+    char w[PATH_MAX + 64];
     snprintf(w, sizeof w, "%s:", path);
     int s = read_str(j, "model", c->model, sizeof c->model, path, "");
     if (!s) s = read_str(j, "db", c->db, sizeof c->db, path, "");
@@ -186,33 +188,52 @@ static int read_top(const json_t *j, evb_allocation *c, const char *path) {
     return s;
 }
 
-/* A directory: its best.json; a sweep's directory names its targets' instead. */
+/* The subdirectories of dir that hold a best.json (a sweep's targets), listed into buf[n] as "DIR/A/best.json,
+ * DIR/B/best.json" (at most 4, sorted, then ", ... (K in all)"); how many there are. */
+static int list_best_jsons(const char *dir, char *buf, size_t n) {
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char *names[4];
+    int k = 0;
+    buf[0] = 0;
+    while (d && (de = readdir(d))) {
+        char p[PATH_MAX];
+        struct stat sb;
+        if (de->d_name[0] == '.' || snprintf(p, sizeof p, "%s/%s/best.json", dir, de->d_name) >= (int)sizeof p) continue;
+        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (k < 4) names[k] = strdup(de->d_name);
+        k++;
+    }
+    if (d) closedir(d);
+    int shown = k < 4 ? k : 4;
+    for (int i = 0; i < shown; i++)  /* readdir's order is the file system's: sort the few shown */
+        for (int j = i + 1; j < shown; j++)
+            if (names[i] && names[j] && strcmp(names[j], names[i]) < 0) { char *t = names[i]; names[i] = names[j]; names[j] = t; }
+    for (int i = 0, at = 0; i < shown; i++) {
+        if (names[i] && at < (int)n) at += snprintf(buf + at, n - (size_t)at, "%s%s/%s/best.json", i ? ", " : "", dir, names[i]);
+        free(names[i]);
+    }
+    if (k > 4) snprintf(buf + strlen(buf), n - strlen(buf), ", ... (%d in all)", k);
+    return k;
+}
+
+/* A directory: its best.json; a sweep's directory (no best.json of its own) names its targets' instead. */
 static int config_path(const char *path, char *file, size_t n) {
     struct stat sb;
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { snprintf(file, n, "%s", path); return EVB_SUCCESS; }
-    snprintf(file, n, "%s/best.json", path);
+    if (snprintf(file, n, "%s/best.json", path) >= (int)n) EVB_ERRORF(EVB_EINVAL, "%.60s...: the path is too long", path);
     if (stat(file, &sb) == 0) return EVB_SUCCESS;
-    char sweep[1300];
-    snprintf(sweep, sizeof sweep, "%s/sweep.json", path);
-    json_t *j = NULL;
-    if (stat(sweep, &sb) == 0 && evb_json_load_file(sweep, &j) == EVB_SUCCESS) {
-        char list[900] = "";
-        json_t *x;
-        size_t i;
-        json_array_foreach(json_object_get(j, "runs"), i, x) {
-            const char *b = json_string_value(json_object_get(x, "best"));
-            size_t used = strlen(list);
-            if (b && used + strlen(b) + 3 < sizeof list) snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", b);
-        }
-        json_decref(j);
-        EVB_ERRORF(EVB_EINVAL, "%s is a sweep: it holds one configuration per target (hint: give one of %s)", path, list);
-    }
-    EVB_ERRORF(EVB_EIO, "%s: a directory without best.json (hint: give a finished search's run directory or its best.json)", path);
+    char subs[1200];
+    if (list_best_jsons(path, subs, sizeof subs))
+        EVB_ERRORF(EVB_EINVAL, "%s is a directory without best.json (hint: a sweep directory holds one best.json per target "
+                   "subfolder; pass one of them: %s)", path, subs);
+    EVB_ERRORF(EVB_EINVAL, "%s is a directory without best.json (hint: pass a run directory written by "
+               "'evobudget search --out', or its best.json)", path);
 }
 
 int evb_allocation_read(const char *path, evb_allocation **out) {
     *out = NULL;
-    char file[1200];
+    char file[PATH_MAX];
     int s = config_path(path, file, sizeof file);
     json_t *j = NULL;
     if (!s) s = evb_json_load_file(file, &j);
@@ -245,5 +266,81 @@ int evb_allocation_check(const evb_allocation *c, const evb_model *m, const char
         if (c->units[i].unit >= U) EVB_ERRORF(EVB_EINVAL, "%s: units[%d] names unit %d; the model has units 0..%d", path, i, c->units[i].unit, U - 1);
     for (int i = 0; i < c->n_drop; i++)
         if (c->drop[i].block >= L) EVB_ERRORF(EVB_EINVAL, "%s: drop[%d] names block %d; the model has blocks 0..%d", path, i, c->drop[i].block, L - 1);
+    return EVB_SUCCESS;
+}
+
+/* ---- a configuration's weights ---- */
+
+int evb_allocation_uniform(const evb_model *m, const evb_db_entry *key, evb_allocation **out) {
+    int U = evb_model_n_units(m), s = evb_allocation_new(U, 0, out);
+    for (int u = 0; !s && u < U; u++) {
+        evb_allocation_unit *x = &(*out)->units[u];
+        x->unit = u;
+        x->key = *key;
+        x->key.unit = u;
+        snprintf(x->name, sizeof x->name, "layers.%d.%s", u / EVB_LINEAR_COUNT, evb_linear_name((evb_linear_kind)(u % EVB_LINEAR_COUNT)));
+    }
+    return s;
+}
+
+int evb_allocation_drop_mask(const evb_allocation *c, const evb_model *m, unsigned char **drop) {
+    int L = m->config.n_layers;
+    *drop = NULL;
+    if (!c->n_drop) return EVB_SUCCESS;
+    *drop = calloc(2 * (size_t)L, 1);
+    if (!*drop) EVB_ERRORF(EVB_ENOMEM, "out of memory");
+    for (int i = 0; i < c->n_drop; i++)
+        if (c->drop[i].block < L) (*drop)[c->drop[i].mlp * L + c->drop[i].block] = 1;
+    return EVB_SUCCESS;
+}
+
+/* Unit x's database entry (>= 0), EVB_ENTRY_ZERO, or an error naming the level the database lacks. */
+static int unit_entry(const evb_allocation_unit *x, const evb_db *db, const char *db_dir, int *entry) {
+    if (x->zero) { *entry = EVB_ENTRY_ZERO; return EVB_SUCCESS; }
+    const evb_method *me = evb_method_find(x->key.method);
+    if (!me) EVB_ERRORF(EVB_EINVAL, "unit %d: method '%s' is unknown (%s)", x->unit, x->key.method, evb_method_names());
+    evb_db_entry key = x->key;
+    key.kind = me->kind;
+    *entry = evb_db_find(db, &key);
+    if (*entry >= 0) return EVB_SUCCESS;
+    int sparse = me->kind == EVB_LEVEL_SPARSE;
+    double v = sparse ? key.sparsity : key.bits;
+    EVB_ERRORF(EVB_EINVAL, "%s: unit %d (%s of block %d) has no %s level %s%g (hint: add it with 'evobudget db build --method %s %s%g')",
+               db_dir, x->unit, evb_linear_name((evb_linear_kind)(x->unit % EVB_LINEAR_COUNT)), x->unit / EVB_LINEAR_COUNT, me->name,
+               sparse ? "sparsity " : "bits ", v, me->name, sparse ? "--sparsity " : "--bits ", v);
+}
+
+int evb_allocation_weights(const evb_allocation *c, const evb_model *m, const evb_db *db, const char *db_dir,
+                           const float ***weights, float **mem) {
+    int U = evb_model_n_units(m), s = EVB_SUCCESS;
+    int *idx = malloc(sizeof(int) * U);
+    const float **w = calloc((size_t)U, sizeof *w);
+    size_t total = 0;
+    if (!idx || !w) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    for (int u = 0; idx && u < U; u++) idx[u] = EVB_ENTRY_DENSE;
+    for (int i = 0; !s && i < c->n_units; i++) {
+        const evb_allocation_unit *x = &c->units[i];
+        if (x->unit >= U) s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1);
+        else if (x->dense) continue;
+        else if (!x->zero && !x->key.method[0]) s = EVB_RAISEF(EVB_EINVAL, "unit %d has no \"method\"", x->unit);
+        else s = unit_entry(x, db, db_dir, &idx[x->unit]);
+        int r, cols;
+        if (!s) { evb_model_unit_shape(m, x->unit, &r, &cols); total += (size_t)r * cols; }
+    }
+    float *p = s ? NULL : malloc(sizeof(float) * (total ? total : 1)), *q = p;
+    if (!s && !p) s = EVB_RAISEF(EVB_ENOMEM, "out of memory for the compressed weights (%zu floats)", total);
+    for (int u = 0; !s && u < U; u++) {
+        if (idx[u] == EVB_ENTRY_DENSE) continue;
+        int r, cols;
+        evb_model_unit_shape(m, u, &r, &cols);
+        if (idx[u] == EVB_ENTRY_ZERO) memset(q, 0, sizeof(float) * (size_t)r * cols);
+        else s = evb_db_load(db, idx[u], q);
+        w[u] = q;
+        q += (size_t)r * cols;
+    }
+    free(idx);
+    if (s) { free(p); free(w); return s; }
+    *weights = w;
+    *mem = p;
     return EVB_SUCCESS;
 }

@@ -111,10 +111,11 @@ static int read_problem(const json_t *j, const char *path, evb_mp **out) {
 
 int evb_mp_load_file(const char *path, evb_mp **out) {
     *out = NULL;
-    json_t *j;
-    int s = evb_json_load_file(path, &j);
-    if (s) return s;
-    s = read_problem(j, path, out);
+    json_error_t je;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!j && je.line < 0) EVB_ERRORF(EVB_EIO, "%s: %s", path, je.text);
+    if (!j) EVB_ERRORF(EVB_EFORMAT, "%s: %s (line %d, column %d)", path, je.text, je.line, je.column);
+    int s = read_problem(j, path, out);
     json_decref(j);
     return s;
 }

@@ -89,10 +89,12 @@ static int rule_owl(evb_mp_env *env, const evb_mp *mp, const evb_kl_params *kp, 
             record(env, "{\"lambda\": %g, \"M\": %g, \"fitness\": %.10g, \"sparsity\": %.6f}", lambdas[li], Ms[mi], c->fitness, c->sparsity);
             evb_mp_say(env, "owl lambda %.2f M %2.0f: fitness %.5f", lambdas[li], Ms[mi], c->fitness);
             if (c->fitness < best->fitness) {
-                evb_allocation_unit *keep = best->units;
-                memcpy(keep, c->units, sizeof *keep * c->n_units);
+                evb_allocation_unit *units = best->units;   /* the arrays stay each one's own */
+                evb_allocation_drop *drop = best->drop;
+                memcpy(units, c->units, sizeof *units * c->n_units);
                 *best = *c;
-                best->units = keep;
+                best->units = units;
+                best->drop = drop;
             }
         }
     }

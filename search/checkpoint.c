@@ -186,10 +186,12 @@ static int check_fields(const evb_search *s, const char *name, const msgpack_obj
         !f64(m, "parent_fit", &x->pf) || !f64(m, "parent_cost", &x->pc) || !u64(m, "pop_n", &x->popn) ||
         !u64(m, "evaluations", &x->ev) || !u64(m, "memo_hits", &x->hits) || !u64(m, "tokens", &x->tok) || !u64(m, "arch_tokens", &x->at))
         bad = "a counter or the incumbent's fitness or cost is missing or not a number";
-    else if (x->gen > (uint64_t)s->p.generations || x->init > 1 || x->done > 1 || (!x->init && x->gen) ||
-             x->done != (x->init && x->gen >= (uint64_t)s->p.generations))
-        snprintf(what, sizeof what, "generation %llu (initialized %llu, done %llu) does not fit a search of %d generations",
-                 (unsigned long long)x->gen, (unsigned long long)x->init, (unsigned long long)x->done, s->p.generations), bad = what;
+    else if (x->init > 1 || x->done > 1 || (!x->init && x->gen) || (x->done && !x->init))
+        snprintf(what, sizeof what, "generation %llu (initialized %llu, done %llu) is not a state a search passes through",
+                 (unsigned long long)x->gen, (unsigned long long)x->init, (unsigned long long)x->done), bad = what;
+    else if (x->gen > (uint64_t)s->p.generations)
+        snprintf(what, sizeof what, "it holds generation %llu, beyond the %d this search runs (hint: ask for %llu generations or more)",
+                 (unsigned long long)x->gen, s->p.generations, (unsigned long long)x->gen), bad = what;
     else if (x->popn > (uint64_t)s->p.n_offspring || (nsga && x->init ? !x->popn : x->popn != 0))
         snprintf(what, sizeof what, "a population of %llu does not fit this search (%s, at most %d)", (unsigned long long)x->popn,
                  s->type->name, nsga ? s->p.n_offspring : 0), bad = what;
@@ -275,7 +277,8 @@ int evb_search_load_mem_(evb_search *s, const char *name, const unsigned char *b
         else { free(s->pop); free(s->pop_fit); free(s->pop_cost); s->pop = pp; s->pop_fit = pf; s->pop_cost = pc; }
     }
     if (!st) {
-        s->generation = (int)x.gen; s->initialized = (int)x.init; s->done = (int)x.done;
+        s->generation = (int)x.gen; s->initialized = (int)x.init;
+        s->done = x.init && x.gen >= (uint64_t)s->p.generations; /* a finished run continues when asked for more generations */
         memcpy(s->parent, x.par, sizeof(int16_t) * U);
         s->parent_fit = x.pf; s->parent_cost = x.pc; s->pop_n = (int)x.popn;
         if (x.popn) {

@@ -152,10 +152,11 @@ int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, 
         if (!evb_problem_feasible(&s->prob, s->start)) { evb_search_free(s); EVB_ERRORF(EVB_EBUDGET, "search: no feasible start found for budget %.17g +- %g (hint: give the problem a start)", p->budget, p->tolerance); }
     }
     s->prob.start = s->start;
-    /* the fingerprint of (type, parameters, problem), checked when a checkpoint is loaded */
+    /* the fingerprint of (type, parameters, problem), checked when a checkpoint is loaded; not the generation
+     * count: a checkpoint continues into a longer run (each generation depends only on those before it) */
     uint64_t h = fnv(t->name, strlen(t->name), 0xCBF29CE484222325ull);
     h = fnv(&s->p.seed, sizeof s->p.seed, h);
-    int ints[6] = {s->p.generations, q->n_offspring, q->n_stages, q->max_mutations, q->n_initial, q->memo};
+    int ints[6] = {0, q->n_offspring, q->n_stages, q->max_mutations, q->n_initial, q->memo};
     h = fnv(ints, sizeof ints, h);
     h = fnv(q->n_survivors, sizeof(int) * q->n_stages, h);
     for (int j = 0; j < q->n_stages; j++) { uint64_t v = q->n_tokens[j]; h = fnv(&v, sizeof v, h); }

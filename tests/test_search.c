@@ -637,7 +637,7 @@ static void test_ck_crafted(void) {
         {0, "generation", SET_U64, 1ull << 31, NULL, 0, 0, "generation 2^31"},
         {0, "generation", SET_U64, UINT64_MAX, NULL, 0, 0, "generation 2^64-1"},
         {0, "generation", SET_U64, 21, NULL, 0, 0, "generation 21 of 20"},
-        {0, "done", SET_U64, 1, NULL, 0, 0, "done at generation 10 of 20"},
+        {0, "done", SET_U64, 2, NULL, 0, 0, "done = 2"},
         {0, "fingerprint", SET_STR, 0, "ab", 0, 0, "a 2-byte fingerprint"},
         {0, "fingerprint", SET_STR, 0, "", 0, 0, "an empty fingerprint"},
         {0, "parent", SET_I16, 999, NULL, 3, 0, "the incumbent's unit 3 at level 999"},

@@ -78,6 +78,15 @@ int  evb_allocation_read(const char *path, evb_allocation **out);
 int  evb_allocation_check(const evb_allocation *c, const struct evb_model *m, const char *path);
 /* Writes c to path (a temporary file, fsync, rename). */
 int  evb_allocation_write(const evb_allocation *c, const char *path);
+/* Every linear unit of m at the level key (the unit field is set per unit). */
+int  evb_allocation_uniform(const struct evb_model *m, const evb_db_entry *key, evb_allocation **out);
+/* The dropped sub-blocks as flags [2 L] (attention, then MLP), or NULL when none; the caller frees it. */
+int  evb_allocation_drop_mask(const evb_allocation *c, const struct evb_model *m, unsigned char **drop);
+/* The weights of a configuration from the database db (db_dir names it in messages): weights[U] point into
+ * *mem (both freed by the caller), NULL for a dense unit, zeros for "zero". A level the database lacks is
+ * EVB_EINVAL naming the unit and the `db build` that adds it. */
+int  evb_allocation_weights(const evb_allocation *c, const struct evb_model *m, const evb_db *db, const char *db_dir,
+                            const float ***weights, float **mem);
 
 /* ---- building a problem from a model ---- */
 

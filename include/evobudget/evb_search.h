@@ -202,7 +202,8 @@ int  evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels
  * header with its length and an xxHash64 checksum, written atomically (a temporary sibling, fsync, rename).
  * Its size is bounded: the memo holds at most memo_max entries, the population n_offspring.
  * Loading into a search allocated with the same type, params and problem continues it exactly: resumed and
- * uninterrupted runs give the same result. A checkpoint that is damaged (checksum), of an older format, of
+ * uninterrupted runs give the same result. params.generations may be larger than the run's: a finished run
+ * then continues to the new count, as if it had been asked for from the start. A checkpoint that is damaged (checksum), of an older format, of
  * another problem or parameters (fingerprint), or whose fields do not fit the problem (a level outside its
  * unit's range, a cost that is not the candidate's, a generation beyond params.generations) is refused with
  * EVB_EFORMAT and the search is left as it was. */
