@@ -98,21 +98,11 @@ static int parse_targets(run *r) {
     return rc;
 }
 
-/* Which methods go with which targets. */
+/* Which methods go with which targets (problems/methods.c), and sweeps. */
 static int check_method(const run *r) {
-    const char *m = r->method;
-    int k = r->kind;
-    if (r->n_targets > 1 && strcmp(m, "evopress")) return usage_error("a list of targets is an EvoPress sweep; give --method evopress or one target");
+    if (r->n_targets > 1 && strcmp(r->method, "evopress")) return usage_error("a list of targets is an EvoPress sweep; give --method evopress or one target");
     if (r->n_targets > 1 && g_mpi_size > 1) return usage_error("an EvoPress sweep runs one target per mpirun; give one target");
-    if (k == EVB_TARGET_BYTES && (!strcmp(m, "uniform") || evb_mp_is_rule(m)))
-        return usage_error("--method %s has no rule for a joint budget of bytes; use evopress, nsga2 or random", m);
-    if ((!strcmp(m, "owl") || !strcmp(m, "ecoflap")) && k != EVB_TARGET_SPARSITY)
-        return usage_error("--method %s allocates sparsity; give --target-sparsity (or use evopress, random, uniform)", m);
-    if (!strcmp(m, "shortgpt") && k != EVB_TARGET_DROP) return usage_error("--method shortgpt drops sub-blocks; give --target-drop");
-    if (!strcmp(m, "uniform") && k == EVB_TARGET_DROP) return usage_error("--method uniform has no meaning for --target-drop; use shortgpt or random");
-    if (!strcmp(m, "uniform") && k == EVB_TARGET_BITS && fabs(r->targets[0] - round(r->targets[0])) > 1e-9)
-        return usage_error("--target-bits %g: no uniform allocation has a fractional width; use --method random (best of N) or evopress", r->targets[0]);
-    return 0;
+    return evb_mp_method_check(r->method, r->kind, r->targets[0]) ? refuse_status("--") : 0;
 }
 
 static int parse_stages(const char *s, evb_search_params *p) {
@@ -455,10 +445,7 @@ static int mpi_rank_serve(run *r) {
 /* ---- the command ---- */
 
 static int check_flags(run *r, int n_t) {
-    static const char *const methods[] = {"evopress", "nsga2", "uniform", "random", "owl", "ecoflap", "shortgpt"};
-    int known = 0;
-    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) known |= strcmp(r->method, methods[i]) == 0;
-    if (!known) return usage_error("--method '%s' is unknown (evopress, nsga2, uniform, random, owl, ecoflap, shortgpt)", r->method);
+    if (!evb_mp_method_find(r->method)) return usage_error("--method '%s' is unknown (%s)", r->method, evb_mp_method_names());
 #ifdef EVB_MPI
     if (g_mpi_size > 1 && r->o->problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
     if (g_mpi_size > 1 && evb_mp_is_rule(r->method)) return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r->method);

@@ -68,8 +68,7 @@ static int check_flags(const run *r) {
     if (o->target_sparsity || o->target_bits || o->target_drop || o->target_bytes) return usage_error("--problem replaces --target-*: the budget is in the file");
     if (o->model || o->calib || o->db || o->compressor || o->teacher || o->fitness)
         return usage_error("--problem runs without a model: --model, --calib, --db, --compressor, --teacher and --fitness do not apply");
-    if (strcmp(r->method, "evopress") && strcmp(r->method, "nsga2") && strcmp(r->method, "uniform") && strcmp(r->method, "random"))
-        return usage_error("--problem: --method %s needs a model; use evopress, nsga2, uniform or random", r->method);
+    if (evb_mp_method_check(r->method, EVB_TARGET_FILE, 0)) return refuse_status("--problem: ");
     return 0;
 }
 

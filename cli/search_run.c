@@ -45,7 +45,8 @@ void say(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "%s: %s\n", c
 /* The generations a user can afford by default: a quarter of the paper's for a model's sparsity, a third for
  * bits and bytes (every generation runs the model lambda times); the paper's for depth and problem files. */
 static int default_generations(const run *r, int paper) {
-    if (strcmp(r->method, "evopress") && strcmp(r->method, "nsga2")) return paper;
+    const evb_mp_method *me = evb_mp_method_find(r->method);
+    if (me->rule || me->one_round) return paper;
     if (r->kind == EVB_TARGET_SPARSITY) return paper / 4;
     if (r->kind == EVB_TARGET_BITS || r->kind == EVB_TARGET_BYTES) return paper / 3;
     return paper;
@@ -62,7 +63,7 @@ int search_params(run *r, evb_search_params *sp) {
             return usage_error("--generations '%s' must be a count in [1, %d] or 'paper' (the paper's count, %d here)", o->generations, 1 << 24, paper);
         sp->generations = (int)g;
     } else if (!o->generations) sp->generations = default_generations(r, paper);
-    if (!strcmp(r->method, "uniform") || !strcmp(r->method, "random")) sp->generations = 1;
+    if (evb_mp_method_find(r->method)->one_round) sp->generations = 1;
     if (o->offspring) sp->n_offspring = (int)o->offspring;
     if (o->initial) sp->n_initial = (int)o->initial;
     sp->memo = !o->no_memo;
@@ -78,7 +79,7 @@ int search_params(run *r, evb_search_params *sp) {
 
 /* The search object of the run's problem with its fitness attached; a library status. */
 static int make_search(const run *r, const evb_search_params *sp, evb_search **srch) {
-    evb_problem p = strcmp(r->method, "nsga2") == 0 ? evb_mp_front_problem(r->mp) : r->mp->problem;
+    evb_problem p = evb_mp_method_find(r->method)->front ? evb_mp_front_problem(r->mp) : r->mp->problem;
     *srch = NULL;
     int s = evb_problem_check(&p);
     if (!s) s = evb_search_alloc(evb_search_type_find(r->method), sp, &p, srch);

@@ -334,9 +334,10 @@ evb_search_params evb_mp_search_params(const evb_mp *mp, const char *search_type
     if (kind == EVB_TARGET_BITS && fabs(mp->target - round(mp->target)) > 1e-9) { p.n_initial = 32; p.initial_tokens = scale_tokens(2048, T, base); }
     p.max_mutations = 3;
     p.total_tokens = T;
-    if (search_type && strcmp(search_type, "random") == 0) { p.n_initial = 32; p.generations = 1; }
-    if (search_type && strcmp(search_type, "uniform") == 0) p.generations = 1;
-    if (search_type && strcmp(search_type, "nsga2") == 0) {
+    const evb_mp_method *me = evb_mp_method_find(search_type);
+    if (me && me->one_round) p.generations = 1;
+    if (search_type && strcmp(search_type, "random") == 0) p.n_initial = 32;
+    if (me && me->front) {
         p.generations = 100; p.n_offspring = 32; p.n_stages = 1; p.n_survivors[0] = 32; p.n_tokens[0] = scale_tokens(16384, T, base);
     }
     return p;

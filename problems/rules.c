@@ -8,10 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int evb_mp_is_rule(const char *name) {
-    return name && (!strcmp(name, "owl") || !strcmp(name, "ecoflap") || !strcmp(name, "shortgpt"));
-}
-
 int evb_mp_score(const evb_kl_params *kp, const int16_t *level, int n_units, double *fitness) {
     void *ws = malloc(evb_fitness_kl.workspace_size(kp));
     int s = ws ? evb_fitness_kl.workspace_init(ws, kp) : EVB_RAISEF(EVB_ENOMEM, "out of memory");

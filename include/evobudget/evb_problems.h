@@ -172,6 +172,22 @@ int evb_mp_rule(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, const char
 /* 1 when name is an allocation rule ("owl", "ecoflap", "shortgpt"), 0 otherwise. */
 int evb_mp_is_rule(const char *name);
 
+/* ---- the methods ---- */
+
+typedef struct evb_mp_method {
+    const char *name;            /* a search type of evb_search.h, or an allocation rule */
+    int rule;                    /* 1: evb_mp_rule, 0: evb_search_type_find(name) */
+    unsigned targets;            /* the target kinds it serves, 1 << evb_target_kind each */
+    int front;                   /* searches the front: give it evb_mp_front_problem */
+    int one_round;               /* scores once: no generations */
+    const char *what;            /* one line for help texts */
+    const char *instead;         /* what to do for a target it does not serve */
+} evb_mp_method;
+const evb_mp_method *evb_mp_method_find(const char *name);
+const char *evb_mp_method_names(void);
+/* EVB_EINVAL, naming what to use instead, when the method is unknown or does not serve the target. */
+int evb_mp_method_check(const char *name, int kind, double target);
+
 /* ---- problem files (docs/problem-files.md, docs/problem.schema.json) ---- */
 
 /* Reads a problem file: units with names, levels with costs and optional per-level "fitness" values, the
