@@ -96,6 +96,9 @@ int load_levels(const evb_model *m, const opts *o, const char *db_dir, const evb
  * "<command>: <prefix><message>", with a hint when the message has none. Exit 2. */
 int refuse_status(const char *prefix);
 
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_db(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* export --format gptq: the configuration's quantized levels packed in the GPTQ layout into dir (cli/export_gptq.c);

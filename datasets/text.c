@@ -132,3 +132,45 @@ int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, in
     }
     return EVB_SUCCESS;
 }
+
+int evb_windows_from_file(const evb_tokenizer *t, const char *path, size_t piece_bytes, int seq_len, int count,
+                          uint64_t seed, size_t max_scored, evb_windows *w) {
+    char *text = NULL;
+    size_t len = 0, n = 0;
+    int32_t *tok = NULL;
+    memset(w, 0, sizeof *w);
+    int s = evb_text_read(path, &text, &len);
+    if (!s) s = evb_text_tokenize(t, text, len, piece_bytes, &tok, &n);
+    if (!s && count > 0) s = evb_windows_sample(tok, n, seq_len, evb_tokenizer_bos(t), count, seed, w);
+    else if (!s) s = evb_windows_consecutive(tok, n, seq_len, evb_tokenizer_bos(t), max_scored, w);
+    free(text);
+    free(tok);
+    return s;
+}
+
+size_t evb_windows_scored(const evb_windows *w) {
+    size_t n = 0;
+    for (int i = 0; i < w->n; i++) n += (size_t)w->len[i] - 1;
+    return n;
+}
+
+char *evb_text_utf8_lossy(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(3 * n + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        int l = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        size_t j = i + 1;
+        if (l > 1 && j < n && u[j] >= lo && u[j] <= hi)
+            for (j++; j < i + (size_t)l && j < n && (u[j] & 0xC0) == 0x80; j++) {}
+        if (l && j - i == (size_t)l) { memcpy(o + k, s + i, (size_t)l); k += (size_t)l; }
+        else { memcpy(o + k, "\xEF\xBF\xBD", 3); k += 3; }
+        i = j;
+    }
+    o[k] = '\0';
+    *out_len = k;
+    return o;
+}

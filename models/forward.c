@@ -433,3 +433,21 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
     free(buf);
     return EVB_SUCCESS;
 }
+
+int evb_generate_greedy(const evb_model *m, evb_state *s, int32_t *seq, size_t n_prompt, size_t total) {
+    const int V = m->config.vocab_size;
+    if (total > (size_t)m->config.max_seq_len || n_prompt < 1 || n_prompt > total)
+        EVB_ERRORF(EVB_EINVAL, "generate: %zu prompt tokens and %zu in all, for a context of %d", n_prompt, total, m->config.max_seq_len);
+    for (size_t i = 0; i < n_prompt; i++)
+        if (seq[i] < 0 || seq[i] >= V)
+            EVB_ERRORF(EVB_ERANGE, "prompt token %d (position %zu) is outside the model's vocabulary [0, %d) (hint: use the model's own tokenizer)", seq[i], i, V);
+    for (size_t n = n_prompt; n < total; n++) {
+        int st = evb_forward(m, s, seq, 1, (int)n);
+        if (st) return st;
+        const float *row = s->logits + (n - 1) * (size_t)V;
+        int best = 0;
+        for (int v = 1; v < V; v++) if (row[v] > row[best]) best = v;
+        seq[n] = best;
+    }
+    return EVB_SUCCESS;
+}

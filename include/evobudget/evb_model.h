@@ -187,6 +187,11 @@ int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last);
 int evb_forward_logits(const evb_model *m, evb_state *s);
 /* The whole forward: embed, all blocks, logits. */
 int evb_forward(const evb_model *m, evb_state *s, const int32_t *tokens, int B, int T);
+/* Greedy decoding: seq[0..n_prompt) is the prompt (BOS first); appends the most likely token until seq holds
+ * total tokens (at most the model's context; s for one sequence of total positions). Each step reruns the
+ * whole sequence: simple, and the batched forward makes it cheap at the sizes it is used for. A prompt id
+ * outside the vocabulary is EVB_ERANGE naming its position. */
+int evb_generate_greedy(const evb_model *m, evb_state *s, int32_t *seq, size_t n_prompt, size_t total);
 
 /* In place log-softmax of n rows of V. */
 void evb_log_softmax(float *x, size_t n, int V);

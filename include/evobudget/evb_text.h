@@ -40,6 +40,16 @@ int evb_windows_consecutive(const int32_t *tokens, size_t n, int seq_len, int bo
 int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, int count, uint64_t seed,
                        evb_windows *w);
 void evb_windows_free(evb_windows *w);
+/* The windows of a text file: its tokens (evb_text_tokenize in pieces of piece_bytes), then count windows
+ * sampled with seed (count > 0) or consecutive windows covering at most max_scored tokens (count 0; 0: all).
+ * BOS is the tokenizer's. */
+int evb_windows_from_file(const evb_tokenizer *t, const char *path, size_t piece_bytes, int seq_len, int count,
+                          uint64_t seed, size_t max_scored, evb_windows *w);
+/* The scored positions of all windows: sum of len - 1. */
+size_t evb_windows_scored(const evb_windows *w);
+/* A malloc'd copy of s[0..n) with each invalid UTF-8 sequence (its maximal valid prefix, as WHATWG and Rust's
+ * from_utf8_lossy count) replaced by U+FFFD; NULL when out of memory. */
+char *evb_text_utf8_lossy(const char *s, size_t n, size_t *out_len);
 
 /* The windows [i, i + B) that one forward of at most `batch` windows runs: consecutive windows of one
  * length T (written to *T). Windows are stored seq_len apart and a batch needs them T apart, so a shorter
