@@ -217,6 +217,48 @@ int evb_db_build_sequential(evb_db *db, struct evb_model *m, const struct evb_wi
 void evb_hash_hex(const void *data, size_t n, uint64_t seed, char hex[17]);
 uint64_t evb_hash64(const void *data, size_t n, uint64_t seed);
 
+/* ---- the level databases under a cache directory ---- */
+
+/* search keeps one level database per model and calibration set under a cache directory and never removes
+ * them; these say what the directory holds and remove databases from it (compressors/dbdir.c). A directory
+ * under the cache directory is a level database when it is a real directory (not a symbolic link) holding
+ * index.msgpack as a regular file. Nothing else under the cache directory is counted or touched, and
+ * everything below it is reached through descriptors opened with O_NOFOLLOW, so a symbolic link swapped in
+ * under it is never followed. */
+typedef struct evb_db_dir_entry {
+    char     name[256];       /* its directory's name under the cache directory */
+    uint64_t bytes;           /* on disk: the blocks its regular files take, as du counts them */
+    int      levels;          /* entries of its index; -1 when the index cannot be read */
+    char     model_fp[17], calib_fp[17]; /* the fingerprints its index records ("" when unreadable) */
+    int64_t  mtime;           /* the index's last change, seconds since the epoch (0: unknown) */
+    char    *error;           /* why the index cannot be read (levels -1), else NULL */
+} evb_db_dir_entry;
+
+/* What a cache directory holds; owned by the caller, freed with evb_db_dir_free. */
+typedef struct evb_db_dir {
+    int exists;                 /* 0: the directory does not exist (it then holds nothing) */
+    int n;                      /* level databases */
+    evb_db_dir_entry *entries;  /* [n], sorted by name */
+    int n_other;                /* other entries directly under it: not level databases, never removed */
+    uint64_t bytes;             /* the databases' bytes, in all */
+} evb_db_dir;
+
+/* Reads the level databases under cache_dir: each one's size, levels, fingerprints and last change (an
+ * unreadable index is reported in its entry, not as an error). A cache directory that does not exist is
+ * not an error either: *out then says exists 0. EVB_EIO when it cannot be read, EVB_ENOMEM. */
+int  evb_db_dir_scan(const char *cache_dir, evb_db_dir **out);
+void evb_db_dir_free(evb_db_dir *d);
+
+/* Removes the level database name under cache_dir, taking its writer lock without waiting (as a build
+ * takes it), and only when every file in it is one a database is made of (index.msgpack, .lock, payloads
+ * uNNNN_*.bin, and killed writers' temporary files NAME.tmp.*). Payloads go first and the index last, so a
+ * removal that is killed leaves a database that db build repairs or one that a second removal finishes; a
+ * reader scoring candidates (it holds no lock) loses the levels it has not read yet. A database that is
+ * left in place gives, with the reason as the message (no path in it): EVB_EIO when another process holds
+ * its lock ("in use by another evobudget process ...") or a file cannot be removed, EVB_EFORMAT when it
+ * holds a file no level database has (the first one named), EVB_EINVAL when name is not a level database. */
+int  evb_db_dir_remove(const char *cache_dir, const char *name);
+
 #ifdef __cplusplus
 }
 #endif
