@@ -183,6 +183,16 @@ static void default_db(run *r) {
     else if (xdg && xdg[0]) snprintf(base, sizeof base, "%s/evobudget", xdg);
     else snprintf(base, sizeof base, "%s/.cache/evobudget", home && home[0] ? home : ".");
     snprintf(r->dbdir, sizeof r->dbdir, "%s/%s-%s", base, r->mfp, r->cfp);
+    snprintf(r->cache_base, sizeof r->cache_base, "%s", base);
+}
+
+/* After levels were added to the cache: what it now holds, and how to see and clear it. */
+static void say_cache(const run *r) {
+    evb_db_dir *d = NULL;
+    if (!r->db || !r->cache_base[0] || evb_db_count(r->db) <= r->db_entries0 || evb_db_dir_scan(r->cache_base, &d)) return;
+    fprintf(stderr, "%s: the level cache %s now holds %.1f MB in %d database%s (evobudget cache list; evobudget cache clear --yes)\n",
+            cmd_name, r->cache_base, d->bytes / 1e6, d->n, d->n == 1 ? "" : "s");
+    evb_db_dir_free(d);
 }
 
 /* The level cache's bound: the parent's levels of every unit and a quarter more for the offspring's, in the
@@ -201,6 +211,7 @@ static int open_db(run *r, int create) {
     if (r->kind == EVB_TARGET_DROP) return 0;
     if (create && mkdirs(r->dbdir)) return fail(evb_errorf(__FILE__, __LINE__, EVB_EIO, "database %s: %s", r->dbdir, strerror(errno)));
     if ((s = evb_db_open(r->dbdir, r->mfp, r->cfp, create, &r->db)) || (s = evb_db_check_model(r->db, m))) return fail(s);
+    r->db_entries0 = evb_db_count(r->db);
     if ((s = evb_level_cache_alloc_as(r->db, level_cache_bytes(m), m->compute == EVB_COMPUTE_BF16, &r->cache))) return fail(s);
     r->env.db = r->db;
     return 0;
@@ -466,8 +477,6 @@ static void demo_defaults(run *r) {
     if (!r->o->out) r->o->out = "evobudget-demo";
     if (!r->o->generations) r->o->generations = "12";
     if (!r->o->offspring) r->o->offspring = 16;
-    fprintf(stderr, "%s: the demo model's front: EvoPress at sparsity %s against uniform pruning, %s generations each"
-                    " (--generations paper for the paper's 400)\n", cmd_name, targets, r->o->generations);
 }
 
 static int search_main(run *r, int n_t) {
@@ -482,6 +491,9 @@ static int search_main(run *r, int n_t) {
         run_flags rf = {o->resume, o->force};
         if ((rc = rundir_open(r->base, &rf, r->n_targets > 1 ? "sweep.json" : "best.json", r->n_targets > 1 ? "." : "checkpoint.msgpack", &lock))) return rc;
     }
+    if (r->demo && g_mpi_rank == 0)
+        fprintf(stderr, "%s: the demo model's front: EvoPress at sparsity %s against uniform pruning, %s generations each"
+                        " (--generations paper for the paper's 400)\n", cmd_name, o->target_sparsity, o->generations);
     set_threads(o);
     rc = load_inputs(r);
 #ifdef EVB_MPI
@@ -489,6 +501,7 @@ static int search_main(run *r, int n_t) {
     else
 #endif
     if (!rc) rc = run_targets(r, t0);
+    if (!rc) say_cache(r);
     if (!rc && r->demo && !o->json) {
         char *pargv[] = {r->base, NULL};
         fflush(stdout);

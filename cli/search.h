@@ -38,6 +38,8 @@ typedef struct run {
     int n_threads;
     evb_search_params stages;         /* --stages, when given (n_stages > 0) */
     int demo;                         /* the main job: the demo model's front, with no model and no target */
+    char cache_base[1000];            /* the cache directory holding the database, "" with --db */
+    int db_entries0;                  /* levels the database held before this run */
 } run;
 
 /* The outcome of one target: the configuration, the front, and the search's counters. */

@@ -94,8 +94,8 @@ one() {
   if [ ! -f "$run/best.json" ]; then
     step "$name, $label, $row: search and evaluations (search progress: $run.stderr)"
     rm -rf "$run"
-    g=""
-    if [ "$method" = evopress ] && [ -n "$GENS" ]; then g="--generations $GENS"; fi
+    g=""   # the paper's generations per mode unless GENS is set (search's own default is a fraction of them)
+    if [ "$method" = evopress ] || [ "$method" = nsga2 ]; then g="--generations ${GENS:-paper}"; fi
     t0=$(date +%s)
     $EVB search --model "$model" --calib "$calib" --seq-len "$seq" --calib-windows 64 --cache "$OUT/cache" \
       --method "$method" --seed 0 $g "$@" --out "$run" --json > "$run.search.json" 2> "$run.stderr" < /dev/null ||
