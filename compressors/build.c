@@ -5,9 +5,10 @@
  * checkpoint's dtype: the model's, not its compute path's, so one database serves both). Tasks run in one
  * OpenMP loop, each thread with its own buffers; every task's status goes to status[t] and the first error
  * wins after the loop. Compressors are deterministic, so the database does not depend on the thread count.
- * To add a method: implement it in compressors/<name>.c (evb_compress.h) and add a row to methods[] and a
- * case to compress_one. */
+ * To add a method: implement it in compressors/<name>.c (evb_compress.h) and add a row to methods[] with its
+ * operation (a pruning or a quantization of one weight matrix). */
 #include "evobudget/evb_calib.h"
+#include "evobudget/evb_compress.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_status.h"
 #include "evobudget/evobudget.h"
@@ -27,12 +28,32 @@ void evb_init(void) {
     gsl_set_error_handler_off();
 }
 
+/* A method's operation on one weight matrix: a pruning (sparse levels) or a quantization (quantized ones). */
+struct evb_method_ops {
+    int (*prune)(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp);
+    int (*quant)(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q, evb_quant_out *out);
+};
+
+static int prune_magnitude(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp) {
+    (void)st;
+    return evb_prune_magnitude(W, rows, cols, sp);
+}
+static int prune_sparsegpt(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp) {
+    return evb_prune_sparsegpt(W, rows, cols, st, sp, 0.01, 128);   /* SparseGPT's damping and block size */
+}
+static int quant_rtn(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q, evb_quant_out *out) {
+    (void)st;
+    return evb_quant_rtn(W, rows, cols, q, out);
+}
+static const struct evb_method_ops op_magnitude = {prune_magnitude, NULL}, op_wanda = {evb_prune_wanda, NULL},
+                                    op_sparsegpt = {prune_sparsegpt, NULL}, op_rtn = {NULL, quant_rtn}, op_gptq = {NULL, evb_quant_gptq};
+
 static const evb_method methods[] = {
-    {"magnitude", EVB_LEVEL_SPARSE, 0},
-    {"wanda", EVB_LEVEL_SPARSE, 1},
-    {"sparsegpt", EVB_LEVEL_SPARSE, 1},
-    {"rtn", EVB_LEVEL_QUANT, 0},
-    {"gptq", EVB_LEVEL_QUANT, 1},
+    {"magnitude", EVB_LEVEL_SPARSE, 0, &op_magnitude},
+    {"wanda", EVB_LEVEL_SPARSE, 1, &op_wanda},
+    {"sparsegpt", EVB_LEVEL_SPARSE, 1, &op_sparsegpt},
+    {"rtn", EVB_LEVEL_QUANT, 0, &op_rtn},
+    {"gptq", EVB_LEVEL_QUANT, 1, &op_gptq},
 };
 
 const evb_method *evb_method_find(const char *name) {
@@ -98,10 +119,7 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
     int s;
     if (method->kind == EVB_LEVEL_SPARSE) {
         evb_sparsity sp = {meta.n_removed || meta.n_keep ? 0.0 : meta.sparsity, meta.n_keep, meta.m, meta.n_removed};
-        if (strcmp(method->name, "magnitude") == 0) s = evb_prune_magnitude(W, rows, cols, sp);
-        else if (strcmp(method->name, "wanda") == 0) s = evb_prune_wanda(W, rows, cols, st, sp);
-        else s = evb_prune_sparsegpt(W, rows, cols, st, sp, 0.01, 128);
-        if (s) return s;
+        if ((s = method->ops->prune(W, rows, cols, st, sp))) return s;
         /* Kept values in the checkpoint's dtype (its own values are exact in it; SparseGPT's updated ones
          * are rounded), the error measured on the level as stored. */
         meta.dtype = evb_db_round_sparse_(evb_db_dtype_of(m->config.dtype), W, (size_t)rows * cols);
@@ -109,9 +127,7 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
     }
     evb_quant_params q = {meta.bits, g->group_size, g->sym, g->act_order, 0.01, 128};
     evb_quant_out out = {codes, scale, zero, group_of};
-    s = strcmp(method->name, "rtn") == 0 ? evb_quant_rtn(W, rows, cols, &q, &out)
-                                         : evb_quant_gptq(W, rows, cols, st, &q, &out);
-    if (s) return s;
+    if ((s = method->ops->quant(W, rows, cols, st, &q, &out))) return s;
     return evb_db_put_quant(db, &meta, &out, evb_quant_n_groups(cols, &q), evb_recon_error(dense, W, rows, cols, st));
 }
 

@@ -157,6 +157,7 @@ typedef struct evb_method {
     const char *name;   /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq" */
     int kind;           /* evb_level_kind */
     int needs_stats;    /* 1: uses the calibration statistics */
+    const struct evb_method_ops *ops;   /* private to compressors/: how it compresses one matrix */
 } evb_method;
 
 /* The methods by name, NULL if unknown. */
