@@ -12,6 +12,8 @@
  * - a sweep's directory (a real search over three targets, few generations, on stories260K or the stand-in)
  *   gets the sweep's front from its front.csv, each point labelled with its target, and every target's own
  *   pictures, also when plotted from another working directory than the search's;
+ * - a sweep that scored held-out text (search --heldout) also gets, from front.csv's heldout_kl and
+ *   uniform_kl, the held-out KL of each target's best and of the uniform allocation as two more lines;
  * - a problem file's run (examples/problems/knapsack.json) labels its profile's bars with the units' names,
  *   never with linear-layer names; names that would be code are shown as text; many names are thinned;
  * - the front's x ticks are few, short, evenly spaced and around the points, for one point and for a front
@@ -283,6 +285,50 @@ static void check_sweep(void) {
     EVB_CHECK(count_under(p, ".plot-*", NULL) == 0, "no private directory is left in the sweep's plots/");
 }
 
+/* A sweep that scored held-out text (search --heldout): its front.csv's heldout_kl and uniform_kl become two
+ * more lines of the sweep's front, the search's and the uniform allocation's held-out KL; a sweep without
+ * them gets neither. */
+static void check_sweep_heldout(void) {
+    char model[1024], calib[1024], cache[600], p[2048], q[2048], held[600], sweep[600];
+    if (standin_or_stories(tmp, model, sizeof model, calib, sizeof calib) < 0) { EVB_CHECK(0, "the stand-in model is written"); return; }
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    snprintf(held, sizeof held, "%s/heldout.txt", tmp);
+    snprintf(p, sizeof p, "head -c 4096 '%s' > '%s'", calib, held);
+    sh(p);
+    const char *search[] = {"search", "--model", model, "--calib", calib, "--seq-len", "64", "--calib-windows", "4", "--seed", "3", "--cache", cache,
+                            "--method", "evopress", "--target-sparsity", "0.3,0.5", "--heldout", held, "--generations", "2", "--offspring", "4",
+                            "--stages", "4@200,1@0", "--out", "sweep-heldout", NULL};
+    EVB_CHECK(evb_in(tmp, search) == 0, "an EvoPress sweep over 30 and 50%% sparsity scoring held-out text");
+    snprintf(sweep, sizeof sweep, "%s/sweep-heldout", tmp);
+    int rc = evb("plot", sweep, NULL, NULL);
+    EVB_CHECK(rc == 0 && lines_of("out.txt") == 15 && lines_of("err.txt") == 0,
+              "plot of the sweep (exit %d): a line and 14 pictures (%d lines), nothing on stderr (%d lines)", rc, lines_of("out.txt"), lines_of("err.txt"));
+    /* heldout.dat: per row of front.csv its x, heldout_kl, uniform_kl and target */
+    snprintf(p, sizeof p, "%s/front.csv", sweep);
+    snprintf(q, sizeof q, "%s/plots/heldout.dat", sweep);
+    FILE *fc = fopen(p, "r"), *fd = fopen(q, "r");
+    char line[4096];
+    int rows = 0, match = 0, apart = 0;
+    while (fc && fd && fgets(line, sizeof line, fc)) {
+        double t, cf, hkl, hppl, ukl, x, h, u, lt;
+        if (sscanf(line, "%*d,%lf,%*f,%lf,%*f,%*[^,],%lf,%lf,%lf,", &t, &cf, &hkl, &hppl, &ukl) != 5) continue;
+        if (fscanf(fd, "%lf %lf %lf %lf", &x, &h, &u, &lt) != 4) break;
+        rows++;
+        match += fabs(x - (1 - cf)) < 1e-6 && fabs(h - hkl) <= 1e-6 * hkl && fabs(u - ukl) <= 1e-6 * ukl && fabs(lt - t) < 1e-9 && h > 0 && u > 0;
+        apart += fabs(u - h) > 1e-6 * u;
+    }
+    if (fc) fclose(fc);
+    if (fd) fclose(fd);
+    EVB_CHECK(rows == 2 && match == 2 && apart >= 1,
+              "heldout.dat: %d rows, %d at front.csv's (1 - cost_fraction, heldout_kl, uniform_kl, target); the two KLs differ in %d", rows, match, apart);
+    snprintf(p, sizeof p, "%s/front.svg", sweep);
+    EVB_CHECK(count_in(p, "<title>the uniform allocation of the same size on held-out text</title>") == 1 &&
+              count_in(p, "<title>each target's best on held-out text</title>") == 1,
+              "the sweep's front draws uniform's held-out KL as a line of its own, beside the search's held-out KL");
+    snprintf(p, sizeof p, "%s/sweep/front.svg", tmp);
+    EVB_CHECK(file_has(p, "<svg") && !file_has(p, "held-out text"), "a sweep without held-out text: no held-out lines, no key entries for them");
+}
+
 /* A problem file's run: the example of docs/problem-files.md, searched and plotted. */
 static void check_problem_names(void) {
     char run[600], p[2048], q[600];
@@ -548,6 +594,7 @@ int main(void) {
     check_ticks_and_log();
     check_problem_names();
     check_sweep();
+    check_sweep_heldout();
 
     if (!getenv("EVB_KEEP")) fixture_rmdir(t);
     free(t);
