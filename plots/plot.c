@@ -79,32 +79,23 @@ static size_t label_len(const char *s) {
     return n;
 }
 
-/* s as a gnuplot single-quoted string (see the top of the file). */
-static void gp_str(FILE *f, const char *s) {
+/* s quoted for gnuplot (see the top of the file): as a single-quoted string in a script (a quote doubled), or
+ * as a double-quoted column of a data file (a quote turned into ', a backslash doubled); control characters
+ * become '?'. */
+static void quoted(FILE *f, const char *s, char q) {
     size_t n = label_len(s);
-    fputc('\'', f);
+    fputc(q, f);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\'') fputs("''", f);
+        if (c == q) fputs(q == '\'' ? "''" : "'", f);
+        else if (c == '\\' && q == '"') fputs("\\\\", f);
         else if (c < 0x20 || c == 0x7f) fputc('?', f);
         else fputc(c, f);
     }
-    fputc('\'', f);
+    fputc(q, f);
 }
-
-/* s as a double-quoted column of a gnuplot data file (see the top of the file). */
-static void data_str(FILE *f, const char *s) {
-    size_t n = label_len(s);
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"') fputc('\'', f);
-        else if (c == '\\') fputs("\\\\", f);
-        else if (c < 0x20 || c == 0x7f) fputc('?', f);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
+static void gp_str(FILE *f, const char *s) { quoted(f, s, '\''); }
+static void data_str(FILE *f, const char *s) { quoted(f, s, '"'); }
 
 /* ---- front.csv ---- */
 

@@ -101,6 +101,16 @@ static inline int fixture_write_hf(const evb_model *m, const char *dir, const ch
 }
 
 /* A fresh temporary directory (caller removes it with fixture_rmdir). */
+/* How many entries of dir have names starting with prefix. */
+static inline int fixture_count_prefix(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return n;
+}
+
 static inline char *fixture_tmpdir(void) {
     char *d = strdup("/tmp/evb_test_XXXXXX");
     return mkdtemp(d);

@@ -38,15 +38,6 @@ static const char *get(const char *dir, const char *name) {
 }
 
 /* Entries of dir whose name starts with prefix. */
-static int count_prefix(const char *dir, const char *prefix) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    if (d) closedir(d);
-    return n;
-}
-
 static void staging(const char *tmp) {
     char out[700];
     snprintf(out, sizeof out, "%s/out", tmp);
@@ -59,7 +50,7 @@ static void staging(const char *tmp) {
     put(st.path, "a", "new");
     EVB_CHECK(!exists(out), "a file in the stage is not under the target before the commit");
     s = evb_dir_stage_commit(&st, 0);
-    EVB_CHECK(s == EVB_SUCCESS && strcmp(get(out, "a"), "new") == 0 && st.path[0] == '\0' && !st.left[0] && count_prefix(tmp, "out") == 1,
+    EVB_CHECK(s == EVB_SUCCESS && strcmp(get(out, "a"), "new") == 0 && st.path[0] == '\0' && !st.left[0] && fixture_count_prefix(tmp, "out") == 1,
               "commit: the target holds the file, no stage left beside it (status %d)", s);
 
     /* an existing non-empty target: kept while the new one is written; without replace the commit fails,
@@ -68,7 +59,7 @@ static void staging(const char *tmp) {
     put(st.path, "b", "newer");
     EVB_CHECK(s == EVB_SUCCESS && strcmp(get(out, "a"), "new") == 0 && exists(st.path), "the old target is whole while the stage is written");
     s = evb_dir_stage_commit(&st, 0);
-    EVB_CHECK(s == EVB_EIO && strstr(evb_last_error(), "hint") && strcmp(get(out, "a"), "new") == 0 && count_prefix(tmp, "out") == 1,
+    EVB_CHECK(s == EVB_EIO && strstr(evb_last_error(), "hint") && strcmp(get(out, "a"), "new") == 0 && fixture_count_prefix(tmp, "out") == 1,
               "commit over a non-empty target without replace: EVB_EIO (%s), the old one kept, no stage", evb_last_error());
     /* with replace: the new one whole in its place, the old one gone, nothing beside it */
     s = evb_dir_stage_begin(&st, out);
@@ -77,7 +68,7 @@ static void staging(const char *tmp) {
     s = evb_dir_stage_commit(&st, 1);
     char pa[800];
     snprintf(pa, sizeof pa, "%s/a", out);
-    EVB_CHECK(s == EVB_SUCCESS && !exists(pa) && strcmp(get(out, "b"), "newer") == 0 && !st.left[0] && count_prefix(tmp, "out") == 1,
+    EVB_CHECK(s == EVB_SUCCESS && !exists(pa) && strcmp(get(out, "b"), "newer") == 0 && !st.left[0] && fixture_count_prefix(tmp, "out") == 1,
               "commit with replace: only the new files, no stage or old directory left (status %d)", s);
 
     /* an empty existing target is filled without replace; a trailing slash names the same directory */
@@ -89,14 +80,14 @@ static void staging(const char *tmp) {
     put(st.path, "c", "x");
     EVB_CHECK(s == EVB_SUCCESS && strcmp(st.target, empty) == 0, "DIR/ resolves to DIR (%s)", st.target);
     s = evb_dir_stage_commit(&st, 0);
-    EVB_CHECK(s == EVB_SUCCESS && strcmp(get(empty, "c"), "x") == 0 && count_prefix(tmp, "empty") == 1, "an empty target is filled");
+    EVB_CHECK(s == EVB_SUCCESS && strcmp(get(empty, "c"), "x") == 0 && fixture_count_prefix(tmp, "empty") == 1, "an empty target is filled");
 
     /* abort: the stage removed, the target untouched */
     s = evb_dir_stage_begin(&st, out);
     put(st.path, "d", "never");
     evb_dir_stage_abort(&st);
     EVB_CHECK(s == EVB_SUCCESS && !exists(want) && st.path[0] == '\0' && !st.left[0] && strcmp(get(out, "b"), "newer") == 0 &&
-              count_prefix(tmp, "out") == 1, "abort: no stage, the target as it was");
+              fixture_count_prefix(tmp, "out") == 1, "abort: no stage, the target as it was");
 
     /* a target whose parent is missing: EVB_EIO with a hint, nothing created */
     char orphan[800];

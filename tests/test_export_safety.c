@@ -56,15 +56,6 @@ static int err_has(const char *what) {
 static int exists(const char *p) { struct stat sb; return lstat(p, &sb) == 0; }
 
 /* Entries of dir whose name starts with prefix (the stages and old directories of OUT). */
-static int count_prefix(const char *dir, const char *prefix) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    if (d) closedir(d);
-    return n;
-}
-
 /* `evobudget info` accepts dir as a model. */
 static int loads(const char *dir) {
     char args[1200];
@@ -121,7 +112,7 @@ int main(void) {
     snprintf(args, sizeof args, "export --config %s --out %s --json", cfg, out);
     EVB_CHECK(evb(args) == 0 && loads(out), "export writes %s, which info loads", out);
     snprintf(p, sizeof p, "%s/compression.json", out);
-    EVB_CHECK(exists(p) && count_prefix(tmp, "out.") == 0, "compression.json is there, and no stage or old directory beside OUT");
+    EVB_CHECK(exists(p) && fixture_count_prefix(tmp, "out.") == 0, "compression.json is there, and no stage or old directory beside OUT");
 
     /* no --force: a non-empty OUT is refused and left alone */
     snprintf(p, sizeof p, "%s/marker", out);
@@ -129,14 +120,14 @@ int main(void) {
     EVB_CHECK(evb(args) == 2 && err_lines() == 1 && exists(p), "a non-empty OUT without --force: exit 2, one line, untouched");
     /* --force replaces it whole: the marker goes, the new export is complete */
     snprintf(args, sizeof args, "export --config %s --out %s --force", cfg, out);
-    EVB_CHECK(evb(args) == 0 && !exists(p) && loads(out) && count_prefix(tmp, "out.") == 0,
+    EVB_CHECK(evb(args) == 0 && !exists(p) && loads(out) && fixture_count_prefix(tmp, "out.") == 0,
               "--force replaces OUT whole (the old directory's files gone, no stage or old directory left)");
     /* an empty directory is replaced too, and a path with a trailing slash names the same directory */
     char empty[700];
     snprintf(empty, sizeof empty, "%s/empty", tmp);
     mkdir(empty, 0755);
     snprintf(args, sizeof args, "export --config %s --out %s/", cfg, empty);
-    EVB_CHECK(evb(args) == 0 && loads(empty) && count_prefix(tmp, "empty.") == 0, "an empty OUT (given as DIR/) is filled");
+    EVB_CHECK(evb(args) == 0 && loads(empty) && fixture_count_prefix(tmp, "empty.") == 0, "an empty OUT (given as DIR/) is filled");
 
     /* what export reads is never OUT: the model, inside it, its parent, a symlink to it, the run directory,
      * the database, the directory of the configuration */
@@ -212,12 +203,12 @@ int main(void) {
     snprintf(out3, sizeof out3, "%s/out3", tmp);
     snprintf(args, sizeof args, "export --config %s --out %s", cfg, out3);
     int rc = evb_fsize(args, 4 << 20);
-    EVB_CHECK(rc == 1 && err_lines() == 1 && err_has("ulimit -f") && !exists(out3) && count_prefix(tmp, "out3") == 0,
+    EVB_CHECK(rc == 1 && err_lines() == 1 && err_has("ulimit -f") && !exists(out3) && fixture_count_prefix(tmp, "out3") == 0,
               "a file size limit of 4 MB: exit %d (1), one line naming the limit, no OUT and no stage", rc);
     snprintf(args, sizeof args, "export --config %s --out %s --force", cfg, out);
     snprintf(p, sizeof p, "%s/compression.json", out);
     rc = evb_fsize(args, 4 << 20);
-    EVB_CHECK(rc == 1 && loads(out) && exists(p) && count_prefix(tmp, "out.") == 0,
+    EVB_CHECK(rc == 1 && loads(out) && exists(p) && fixture_count_prefix(tmp, "out.") == 0,
               "the same with --force over a complete OUT: exit %d (1), the old OUT intact, no stage", rc);
 
     /* a full disk: a 4 MB tmpfs, where this process may mount one (root, or CAP_SYS_ADMIN) */
@@ -231,7 +222,7 @@ int main(void) {
         snprintf(out4, sizeof out4, "%s/out", mnt);
         snprintf(args, sizeof args, "export --config %s --out %s", cfg, out4);
         rc = evb(args);
-        EVB_CHECK(rc == 1 && err_lines() == 1 && err_has("free disk space") && !exists(out4) && count_prefix(mnt, "out") == 0,
+        EVB_CHECK(rc == 1 && err_lines() == 1 && err_has("free disk space") && !exists(out4) && fixture_count_prefix(mnt, "out") == 0,
                   "disk full: exit %d (1), one line with the hint to free space, no OUT and no stage", rc);
         /* an OUT already there (a small directory standing for an earlier export) survives a failed --force */
         snprintf(old, sizeof old, "%s/keep", out4);
@@ -239,7 +230,7 @@ int main(void) {
         fclose(fopen(old, "w"));
         snprintf(args, sizeof args, "export --config %s --out %s --force", cfg, out4);
         rc = evb(args);
-        EVB_CHECK(rc == 1 && exists(old) && count_prefix(mnt, "out") == 1, "disk full with --force: exit %d (1), the old OUT intact, no stage", rc);
+        EVB_CHECK(rc == 1 && exists(old) && fixture_count_prefix(mnt, "out") == 1, "disk full with --force: exit %d (1), the old OUT intact, no stage", rc);
         snprintf(args, sizeof args, "export --config %s --out %s --force --dtype bf16", cfg, out4);
         EVB_CHECK(evb(args) == 1 && exists(old), "and in bfloat16 (11 MB): the same");
         umount(mnt);
