@@ -305,6 +305,7 @@ void set_threads(const opts *o) {
 void progress_cb(void *ctx, int done, int total) {
     progress *p = ctx;
     double t = now_s(), el = t - p->t0;
+    if (p->last == 0 && done < total) { p->last = t; return; } /* no ETA from the first item: it includes the start-up */
     if (done < total && t - p->last < (p->tty ? 0.2 : 5.0)) return;
     p->last = t;
     double eta = done ? el / done * (total - done) : 0;

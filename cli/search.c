@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli/search.h"
 #include "core/fileio.h"
+#include "plots/plot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -479,6 +480,16 @@ static void demo_defaults(run *r) {
     if (!r->o->offspring) r->o->offspring = 16;
 }
 
+/* The main job's pictures, in one line: the front, and where each target's are. */
+static void demo_pictures(const run *r) {
+    evb_plot_request req = {r->base, NULL};
+    evb_plot_result res = {0};
+    if (evb_plot_run(&req, &res)) printf("pictures: none (%s)\n", evb_last_error());
+    else printf("pictures: %s/front.png (the front, against uniform on held-out text); each target's front, profile and "
+                "convergence in %s/%s-T/ (%d files, PNG and SVG)\n", r->base, r->base, evb_target_kind_name(r->kind), res.n_pictures);
+    evb_plot_result_destroy(&res);
+}
+
 static int search_main(run *r, int n_t) {
     opts *o = r->o;
     double t0 = now_s();
@@ -502,11 +513,7 @@ static int search_main(run *r, int n_t) {
 #endif
     if (!rc) rc = run_targets(r, t0);
     if (!rc) say_cache(r);
-    if (!rc && r->demo && !o->json) {
-        char *pargv[] = {r->base, NULL};
-        fflush(stdout);
-        cmd_plot(1, pargv);
-    }
+    if (!rc && r->demo && !o->json) demo_pictures(r);
     evb_unlock_dir(lock);
     return rc;
 }

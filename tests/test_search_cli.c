@@ -231,10 +231,10 @@ int main(void) {
 
     json_decref(best); json_decref(man);
     /* the main job: no model and no target is the demo model's front against uniform on held-out text
-     * (short here: 2 generations of 4 offspring, 4 windows of 64, 2 levels each side) */
+     * (short here: 2 generations of 4 offspring, 4 windows of 64, 1 level each side) */
     char demo[1400], cmd2[4096];
     snprintf(demo, sizeof demo, "%s/demo", tmp);
-    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --offspring 4 --calib-windows 4 --seq-len 64 --num-levels 2 "
+    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --offspring 4 --calib-windows 4 --seq-len 64 --num-levels 1 "
              "--cache %s/democache > demo.out 2> demo.err", tmp, EVB_CLI, tmp);
     EVB_CHECK(sh(cmd2) == 0, "evobudget search with no model and no target: the main job");
     snprintf(path, sizeof path, "%s/demo.out", tmp);
