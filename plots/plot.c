@@ -17,11 +17,14 @@
  * it). Every count that sizes the output is checked against what the files hold: a depth run's unit count
  * against the levels of front.csv, each dropped sub-block against it.
  *
+ * A run's best.json is read only through evb_allocation_read (evb_problems.h), which checks it.
+ *
  * Errors are raised through EVB_RAISEF/EVB_ERRORF, each message one line with a hint; paths in messages are
  * shown with control characters as '?' and cut to their last SHOWN_MAX bytes, so that a message fits. */
 #define _GNU_SOURCE
 #include "plots/plot.h"
 #include "core/fileio.h"
+#include "evobudget/evb_problems.h"
 #include "evobudget/evb_status.h"
 
 #include <jansson.h>
@@ -250,18 +253,15 @@ static void add_point(FILE *f, json_t *labels, double x, double y, const char *l
     json_array_append_new(labels, json_string(label));
 }
 
-/* dir/name as a JSON object into *out; NULL when it is missing or not an object, which is an error when
- * required. */
-static int load_json(const char *dir, const char *name, int required, json_t **out) {
-    char p[1300], shown[SHOWN_MAX + 1];
+/* dir/name as a JSON object into *out; NULL when it is missing or not an object (manifest.json and sweep.json
+ * are optional; best.json is read by evb_allocation_read). */
+static int load_json(const char *dir, const char *name, json_t **out) {
+    char p[1300];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    json_error_t je;
-    json_t *j = json_load_file(p, 0, &je);
+    json_t *j = json_load_file(p, 0, NULL);
     *out = NULL;
-    if (!j && required) EVB_ERRORF(access(p, R_OK) ? EVB_EIO : EVB_EFORMAT, "%s: %s" NOT_RUN, vis(p, shown), je.text);
     if (j && !json_is_object(j)) {
         json_decref(j);
-        if (required) EVB_ERRORF(EVB_EFORMAT, "%s: not a JSON object" NOT_RUN, vis(p, shown));
         return 0;
     }
     *out = j;
@@ -270,11 +270,17 @@ static int load_json(const char *dir, const char *name, int required, json_t **o
 
 /* A best.json's point on the front picture: its fitness on all calibration tokens; a run written before
  * best.json held it counts in *own and gives its own fitness (the y label then says so). */
-static double point_fitness(json_t *b, int *own) {
-    json_t *fa = json_object_get(b, "fitness_all");
-    if (json_is_number(fa)) return json_number_value(fa);
+static double point_fitness(const evb_allocation *b, int *own) {
+    if (!isnan(b->fitness_all)) return b->fitness_all;
     (*own)++;
-    return json_number_value(json_object_get(b, "fitness"));
+    return b->fitness;
+}
+
+/* dir/best.json read and checked by the library (evb_problems.h) into *out. */
+static int load_best(const char *dir, evb_allocation **out) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/best.json", dir);
+    return evb_allocation_read(p, out);
 }
 
 /* ---- the profile ---- */
@@ -299,50 +305,53 @@ static int parse_unit_name(const char *name, long *block, int *k) {
     return 0;
 }
 
-/* A unit's bar height: its storage bits per weight, sparsity or bits where best.json gives them, else its
- * level; *ylabel says which. */
-static double unit_value(json_t *x, const char **ylabel) {
-    static const char *const keys[] = {"storage_bits_per_weight", "sparsity", "bits"};
-    static const char *const labels[] = {"storage bits per weight", "sparsity", "bits"};
-    for (int i = 0; i < 3; i++)
-        if (json_is_number(json_object_get(x, keys[i]))) { *ylabel = labels[i]; return json_number_value(json_object_get(x, keys[i])); }
-    return json_number_value(json_object_get(x, "level"));
+/* A problem file's level field key ("sparsity", "bits") from the unit's other fields (extra), or NAN. */
+static double extra_num(const evb_allocation_unit *x, const char *key) {
+    json_t *e = x->extra ? json_loads(x->extra, 0, NULL) : NULL, *v = json_object_get(e, key);
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+    json_decref(e);
+    return d;
+}
+
+/* A unit's bar height: its storage bits per weight, sparsity or bits where best.json gives them (a problem
+ * file's level, by its own fields of those names), else its level; *ylabel says which. */
+static double unit_value(const evb_allocation_unit *x, const char **ylabel) {
+    double sp = x->key.kind == EVB_LEVEL_SPARSE ? x->key.sparsity : x->key.kind < 0 ? extra_num(x, "sparsity") : NAN;
+    double bits = x->key.kind == EVB_LEVEL_QUANT ? x->key.bits : x->key.kind < 0 ? extra_num(x, "bits") : NAN;
+    if (!isnan(x->storage_bpw)) { *ylabel = "storage bits per weight"; return x->storage_bpw; }
+    if (!isnan(sp)) { *ylabel = "sparsity"; return sp; }
+    if (!isnan(bits)) { *ylabel = "bits"; return bits; }
+    return x->level;
 }
 
 /* The unit count of a depth run's manifest, checked against n_levels (front.csv's); 0 or an error. */
-static int drop_units(json_t *best, json_t *manifest, long n_levels, const char *shown, long *U) {
-    json_t *ju = json_object_get(manifest, "units"), *drop = json_object_get(best, "drop");
+static int drop_units(json_t *manifest, long n_levels, const char *shown, long *U) {
+    json_t *ju = json_object_get(manifest, "units");
     json_int_t u = json_integer_value(ju);
     if (!json_is_integer(ju) || u < 2 || u % 2) EVB_ERRORF(EVB_EFORMAT, "%s/manifest.json: no even unit count for a depth run" DISAGREE, shown);
     if (n_levels < 0) EVB_ERRORF(EVB_EFORMAT, "%s/front.csv: no levels column to check manifest.json's %lld units against" DISAGREE, shown, (long long)u);
     if (u != n_levels) EVB_ERRORF(EVB_EFORMAT, "%s/manifest.json: %lld units, but front.csv's rows hold %ld levels" DISAGREE, shown, (long long)u, n_levels);
-    if (drop && !json_is_array(drop)) EVB_ERRORF(EVB_EFORMAT, "%s/best.json: \"drop\" is not an array" DISAGREE, shown);
     *U = (long)u;
     return 0;
 }
 
 /* A depth run: per sub-block 1 when kept, 0 when dropped, into f (x value kind), ticks per block into vars.
  * manifest's unit count must match n_levels (front.csv's), each dropped sub-block lie inside it. */
-static int profile_drop(FILE *f, FILE *vars, json_t *best, json_t *manifest, long n_levels, const char *shown, profile_info *pi) {
+static int profile_drop(FILE *f, FILE *vars, const evb_allocation *best, json_t *manifest, long n_levels, const char *shown, profile_info *pi) {
     long U = 0, L;
-    int rc = drop_units(best, manifest, n_levels, shown, &U);
+    int rc = drop_units(manifest, n_levels, shown, &U);
     if (rc) return rc;
     L = U / 2;
     unsigned char *kept = malloc((size_t)U);
     if (!kept) return NOMEM("for the units of a depth run");
     memset(kept, 1, (size_t)U);
-    json_t *x;
-    size_t i;
-    json_array_foreach(json_object_get(best, "drop"), i, x) {
-        json_t *jb = json_object_get(x, "block");
-        const char *sub = json_string_value(json_object_get(x, "sub"));
-        int k = sub && strcmp(sub, "attn") == 0 ? 0 : sub && strcmp(sub, "mlp") == 0 ? 1 : -1;
-        json_int_t b = json_integer_value(jb);
-        if (!json_is_integer(jb) || b < 0 || b >= L || k < 0) {
-            rc = EVB_RAISEF(EVB_EFORMAT, "%s/best.json: drop[%zu] is not a sub-block (\"attn\" or \"mlp\") of a block in [0, %ld)" DISAGREE, shown, i, L);
+    for (int i = 0; i < best->n_drop; i++) {
+        long b = best->drop[i].block;
+        if (b < 0 || b >= L) {
+            rc = EVB_RAISEF(EVB_EFORMAT, "%s/best.json: drop[%d] is not a sub-block (\"attn\" or \"mlp\") of a block in [0, %ld)" DISAGREE, shown, i, L);
             break;
         }
-        kept[b * 2 + k] = 0;
+        kept[b * 2 + (best->drop[i].mlp ? 1 : 0)] = 0;
     }
     for (long l = 0; !rc && l < L; l++)
         for (int k = 0; k < 2; k++) {
@@ -359,15 +368,13 @@ static int profile_drop(FILE *f, FILE *vars, json_t *best, json_t *manifest, lon
 
 /* A model run's linear layers ("layers.N.KIND" each): one bar per unit, a gap between blocks, coloured by
  * kind; block ticks into vars. */
-static void profile_blocks(FILE *f, FILE *vars, json_t *units, profile_info *pi) {
+static void profile_blocks(FILE *f, FILE *vars, const evb_allocation *best, profile_info *pi) {
     long last_block = -1, n_bars = 0;
-    json_t *x;
-    size_t i;
-    json_array_foreach(units, i, x) {
+    for (int i = 0; i < best->n_units; i++) {
         long block = 0;
         int k = 0;
-        parse_unit_name(json_string_value(json_object_get(x, "name")), &block, &k);
-        double v = unit_value(x, &pi->ylabel);
+        parse_unit_name(best->units[i].name, &block, &k);
+        double v = unit_value(&best->units[i], &pi->ylabel);
         if (block != last_block) {
             fprintf(vars, "%s\"%ld\" %ld", pi->n_blocks ? ", " : "", block, n_bars + pi->n_blocks + 3);
             pi->n_blocks++;
@@ -382,16 +389,14 @@ static void profile_blocks(FILE *f, FILE *vars, json_t *units, profile_info *pi)
 
 /* A problem's units (or any run whose units are not all "layers.N.KIND"): one bar per unit in file order,
  * each labelled with the unit's own name ("unit I" when it has none). */
-static void profile_names(FILE *f, json_t *units, profile_info *pi) {
-    json_t *x;
-    size_t i;
+static void profile_names(FILE *f, const evb_allocation *best, profile_info *pi) {
     pi->by_name = 1;
-    json_array_foreach(units, i, x) {
-        const char *name = json_string_value(json_object_get(x, "name"));
+    for (int i = 0; i < best->n_units; i++) {
+        const char *name = best->units[i].name;
         char own[40];
-        if (!name || !*name) { snprintf(own, sizeof own, "unit %zu", i); name = own; }
-        double v = unit_value(x, &pi->ylabel);
-        fprintf(f, "%zu %.9g 0 ", i, v);
+        if (!*name) { snprintf(own, sizeof own, "unit %d", i); name = own; }
+        double v = unit_value(&best->units[i], &pi->ylabel);
+        fprintf(f, "%d %.9g 0 ", i, v);
         data_str(f, name);
         fputc('\n', f);
         pi->n_units++;
@@ -415,29 +420,26 @@ static void profile_vars(FILE *vars, const profile_info *pi) {
  * dropped) into tmp/plots/profile.dat (position value kind, and the unit's name when bars are labelled by
  * name), the ticks and labels into vars. n_levels: the unit count front.csv's rows hold (-1: unknown), which
  * a depth run's manifest must match. */
-static int write_profile(const char *dir, const char *tmp, json_t *best, json_t *manifest, long n_levels, FILE *vars) {
+static int write_profile(const char *dir, const char *tmp, const evb_allocation *best, json_t *manifest, long n_levels, FILE *vars) {
     char p[1300], shown[SHOWN_MAX + 1];
     snprintf(p, sizeof p, "%s/plots/profile.dat", tmp);
     FILE *f = fopen(p, "w");
     if (!f) EVB_ERRORF(EVB_EIO, "%s: cannot create: %s" WRITABLE, vis(p, shown), strerror(errno));
     vis(dir, shown);
-    const char *kind = json_string_value(json_object_get(best, "target_kind"));
+    const char *kind = best->target_kind;
     profile_info pi = {.ylabel = "level"};
     int rc = 0;
     fprintf(vars, "profile_xtics = 'set xtics (");
-    if (kind && strcmp(kind, "drop") == 0) rc = profile_drop(f, vars, best, manifest, n_levels, shown, &pi);
+    if (strcmp(kind, "drop") == 0) rc = profile_drop(f, vars, best, manifest, n_levels, shown, &pi);
     else {
-        json_t *x, *units = json_object_get(best, "units");
-        size_t i;
-        int named = kind && strcmp(kind, "problem") == 0;
-        if (!json_is_array(units)) rc = EVB_RAISEF(EVB_EFORMAT, "%s/best.json: \"units\" is not an array" DISAGREE, shown);
-        json_array_foreach(units, i, x) {
+        int named = strcmp(kind, "problem") == 0;
+        for (int i = 0; i < best->n_units; i++) {
             long b;
             int k;
-            if (!parse_unit_name(json_string_value(json_object_get(x, "name")), &b, &k)) named = 1;
+            if (!parse_unit_name(best->units[i].name, &b, &k)) named = 1;
         }
-        if (!rc && named) profile_names(f, units, &pi);
-        else if (!rc) profile_blocks(f, vars, units, &pi);
+        if (named) profile_names(f, best, &pi);
+        else profile_blocks(f, vars, best, &pi);
     }
     profile_vars(vars, &pi);
     if (fclose(f) && !rc) rc = EVB_RAISEF(EVB_EIO, "%s: cannot write: %s" WRITABLE, vis(p, shown), strerror(errno));
@@ -714,23 +716,23 @@ static void front_vars(FILE *vars, const front_info *fi, json_t *labels) {
 typedef struct plot_sum { str_list pics, no_conv; int n_front, n_base, n_conv, n_targets, n_heldout, n_uniform; } plot_sum;
 
 /* The point of --with run d's best.json, b, of kind k2 (checked against kind) and method m, into bf. */
-static int add_with_point(FILE *bf, json_t *labels, json_t *b, const char *d, const char *dir_shown, const char *kind, double ratio, int *n_own) {
-    const char *k2 = json_string_value(json_object_get(b, "target_kind")), *m = json_string_value(json_object_get(b, "method"));
+static int add_with_point(FILE *bf, json_t *labels, const evb_allocation *b, const char *d, const char *dir_shown, const char *kind, double ratio, int *n_own) {
+    const char *k2 = b->target_kind[0] ? b->target_kind : NULL, *m = b->method[0] ? b->method : NULL;
     char lb[300], p[1300], s2[SHOWN_MAX + 1], k2s[64];
     /* runs of another kind compare with a joint run (bytes) by their storage */
-    int by_storage = k2 && strcmp(k2, kind) && strcmp(kind, "bytes") == 0 && json_is_number(json_object_get(b, "storage_bytes"));
+    int by_storage = k2 && strcmp(k2, kind) && strcmp(kind, "bytes") == 0 && !isnan(b->storage_bytes);
     if (!k2 || (strcmp(k2, kind) && !by_storage))
         EVB_ERRORF(EVB_EINVAL, "--with %s: a %s run; %s is a %s run", vis(d, s2), k2 ? evb_plot_visible(k2, k2s, sizeof k2s) : "?", dir_shown, kind);
     if (by_storage) {
         snprintf(lb, sizeof lb, "%.200s (%s only)", m ? m : d, k2);
-        add_point(bf, labels, json_number_value(json_object_get(b, "storage_bytes")) * 8 * ratio, point_fitness(b, n_own), lb);
+        add_point(bf, labels, b->storage_bytes * 8 * ratio, point_fitness(b, n_own), lb);
         return 0;
     }
     /* the other run's own front gives its cost scale */
     snprintf(p, sizeof p, "%s/front.csv", d);
     front_out scale = {NULL, kind, 0};
     int rows, rc = read_front(p, write_front_row, &scale, NULL, &rows);
-    double c = json_number_value(json_object_get(b, "cost"));
+    double c = b->cost;
     if (!rc) add_point(bf, labels, front_x(kind, c, c * scale.ratio), point_fitness(b, n_own), m ? m : d);
     return rc;
 }
@@ -743,19 +745,19 @@ static int add_with(FILE *bf, json_t *labels, const char *with, const char *dir_
     if (with && !w) return NOMEM("for --with");
     int rc = 0;
     for (char *save, *d = w ? strtok_r(w, ",", &save) : NULL; d && !rc; d = strtok_r(NULL, ",", &save)) {
-        json_t *b = NULL;
+        evb_allocation *b = NULL;
         if (strlen(d) > EVB_PLOT_DIR_MAX) rc = EVB_RAISEF(EVB_EINVAL, "--with: a run directory's name is longer than %d bytes", EVB_PLOT_DIR_MAX);
-        if (!rc) rc = load_json(d, "best.json", 1, &b);
+        if (!rc) rc = load_best(d, &b);
         if (!rc) rc = add_with_point(bf, labels, b, d, dir_shown, kind, ratio, n_own);
         if (!rc) (*n_base)++;
-        json_decref(b);
+        evb_allocation_free(b);
     }
     free(w);
     return rc;
 }
 
 /* front.dat (RUNDIR/front.csv) and baselines.dat (this run's best, then the --with runs). */
-static int run_points(const plot_job *j, json_t *best, const char *kind, const char *with, json_t *labels, int *n_own, long *n_levels, plot_sum *s) {
+static int run_points(const plot_job *j, const evb_allocation *best, const char *kind, const char *with, json_t *labels, int *n_own, long *n_levels, plot_sum *s) {
     char p[1300], lb[300];
     front_out fo = {NULL, kind, 0};
     FILE *bf = NULL;
@@ -765,24 +767,22 @@ static int run_points(const plot_job *j, json_t *best, const char *kind, const c
     rc = job_close_file(j, fo.f, "front.dat", read_front(p, write_front_row, &fo, n_levels, &s->n_front));
     if (!rc) rc = job_file(j, "baselines.dat", &bf);
     if (rc) return rc;
-    double c = json_number_value(json_object_get(best, "cost"));
-    const char *m = json_string_value(json_object_get(best, "method"));
-    snprintf(lb, sizeof lb, "%.200s (this run's best)", m ? m : "run");
+    double c = best->cost;
+    snprintf(lb, sizeof lb, "%.200s (this run's best)", best->method[0] ? best->method : "run");
     add_point(bf, labels, front_x(kind, c, c * fo.ratio), point_fitness(best, n_own), lb);
     rc = add_with(bf, labels, with, j->shown, kind, fo.ratio, n_own, &s->n_base);
     return job_close_file(j, bf, "baselines.dat", rc);
 }
 
 /* vars.gp of a run: the front's lines and the profile's. */
-static int run_vars(const plot_job *j, json_t *best, json_t *manifest, const char *kind, json_t *labels, int n_own, long n_levels, int n_front) {
+static int run_vars(const plot_job *j, const evb_allocation *best, json_t *manifest, const char *kind, json_t *labels, int n_own, long n_levels, int n_front) {
     FILE *vars;
     int rc = job_file(j, "vars.gp", &vars);
     if (rc) return rc;
-    const char *method = json_string_value(json_object_get(best, "method"));
+    const char *method = best->method[0] ? best->method : "run";
     char title[400];
-    if (strcmp(kind, "problem") == 0)
-        snprintf(title, sizeof title, "%.200s on a problem file, budget %g", method ? method : "run", json_number_value(json_object_get(best, "budget")));
-    else snprintf(title, sizeof title, "%.200s, %s target %g", method ? method : "run", kind, json_number_value(json_object_get(best, "target")));
+    if (strcmp(kind, "problem") == 0) snprintf(title, sizeof title, "%.200s on a problem file, budget %g", method, best->budget);
+    else snprintf(title, sizeof title, "%.200s, %s target %g", method, kind, best->target);
     front_info fi = {kind, title, "front of the run (the search's own fitness)", 0, n_own, n_front, 0, 0};
     front_vars(vars, &fi, labels);
     rc = write_profile(j->dir, j->tmp, best, manifest, n_levels, vars);
@@ -790,23 +790,23 @@ static int run_vars(const plot_job *j, json_t *best, json_t *manifest, const cha
 }
 
 /* best.json's target kind (a problem file's run has none), checked. */
-static int run_kind(const char *dir, json_t *best, const char **kind) {
+static int run_kind(const char *dir, const evb_allocation *best, const char **kind) {
     char shown[SHOWN_MAX + 1];
-    json_t *jk = json_object_get(best, "target_kind");
-    *kind = jk ? json_string_value(jk) : "problem";
-    if (!*kind || !known_kind(*kind))
+    *kind = best->target_kind[0] ? best->target_kind : "problem";
+    if (!known_kind(*kind))
         EVB_ERRORF(EVB_EFORMAT, "%s/best.json: target_kind is none of sparsity, bits, drop, bytes, problem" NOT_RUN, vis(dir, shown));
     return 0;
 }
 
 /* A run directory: front, profile and convergence pictures (the last when log.jsonl has generations). */
 static int plot_run(const char *dir, const char *with, plot_sum *s) {
-    json_t *best = NULL, *manifest = NULL, *labels = json_array();
+    json_t *manifest = NULL, *labels = json_array();
+    evb_allocation *best = NULL;
     const char *kind = NULL;
     plot_job j = {.tmp = ""};
-    int n_own = 0, rc = labels ? load_json(dir, "best.json", 1, &best) : NOMEM("for the labels");
+    int n_own = 0, rc = labels ? load_best(dir, &best) : NOMEM("for the labels");
     long n_levels = -1;
-    if (!rc) rc = load_json(dir, "manifest.json", 0, &manifest);
+    if (!rc) rc = load_json(dir, "manifest.json", &manifest);
     if (!rc) rc = run_kind(dir, best, &kind);
     if (!rc) rc = job_open(&j, dir);
     if (!rc) rc = run_points(&j, best, kind, with, labels, &n_own, &n_levels, s);
@@ -819,7 +819,7 @@ static int plot_run(const char *dir, const char *with, plot_sum *s) {
     if (!rc) rc = publish(&j, data, 5, scripts, 3, &s->pics);
     rc = job_close(&j, rc);
     json_decref(labels);
-    json_decref(best);
+    evb_allocation_free(best);
     json_decref(manifest);
     return rc;
 }
@@ -966,7 +966,7 @@ static int check_request(const evb_plot_request *req, json_t **sweep) {
     snprintf(p, sizeof p, "%s/best.json", dir);
     if (access(p, F_OK) == 0) return 0;
     json_t *s;
-    int rc = load_json(dir, "sweep.json", 0, &s);
+    int rc = load_json(dir, "sweep.json", &s);
     const char *kind = json_string_value(json_object_get(s, "kind"));
     if (!rc && kind && strcmp(kind, "sweep") == 0) *sweep = s;
     else json_decref(s);

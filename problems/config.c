@@ -140,7 +140,14 @@ static int read_unit(const json_t *x, evb_allocation_unit *u, const char *path, 
     u->level = (int)lvl;
     u->key.unit = u->unit;
     u->zero = !u->dense && strcmp(u->key.method, "zero") == 0;
-    if (u->dense || u->zero || !u->key.method[0]) return EVB_SUCCESS; /* a problem file's level: its own fields */
+    if (!u->dense && !u->zero && !u->key.method[0]) { /* a problem file's level: its own fields, kept as extra */
+        static const char *const known[] = {"unit", "name", "level", "cost", "storage_bits_per_weight", "fitness", "dense", "method"};
+        json_t *rest = json_deep_copy(x);
+        for (int k = 0; rest && k < 8; k++) json_object_del(rest, known[k]);
+        if (json_object_size(rest)) u->extra = json_dumps(rest, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(rest);
+    }
+    if (u->dense || u->zero || !u->key.method[0]) return EVB_SUCCESS;
     if (json_object_get(x, "bits")) {
         u->key.kind = EVB_LEVEL_QUANT;
         s = evb_json_int(x, "bits", 1, 0, 1, 16, &v, w); u->key.bits = (int)v;

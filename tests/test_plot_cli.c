@@ -97,10 +97,10 @@ static void write_run(const char *dir, const char *method_json, const char *kind
     char b[4096];
     snprintf(b, sizeof b,
              "{\"method\": \"%s\", \"target_kind\": \"%s\", \"target\": 0.5, \"cost\": 10, \"fitness\": 0.1, \"fitness_all\": 0.11,"
-             " \"units\": [{\"name\": \"layers.0.q_proj\", \"level\": 1, \"sparsity\": 0.4},"
-             " {\"name\": \"layers.0.down_proj\", \"level\": 2, \"sparsity\": 0.6},"
-             " {\"name\": \"layers.1.q_proj\", \"level\": 0, \"sparsity\": 0.3},"
-             " {\"name\": \"layers.1.down_proj\", \"level\": 3, \"sparsity\": 0.7}], \"drop\": []}\n",
+             " \"units\": [{\"unit\": 0, \"name\": \"layers.0.q_proj\", \"level\": 1, \"method\": \"sparsegpt\", \"sparsity\": 0.4},"
+             " {\"unit\": 6, \"name\": \"layers.0.down_proj\", \"level\": 2, \"method\": \"sparsegpt\", \"sparsity\": 0.6},"
+             " {\"unit\": 7, \"name\": \"layers.1.q_proj\", \"level\": 0, \"method\": \"sparsegpt\", \"sparsity\": 0.3},"
+             " {\"unit\": 13, \"name\": \"layers.1.down_proj\", \"level\": 3, \"method\": \"sparsegpt\", \"sparsity\": 0.7}], \"drop\": []}\n",
              method_json, kind);
     put(dir, "best.json", b);
     put(dir, "manifest.json", "{\"units\": 4, \"target_kind\": \"sparsity\"}\n");
@@ -356,8 +356,8 @@ static void check_problem_names(void) {
     char b[16384], *w = b;
     w += sprintf(w, "{\"method\": \"evopress\", \"target_kind\": \"problem\", \"budget\": 10, \"cost\": 10, \"fitness\": 0.5, \"units\": [");
     for (int i = 0; i < 100; i++) {
-        if (i % 3 == 0 && i / 3 < 4) w += sprintf(w, "%s{\"name\": \"%s\", \"level\": 1}", i ? ", " : "", crafted[i / 3]);
-        else w += sprintf(w, ", {\"name\": \"u%03d\", \"level\": %d}", i, i % 3);
+        if (i % 3 == 0 && i / 3 < 4) w += sprintf(w, "%s{\"unit\": %d, \"name\": \"%s\", \"level\": 1}", i ? ", " : "", i, crafted[i / 3]);
+        else w += sprintf(w, ", {\"unit\": %d, \"name\": \"u%03d\", \"level\": %d}", i, i, i % 3);
     }
     sprintf(w, "], \"drop\": []}\n");
     snprintf(run, sizeof run, "%s/names", tmp);
@@ -478,7 +478,7 @@ static void check_crafted(void) {
     snprintf(p, sizeof p, "%s/best.json", q);
     {
         FILE *f = fopen(p, "w");
-        if (f) { fputs("{\"target_kind\": \"sparsity\", \"target\": 0.5, \"cost\": 9, \"fitness\": 0.2}\n", f); fclose(f); }
+        if (f) { fputs("{\"target_kind\": \"sparsity\", \"target\": 0.5, \"cost\": 9, \"fitness\": 0.2, \"units\": []}\n", f); fclose(f); }
     }
     int rc = evb("plot", run, "--with", q);
     n_tried++;
