@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "cli/rundir.h"
 #include "core/fileio.h"
+#include "core/json.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,14 +29,10 @@ int write_text(const char *dir, const char *name, const char *text) {
 }
 
 int write_json(const char *dir, const char *name, json_t *j) {
-    char *s = json_dumps(j, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
-    size_t n = s ? strlen(s) : 0;
-    char *t = s ? realloc(s, n + 2) : NULL;
-    if (!t) { free(s); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
-    t[n] = '\n'; t[n + 1] = 0;
-    int rc = write_text(dir, name, t);
-    free(t);
-    return rc;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int st = evb_json_write_file(path, j, 1);
+    return st ? fail(st) : 0;
 }
 
 /* The files a run writes, and the temporary siblings a killed writer leaves (NAME.tmp.PID.N). */

@@ -8,7 +8,7 @@
 typedef struct run_flags { int resume, force; } run_flags;
 
 int mkdirs(const char *path);
-/* dir/name written atomically (core/fileio.h); JSON indented, with a final newline. */
+/* dir/name written atomically (core/fileio.h); JSON indented (core/json.h). */
 int write_text(const char *dir, const char *name, const char *text);
 int write_json(const char *dir, const char *name, json_t *j);
 /* Creates dir, takes its lock for the rest of the process (one writer), removes temporary files a killed

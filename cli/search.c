@@ -147,16 +147,6 @@ static int parse_fitness(run *r) {
 
 /* ---- inputs ---- */
 
-/* Tokens of a text file. */
-static int read_tokens(const run *r, const char *path, int32_t **tok, size_t *n) {
-    char *text = NULL;
-    size_t len = 0;
-    int s = evb_text_read(path, &text, &len);
-    if (!s) s = evb_text_tokenize(r->l.t, text, len, (size_t)r->o->piece_bytes, tok, n);
-    free(text);
-    return s;
-}
-
 /* The calibration windows (sampled with seed 0) and the held-out ones (consecutive): from --calib and
  * --heldout, or for the main job from the demo text, its last tenth held out. */
 static int load_windows(run *r, int seq_len) {
@@ -165,9 +155,9 @@ static int load_windows(run *r, int seq_len) {
     const char *calib = o->calib ? o->calib : default_asset("calib.txt", buf, sizeof buf);
     int32_t *tok = NULL, *htok = NULL;
     size_t n = 0, hn = 0;
-    int bos = evb_tokenizer_bos(r->l.t), s = read_tokens(r, calib, &tok, &n);
+    int bos = evb_tokenizer_bos(r->l.t), s = evb_text_tokenize_file(r->l.t, calib, (size_t)o->piece_bytes, &tok, &n);
     if (!s && r->demo) { hn = n / 10; n -= hn; htok = tok + n; }
-    else if (!s && o->heldout) s = read_tokens(r, o->heldout, &htok, &hn);
+    else if (!s && o->heldout) s = evb_text_tokenize_file(r->l.t, o->heldout, (size_t)o->piece_bytes, &htok, &hn);
     if (!s) s = evb_windows_sample(tok, n, seq_len, bos, (int)o->calib_windows, 0, &r->w);
     if (!s && htok) s = evb_windows_consecutive(htok, hn, seq_len, bos, 0, &r->hw);
     if (htok != tok + n) free(htok);
@@ -177,14 +167,9 @@ static int load_windows(run *r, int seq_len) {
 }
 
 static void default_db(run *r) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char base[1000];
     if (r->o->db) { snprintf(r->dbdir, sizeof r->dbdir, "%s", r->o->db); return; }
-    if (r->o->cache) snprintf(base, sizeof base, "%s", r->o->cache);
-    else if (xdg && xdg[0]) snprintf(base, sizeof base, "%s/evobudget", xdg);
-    else snprintf(base, sizeof base, "%s/.cache/evobudget", home && home[0] ? home : ".");
-    snprintf(r->dbdir, sizeof r->dbdir, "%s/%s-%s", base, r->mfp, r->cfp);
-    snprintf(r->cache_base, sizeof r->cache_base, "%s", base);
+    cache_dir(r->o, r->cache_base, sizeof r->cache_base);   /* the directory `evobudget cache` lists */
+    snprintf(r->dbdir, sizeof r->dbdir, "%s/%s-%s", r->cache_base, r->mfp, r->cfp);
 }
 
 /* After levels were added to the cache: what it now holds, and how to see and clear it. */
@@ -384,11 +369,12 @@ static int print_sweep(const run *r, json_t *sweep, double t0) {
     return 0;
 }
 
-/* A finished target of a resumed sweep: its best is the next one's start. */
-static int resumed_target(run *r, json_t *sweep, double *prev, int *have_prev) {
+/* A finished target of a resumed sweep (*done set): its best is the next one's start. An exit code. */
+static int resumed_target(run *r, json_t *sweep, double *prev, int *have_prev, int *done) {
     char bp[1400];
     snprintf(bp, sizeof bp, "%s/best.json", r->out);
-    if (!r->o->resume || access(bp, F_OK)) return 0;
+    *done = r->o->resume && access(bp, F_OK) == 0;
+    if (!*done) return 0;
     evb_allocation *b = NULL;
     int16_t *lv = calloc(r->mp->problem.n_units, sizeof(int16_t));
     int s = lv ? evb_allocation_read(bp, &b) : EVB_ENOMEM;
@@ -402,7 +388,7 @@ static int resumed_target(run *r, json_t *sweep, double *prev, int *have_prev) {
     json_array_append_new(sweep, sweep_row(r, &x));
     evb_allocation_free(b);
     free(lv);
-    return 1;
+    return 0;
 }
 
 static int run_targets(run *r, double t0) {
@@ -420,7 +406,8 @@ static int run_targets(run *r, double t0) {
 #endif
         if (rc) break;
         if (!prev && !(prev = malloc(sizeof(double) * r->mp->problem.n_units))) { rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); break; }
-        if (sweep_mode && (rc = resumed_target(r, sweep, prev, &have_prev))) { rc = rc == 1 ? 0 : rc; continue; }
+        int done = 0;
+        if (sweep_mode && ((rc = resumed_target(r, sweep, prev, &have_prev, &done)) || done)) continue;
         if (have_prev) fprintf(stderr, "%s: %s %g starts from %s\n", cmd_name, evb_target_kind_name(r->kind), r->mp->target,
                                evb_mp_warm_start(r->mp, prev) ? "the previous target's best" : "the uniform allocation (the previous best does not map onto its budget)");
         outcome x;

@@ -234,23 +234,31 @@ static int run_search(run *r, const evb_search_params *sp, outcome *x) {
     return s ? fail(s) : 0;
 }
 
-static void record(void *ctx, const char *json) { fprintf(((run *)ctx)->log, "%s\n", json); }
+/* A rule's callbacks: its steps into log.jsonl, its progress (ECoFLaP's scoring) on stderr. */
+typedef struct rule_ctx { FILE *log; progress p; } rule_ctx;
+static void rule_record(void *ctx, const char *json) { fprintf(((rule_ctx *)ctx)->log, "%s\n", json); }
+static void rule_progress(void *ctx, int done, int total) { progress_cb(&((rule_ctx *)ctx)->p, done, total); }
 
 int run_method(run *r, const evb_search_params *sp, outcome *x) {
     memset(x, 0, sizeof *x);
     for (int k = 0; k < 4; k++) x->held[k] = NAN;
     if (!evb_mp_is_rule(r->method)) return run_search(r, sp, x);
-    r->env.record = record;
-    r->env.ctx = r;
+    rule_ctx rc = {r->log, {now_s(), r->method, isatty(2), 0, "window-units"}};
+    r->env.record = rule_record;
+    r->env.progress = rule_progress;
+    r->env.ctx = &rc;
     int s = evb_mp_rule(&r->env, r->mp, &r->kp, r->method, (uint64_t)r->o->seed, &x->best);
     r->env.record = NULL;
+    r->env.progress = NULL;
+    r->env.ctx = NULL;
     if (s) return fail(s);
     x->front = malloc(sizeof *x->front);
     if (!x->front) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
     x->front[0] = (evb_front_point){x->best->cost, x->best->fitness};
     if (r->mp->kind != EVB_TARGET_DROP) return 0;
     x->front_levels = malloc(sizeof(int16_t) * r->mp->problem.n_units);   /* ShortGPT's pick is a candidate of the problem */
-    if (!x->front_levels || evb_mp_levels(r->mp, x->best, x->front_levels)) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    if (!x->front_levels) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    if ((s = evb_mp_levels(r->mp, x->best, x->front_levels))) return fail(s);
     x->n_front = 1;
     return 0;
 }

@@ -133,17 +133,25 @@ int evb_windows_sample(const int32_t *tokens, size_t n, int seq_len, int bos, in
     return EVB_SUCCESS;
 }
 
+int evb_text_tokenize_file(const evb_tokenizer *t, const char *path, size_t piece_bytes, int32_t **tokens, size_t *n) {
+    char *text = NULL;
+    size_t len = 0;
+    *tokens = NULL;
+    *n = 0;
+    int s = evb_text_read(path, &text, &len);
+    if (!s) s = evb_text_tokenize(t, text, len, piece_bytes, tokens, n);
+    free(text);
+    return s;
+}
+
 int evb_windows_from_file(const evb_tokenizer *t, const char *path, size_t piece_bytes, int seq_len, int count,
                           uint64_t seed, size_t max_scored, evb_windows *w) {
-    char *text = NULL;
-    size_t len = 0, n = 0;
+    size_t n = 0;
     int32_t *tok = NULL;
     memset(w, 0, sizeof *w);
-    int s = evb_text_read(path, &text, &len);
-    if (!s) s = evb_text_tokenize(t, text, len, piece_bytes, &tok, &n);
+    int s = evb_text_tokenize_file(t, path, piece_bytes, &tok, &n);
     if (!s && count > 0) s = evb_windows_sample(tok, n, seq_len, evb_tokenizer_bos(t), count, seed, w);
     else if (!s) s = evb_windows_consecutive(tok, n, seq_len, evb_tokenizer_bos(t), max_scored, w);
-    free(text);
     free(tok);
     return s;
 }

@@ -238,6 +238,20 @@ static int config_path(const char *path, char *file, size_t n) {
                "'evobudget search --out', or its best.json)", path);
 }
 
+static int cmp_int(const void *a, const void *b) { int x = *(const int *)a, y = *(const int *)b; return (x > y) - (x < y); }
+
+/* No unit twice (sorted, so that a problem file's many units cost n log n). */
+static int unique_units(const evb_allocation *c, const char *file) {
+    int *u = malloc(sizeof(int) * (c->n_units ? (size_t)c->n_units : 1)), s = EVB_SUCCESS;
+    if (!u) EVB_ERRORF(EVB_ENOMEM, "out of memory");
+    for (int i = 0; i < c->n_units; i++) u[i] = c->units[i].unit;
+    qsort(u, (size_t)c->n_units, sizeof *u, cmp_int);
+    for (int i = 1; i < c->n_units && !s; i++)
+        if (u[i] == u[i - 1]) s = EVB_RAISEF(EVB_EFORMAT, "%s: unit %d appears twice", file, u[i]);
+    free(u);
+    return s;
+}
+
 int evb_allocation_read(const char *path, evb_allocation **out) {
     *out = NULL;
     char file[PATH_MAX];
@@ -257,9 +271,8 @@ int evb_allocation_read(const char *path, evb_allocation **out) {
         char where[32];
         snprintf(where, sizeof where, "units[%zu].", i);
         if (!s) s = read_unit(x, &c->units[i], file, where);
-        for (size_t k = 0; !s && k < i; k++)
-            if (c->units[k].unit == c->units[i].unit) s = EVB_RAISEF(EVB_EFORMAT, "%s: unit %d appears twice", file, c->units[i].unit);
     }
+    if (!s) s = unique_units(c, file);
     if (!s && c->n_drop) s = read_drop(drop, c, file);
     json_decref(j);
     if (s) { evb_allocation_free(c); return s; }

@@ -72,6 +72,37 @@ static void write_problem(const char *path, int U) {
     json_decref(pj);
 }
 
+/* An unfinished run (its checkpoint, no best.json) is not started over by accident; --resume checks that the
+ * parameters are the run's own (the generation count may grow); --force starts over and gives ref's result. */
+static void unfinished_run(const char *tmp, const char *prob, const char *method, int gens, const char *ref) {
+    char dir[1200], cmd[8192];
+    snprintf(dir, sizeof dir, "%s/unfinished", tmp);
+    char base[2600], p[1400];
+    snprintf(base, sizeof base, "'%s' search --problem %s --method %s --out %s", EVB_CLI, prob, method, dir);
+    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d > /dev/null 2>&1 && rm %s/best.json", base, gens, dir);
+    EVB_CHECK(sh(cmd) == 0, "a run whose best.json is then removed: an unfinished run");
+    static const struct { const char *args, *says; } refused[] = {
+        {"--seed 3 --generations 40", "did not finish"},    /* neither --resume nor --force */
+        {"--seed 9 --generations 40 --resume", "seed"},     /* another seed */
+        {"--seed 3 --generations 40 --resume --stages 2@0", "stages"},
+        {"--seed 3 --generations 40 --resume --force", "give one"},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s > /dev/null 2> %s/err.txt", base, refused[i].args, tmp);
+        int rc = sh(cmd);
+        snprintf(p, sizeof p, "%s/err.txt", tmp);
+        char *e = slurp(p);
+        int n = 0;
+        for (char *q = e; q && *q; q++) n += *q == '\n';
+        EVB_CHECK(rc == 2 && n == 1 && e && strstr(e, refused[i].says), "%s: refused in one line that says '%s' (%s)", refused[i].args, refused[i].says, e ? e : "");
+        free(e);
+    }
+    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d --resume > /dev/null 2>&1", base, gens + 10);
+    EVB_CHECK(sh(cmd) == 0 && log_ok(dir, gens + 10), "--resume with more generations continues to %d, each logged once", gens + 10);
+    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d --force > /dev/null 2>&1", base, gens);
+    EVB_CHECK(sh(cmd) == 0 && same_result(dir, ref) && log_ok(dir, gens), "--force starts over: the uninterrupted run's result and log");
+}
+
 int main(void) {
     char *tmp = fixture_tmpdir(), prob[1200], cmd[8192], ref[2][1200], dir[1200];
     const char *env = getenv("EVB_RUNDIR_TRIALS");
@@ -165,33 +196,7 @@ int main(void) {
              "test $? = 2 && grep -q 'finished run' %s/err.txt", EVB_CLI, prob, flags[0], gens, ref[0], tmp, tmp);
     EVB_CHECK(sh(cmd) == 0, "a new run into a finished run directory is refused");
 
-    /* an unfinished run (its checkpoint, no best.json) is not started over by accident; --resume checks that
-     * the parameters are the run's own (the generation count may grow); --force starts over */
-    snprintf(dir, sizeof dir, "%s/unfinished", tmp);
-    char base[2600], p[1400];
-    snprintf(base, sizeof base, "'%s' search --problem %s --method %s --out %s", EVB_CLI, prob, flags[0], dir);
-    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d > /dev/null 2>&1 && rm %s/best.json", base, gens, dir);
-    EVB_CHECK(sh(cmd) == 0, "a run whose best.json is then removed: an unfinished run");
-    static const struct { const char *args, *says; } refused[] = {
-        {"--seed 3 --generations 40", "did not finish"},    /* neither --resume nor --force */
-        {"--seed 9 --generations 40 --resume", "seed"},     /* another seed */
-        {"--seed 3 --generations 40 --resume --stages 2@0", "stages"},
-        {"--seed 3 --generations 40 --resume --force", "give one"},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(cmd, sizeof cmd, "%s %s > /dev/null 2> %s/err.txt", base, refused[i].args, tmp);
-        int rc = sh(cmd);
-        snprintf(p, sizeof p, "%s/err.txt", tmp);
-        char *e = slurp(p);
-        int n = 0;
-        for (char *q = e; q && *q; q++) n += *q == '\n';
-        EVB_CHECK(rc == 2 && n == 1 && e && strstr(e, refused[i].says), "%s: refused in one line that says '%s' (%s)", refused[i].args, refused[i].says, e ? e : "");
-        free(e);
-    }
-    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d --resume > /dev/null 2>&1", base, gens + 10);
-    EVB_CHECK(sh(cmd) == 0 && log_ok(dir, gens + 10), "--resume with more generations continues to %d, each logged once", gens + 10);
-    snprintf(cmd, sizeof cmd, "%s --seed 3 --generations %d --force > /dev/null 2>&1", base, gens);
-    EVB_CHECK(sh(cmd) == 0 && same_result(dir, ref[0]) && log_ok(dir, gens), "--force starts over: the uninterrupted run's result and log");
+    unfinished_run(tmp, prob, flags[0], gens, ref[0]);
     fixture_rmdir(tmp);
     free(tmp);
     return evb_test_summary();

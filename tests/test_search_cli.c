@@ -49,6 +49,42 @@ static int lines(const char *path) {
     return n;
 }
 
+/* The main job: no model and no target is the demo model's front against uniform on held-out text
+ * (short here: 2 generations of 4 offspring, 4 windows of 64, 1 level each side). */
+static void main_job(const char *tmp) {
+    char path[1400], cmd2[4096];
+    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --offspring 4 --calib-windows 4 --seq-len 64 --num-levels 1 "
+             "--cache %s/democache > demo.out 2> demo.err", tmp, EVB_CLI, tmp);
+    EVB_CHECK(sh(cmd2) == 0, "evobudget search with no model and no target: the main job");
+    snprintf(path, sizeof path, "%s/demo.out", tmp);
+    char *out = slurp(path);
+    int drows = 0, better = 0;
+    for (char *q = out ? strstr(out, "uniform\n") : NULL; q && (q = strchr(q, '\n')) && q[1] == ' '; q++) {
+        double t, kc, kh, ku, ph, pu;
+        if (sscanf(q + 1, "%lf %lf %lf %lf %lf %lf", &t, &kc, &kh, &ku, &ph, &pu) != 6) break;
+        drows += kh > 0 && ku > 0 && ph > 1 && pu > 1;
+        better += kh <= ku;
+    }
+    EVB_CHECK(drows == 5, "its table: 5 targets, each with held-out KL and perplexity of the search and of uniform (%d rows)\n%s", drows, out ? out : "");
+    printf("# the searched allocation's held-out KL is at most uniform's at %d of 5 sizes (2 generations)\n", better);
+    snprintf(path, sizeof path, "%s/evobudget-demo/sweep.json", tmp);
+    json_t *sw = json_load_file(path, 0, NULL);
+    EVB_CHECK(json_array_size(json_object_get(sw, "runs")) == 5 && json_object_get(json_array_get(json_object_get(sw, "runs"), 4), "uniform_kl"),
+              "evobudget-demo/sweep.json: 5 runs with their held-out figures");
+    json_decref(sw);
+    free(out);
+    snprintf(path, sizeof path, "%s/demo.err", tmp);
+    char *de = slurp(path);
+    EVB_CHECK(de && strstr(de, "the level cache") && strstr(de, "evobudget cache list"), "it says what the level cache now holds and how to list and clear it");
+    free(de);
+    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --cache %s/democache > /dev/null 2> demo2.err", tmp, EVB_CLI, tmp);
+    int rc2 = sh(cmd2);
+    snprintf(path, sizeof path, "%s/demo2.err", tmp);
+    char *e2 = slurp(path);
+    EVB_CHECK(rc2 == 2 && e2 && strstr(e2, "--force") && lines(path) == 1, "run again, it refuses to overwrite evobudget-demo in one line naming --force");
+    free(e2);
+}
+
 int main(void) {
     char *tmp = fixture_tmpdir();
     if (standin_or_stories(tmp, MODEL, sizeof MODEL, CALIB, sizeof CALIB) < 0) { printf("FAIL cannot write the stand-in in %s\n", tmp); return 1; }
@@ -171,7 +207,8 @@ int main(void) {
     EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5", path) == 0, "ecoflap at 50%%");
     snprintf(path2, sizeof path2, "%s.stderr", path);
     char *ee = slurp(path2);
-    EVB_CHECK(ee && strstr(ee, "ecoflap: scoring") && strstr(ee, "ecoflap: building"), "ecoflap says what it is doing while it scores");
+    EVB_CHECK(ee && strstr(ee, "ecoflap: scoring") && strstr(ee, "window-units") && strstr(ee, "ecoflap: building"),
+              "ecoflap says what it is doing while it scores, with its progress");
     free(ee);
 
     /* an EvoPress sweep over two targets, the second started from the first's best */
@@ -230,40 +267,8 @@ int main(void) {
     EVB_CHECK(rc == 2 && lines(path) == 1, "a configuration naming unit 99 is refused in one line");
 
     json_decref(best); json_decref(man);
-    /* the main job: no model and no target is the demo model's front against uniform on held-out text
-     * (short here: 2 generations of 4 offspring, 4 windows of 64, 1 level each side) */
-    char demo[1400], cmd2[4096];
-    snprintf(demo, sizeof demo, "%s/demo", tmp);
-    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --offspring 4 --calib-windows 4 --seq-len 64 --num-levels 1 "
-             "--cache %s/democache > demo.out 2> demo.err", tmp, EVB_CLI, tmp);
-    EVB_CHECK(sh(cmd2) == 0, "evobudget search with no model and no target: the main job");
-    snprintf(path, sizeof path, "%s/demo.out", tmp);
-    char *out = slurp(path);
-    int drows = 0, better = 0;
-    for (char *q = out ? strstr(out, "uniform\n") : NULL; q && (q = strchr(q, '\n')) && q[1] == ' '; q++) {
-        double t, kc, kh, ku, ph, pu;
-        if (sscanf(q + 1, "%lf %lf %lf %lf %lf %lf", &t, &kc, &kh, &ku, &ph, &pu) != 6) break;
-        drows += kh > 0 && ku > 0 && ph > 1 && pu > 1;
-        better += kh <= ku;
-    }
-    EVB_CHECK(drows == 5, "its table: 5 targets, each with held-out KL and perplexity of the search and of uniform (%d rows)\n%s", drows, out ? out : "");
-    printf("# the searched allocation's held-out KL is at most uniform's at %d of 5 sizes (2 generations)\n", better);
-    snprintf(path, sizeof path, "%s/evobudget-demo/sweep.json", tmp);
-    json_t *sw = json_load_file(path, 0, NULL);
-    EVB_CHECK(json_array_size(json_object_get(sw, "runs")) == 5 && json_object_get(json_array_get(json_object_get(sw, "runs"), 4), "uniform_kl"),
-              "evobudget-demo/sweep.json: 5 runs with their held-out figures");
-    json_decref(sw);
-    free(out);
-    snprintf(path, sizeof path, "%s/demo.err", tmp);
-    char *de = slurp(path);
-    EVB_CHECK(de && strstr(de, "the level cache") && strstr(de, "evobudget cache list"), "it says what the level cache now holds and how to list and clear it");
-    free(de);
-    snprintf(cmd2, sizeof cmd2, "cd %s && '%s' search --generations 2 --cache %s/democache > /dev/null 2> demo2.err", tmp, EVB_CLI, tmp);
-    int rc2 = sh(cmd2);
-    snprintf(path, sizeof path, "%s/demo2.err", tmp);
-    char *e2 = slurp(path);
-    EVB_CHECK(rc2 == 2 && e2 && strstr(e2, "--force") && lines(path) == 1, "run again, it refuses to overwrite evobudget-demo in one line naming --force");
-    free(e2);
+    main_job(tmp);
+
     fixture_rmdir(tmp);
     free(tmp);
     return evb_test_summary();

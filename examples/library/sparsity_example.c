@@ -22,14 +22,9 @@ static int check(int status, const char *what) {
 /* Eight windows of 128 tokens of the text, sampled with seed 0. */
 static int windows(const evb_model *m, const char *text_path, evb_windows *w) {
     evb_tokenizer *t = NULL;
-    char *text = NULL;
-    size_t len = 0, n = 0;
-    int32_t *tok = NULL;
     int s = evb_tokenizer_load(m->tokenizer_path, &t);
-    if (!s) s = evb_text_read(text_path, &text, &len);
-    if (!s) s = evb_text_tokenize(t, text, len, 4000, &tok, &n);
-    if (!s) s = evb_windows_sample(tok, n, 128, evb_tokenizer_bos(t), 8, 0, w);
-    free(text); free(tok); evb_tokenizer_free(t);
+    if (!s) s = evb_windows_from_file(t, text_path, 4000, 128, 8, 0, 0, w);
+    evb_tokenizer_free(t);
     return s;
 }
 

@@ -24,6 +24,9 @@ int evb_text_read(const char *path, char **text, size_t *len);
 int evb_text_tokenize(const evb_tokenizer *t, const char *text, size_t len, size_t piece_bytes,
                       int32_t **tokens, size_t *n);
 
+/* evb_text_read then evb_text_tokenize: the tokens of a text file. */
+int evb_text_tokenize_file(const evb_tokenizer *t, const char *path, size_t piece_bytes, int32_t **tokens, size_t *n);
+
 typedef struct evb_windows {
     int      n;          /* windows */
     int      seq_len;    /* positions per window (capacity) */
