@@ -22,13 +22,13 @@ typedef struct opts {
     int json, help, sym, act_order, levels;
     /* search */
     const char *target_sparsity, *target_bits, *target_drop, *target_bytes, *stages, *compressor, *fitness, *teacher, *cache;
-    const char *problem, *fitness_plugin, *fitness_cmd, *worker_timeout;
+    const char *problem, *fitness_plugin, *fitness_arg, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
     const char *generations, *heldout;   /* generations: a count or "paper" */
     long offspring, initial, reuse_mb;
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
-    const char *reference, *dtype, *with, *format, *compute;
+    const char *reference, *dtype, *with, *format, *compute, *task;
     int force;
     int yes;          /* cache clear: remove without asking */
     const char *arg;  /* the positional argument of the commands that take one (db info DIR, plot RUNDIR) */

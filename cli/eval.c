@@ -4,6 +4,8 @@
 #include "cli/cli.h"
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_db.h"
+#include "evobudget/evb_eval.h"
+#include "evobudget/evb_task.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -187,8 +189,11 @@ static const char eval_help[] =
     "  --reference PATH   also report kl, the mean per-token KL(reference || model), e.g. the dense model\n"
     "                     a compressed one came from (default for a directory written by 'evobudget\n"
     "                     export': the source its compression.json records, when it is there)\n"
+    "  --task FILE.jsonl  also score multiple-choice items (evb_task.h: context, choices, gold): accuracy and the\n"
+    "                     gold choice's cross-entropy among the choices (what --fitness task:FILE minimises)\n"
     "  --json             one JSON object on stdout: perplexity, nll (mean per token), tokens (scored);\n"
-    "                     with a configuration also kl, the mean per-token KL(dense || compressed)\n";
+    "                     with a configuration also kl, the mean per-token KL(dense || compressed); with --task,\n"
+    "                     task: {items, accuracy, ce}\n";
 
 /* What eval scores: a model, and a configuration's weights (or a reference model) to compare it with. */
 typedef struct eval_job {
@@ -247,6 +252,23 @@ static int eval_load(eval_job *e) {
     return rc;
 }
 
+/* The task's accuracy and cross-entropy of the model with the configuration's weights: task[3] = items,
+ * accuracy, ce; items 0 without --task. */
+static int eval_task(const eval_job *e, double task[3]) {
+    task[0] = 0;
+    if (!e->o.task) return 0;
+    evb_task t;
+    evb_model *m = e->l.m;
+    int s = evb_task_load(e->o.task, e->l.t, m->config.max_seq_len, &t);
+    if (s) return s == EVB_ENOMEM ? fail(s) : refuse_status("--task ");
+    if (e->weights || e->drop) s = evb_eval_set_weights(m, e->weights, e->drop);
+    if (!s) s = evb_task_eval(m, &t, (int)e->o.batch, &task[2], &task[1]);
+    if (e->weights || e->drop) evb_eval_set_weights(m, NULL, NULL);
+    task[0] = t.n_items;
+    evb_task_free(&t);
+    return s ? fail(s) : 0;
+}
+
 static int eval_print(const eval_job *e, const char *data, const evb_windows *w, double nll, double kl, size_t scored, double t0, double t1, double t2) {
     double mean = nll / (double)scored, ppl = exp(mean);
     json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
@@ -255,10 +277,15 @@ static int eval_print(const eval_job *e, const char *data, const evb_windows *w,
     if (e->weights || e->ref) json_object_set_new(j, "kl", json_real(kl / (double)scored));
     if (e->weights) json_object_set_new(j, "db", json_string(e->o.db));
     if (e->ref) json_object_set_new(j, "reference", json_string(e->ref_path));
+    double task[3];
+    int rc = eval_task(e, task);
+    if (rc) { json_decref(j); return rc; }
+    if (task[0] > 0) json_object_set_new(j, "task", json_pack("{s:s, s:i, s:f, s:f}", "path", e->o.task, "items", (int)task[0], "accuracy", task[1], "ce", task[2]));
     if (e->o.json) return print_json(j);
     printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)", ppl, mean, scored, w->n, w->seq_len, t2 - t0);
     if (e->weights || e->ref) printf("  kl %.5f per token", kl / (double)scored);
     printf("\n");
+    if (task[0] > 0) printf("task %s: accuracy %.4f over %d items, cross-entropy of the gold choice %.5f\n", e->o.task, task[1], (int)task[0], task[2]);
     json_decref(j);
     return 0;
 }
@@ -296,7 +323,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&e, 0, sizeof e);
     e.o.batch = 8; e.o.piece_bytes = 4000;
     e.o.group_size = -1;  /* not given: --uniform-bits takes the database's when it holds one */
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --compute --json", &e.o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --task --compute --json", &e.o);
     if (rc || e.o.help) {
         if (e.o.help) fputs(eval_help, stdout);
         return rc;

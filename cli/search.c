@@ -47,8 +47,13 @@ static int help(void) {
            "                         (the expected time is printed after the first generation); paper: EvoPress's\n"
            "  --offspring N, --stages S@T,...   override the method's defaults (EvoPress's per mode, stage tokens\n"
            "                         scaled to the calibration set); T = 0 means every calibration token\n"
-           "  --fitness kl|ppl       (default kl); --teacher f32|f16|topk:K (default f16 up to 1 GiB, else topk:256)\n"
-           "  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
+           "  --fitness SPEC         kl (default), ppl, task:FILE.jsonl (multiple-choice items: evb_task.h), or a weighted\n"
+           "                         sum such as kl+0.5*task:FILE; --teacher f32|f16|topk:K (default f16 up to 1 GiB,\n"
+           "                         else topk:256)\n"
+           "  --fitness-plugin lib.so [--fitness-arg S], --fitness-cmd \"CMD\"   with --model: a plug-in (ABI 2) or workers\n"
+           "                         (protocol 2) that read the compressed model's log-probabilities of their sequences\n"
+           );
+    fputs("  --no-reuse, --no-memo  turn off the parent's hidden-state reuse and the fitness memo (for benchmarks)\n"
            "  --threads N            candidates scored in parallel (default: OMP_NUM_THREADS or all cores)\n"
            COMPUTE_HELP
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
@@ -60,7 +65,7 @@ static int help(void) {
            "                         (include/evobudget/evb_plugin.h), or by --fitness-cmd \"CMD\": workers started with\n"
            "                         /bin/sh -c CMD (docs/worker-protocol.md; --workers N, --worker-timeout S,\n"
            "                         --worker-retries R)\n"
-           "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n");
+           "  --json                 one JSON object on stdout: the best configuration's cost, fitness and paths\n", stdout);
     return 0;
 }
 
@@ -133,9 +138,8 @@ static int parse_fitness(run *r) {
         if ((r->comp->kind == EVB_LEVEL_SPARSE) != (r->kind == EVB_TARGET_SPARSITY))
             return usage_error("--compressor %s does not make %s levels", cn, r->kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
     } else if (o->compressor && r->kind == EVB_TARGET_DROP) return usage_error("--compressor does not apply to --target-drop");
-    r->metric = EVB_METRIC_KL;
-    if (o->fitness && strcmp(o->fitness, "kl") && strcmp(o->fitness, "ppl")) return usage_error("--fitness '%s' must be kl or ppl", o->fitness);
-    if (o->fitness && !strcmp(o->fitness, "ppl")) r->metric = EVB_METRIC_PPL;
+    int rc = parse_fitness_spec(r);
+    if (rc) return rc;
     r->tkind = -1;
     if (!o->teacher) return 0;
     if (!strcmp(o->teacher, "f32")) r->tkind = EVB_TEACHER_F32;
@@ -228,7 +232,8 @@ static int load_inputs(run *r) {
     calib_fingerprint(m, &r->w, r->cfp);
     default_db(r);
     if (g_mpi_rank == 0 && (rc = open_db(r, 1))) return rc;
-    return build_teachers(r);
+    if ((rc = build_teachers(r))) return rc;
+    return setup_model_fitness(r);
 }
 
 /* ---- one target ---- */
@@ -260,7 +265,7 @@ static int build_problem(run *r, double target) {
     memcpy(r->uniform, r->mp->problem.start, sizeof(int16_t) * U);
     r->kp = (evb_kl_params){r->l.m, &r->w, r->teacher, r->cache, U, r->mp->units, r->metric, (int)r->o->batch,
                             r->o->no_reuse ? 0 : r->o->reuse_mb ? (size_t)r->o->reuse_mb << 20 : (size_t)256 << 20};
-    return 0;
+    return attach_model_fitness(r);
 }
 
 /* KL and perplexity on the held-out windows of the best and of the uniform allocation. */
@@ -449,7 +454,9 @@ static int check_flags(run *r, int n_t) {
     if (g_mpi_size > 1 && r->o->problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
     if (g_mpi_size > 1 && evb_mp_is_rule(r->method)) return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r->method);
 #endif
-    if (!r->o->problem && (r->o->fitness_plugin || r->o->fitness_cmd)) return usage_error("--fitness-plugin and --fitness-cmd go with --problem FILE (a model's search scores with KL)");
+    if (r->o->fitness_plugin && r->o->fitness_cmd) return usage_error("give one of --fitness-plugin and --fitness-cmd");
+    if (r->o->fitness_arg && !r->o->fitness_plugin) return usage_error("--fitness-arg goes with --fitness-plugin (it is what the plug-in's create_model receives)");
+    if (!r->o->problem && !r->o->model && (r->o->fitness_plugin || r->o->fitness_cmd)) return usage_error("--fitness-plugin and --fitness-cmd need --model (or --problem FILE)");
     if (n_t > 1) return usage_error("give one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X (or --problem FILE)");
     if (n_t == 0 && r->o->model) return usage_error("give a target: --target-sparsity X, --target-bits X, --target-drop X or --target-bytes X (or --problem FILE)");
     if (r->o->stages && parse_stages(r->o->stages, &r->stages)) return 2;
@@ -511,7 +518,7 @@ int cmd_search(int argc, char **argv) {
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes --out "
                         "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --force --json "
-                        "--problem --fitness-plugin --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
+                        "--problem --fitness-plugin --fitness-arg --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;
     run r = {0};
     r.o = &o;

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "cli/rundir.h"
 #include "evobudget/evb_plugin.h"
+#include "evobudget/evb_task.h"
 #include "evobudget/evb_problems.h"
 #include "evobudget/evb_worker.h"
 
@@ -36,6 +37,16 @@ typedef struct run {
     const evb_plugin *plugin;
     evb_worker_params wp;
     int n_threads;
+    /* a model's fitness beyond KL (cli/search_fitness.c): a task, a plug-in's or workers' sequences */
+    double w_model, w_seq;            /* weights of KL (or perplexity) and of the sequence fitness; 0: not used */
+    char task_path[1100];
+    evb_task task;
+    evb_plugin_model *pm;
+    evb_seqs seqs;                    /* what the workers registered */
+    evb_worker_model wm;
+    evb_seq_params sq;
+    int sq_ready;
+    evb_sum_params sum;
     evb_search_params stages;         /* --stages, when given (n_stages > 0) */
     int demo;                         /* the main job: the demo model's front, with no model and no target */
     char cache_base[1000];            /* the cache directory holding the database, "" with --db */
@@ -70,6 +81,16 @@ json_t *manifest(const run *r, const evb_search_params *sp);
 int print_summary(const run *r, const outcome *x, double t0);
 /* `search --problem FILE` (cli/search_file.c). */
 int search_problem(run *r);
+/* The plug-in of --fitness-plugin, opened and its ABI checked (r->plugin, r->plugin_handle). */
+int open_plugin(run *r, const char *path);
+/* r->wp from --fitness-cmd, --worker-timeout and --worker-retries. */
+int worker_params(run *r);
+/* cli/search_fitness.c */
+int parse_fitness_spec(run *r);
+int setup_model_fitness(run *r);
+int attach_model_fitness(run *r);
+void model_fitness_free(run *r);
+const char *fitness_name(const run *r);
 #ifdef EVB_MPI
 int mpi_worker(run *r, const evb_search_params *sp);
 #endif

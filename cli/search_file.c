@@ -12,17 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load_plugin(run *r, const char *path) {
+int open_plugin(run *r, const char *path) {
     r->plugin_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!r->plugin_handle) return usage_error("--fitness-plugin %s: %s", path, dlerror());
     evb_plugin_entry_fn entry = (evb_plugin_entry_fn)(uintptr_t)dlsym(r->plugin_handle, EVB_PLUGIN_ENTRY);
     if (!entry) return usage_error("--fitness-plugin %s: no function %s (see include/evobudget/evb_plugin.h)", path, EVB_PLUGIN_ENTRY);
     const evb_plugin *pl = entry();
-    if (!pl || pl->abi != EVB_PLUGIN_ABI)
-        return usage_error("--fitness-plugin %s: plug-in ABI %d, this program speaks %d (rebuild the plug-in against these headers)", path, pl ? pl->abi : -1, EVB_PLUGIN_ABI);
-    if (!pl->fitness || !pl->fitness->evaluate || !pl->fitness->workspace_size || !pl->create || !pl->destroy)
-        return usage_error("--fitness-plugin %s: the plug-in leaves a function of evb_plugin empty", path);
+    if (!pl || (pl->abi != 1 && pl->abi != EVB_PLUGIN_ABI))
+        return usage_error("--fitness-plugin %s: plug-in ABI %d, this program speaks 1 and %d (rebuild the plug-in against these headers)", path, pl ? pl->abi : -1, EVB_PLUGIN_ABI);
+    if (!pl->name || !pl->destroy) return usage_error("--fitness-plugin %s: the plug-in leaves its name or destroy empty", path);
     r->plugin = pl;
+    return 0;
+}
+
+static int load_plugin(run *r, const char *path) {
+    int rc = open_plugin(r, path);
+    if (rc) return rc;
+    const evb_plugin *pl = r->plugin;
+    if (!pl->fitness || !pl->fitness->evaluate || !pl->fitness->workspace_size || !pl->create)
+        return usage_error("--fitness-plugin %s: plug-in '%s' has no fitness of levels (create and fitness); it scores models: give --model", path, pl->name);
     evb_clear_error();
     r->plugin_params = pl->create(r->o->problem, r->mp->problem.n_units, r->mp->problem.n_levels);
     if (!r->plugin_params) {
@@ -34,7 +42,7 @@ static int load_plugin(run *r, const char *path) {
     return 0;
 }
 
-static int use_workers(run *r) {
+int worker_params(run *r) {
     const opts *o = r->o;
     double to = 60;
     if (o->worker_timeout) {
@@ -43,11 +51,18 @@ static int use_workers(run *r) {
         if (*end || end == o->worker_timeout || !(to > 0)) return usage_error("--worker-timeout '%s' must be a positive number of seconds", o->worker_timeout);
     }
     signal(SIGPIPE, SIG_IGN); /* a worker that dies makes writes fail with EPIPE, not end evobudget */
-    r->wp = (evb_worker_params){o->fitness_cmd, o->problem, r->mp->problem.n_units, r->mp->problem.n_levels, r->mp->problem.budget, to,
-                                o->worker_retries ? (int)o->worker_retries : 2, say, NULL};
+    int U = r->mp ? r->mp->problem.n_units : 0;
+    r->wp = (evb_worker_params){o->fitness_cmd, o->problem ? o->problem : "", U, r->mp ? r->mp->problem.n_levels : NULL,
+                                r->mp ? r->mp->problem.budget : 0, to, o->worker_retries ? (int)o->worker_retries : 2, say, NULL, NULL, NULL, 0};
+    return 0;
+}
+
+static int use_workers(run *r) {
+    int rc = worker_params(r);
+    if (rc) return rc;
     r->ft = &evb_fitness_worker;
     r->fparams = &r->wp;
-    r->n_threads = o->workers ? (int)o->workers : 1;
+    r->n_threads = r->o->workers ? (int)r->o->workers : 1;
     return 0;
 }
 
@@ -66,8 +81,8 @@ static int choose_fitness(run *r) {
 static int check_flags(const run *r) {
     const opts *o = r->o;
     if (o->target_sparsity || o->target_bits || o->target_drop || o->target_bytes) return usage_error("--problem replaces --target-*: the budget is in the file");
-    if (o->model || o->calib || o->db || o->compressor || o->teacher || o->fitness)
-        return usage_error("--problem runs without a model: --model, --calib, --db, --compressor, --teacher and --fitness do not apply");
+    if (o->model || o->calib || o->db || o->compressor || o->teacher || o->fitness || o->fitness_arg)
+        return usage_error("--problem runs without a model: --model, --calib, --db, --compressor, --teacher, --fitness and --fitness-arg do not apply");
     if (evb_mp_method_check(r->method, EVB_TARGET_FILE, 0)) return refuse_status("--problem: ");
     return 0;
 }

@@ -18,6 +18,7 @@
 int g_mpi_rank = 0, g_mpi_size = 1;
 
 void run_free(run *r) {
+    model_fitness_free(r);
     evb_mp_free(r->mp);
     free(r->uniform);
     if (r->plugin && r->plugin_params) r->plugin->destroy(r->plugin_params);
@@ -201,7 +202,8 @@ static int finish_search(run *r, evb_search *srch, outcome *x) {
     evb_search_best(srch, lv, &fit);
     int s = evb_mp_config(r->mp, lv, fit, &x->best);
     if (!s && !r->ft) s = evb_mp_score(&r->kp, lv, r->mp->problem.n_units, &fa);
-    if (!s && !r->ft) x->best->fitness_all = fa;
+    else if (!s && r->sq_ready) s = evb_fitness_once(r->ft, r->fparams, lv, r->mp->problem.n_units, &fa);
+    if (!s && (!r->ft || r->sq_ready)) x->best->fitness_all = fa;
     free(lv);
     int n = evb_search_front(srch, NULL, NULL, 0), U = r->mp->problem.n_units;
     x->front = malloc(sizeof(evb_front_point) * (n > 0 ? n : 1));
@@ -292,7 +294,7 @@ json_t *manifest(const run *r, const evb_search_params *sp) {
                           "compressor", r->comp ? r->comp->name : "", "db", r->dbdir, "calib_fingerprint", r->cfp,
                           "seq_len", r->w.seq_len, "calib_windows", r->w.n, "calib_tokens", (json_int_t)r->calib_tokens, "seed", (json_int_t)o->seed);
     json_object_set_new(j, "calib", json_string(o->calib ? o->calib : "assets/demo/calib.txt"));
-    json_object_set_new(j, "fitness", json_string(r->ft ? r->ft->name : r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl"));
+    json_object_set_new(j, "fitness", json_string(fitness_name(r)));
     if (o->problem) json_object_set_new(j, "problem", json_string(o->problem));
     if (o->fitness_plugin) json_object_set_new(j, "fitness_plugin", json_string(o->fitness_plugin));
     json_object_set_new(j, "units", json_integer(mp->problem.n_units));
@@ -312,7 +314,7 @@ int print_summary(const run *r, const outcome *x, double t0) {
     char bp[1400];
     snprintf(bp, sizeof bp, "%s/best.json", r->out);
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:i, s:f}", "best", bp, "method", r->method,
-                          "target_kind", evb_target_kind_name(r->mp->kind), "fitness_name", r->ft ? r->ft->name : r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl",
+                          "target_kind", evb_target_kind_name(r->mp->kind), "fitness_name", fitness_name(r),
                           "fitness", b->fitness, "cost", b->cost, "budget", r->mp->problem.budget, "front", x->n_front, "seconds", now_s() - t0);
     if (r->mp->kind != EVB_TARGET_FILE) {
         json_object_set_new(j, "target", json_real(r->mp->target));

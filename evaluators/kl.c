@@ -5,6 +5,7 @@
 #include "evobudget/evb_status.h"
 #include "core/rng.h"
 #include "models/safetensors.h"
+#include "evaluators/kl_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ struct evb_teacher {
 };
 
 /* Keeps the K largest of row[V] in (lp, id), by a partial insertion sort (K is small). */
-static void top_k(const float *row, int V, int K, float *lp, int32_t *id) {
+void kl_top_k(const float *row, int V, int K, float *lp, int32_t *id) {
     int n = 0;
     for (int v = 0; v < V; v++) {
         float x = row[v];
@@ -78,7 +79,7 @@ int evb_teacher_build(const evb_model *m, const evb_windows *w, int batch, evb_t
                 if (t->f32) memcpy(t->f32 + r * V, row, sizeof(float) * V);
                 else if (t->f16) for (int v = 0; v < V; v++) t->f16[r * V + v] = evb_f32_to_f16(row[v]);
                 else {
-                    top_k(row, V, t->K, t->top_lp + r * t->K, t->top_id + r * t->K);
+                    kl_top_k(row, V, t->K, t->top_lp + r * t->K, t->top_id + r * t->K);
                     t->tail[r] = (float)log_tail(t->top_lp + r * t->K, t->K);
                 }
             }
@@ -196,27 +197,10 @@ size_t evb_batch_windows(const evb_windows *w, const evb_batch *b, int *idx, int
 
 // ---- the fitness ----
 
-typedef struct kl_ws {
-    evb_model view;          /* shallow copy of the model: its own layers, the shared weights */
-    evb_state *s;
-    int16_t *applied;        /* [n_units] level applied in view (-1: the dense weight) */
-    int *held;               /* [n_units] cache entry held for the unit, -1 none */
-    int *idx, *len;          /* [w->n] the batch's windows */
-    float *scratch;          /* [V] */
-    float *zero;             /* [largest linear unit] zeros: the weight of a unit at EVB_ENTRY_ZERO */
-    float *h;                /* [L, tokens, D] the reference's hidden states at every block input */
-    size_t h_cap;            /* floats */
-    int h_valid;
-    evb_batch h_batch;       /* the batch h was computed on */
-    int16_t *h_ref;          /* [n_units] the reference h belongs to */
-    int32_t *tok;            /* [batch, seq_len] token ids of one forward */
-    evb_level_cache *cache;  /* where held levels go back to */
-    int n_units;
-} kl_ws;
 
-static size_t kl_workspace_size(const void *params) { (void)params; return sizeof(kl_ws); }
+size_t kl_workspace_size(const void *params) { (void)params; return sizeof(kl_ws); }
 
-static void kl_workspace_destroy(void *wp) {
+void kl_workspace_destroy(void *wp) {
     kl_ws *ws = wp;
     for (int u = 0; ws->held && u < ws->n_units; u++)
         if (ws->held[u] >= 0) evb_level_cache_release(ws->cache, ws->held[u]);
@@ -227,7 +211,7 @@ static void kl_workspace_destroy(void *wp) {
     memset(ws, 0, sizeof *ws);
 }
 
-static int kl_workspace_init(void *wp, const void *params) {
+int kl_workspace_init(void *wp, const void *params) {
     const evb_kl_params *p = params;
     kl_ws *ws = wp;
     memset(ws, 0, sizeof *ws);
@@ -308,19 +292,17 @@ static int embed(const evb_kl_params *p, kl_ws *ws, int c, int B, int T, int32_t
     return evb_forward_embed(&ws->view, ws->s, tok, B, T);
 }
 
-/* The chunks of windows [c, c + B) a batch is scored in (chunk()) are numbered; part k of n_parts scores
- * chunks [k nc / n_parts, (k + 1) nc / n_parts). Each window's sum is rounded to units of EVB_KL_UNIT and
- * the units added as integers, so the parts' sums add up to the whole's exactly, however it is split. */
-static int kl_part(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
-                   int part, int n_parts, int64_t *units, size_t *n_scored) {
+/* The chunks of windows [c, c + B) a batch is scored in (chunk()) are numbered; part k of n_parts runs
+ * chunks [k nc / n_parts, (k + 1) nc / n_parts). */
+int kl_run(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const evb_genome *ref, const evb_batch *b, int n,
+           int part, int n_parts, kl_sink sink, void *ctx) {
     const evb_model *m = p->m;
     const int L = m->config.n_layers, D = m->config.dim, V = m->config.vocab_size;
-    if (g->n_units != p->n_units) EVB_ERRORF(EVB_EINVAL, "KL fitness: candidate of %d units, the model has %d", g->n_units, p->n_units);
-    int n;
-    size_t scored = evb_batch_windows(p->w, b, ws->idx, ws->len, &n), tokens = 0;
+    if (g && g->n_units != p->n_units) EVB_ERRORF(EVB_EINVAL, "fitness: candidate of %d units, the model has %d", g->n_units, p->n_units);
+    size_t tokens = 0;
     for (int i = 0; i < n; i++) tokens += (size_t)ws->len[i];
     /* Reuse: the reference's states at every block input must fit. */
-    int reuse = ref && ws->h && n_parts == 1 && tokens * D * (size_t)L <= ws->h_cap;
+    int reuse = g && ref && ws->h && n_parts == 1 && tokens * D * (size_t)L <= ws->h_cap;
     int nc = 0;
     for (int c = 0; c < n; nc++) c += chunk(ws, c, n, p->batch);
     int j0 = (int)((int64_t)part * nc / n_parts), j1 = (int)((int64_t)(part + 1) * nc / n_parts);
@@ -350,9 +332,8 @@ static int kl_part(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const
         for (int u = 0; u < p->n_units; u++)
             if (g->level[u] != ref->level[u] && unit_block(&p->units[u]) < first) first = unit_block(&p->units[u]);
     }
-    int st = apply(p, ws, g->level);
+    int st = g ? apply(p, ws, g->level) : EVB_SUCCESS;
     if (st) return st;
-    int64_t total = 0;
     size_t off = 0;
     for (int c = 0, j = 0; c < n; j++) {
         int B = chunk(ws, c, n, p->batch), T = ws->len[c];
@@ -368,16 +349,36 @@ static int kl_part(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const
         if (!st) st = evb_forward_logits(&ws->view, ws->s);
         if (st) return st;
         evb_log_softmax(ws->s->logits, (size_t)B * T, V);
-        for (int b2 = 0; b2 < B; b2++) {
-            const float *lq = ws->s->logits + (size_t)b2 * T * V;
-            double sw = p->metric == EVB_METRIC_KL ? evb_teacher_kl(p->teacher, ws->idx[c + b2], 0, lq, T - 1, ws->scratch)
-                                                   : evb_nll_sum(lq, tok + (size_t)b2 * T + 1, (size_t)T - 1, V);
-            total += (int64_t)llround(sw / EVB_KL_UNIT);
-        }
+        for (int b2 = 0; b2 < B && !st; b2++)
+            st = sink(ctx, ws, c + b2, ws->s->logits + (size_t)b2 * T * V, tok + (size_t)b2 * T, T);
+        if (st) return st;
         off += (size_t)B * T * D;
         c += B;
     }
-    *units = total;
+    return EVB_SUCCESS;
+}
+
+/* Each window's KL (or NLL) sum is rounded to units of EVB_KL_UNIT and the units added as integers, so the
+ * parts' sums add up to the whole's exactly, however it is split. */
+typedef struct kl_acc { const evb_kl_params *p; int64_t total; } kl_acc;
+
+static int kl_sink_sum(void *ctx, const kl_ws *ws, int k, const float *lq, const int32_t *tok, int T) {
+    kl_acc *a = ctx;
+    const evb_kl_params *p = a->p;
+    double sw = p->metric == EVB_METRIC_KL ? evb_teacher_kl(p->teacher, ws->idx[k], 0, lq, T - 1, ws->scratch)
+                                           : evb_nll_sum(lq, tok + 1, (size_t)T - 1, p->m->config.vocab_size);
+    a->total += (int64_t)llround(sw / EVB_KL_UNIT);
+    return EVB_SUCCESS;
+}
+
+static int kl_part(const evb_kl_params *p, kl_ws *ws, const evb_genome *g, const evb_genome *ref, const evb_batch *b,
+                   int part, int n_parts, int64_t *units, size_t *n_scored) {
+    int n;
+    size_t scored = evb_batch_windows(p->w, b, ws->idx, ws->len, &n);
+    kl_acc a = {p, 0};
+    int st = kl_run(p, ws, g, ref, b, n, part, n_parts, kl_sink_sum, &a);
+    if (st) return st;
+    *units = a.total;
     *n_scored = scored;
     return EVB_SUCCESS;
 }

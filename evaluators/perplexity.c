@@ -123,7 +123,7 @@ int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int bat
     return EVB_SUCCESS;
 }
 
-static int set_weights(evb_model *m, const float *const *weights, const unsigned char *drop) {
+int evb_eval_set_weights(evb_model *m, const float *const *weights, const unsigned char *drop) {
     int st = EVB_SUCCESS;
     for (int u = 0; u < evb_model_n_units(m) && !st; u++) st = evb_model_set_weight(m, u, weights ? weights[u] : NULL);
     for (int l = 0; l < m->config.n_layers; l++) {
@@ -148,7 +148,7 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
     for (int i = 0; i < w->n && !st;) {
         int T, B = evb_windows_batch(w, i, batch, &T);
         const int32_t *tok = w->tokens + (size_t)i * w->seq_len;
-        if (same) set_weights(m, NULL, NULL);
+        if (same) evb_eval_set_weights(m, NULL, NULL);
         s->exact = 1; /* the reference is the float32 forward, whatever m's compute path (a BF16 model's
                          * weights expanded), as a search's teacher is */
         st = evb_forward(ref, s, tok, B, T);
@@ -156,7 +156,7 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
         memcpy(lp, s->logits, sizeof(float) * (size_t)B * T * V);
-        if (same && (st = set_weights(m, weights, drop))) break;
+        if (same && (st = evb_eval_set_weights(m, weights, drop))) break;
         st = evb_forward(m, s, tok, B, T);
         if (st) break;
         evb_log_softmax(s->logits, (size_t)B * T, V);
@@ -176,7 +176,7 @@ static int nll_kl(evb_model *ref, evb_model *m, evb_state *s, const evb_windows 
         i += B;
         if (progress) progress(progress_ctx, i, w->n);
     }
-    if (same) set_weights(m, NULL, NULL);
+    if (same) evb_eval_set_weights(m, NULL, NULL);
     free(lp);
     return st;
 }

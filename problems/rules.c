@@ -9,13 +9,7 @@
 #include <string.h>
 
 int evb_mp_score(const evb_kl_params *kp, const int16_t *level, int n_units, double *fitness) {
-    void *ws = malloc(evb_fitness_kl.workspace_size(kp));
-    int s = ws ? evb_fitness_kl.workspace_init(ws, kp) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
-    evb_genome g = {n_units, level};
-    evb_batch all = {0, 0};
-    if (!s) { s = evb_fitness_kl.evaluate(kp, ws, &g, NULL, &all, fitness); evb_fitness_kl.workspace_destroy(ws); }
-    free(ws);
-    return s;
+    return evb_fitness_once(&evb_fitness_kl, kp, level, n_units, fitness);
 }
 
 static void record(const evb_mp_env *env, const char *fmt, double a, double b, double c, double d) {

@@ -602,3 +602,18 @@ int evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels,
     free(o);
     return m;
 }
+
+int evb_fitness_once(const evb_fitness_type *f, const void *params, const int16_t *level, int n_units, double *fitness) {
+    size_t bytes = f->workspace_size(params);
+    void *ws = calloc(1, bytes ? bytes : 1);
+    int st = ws ? EVB_SUCCESS : EVB_RAISEF(EVB_ENOMEM, "out of memory for a workspace");
+    if (!st && f->workspace_init) st = f->workspace_init(ws, params);
+    evb_genome g = {n_units, level};
+    evb_batch all = {0, 0};
+    if (!st) {
+        st = f->evaluate(params, ws, &g, NULL, &all, fitness);
+        if (f->workspace_destroy) f->workspace_destroy(ws);
+    }
+    free(ws);
+    return st;
+}

@@ -18,6 +18,9 @@ double evb_kl_sum(const float *logp, const float *logq, size_t n, int V);
 /* Runs the windows through the model, batch windows at a time (s must hold batch x w->seq_len), and adds
  * up -log p(token) over every scored position. Writes the sum to *nll_sum and the count to *n_scored.
  * progress, when non-NULL, is called after each batch with the windows done so far. */
+/* Puts a configuration's weights[U] (NULL entries: dense) and sub-block drops (drop[2L]: attention then MLP;
+ * NULL: none) into m; both NULL restore the dense model. */
+int evb_eval_set_weights(evb_model *m, const float *const *weights, const unsigned char *drop);
 int evb_eval_nll(const evb_model *m, evb_state *s, const evb_windows *w, int batch,
                  double *nll_sum, size_t *n_scored,
                  void (*progress)(void *ctx, int done, int total), void *progress_ctx);

@@ -95,6 +95,10 @@ typedef struct evb_fitness_type {
                        const evb_batch *b, double *fitness);
 } evb_fitness_type;
 
+/* One candidate's fitness on every token the fitness holds (batch {0, 0}), with a workspace of its own made
+ * and released here: for scoring a result outside a search. */
+int evb_fitness_once(const evb_fitness_type *f, const void *params, const int16_t *level, int n_units, double *fitness);
+
 /* ---- the algorithms ---- */
 
 #define EVB_MAX_STAGES 8

@@ -18,7 +18,9 @@
 #ifndef EVB_WORKER_H
 #define EVB_WORKER_H
 
+#include "evobudget/evb_fitness_seq.h"
 #include "evobudget/evb_search.h"
+#include "evobudget/evb_tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +30,9 @@ extern "C" {
 #define EVB_WORKER_MAX_MESSAGE (1 << 20) /* bytes of one message from a worker */
 #define EVB_WORKER_MAX_ELEMENTS 65536    /* elements of one array, or pairs of one map */
 #define EVB_WORKER_MAX_DEPTH 16          /* arrays and maps inside one another */
+
+/* The model a protocol-2 worker's sequences are checked against and tokenized with. */
+typedef struct evb_worker_model { int vocab_size, max_len, bos, eos; const evb_tokenizer *tok; } evb_worker_model;
 
 typedef struct evb_worker_params {
     const char *command;          /* run with /bin/sh -c */
@@ -39,10 +44,20 @@ typedef struct evb_worker_params {
     int retries;                  /* restarts for one candidate before evaluate fails */
     void (*log)(void *ctx, const char *line); /* one line per incident; may be NULL */
     void *log_ctx;
+    const evb_worker_model *model; /* NULL: no model (protocol 1 messages) */
+    const evb_seqs *registered;    /* with a model: what evb_worker_register read, which every worker must register */
+    int topk;
 } evb_worker_params;
 
 /* The fitness type: its workspace holds one worker (started at workspace_init, stopped at destroy). */
 extern const evb_fitness_type evb_fitness_worker;
+
+/* With a model: starts one worker, says hello, reads what its ready registers (sequences, top K), checks it
+ * against p->model, says bye and stops it. Errors name the worker, the sequence and what is wrong. */
+int evb_worker_register(const evb_worker_params *p, evb_seqs *seqs, int *topk);
+/* The judge of evb_fitness_seq that asks workers (protocol 2): ctx is the evb_worker_params with model and
+ * registered; each workspace holds one worker. */
+extern const evb_seq_judge evb_judge_worker;
 
 #ifdef __cplusplus
 }
