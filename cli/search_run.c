@@ -55,7 +55,10 @@ static int default_generations(const run *r, int paper) {
 
 int search_params(run *r, evb_search_params *sp) {
     const opts *o = r->o;
-    *sp = evb_mp_search_params(r->mp, r->method, r->calib_tokens, (uint64_t)o->seed);
+    /* the stages' tokens scale to what the fitness holds: the task's (or plug-in's, workers') scored tokens
+     * when they alone are the fitness */
+    size_t total = r->sq_ready && r->w_model == 0 ? evb_seqs_scored(r->sq.seqs) : r->calib_tokens;
+    *sp = evb_mp_search_params(r->mp, r->method, total, (uint64_t)o->seed);
     int paper = sp->generations;
     if (o->generations && strcmp(o->generations, "paper")) {
         char *end;
