@@ -92,6 +92,7 @@ static void refusals(void) {
         {"--fitness-plugin PLUGIN --fitness-arg context", "plug-in 'bad-plugin' registered sequence 200 has 100000 tokens, beyond the model's context"},
         {"--fitness-plugin PLUGIN --fitness-arg fail", "evaluate_model failed (status 1): bad_plugin: failing as asked"},
         {"--fitness-plugin ADDITIVE", "scores problem files only"},
+        {"--fitness-plugin ABI99", "plug-in ABI 99, this program speaks 1 and 2"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char a[600];
@@ -101,6 +102,7 @@ static void refusals(void) {
         if ((k = strstr(a, "BAD"))) snprintf(args, sizeof args, "--fitness task:%s --generations 2", bad);
         if ((k = strstr(a, "TASK"))) snprintf(args, sizeof args, "--fitness task:%s --method owl", TASK);
         if ((k = strstr(a, "PLUGIN"))) snprintf(args, sizeof args, "--fitness-plugin %s %s --generations 2 --offspring 4", EVB_BAD_PLUGIN, k + 6);
+        if ((k = strstr(a, "ABI99"))) snprintf(args, sizeof args, "--fitness-plugin %s --generations 2", EVB_ABI99_PLUGIN);
         if ((k = strstr(a, "ADDITIVE"))) snprintf(args, sizeof args, "--fitness-plugin %s --generations 2", EVB_ADDITIVE_PLUGIN);
         snprintf(out, sizeof out, "%s/refused%zu", tmp_dir, i);
         int rc = run(args, out);

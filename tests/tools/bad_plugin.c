@@ -3,7 +3,8 @@
  *   batch:   asks for a sequence that is not in the batch (the last one, when the batch is partial)
  *   vocab:   registers a token beyond any vocabulary
  *   context: registers a sequence of 100000 tokens
- *   fail:    returns an error from evaluate_model with a message */
+ *   fail:    returns an error from evaluate_model with a message
+ * Built with -DBAD_ABI=N it declares plug-in ABI N instead of this header's. */
 #include <evobudget/evb_plugin.h>
 
 #include <stdlib.h>
@@ -51,5 +52,8 @@ static int evaluate_model(const void *pp, const evb_plugin_api *api, const evb_p
     return 0;
 }
 
-static const evb_plugin me = {EVB_PLUGIN_ABI, "bad-plugin", NULL, NULL, destroy, create_model, evaluate_model};
+#ifndef BAD_ABI
+#define BAD_ABI EVB_PLUGIN_ABI
+#endif
+static const evb_plugin me = {BAD_ABI, "bad-plugin", NULL, NULL, destroy, create_model, evaluate_model};
 const evb_plugin *evb_plugin_entry(void) { return &me; }
