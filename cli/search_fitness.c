@@ -150,6 +150,3 @@ const char *fitness_name(const run *r) {
     if (r->o->fitness_cmd) return "worker";
     return r->ft ? r->ft->name : r->kp.metric == EVB_METRIC_KL ? "kl" : "ppl";
 }
-/* TEMPSTUB */
-__attribute__((weak)) int evb_worker_register(const evb_worker_params *p, evb_seqs *seqs, int *topk) { (void)p; (void)seqs; (void)topk; return 1; }
-__attribute__((weak)) const evb_seq_judge evb_judge_worker = {0};

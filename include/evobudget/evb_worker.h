@@ -26,8 +26,9 @@
 extern "C" {
 #endif
 
-#define EVB_WORKER_PROTOCOL 1
+#define EVB_WORKER_PROTOCOL 2
 #define EVB_WORKER_MAX_MESSAGE (1 << 20) /* bytes of one message from a worker */
+#define EVB_WORKER_MAX_READY (64 << 20)  /* bytes of a protocol-2 ready message (it registers the sequences) */
 #define EVB_WORKER_MAX_ELEMENTS 65536    /* elements of one array, or pairs of one map */
 #define EVB_WORKER_MAX_DEPTH 16          /* arrays and maps inside one another */
 
