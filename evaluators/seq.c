@@ -73,12 +73,21 @@ size_t evb_seqs_scored(const evb_seqs *s) {
 
 static int cmp_int(const void *a, const void *b) { int x = *(const int *)a, y = *(const int *)b; return (x > y) - (x < y); }
 
-/* The groups in order of first appearance: sorted distinct ids. */
-static int distinct_groups(const evb_seqs *s, int *g) {
-    for (int i = 0; i < s->n; i++) g[i] = s->group[i];
-    qsort(g, (size_t)s->n, sizeof(int), cmp_int);
+typedef struct group_sum { int group; size_t scored; } group_sum;
+static int cmp_group(const void *a, const void *b) {
+    int x = ((const group_sum *)a)->group, y = ((const group_sum *)b)->group;
+    return (x > y) - (x < y);
+}
+
+/* The distinct groups in ascending order with their scored positions: gs[*ng]. */
+static int group_sums(const evb_seqs *s, group_sum *gs) {
+    for (int i = 0; i < s->n; i++) gs[i] = (group_sum){s->group[i], (size_t)(evb_seqs_len(s, i) - s->score_from[i])};
+    qsort(gs, (size_t)s->n, sizeof *gs, cmp_group);
     int n = 0;
-    for (int i = 0; i < s->n; i++) if (!n || g[n - 1] != g[i]) g[n++] = g[i];
+    for (int i = 0; i < s->n; i++) {
+        if (n && gs[n - 1].group == gs[i].group) gs[n - 1].scored += gs[i].scored;
+        else gs[n++] = gs[i];
+    }
     return n;
 }
 
@@ -91,23 +100,24 @@ int evb_seq_batch(const evb_seqs *s, const evb_batch *b, int *seq, size_t *score
         *scored = total;
         return n;
     }
-    int *g = malloc(sizeof(int) * s->n), *take = malloc(sizeof(int) * s->n);
-    if (!g || !take) { free(g); free(take); return -1; }
-    int ng = distinct_groups(s, g);
+    group_sum *gs = malloc(sizeof *gs * s->n);
+    int *take = malloc(sizeof(int) * s->n);
+    if (!gs || !take) { free(gs); free(take); return -1; }
+    int ng = group_sums(s, gs);
     uint64_t x = b->seed; /* Fisher-Yates from the seed, then whole groups until n_tokens positions */
     for (int i = ng - 1; i > 0; i--) {
         int j = (int)(evb_splitmix64(&x) % (uint64_t)(i + 1));
-        int t = g[i]; g[i] = g[j]; g[j] = t;
+        group_sum t = gs[i]; gs[i] = gs[j]; gs[j] = t;
     }
     int nt = 0;
     for (int k = 0; k < ng && *scored < b->n_tokens; k++) {
-        take[nt++] = g[k];
-        for (int i = 0; i < s->n; i++) if (s->group[i] == g[k]) *scored += (size_t)(evb_seqs_len(s, i) - s->score_from[i]);
+        take[nt++] = gs[k].group;
+        *scored += gs[k].scored;
     }
     qsort(take, (size_t)nt, sizeof(int), cmp_int);
     for (int i = 0; i < s->n; i++)
         if (bsearch(&s->group[i], take, (size_t)nt, sizeof(int), cmp_int)) seq[n++] = i;
-    free(g); free(take);
+    free(gs); free(take);
     return n;
 }
 

@@ -36,7 +36,7 @@ typedef struct worker {
     pid_t pid;                    /* also the id of its process group */
     int to_fd, from_fd;
     unsigned char *in;            /* [in_cap] bytes read from the worker; the message being read starts at 0 */
-    size_t in_cap, in_used;       /* in_cap <= the message limit + one read */
+    size_t in_cap, in_used;       /* in_cap <= the limit of the message read + one read */
     size_t in_msg;                /* bytes of the last message handed out, dropped at the next receive */
     char limit_why[160];          /* which limit the last refused message broke */
     uint64_t next_id;
@@ -301,7 +301,7 @@ static int check_ready(const worker *w, const msgpack_object *m, evb_seqs *got, 
     evb_seqs mine = {0};
     int k = 0, rc = read_registration(w->p->model, m, got ? got : &mine, got ? topk : &k, why, n_why);
     if (!rc && !got && (!w->p->registered || !same_seqs(&mine, w->p->registered) || k != w->p->topk)) {
-        snprintf(why, n_why, "registered other sequences than the first worker did (every worker must register the same)");
+        snprintf(why, n_why, "registered other sequences or another top K than the first worker did (every worker must register the same)");
         rc = -1;
     }
     evb_seqs_free(&mine);
@@ -360,6 +360,11 @@ static int start_as(worker *w, evb_seqs *got, int *topk, char *why, size_t n_why
     int ok = r == 0 && is_str(field(&m.data, "type"), "ready");
     if (ok && check_ready(w, &m.data, got, topk, why, n_why)) { ok = 0; r = -1; }
     msgpack_unpacked_destroy(&m);
+    if (w->in_cap > EVB_WORKER_MAX_MESSAGE + 65536 && w->in_used == w->in_msg) { /* a large ready's buffer: not kept for results */
+        free(w->in);
+        w->in = NULL;
+        w->in_cap = w->in_used = w->in_msg = 0;
+    }
     if (!ok) {
         if (r >= 0) snprintf(why, n_why, "%s instead of answering the hello with {\"type\": \"ready\"}", r == 0 ? "answered" : what(w, r));
         return -1;

@@ -165,6 +165,13 @@ int main(void) {
     json_decref(best);
     json_decref(ev);
     refusals();
+    /* bad input with --force leaves the run that is there as it was */
+    snprintf(cmd, sizeof cmd, "cp %s/best.json %s/best.before", a, tmp);
+    sh(cmd);
+    snprintf(args, sizeof args, "--fitness task:%s/missing.jsonl --force", tmp);
+    rc = run(args, a);
+    snprintf(cmd, sizeof cmd, "cmp -s %s/best.json %s/best.before", a, tmp);
+    EVB_CHECK(rc == 2 && sh(cmd) == 0 && exists(a, "checkpoint.msgpack"), "a missing task file with --force: exit %d, the run directory as it was", rc);
     fixture_rmdir(tmp);
     free(tmp);
     return evb_test_summary();
