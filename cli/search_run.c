@@ -336,7 +336,7 @@ int print_summary(const run *r, const outcome *x, double t0) {
     if (r->mp->kind == EVB_TARGET_FILE) printf("%s: %s on %s", r->out, r->method, r->o->problem);
     else printf("%s: %s at %s %g", r->out, r->method, evb_target_kind_name(r->mp->kind), r->mp->target);
     printf(": fitness %.9g", b->fitness);
-    if (!isnan(b->fitness_all)) printf(" (%.9g on all calibration tokens)", b->fitness_all);
+    if (!isnan(b->fitness_all)) printf(" (%.9g on all %s)", b->fitness_all, r->sq_ready ? "of the fitness's data" : "calibration tokens");
     printf(", cost %.9g (budget %.9g); %s\n", b->cost, r->mp->problem.budget, bp);
     return 0;
 }
