@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,14 @@ static inline int fixture_write_hf(const evb_model *m, const char *dir, const ch
     for (int i = 0; i < n_owned; i++) free(owned[i]);
     free(owned); free(names); free(t);
     return rc;
+}
+
+/* Whether dir/name exists (a link counts as itself, not its target). */
+static inline int fixture_exists(const char *dir, const char *name) {
+    char p[1400];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return lstat(p, &sb) == 0;
 }
 
 /* A fresh temporary directory (caller removes it with fixture_rmdir). */

@@ -57,13 +57,6 @@ static void refused(const char *what, const char *args, int want, const char *co
     free(out); free(err);
 }
 
-static int exists(const char *dir, const char *name) {
-    char p[1400];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return lstat(p, &sb) == 0;
-}
-
 static int build(const char *out, const char *level) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' db build --model %s --calib %s %s --seq-len 64 --calib-windows 4 --out %s > /dev/null 2>&1",
@@ -139,7 +132,7 @@ static void check_clear(const char *cache, const char *a, const char *b, const c
     char args[2048], lockp[1200];
     snprintf(args, sizeof args, "cache clear --cache %s", cache);
     refused("cache clear without --yes", args, 2, (const char *const[]){"would remove 3 level databases", "bytes", "--yes", NULL});
-    EVB_CHECK(exists(a, "index.msgpack") && exists(b, "index.msgpack"), "cache clear without --yes removes nothing");
+    EVB_CHECK(fixture_exists(a, "index.msgpack") && fixture_exists(b, "index.msgpack"), "cache clear without --yes removes nothing");
     snprintf(lockp, sizeof lockp, "%s/.lock", b);  /* another process building into b holds its lock */
     int fd = open(lockp, O_RDWR | O_CREAT, 0644);
     EVB_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "the test holds b's writer lock");
@@ -149,12 +142,12 @@ static void check_clear(const char *cache, const char *a, const char *b, const c
     EVB_CHECK(j && json_integer_value(json_object_get(j, "removed")) == 1 && n_kept == 2 &&
               json_integer_value(json_object_get(j, "bytes_freed")) > 100000, "cache clear --yes: 1 removed, 2 left in place, exit 1");
     json_decref(j);
-    EVB_CHECK(!exists(cache, "a"), "the unlocked database is gone, its directory with it");
-    EVB_CHECK(exists(b, "index.msgpack") && exists(b, "u0000_magnitude_s0.500000.bin"), "the locked database is left whole");
-    EVB_CHECK(exists(cache, "mixed/index.msgpack") && exists(cache, "mixed/mine.txt") && exists(cache, "mixed/u0000_magnitude_s0.300000.bin"),
+    EVB_CHECK(!fixture_exists(cache, "a"), "the unlocked database is gone, its directory with it");
+    EVB_CHECK(fixture_exists(b, "index.msgpack") && fixture_exists(b, "u0000_magnitude_s0.500000.bin"), "the locked database is left whole");
+    EVB_CHECK(fixture_exists(cache, "mixed/index.msgpack") && fixture_exists(cache, "mixed/mine.txt") && fixture_exists(cache, "mixed/u0000_magnitude_s0.300000.bin"),
               "a database directory holding a user's file is left whole");
-    EVB_CHECK(exists(cache, "notadb/keep.txt") && exists(cache, "notes.txt") && exists(cache, "link") && exists(outside, "index.msgpack") &&
-              exists(outside, "u0000_magnitude_s0.500000.bin"), "what is not a database, and a database linked from outside, are untouched");
+    EVB_CHECK(fixture_exists(cache, "notadb/keep.txt") && fixture_exists(cache, "notes.txt") && fixture_exists(cache, "link") && fixture_exists(outside, "index.msgpack") &&
+              fixture_exists(outside, "u0000_magnitude_s0.500000.bin"), "what is not a database, and a database linked from outside, are untouched");
     if (fd >= 0) close(fd);
     snprintf(args, sizeof args, "cache clear --cache %s --yes", cache);
     char *out, *err;
@@ -163,7 +156,7 @@ static void check_clear(const char *cache, const char *a, const char *b, const c
               strstr(err, "mine.txt"), "cache clear --yes once b is free: exit %d (1), removed 1 (%s), mixed named: %s", rc,
               out ? strtok(out, "\n") : "", err ? strtok(err, "\n") : "");
     free(out); free(err);
-    EVB_CHECK(!exists(cache, "b") && exists(cache, "mixed/mine.txt"), "b is removed once its lock is free; mixed stays");
+    EVB_CHECK(!fixture_exists(cache, "b") && fixture_exists(cache, "mixed/mine.txt"), "b is removed once its lock is free; mixed stays");
 }
 
 int main(void) {

@@ -37,13 +37,6 @@ static int make_db(const char *dir, const char *model_fp, int n) {
     return st;
 }
 
-static int exists(const char *dir, const char *name) {
-    char p[1400];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return lstat(p, &sb) == 0;
-}
-
 static int write_file(const char *dir, const char *name, const char *text) {
     char p[1400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -88,32 +81,32 @@ static void check_refused(const char *cache, const char *outside) {
     int fd = open(lockp, O_RDWR | O_CREAT, 0644);
     EVB_CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0, "the test holds b's writer lock");
     int st = evb_db_dir_remove(cache, "b");
-    EVB_CHECK(st == EVB_EIO && strstr(evb_last_error(), "in use") && exists(b, "index.msgpack") && exists(b, "u0000_magnitude_s0.100000.bin"),
+    EVB_CHECK(st == EVB_EIO && strstr(evb_last_error(), "in use") && fixture_exists(b, "index.msgpack") && fixture_exists(b, "u0000_magnitude_s0.100000.bin"),
               "a locked database is refused and left whole (status %d: %s)", st, evb_last_error());
     if (fd >= 0) close(fd);
     st = evb_db_dir_remove(cache, "mixed");
-    EVB_CHECK(st == EVB_EFORMAT && strstr(evb_last_error(), "mine.txt") && exists(cache, "mixed/mine.txt") && exists(cache, "mixed/index.msgpack"),
+    EVB_CHECK(st == EVB_EFORMAT && strstr(evb_last_error(), "mine.txt") && fixture_exists(cache, "mixed/mine.txt") && fixture_exists(cache, "mixed/index.msgpack"),
               "a database holding a user's file is refused, naming it, and left whole (status %d: %s)", st, evb_last_error());
     st = evb_db_dir_remove(cache, "link");
-    EVB_CHECK(st == EVB_EINVAL && exists(cache, "link") && exists(outside, "index.msgpack") && exists(outside, "u0000_magnitude_s0.100000.bin"),
+    EVB_CHECK(st == EVB_EINVAL && fixture_exists(cache, "link") && fixture_exists(outside, "index.msgpack") && fixture_exists(outside, "u0000_magnitude_s0.100000.bin"),
               "a link to a database is not followed: refused, the link and the database behind it untouched (status %d)", st);
     st = evb_db_dir_remove(cache, "linkedlock");
-    EVB_CHECK(st == EVB_EIO && strstr(evb_last_error(), "lock") && exists(cache, "linkedlock/index.msgpack") && exists(outside, ".lock"),
+    EVB_CHECK(st == EVB_EIO && strstr(evb_last_error(), "lock") && fixture_exists(cache, "linkedlock/index.msgpack") && fixture_exists(outside, ".lock"),
               "a database whose lock is a link elsewhere is refused and left whole (status %d: %s)", st, evb_last_error());
     int s1 = evb_db_dir_remove(cache, "notadb"), s2 = evb_db_dir_remove(cache, "notes.txt"), s3 = evb_db_dir_remove(cache, "../outside");
-    EVB_CHECK(s1 == EVB_EINVAL && s2 == EVB_EINVAL && s3 == EVB_EINVAL && exists(cache, "notadb/keep.txt") && exists(cache, "notes.txt"),
+    EVB_CHECK(s1 == EVB_EINVAL && s2 == EVB_EINVAL && s3 == EVB_EINVAL && fixture_exists(cache, "notadb/keep.txt") && fixture_exists(cache, "notes.txt"),
               "a directory, a file and a path leading out are not level databases: refused, untouched");
 }
 
 /* Removals that succeed, and the scan after them. */
 static void check_removed(const char *cache) {
     int st = evb_db_dir_remove(cache, "a");
-    EVB_CHECK(st == EVB_SUCCESS && !exists(cache, "a"), "an unlocked database is removed with its directory and a killed writer's file (%s)",
+    EVB_CHECK(st == EVB_SUCCESS && !fixture_exists(cache, "a"), "an unlocked database is removed with its directory and a killed writer's file (%s)",
               st ? evb_last_error() : "");
     st = evb_db_dir_remove(cache, "b");
-    EVB_CHECK(st == EVB_SUCCESS && !exists(cache, "b"), "b is removed once its lock is free (%s)", st ? evb_last_error() : "");
+    EVB_CHECK(st == EVB_SUCCESS && !fixture_exists(cache, "b"), "b is removed once its lock is free (%s)", st ? evb_last_error() : "");
     st = evb_db_dir_remove(cache, "broken");
-    EVB_CHECK(st == EVB_SUCCESS && !exists(cache, "broken"), "a database with a damaged index is removed (%s)", st ? evb_last_error() : "");
+    EVB_CHECK(st == EVB_SUCCESS && !fixture_exists(cache, "broken"), "a database with a damaged index is removed (%s)", st ? evb_last_error() : "");
     st = evb_db_dir_remove(cache, "a");
     EVB_CHECK(st == EVB_EINVAL, "removing it again: not a level database (status %d)", st);
     evb_db_dir *d = NULL;

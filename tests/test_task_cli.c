@@ -67,13 +67,6 @@ static int one_line(const char *out, const char *want) {
     return ok;
 }
 
-static int exists(const char *dir, const char *name) {
-    char p[1400];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return stat(p, &sb) == 0;
-}
-
 static void refusals(void) {
     char out[1200], bad[1200], args[2600];
     snprintf(bad, sizeof bad, "%s/bad.jsonl", tmp_dir);
@@ -106,7 +99,7 @@ static void refusals(void) {
         if ((k = strstr(a, "ADDITIVE"))) snprintf(args, sizeof args, "--fitness-plugin %s --generations 2", EVB_ADDITIVE_PLUGIN);
         snprintf(out, sizeof out, "%s/refused%zu", tmp_dir, i);
         int rc = run(args, out);
-        EVB_CHECK(rc != 0 && one_line(out, cases[i][1]) && !exists(out, "best.json"),
+        EVB_CHECK(rc != 0 && one_line(out, cases[i][1]) && !fixture_exists(out, "best.json"),
                   "%s: exit %d, one line with \"%s\", no best.json", cases[i][0], rc, cases[i][1]);
     }
 }
@@ -132,7 +125,7 @@ int main(void) {
     snprintf(mp, sizeof mp, "%s/manifest.json", a);
     json_t *man = json_load_file(mp, 0, NULL);
     const char *fit = json_string_value(json_object_get(man, "fitness"));
-    EVB_CHECK(rc == 0 && exists(a, "best.json") && fit && !strncmp(fit, "task:", 5), "search --fitness task:FILE: exit %d, best.json, the manifest records %s", rc, fit ? fit : "nothing");
+    EVB_CHECK(rc == 0 && fixture_exists(a, "best.json") && fit && !strncmp(fit, "task:", 5), "search --fitness task:FILE: exit %d, best.json, the manifest records %s", rc, fit ? fit : "nothing");
     json_decref(man);
     snprintf(args, sizeof args, "--fitness task:%s %s --threads 2", TASK, gens);
     rc = run(args, b);
@@ -148,7 +141,7 @@ int main(void) {
     snprintf(args, sizeof args, "--fitness kl+0.5*task:%s %s", TASK, gens);
     snprintf(d, sizeof d, "%s/mix", tmp);
     rc = run(args, d);
-    EVB_CHECK(rc == 0 && exists(d, "best.json"), "search --fitness kl+0.5*task:FILE: exit %d", rc);
+    EVB_CHECK(rc == 0 && fixture_exists(d, "best.json"), "search --fitness kl+0.5*task:FILE: exit %d", rc);
     char cmd[4000], ep[1300];
     snprintf(ep, sizeof ep, "%s/eval.json", tmp);
     snprintf(cmd, sizeof cmd, "'%s' eval --model %s --data %s --seq-len 64 --max-tokens 500 --config %s --task %s --json > %s 2> /dev/null",
@@ -171,7 +164,7 @@ int main(void) {
     snprintf(args, sizeof args, "--fitness task:%s/missing.jsonl --force", tmp);
     rc = run(args, a);
     snprintf(cmd, sizeof cmd, "cmp -s %s/best.json %s/best.before", a, tmp);
-    EVB_CHECK(rc == 2 && sh(cmd) == 0 && exists(a, "checkpoint.msgpack"), "a missing task file with --force: exit %d, the run directory as it was", rc);
+    EVB_CHECK(rc == 2 && sh(cmd) == 0 && fixture_exists(a, "checkpoint.msgpack"), "a missing task file with --force: exit %d, the run directory as it was", rc);
     fixture_rmdir(tmp);
     free(tmp);
     return evb_test_summary();
