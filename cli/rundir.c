@@ -72,8 +72,11 @@ int rundir_open(const char *dir, const run_flags *f, const char *done_name, cons
         return usage_error("--out %s already holds a finished run; choose another directory, or --force to overwrite it", dir);
     if (!f->resume && !f->force && exists(dir, "checkpoint.msgpack"))
         return usage_error("--out %s holds a run that did not finish; continue it with --resume, or --force to start over", dir);
-    if (f->force) remove_files(dir, 0);
     return 0;
+}
+
+void rundir_start_over(const char *dir, const run_flags *f) {
+    if (f->force) remove_files(dir, 0);
 }
 
 int log_truncate(FILE *log, const char *path, int generation) {

@@ -13,9 +13,12 @@ int write_text(const char *dir, const char *name, const char *text);
 int write_json(const char *dir, const char *name, json_t *j);
 /* Creates dir, takes its lock for the rest of the process (one writer), removes temporary files a killed
  * writer left, and refuses a directory holding a finished run (done_name) or an unfinished one (a checkpoint)
- * unless --resume continues it or --force starts over (removing the run's files). --resume needs
- * dir/resume_name (a checkpoint; "." for a sweep's directory) or a finished run. */
+ * unless --resume continues it or --force starts over. --resume needs dir/resume_name (a checkpoint; "." for a
+ * sweep's directory) or a finished run. */
 int rundir_open(const char *dir, const run_flags *f, const char *done_name, const char *resume_name, int *lock_fd);
+/* With --force, removes the run's files: called once the inputs are loaded and checked, so that bad input
+ * leaves the run there as it was. */
+void rundir_start_over(const char *dir, const run_flags *f);
 /* On resume: cuts log.jsonl after the last line of a generation the checkpoint holds (a run killed between
  * its log line and its checkpoint logged one generation more), and any unfinished last line. */
 int log_truncate(FILE *log, const char *path, int generation);

@@ -492,17 +492,18 @@ static int search_main(run *r, int n_t) {
     if ((rc = parse_targets(r)) || (rc = check_method(r)) || (rc = parse_fitness(r))) return rc;
     snprintf(r->base, sizeof r->base, "%.900s", o->out);
     snprintf(r->out, sizeof r->out, "%s", o->out);
+    run_flags rf = {o->resume, o->force};
+    if (g_mpi_rank == 0) {  /* the run directory is rank 0's */
+        if ((rc = rundir_open(r->base, &rf, r->n_targets > 1 ? "sweep.json" : "best.json", r->n_targets > 1 ? "." : "checkpoint.msgpack", &lock))) return rc;
+    }
     if (r->demo && g_mpi_rank == 0)
         fprintf(stderr, "%s: the demo model's front: EvoPress at sparsity %s against uniform pruning, %s generations each"
                         " (--generations paper for the paper's 400)\n", cmd_name, o->target_sparsity, o->generations);
     set_threads(o);
-    /* the inputs first (model, text, task, plug-in, workers' registration): bad input leaves the run directory
-     * as it was, even with --force */
+    /* the inputs (model, text, task, plug-in, workers' registration) before --force clears the directory: bad
+     * input leaves the run there as it was */
     rc = load_inputs(r);
-    if (!rc && g_mpi_rank == 0) {  /* the run directory is rank 0's */
-        run_flags rf = {o->resume, o->force};
-        rc = rundir_open(r->base, &rf, r->n_targets > 1 ? "sweep.json" : "best.json", r->n_targets > 1 ? "." : "checkpoint.msgpack", &lock);
-    }
+    if (!rc && g_mpi_rank == 0) rundir_start_over(r->base, &rf);
 #ifdef EVB_MPI
     if (g_mpi_size > 1 && g_mpi_rank > 0) rc = rc ? rc : mpi_rank_serve(r);
     else

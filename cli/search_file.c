@@ -100,6 +100,7 @@ int search_problem(run *r) {
     run_flags rf = {o->resume, o->force};
     int lock = -1;
     if ((rc = rundir_open(r->out, &rf, "best.json", "checkpoint.msgpack", &lock))) return rc;
+    rundir_start_over(r->out, &rf);
     evb_search_params sp;
     if ((rc = search_params(r, &sp))) return rc;
     json_t *man = manifest(r, &sp);
