@@ -29,6 +29,8 @@ typedef struct opts {
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute, *task;
+    const char *text, *decode;   /* tokenize */
+    int no_bos;
     int force;
     int yes;          /* cache clear: remove without asking */
     const char *arg;  /* the positional argument of the commands that take one (db info DIR, plot RUNDIR) */
@@ -97,6 +99,7 @@ int load_levels(const evb_model *m, const opts *o, const char *db_dir, const evb
 int refuse_status(const char *prefix);
 
 int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_search(int argc, char **argv);

@@ -194,6 +194,9 @@ static const opt_spec all_opts[] = {
     {"--no-memo", 'b', OS(no_memo), 0, 0},
     {"--reference", 's', OS(reference), 0, 0},
     {"--task", 's', OS(task), 0, 0},
+    {"--text", 's', OS(text), 0, 0},
+    {"--decode", 's', OS(decode), 0, 0},
+    {"--no-bos", 'b', OS(no_bos), 0, 0},
     {"--dtype", 's', OS(dtype), 0, 0},
     {"--format", 's', OS(format), 0, 0},
     {"--with", 's', OS(with), 0, 0},
@@ -459,6 +462,7 @@ typedef struct command { const char *name; int (*run)(int, char **); const char 
 static const command commands[] = {
     {"info", cmd_info, "print a model's architecture, sizes and compressible units"},
     {"generate", cmd_generate, "greedy text generation"},
+    {"tokenize", cmd_tokenize, "text to token ids and back, with a model's tokenizer"},
     {"eval", cmd_eval, "perplexity on a text file"},
     {"db", cmd_db, "level database: build, info"},
     {"search", cmd_search, "find per-layer levels for a target size"},

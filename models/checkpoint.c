@@ -318,6 +318,36 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* The tokenizer beside a model: in a Hugging Face directory tokenizer.json, else tokenizer.bin; beside a
+ * llama2.c .bin file tokenizer.bin, else tok<V>.bin (llama2.c's naming for small vocabularies). "" if none. */
+static void tokenizer_beside(const char *path, int is_dir, int vocab, char *out, size_t n) {
+    char dir[1100], cand[1150];
+    snprintf(dir, sizeof dir, "%s", path);
+    if (is_dir) { snprintf(cand, sizeof cand, "%s/tokenizer.json", dir); if (!file_exists(cand)) snprintf(cand, sizeof cand, "%s/tokenizer.bin", dir); }
+    else {
+        char *slash = strrchr(dir, '/');
+        if (slash) slash[1] = '\0'; else dir[0] = '\0';
+        snprintf(cand, sizeof cand, "%stokenizer.bin", dir);
+        if (!file_exists(cand)) snprintf(cand, sizeof cand, "%stok%d.bin", dir, vocab);
+    }
+    snprintf(out, n, "%s", file_exists(cand) ? cand : "");
+}
+
+int evb_model_find_tokenizer(const char *path, char *out, size_t n) {
+    struct stat sb;
+    out[0] = 0;
+    if (stat(path, &sb) != 0) EVB_ERRORF(EVB_EIO, "%s: %s", path, strerror(errno));
+    int32_t h[7] = {0};
+    if (!S_ISDIR(sb.st_mode)) { /* a llama2.c header's vocabulary names tok<V>.bin */
+        FILE *f = fopen(path, "rb");
+        if (!f) EVB_ERRORF(EVB_EIO, "%s: %s", path, strerror(errno));
+        if (fread(h, 4, 7, f) != 7) h[5] = 0;
+        fclose(f);
+    }
+    tokenizer_beside(path, S_ISDIR(sb.st_mode), h[5] == INT32_MIN ? 0 : h[5] < 0 ? -h[5] : h[5], out, n);
+    return EVB_SUCCESS;
+}
+
 // ---- llama2.c .bin ----
 
 static int load_llama2c(const char *path, int compute, evb_model **out) {
@@ -376,15 +406,7 @@ static int load_llama2c(const char *path, int compute, evb_model **out) {
     fclose(f);
     if (!ok) { evb_model_free(m); EVB_ERRORF(EVB_EIO, "%s: read error", path); }
     snprintf(m->path, sizeof m->path, "%s", path);
-    /* The tokenizer: tokenizer.bin beside the model, else tok<V>.bin (llama2.c's naming for small vocabs). */
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) slash[1] = '\0'; else dir[0] = '\0';
-    char cand[1150];
-    snprintf(cand, sizeof cand, "%stokenizer.bin", dir);
-    if (!file_exists(cand)) snprintf(cand, sizeof cand, "%stok%d.bin", dir, c.vocab_size);
-    if (file_exists(cand)) snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", cand);
+    tokenizer_beside(path, 0, c.vocab_size, m->tokenizer_path, sizeof m->tokenizer_path);
     if (compute == EVB_COMPUTE_BF16 && (status = hold_bf16(&m))) { evb_model_free(m); return status; }
     *out = m;
     return EVB_SUCCESS;
@@ -620,9 +642,7 @@ static int load_hf(const char *dir, int compute, evb_model **out) {
     evb_st_close(&st);
     if (s) { evb_model_free(m); return s; }
     snprintf(m->path, sizeof m->path, "%s", dir);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (!file_exists(path)) snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
-    if (file_exists(path)) snprintf(m->tokenizer_path, sizeof m->tokenizer_path, "%s", path);
+    tokenizer_beside(dir, 1, 0, m->tokenizer_path, sizeof m->tokenizer_path);
     *out = m;
     return EVB_SUCCESS;
 }

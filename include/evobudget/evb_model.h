@@ -115,6 +115,9 @@ int  evb_model_load(const char *path, evb_model **out);
 /* The same, holding the weights as compute says (AUTO resolved here). EVB_COMPUTE_BF16 on a CPU without
  * BF16 products is EVB_EINVAL with evb_compute_missing's reason. evb_model_load is EVB_COMPUTE_F32. */
 int  evb_model_load_as(const char *path, evb_compute compute, evb_model **out);
+/* The tokenizer a model at path would load (tokenizer_path), found without reading the weights; "" if none.
+ * EVB_EIO when path does not exist. */
+int  evb_model_find_tokenizer(const char *path, char *out, size_t n);
 void evb_model_free(evb_model *m);
 
 /* Writes the model as a Hugging Face directory dir (created if missing): config.json and model.safetensors
