@@ -4,6 +4,7 @@
 #define EVB_CLI_H
 #include "evobudget/evobudget.h"
 #include "evobudget/evb_problems.h"
+#include "evobudget/evb_gguf.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -13,7 +14,7 @@ extern const char *cmd_name;
 
 typedef struct opts {
     const char *model, *tokenizer, *prompt, *prompt_tokens, *data;
-    const char *calib, *method, *sparsity, *nm, *bits, *out, *db, *config, *uniform_sparsity_s;
+    const char *calib, *method, *sparsity, *nm, *bits, *types, *out, *db, *config, *uniform_sparsity_s;
     const char *step_target, *protocol, *calib_level;
     long num_levels, weights_diff;
     double uniform_sparsity;
@@ -30,6 +31,7 @@ typedef struct opts {
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute, *task;
     const char *text, *decode;   /* tokenize */
+    const char *windows_out;     /* eval */
     int no_bos;
     int force;
     int yes;          /* cache clear: remove without asking */
@@ -60,6 +62,7 @@ const char *did_you_mean(const char *typed, const char *const *names, size_t n_n
 int parse_opts(int argc, char **argv, const char *accepted, opts *o);
 /* A comma-separated list of numbers into out[cap]. */
 int parse_list(const char *flag, const char *s, double *out, int cap, int *n);
+int parse_gguf_types(const char *s, int *out, int cap, int *n);
 int is_dir(const char *p);
 /* The embedded default: the demo model shipped in assets/demo (EVB_HOME overrides the source directory). */
 const char *default_asset(const char *name, char *buf, size_t n);
@@ -110,6 +113,9 @@ int export_gptq(const evb_model *m, const opts *o, const evb_allocation *cfg, co
 /* export --format compressed-tensors: the configuration's sparse layers in the sparse-bitmask layout into dir
  * (cli/export_sparse.c); refuses quantized layers. Prints its error and returns an exit code. */
 int export_sparse(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *dir, const char *dtype, json_t **summary);
+/* export --format gguf: the configuration as one GGUF file at path, its GGUF levels' blocks copied, the tokenizer
+ * embedded (cli/export_gguf.c). Prints its error and returns an exit code. */
+int export_gguf(const evb_model *m, const opts *o, const evb_allocation *cfg, const char *path, const char *dtype, json_t **summary);
 int cmd_plot(int argc, char **argv);
 /* cache list|size|clear: the level databases under the cache directory (cli/cache.c). */
 int cmd_cache(int argc, char **argv);

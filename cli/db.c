@@ -74,7 +74,8 @@ static const char build_help[] =
     "usage: evobudget db build [--model PATH] [--calib TEXTFILE] --method NAME LEVELS --out DIR [--json]\n"
     "  Compresses every linear layer at every level asked for and stores the levels in the database DIR\n"
     "  (created when missing, extended when it exists: levels already there are not recomputed).\n"
-    "  --method NAME          magnitude, wanda, sparsegpt (sparsity); rtn, gptq (quantization)\n"
+    "  --method NAME          magnitude, wanda, sparsegpt (sparsity); rtn, gptq (quantization); gguf (GPTQ into\n"
+    "                         GGUF block types' grids), gguf-rtn (llama.cpp's own rounding)\n"
     "  --sparsity LIST        fractions of weights removed, e.g. 0.1,0.2,...,0.9\n"
     "  --nm N:M               semi-structured pattern instead, e.g. 2:4\n"
     "  --step-target S        EvoPress's equal-step grid instead: around sparsity S, level l of a layer\n"
@@ -83,6 +84,8 @@ static const char build_help[] =
     "  --num-levels K         levels each side of the target (default 8)\n"
     "  --weights-diff D       the step in weights (default int(0.5 min(S, 1-S) / K dim^2))\n"
     "  --bits LIST            bit widths 2..8, e.g. 2,3,4\n"
+    "  --types LIST           GGUF block types, e.g. Q4_K,Q3_K,Q8_0 (default: all ten); a layer gets those its\n"
+    "                         rows hold (k-quants: multiples of 256 inputs; Q4_0..Q8_0: multiples of 32)\n"
     "  --group-size N         inputs per quantization scale (default 0: one per output row)\n"
     "  --sym                  symmetric grid (default asymmetric)\n"
     "  --act-order            GPTQ: quantize columns by decreasing Hessian diagonal\n"
@@ -105,13 +108,13 @@ typedef struct build_job {
     opts o;
     const evb_method *method;
     double sp[64], bl[16], step_target, calib_value;
-    int n_sp, n_bits, nk, nm, sequential, bits[16];
+    int n_sp, n_bits, nk, nm, sequential, bits[16], types[16], n_types;
 } build_job;
 
 static int sparse_levels(build_job *b) {
     const opts *o = &b->o;
     int rc;
-    if (o->bits) return usage_error("--bits is for rtn and gptq, not %s", o->method);
+    if (o->bits || o->types) return usage_error("%s is for %s, not %s", o->bits ? "--bits" : "--types", o->bits ? "rtn and gptq" : "gguf and gguf-rtn", o->method);
     if (!!o->sparsity + !!o->nm + !!o->step_target != 1) return usage_error("%s needs exactly one of --sparsity LIST, --step-target S or --nm N:M", o->method);
     if (o->step_target) {
         char *end;
@@ -129,12 +132,25 @@ static int quant_levels(build_job *b) {
     const opts *o = &b->o;
     int rc;
     if (o->sparsity || o->nm || o->step_target) return usage_error("--sparsity, --step-target and --nm are for magnitude, wanda and sparsegpt, not %s", o->method);
+    if (o->types) return usage_error("--types is for gguf and gguf-rtn, not %s", o->method);
     if (!o->bits) return usage_error("%s needs --bits LIST", o->method);
     if ((rc = parse_list("--bits", o->bits, b->bl, 16, &b->n_bits))) return rc;
     for (int i = 0; i < b->n_bits; i++) {
         if (b->bl[i] != (int)b->bl[i] || b->bl[i] < 2 || b->bl[i] > 8) return usage_error("--bits %g must be an integer in [2, 8]", b->bl[i]);
         b->bits[i] = (int)b->bl[i];
     }
+    return 0;
+}
+
+/* GGUF levels: --types LIST, or every block type. */
+static int gguf_levels(build_job *b) {
+    const opts *o = &b->o;
+    if (o->sparsity || o->nm || o->step_target || o->bits)
+        return usage_error("--sparsity, --step-target, --nm and --bits are not for %s (hint: --types Q4_K,Q3_K,...)", o->method);
+    if (o->types) return parse_gguf_types(o->types, b->types, 16, &b->n_types);
+    static const int all[] = {EVB_GGUF_Q2_K, EVB_GGUF_Q3_K, EVB_GGUF_Q4_K, EVB_GGUF_Q5_K, EVB_GGUF_Q6_K,
+                              EVB_GGUF_Q4_0, EVB_GGUF_Q4_1, EVB_GGUF_Q5_0, EVB_GGUF_Q5_1, EVB_GGUF_Q8_0};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) b->types[b->n_types++] = all[i];
     return 0;
 }
 
@@ -148,7 +164,8 @@ static int build_flags(build_job *b) {
     if (o->calib_level && !b->sequential) return usage_error("--calib-level goes with --protocol sequential");
     if (b->sequential && o->nm) return usage_error("--protocol sequential is for --sparsity, --step-target and --bits levels");
     if ((o->num_levels != 8 || o->weights_diff) && !o->step_target) return usage_error("--num-levels and --weights-diff go with --step-target");
-    int rc = b->method->kind == EVB_LEVEL_SPARSE ? sparse_levels(b) : quant_levels(b);
+    if (b->sequential && b->method->kind == EVB_LEVEL_GGUF) return usage_error("--protocol sequential is not for GGUF levels");
+    int rc = b->method->kind == EVB_LEVEL_SPARSE ? sparse_levels(b) : b->method->kind == EVB_LEVEL_GGUF ? gguf_levels(b) : quant_levels(b);
     if (rc) return rc;
     b->calib_value = b->step_target ? b->step_target : b->n_sp ? b->sp[b->n_sp / 2] : b->n_bits ? b->bl[b->n_bits / 2] : 0;
     if (o->calib_level) {
@@ -197,7 +214,7 @@ static int build_run(const build_job *b, const loaded *l) {
     if (!s && !b->sequential) s = evb_calib_collect(l->m, &w, (int)o->batch, &cs);
     double t1 = now_s();
     evb_level_grid g = {b->sp, b->n_sp, b->nk, b->nm, b->bits, b->n_bits, (int)o->group_size, o->sym, o->act_order, b->step_target,
-                        b->step_target ? (int)o->num_levels : 0, 0};
+                        b->step_target ? (int)o->num_levels : 0, 0, b->types, b->n_types};
     if (b->step_target) g.step_weights = o->weights_diff ? o->weights_diff : evb_step_weights_default(l->m, b->step_target, (int)o->num_levels);
     progress p = {t1, "db build", isatty(2), 0, "levels"};
     if (!s && b->sequential) s = evb_db_build_sequential(db, l->m, &w, (int)o->batch, b->method, &g, b->calib_value, &built, &present, progress_cb, &p);
@@ -213,7 +230,7 @@ static int cmd_db_build(int argc, char **argv) {
     build_job b;
     memset(&b, 0, sizeof b);
     b.o.calib_windows = 32; b.o.batch = 8; b.o.piece_bytes = 4000; b.o.num_levels = 8;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --step-target --num-levels --weights-diff --bits --group-size --sym --act-order --protocol --calib-level --out --calib-windows --seq-len --seed --batch --threads --compute --json", &b.o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --method --sparsity --nm --step-target --num-levels --weights-diff --bits --types --group-size --sym --act-order --protocol --calib-level --out --calib-windows --seq-len --seed --batch --threads --compute --json", &b.o);
     if (rc || b.o.help) {
         if (b.o.help) fputs(build_help, stdout);
         return rc;

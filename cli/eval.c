@@ -2,6 +2,7 @@
  * exported model to its dense model. */
 #define _DEFAULT_SOURCE
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_eval.h"
@@ -176,6 +177,7 @@ static const char eval_help[] =
     "  --calib-windows N  score the N windows 'search --calib-windows N' samples from this text instead\n"
     "                     (its calibration set: kl is then the search's fitness on all of it)\n"
     "  --batch N          windows per forward pass (default 8; lowered so that one forward holds at most 512 MiB of logits)\n"
+    "  --windows-out FILE write the windows scored to FILE, one per line, token ids separated by spaces\n"
     "  --piece-bytes N    encode the text in pieces of at most N bytes cut after a newline, as llama2.c\n"
     "                     does (default 4000; 0 encodes it whole)\n"
     "  --threads N        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
@@ -291,6 +293,17 @@ static int eval_print(const eval_job *e, const char *data, const evb_windows *w,
 }
 
 /* Scores the text's windows: the NLL, and the KL to the dense model (configuration) or from the reference. */
+/* The windows scored, one per line, their token ids separated by spaces (what another implementation needs to
+ * score the same tokens: tests/tools/llama_judge reads this). */
+static int windows_file(FILE *f, void *ctx) {
+    const evb_windows *w = ctx;
+    for (int i = 0; i < w->n; i++)
+        for (int k = 0; k < w->len[i]; k++) fprintf(f, "%d%c", w->tokens[(size_t)i * w->seq_len + k], k + 1 < w->len[i] ? ' ' : '\n');
+    return ferror(f) ? EVB_RAISEF(EVB_EIO, "cannot write the windows") : EVB_SUCCESS;
+}
+
+static int write_windows(const char *path, const evb_windows *w) { return evb_write_atomic_with(path, windows_file, (void *)w); }
+
 static int eval_score(const eval_job *e, const char *data, int seq_len) {
     const opts *o = &e->o;
     const evb_model *m = e->l.m;
@@ -299,6 +312,7 @@ static int eval_score(const eval_job *e, const char *data, int seq_len) {
     size_t scored = 0;
     double nll = 0, kl = 0, t0 = now_s();
     int s = evb_windows_from_file(e->l.t, data, (size_t)o->piece_bytes, seq_len, (int)o->calib_windows, 0, (size_t)o->max_tokens, &w);
+    if (!s && o->windows_out) s = write_windows(o->windows_out, &w);
     int batch = logits_batch((int)o->batch < w.n ? (int)o->batch : (w.n > 0 ? w.n : 1), seq_len, m, e->weights || e->ref ? 2 : 1);
     if (!s) s = evb_state_alloc(m, batch, seq_len, &st);
     double t1 = now_s();
@@ -323,7 +337,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&e, 0, sizeof e);
     e.o.batch = 8; e.o.piece_bytes = 4000;
     e.o.group_size = -1;  /* not given: --uniform-bits takes the database's when it holds one */
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --task --compute --json", &e.o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --windows-out --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --task --compute --json", &e.o);
     if (rc || e.o.help) {
         if (e.o.help) fputs(eval_help, stdout);
         return rc;

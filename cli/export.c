@@ -19,6 +19,11 @@ static void level_fields(json_t *e, const evb_allocation_unit *x) {
     if (!x || x->dense || (!x->zero && !x->key.method[0])) { json_object_set_new(e, "method", json_string("dense")); return; }
     json_object_set_new(e, "method", json_string(x->zero ? "zero" : x->key.method));
     if (x->zero) return;
+    if (x->key.kind == EVB_LEVEL_GGUF) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(x->key.gguf_type);
+        json_object_set_new(e, "type", json_string(t ? t->name : "?"));
+        return;
+    }
     if (x->key.kind == EVB_LEVEL_QUANT) {
         json_object_set_new(e, "bits", json_integer(x->key.bits));
         json_object_set_new(e, "group_size", json_integer(x->key.group_size));
@@ -69,7 +74,7 @@ static json_t *compression_record(const evb_model *m, const opts *o, const evb_a
 typedef struct job {
     opts o;
     const char *dtype;          /* --dtype as a safetensors name, NULL: the source's */
-    int gptq, ct;               /* --format gptq|gptq_v2, --format compressed-tensors */
+    int gptq, ct, gguf;         /* --format gptq|gptq_v2, --format compressed-tensors, --format gguf */
     evb_allocation *cfg;
     loaded l;
     unsigned char *drop;        /* [2 L] dropped sub-blocks, NULL when none */
@@ -84,6 +89,7 @@ typedef struct job {
 
 static void print_help(void) {
     printf("usage: evobudget export --config FILE --out DIR [--model PATH] [--db DIR] [--dtype f32|f16|bf16] [--format hf|gptq|gptq_v2|compressed-tensors] [--json]\n"
+           "       evobudget export --config FILE --format gguf --out FILE.gguf [--model PATH] [--db DIR] [--dtype f16|bf16|f32] [--json]\n"
            "  Writes the compressed model a configuration describes as a Hugging Face directory: config.json,\n"
            "  model.safetensors (pruned weights hold zeros, quantized ones their dequantized values, dropped\n"
            "  sub-blocks zero weights and config.json's \"evobudget_dropped\"), the tokenizer, and\n"
@@ -100,7 +106,10 @@ static void print_help(void) {
            "                  one, AutoGPTQ's convention); gptq_v2: zero points as they are (GPTQModel's);\n"
            "                  other layers dense; compressed-tensors: sparse (magnitude, wanda, sparsegpt, N:M)\n"
            "                  layers in compressed-tensors' sparse-bitmask layout, other layers dense (no\n"
-           "                  quantized layers). docs/export-formats.md says which loaders read what\n"
+           "                  quantized layers); gguf: one GGUF file for llama.cpp, --out a file: layers at GGUF\n"
+           "                  levels (search --compressor gguf|gguf-rtn) in their block types, the rest dense\n"
+           "                  (--dtype, default f16), the tokenizer embedded. docs/export-formats.md says which\n"
+           "                  loaders read what\n"
            "  --json          one JSON object on stdout: out, files, bytes, dtype, units compressed, dropped\n");
 }
 
@@ -120,10 +129,17 @@ static int parse_flags(int argc, char **argv, job *j) {
         if (!j->dtype) return usage_error("--dtype '%s' is not one of f32, f16, bf16", o->dtype);
     }
     j->ct = o->format && strcmp(o->format, "compressed-tensors") == 0;
-    j->gptq = o->format && strcmp(o->format, "hf") != 0 && !j->ct;
+    j->gguf = o->format && strcmp(o->format, "gguf") == 0;
+    j->gptq = o->format && strcmp(o->format, "hf") != 0 && !j->ct && !j->gguf;
     if (j->gptq && strcmp(o->format, "gptq") && strcmp(o->format, "gptq_v2"))
-        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2, compressed-tensors", o->format);
+        return usage_error("--format '%s' is not one of hf, gptq, gptq_v2, compressed-tensors, gguf", o->format);
     struct stat sb;
+    if (j->gguf) { /* one file */
+        if (stat(o->out, &sb) == 0 && (S_ISDIR(sb.st_mode) || !o->force))
+            return fprintf(stderr, "%s: --out %s exists%s (hint: %s)\n", cmd_name, o->out, S_ISDIR(sb.st_mode) ? " and is a directory" : "",
+                           S_ISDIR(sb.st_mode) ? "--format gguf writes one file: give a file name such as model.gguf" : "choose a new file name, or --force to replace it"), 2;
+        return 0;
+    }
     if (stat(o->out, &sb) == 0 && (!S_ISDIR(sb.st_mode) || (!evb_dir_is_empty(o->out) && !o->force)))
         return fprintf(stderr, "%s: --out %s exists and is %s (hint: choose a new directory%s)\n", cmd_name, o->out,
                        S_ISDIR(sb.st_mode) ? "not empty" : "not a directory", S_ISDIR(sb.st_mode) ? ", or --force to replace it" : ""), 2;
@@ -151,7 +167,7 @@ static int load_inputs(job *j) {
     for (int u = 0; j->weights && u < U; u++) { evb_model_set_weight(m, u, j->weights[u]); j->n_comp += j->weights[u] != NULL; }
     for (int i = 0; j->drop && i < 2 * L; i++) j->n_drop += j->drop[i];
     for (int i = 0; j->drop && i < L; i++) { m->layers[i].skip_attn = j->drop[i]; m->layers[i].skip_mlp = j->drop[L + i]; }
-    j->dt = j->dtype ? j->dtype : j->gptq ? "F16" : m->config.dtype;
+    j->dt = j->dtype ? j->dtype : j->gptq || j->gguf ? "F16" : m->config.dtype;
     return 0;
 }
 
@@ -252,6 +268,23 @@ int cmd_export(int argc, char **argv) {
     job j = {0};
     int rc = parse_flags(argc, argv, &j);
     if (rc) return rc < 0 ? 0 : rc;
+    if (j.gguf) {
+        if (!(rc = load_inputs(&j)) && !(rc = check_out(&j)) && !(rc = export_gguf(j.l.m, &j.o, j.cfg, j.o.out, j.dt, &j.gsum))) {
+            if (j.o.json) {
+                json_object_set_new(j.gsum, "out", json_string(j.o.out));
+                json_object_set_new(j.gsum, "format", json_string("gguf"));
+                json_object_set_new(j.gsum, "dtype", json_string(j.dt));
+                json_object_set_new(j.gsum, "seconds", json_real(now_s() - j.t0));
+                rc = print_json(j.gsum);
+                j.gsum = NULL;
+            } else
+                printf("wrote %s: %lld bytes, %d linear layers in GGUF types, %d dense (%s), %.4f bits per weight\n", j.o.out,
+                       (long long)json_integer_value(json_object_get(j.gsum, "file_bytes")), (int)json_integer_value(json_object_get(j.gsum, "layers_gguf")),
+                       (int)json_integer_value(json_object_get(j.gsum, "layers_dense")), j.dt, json_real_value(json_object_get(j.gsum, "bits_per_weight")));
+        }
+        job_free(&j);
+        return rc;
+    }
     if (!(rc = load_inputs(&j)) && !(rc = check_out(&j))) {
         int s = evb_dir_stage_begin(&j.st, j.o.out);
         rc = s ? fail(s) : write_stage(&j);

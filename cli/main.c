@@ -161,6 +161,7 @@ static const opt_spec all_opts[] = {
     {"--protocol", 's', OS(protocol), 0, 0},
     {"--calib-level", 's', OS(calib_level), 0, 0},
     {"--bits", 's', OS(bits), 0, 0},
+    {"--types", 's', OS(types), 0, 0},
     {"--out", 's', OS(out), 0, 0},
     {"--group-size", 'i', OS(group_size), 0, 1 << 20},
     {"--calib-windows", 'i', OS(calib_windows), 1, 1 << 20},
@@ -196,6 +197,7 @@ static const opt_spec all_opts[] = {
     {"--task", 's', OS(task), 0, 0},
     {"--text", 's', OS(text), 0, 0},
     {"--decode", 's', OS(decode), 0, 0},
+    {"--windows-out", 's', OS(windows_out), 0, 0},
     {"--no-bos", 'b', OS(no_bos), 0, 0},
     {"--dtype", 's', OS(dtype), 0, 0},
     {"--format", 's', OS(format), 0, 0},
@@ -452,6 +454,26 @@ int parse_list(const char *flag, const char *s, double *out, int cap, int *n) {
         else if (*p) return usage_error("%s '%s' is not a comma-separated list of numbers", flag, s);
     }
     if (!*n) return usage_error("%s is empty", flag);
+    return 0;
+}
+
+/* "Q4_K,Q3_K" into at most cap GGUF block types (ggml type ids), none twice. */
+int parse_gguf_types(const char *s, int *out, int cap, int *n) {
+    *n = 0;
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ",");
+        char name[16];
+        const evb_gguf_type_info *t = NULL;
+        if (len < sizeof name) { memcpy(name, p, len); name[len] = 0; t = evb_gguf_type_find(name); }
+        if (!t || t->block < 2)
+            return usage_error("--types: '%.*s' is not a GGUF block type (%s)", (int)len, p, evb_gguf_type_names());
+        for (int i = 0; i < *n; i++) if (out[i] == t->type) return usage_error("--types: %s is given twice", t->name);
+        if (*n == cap) return usage_error("--types: more than %d types", cap);
+        out[(*n)++] = t->type;
+        p += len;
+        if (*p == ',') p++;
+    }
+    if (!*n) return usage_error("--types is empty");
     return 0;
 }
 

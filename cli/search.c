@@ -36,7 +36,12 @@ static int help(void) {
            "  --target-drop X        fraction of attention and of MLP sub-blocks dropped\n"
            "  --target-bytes X       storage of the linear layers in bytes (suffix k, M, G) or bits per weight (suffix\n"
            "                         bpw): each layer the zero matrix, sparsegpt at 50..90%%, gptq at 2..6 bits or dense\n"
-           "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn\n"
+           "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn;\n"
+           "                         gguf (GPTQ into GGUF block types), gguf-rtn (llama.cpp's rounding): --target-bits\n"
+           "                         counts each type's storage (Q4_K 4.5, Q3_K 3.4375, ...); layers whose rows hold no\n"
+           "                         type stay F16, outside the target; export --format gguf writes the result\n"
+           "  --types LIST           GGUF types offered (default: Q2_K..Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); each layer\n"
+           "                         gets those its rows hold (k-quants: multiples of 256 inputs, others of 32)\n"
            "  --calib TEXTFILE       calibration text (default: assets/demo/calib.txt); --calib-windows N (default 32)\n"
            "                         windows of --seq-len positions (default min(512, context)), sampled with seed 0\n"
            "  --heldout TEXTFILE     also score the best and the uniform allocation on this text (KL, perplexity)\n"
@@ -137,6 +142,8 @@ static int parse_fitness(run *r) {
         if (!r->comp) return usage_error("--compressor '%s' is unknown (%s)", cn, evb_method_names());
         if ((r->comp->kind == EVB_LEVEL_SPARSE) != (r->kind == EVB_TARGET_SPARSITY))
             return usage_error("--compressor %s does not make %s levels", cn, r->kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
+        if (o->types && r->comp->kind != EVB_LEVEL_GGUF) return usage_error("--types goes with --compressor gguf or gguf-rtn");
+        if (o->types && parse_gguf_types(o->types, r->types, 16, &r->n_types)) return 2;
     } else if (o->compressor && r->kind == EVB_TARGET_DROP) return usage_error("--compressor does not apply to --target-drop");
     int rc = parse_fitness_spec(r);
     if (rc) return rc;
@@ -251,6 +258,8 @@ static int build_problem(run *r, double target) {
     p.num_levels = (int)r->o->num_levels;
     p.group_size = (int)r->o->group_size;
     p.sym = r->o->sym;
+    p.gguf_types = r->n_types ? r->types : NULL;
+    p.n_gguf_types = r->n_types;
     progress pg = {now_s(), "db build", isatty(2), 0, "levels"};
     r->env.progress = progress_cb;
     r->env.ctx = &pg;
@@ -519,7 +528,7 @@ int cmd_search(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes --out "
-                        "--seed --compressor --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
+                        "--seed --compressor --types --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --force --json "
                         "--problem --fitness-plugin --fitness-arg --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;

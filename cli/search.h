@@ -13,6 +13,7 @@ typedef struct run {
     opts *o;
     loaded l;
     int kind;                         /* evb_target_kind */
+    int types[16], n_types;           /* --types: GGUF types offered */
     const char *method;               /* a search type, or an allocation rule */
     double targets[16];
     int n_targets;

@@ -10,6 +10,7 @@
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_compress.h"
 #include "evobudget/evb_db.h"
+#include "evobudget/evb_gguf.h"
 #include "evobudget/evb_status.h"
 #include "evobudget/evobudget.h"
 #include "compressors/db_impl.h"
@@ -28,10 +29,12 @@ void evb_init(void) {
     gsl_set_error_handler_off();
 }
 
-/* A method's operation on one weight matrix: a pruning (sparse levels) or a quantization (quantized ones). */
+/* A method's operation on one weight matrix: a pruning (sparse levels), a quantization (quantized ones) or a
+ * quantization into a GGUF type's blocks (GGUF levels; W becomes the dequantized weight, dst the blocks). */
 struct evb_method_ops {
     int (*prune)(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp);
     int (*quant)(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q, evb_quant_out *out);
+    int (*gguf)(float *W, int rows, int cols, const evb_layer_stats *st, int type, void *dst);
 };
 
 static int prune_magnitude(float *W, int rows, int cols, const evb_layer_stats *st, evb_sparsity sp) {
@@ -45,8 +48,19 @@ static int quant_rtn(float *W, int rows, int cols, const evb_layer_stats *st, co
     (void)st;
     return evb_quant_rtn(W, rows, cols, q, out);
 }
-static const struct evb_method_ops op_magnitude = {prune_magnitude, NULL}, op_wanda = {evb_prune_wanda, NULL},
-                                    op_sparsegpt = {prune_sparsegpt, NULL}, op_rtn = {NULL, quant_rtn}, op_gptq = {NULL, evb_quant_gptq};
+/* llama.cpp's own rounding: the blocks, then W as llama.cpp reads them back. */
+static int gguf_rtn(float *W, int rows, int cols, const evb_layer_stats *st, int type, void *dst) {
+    (void)st;
+    int s = evb_gguf_quantize(type, W, rows, cols, dst);
+    return s ? s : evb_gguf_dequantize(type, dst, rows, cols, W);
+}
+static int gguf_gptq(float *W, int rows, int cols, const evb_layer_stats *st, int type, void *dst) {
+    return evb_gguf_gptq(type, W, rows, cols, st, 0.01, 128, dst);  /* GPTQ's damping and block size */
+}
+static const struct evb_method_ops op_magnitude = {prune_magnitude, NULL, NULL}, op_wanda = {evb_prune_wanda, NULL, NULL},
+                                    op_sparsegpt = {prune_sparsegpt, NULL, NULL}, op_rtn = {NULL, quant_rtn, NULL},
+                                    op_gptq = {NULL, evb_quant_gptq, NULL}, op_gguf_rtn = {NULL, NULL, gguf_rtn},
+                                    op_gguf = {NULL, NULL, gguf_gptq};
 
 static const evb_method methods[] = {
     {"magnitude", EVB_LEVEL_SPARSE, 0, &op_magnitude},
@@ -54,6 +68,8 @@ static const evb_method methods[] = {
     {"sparsegpt", EVB_LEVEL_SPARSE, 1, &op_sparsegpt},
     {"rtn", EVB_LEVEL_QUANT, 0, &op_rtn},
     {"gptq", EVB_LEVEL_QUANT, 1, &op_gptq},
+    {"gguf", EVB_LEVEL_GGUF, 1, &op_gguf},
+    {"gguf-rtn", EVB_LEVEL_GGUF, 0, &op_gguf_rtn},
 };
 
 const evb_method *evb_method_find(const char *name) {
@@ -62,7 +78,7 @@ const evb_method *evb_method_find(const char *name) {
     return NULL;
 }
 
-const char *evb_method_names(void) { return "magnitude, wanda, sparsegpt, rtn, gptq"; }
+const char *evb_method_names(void) { return "magnitude, wanda, sparsegpt, rtn, gptq, gguf, gguf-rtn"; }
 
 int64_t evb_step_weights_default(const evb_model *m, double s, int num_levels) {
     double lo = s < 1 - s ? s : 1 - s, d = (double)m->config.dim;
@@ -89,6 +105,9 @@ static int unit_keys(const evb_model *m, const evb_method *method, const evb_lev
     if (method->kind == EVB_LEVEL_QUANT) {
         k.group_size = g->group_size; k.sym = g->sym;
         for (int i = 0; i < g->n_bits && n < max; i++) { k.bits = g->bits[i]; keys[n++] = k; }
+    } else if (method->kind == EVB_LEVEL_GGUF) {
+        for (int i = 0; i < g->n_gguf_types && n < max; i++)
+            if (evb_gguf_row_ok(g->gguf_types[i], cols)) { k.gguf_type = g->gguf_types[i]; keys[n++] = k; }
     } else if (g->n_keep) {
         k.n_keep = g->n_keep; k.m = g->m;
         if (n < max) keys[n++] = k;
@@ -110,7 +129,7 @@ static int unit_keys(const evb_model *m, const evb_method *method, const evb_lev
  * weight in float32 for a BF16 model (a float32 model's is used where it lies). */
 static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
                         const evb_level_grid *g, evb_db_entry meta, float *W, float *dense_buf, uint8_t *codes,
-                        float *scale, float *zero, int32_t *group_of) {
+                        float *scale, float *zero, int32_t *group_of, void *blocks) {
     int unit = meta.unit, rows = meta.rows, cols = meta.cols;
     const evb_layer_stats *st = evb_calib_unit(c, unit);
     const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
@@ -124,6 +143,10 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
          * are rounded), the error measured on the level as stored. */
         meta.dtype = evb_db_round_sparse_(evb_db_dtype_of(m->config.dtype), W, (size_t)rows * cols);
         return evb_db_put_sparse(db, &meta, W, evb_recon_error(dense, W, rows, cols, st));
+    }
+    if (method->kind == EVB_LEVEL_GGUF) {
+        if ((s = method->ops->gguf(W, rows, cols, st, meta.gguf_type, blocks))) return s;
+        return evb_db_put_gguf(db, &meta, blocks, evb_recon_error(dense, W, rows, cols, st));
     }
     evb_quant_params q = {meta.bits, g->group_size, g->sym, g->act_order, 0.01, 128};
     evb_quant_out out = {codes, scale, zero, group_of};
@@ -189,10 +212,12 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
         float *dense = m->compute == EVB_COMPUTE_BF16 ? malloc(sizeof(float) * max_w) : NULL;
         uint8_t *codes = malloc(max_w);
         int32_t *group_of = malloc(sizeof(int32_t) * max_cols);
-        int ok = W && scale && zero && codes && group_of && (dense || m->compute != EVB_COMPUTE_BF16);
+        void *blocks = method->kind == EVB_LEVEL_GGUF ? malloc(2 * max_w) : NULL; /* every block type: under 2 bytes a weight */
+        int ok = W && scale && zero && codes && group_of && (dense || m->compute != EVB_COMPUTE_BF16) &&
+                 (blocks || method->kind != EVB_LEVEL_GGUF);
         #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, dense, codes, scale, zero, group_of)
+            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, dense, codes, scale, zero, group_of, blocks)
                            : EVB_RAISEF(EVB_ENOMEM, "out of memory building levels");
             #pragma omp critical(evb_db_build_progress)
             {
@@ -202,7 +227,7 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
                 if (bp->fn) bp->fn(bp->ctx, bp->done, bp->total);
             }
         }
-        free(W); free(dense); free(scale); free(zero); free(codes); free(group_of);
+        free(W); free(dense); free(scale); free(zero); free(codes); free(group_of); free(blocks);
     }
     int st = first_err < n ? status[first_err] : EVB_SUCCESS;
     free(status);
@@ -211,8 +236,13 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
 }
 
 static int check_grid(const evb_method *method, const evb_level_grid *g) {
-    int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep || g->step_levels > 0 ? 1 : g->n_sparsities) : g->n_bits;
-    if (n_levels < 1) EVB_ERRORF(EVB_EINVAL, "method %s: no levels asked for (--sparsity, --steps, --nm or --bits)", method->name);
+    int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep || g->step_levels > 0 ? 1 : g->n_sparsities)
+                 : method->kind == EVB_LEVEL_GGUF ? g->n_gguf_types : g->n_bits;
+    if (n_levels < 1) EVB_ERRORF(EVB_EINVAL, "method %s: no levels asked for (--sparsity, --steps, --nm, --bits or --types)", method->name);
+    for (int i = 0; method->kind == EVB_LEVEL_GGUF && i < g->n_gguf_types; i++) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(g->gguf_types[i]);
+        if (!t || t->block < 2) EVB_ERRORF(EVB_EINVAL, "method %s: GGUF type %d is not a block type", method->name, g->gguf_types[i]);
+    }
     if (g->step_levels > 0 && (g->step_weights < 1 || !(g->step_target > 0 && g->step_target < 1)))
         EVB_ERRORF(EVB_EINVAL, "step grid: target %g must lie in (0, 1) and the step (%lld weights) be positive",
                    g->step_target, (long long)g->step_weights);
@@ -258,9 +288,15 @@ int evb_db_build_entries(evb_db *db, const evb_model *m, const evb_calib *c, con
         k.kind = method->kind;
         snprintf(k.method, sizeof k.method, "%s", method->name);
         if (k.kind == EVB_LEVEL_QUANT) { k.group_size = g->group_size; k.sym = g->sym; }
+        if (k.kind == EVB_LEVEL_GGUF && !evb_gguf_row_ok(k.gguf_type, k.cols)) {
+            const evb_gguf_type_info *t = evb_gguf_type_get(k.gguf_type);
+            free(todo); evb_db_write_end(db);
+            EVB_ERRORF(EVB_EINVAL, "unit %d: GGUF type %s cannot hold rows of %d inputs", k.unit, t ? t->name : "?", k.cols);
+        }
         int dup = 0;
         for (int j = 0; j < n_todo && !dup; j++) dup = todo[j].unit == k.unit && todo[j].sparsity == k.sparsity &&
-                                                       todo[j].n_removed == k.n_removed && todo[j].bits == k.bits;
+                                                       todo[j].n_removed == k.n_removed && todo[j].bits == k.bits &&
+                                                       todo[j].gguf_type == k.gguf_type;
         if (!dup && !level_sound(db, &k)) todo[n_todo++] = k;
     }
     build_progress bp = {NULL, NULL, 0, n_todo};
@@ -279,7 +315,8 @@ static int calib_entry(const evb_db *db, const evb_model *m, const evb_method *m
     int n = unit_keys(m, method, g, unit, keys, MAX_UNIT_LEVELS), best = -1;
     double dbest = INFINITY;
     for (int i = 0; i < n; i++) {
-        double v = method->kind == EVB_LEVEL_QUANT ? keys[i].bits : keys[i].sparsity, d = fabs(v - calib_value);
+        double v = method->kind == EVB_LEVEL_QUANT ? keys[i].bits : method->kind == EVB_LEVEL_GGUF ? evb_gguf_bpw(keys[i].gguf_type)
+                 : keys[i].sparsity, d = fabs(v - calib_value);
         if (d < dbest) { dbest = d; best = i; }
     }
     return best < 0 ? -1 : evb_db_find(db, &keys[best]);

@@ -8,7 +8,9 @@
  *   quant   "EVBQ" u32 version (1), u32 rows, u32 cols, u32 bits, u32 n_groups,
  *           u8 codes[ceil(rows cols bits / 8)] (a bit stream, least significant bit first), f32 scale[rows
  *           n_groups], f32 zero[rows n_groups], i32 group_of[cols]; W[r][c] = scale[r][g] (code - zero[r][g])
- *           with g = group_of[c].
+ *           with g = group_of[c];
+ *   gguf    "EVBG" u32 version (1), u32 rows, u32 cols, u32 ggml type, u32 0, then the rows' blocks of that
+ *           type exactly as llama.cpp lays them out in a GGUF tensor (evb_gguf.h): the exporter copies them.
  * The index is a msgpack map {format, model, calib, entries: [map per entry], checksum}, entries sorted by
  * unit and file name so that the same levels always give the same bytes. checksum is the last key, its
  * value a fixed 9-byte uint64 (0xcf + 8 bytes big-endian): the xxHash64 of every byte of the file before it.
@@ -31,6 +33,7 @@
  * (every file is replaced by a rename, so a reader sees a whole old or a whole new file). */
 #define _GNU_SOURCE
 #include "evobudget/evb_db.h"
+#include "evobudget/evb_gguf.h"
 #include "evobudget/evb_status.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_text.h"
@@ -43,6 +46,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <math.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -142,7 +146,7 @@ static int write_index(evb_db *db) {
     pack_str(&pk, "entries"); msgpack_pack_array(&pk, (size_t)db->n);
     for (int i = 0; i < db->n; i++) {
         const evb_db_entry *e = &sorted[i];
-        msgpack_pack_map(&pk, 19);
+        msgpack_pack_map(&pk, e->kind == EVB_LEVEL_GGUF ? 20 : 19);
         pack_str(&pk, "unit"); msgpack_pack_int(&pk, e->unit);
         pack_str(&pk, "method"); pack_str(&pk, e->method);
         pack_str(&pk, "kind"); msgpack_pack_int(&pk, e->kind);
@@ -162,6 +166,7 @@ static int write_index(evb_db *db) {
         pack_str(&pk, "recon_error"); msgpack_pack_double(&pk, e->recon_error);
         pack_str(&pk, "checksum"); msgpack_pack_uint64(&pk, e->checksum);
         pack_str(&pk, "file"); pack_str(&pk, e->file);
+        if (e->kind == EVB_LEVEL_GGUF) { pack_str(&pk, "gguf_type"); msgpack_pack_int(&pk, e->gguf_type); }
     }
     pack_str(&pk, "checksum");
     msgpack_pack_fix_uint64(&pk, XXH64(sb.data, sb.size, 0));
@@ -199,11 +204,24 @@ static int obj_str(const msgpack_object *o, char *out, size_t cap) {
     return 1;
 }
 
+/* 1 when a GGUF level may be of this type: a block type of the table (not F32, F16 or BF16, the dense ones). */
+static int gguf_level_type(int type) {
+    const evb_gguf_type_info *t = evb_gguf_type_get(type);
+    return t && t->block > 1;
+}
+
 static void level_file(evb_db_entry *e) {
     if (e->kind == EVB_LEVEL_SPARSE) {
         if (e->m) snprintf(e->file, sizeof e->file, "u%04d_%s_%d-%d.bin", e->unit, e->method, e->n_keep, e->m);
         else if (e->n_removed) snprintf(e->file, sizeof e->file, "u%04d_%s_r%lld.bin", e->unit, e->method, (long long)e->n_removed);
         else snprintf(e->file, sizeof e->file, "u%04d_%s_s%.6f.bin", e->unit, e->method, e->sparsity);
+    } else if (e->kind == EVB_LEVEL_GGUF) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(e->gguf_type);
+        char name[16];
+        size_t i = 0;
+        for (; t && t->name[i] && i + 1 < sizeof name; i++) name[i] = (char)tolower((unsigned char)t->name[i]);
+        name[i] = 0;
+        snprintf(e->file, sizeof e->file, "u%04d_%s_%s.bin", e->unit, e->method, t ? name : "unknown");
     } else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
 }
 
@@ -212,6 +230,7 @@ static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
            (a->kind == EVB_LEVEL_SPARSE
                 ? a->n_removed == b->n_removed && (a->n_removed || fabs(a->sparsity - b->sparsity) < 1e-9) &&
                       a->n_keep == b->n_keep && a->m == b->m
+                : a->kind == EVB_LEVEL_GGUF ? a->gguf_type == b->gguf_type
                 : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
 }
 
@@ -227,6 +246,10 @@ static uint64_t implied_bytes(const evb_db_entry *e) {
         if (!(nnz >= 0 && nnz <= (double)n && nnz == floor(nnz))) return 0;
         if (e->bits_stored != (double)n + 8.0 * vs * nnz) return 0;
         size = 24 + (n + 7) / 8 + vs * (uint64_t)nnz; /* nnz at most 2^40 */
+    } else if (e->kind == EVB_LEVEL_GGUF) {
+        uint64_t rb = evb_gguf_row_bytes(e->gguf_type, e->cols), blocks = rb * (uint64_t)e->rows; /* rb <= 4 cols */
+        if (!rb || e->params_kept != (double)n || e->bits_stored != 8.0 * (double)blocks) return 0;
+        size = 24 + blocks;
     } else {
         double extra = e->bits_stored - (double)n * e->bits, ns = extra / 64;
         if (e->params_kept != (double)n || !(ns >= (double)e->rows && ns <= (double)n && ns == floor(ns))) return 0;
@@ -248,9 +271,17 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
     if (o->type != MSGPACK_OBJECT_MAP) return "not a map";
     memset(e, 0, sizeof *e);
     unsigned seen = 0;
+    int seen_type = 0;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
         const msgpack_object *v = &kv->val;
+        int64_t t = 0;
+        if (obj_key(kv, "gguf_type")) { /* GGUF levels only */
+            if (seen_type++) return "a field given twice";
+            if (!obj_int(v, 0, 255, &t) || !evb_gguf_type_get((int)t)) return "field 'gguf_type' is not a known GGUF type";
+            e->gguf_type = (int)t;
+            continue;
+        }
         int k = 0;
         while (k < n_keys && !obj_key(kv, keys[k])) k++;
         if (k == n_keys) return "an unknown field";
@@ -261,7 +292,7 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
         switch (k) {
         case 0: ok = obj_int(v, 0, MAX_UNIT - 1, &x); e->unit = (int)x; break;
         case 1: ok = obj_str(v, e->method, sizeof e->method); break;
-        case 2: ok = obj_int(v, 0, 1, &x); e->kind = (int)x; break;
+        case 2: ok = obj_int(v, 0, 2, &x); e->kind = (int)x; break;
         case 3: ok = obj_real(v, &e->sparsity) && e->sparsity >= 0 && e->sparsity <= 1; break;
         case 4: ok = obj_int(v, 0, 64, &x); e->n_keep = (int)x; break;
         case 5: ok = obj_int(v, 0, 64, &x); e->m = (int)x; break;
@@ -288,11 +319,18 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
     if (seen != (1u << n_keys) - 1) return "a field is missing";
     const evb_method *me = evb_method_find(e->method);
     if (!me || me->kind != e->kind) return "an unknown method, or a method of the other kind";
+    if (seen_type && e->kind != EVB_LEVEL_GGUF) return "a 'gguf_type' on a level that is not GGUF";
     uint64_t n = (uint64_t)e->rows * (uint64_t)e->cols;
     if (e->kind == EVB_LEVEL_SPARSE) {
         if (e->bits || e->group_size || e->sym) return "a sparse level with quantization parameters";
         if (e->m ? !(e->n_keep >= 1 && e->n_keep < e->m) : e->n_keep != 0) return "a malformed N:M pattern";
         if ((uint64_t)e->n_removed > n) return "more weights removed than the unit has";
+    } else if (e->kind == EVB_LEVEL_GGUF) {
+        if (!seen_type) return "a GGUF level without its 'gguf_type'";
+        if (e->bits || e->group_size || e->sym || e->n_keep || e->m || e->n_removed || e->sparsity != 0)
+            return "a GGUF level with other levels' parameters";
+        if (e->dtype != EVB_DB_F32) return "a GGUF level with a value dtype";
+        if (!gguf_level_type(e->gguf_type) || !evb_gguf_row_ok(e->gguf_type, e->cols)) return "a GGUF type its rows cannot hold";
     } else {
         if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
         if (e->dtype != EVB_DB_F32) return "a quantized level whose scales are not float32";
@@ -633,11 +671,19 @@ static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[
 static int check_meta(evb_db *db, const evb_db_entry *e) {
     const evb_method *me = evb_method_find(e->method);
     if (!me || me->kind != e->kind)
-        EVB_ERRORF(EVB_EINVAL, "level of unit %d: method '%s' is not a %s method", e->unit, e->method, e->kind ? "quantization" : "sparsity");
+        EVB_ERRORF(EVB_EINVAL, "level of unit %d: method '%s' is not a %s method", e->unit, e->method,
+                   e->kind == EVB_LEVEL_GGUF ? "GGUF" : e->kind ? "quantization" : "sparsity");
     if (e->unit < 0 || e->unit >= MAX_UNIT || e->rows < 1 || e->rows > MAX_DIM || e->cols < 1 || e->cols > MAX_DIM)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: shape %dx%d out of range", e->unit, e->rows, e->cols);
     /* What the index reader refuses (parse_entry) is not stored. */
-    if (e->kind == EVB_LEVEL_SPARSE ? e->bits || e->group_size || e->sym : e->n_keep || e->m || e->n_removed)
+    if (e->kind == EVB_LEVEL_GGUF) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(e->gguf_type);
+        if (!gguf_level_type(e->gguf_type) || !evb_gguf_row_ok(e->gguf_type, e->cols))
+            EVB_ERRORF(EVB_EINVAL, "level of unit %d: GGUF type %s cannot hold rows of %d inputs (whole blocks of %d)", e->unit,
+                       t ? t->name : "?", e->cols, t ? t->block : 0);
+        if (e->bits || e->group_size || e->sym || e->n_keep || e->m || e->n_removed || e->sparsity != 0)
+            EVB_ERRORF(EVB_EINVAL, "level of unit %d: a GGUF level with other levels' parameters", e->unit);
+    } else if (e->kind == EVB_LEVEL_SPARSE ? e->bits || e->group_size || e->sym || e->gguf_type : e->n_keep || e->m || e->n_removed || e->gguf_type)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: a %s level with %s parameters", e->unit, e->kind ? "quantized" : "sparse",
                    e->kind ? "sparsity" : "quantization");
     pthread_mutex_lock(&db->lock);
@@ -748,6 +794,29 @@ int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *
     return st;
 }
 
+int evb_db_put_gguf(evb_db *db, const evb_db_entry *meta, const void *blocks, double recon_error) {
+    evb_db_entry e = *meta;
+    e.kind = EVB_LEVEL_GGUF;
+    e.dtype = EVB_DB_F32;
+    e.recon_error = recon_error;
+    if (!blocks) EVB_ERRORF(EVB_EINVAL, "GGUF level of unit %d: no blocks", e.unit);
+    int st = check_meta(db, &e);
+    if (st) return st;
+    size_t bytes = evb_gguf_row_bytes(e.gguf_type, e.cols) * (size_t)e.rows, size = 24 + bytes;
+    uint8_t *buf = malloc(size);
+    if (!buf) EVB_ERROR("out of memory", EVB_ENOMEM);
+    memcpy(buf, "EVBG", 4);
+    put_u32(buf + 4, 1); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
+    put_u32(buf + 16, (uint32_t)e.gguf_type); put_u32(buf + 20, 0);
+    memcpy(buf + 24, blocks, bytes);
+    e.params_kept = (double)e.rows * e.cols;
+    e.bits_stored = 8.0 * (double)bytes;
+    level_file(&e);
+    st = commit(db, &e, buf, size);
+    free(buf);
+    return st;
+}
+
 // ---- reading levels ----
 
 /* Writes the value x of element j: into float32 W, or rounded into bfloat16 H (exactly one is set). */
@@ -759,9 +828,9 @@ static inline void put_value(float *W, uint16_t *H, size_t j, float x) {
 /* NULL when the header of payload p[size] is of entry e's kind, version, value dtype and shape; else what
  * differs, written into why[cap]. */
 static const char *header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why, size_t cap) {
-    const char *kind = e->kind == EVB_LEVEL_SPARSE ? "sparse" : "quantized";
+    const char *kind = e->kind == EVB_LEVEL_SPARSE ? "sparse" : e->kind == EVB_LEVEL_GGUF ? "GGUF" : "quantized";
     uint32_t word = size >= 24 ? get_u32(p + 4) : 0, version = word & 0xffffu, d = word >> 16;
-    if (size < 24 || memcmp(p, e->kind == EVB_LEVEL_SPARSE ? "EVBS" : "EVBQ", 4))
+    if (size < 24 || memcmp(p, e->kind == EVB_LEVEL_SPARSE ? "EVBS" : e->kind == EVB_LEVEL_GGUF ? "EVBG" : "EVBQ", 4))
         snprintf(why, cap, "not a %s payload", kind);
     else if (e->kind == EVB_LEVEL_SPARSE ? version < 1 || version > SPARSE_VERSION : word != 1)
         snprintf(why, cap, "%s payload version %u, this program reads %s", kind, e->kind == EVB_LEVEL_SPARSE ? version : word,
@@ -771,6 +840,8 @@ static const char *header_mismatch(const evb_db_entry *e, const uint8_t *p, size
                  evb_db_dtype_name(e->dtype));
     else if (get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
         snprintf(why, cap, "the payload is %ux%u but the index says %dx%d", get_u32(p + 8), get_u32(p + 12), e->rows, e->cols);
+    else if (e->kind == EVB_LEVEL_GGUF && get_u32(p + 16) != (uint32_t)e->gguf_type)
+        snprintf(why, cap, "the payload holds GGUF type %u but the index says %d", get_u32(p + 16), e->gguf_type);
     else return NULL;
     return why;
 }
@@ -842,6 +913,23 @@ static int expand_quant(const evb_db_entry *e, const uint8_t *p, size_t size, co
     return EVB_SUCCESS;
 }
 
+/* A GGUF level's blocks dequantized as llama.cpp dequantizes them, row by row (H: then rounded to bfloat16). */
+static int expand_gguf(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, size_t n, float *W, uint16_t *H) {
+    size_t rb = evb_gguf_row_bytes(e->gguf_type, e->cols);
+    if (!rb || size != 24 + rb * (size_t)e->rows) EVB_ERRORF(EVB_EFORMAT, "%s: malformed GGUF payload", path);
+    float *row = H ? malloc(sizeof(float) * (size_t)e->cols) : NULL;
+    if (H && !row) EVB_ERROR("out of memory", EVB_ENOMEM);
+    int st = EVB_SUCCESS;
+    for (int r = 0; r < e->rows && !st; r++) {
+        float *dst = H ? row : W + (size_t)r * e->cols;
+        st = evb_gguf_dequantize(e->gguf_type, p + 24 + rb * (size_t)r, 1, e->cols, dst);
+        for (int c = 0; H && !st && c < e->cols; c++) H[(size_t)r * e->cols + c] = evb_bf16_round(row[c]);
+    }
+    free(row);
+    (void)n;
+    return st;
+}
+
 /* Expands the payload p[size] of entry e into W (float32) or H (bfloat16), whichever is set. */
 static int expand(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W, uint16_t *H) {
     if (e->rows < 1 || e->cols < 1 || e->rows > MAX_DIM || e->cols > MAX_DIM)
@@ -850,7 +938,9 @@ static int expand(const evb_db_entry *e, const uint8_t *p, size_t size, const ch
     size_t n = (size_t)e->rows * (size_t)e->cols; /* at most 2^40 */
     char why[128];
     if (header_mismatch(e, p, size, why, sizeof why)) EVB_ERRORF(EVB_EFORMAT, "%s: %s", path, why);
-    return e->kind == EVB_LEVEL_SPARSE ? expand_sparse(e, p, size, path, n, W, H) : expand_quant(e, p, size, path, n, W, H);
+    return e->kind == EVB_LEVEL_SPARSE ? expand_sparse(e, p, size, path, n, W, H)
+         : e->kind == EVB_LEVEL_GGUF   ? expand_gguf(e, p, size, path, n, W, H)
+                                       : expand_quant(e, p, size, path, n, W, H);
 }
 
 int evb_db_expand_(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, float *W) {
@@ -913,3 +1003,19 @@ static int load(const evb_db *db, int i, float *W, uint16_t *H) {
 int evb_db_load(const evb_db *db, int i, float *W) { return load(db, i, W, NULL); }
 
 int evb_db_load16(const evb_db *db, int i, uint16_t *W) { return load(db, i, NULL, W); }
+
+int evb_db_load_blocks(const evb_db *db, int i, void *dst, size_t cap) {
+    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
+    evb_db_entry e = evb_db_get(db, i);
+    if (e.kind != EVB_LEVEL_GGUF) EVB_ERRORF(EVB_EINVAL, "level %d (%s) is not a GGUF level", i, e.file);
+    const uint8_t *p;
+    size_t size;
+    int st = map_verified(db, &e, &p, &size);
+    if (st) return st;
+    size_t bytes = evb_gguf_row_bytes(e.gguf_type, e.cols) * (size_t)e.rows;
+    if (size != 24 + bytes) st = EVB_RAISEF(EVB_EFORMAT, "%s/%s: malformed GGUF payload", db->dir, e.file);
+    else if (bytes > cap) st = EVB_RAISEF(EVB_EINVAL, "level %d: %zu bytes of blocks, the buffer holds %zu", i, bytes, cap);
+    else memcpy(dst, p + 24, bytes);
+    munmap((void *)p, size);
+    return st;
+}

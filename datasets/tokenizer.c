@@ -1693,3 +1693,86 @@ int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n
     *len = out.n;
     return EVB_SUCCESS;
 }
+
+// ---- the vocabulary for a GGUF file ----
+
+void evb_tokenizer_vocab_free(evb_tokenizer_vocab *v) {
+    for (int i = 0; v->tokens && i < v->n; i++) free(v->tokens[i]);
+    for (int i = 0; v->merges && i < v->n_merges; i++) free(v->merges[i]);
+    free(v->tokens); free(v->scores); free(v->types); free(v->merges);
+    memset(v, 0, sizeof *v);
+}
+
+/* s[n] with every ' ' written as U+2581 (tokenizer.bin stores SentencePiece's pieces with plain spaces). */
+static char *spm_piece(const char *s, size_t n) {
+    size_t sp = 0;
+    for (size_t i = 0; i < n; i++) sp += s[i] == ' ';
+    char *o = malloc(n + 2 * sp + 1), *q = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ') { memcpy(q, "\xe2\x96\x81", 3); q += 3; }
+        else *q++ = s[i];
+    *q = 0;
+    return o;
+}
+
+int evb_tokenizer_vocab_export(const evb_tokenizer *t, evb_tokenizer_vocab *v) {
+    memset(v, 0, sizeof *v);
+    int n = t->vocab_size;
+    v->model = t->kind == KIND_BYTE ? "gpt2" : "llama";
+    v->n = n;
+    v->bos = t->bos; v->eos = t->eos; v->unk = t->unk;
+    v->add_bos = t->bos >= 0;
+    v->add_space_prefix = t->kind != KIND_BYTE;
+    v->tokens = calloc((size_t)n, sizeof *v->tokens);
+    v->scores = calloc((size_t)n, sizeof *v->scores);
+    v->types = calloc((size_t)n, sizeof *v->types);
+    if (!v->tokens || !v->scores || !v->types) { evb_tokenizer_vocab_free(v); EVB_ERROR("out of memory", EVB_ENOMEM); }
+    if (t->kind == KIND_SPM)
+        for (int i = 0; i < n; i++) v->scores[i] = -1e9f;
+    for (int i = 0; i < n; i++) {
+        int bin_special = t->kind == KIND_BIN && (i == t->bos || i == t->eos);
+        const char *p = bin_special ? (i == t->bos ? "<s>" : "</s>") : t->piece[i];
+        size_t len = bin_special ? strlen(p) : (size_t)t->plen[i];
+        v->tokens[i] = t->kind == KIND_BIN ? spm_piece(p, len) : malloc(len + 1);
+        if (v->tokens[i] && t->kind != KIND_BIN) { memcpy(v->tokens[i], p, len); v->tokens[i][len] = 0; }
+        if (!v->tokens[i]) { evb_tokenizer_vocab_free(v); EVB_ERROR("out of memory", EVB_ENOMEM); }
+        if (t->kind == KIND_BIN) v->scores[i] = t->score[i];
+        v->types[i] = i == t->unk ? 2 : bin_special || t->is_special[i] ? 3 : t->is_added[i] ? 4
+                    : t->kind != KIND_BYTE && parse_byte_piece(t->piece[i], t->plen[i]) >= 0 ? 6 : 1;
+        if (t->kind == KIND_SPM && (v->types[i] != 1 || utf8_len((unsigned char)p[0]) >= (int)len)) v->scores[i] = 0; /* one character */
+    }
+    if (t->kind == KIND_BIN) return EVB_SUCCESS;
+    /* tokenizer.json: each merge's rank from the pair map, in rank order. */
+    size_t nm = 0; /* one past the largest rank */
+    for (size_t i = 0; i < t->merges.cap; i++)
+        if (t->merges.key[i] && (size_t)t->merges.rank[i] + 1 > nm) nm = (size_t)t->merges.rank[i] + 1;
+    if (t->kind == KIND_SPM) {
+        for (size_t i = 0; i < t->merges.cap; i++) {
+            if (!t->merges.key[i]) continue;
+            int32_t out = t->merges.out[i];
+            float sc = -(float)t->merges.rank[i];
+            if (out >= 0 && out < n && v->types[out] == 1 && (v->scores[out] <= -1e9f || sc > v->scores[out])) v->scores[out] = sc;
+        }
+        return EVB_SUCCESS;
+    }
+    v->merges = calloc(nm ? nm : 1, sizeof *v->merges);
+    if (!v->merges) { evb_tokenizer_vocab_free(v); EVB_ERROR("out of memory", EVB_ENOMEM); }
+    v->n_merges = (int)nm;
+    for (size_t i = 0; i < t->merges.cap; i++) {
+        if (!t->merges.key[i]) continue;
+        uint64_t k = t->merges.key[i] - 1;
+        int32_t a = (int32_t)(k >> 32), b = (int32_t)(k & 0xffffffffu), r = t->merges.rank[i];
+        if (r < 0 || (size_t)r >= nm || v->merges[r]) continue;
+        size_t la = (size_t)t->plen[a], lb = (size_t)t->plen[b];
+        char *m = malloc(la + lb + 2);
+        if (!m) { evb_tokenizer_vocab_free(v); EVB_ERROR("out of memory", EVB_ENOMEM); }
+        memcpy(m, t->piece[a], la); m[la] = ' '; memcpy(m + la + 1, t->piece[b], lb); m[la + lb + 1] = 0;
+        v->merges[r] = m;
+    }
+    /* A pair merged twice keeps its later rank (pairmap_put): close the gaps, the order kept. */
+    int k = 0;
+    for (size_t r = 0; r < nm; r++) if (v->merges[r]) v->merges[k++] = v->merges[r];
+    v->n_merges = k;
+    return EVB_SUCCESS;
+}

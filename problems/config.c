@@ -8,6 +8,7 @@
  * "n_keep", "m" for N:M), {"method", "bits", "group_size", "sym"}, or a problem file's level fields. */
 #define _POSIX_C_SOURCE 200809L
 #include "evobudget/evb_problems.h"
+#include "evobudget/evb_gguf.h"
 #include "core/json.h"
 
 #include <math.h>
@@ -64,6 +65,10 @@ static json_t *level_json(const evb_allocation_unit *x) {
         json_object_set_new(d, "bits", json_integer(x->key.bits));
         json_object_set_new(d, "group_size", json_integer(x->key.group_size));
         json_object_set_new(d, "sym", json_boolean(x->key.sym));
+    } else if (x->key.kind == EVB_LEVEL_GGUF) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(x->key.gguf_type);
+        json_object_set_new(d, "method", json_string(x->key.method));
+        json_object_set_new(d, "type", json_string(t ? t->name : "?"));
     }
     if (x->extra) {
         json_t *e = json_loads(x->extra, 0, NULL);
@@ -148,7 +153,14 @@ static int read_unit(const json_t *x, evb_allocation_unit *u, const char *path, 
         json_decref(rest);
     }
     if (u->dense || u->zero || !u->key.method[0]) return EVB_SUCCESS;
-    if (json_object_get(x, "bits")) {
+    if (json_object_get(x, "type")) { /* a GGUF level */
+        char name[16] = "";
+        s = read_str(x, "type", name, sizeof name, path, where);
+        const evb_gguf_type_info *t = s ? NULL : evb_gguf_type_find(name);
+        if (!s && (!t || t->block < 2))
+            s = EVB_RAISEF(EVB_EFORMAT, "%s\"type\" '%s' is not a GGUF block type (%s)", w, name, evb_gguf_type_names());
+        if (!s) { u->key.kind = EVB_LEVEL_GGUF; u->key.gguf_type = t->type; }
+    } else if (json_object_get(x, "bits")) {
         u->key.kind = EVB_LEVEL_QUANT;
         s = evb_json_int(x, "bits", 1, 0, 1, 16, &v, w); u->key.bits = (int)v;
         if (!s) { s = evb_json_int(x, "group_size", 0, 0, 0, INT32_MAX, &v, w); u->key.group_size = (int)v; }
@@ -282,8 +294,17 @@ int evb_allocation_read(const char *path, evb_allocation **out) {
 
 int evb_allocation_check(const evb_allocation *c, const evb_model *m, const char *path) {
     int U = evb_model_n_units(m), L = m->config.n_layers;
-    for (int i = 0; i < c->n_units; i++)
-        if (c->units[i].unit >= U) EVB_ERRORF(EVB_EINVAL, "%s: units[%d] names unit %d; the model has units 0..%d", path, i, c->units[i].unit, U - 1);
+    for (int i = 0; i < c->n_units; i++) {
+        const evb_allocation_unit *x = &c->units[i];
+        if (x->unit >= U) EVB_ERRORF(EVB_EINVAL, "%s: units[%d] names unit %d; the model has units 0..%d", path, i, x->unit, U - 1);
+        int rows, cols;
+        evb_model_unit_shape(m, x->unit, &rows, &cols);
+        const evb_gguf_type_info *t = evb_gguf_type_get(x->key.gguf_type);
+        if (!x->dense && !x->zero && x->key.kind == EVB_LEVEL_GGUF && !evb_gguf_row_ok(x->key.gguf_type, cols))
+            EVB_ERRORF(EVB_EINVAL, "%s: units[%d] (%s of block %d) asks GGUF type %s, whose blocks of %d do not divide its rows of %d inputs "
+                       "(hint: a type with blocks that divide %d, or no level for this unit)", path, i,
+                       evb_linear_name((evb_linear_kind)(x->unit % EVB_LINEAR_COUNT)), x->unit / EVB_LINEAR_COUNT, t->name, t->block, cols, cols);
+    }
     for (int i = 0; i < c->n_drop; i++)
         if (c->drop[i].block >= L) EVB_ERRORF(EVB_EINVAL, "%s: drop[%d] names block %d; the model has blocks 0..%d", path, i, c->drop[i].block, L - 1);
     return EVB_SUCCESS;
@@ -324,6 +345,12 @@ static int unit_entry(const evb_allocation_unit *x, const evb_db *db, const char
     *entry = evb_db_find(db, &key);
     if (*entry >= 0) return EVB_SUCCESS;
     int sparse = me->kind == EVB_LEVEL_SPARSE;
+    if (me->kind == EVB_LEVEL_GGUF) {
+        const evb_gguf_type_info *t = evb_gguf_type_get(key.gguf_type);
+        EVB_ERRORF(EVB_EINVAL, "%s: unit %d (%s of block %d) has no %s level of type %s (hint: add it with 'evobudget db build --method %s --types %s')",
+                   db_dir, x->unit, evb_linear_name((evb_linear_kind)(x->unit % EVB_LINEAR_COUNT)), x->unit / EVB_LINEAR_COUNT, me->name,
+                   t ? t->name : "?", me->name, t ? t->name : "?");
+    }
     double v = sparse ? key.sparsity : key.bits;
     EVB_ERRORF(EVB_EINVAL, "%s: unit %d (%s of block %d) has no %s level %s%g (hint: add it with 'evobudget db build --method %s %s%g')",
                db_dir, x->unit, evb_linear_name((evb_linear_kind)(x->unit % EVB_LINEAR_COUNT)), x->unit / EVB_LINEAR_COUNT, me->name,

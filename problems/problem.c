@@ -15,7 +15,7 @@ static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", 
 const char *evb_target_kind_name(int kind) { return kind >= 0 && kind <= EVB_TARGET_BYTES ? kind_names[kind] : "?"; }
 
 evb_mp_params evb_mp_default_params(int kind, double target) {
-    evb_mp_params p = {kind, target, NULL, 8, 64, 0};
+    evb_mp_params p = {kind, target, NULL, 8, 64, 0, NULL, 0};
     return p;
 }
 
@@ -41,6 +41,7 @@ const char *evb_mp_unit_name(int u, char *buf, size_t n) {
 double evb_mp_level_storage(int rows, int cols, const evb_db_entry *e) {
     double N = (double)rows * cols;
     if (e->kind == EVB_LEVEL_SPARSE) return N + 16.0 * e->params_kept;
+    if (e->kind == EVB_LEVEL_GGUF) return e->bits_stored; /* the blocks: codes, scales and mins */
     int g = e->group_size > 0 ? e->group_size : cols;
     return e->bits * N + (e->sym ? 16.0 : 32.0) * rows * ((cols + g - 1) / g);
 }
@@ -110,22 +111,27 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
     if (kind != EVB_TARGET_DROP && !env->db) EVB_ERRORF(EVB_EINVAL, "a %s problem needs a level database", kind_names[kind]);
     if ((kind == EVB_TARGET_SPARSITY || kind == EVB_TARGET_DROP) && !(p->target > 0 && p->target < 1))
         EVB_ERRORF(EVB_EINVAL, "a %s target of %g must lie in (0, 1)", kind_names[kind], p->target);
-    if (kind == EVB_TARGET_BITS && !(p->target >= 2 && p->target <= 6))
+    int gguf = p->compressor && p->compressor->kind == EVB_LEVEL_GGUF;
+    if (kind == EVB_TARGET_BITS && !gguf && !(p->target >= 2 && p->target <= 6))
         EVB_ERRORF(EVB_EINVAL, "a target of %g bits must lie in [2, 6], the bits the levels hold", p->target);
     if (kind == EVB_TARGET_BYTES && !(p->target > 0)) EVB_ERRORF(EVB_EINVAL, "a target of %g bytes", p->target);
     evb_mp_params q = *p;
     if (!q.compressor && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES) q.compressor = evb_method_find(kind == EVB_TARGET_SPARSITY ? "sparsegpt" : "gptq");
+    if (kind == EVB_TARGET_BITS && gguf && !(p->target > 0 && p->target < 16))
+        EVB_ERRORF(EVB_EINVAL, "a target of %g bits per weight must lie in (0, 16)", p->target);
     if (q.compressor && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
         EVB_ERRORF(EVB_EINVAL, "compressor %s does not make %s levels", q.compressor->name, kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
     if (q.num_levels < 1) q.num_levels = 8;
-    int max_levels = kind == EVB_TARGET_SPARSITY ? 2 * q.num_levels + 1 : kind == EVB_TARGET_BITS ? 5 : kind == EVB_TARGET_BYTES ? 12 : 2;
+    int max_levels = kind == EVB_TARGET_SPARSITY ? 2 * q.num_levels + 1 : kind == EVB_TARGET_BITS ? (gguf ? EVB_GGUF_MAX_LEVELS : 5)
+                   : kind == EVB_TARGET_BYTES ? 12 : 2;
     evb_mp *mp;
     int s = evb_mp_alloc(kind, p->target, kind == EVB_TARGET_DROP ? 2 * L : U, max_levels, &mp);
     if (s) return s;
     mp->priv->m = m;
     mp->priv->db = env->db;
     mp->priv->comp = q.compressor;
-    s = kind == EVB_TARGET_SPARSITY ? evb_mp_build_sparsity(env, &q, mp) : kind == EVB_TARGET_BITS ? evb_mp_build_bits(env, &q, mp)
+    s = kind == EVB_TARGET_SPARSITY ? evb_mp_build_sparsity(env, &q, mp) : kind == EVB_TARGET_BITS && gguf ? evb_mp_build_gguf(env, &q, mp)
+      : kind == EVB_TARGET_BITS ? evb_mp_build_bits(env, &q, mp)
       : kind == EVB_TARGET_BYTES ? evb_mp_build_bytes(env, &q, mp) : evb_mp_build_drop(env, &q, mp);
     if (s) { evb_mp_free(mp); return s; }
     evb_mp_publish(mp);
@@ -244,6 +250,10 @@ int evb_mp_levels(const evb_mp *mp, const evb_allocation *c, int16_t *level) {
 static double unit_value(const evb_mp *mp, int u, int l) {
     const struct evb_mp_priv *q = mp->priv;
     int rows, cols;
+    if (mp->kind == EVB_TARGET_BITS && q->comp && q->comp->kind == EVB_LEVEL_GGUF) {
+        evb_model_unit_shape(q->m, u, &rows, &cols);
+        return q->n_levels[u] > 1 || q->cost[u][l] > 0 ? q->cost[u][l] / ((double)rows * cols) : 16.0;
+    }
     if (mp->kind == EVB_TARGET_BITS) return q->bits[l];
     if (mp->kind != EVB_TARGET_SPARSITY) return l;
     evb_model_unit_shape(q->m, u, &rows, &cols);

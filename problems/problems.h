@@ -2,6 +2,10 @@
 #ifndef EVB_PROBLEMS_PRIV_H
 #define EVB_PROBLEMS_PRIV_H
 #include "evobudget/evb_problems.h"
+#include "evobudget/evb_gguf.h"
+
+/* Levels of a unit in a GGUF problem: at most one per GGUF block type. */
+enum { EVB_GGUF_MAX_LEVELS = 10 };
 
 struct evb_mp_priv {
     int U, max_levels;
@@ -28,6 +32,7 @@ double evb_mp_level_storage(int rows, int cols, const evb_db_entry *e);
 /* Problem builders (problems/targets.c). */
 int evb_mp_build_sparsity(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_bits(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
+int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_bytes(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_drop(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 /* The message callback with printf formatting. */

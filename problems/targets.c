@@ -275,3 +275,93 @@ int evb_mp_build_drop(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     mp->total_size = 2 * L;
     return EVB_SUCCESS;
 }
+
+/* The default GGUF types: every block type (the k-quants, then the block-32 ones). */
+static const int gguf_default_types[] = {EVB_GGUF_Q2_K, EVB_GGUF_Q3_K, EVB_GGUF_Q4_K, EVB_GGUF_Q5_K, EVB_GGUF_Q6_K,
+                                         EVB_GGUF_Q4_0, EVB_GGUF_Q4_1, EVB_GGUF_Q5_0, EVB_GGUF_Q5_1, EVB_GGUF_Q8_0};
+
+/* Bits per weight over GGUF types: each unit's levels are the types its rows hold, ordered by their storage
+ * (bits_stored: the blocks' codes, scales and mins), a type that stores as much as or more than another and
+ * reconstructs the layer worse left out. A unit whose rows hold no type (e.g. 688 inputs: neither whole
+ * blocks of 32 nor of 256) stays dense, in F16 as llama.cpp leaves such tensors, outside the budget: the
+ * target is the average over the units the types can hold. Budget and start as for bytes: the band [0.995,
+ * 1] of the target's bits, the start the greedy knapsack on the reconstruction errors. */
+int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
+    struct evb_mp_priv *q = mp->priv;
+    const int *types = p->gguf_types ? p->gguf_types : gguf_default_types;
+    int U = q->U, nt = p->gguf_types ? p->n_gguf_types : (int)(sizeof gguf_default_types / sizeof *gguf_default_types);
+    if (nt < 1 || nt > EVB_GGUF_MAX_LEVELS) EVB_ERRORF(EVB_EINVAL, "%d GGUF types asked; give 1 to %d", nt, EVB_GGUF_MAX_LEVELS);
+    evb_level_grid g = {0};
+    g.gguf_types = types; g.n_gguf_types = nt;
+    evb_db_entry *keys = malloc(sizeof *keys * (size_t)U * nt);
+    if (!keys) EVB_ERRORF(EVB_ENOMEM, "out of memory");
+    int n = 0, n_held = 0;
+    double N_held = 0;
+    for (int u = 0; u < U; u++) {
+        int rows, cols, any = 0;
+        evb_model_unit_shape(env->m, u, &rows, &cols);
+        for (int k = 0; k < nt; k++) {
+            if (!evb_gguf_row_ok(types[k], cols)) continue;
+            evb_db_entry key = {0};
+            key.unit = u; key.kind = EVB_LEVEL_GGUF; key.gguf_type = types[k];
+            snprintf(key.method, sizeof key.method, "%s", p->compressor->name);
+            keys[n++] = key;
+            any = 1;
+        }
+        n_held += any;
+        N_held += any ? (double)rows * cols : 0;
+    }
+    if (!n_held) { free(keys); EVB_ERRORF(EVB_EINVAL, "no linear layer's rows hold whole blocks of the GGUF types asked"); }
+    int s = build_missing(env, p->compressor, &g, keys, n, "of the GGUF types");
+    double *err = s ? NULL : malloc(sizeof(double) * U * q->max_levels), total = 0, hi = p->target * N_held;
+    if (!s && !err) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    for (int u = 0, i = 0; !s && u < U; u++) {
+        int rows, cols, nl = 0, kept = 0;
+        evb_model_unit_shape(env->m, u, &rows, &cols);
+        joint_level lv[EVB_GGUF_MAX_LEVELS];
+        for (; i < n && keys[i].unit == u; i++) {
+            int e = evb_db_find(env->db, &keys[i]);
+            if (e < 0) { s = missing_level(u); break; }
+            evb_db_entry got = evb_db_get(env->db, e);
+            lv[nl++] = (joint_level){got.bits_stored, got.recon_error, e};
+        }
+        q->group[u] = 0;
+        if (!nl) { /* dense, outside the budget */
+            q->n_levels[u] = 1; q->cost[u][0] = 0; q->entry[u * q->max_levels] = EVB_ENTRY_DENSE;
+            q->desc[u * q->max_levels].dense = 1; q->desc[u * q->max_levels].storage_bpw = 16;
+            q->start[u] = 0;
+            continue;
+        }
+        qsort(lv, nl, sizeof *lv, cmp_joint_level);
+        for (int k = 0; k < nl; k++)
+            if (kept == 0 || lv[k].err < lv[kept - 1].err) {
+                if (kept > 0 && lv[k].cost == lv[kept - 1].cost) kept--; /* the same storage, a smaller error */
+                lv[kept++] = lv[k];
+            }
+        double Nu = (double)rows * cols;
+        q->start[u] = 0;
+        for (int k = 0; k < kept; k++) {
+            evb_allocation_unit *d = &q->desc[u * q->max_levels + k];
+            q->entry[u * q->max_levels + k] = lv[k].entry;
+            q->cost[u][k] = lv[k].cost;
+            err[u * q->max_levels + k] = lv[k].err;
+            d->key = evb_db_get(env->db, lv[k].entry);
+            d->storage_bpw = lv[k].cost / Nu;
+            if (lv[k].cost <= p->target * Nu) q->start[u] = (int16_t)k;
+        }
+        q->n_levels[u] = kept;
+        total += q->cost[u][q->start[u]];
+    }
+    free(keys);
+    if (s) { free(err); return s; }
+    mp->total_size = 32.0 * N_held;
+    mp->problem.tolerance = 0.0025 * hi;
+    mp->problem.budget = hi - mp->problem.tolerance;
+    mp->problem.tolerance += 0.5;
+    total = joint_start(mp, err, total, hi);
+    free(err);
+    if (total < mp->problem.budget - mp->problem.tolerance || total > hi + 0.5)
+        EVB_ERRORF(EVB_EBUDGET, "a target of %g bits per weight: the GGUF types offered cannot meet it to within 0.5%% (the start holds "
+                   "%.4f; hint: a target between the cheapest and the dearest type the layers hold)", p->target, total / N_held);
+    return EVB_SUCCESS;
+}

@@ -31,7 +31,9 @@ extern "C" {
  * level is added; older and newer formats are refused with a hint. */
 #define EVB_DB_FORMAT 4
 
-typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1 } evb_level_kind;
+/* EVB_LEVEL_GGUF: a weight in one of llama.cpp's GGUF block types (evb_gguf.h), stored as the type's own
+ * blocks so that the GGUF exporter copies them as they are. */
+typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1, EVB_LEVEL_GGUF = 2 } evb_level_kind;
 
 /* The dtype a level's values are stored in. Sparse levels keep their values in the checkpoint's dtype
  * (evb_db_dtype_of(m->config.dtype)), not the compute path's, so that one database serves both: a BF16 or
@@ -41,17 +43,19 @@ typedef enum evb_db_dtype { EVB_DB_F32 = 0, EVB_DB_BF16 = 1, EVB_DB_F16 = 2 } ev
 
 typedef struct evb_db_entry {
     int      unit;            /* l * 7 + kind */
-    char     method[16];      /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq" */
+    char     method[16];      /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq", "gguf", "gguf-rtn" */
     int      kind;            /* evb_level_kind */
     double   sparsity;        /* sparse: fraction of weights removed as asked (0 for N:M) */
     int      n_keep, m;       /* sparse N:M pattern, 0 0 when unstructured */
     int64_t  n_removed;       /* sparse: exactly this many weights removed (an equal-step level; sparsity is
                                  then n_removed / (rows cols)), 0 for a level given by its fraction */
     int      bits, group_size, sym; /* quantized */
+    int      gguf_type;       /* GGUF: the ggml type id (evb_gguf_type), 0 for the other kinds */
     int      rows, cols;
-    int      dtype;           /* evb_db_dtype of the stored values: sparse, the kept values; quantized, F32 */
+    int      dtype;           /* evb_db_dtype of the stored values: sparse, the kept values; quantized and GGUF, F32 */
     double   params_kept;     /* cost: weights that are not zero */
-    double   bits_stored;     /* cost: bits of the payload's weight data (mask + values, or codes + scales) */
+    double   bits_stored;     /* cost: bits of the payload's weight data (mask + values, codes + scales, or the GGUF
+                                 blocks: 8 bytes per block per weight, its scales and mins counted) */
     uint64_t bytes;           /* payload file size */
     double   recon_error;     /* ||W X^T - W_hat X^T||^2 / ||W X^T||^2 on the calibration inputs */
     uint64_t checksum;        /* xxHash64 of the payload file */
@@ -108,6 +112,10 @@ int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W_hat, 
 /* Adds a quantized level from a quantizer's output (codes, scale, zero, group_of), scales and zero points
  * in float32 whatever meta->dtype says. */
 int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error);
+/* Adds a GGUF level: meta->gguf_type's blocks [rows, evb_gguf_row_bytes(type, cols)] as a quantizer wrote them. */
+int evb_db_put_gguf(evb_db *db, const evb_db_entry *meta, const void *blocks, double recon_error);
+/* Verifies GGUF entry i's checksum and copies its blocks (rows * evb_gguf_row_bytes bytes) into dst[cap]. */
+int evb_db_load_blocks(const evb_db *db, int i, void *dst, size_t cap);
 
 /* Verifies entry i's checksum and expands it into W [rows, cols]. A damaged payload is EVB_EFORMAT; so is a
  * level whose shape is not the bound model's (evb_db_check_model). */
@@ -154,7 +162,7 @@ void evb_level_cache_stats(const evb_level_cache *c, size_t *hits, size_t *misse
 
 /* One compression method: its name, its kind and how it compresses a layer. */
 typedef struct evb_method {
-    const char *name;   /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq" */
+    const char *name;   /* "magnitude", "wanda", "sparsegpt", "rtn", "gptq", "gguf", "gguf-rtn" */
     int kind;           /* evb_level_kind */
     int needs_stats;    /* 1: uses the calibration statistics */
     const struct evb_method_ops *ops;   /* private to compressors/: how it compresses one matrix */
@@ -167,7 +175,8 @@ const char *evb_method_names(void);
 
 /* What levels to build: sparse levels at each fraction of sparsities[n_sparsities], or the N:M pattern
  * when n_keep > 0, or EvoPress's equal-step grid when step_levels > 0; quantized levels at each of
- * bits[n_bits] with the given grid.
+ * bits[n_bits] with the given grid; GGUF levels of each of gguf_types[n_gguf_types] that a unit's row length
+ * holds (evb_gguf_row_ok: k-quants need multiples of 256 inputs, the block-32 types multiples of 32).
  *
  * The equal-step grid (evopress.md 1.2): around a target sparsity s, level l of a unit of N weights removes
  * exactly round(s N) + l * step_weights weights, for l from -min(floor(base / step), step_levels) to
@@ -179,6 +188,7 @@ typedef struct evb_level_grid {
     const int *bits; int n_bits;
     int group_size, sym, act_order;
     double step_target; int step_levels; int64_t step_weights;
+    const int *gguf_types; int n_gguf_types; /* GGUF levels: these types, each unit the ones its rows hold */
 } evb_level_grid;
 
 /* EvoPress's default step: int(0.5 min(s, 1 - s) / num_levels * dim^2) weights. */

@@ -77,6 +77,39 @@ typedef struct evb_bitmask_summary {
 int evb_bitmask_save(const struct evb_model *m, const unsigned char *compress, const char *dir, const char *dtype,
                      const char *structure, evb_bitmask_summary *sum);
 
+/* ---- GGUF, the file llama.cpp (and ollama, LM Studio, ...) runs ----
+ *
+ * One GGUF (version 3) file: the llama architecture's metadata (qwen2 for a model with q/k/v biases), the
+ * tokenizer embedded (tokenizer.ggml.*, evb_tokenizer_vocab_export), and llama.cpp's tensor names and q/k
+ * row order. Every linear layer whose configuration level is a GGUF level is written in its type, its
+ * blocks copied from the database; every other tensor dense: norms in F32, the embedding, the classifier and
+ * linear layers without a GGUF level in dtype. compressors/export_gguf.c has the layout and its sources. */
+
+struct evb_tokenizer_vocab;
+
+typedef struct evb_gguf_save_options {
+    const char *dtype;  /* the dense tensors: "F16" (NULL), "BF16" or "F32" */
+    const char *name;   /* general.name (NULL: "evobudget") */
+} evb_gguf_save_options;
+
+typedef struct evb_gguf_export_summary {
+    int         n_gguf, n_dense;   /* linear layers written in a GGUF block type / dense */
+    int         n_tensors;
+    long long   linear_params;     /* weights of the linear layers */
+    double      linear_bits;       /* their stored bits (blocks, or the dense dtype's) */
+    long long   tensor_bytes;      /* every tensor's bytes, padding left out */
+    const char *arch;              /* "llama" or "qwen2" */
+} evb_gguf_export_summary;
+
+/* Writes path atomically (a temporary sibling renamed into place). m holds the dense weights in float32
+ * (evb_model_load), with the weights of non-GGUF levels set (evb_model_set_weight) and dropped sub-blocks
+ * marked (skip_*), which are written as zeros; entry[u] is the database entry of unit u's GGUF level, or -1
+ * (entry may be NULL: every layer dense); vocab the tokenizer to embed (NULL: none, and llama.cpp will not
+ * load the file). Refused (EVB_EINVAL, nothing written): an entry that is not a GGUF level of its unit, a
+ * dtype other than F16/BF16/F32. A damaged level is EVB_EFORMAT. */
+int evb_gguf_save(const struct evb_model *m, const struct evb_db *db, const int *entry, const struct evb_tokenizer_vocab *vocab,
+                  const char *path, const evb_gguf_save_options *opt, evb_gguf_export_summary *sum);
+
 #ifdef __cplusplus
 }
 #endif

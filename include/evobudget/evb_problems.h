@@ -115,9 +115,13 @@ typedef struct evb_mp_env {
 typedef struct evb_mp_params {
     int    kind;                 /* evb_target_kind (not EVB_TARGET_FILE: see evb_mp_load_file) */
     double target;               /* the fraction, the bits per weight, or the bytes */
-    const evb_method *compressor;/* sparsity: sparsegpt (default), wanda, magnitude; bits: gptq (default), rtn */
+    const evb_method *compressor;/* sparsity: sparsegpt (default), wanda, magnitude; bits: gptq (default), rtn, or
+                                    GGUF types: gguf (GPTQ into each type's grid), gguf-rtn (llama.cpp's rounding) */
     int    num_levels;           /* sparsity: equal-step levels each side of the target (default 8) */
     int    group_size, sym;      /* bits and bytes: quantization groups (default 64), symmetric */
+    const int *gguf_types;       /* bits with a GGUF compressor (gguf, gguf-rtn): the GGUF types to choose from,
+                                    NULL: every block type (evb_gguf.h); each unit is offered those its rows hold */
+    int    n_gguf_types;
 } evb_mp_params;
 evb_mp_params evb_mp_default_params(int kind, double target);
 

@@ -46,6 +46,29 @@ int evb_tokenizer_encode(const evb_tokenizer *t, const char *text, size_t len, i
  * give their byte, so the text may be invalid UTF-8). An id outside [0, vocab_size) is EVB_ERANGE. */
 int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n, char **text, size_t *len);
 
+/* The vocabulary as a GGUF file embeds it (llama.cpp's tokenizer.ggml.* keys). model "llama" (SentencePiece:
+ * a tokenizer.bin, or a tokenizer.json with pieces in U+2581 form and byte fallback): tokens with spaces as
+ * U+2581, scores (tokenizer.bin: its own; tokenizer.json: minus the rank of the merge that makes the piece, so
+ * that llama.cpp's highest-score-first merging follows the merge order; -1e9 for pieces no merge makes).
+ * model "gpt2" (byte-level BPE): tokens as in the vocabulary, merges "a b" in rank order, scores 0. types:
+ * 1 normal, 2 unknown, 3 control (special added tokens, BOS/EOS of a tokenizer.bin), 4 user-defined (other
+ * added tokens), 6 byte ("<0xNN>"). Everything is malloc'd; evb_tokenizer_vocab_free releases it. */
+typedef struct evb_tokenizer_vocab {
+    const char *model;     /* "llama" or "gpt2" */
+    int n;                 /* tokens, = vocab size */
+    char **tokens;         /* [n] NUL-terminated */
+    float *scores;         /* [n] */
+    int32_t *types;        /* [n] */
+    char **merges;         /* [n_merges] "a b" (gpt2) */
+    int n_merges;
+    int bos, eos, unk;     /* -1 when absent */
+    int add_bos;           /* encoding puts BOS first */
+    int add_space_prefix;  /* llama: a space is put before the text, as the SentencePiece normalizer does */
+} evb_tokenizer_vocab;
+
+int  evb_tokenizer_vocab_export(const evb_tokenizer *t, evb_tokenizer_vocab *v);
+void evb_tokenizer_vocab_free(evb_tokenizer_vocab *v);
+
 #ifdef __cplusplus
 }
 #endif
