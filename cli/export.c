@@ -97,6 +97,7 @@ static void print_help(void) {
            "  --config FILE   per-unit levels, best.json's format (its model and db are the defaults)\n"
            "  --model PATH    the dense model (Hugging Face directory or llama2.c .bin)\n"
            "  --db DIR        the level database the configuration refers to\n"
+           "  --tokenizer F   the tokenizer written with the model (default: the one beside it)\n"
            "  --out DIR       a new or empty directory, written whole or not at all (built beside it as DIR.tmp.PID\n"
            "                  and renamed into place); --force replaces a non-empty one once the new one is\n"
            "                  complete. It may not be, lie inside or contain the model, database or run directory\n"
@@ -117,7 +118,7 @@ static void print_help(void) {
  * non-empty directory. 0, or the exit code after one line. */
 static int parse_flags(int argc, char **argv, job *j) {
     opts *o = &j->o;
-    int rc = parse_opts(argc, argv, "--model --db --config --out --dtype --format --force --threads --json", o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --db --config --out --dtype --format --force --threads --json", o);
     if (rc || o->help) {
         if (o->help) print_help();
         return rc ? rc : -1;
@@ -161,6 +162,11 @@ static int load_inputs(job *j) {
     int s = evb_model_load(o->model, &j->l.m);
     if (s) return fail(s);
     if ((rc = config_check(j->l.m, o->config, j->cfg, &j->drop))) return rc;
+    if (o->tokenizer) { /* the tokenizer written with the model (copied, or embedded in a GGUF file) */
+        struct stat sb;
+        if (stat(o->tokenizer, &sb) != 0 || !S_ISREG(sb.st_mode)) return refuse("--tokenizer %s: no such file", o->tokenizer);
+        snprintf(j->l.m->tokenizer_path, sizeof j->l.m->tokenizer_path, "%s", o->tokenizer);
+    }
     if (!no_levels && (rc = load_levels(j->l.m, o, o->db, j->cfg, &j->weights, &j->wmem))) return rc;
     evb_model *m = j->l.m;
     int U = evb_model_n_units(m), L = m->config.n_layers;

@@ -457,6 +457,12 @@ int parse_list(const char *flag, const char *s, double *out, int cap, int *n) {
     return 0;
 }
 
+void note_gguf_rounding(const evb_model *m, const evb_method *method) {
+    if (method && method->kind == EVB_LEVEL_GGUF && m->compute == EVB_COMPUTE_BF16 && strcmp(m->config.dtype, "BF16"))
+        fprintf(stderr, "%s: note: the bf16 path holds this %s checkpoint rounded to bfloat16, and its GGUF levels quantize the rounded "
+                "weights; --compute f32 quantizes the checkpoint's own values, as llama.cpp's quantizer does\n", cmd_name, m->config.dtype);
+}
+
 /* "Q4_K,Q3_K" into at most cap GGUF block types (ggml type ids), none twice. */
 int parse_gguf_types(const char *s, int *out, int cap, int *n) {
     *n = 0;

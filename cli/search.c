@@ -95,10 +95,12 @@ static int parse_targets(run *r) {
     const char *tflag = o->target_sparsity ? "--target-sparsity" : o->target_bits ? "--target-bits" : o->target_drop ? "--target-drop" : "--target-bytes";
     r->kind = o->target_sparsity ? EVB_TARGET_SPARSITY : o->target_bits ? EVB_TARGET_BITS : o->target_drop ? EVB_TARGET_DROP : EVB_TARGET_BYTES;
     int rc = r->kind == EVB_TARGET_BYTES ? parse_bytes(r, ts) : parse_list(tflag, ts, r->targets, 16, &r->n_targets);
+    int gguf = o->compressor && !strncmp(o->compressor, "gguf", 4); /* GGUF types: 2.625 (Q2_K) to 8.5 (Q8_0) */
     for (int i = 0; !rc && i < r->n_targets; i++) {
         double t = r->targets[i];
         if ((r->kind == EVB_TARGET_SPARSITY || r->kind == EVB_TARGET_DROP) && !(t > 0 && t < 1)) rc = usage_error("%s %g must lie in (0, 1)", tflag, t);
-        else if (r->kind == EVB_TARGET_BITS && !(t >= 2 && t <= 6)) rc = usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", t);
+        else if (r->kind == EVB_TARGET_BITS && gguf && !(t > 0 && t < 16)) rc = usage_error("--target-bits %g must lie in (0, 16)", t);
+        else if (r->kind == EVB_TARGET_BITS && !gguf && !(t >= 2 && t <= 6)) rc = usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", t);
         else if (i && t == r->targets[i - 1]) rc = usage_error("%s lists %g twice", tflag, t);
     }
     if (!rc && !r->o->out) {
@@ -113,7 +115,9 @@ static int parse_targets(run *r) {
 static int check_method(const run *r) {
     if (r->n_targets > 1 && strcmp(r->method, "evopress")) return usage_error("a list of targets is an EvoPress sweep; give --method evopress or one target");
     if (r->n_targets > 1 && g_mpi_size > 1) return usage_error("an EvoPress sweep runs one target per mpirun; give one target");
-    return evb_mp_method_check(r->method, r->kind, r->targets[0]) ? refuse_status("--") : 0;
+    /* GGUF types have fractional widths (Q4_K 4.5): uniform is every layer at the type of the target's width */
+    int gguf = r->o->compressor && !strncmp(r->o->compressor, "gguf", 4);
+    return evb_mp_method_check(r->method, r->kind, gguf ? round(r->targets[0]) : r->targets[0]) ? refuse_status("--") : 0;
 }
 
 static int parse_stages(const char *s, evb_search_params *p) {
@@ -231,6 +235,7 @@ static int load_inputs(run *r) {
     int rc = load_model(o, 1, &r->l), s;
     if (rc) return rc;
     evb_model *m = r->l.m;
+    note_gguf_rounding(m, r->comp);
     int seq_len = o->seq_len ? (int)o->seq_len : (m->config.max_seq_len < 512 ? m->config.max_seq_len : 512);
     if (seq_len > m->config.max_seq_len) return usage_error("--seq-len %d exceeds the model's context of %d", seq_len, m->config.max_seq_len);
     if ((s = load_windows(r, seq_len))) return fail(s);

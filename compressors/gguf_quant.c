@@ -15,11 +15,14 @@
  *     aligned and what it held before does not matter.
  *
  * GPTQ: every type decodes element j of a block as s_j * (float)(q_j + koff) - m_j with a code q_j in
- * [0, maxq] (block_grid below), which are exactly the float operations of dequantize_row_* (x - m and
+ * [0, maxq] (the grid_* functions below), which are exactly the float operations of dequantize_row_* (x - m and
  * x + (-m) round alike). When a block's first column comes up, llama.cpp's rounding of the block's current
  * weights fixes s and m; each column is then rounded to the nearest of the maxq + 1 grid values and its
  * error spread as in compressors/quant.c. Where the grid is a single point (s == 0: a zero sub-block) the
- * code of llama.cpp's rounding is kept, so an untouched zero block packs as ggml packs it. */
+ * code of llama.cpp's rounding is kept, so an untouched zero block packs as ggml packs it. Unlike quant.c's
+ * groups (which copy fasterquant's reading of a group from before the lazy block), a block is read with
+ * every earlier column's update applied, also the pending ones of the current lazy block for its columns
+ * beyond it; so the result does not depend on blocksize, and the blocked and naive loops agree bit for bit. */
 #include "evobudget/evb_gguf.h"
 #include "compressors/gguf_naive.h"
 #include "evobudget/evb_status.h"

@@ -284,8 +284,10 @@ static const int gguf_default_types[] = {EVB_GGUF_Q2_K, EVB_GGUF_Q3_K, EVB_GGUF_
  * (bits_stored: the blocks' codes, scales and mins), a type that stores as much as or more than another and
  * reconstructs the layer worse left out. A unit whose rows hold no type (e.g. 688 inputs: neither whole
  * blocks of 32 nor of 256) stays dense, in F16 as llama.cpp leaves such tensors, outside the budget: the
- * target is the average over the units the types can hold. Budget and start as for bytes: the band [0.995,
- * 1] of the target's bits, the start the greedy knapsack on the reconstruction errors. */
+ * target is the average over the units the types can hold. The budget as for bytes, the band [0.995, 1] of
+ * the target's bits. The start (what method uniform scores): every unit at the level of exactly the target's
+ * bits per weight when each unit has one (4.5: Q4_K, or Q4_0 where it reconstructs better), else the greedy
+ * knapsack on the reconstruction errors. */
 int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     struct evb_mp_priv *q = mp->priv;
     const int *types = p->gguf_types ? p->gguf_types : gguf_default_types;
@@ -295,7 +297,7 @@ int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     g.gguf_types = types; g.n_gguf_types = nt;
     evb_db_entry *keys = malloc(sizeof *keys * (size_t)U * nt);
     if (!keys) EVB_ERRORF(EVB_ENOMEM, "out of memory");
-    int n = 0, n_held = 0;
+    int n = 0, n_held = 0, exact_start = 0; /* units whose start is not exactly at the target */
     double N_held = 0;
     for (int u = 0; u < U; u++) {
         int rows, cols, any = 0;
@@ -340,6 +342,7 @@ int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
             }
         double Nu = (double)rows * cols;
         q->start[u] = 0;
+        exact_start += 1;
         for (int k = 0; k < kept; k++) {
             evb_allocation_unit *d = &q->desc[u * q->max_levels + k];
             q->entry[u * q->max_levels + k] = lv[k].entry;
@@ -349,6 +352,7 @@ int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
             d->storage_bpw = lv[k].cost / Nu;
             if (lv[k].cost <= p->target * Nu) q->start[u] = (int16_t)k;
         }
+        exact_start -= q->cost[u][q->start[u]] == p->target * Nu;
         q->n_levels[u] = kept;
         total += q->cost[u][q->start[u]];
     }
@@ -358,7 +362,7 @@ int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     mp->problem.tolerance = 0.0025 * hi;
     mp->problem.budget = hi - mp->problem.tolerance;
     mp->problem.tolerance += 0.5;
-    total = joint_start(mp, err, total, hi);
+    if (exact_start) total = joint_start(mp, err, total, hi);
     free(err);
     if (total < mp->problem.budget - mp->problem.tolerance || total > hi + 0.5)
         EVB_ERRORF(EVB_EBUDGET, "a target of %g bits per weight: the GGUF types offered cannot meet it to within 0.5%% (the start holds "
