@@ -222,6 +222,40 @@ static void check_judge(const char *gguf, const char *eval_args, const char *wha
     json_decref(e); json_decref(j);
 }
 
+/* llama.cpp's own quantizer as the reference of the rounding: the dense model exported in F32, quantized by
+ * llama_model_quantize to one type everywhere (--pure, the embedding kept F16 as evobudget keeps it), against
+ * the export of a configuration with every layer at that type's gguf-rtn level: every tensor's bytes equal. */
+static void check_quantizer(const char *m_dir, const char *db, const char *dense32, int type, const char *ftype, int U) {
+    const char *tn = evb_gguf_type_get(type)->name;
+    if (!EVB_LLAMA_JUDGE[0]) { printf("SKIP llama.cpp judge not built: %s not compared with llama.cpp's quantizer\n", tn); return; }
+    char cfg[600], ours[600], theirs[600], args[3000];
+    int t[64];
+    for (int u = 0; u < U; u++) t[u] = u % 7 == 6 ? -1 : type;
+    snprintf(cfg, sizeof cfg, "%s/uniform_%s.json", tmp, tn);
+    write_config(cfg, m_dir, db, t, U);
+    snprintf(ours, sizeof ours, "%s/ours_%s.gguf", tmp, tn);
+    snprintf(theirs, sizeof theirs, "%s/llama_%s.gguf", tmp, tn);
+    snprintf(args, sizeof args, "export --config %s --format gguf --out %s", cfg, ours);
+    int rc = evb(args, NULL);
+    snprintf(args, sizeof args, "'%s' quantize '%s' '%s' %s --pure --embd-type f16 > /dev/null 2> %s/q.err", EVB_LLAMA_JUDGE, dense32, theirs, ftype, tmp);
+    int rq = sh(args);
+    gg_file a, b;
+    int ok = rc == 0 && rq == 0 && gg_load(ours, &a) && gg_load(theirs, &b), same = 0, diff = 0, n_type = 0;
+    for (uint64_t i = 0; ok && i < a.n_tensors; i++) {
+        const gg_tensor *x = &a.t[i], *y = gg_find(&b, x->name);
+        size_t bytes = evb_gguf_row_bytes(x->type, (int64_t)x->ne[0]) * (x->ndim > 1 ? x->ne[1] : 1);
+        int eq = y && y->type == x->type && y->ne[0] == x->ne[0] && y->ne[1] == x->ne[1] &&
+                 !memcmp(a.buf + a.data + x->offset, b.buf + b.data + y->offset, bytes);
+        eq ? same++ : diff++;
+        n_type += x->type == type;
+        if (!eq) printf("  %s differs\n", x->name);
+    }
+    EVB_CHECK(ok && diff == 0 && n_type == U - U / 7 && same == (int)b.n_tensors,
+              "%s: llama.cpp's quantizer (%s --pure) and evobudget's gguf-rtn levels give the same %d tensors, byte for byte (%d differ)",
+              tn, ftype, same, diff);
+    if (ok) { gg_free(&a); gg_free(&b); }
+}
+
 static void demo(void) {
     char db[600], cfg[600], out[600], args[3000], m_dir[600];
     snprintf(m_dir, sizeof m_dir, "%s/assets/demo", EVB_SOURCE_DIR);
@@ -255,6 +289,16 @@ static void demo(void) {
     gg_free(&f);
     snprintf(args, sizeof args, "--config %s --data %s/assets/demo/calib.txt --max-tokens 2000", cfg, EVB_SOURCE_DIR);
     check_judge(out, args, "the demo model, GGUF types mixed");
+    char dense[600], dense32[600];
+    snprintf(dense, sizeof dense, "%s/dense.json", tmp);
+    snprintf(dense32, sizeof dense32, "%s/dense32.gguf", tmp);
+    for (int u = 0; u < U; u++) type[u] = -1;
+    write_config(dense, m_dir, db, type, U);
+    snprintf(args, sizeof args, "export --config %s --format gguf --dtype f32 --out %s", dense, dense32);
+    EVB_CHECK(evb(args, NULL) == 0, "the dense model exported in F32");
+    static const struct { int type; const char *ftype; } q[] = {{EVB_GGUF_Q4_K, "Q4_K_S"}, {EVB_GGUF_Q6_K, "Q6_K"}, {EVB_GGUF_Q4_0, "Q4_0"}, {EVB_GGUF_Q8_0, "Q8_0"}};
+    for (int i = 0; i < 4; i++) check_quantizer(m_dir, db, dense32, q[i].type, q[i].ftype, U);
+    for (int u = 0; u < U; u++) type[u] = u % 7 == 6 ? -1 : cycle[u % 5];
 
     /* refusals: nothing written, one line */
     EVB_CHECK(evb(args[0] ? "export --config CFG" : "", NULL) != 0, "a missing configuration is refused");

@@ -9,8 +9,9 @@
  *       WINDOWS.txt: one window per line, token ids separated by spaces. Each window is decoded whole from an
  *       empty KV cache (float32 K and V, no flash attention), and -log softmax(logits[t])[tok[t+1]] is summed over t = 0 .. n-2
  *       in double: {"windows", "tokens" (scored), "nll_sum", "nll_mean", "ppl", "per_window": [sum...]}
- *   quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]
- *       llama_model_quantize to FTYPE (Q4_0 ... Q6_K, F16, BF16, F32: the table FTYPES below):
+ *   quantize IN.gguf OUT.gguf FTYPE [--pure] [--embd-type TYPE] [--threads N]
+ *       llama_model_quantize to FTYPE (Q4_0 ... Q6_K, F16, BF16, F32: the table FTYPES below); --embd-type
+ *       keeps the token embedding (and an untied classifier) in that ggml type (f16: as evobudget leaves them):
  *       {"out", "ftype", "bytes"}
  *   info MODEL.gguf
  *       the model loaded whole on the CPU, and the file's tensors as gguf lists them: {"desc", "n_params",
@@ -39,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,6 +143,7 @@ typedef struct args {
     const char **pos;  /* [n_pos] pointers into argv */
     int n_pos;
     int threads, pure, no_bos;
+    const char *embd_type;  /* quantize --embd-type: the token embedding's (and an untied classifier's) ggml type */
 } args;
 
 /* 1 when word is one of the space-separated words of list. */
@@ -169,6 +172,9 @@ static void parse_args(int argc, char **argv, const char *flags, args *a) {
         } else if (strcmp(s, "--threads") == 0) {
             if (i + 1 >= argc) die("--threads needs a number");
             a->threads = (int)parse_long(argv[++i], 1, 1024, "--threads");
+        } else if (strcmp(s, "--embd-type") == 0) {
+            if (i + 1 >= argc) die("--embd-type needs a ggml type name (f16, q8_0, q6_K, ...)");
+            a->embd_type = argv[++i];
         } else if (strcmp(s, "--pure") == 0) {
             a->pure = 1;
         } else if (strcmp(s, "--no-bos") == 0) {
@@ -375,8 +381,14 @@ static const struct { const char *name; enum llama_ftype ftype; } FTYPES[] = {
 
 static int cmd_quantize(int argc, char **argv) {
     args a;
-    parse_args(argc, argv, "--pure --threads", &a);
-    if (a.n_pos != 3) die("usage: llama_judge quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]");
+    parse_args(argc, argv, "--pure --embd-type --threads", &a);
+    if (a.n_pos != 3) die("usage: llama_judge quantize IN.gguf OUT.gguf FTYPE [--pure] [--embd-type TYPE] [--threads N]");
+    enum ggml_type et = GGML_TYPE_COUNT;
+    for (int t = 0; a.embd_type && t < GGML_TYPE_COUNT; t++) {
+        const char *nm = ggml_type_name((enum ggml_type)t);
+        if (nm && strcasecmp(nm, a.embd_type) == 0) et = (enum ggml_type)t;
+    }
+    if (a.embd_type && et == GGML_TYPE_COUNT) die("--embd-type '%s' is not a ggml type name (f16, q8_0, q6_K, ...)", a.embd_type);
     size_t k = 0;
     while (k < N_FTYPES && strcmp(FTYPES[k].name, a.pos[2]) != 0) k++;
     if (k == N_FTYPES) {
@@ -393,6 +405,7 @@ static int cmd_quantize(int argc, char **argv) {
     llama_model_quantize_params qp = llama_model_quantize_default_params();
     qp.ftype = FTYPES[k].ftype;
     qp.pure = a.pure != 0;
+    if (a.embd_type) { qp.token_embedding_type = et; qp.output_tensor_type = et; }
     qp.nthread = a.threads;
     if (llama_model_quantize(a.pos[0], a.pos[1], &qp) != 0) die("llama_model_quantize of %s to %s failed", a.pos[0], a.pos[2]);
     printf("{\"out\": ");
@@ -564,7 +577,7 @@ static int cmd_detokenize(int argc, char **argv) {
 
 static const struct { const char *name; int (*run)(int argc, char **argv); const char *usage; } COMMANDS[] = {
     {"nll", cmd_nll, "nll MODEL.gguf WINDOWS.txt [--threads N]"},
-    {"quantize", cmd_quantize, "quantize IN.gguf OUT.gguf FTYPE [--pure] [--threads N]"},
+    {"quantize", cmd_quantize, "quantize IN.gguf OUT.gguf FTYPE [--pure] [--embd-type TYPE] [--threads N]"},
     {"info", cmd_info, "info MODEL.gguf"},
     {"tensor", cmd_tensor, "tensor MODEL.gguf NAME OUT.bin"},
     {"tokenize", cmd_tokenize, "tokenize MODEL.gguf TEXT [--no-bos]"},
