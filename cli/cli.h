@@ -32,6 +32,7 @@ typedef struct opts {
     const char *reference, *dtype, *with, *format, *compute, *task;
     const char *text, *decode;   /* tokenize */
     const char *windows_out;     /* eval */
+    const char *embd_type;       /* export --format gguf */
     int no_bos;
     int force;
     int yes;          /* cache clear: remove without asking */

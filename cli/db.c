@@ -34,12 +34,14 @@ static int cmd_db_info(int argc, char **argv) {
     int n = evb_db_count(db);
     for (int i = 0; i < n; i++) {
         evb_db_entry e = evb_db_get(db, i);
+        const evb_gguf_type_info *gt = e.kind == EVB_LEVEL_GGUF ? evb_gguf_type_get(e.gguf_type) : NULL;
         if (o.levels)
             json_array_append_new(levels, json_pack("{s:i, s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:f}",
                 "unit", e.unit, "name", evb_linear_name(e.unit % EVB_LINEAR_COUNT), "method", e.method,
                 "dtype", evb_db_dtype_name(e.dtype), "sparsity", e.sparsity,
                 "n_keep", e.n_keep, "m", e.m, "bits", e.bits, "group_size", e.group_size, "rows", e.rows, "cols", e.cols,
                 "params_kept", e.params_kept, "bits_stored", e.bits_stored, "bytes", (json_int_t)e.bytes, "recon_error", e.recon_error));
+        if (o.levels && gt) json_object_set_new(json_array_get(levels, json_array_size(levels) - 1), "type", json_string(gt->name));
         json_t *mj = json_object_get(methods, e.method);
         if (!mj) { mj = json_pack("{s:i, s:I, s:f, s:f}", "levels", 0, "bytes", (json_int_t)0, "mean_recon_error", 0.0, "params_kept", 0.0); json_object_set_new(methods, e.method, mj); }
         json_object_set_new(mj, "levels", json_integer(json_integer_value(json_object_get(mj, "levels")) + 1));

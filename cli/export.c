@@ -111,6 +111,8 @@ static void print_help(void) {
            "                  levels (search --compressor gguf|gguf-rtn) in their block types, the rest dense\n"
            "                  (--dtype, default f16), the tokenizer embedded. docs/export-formats.md says which\n"
            "                  loaders read what\n"
+           "  --embd-type T   gguf: the token embedding (and an untied classifier) in GGUF type T by llama.cpp's\n"
+           "                  rounding, e.g. Q6_K as llama.cpp's own Q4_K_M has it (default: --dtype)\n"
            "  --json          one JSON object on stdout: out, files, bytes, dtype, units compressed, dropped\n");
 }
 
@@ -118,7 +120,7 @@ static void print_help(void) {
  * non-empty directory. 0, or the exit code after one line. */
 static int parse_flags(int argc, char **argv, job *j) {
     opts *o = &j->o;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --db --config --out --dtype --format --force --threads --json", o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --db --config --out --dtype --format --embd-type --force --threads --json", o);
     if (rc || o->help) {
         if (o->help) print_help();
         return rc ? rc : -1;
@@ -132,6 +134,7 @@ static int parse_flags(int argc, char **argv, job *j) {
     j->ct = o->format && strcmp(o->format, "compressed-tensors") == 0;
     j->gguf = o->format && strcmp(o->format, "gguf") == 0;
     j->gptq = o->format && strcmp(o->format, "hf") != 0 && !j->ct && !j->gguf;
+    if (o->embd_type && !j->gguf) return usage_error("--embd-type goes with --format gguf");
     if (j->gptq && strcmp(o->format, "gptq") && strcmp(o->format, "gptq_v2"))
         return usage_error("--format '%s' is not one of hf, gptq, gptq_v2, compressed-tensors, gguf", o->format);
     struct stat sb;

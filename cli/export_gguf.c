@@ -59,7 +59,7 @@ int export_gguf(const evb_model *m, const opts *o, const evb_allocation *cfg, co
         if (entry[key.unit] < 0) /* load_levels found it a moment ago; the database changed since */
             rc = usage_error("--db %s: unit %d has no %s level (hint: rerun 'evobudget db build')", o->db, key.unit, me->name);
     }
-    evb_gguf_save_options opt = {dtype, NULL};
+    evb_gguf_save_options opt = {dtype, NULL, o->embd_type};
     evb_gguf_export_summary sum;
     if (!rc && (s = evb_gguf_save(m, db, entry, &v, path, &opt, &sum))) rc = fail(s);
     if (!rc) {

@@ -198,6 +198,7 @@ static const opt_spec all_opts[] = {
     {"--text", 's', OS(text), 0, 0},
     {"--decode", 's', OS(decode), 0, 0},
     {"--windows-out", 's', OS(windows_out), 0, 0},
+    {"--embd-type", 's', OS(embd_type), 0, 0},
     {"--no-bos", 'b', OS(no_bos), 0, 0},
     {"--dtype", 's', OS(dtype), 0, 0},
     {"--format", 's', OS(format), 0, 0},

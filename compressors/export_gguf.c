@@ -103,14 +103,14 @@ static void add(writer *w, const char *name, int type, int ndim, int64_t ne0, in
 
 static const char *const gguf_linear[EVB_LINEAR_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-static int plan(writer *w, const int *entry, int dense_type, evb_gguf_export_summary *sum) {
+static int plan(writer *w, const int *entry, int dense_type, int embd_type, evb_gguf_export_summary *sum) {
     const evb_model *m = w->m;
     const evb_config *c = &m->config;
     int L = c->n_layers, E = c->head_dim, permute = c->rope_halves && strcmp(w->arch, "llama") == 0;
     w->t = calloc((size_t)(3 + L * (2 + EVB_LINEAR_COUNT + 3)), sizeof *w->t);
     if (!w->t) EVB_ERROR("out of memory", EVB_ENOMEM);
     char name[64];
-    add(w, "token_embd.weight", dense_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->tok_emb, -1, 0);
+    add(w, "token_embd.weight", embd_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->tok_emb, -1, 0);
     for (int l = 0; l < L; l++) {
         const evb_layer *ly = &m->layers[l];
         int drop[2] = {ly->skip_attn || ly->dropped_attn, ly->skip_mlp || ly->dropped_mlp};
@@ -150,7 +150,7 @@ static int plan(writer *w, const int *entry, int dense_type, evb_gguf_export_sum
         }
     }
     add(w, "output_norm.weight", EVB_GGUF_F32, 1, c->dim, 1, SRC_VEC, m->rms_final, -1, 0);
-    if (!c->tied) add(w, "output.weight", dense_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->cls, -1, 0);
+    if (!c->tied) add(w, "output.weight", embd_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->cls, -1, 0);
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         w->t[i].offset = off;
@@ -260,10 +260,14 @@ int evb_gguf_save(const evb_model *m, const evb_db *db, const int *entry, const 
     int dense_type = strcmp(dt, "F16") == 0 ? EVB_GGUF_F16 : strcmp(dt, "BF16") == 0 ? EVB_GGUF_BF16 : strcmp(dt, "F32") == 0 ? EVB_GGUF_F32 : -1;
     if (dense_type < 0) EVB_ERRORF(EVB_EINVAL, "dtype '%s' cannot be written in GGUF here (F16, BF16, F32 can)", dt);
     const evb_config *c = &m->config;
+    const evb_gguf_type_info *et = opt && opt->embd_type ? evb_gguf_type_find(opt->embd_type) : evb_gguf_type_get(dense_type);
+    if (!et) EVB_ERRORF(EVB_EINVAL, "embedding type '%s' is not a GGUF type (%s, F16, BF16, F32)", opt->embd_type, evb_gguf_type_names());
+    if (!evb_gguf_row_ok(et->type, c->dim))
+        EVB_ERRORF(EVB_EINVAL, "embedding type %s: its blocks of %d do not divide the model's width of %d", et->name, et->block, c->dim);
     if (!m->tok_emb || !m->rms_final) EVB_ERRORF(EVB_EINVAL, "the GGUF writer needs the model's weights in float32");
     if (c->qkv_bias && c->rope_halves == 0) EVB_ERRORF(EVB_EINVAL, "a model with q/k/v biases and pair-order rotary rows has no GGUF architecture here");
     writer w = {m, db, vocab, c->qkv_bias ? "qwen2" : "llama", opt && opt->name ? opt->name : "evobudget", NULL, 0, 0, 0};
-    int st = plan(&w, entry, dense_type, sum);
+    int st = plan(&w, entry, dense_type, et->type, sum);
     data_ctx d = {&w, NULL, NULL, NULL, 0};
     if (!st) {
         d.buf = malloc(w.max_bytes ? w.max_bytes : 1);

@@ -83,13 +83,15 @@ int evb_bitmask_save(const struct evb_model *m, const unsigned char *compress, c
  * tokenizer embedded (tokenizer.ggml.*, evb_tokenizer_vocab_export), and llama.cpp's tensor names and q/k
  * row order. Every linear layer whose configuration level is a GGUF level is written in its type, its
  * blocks copied from the database; every other tensor dense: norms in F32, the embedding, the classifier and
- * linear layers without a GGUF level in dtype. compressors/export_gguf.c has the layout and its sources. */
+ * linear layers without a GGUF level in dtype (the embedding in embd_type when given). compressors/export_gguf.c has the layout and its sources. */
 
 struct evb_tokenizer_vocab;
 
 typedef struct evb_gguf_save_options {
     const char *dtype;  /* the dense tensors: "F16" (NULL), "BF16" or "F32" */
     const char *name;   /* general.name (NULL: "evobudget") */
+    const char *embd_type; /* the token embedding (and an untied classifier) in this GGUF type by llama.cpp's
+                              rounding, e.g. "Q6_K" as llama.cpp's Q4_K_M has it (NULL: dtype) */
 } evb_gguf_save_options;
 
 typedef struct evb_gguf_export_summary {
@@ -106,7 +108,8 @@ typedef struct evb_gguf_export_summary {
  * marked (skip_*), which are written as zeros; entry[u] is the database entry of unit u's GGUF level, or -1
  * (entry may be NULL: every layer dense); vocab the tokenizer to embed (NULL: none, and llama.cpp will not
  * load the file). Refused (EVB_EINVAL, nothing written): an entry that is not a GGUF level of its unit, a
- * dtype other than F16/BF16/F32. A damaged level is EVB_EFORMAT. */
+ * dtype other than F16/BF16/F32, an embd_type that is no GGUF type or whose blocks do not divide the model's
+ * width. A damaged level is EVB_EFORMAT. */
 int evb_gguf_save(const struct evb_model *m, const struct evb_db *db, const int *entry, const struct evb_tokenizer_vocab *vocab,
                   const char *path, const evb_gguf_save_options *opt, evb_gguf_export_summary *sum);
 

@@ -9,6 +9,9 @@
  *       WINDOWS.txt: one window per line, token ids separated by spaces. Each window is decoded whole from an
  *       empty KV cache (float32 K and V, no flash attention), and -log softmax(logits[t])[tok[t+1]] is summed over t = 0 .. n-2
  *       in double: {"windows", "tokens" (scored), "nll_sum", "nll_mean", "ppl", "per_window": [sum...]}
+ *   kl MODEL.gguf REFERENCE.gguf WINDOWS.txt [--threads N]
+ *       both models on each window as nll decodes it, and KL(reference || model) summed over the same positions
+ *       in double: {"windows", "tokens", "kl_sum", "kl_mean", "ppl" (the model's), "ref_ppl"}
  *   quantize IN.gguf OUT.gguf FTYPE [--pure] [--embd-type TYPE] [--threads N]
  *       llama_model_quantize to FTYPE (Q4_0 ... Q6_K, F16, BF16, F32: the table FTYPES below); --embd-type
  *       keeps the token embedding (and an untied classifier) in that ggml type (f16: as evobudget leaves them):
@@ -295,6 +298,60 @@ static double token_nll(const float *logits, int n_vocab, int target) {
     return log(sum) + mx - (double)logits[target];
 }
 
+/* A context for scoring whole windows of up to max_len tokens: one sequence, float32 K and V, and the plain
+ * attention path (ggml's CPU flash-attention kernel is not exact in float32: it moves a small model's NLL by
+ * about 1e-4 relative, where the plain path agrees with a float64 forward to about 1e-8). */
+static struct llama_context *window_context(struct llama_model *m, int max_len, int threads, const char *path) {
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = (uint32_t)max_len;
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = threads;
+    cp.type_k = cp.type_v = GGML_TYPE_F32;  /* the cache at full precision: the judge scores the weights alone */
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.no_perf = true;
+    struct llama_context *ctx = llama_init_from_model(m, cp);
+    if (!ctx) die("llama.cpp cannot make a context of %d positions for %s", max_len, path);
+    return ctx;
+}
+
+/* Window i decoded whole from an empty cache, logits kept for positions 0 .. n-2 (the last predicts nothing
+ * that is scored). */
+static void decode_window(struct llama_context *ctx, struct llama_batch *b, const windows *w, int i, const char *wpath) {
+    const int n = w->len[i];
+    llama_memory_clear(llama_get_memory(ctx), true);
+    b->n_tokens = n;
+    for (int t = 0; t < n; t++) {
+        b->token[t] = w->tok[i][t];
+        b->pos[t] = t;
+        b->n_seq_id[t] = 1;
+        b->seq_id[t][0] = 0;
+        b->logits[t] = t < n - 1;
+    }
+    int rc = llama_decode(ctx, *b);
+    if (rc != 0) die("llama_decode of window %d (%s:%d, %d tokens) returned %d", i, wpath, w->line[i], n, rc);
+}
+
+static const float *logits_at(struct llama_context *ctx, int t, int i) {
+    const float *lg = llama_get_logits_ith(ctx, t);
+    if (!lg) die("llama.cpp gave no logits for position %d of window %d", t, i);
+    return lg;
+}
+
+/* The model at path, its windows checked against its vocabulary. */
+static struct llama_model *model_for(const char *path, const windows *w, const char *wpath, int *n_vocab) {
+    struct llama_model *m = load_model(path, 0);
+    *n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
+    for (int i = 0; i < w->n; i++)
+        for (int t = 0; t < w->len[i]; t++)
+            if (w->tok[i][t] >= *n_vocab) die("%s:%d: token id %d is outside the vocabulary of %d", wpath, w->line[i], w->tok[i][t], *n_vocab);
+    return m;
+}
+
+static void windows_free(windows *w) {
+    for (int i = 0; i < w->n; i++) free(w->tok[i]);
+    free(w->tok); free(w->len); free(w->line);
+}
+
 static int cmd_nll(int argc, char **argv) {
     args a;
     parse_args(argc, argv, "--threads", &a);
@@ -302,47 +359,17 @@ static int cmd_nll(int argc, char **argv) {
     windows w;
     read_windows(a.pos[1], &w);
     backend_init();
-    struct llama_model *m = load_model(a.pos[0], 0);
-    const struct llama_vocab *vocab = llama_model_get_vocab(m);
-    const int n_vocab = llama_vocab_n_tokens(vocab);
-    for (int i = 0; i < w.n; i++)
-        for (int t = 0; t < w.len[i]; t++)
-            if (w.tok[i][t] >= n_vocab) die("%s:%d: token id %d is outside the vocabulary of %d", a.pos[1], w.line[i], w.tok[i][t], n_vocab);
-
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = cp.n_batch = cp.n_ubatch = (uint32_t)w.max_len;
-    cp.n_seq_max = 1;
-    cp.n_threads = cp.n_threads_batch = a.threads;
-    cp.type_k = cp.type_v = GGML_TYPE_F32;  /* the cache at full precision: the judge scores the weights alone */
-    /* and the plain attention path: ggml's CPU flash-attention kernel is not exact in float32 (it moves a small
-     * model's NLL by about 1e-4 relative, where the plain path agrees with a float64 forward to about 1e-8) */
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cp.no_perf = true;
-    struct llama_context *ctx = llama_init_from_model(m, cp);
-    if (!ctx) die("llama.cpp cannot make a context of %d positions for %s", w.max_len, a.pos[0]);
-
+    int n_vocab;
+    struct llama_model *m = model_for(a.pos[0], &w, a.pos[1], &n_vocab);
+    struct llama_context *ctx = window_context(m, w.max_len, a.threads, a.pos[0]);
     struct llama_batch b = llama_batch_init(w.max_len, 0, 1);
     double *per = xmalloc(sizeof *per * (size_t)w.n), total = 0;
     size_t scored = 0;
     for (int i = 0; i < w.n; i++) {
         const int n = w.len[i];
-        llama_memory_clear(llama_get_memory(ctx), true);
-        b.n_tokens = n;
-        for (int t = 0; t < n; t++) {
-            b.token[t] = w.tok[i][t];
-            b.pos[t] = t;
-            b.n_seq_id[t] = 1;
-            b.seq_id[t][0] = 0;
-            b.logits[t] = t < n - 1;  /* the last position predicts nothing that is scored */
-        }
-        int rc = llama_decode(ctx, b);
-        if (rc != 0) die("llama_decode of window %d (%s:%d, %d tokens) returned %d", i, a.pos[1], w.line[i], n, rc);
+        decode_window(ctx, &b, &w, i, a.pos[1]);
         double s = 0;
-        for (int t = 0; t < n - 1; t++) {
-            const float *lg = llama_get_logits_ith(ctx, t);
-            if (!lg) die("llama.cpp gave no logits for position %d of window %d", t, i);
-            s += token_nll(lg, n_vocab, w.tok[i][t + 1]);
-        }
+        for (int t = 0; t < n - 1; t++) s += token_nll(logits_at(ctx, t, i), n_vocab, w.tok[i][t + 1]);
         if (!isfinite(s)) die("window %d (%s:%d): the NLL is %g (llama.cpp computes non-finite logits for this model)", i, a.pos[1], w.line[i], s);
         per[i] = s;
         total += s;
@@ -361,8 +388,67 @@ static int cmd_nll(int argc, char **argv) {
     llama_batch_free(b);
     llama_free(ctx);
     llama_model_free(m);
-    for (int i = 0; i < w.n; i++) free(w.tok[i]);
-    free(w.tok); free(w.len); free(w.line); free(per);
+    windows_free(&w);
+    free(per);
+    free(a.pos);
+    return 0;
+}
+
+/* ---- kl ---- */
+
+/* KL(p || q) = sum_v p_v (log p_v - log q_v) of two logit rows, in double. */
+static double token_kl(const float *lp, const float *lq, int n_vocab) {
+    double mp = -INFINITY, mq = -INFINITY, sp = 0, sq = 0, s = 0;
+    for (int v = 0; v < n_vocab; v++) { if (lp[v] > mp) mp = lp[v]; if (lq[v] > mq) mq = lq[v]; }
+    for (int v = 0; v < n_vocab; v++) { sp += exp((double)lp[v] - mp); sq += exp((double)lq[v] - mq); }
+    const double zp = mp + log(sp), zq = mq + log(sq);
+    for (int v = 0; v < n_vocab; v++) {
+        double a = (double)lp[v] - zp, c = (double)lq[v] - zq;
+        s += exp(a) * (a - c);
+    }
+    return s;
+}
+
+static int cmd_kl(int argc, char **argv) {
+    args a;
+    parse_args(argc, argv, "--threads", &a);
+    if (a.n_pos != 3) die("usage: llama_judge kl MODEL.gguf REFERENCE.gguf WINDOWS.txt [--threads N]");
+    windows w;
+    read_windows(a.pos[2], &w);
+    backend_init();
+    int nv, nr;
+    struct llama_model *m = model_for(a.pos[0], &w, a.pos[2], &nv), *r = model_for(a.pos[1], &w, a.pos[2], &nr);
+    if (nv != nr) die("%s has %d tokens, %s %d: not the same vocabulary", a.pos[0], nv, a.pos[1], nr);
+    struct llama_context *cm = window_context(m, w.max_len, a.threads, a.pos[0]), *cr = window_context(r, w.max_len, a.threads, a.pos[1]);
+    struct llama_batch b = llama_batch_init(w.max_len, 0, 1);
+    double kl = 0, nll = 0, nll_ref = 0;
+    size_t scored = 0;
+    for (int i = 0; i < w.n; i++) {
+        const int n = w.len[i];
+        decode_window(cm, &b, &w, i, a.pos[2]);
+        decode_window(cr, &b, &w, i, a.pos[2]);
+        for (int t = 0; t < n - 1; t++) {
+            const float *lm = logits_at(cm, t, i), *lr = logits_at(cr, t, i);
+            kl += token_kl(lr, lm, nv);
+            nll += token_nll(lm, nv, w.tok[i][t + 1]);
+            nll_ref += token_nll(lr, nv, w.tok[i][t + 1]);
+        }
+        scored += (size_t)(n - 1);
+    }
+    if (!isfinite(kl)) die("the KL is %g (llama.cpp computes non-finite logits for one of the models)", kl);
+    printf("{\"windows\": %d, \"tokens\": %zu, \"kl_sum\": ", w.n, scored);
+    json_num(stdout, kl);
+    printf(", \"kl_mean\": ");
+    json_num(stdout, kl / (double)scored);
+    printf(", \"ppl\": ");
+    json_num(stdout, exp(nll / (double)scored));
+    printf(", \"ref_ppl\": ");
+    json_num(stdout, exp(nll_ref / (double)scored));
+    printf("}\n");
+    llama_batch_free(b);
+    llama_free(cm); llama_free(cr);
+    llama_model_free(m); llama_model_free(r);
+    windows_free(&w);
     free(a.pos);
     return 0;
 }
@@ -577,6 +663,7 @@ static int cmd_detokenize(int argc, char **argv) {
 
 static const struct { const char *name; int (*run)(int argc, char **argv); const char *usage; } COMMANDS[] = {
     {"nll", cmd_nll, "nll MODEL.gguf WINDOWS.txt [--threads N]"},
+    {"kl", cmd_kl, "kl MODEL.gguf REFERENCE.gguf WINDOWS.txt [--threads N]"},
     {"quantize", cmd_quantize, "quantize IN.gguf OUT.gguf FTYPE [--pure] [--embd-type TYPE] [--threads N]"},
     {"info", cmd_info, "info MODEL.gguf"},
     {"tensor", cmd_tensor, "tensor MODEL.gguf NAME OUT.bin"},
