@@ -171,7 +171,7 @@ static int write_vocab(FILE *f, const evb_tokenizer_vocab *v) {
     bad = bad || put_str(f, "tokenizer.ggml.token_type") || put_u32(f, G_ARRAY) || put_u32(f, G_I32) || put_u64(f, (uint64_t)v->n);
     for (int i = 0; !bad && i < v->n; i++) bad = put_u32(f, (uint32_t)v->types[i]);
     if (!bad && strcmp(v->model, "gpt2") == 0) {
-        bad = kv_str(f, "tokenizer.ggml.pre", "default");
+        bad = kv_str(f, "tokenizer.ggml.pre", v->pre ? v->pre : "default");
         bad = bad || put_str(f, "tokenizer.ggml.merges") || put_u32(f, G_ARRAY) || put_u32(f, G_STRING) || put_u64(f, (uint64_t)v->n_merges);
         for (int i = 0; !bad && i < v->n_merges; i++) bad = put_str(f, v->merges[i]);
     }

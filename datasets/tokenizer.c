@@ -125,6 +125,7 @@ struct evb_tokenizer {
     int32_t *added;    /* [n_added] ids, sorted by first byte, then content length descending */
     int n_added;
     int32_t added_at[257]; /* added[added_at[b] .. added_at[b + 1]) start with byte b */
+    const char *gguf_pre;  /* llama.cpp's name of the pre-tokenizer (tokenizer.ggml.pre), NULL: none it knows */
 };
 
 // ---- utilities ----
@@ -562,6 +563,13 @@ static int parse_pretokenizer(evb_tokenizer *t, const char *path, json_t *p, int
                        "MergedWithPrevious, MergedWithNext or Contiguous)", path, beh ? beh : "(none)");
         s.invert = jbool(p, "invert", 0);
         int st = compile_pattern(path, re ? re : str, !re, &s.re);
+        /* the split patterns llama.cpp names (llama-vocab.cpp's pre-tokenizer types) */
+        static const struct { const char *name, *re; } known[] = {
+            {"llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+            {"qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+        };
+        for (size_t k = 0; re && k < sizeof known / sizeof *known; k++)
+            if (!strcmp(re, known[k].re)) t->gguf_pre = known[k].name;
         return st ? st : add_pre(t, path, s);
     }
     if (!strcmp(type, "Metaspace")) {
@@ -1720,6 +1728,7 @@ int evb_tokenizer_vocab_export(const evb_tokenizer *t, evb_tokenizer_vocab *v) {
     memset(v, 0, sizeof *v);
     int n = t->vocab_size;
     v->model = t->kind == KIND_BYTE ? "gpt2" : "llama";
+    v->pre = t->gguf_pre ? t->gguf_pre : "default";
     v->n = n;
     v->bos = t->bos; v->eos = t->eos; v->unk = t->unk;
     v->add_bos = t->bos >= 0;

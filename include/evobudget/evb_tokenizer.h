@@ -55,6 +55,8 @@ int evb_tokenizer_decode(const evb_tokenizer *t, const int32_t *tokens, size_t n
  * added tokens), 6 byte ("<0xNN>"). Everything is malloc'd; evb_tokenizer_vocab_free releases it. */
 typedef struct evb_tokenizer_vocab {
     const char *model;     /* "llama" or "gpt2" */
+    const char *pre;       /* gpt2: llama.cpp's name of the split pattern ("llama-bpe" for Llama-3's, "qwen2"),
+                              "default" for one it has no name for (llama.cpp then splits as GPT-2 does) */
     int n;                 /* tokens, = vocab size */
     char **tokens;         /* [n] NUL-terminated */
     float *scores;         /* [n] */
