@@ -25,16 +25,14 @@
  * beyond it; so the result does not depend on blocksize, and the blocked and naive loops agree bit for bit. */
 #include "evobudget/evb_gguf.h"
 #include "compressors/gguf_naive.h"
+#include "compressors/gptq_impl.h"
 #include "evobudget/evb_status.h"
 
-#include <gsl/gsl_errno.h>
-#include <gsl/gsl_linalg.h>
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <threads.h>
 
 #ifdef __FAST_MATH__
 #error "compressors/gguf_quant.c must not be built with -ffast-math: it reproduces llama.cpp's float rounding"
@@ -621,8 +619,10 @@ static void ref_q3_K(const float *x, block_q3_K *y) {
             y->qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
-static void ref_q4_K(const float *x, block_q4_K *y) {
-    uint8_t L[QK_K];
+/* What Q4_K and Q5_K share (quantize_row_q4_K_ref, quantize_row_q5_K_ref): the eight 32-element sub-blocks'
+ * scales and mins by make_qkx2_quants (nmax, rmin and ntry are the type's), packed as 6-bit values under the
+ * fp16 super-block d and dmin, then every element's code L in [0, nmax] under the packed values. */
+static void kquant_scales_mins(const float *x, uint8_t *packed, ggml_half *yd, ggml_half *ydmin, uint8_t *L, int nmax, float rmin, int ntry) {
     uint8_t Laux[32];
     float weights[32];
     float mins[QK_K / 32];
@@ -635,7 +635,7 @@ static void ref_q4_K(const float *x, block_q4_K *y) {
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, ntry, false);
         float scale = scales[j];
         if (scale > max_scale) max_scale = scale;
         float min = mins[j];
@@ -649,28 +649,33 @@ static void ref_q4_K(const float *x, block_q4_K *y) {
         ls = MIN(63, ls);
         lm = MIN(63, lm);
         if (j < 4) {
-            y->scales[j] = ls;
-            y->scales[j + 4] = lm;
+            packed[j] = ls;
+            packed[j + 4] = lm;
         } else {
-            y->scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-            y->scales[j - 4] |= ((ls >> 4) << 6);
-            y->scales[j - 0] |= ((lm >> 4) << 6);
+            packed[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            packed[j - 4] |= ((ls >> 4) << 6);
+            packed[j - 0] |= ((lm >> 4) << 6);
         }
     }
-    y->d = GGML_FP32_TO_FP16(max_scale / 63.f);
-    y->dmin = GGML_FP32_TO_FP16(max_min / 63.f);
+    *yd = GGML_FP32_TO_FP16(max_scale / 63.f);
+    *ydmin = GGML_FP32_TO_FP16(max_min / 63.f);
     uint8_t sc, m;
     for (int j = 0; j < QK_K / 32; ++j) {
-        get_scale_min_k4(j, y->scales, &sc, &m);
-        const float d = GGML_FP16_TO_FP32(y->d) * sc;
+        get_scale_min_k4(j, packed, &sc, &m);
+        const float d = GGML_FP16_TO_FP32(*yd) * sc;
         if (!d) continue;
-        const float dm = GGML_FP16_TO_FP32(y->dmin) * m;
+        const float dm = GGML_FP16_TO_FP32(*ydmin) * m;
         for (int ii = 0; ii < 32; ++ii) {
             int l = nearest_int((x[32 * j + ii] + dm) / d);
-            l = MAX(0, MIN(15, l));
+            l = MAX(0, MIN(nmax, l));
             L[32 * j + ii] = (uint8_t)l;
         }
     }
+}
+
+static void ref_q4_K(const float *x, block_q4_K *y) {
+    uint8_t L[QK_K];
+    kquant_scales_mins(x, y->scales, &y->d, &y->dmin, L, 15, -1.f, 20);
     uint8_t *q = y->qs;
     for (int j = 0; j < QK_K; j += 64) {
         for (int l = 0; l < 32; ++l) q[l] = L[j + l] | (L[j + l + 32] << 4);
@@ -680,54 +685,7 @@ static void ref_q4_K(const float *x, block_q4_K *y) {
 
 static void ref_q5_K(const float *x, block_q5_K *y) {
     uint8_t L[QK_K];
-    float mins[QK_K / 32];
-    float scales[QK_K / 32];
-    float weights[32];
-    uint8_t Laux[32];
-
-    float max_scale = 0;
-    float max_min = 0;
-    for (int j = 0; j < QK_K / 32; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
-        float scale = scales[j];
-        if (scale > max_scale) max_scale = scale;
-        float min = mins[j];
-        if (min > max_min) max_min = min;
-    }
-    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    for (int j = 0; j < QK_K / 32; ++j) {
-        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
-        ls = MIN(63, ls);
-        lm = MIN(63, lm);
-        if (j < 4) {
-            y->scales[j] = ls;
-            y->scales[j + 4] = lm;
-        } else {
-            y->scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-            y->scales[j - 4] |= ((ls >> 4) << 6);
-            y->scales[j - 0] |= ((lm >> 4) << 6);
-        }
-    }
-    y->d = GGML_FP32_TO_FP16(max_scale / 63.f);
-    y->dmin = GGML_FP32_TO_FP16(max_min / 63.f);
-    uint8_t sc, m;
-    for (int j = 0; j < QK_K / 32; ++j) {
-        get_scale_min_k4(j, y->scales, &sc, &m);
-        const float d = GGML_FP16_TO_FP32(y->d) * sc;
-        if (!d) continue;
-        const float dm = GGML_FP16_TO_FP32(y->dmin) * m;
-        for (int ii = 0; ii < 32; ++ii) {
-            int l = nearest_int((x[32 * j + ii] + dm) / d);
-            l = MAX(0, MIN(31, l));
-            L[32 * j + ii] = (uint8_t)l;
-        }
-    }
+    kquant_scales_mins(x, y->scales, &y->d, &y->dmin, L, 31, -0.5f, 15);
     uint8_t *qh = y->qh;
     uint8_t *ql = y->qs;
     memset(qh, 0, QK_K / 8);
@@ -1286,8 +1244,6 @@ int evb_gguf_block_set_codes(int type, void *blk, const uint8_t *codes) {
 /* ---- GPTQ ---- */
 
 /* GSL's default error handler aborts the process; the library returns statuses instead. */
-static once_flag gsl_quiet_once = ONCE_FLAG_INIT;
-static void gsl_quiet(void) { gsl_set_error_handler_off(); }
 
 /* The working weight Wp [rows, cols] (dead inputs zeroed) and U [cols, cols] (upper Cholesky factor of the
  * dampened H^-1, float, row-major), as compressors/quant.c's gptq_prepare without act-order. */
@@ -1342,42 +1298,9 @@ static int gg_prepare(int type, const float *W, int rows, int cols, const evb_la
             H[i * n + i] = 1.0;
             for (int r = 0; r < rows; r++) w->Wp[(size_t)r * n + i] = 0.0f;
         }
-    double mean = 0.0;
-    for (size_t i = 0; i < n; i++) mean += H[i * n + i];
-    mean /= (double)n;
-    for (size_t i = 0; i < n; i++) H[i * n + i] += damp * mean;
-
-    /* U = J M^-1 J for J H J = M M^T (M lower, J the reversal): the upper factor of H^-1 with a positive
-     * diagonal, without forming H^-1 (the derivation is in compressors/quant.c). */
-    for (size_t i = 0; i < n / 2; i++)
-        for (size_t j = 0; j < n; j++) {
-            double tmp = H[i * n + j];
-            H[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
-            H[(n - 1 - i) * n + (n - 1 - j)] = tmp;
-        }
-    if (n % 2)
-        for (size_t j = 0; j < n / 2; j++) {
-            size_t mid = n / 2;
-            double tmp = H[mid * n + j];
-            H[mid * n + j] = H[mid * n + (n - 1 - j)];
-            H[mid * n + (n - 1 - j)] = tmp;
-        }
-    call_once(&gsl_quiet_once, gsl_quiet);
-    gsl_matrix_view hv = gsl_matrix_view_array(H, n, n);
-    int g1 = gsl_linalg_cholesky_decomp1(&hv.matrix);
-    int g2 = g1 ? 0 : gsl_linalg_tri_invert(CblasLower, CblasNonUnit, &hv.matrix);
-    for (size_t i = 0; !g1 && !g2 && i < n; i++)
-        if (!isfinite(H[i * n + i])) g2 = GSL_ERANGE;
-    if (g1 || g2) {
-        int code = g1 ? g1 : g2;
-        free(H); gg_free(w);
-        EVB_ERRORF(EVB_EINVAL, "gguf gptq: %s of the dampened %d x %d Hessian failed: %s (hint: raise damp)",
-                   g1 ? "Cholesky factorisation" : "inversion of the Cholesky factor", cols, cols, gsl_strerror(code));
-    }
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < i; j++) w->U[i * n + j] = 0.0f;
-        for (size_t j = i; j < n; j++) w->U[i * n + j] = (float)H[(n - 1 - i) * n + (n - 1 - j)];
-    }
+    /* U, the upper Cholesky factor of H^-1 with a positive diagonal, as GPTQ's (compressors/quant.c) */
+    s = evb_gptq_factor(H, n, damp, w->U, "gguf gptq");
+    if (s) { free(H); gg_free(w); return s; }
     free(H);
     return EVB_SUCCESS;
 }

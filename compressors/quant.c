@@ -22,6 +22,7 @@
  * lazy update applies the same rank-1 updates in the same order, so the two agree to the last bit. */
 #include "evobudget/evb_compress.h"
 #include "compressors/naive.h"
+#include "compressors/gptq_impl.h"
 #include "evobudget/evb_status.h"
 
 #include <gsl/gsl_errno.h>
@@ -150,6 +151,45 @@ int evb_quant_rtn_naive(float *W, int rows, int cols, const evb_quant_params *q,
 static once_flag gsl_quiet_once = ONCE_FLAG_INIT;
 static void gsl_quiet(void) { gsl_set_error_handler_off(); }
 
+int evb_gptq_factor(double *H, size_t n, double damp, float *U, const char *who) {
+    double mean = 0.0;
+    for (size_t i = 0; i < n; i++) mean += H[i * n + i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) H[i * n + i] += damp * mean;
+
+    /* U, the upper Cholesky factor of H^-1, without forming H^-1: with J the reversal, J H J = M M^T (M
+     * lower) gives H = R R^T for the upper R = J M J, so H^-1 = U^T U with U = R^-1 = J M^-1 J, upper with
+     * a positive diagonal: the unique factor that chol(cholesky_inverse(chol(H)), upper) computes. */
+    for (size_t i = 0; i < n / 2; i++) /* H <- J H J: reverse rows and columns */
+        for (size_t j = 0; j < n; j++) {
+            double t = H[i * n + j];
+            H[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
+            H[(n - 1 - i) * n + (n - 1 - j)] = t;
+        }
+    if (n % 2)
+        for (size_t j = 0; j < n / 2; j++) {
+            size_t m = n / 2;
+            double t = H[m * n + j];
+            H[m * n + j] = H[m * n + (n - 1 - j)];
+            H[m * n + (n - 1 - j)] = t;
+        }
+    call_once(&gsl_quiet_once, gsl_quiet);
+    gsl_matrix_view hv = gsl_matrix_view_array(H, n, n);
+    int g1 = gsl_linalg_cholesky_decomp1(&hv.matrix);
+    int g2 = g1 ? 0 : gsl_linalg_tri_invert(CblasLower, CblasNonUnit, &hv.matrix);
+    for (size_t i = 0; !g1 && !g2 && i < n; i++)
+        if (!isfinite(H[i * n + i])) g2 = GSL_ERANGE;
+    if (g1 || g2)
+        EVB_ERRORF(EVB_EINVAL, "%s: %s of the dampened %zu x %zu Hessian failed: %s (hint: raise the dampening)", who,
+                   g1 ? "Cholesky factorisation" : "inversion of the Cholesky factor", n, n, gsl_strerror(g1 ? g1 : g2));
+    /* H's lower triangle now holds M^-1: U[i][j] = M^-1[n-1-i][n-1-j] for j >= i. */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < i; j++) U[i * n + j] = 0.0f;
+        for (size_t j = i; j < n; j++) U[i * n + j] = (float)H[(n - 1 - i) * n + (n - 1 - j)];
+    }
+    return EVB_SUCCESS;
+}
+
 /* What both GPTQ variants start from: the working weight Wp [rows, cols] (dead inputs zeroed, columns
  * permuted), perm (NULL without act_order: Wp column j is W column perm[j]), U [cols, cols] (upper, float,
  * row-major), and the per-channel grids [rows] when group_size is 0. */
@@ -227,44 +267,8 @@ static int gptq_prepare(const float *W, int rows, int cols, const evb_layer_stat
         }
         free(diag); free(P); free(row);
     }
-    double mean = 0.0;
-    for (size_t i = 0; i < n; i++) mean += H[i * n + i];
-    mean /= (double)n;
-    for (size_t i = 0; i < n; i++) H[i * n + i] += q->damp * mean;
-
-    /* U, the upper Cholesky factor of H^-1, without forming H^-1: with J the reversal, J H J = M M^T (M
-     * lower) gives H = R R^T for the upper R = J M J, so H^-1 = U^T U with U = R^-1 = J M^-1 J, upper with
-     * a positive diagonal: the unique factor that chol(cholesky_inverse(chol(H)), upper) computes. */
-    for (size_t i = 0; i < n / 2; i++) /* H <- J H J: reverse rows and columns */
-        for (size_t j = 0; j < n; j++) {
-            double t = H[i * n + j];
-            H[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
-            H[(n - 1 - i) * n + (n - 1 - j)] = t;
-        }
-    if (n % 2)
-        for (size_t j = 0; j < n / 2; j++) {
-            size_t m = n / 2;
-            double t = H[m * n + j];
-            H[m * n + j] = H[m * n + (n - 1 - j)];
-            H[m * n + (n - 1 - j)] = t;
-        }
-    call_once(&gsl_quiet_once, gsl_quiet);
-    gsl_matrix_view hv = gsl_matrix_view_array(H, n, n);
-    int g1 = gsl_linalg_cholesky_decomp1(&hv.matrix);
-    int g2 = g1 ? 0 : gsl_linalg_tri_invert(CblasLower, CblasNonUnit, &hv.matrix);
-    for (size_t i = 0; !g1 && !g2 && i < n; i++)
-        if (!isfinite(H[i * n + i])) g2 = GSL_ERANGE;
-    if (g1 || g2) {
-        int code = g1 ? g1 : g2;
-        free(H); work_free(w);
-        EVB_ERRORF(EVB_EINVAL, "gptq: %s of the dampened %d x %d Hessian failed: %s",
-                   g1 ? "Cholesky factorisation" : "inversion of the Cholesky factor", cols, cols, gsl_strerror(code));
-    }
-    /* H's lower triangle now holds M^-1: U[i][j] = M^-1[n-1-i][n-1-j] for j >= i. */
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < i; j++) w->U[i * n + j] = 0.0f;
-        for (size_t j = i; j < n; j++) w->U[i * n + j] = (float)H[(n - 1 - i) * n + (n - 1 - j)];
-    }
+    int f = evb_gptq_factor(H, n, q->damp, w->U, "gptq");
+    if (f) { free(H); work_free(w); return f; }
     free(H);
     return EVB_SUCCESS;
 }

@@ -52,21 +52,28 @@ static long file_size(const char *dir, const char *name) {
 
 // ---- the independent reader ----
 
+/* The whole file at path (malloc'd, *size bytes); NULL when it cannot be read. */
+static uint8_t *read_bytes(const char *path, size_t *size) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *buf = n >= 0 ? malloc(n ? (size_t)n : 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(fp);
+    *size = buf ? (size_t)n : 0;
+    return buf;
+}
+
 typedef struct st_file { uint8_t *buf; size_t size, data; json_t *hdr; } st_file;
 
 static int st_load(const char *dir, st_file *f) {
     char p[1200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(p, "rb");
-    if (!fp) return 0;
-    fseek(fp, 0, SEEK_END);
-    f->size = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    f->buf = malloc(f->size ? f->size : 1);
-    int ok = f->buf && fread(f->buf, 1, f->size, fp) == f->size;
-    fclose(fp);
-    if (!ok || f->size < 8) return 0;
+    f->buf = read_bytes(p, &f->size);
+    if (!f->buf || f->size < 8) return 0;
     uint64_t n = 0;
     for (int i = 0; i < 8; i++) n |= (uint64_t)f->buf[i] << (8 * i);
     if (n > f->size - 8) return 0;

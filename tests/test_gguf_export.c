@@ -68,15 +68,8 @@ static json_t *rd_value(gg_file *f, uint32_t t) {
 
 static int gg_load(const char *path, gg_file *f) {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    fseek(fp, 0, SEEK_END);
-    f->size = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    f->buf = malloc(f->size ? f->size : 1);
-    int ok = f->buf && fread(f->buf, 1, f->size, fp) == f->size;
-    fclose(fp);
-    if (!ok || f->size < 24 || memcmp(f->buf, "GGUF", 4)) return 0;
+    f->buf = read_bytes(path, &f->size);
+    if (!f->buf || f->size < 24 || memcmp(f->buf, "GGUF", 4)) return 0;
     f->at = 4;
     if (rd(f, 4) != 3) return 0;
     f->n_tensors = rd(f, 8);
