@@ -20,11 +20,12 @@ int export_gptq(const evb_model *m, const opts *o, const evb_allocation *cfg, co
     int *entry = malloc(sizeof(int) * (size_t)U);
     if (!entry) { evb_db_close(db); return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); }
     for (int u = 0; u < U; u++) entry[u] = -1;
-    int rc = 0, n_sparse = 0;
+    int rc = 0, n_sparse = 0, n_gguf = 0;
     for (int i = 0; i < cfg->n_units; i++) {
         const evb_allocation_unit *x = &cfg->units[i];
         if (x->dense) continue;
         const evb_method *me = x->zero ? NULL : evb_method_find(x->key.method);
+        if (me && me->kind == EVB_LEVEL_GGUF) { n_gguf++; continue; }
         if (!me || me->kind != EVB_LEVEL_QUANT) { n_sparse += !x->zero && x->key.method[0]; continue; }
         evb_db_entry key = x->key;
         key.kind = EVB_LEVEL_QUANT;
@@ -45,6 +46,9 @@ int export_gptq(const evb_model *m, const opts *o, const evb_allocation *cfg, co
         if (n_sparse)
             fprintf(stderr, "%s: note: %d sparse layers are written dense (float) in the GPTQ checkpoint, marked \"-:\" in its dynamic overrides "
                     "(--format compressed-tensors stores sparse layers compressed, in a configuration without quantized ones)\n", cmd_name, n_sparse);
+        if (n_gguf)
+            fprintf(stderr, "%s: note: %d layers at GGUF levels are written dense (float) in the GPTQ checkpoint (--format gguf writes them "
+                    "in their GGUF types)\n", cmd_name, n_gguf);
     }
     free(entry);
     evb_db_close(db);

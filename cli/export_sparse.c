@@ -19,7 +19,7 @@ int export_sparse(const evb_model *m, const opts *o, const evb_allocation *cfg, 
         int u = x->unit;
         if (x->dense || (!x->zero && !x->key.method[0]) || u >= U) continue; /* config_check refused these already */
         const evb_method *me = x->zero ? NULL : evb_method_find(x->key.method);
-        if (me && me->kind == EVB_LEVEL_QUANT) {
+        if (me && me->kind != EVB_LEVEL_SPARSE) { /* rtn, gptq and GGUF levels: quantized */
             if (n_quant++ == 0) first_quant = u;
             continue;
         }
@@ -31,7 +31,7 @@ int export_sparse(const evb_model *m, const opts *o, const evb_allocation *cfg, 
     }
     int rc = 0;
     if (n_quant)
-        rc = fail(EVB_RAISEF(EVB_EINVAL, "--config %s: %d quantized (rtn, gptq) layers, the first unit %d: --format compressed-tensors writes "
+        rc = fail(EVB_RAISEF(EVB_EINVAL, "--config %s: %d quantized (rtn, gptq, GGUF) layers, the first unit %d: --format compressed-tensors writes "
                              "sparse layers only (hint: --format gptq packs quantized layers; --format hf writes any configuration)",
                              o->config, n_quant, first_quant));
     char structure[32] = "unstructured";

@@ -320,7 +320,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
         s.n_packed++;
     }
     if (!st && s.n_packed == 0)
-        st = EVB_RAISEF(EVB_EINVAL, "the configuration has no quantized (rtn or gptq) layer to pack (hint: --format hf writes it dense)");
+        st = EVB_RAISEF(EVB_EINVAL, "the configuration has no quantized (rtn or gptq) layer to pack (hint: --format hf writes it dense; --format gguf writes GGUF levels)");
     /* desc_act needs the payload's g_idx: read each packed level's header once (this also verifies it). */
     for (int u = 0; !st && u < U; u++) {
         if (!packed[u]) continue;
