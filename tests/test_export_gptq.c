@@ -323,8 +323,8 @@ int main(void) {
     write_config(cfg_x, model, db, xs, 1, -1);
     snprintf(out, sizeof out, "%s/xs", tmp);
     expect_refusal(cfg_x, "gptq", out, "no quantized", "no quantized layer");
-    snprintf(args, sizeof args, "export --config %s --format gguf --out %s/xf", cfg_a, tmp);
-    EVB_CHECK(evb(args, NULL) == 2, "--format gguf is a usage error");
+    snprintf(args, sizeof args, "export --config %s --format ggml --out %s/xf", cfg_a, tmp);
+    EVB_CHECK(evb(args, NULL) == 2, "--format ggml (no such format) is a usage error");
 
     /* Bytes on disk: the packed export of A against its dense exports. */
     snprintf(args, sizeof args, "export --config %s --dtype f16 --out %s/hf16_a", cfg_a, tmp);
