@@ -351,8 +351,11 @@ static void stories(void) {
 
 int main(void) {
     evb_init();
-    snprintf(tmp, sizeof tmp, "%s", fixture_tmpdir());
+    char *dir = fixture_tmpdir();
+    snprintf(tmp, sizeof tmp, "%s", dir);
     demo();
     stories();
+    fixture_rmdir(dir);
+    free(dir);
     return evb_test_summary();
 }
