@@ -129,7 +129,7 @@ static int unit_keys(const evb_model *m, const evb_method *method, const evb_lev
  * weight in float32 for a BF16 model (a float32 model's is used where it lies). */
 static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, const evb_method *method,
                         const evb_level_grid *g, evb_db_entry meta, float *W, float *dense_buf, uint8_t *codes,
-                        float *scale, float *zero, int32_t *group_of, void *blocks) {
+                        float *scale, float *zero, int32_t *group_of, void *blocks, double den) {
     int unit = meta.unit, rows = meta.rows, cols = meta.cols;
     const evb_layer_stats *st = evb_calib_unit(c, unit);
     const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
@@ -142,16 +142,16 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
         /* Kept values in the checkpoint's dtype (its own values are exact in it; SparseGPT's updated ones
          * are rounded), the error measured on the level as stored. */
         meta.dtype = evb_db_round_sparse_(evb_db_dtype_of(m->config.dtype), W, (size_t)rows * cols);
-        return evb_db_put_sparse(db, &meta, W, evb_recon_error(dense, W, rows, cols, st));
+        return evb_db_put_sparse(db, &meta, W, evb_recon_error_den(dense, W, rows, cols, st, den));
     }
     if (method->kind == EVB_LEVEL_GGUF) {
         if ((s = method->ops->gguf(W, rows, cols, st, meta.gguf_type, blocks))) return s;
-        return evb_db_put_gguf(db, &meta, blocks, evb_recon_error(dense, W, rows, cols, st));
+        return evb_db_put_gguf(db, &meta, blocks, evb_recon_error_den(dense, W, rows, cols, st, den));
     }
     evb_quant_params q = {meta.bits, g->group_size, g->sym, g->act_order, 0.01, 128};
     evb_quant_out out = {codes, scale, zero, group_of};
     if ((s = method->ops->quant(W, rows, cols, st, &q, &out))) return s;
-    return evb_db_put_quant(db, &meta, &out, evb_quant_n_groups(cols, &q), evb_recon_error(dense, W, rows, cols, st));
+    return evb_db_put_quant(db, &meta, &out, evb_quant_n_groups(cols, &q), evb_recon_error_den(dense, W, rows, cols, st, den));
 }
 
 #define MAX_UNIT_LEVELS 128
@@ -202,7 +202,27 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
         if (cc > max_cols) max_cols = cc;
     }
     int *status = calloc((size_t)n + 1, sizeof(int));
-    if (!status) EVB_ERROR("out of memory", EVB_ENOMEM);
+    /* The error's denominator tr(W G W^T), once per unit that has levels to build, in parallel over units. */
+    int n_units = evb_model_n_units(m), *units = malloc(sizeof(int) * (size_t)(n_units + 1)), n_du = 0;
+    double *den = malloc(sizeof(double) * (size_t)(n_units + 1));
+    if (!status || !units || !den) { free(status); free(units); free(den); EVB_ERROR("out of memory", EVB_ENOMEM); }
+    for (int u = 0; u < n_units; u++) den[u] = NAN; /* 0 below: listed, to compute */
+    for (int i = 0; i < n; i++)
+        if (den[todo[i].unit] != 0) { den[todo[i].unit] = 0; units[n_du++] = todo[i].unit; }
+    #pragma omp parallel
+    {
+        float *buf = m->compute == EVB_COMPUTE_BF16 ? malloc(sizeof(float) * max_w) : NULL;
+        #pragma omp for schedule(dynamic)
+        for (int i = 0; i < n_du; i++) {
+            int u = units[i], r, cc;
+            evb_model_unit_shape(m, u, &r, &cc);
+            const float *w = m->layers[u / EVB_LINEAR_COUNT].w_dense[u % EVB_LINEAR_COUNT];
+            if (!w && buf) { evb_model_dense_f32(m, u, buf); w = buf; }
+            den[u] = w ? evb_recon_weight(w, r, cc, evb_calib_unit(c, u)) : NAN;
+        }
+        free(buf);
+    }
+    free(units);
     int first_err = n;
     char first_msg[1024] = "";
     #pragma omp parallel
@@ -217,7 +237,8 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
                  (blocks || method->kind != EVB_LEVEL_GGUF);
         #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, dense, codes, scale, zero, group_of, blocks)
+            status[i] = ok ? compress_one(db, m, c, method, g, todo[i], W, dense, codes, scale, zero, group_of, blocks,
+                                            den[todo[i].unit])
                            : EVB_RAISEF(EVB_ENOMEM, "out of memory building levels");
             #pragma omp critical(evb_db_build_progress)
             {
@@ -230,7 +251,7 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
         free(W); free(dense); free(scale); free(zero); free(codes); free(group_of); free(blocks);
     }
     int st = first_err < n ? status[first_err] : EVB_SUCCESS;
-    free(status);
+    free(status); free(den);
     if (st) EVB_ERRORF(st, "%s", first_msg);
     return EVB_SUCCESS;
 }

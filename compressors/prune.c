@@ -45,6 +45,7 @@
  * Single-threaded; one workspace allocation per call, freed before return. */
 #include "evobudget/evb_compress.h"
 #include "compressors/naive.h"
+#include "models/blas.h"
 #include "evobudget/evb_status.h"
 
 #include <gsl/gsl_errno.h>
@@ -438,26 +439,22 @@ int evb_prune_sparsegpt_naive(float *W, int rows, int cols, const evb_layer_stat
 
 /* ---- reconstruction error ---- */
 
-double evb_recon_error(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st) {
-    if (!W || !W_hat || rows <= 0 || cols <= 0 || !st || !st->gram || st->cols != cols) return NAN;
-    const double *G = st->gram;
-    double *d = malloc((size_t)cols * 2 * sizeof *d);
-    if (!d) return NAN;
-    double *w = d + cols, num = 0, den = 0;
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++) {
-            w[c] = W[(size_t)r * cols + c];
-            d[c] = w[c] - (double)W_hat[(size_t)r * cols + c];
-        }
-        for (int a = 0; a < cols; a++) {
-            const double *g = G + (size_t)a * cols;
-            double gd = 0, gw = 0;
-            for (int b = 0; b < cols; b++) { gd += g[b] * d[b]; gw += g[b] * w[b]; }
-            num += d[a] * gd;
-            den += w[a] * gw;
-        }
-    }
-    free(d);
+static int recon_args_ok(const float *W, int rows, int cols, const evb_layer_stats *st) {
+    return W && rows > 0 && cols > 0 && st && st->gram && st->cols == cols;
+}
+
+double evb_recon_weight(const float *W, int rows, int cols, const evb_layer_stats *st) {
+    return recon_args_ok(W, rows, cols, st) ? evb_quad_trace(W, NULL, rows, cols, st->gram) : NAN;
+}
+
+double evb_recon_error_den(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st, double den) {
+    if (!recon_args_ok(W, rows, cols, st) || !W_hat || isnan(den)) return NAN;
+    double num = evb_quad_trace(W, W_hat, rows, cols, st->gram);
+    if (isnan(num)) return NAN;
     if (den == 0) return num == 0 ? 0.0 : INFINITY;
     return num / den;
+}
+
+double evb_recon_error(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st) {
+    return evb_recon_error_den(W, W_hat, rows, cols, st, evb_recon_weight(W, rows, cols, st));
 }

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
@@ -140,4 +141,34 @@ void evb_gram_f32_naive(float *G, const float *X, int n, int cols) {
             for (int r = 0; r < n; r++) acc += (double)X[(size_t)r * cols + i] * X[(size_t)r * cols + j];
             G[(size_t)i * cols + j] = (float)acc;
         }
+}
+
+/* Rows of X per dgemm call: the block fixes the summation order, whatever the caller's threads. */
+#define QUAD_ROWS 64
+
+double evb_quad_trace(const float *A, const float *B, int rows, int cols, const double *G) {
+    size_t bc = (size_t)QUAD_ROWS * cols;
+    double *X = malloc(sizeof(double) * bc * 2), *GX = X ? X + bc : NULL, total = 0;
+    if (!X) return NAN;
+    for (int r0 = 0; r0 < rows; r0 += QUAD_ROWS) {
+        int n = rows - r0 < QUAD_ROWS ? rows - r0 : QUAD_ROWS;
+        const float *a = A + (size_t)r0 * cols, *b = B ? B + (size_t)r0 * cols : NULL;
+        for (size_t i = 0; i < (size_t)n * cols; i++) X[i] = b ? (double)a[i] - (double)b[i] : (double)a[i];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, cols, 1.0, X, cols, G, cols, 0.0, GX, cols);
+        for (size_t i = 0; i < (size_t)n * cols; i++) total += X[i] * GX[i];
+    }
+    free(X);
+    return total;
+}
+
+double evb_quad_trace_naive(const float *A, const float *B, int rows, int cols, const double *G) {
+    double total = 0;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < cols; i++) {
+            size_t ri = (size_t)r * cols;
+            double xi = B ? (double)A[ri + i] - (double)B[ri + i] : (double)A[ri + i], gx = 0;
+            for (int j = 0; j < cols; j++) gx += G[(size_t)i * cols + j] * (B ? (double)A[ri + j] - (double)B[ri + j] : (double)A[ri + j]);
+            total += xi * gx;
+        }
+    return total;
 }

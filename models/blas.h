@@ -42,4 +42,10 @@ void evb_sgemm_nn_naive(int M, int N, int K, float alpha, const float *A, int ld
 /* G[cols, cols] = X^T X for X [n, cols] (float, single-threaded; the full square is written). */
 void evb_gram_f32(float *G, const float *X, int n, int cols);
 void evb_gram_f32_naive(float *G, const float *X, int n, int cols);
+
+/* sum over the rows x of X [rows, cols] of x^T G x, where X = A - B (the difference taken in double; B NULL:
+ * X = A) and G [cols, cols] is a double matrix (single-threaded; blocks of rows through dgemm). NAN when out of
+ * memory. tr(X G X^T): the reconstruction error's numerator and denominator. */
+double evb_quad_trace(const float *A, const float *B, int rows, int cols, const double *G);
+double evb_quad_trace_naive(const float *A, const float *B, int rows, int cols, const double *G);
 #endif

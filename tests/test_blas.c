@@ -4,6 +4,7 @@
 #include "testing.h"
 #include "models/blas.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -59,6 +60,23 @@ int main(void) {
         evb_gram_f32_naive(G2, X, n, cols);
         EVB_CHECK(max_rel_diff(G1, G2, (size_t)cols * cols) < 1e-5, "gram %dx%d matches the naive reference", n, cols);
         free(X); free(G1); free(G2);
+    }
+
+    {   /* tr(X G X^T) by blocks of rows through dgemm against the naive double sum, X = A - B and X = A; rows
+         * not a multiple of the block, G a Gram matrix (symmetric, positive semi-definite). */
+        int rows = 150, cols = 90, n = 200;
+        float *A = malloc(sizeof(float) * rows * cols), *B = malloc(sizeof(float) * rows * cols), *X = malloc(sizeof(float) * n * cols);
+        float *Gf = malloc(sizeof(float) * cols * cols);
+        double *G = malloc(sizeof(double) * cols * cols);
+        fill(A, (size_t)rows * cols, &seed); fill(B, (size_t)rows * cols, &seed); fill(X, (size_t)n * cols, &seed);
+        evb_gram_f32_naive(Gf, X, n, cols);
+        for (int i = 0; i < cols * cols; i++) G[i] = Gf[i];
+        double q1 = evb_quad_trace(A, B, rows, cols, G), q2 = evb_quad_trace_naive(A, B, rows, cols, G);
+        double w1 = evb_quad_trace(A, NULL, rows, cols, G), w2 = evb_quad_trace_naive(A, NULL, rows, cols, G);
+        EVB_CHECK(q2 > 0 && fabs(q1 - q2) <= 1e-12 * q2, "quad_trace(A - B) %dx%d matches the naive reference (%.17g, %.17g)", rows, cols, q1, q2);
+        EVB_CHECK(w2 > 0 && fabs(w1 - w2) <= 1e-12 * w2, "quad_trace(A) matches the naive reference (%.17g, %.17g)", w1, w2);
+        EVB_CHECK(evb_quad_trace(A, A, rows, cols, G) == 0.0, "quad_trace(A - A) is exactly 0");
+        free(A); free(B); free(X); free(Gf); free(G);
     }
 
 #ifdef _OPENMP

@@ -70,6 +70,11 @@ int evb_quant_gptq(float *W, int rows, int cols, const evb_layer_stats *st, cons
 /* Relative reconstruction error ||W X^T - W_hat X^T||^2 / ||W X^T||^2 = tr(D G D^T) / tr(W G W^T) with
  * D = W - W_hat and G = X^T X. */
 double evb_recon_error(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st);
+/* Its denominator tr(W G W^T), the same for every level of one weight, and the error with that denominator
+ * given (as evb_recon_weight returned it): a database build computes the denominator once per unit. Both
+ * cost 2 rows cols^2 flops (dgemm); NAN on bad arguments or out of memory. */
+double evb_recon_weight(const float *W, int rows, int cols, const evb_layer_stats *st);
+double evb_recon_error_den(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st, double den);
 
 #ifdef __cplusplus
 }
