@@ -26,7 +26,7 @@ typedef struct opts {
     const char *problem, *fitness_plugin, *fitness_arg, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
     const char *generations, *heldout;   /* generations: a count or "paper" */
-    long offspring, initial, reuse_mb;
+    long offspring, initial, reuse_mb, token_budget;
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute, *task;
@@ -109,6 +109,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_sensitivity(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 /* export --format gptq: the configuration's quantized levels packed in the GPTQ layout into dir (cli/export_gptq.c);
  * *summary (a JSON object) says what was packed. Prints its error and returns an exit code. */

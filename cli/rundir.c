@@ -99,7 +99,7 @@ int log_truncate(FILE *log, const char *path, int generation) {
 
 /* The first member of now that differs from was, as "key" or "search.key"; generations may grow. */
 static int differs(const json_t *was, const json_t *now, const char *prefix, char *what, size_t n) {
-    static const char *const free_keys[] = {"evobudget", "blas", "model", "calib", "db", "problem", "generations", "fitness_plugin"};
+    static const char *const free_keys[] = {"evobudget", "blas", "model", "calib", "db", "problem", "generations", "token_budget", "fitness_plugin"};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)now, key, v) {

@@ -63,6 +63,9 @@ static int help(void) {
            COMPUTE_HELP
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
            "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
+           "  --token-budget N       end the search before a generation that could take the tokens scored past N\n"
+           "                         (best.json, front.csv and the checkpoint as at a normal end; \"stop\" says why);\n"
+           "                         --resume with a larger budget continues it\n"
            "  --resume               continue the run in RUNDIR from its checkpoint (with the same parameters)\n"
            "  --force                overwrite the run in RUNDIR\n"
            "  --problem FILE         no model: units, levels, costs and the budget from a JSON file (docs/problem-files.md),\n"
@@ -424,6 +427,7 @@ static int run_targets(run *r, double t0) {
         if (g_mpi_size > 1) MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
 #endif
         if (rc) break;
+        if (r->profile) { rc = run_profile(r, t0); continue; }
         if (!prev && !(prev = malloc(sizeof(double) * r->mp->problem.n_units))) { rc = fail(EVB_RAISEF(EVB_ENOMEM, "out of memory")); break; }
         int done = 0;
         if (sweep_mode && ((rc = resumed_target(r, sweep, prev, &have_prev, &done)) || done)) continue;
@@ -468,6 +472,8 @@ static int check_flags(run *r, int n_t) {
     if (g_mpi_size > 1 && r->o->problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
     if (g_mpi_size > 1 && evb_mp_is_rule(r->method)) return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r->method);
 #endif
+    if (r->o->token_budget && evb_mp_is_rule(r->method))
+        return usage_error("--token-budget ends a search; --method %s is an allocation rule, which scores a fixed set of candidates", r->method);
     if (r->o->fitness_plugin && r->o->fitness_cmd) return usage_error("give one of --fitness-plugin and --fitness-cmd");
     if (r->o->fitness_arg && !r->o->fitness_plugin) return usage_error("--fitness-arg goes with --fitness-plugin (it is what the plug-in's create_model receives)");
     if (!r->o->problem && !r->o->model && (r->o->fitness_plugin || r->o->fitness_cmd)) return usage_error("--fitness-plugin and --fitness-cmd need --model (or --problem FILE)");
@@ -504,11 +510,13 @@ static int search_main(run *r, int n_t) {
     int rc, lock = -1;
     if (!n_t && !o->problem) demo_defaults(r);
     if ((rc = parse_targets(r)) || (rc = check_method(r)) || (rc = parse_fitness(r))) return rc;
+    if (r->profile && r->n_targets > 1) return usage_error("sensitivity: one target value, not a list");
     snprintf(r->base, sizeof r->base, "%.900s", o->out);
     snprintf(r->out, sizeof r->out, "%s", o->out);
     run_flags rf = {o->resume, o->force};
     if (g_mpi_rank == 0) {  /* the run directory is rank 0's */
-        if ((rc = rundir_open(r->base, &rf, r->n_targets > 1 ? "sweep.json" : "best.json", r->n_targets > 1 ? "." : "checkpoint.msgpack", &lock))) return rc;
+        const char *done = r->profile ? "sensitivity.json" : r->n_targets > 1 ? "sweep.json" : "best.json";
+        if ((rc = rundir_open(r->base, &rf, done, r->n_targets > 1 || r->profile ? "." : "checkpoint.msgpack", &lock))) return rc;
     }
     if (r->demo && g_mpi_rank == 0)
         fprintf(stderr, "%s: the demo model's front: EvoPress at sparsity %s against uniform pruning, %s generations each"
@@ -529,11 +537,46 @@ static int search_main(run *r, int n_t) {
     return rc;
 }
 
+static int sensitivity_help(void) {
+    printf("usage: evobudget sensitivity [--model PATH] [--calib TEXTFILE]\n"
+           "                             --target-sparsity X | --target-bits X | --target-drop X | --target-bytes X --out DIR [options]\n"
+           "  The sensitivity profile of the target's levels (the levels `search` would choose from, from the same\n"
+           "  level database): for every unit and level, the KL (or --fitness ppl: log perplexity) of the model with\n"
+           "  that unit alone at that level and every other unit dense, each forward started at the unit's block.\n"
+           "  Writes DIR/sensitivity.csv (unit, name, block, kind, level, level_name, value, cost, kl) and\n"
+           "  DIR/sensitivity.json; `evobudget plot DIR` draws the heat map. Prints the tokens and seconds it cost.\n"
+           "  --max-tokens N          score N calibration positions (a fixed sample of the windows; default all)\n"
+           "  --model, --calib, --calib-windows, --seq-len, --compressor, --types, --num-levels, --group-size, --sym,\n"
+           "  --db, --cache, --teacher, --batch, --threads, --reuse-mb, --compute, --force, --json: as for search.\n");
+    return 0;
+}
+
+int cmd_sensitivity(int argc, char **argv) {
+    opts o = {0};
+    o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --target-sparsity --target-bits --target-drop --target-bytes --out "
+                        "--compressor --types --num-levels --group-size --sym --db --cache --calib-windows --seq-len --batch --threads "
+                        "--fitness --teacher --reuse-mb --no-reuse --max-tokens --force --json --compute", &o);
+    if (rc || o.help) return o.help && !rc ? sensitivity_help() : rc;
+    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop + !!o.target_bytes;
+    if (n_t != 1) return usage_error("give one target: --target-sparsity X, --target-bits X, --target-drop X or --target-bytes X");
+    if (!o.out) return usage_error("--out DIR is needed: where sensitivity.csv and sensitivity.json go");
+    if (o.fitness && strcmp(o.fitness, "kl") && strcmp(o.fitness, "ppl"))
+        return usage_error("--fitness '%s': the profile is of kl or ppl", o.fitness);
+    run r = {0};
+    r.o = &o;
+    r.method = "evopress";
+    r.profile = 1;
+    rc = search_main(&r, n_t);
+    run_free(&r);
+    return rc;
+}
+
 int cmd_search(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes --out "
-                        "--seed --compressor --types --generations --offspring --stages --initial --num-levels --group-size --sym --db --cache "
+                        "--seed --compressor --types --generations --offspring --stages --initial --token-budget --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --force --json "
                         "--problem --fitness-plugin --fitness-arg --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;

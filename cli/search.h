@@ -21,6 +21,7 @@ typedef struct run {
     const evb_method *comp;           /* --compressor */
     evb_windows w, hw;                /* calibration windows; held-out windows (hw.n 0: none) */
     size_t calib_tokens;
+    size_t fit_tokens;                /* the tokens one candidate's fitness on all of its data scores */
     char mfp[17], cfp[17], dbdir[1200], out[1200], base[1000];
     evb_mp_env env;
     evb_db *db;
@@ -49,6 +50,7 @@ typedef struct run {
     int sq_ready;
     evb_sum_params sum;
     evb_search_params stages;         /* --stages, when given (n_stages > 0) */
+    int profile;                      /* `evobudget sensitivity`: the profile instead of a search */
     int demo;                         /* the main job: the demo model's front, with no model and no target */
     char cache_base[1000];            /* the cache directory holding the database, "" with --db */
     int db_entries0;                  /* levels the database held before this run */
@@ -62,6 +64,8 @@ typedef struct outcome {
     int n_front;
     evb_search_info info;
     int searched;
+    int front_rescored;               /* front.csv's fitness is on every calibration token (finish_search) */
+    size_t final_tokens;              /* tokens scored after the search: its front and best on every token */
     double search_s;
     double held[4];                   /* held-out KL and perplexity of the best, then of uniform; NAN none */
 } outcome;
@@ -80,6 +84,8 @@ int run_method(run *r, const evb_search_params *sp, outcome *x);
 int write_front(const run *r, const outcome *x);
 json_t *manifest(const run *r, const evb_search_params *sp);
 int print_summary(const run *r, const outcome *x, double t0);
+/* `evobudget sensitivity`'s profile of the built problem into r->out (cli/sensitivity.c); an exit code. */
+int run_profile(run *r, double t0);
 /* `search --problem FILE` (cli/search_file.c). */
 int search_problem(run *r);
 /* The plug-in of --fitness-plugin, opened and its ABI checked (r->plugin, r->plugin_handle). */

@@ -59,6 +59,7 @@ int search_params(run *r, evb_search_params *sp) {
      * when they alone are the fitness */
     size_t total = r->sq_ready && r->w_model == 0 ? evb_seqs_scored(r->sq.seqs) : r->calib_tokens;
     *sp = evb_mp_search_params(r->mp, r->method, total, (uint64_t)o->seed);
+    r->fit_tokens = total;
     int paper = sp->generations;
     if (o->generations && strcmp(o->generations, "paper")) {
         char *end;
@@ -70,6 +71,7 @@ int search_params(run *r, evb_search_params *sp) {
     if (evb_mp_method_find(r->method)->one_round) sp->generations = 1;
     if (o->offspring) sp->n_offspring = (int)o->offspring;
     if (o->initial) sp->n_initial = (int)o->initial;
+    sp->token_budget = (size_t)o->token_budget;
     sp->memo = !o->no_memo;
     if (r->stages.n_stages) {
         sp->n_stages = r->stages.n_stages;
@@ -176,6 +178,7 @@ static int iterate(const run *r, evb_search *srch, const evb_search_params *sp, 
         status = evb_search_iterate(srch);
         if (status != EVB_CONTINUE && status != EVB_SUCCESS) break;
         evb_search_get_info(srch, &in);
+        if (in.budget_stop) break; /* no generation ran: nothing new to log or save */
         double el = now_s() - t0;
         fprintf(r->log, "{\"generation\": %d, \"best_fitness\": %.12g, \"best_cost\": %.17g, \"evaluations\": %zu, \"memo_hits\": %zu, \"tokens\": %zu, \"seconds\": %.3f}\n",
                 in.generation, in.best_fitness, in.best_cost, in.evaluations, in.memo_hits, in.tokens, el);
@@ -193,26 +196,66 @@ static int iterate(const run *r, evb_search *srch, const evb_search_params *sp, 
         if (el - last >= (tty ? 0.2 : 5.0) || status == EVB_SUCCESS) { last = el; progress_line(r, sp, &in, g0, ev0, el, tty); }
     }
     if (tty) fputc('\n', stderr);
+    if (in.budget_stop && in.generation > 0)
+        fprintf(stderr, "%s: stopped by --token-budget %zu after generation %d: %zu tokens scored, the next generation may score %zu "
+                "(hint: --resume with a larger budget continues)\n", cmd_name, sp->token_budget, in.generation, in.tokens, in.next_tokens);
     return status;
 }
 
-/* The best on every calibration token: what a search measured on its last minibatch is then comparable
- * across methods and targets. */
+/* The fitness of a candidate on every calibration token (or all of the fitness's sequences); EVB_ENOTSUP-free:
+ * only called when such a measure exists (the KL fitness, or a sequence fitness whose data is loaded). */
+static int score_all(const run *r, const int16_t *lv, double *f) {
+    return r->ft ? evb_fitness_once(r->ft, r->fparams, lv, r->mp->problem.n_units, f) : evb_mp_score(&r->kp, lv, r->mp->problem.n_units, f);
+}
+
+/* The result on every calibration token: what a search measured on its minibatches is then comparable across
+ * methods and targets. For a search of one budget (EvoPress, random, uniform), its front (every candidate its
+ * last stage scored that no other beat at once in cost and fitness) and its incumbent are rescored on every
+ * token; front.csv is the non-dominated set of those scores and best.json the lowest of them, so the two
+ * describe the same candidates on the same measure (a front of minibatch scores from different generations
+ * can rank an old parent below the incumbent). NSGA-II's front and best are already on one fixed batch. */
 static int finish_search(run *r, evb_search *srch, outcome *x) {
-    int16_t *lv = malloc(sizeof(int16_t) * r->mp->problem.n_units);
-    double fit = 0, fa = 0;
-    if (!lv) return EVB_RAISEF(EVB_ENOMEM, "out of memory");
-    evb_search_best(srch, lv, &fit);
-    int s = evb_mp_config(r->mp, lv, fit, &x->best);
-    if (!s && !r->ft) s = evb_mp_score(&r->kp, lv, r->mp->problem.n_units, &fa);
-    else if (!s && r->sq_ready) s = evb_fitness_once(r->ft, r->fparams, lv, r->mp->problem.n_units, &fa);
-    if (!s && (!r->ft || r->sq_ready)) x->best->fitness_all = fa;
-    free(lv);
-    int n = evb_search_front(srch, NULL, NULL, 0), U = r->mp->problem.n_units;
-    x->front = malloc(sizeof(evb_front_point) * (n > 0 ? n : 1));
-    x->front_levels = malloc(sizeof(int16_t) * U * (n > 0 ? n : 1));
-    if (!s && (!x->front || !x->front_levels)) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
-    if (!s) x->n_front = evb_search_front(srch, x->front, x->front_levels, n);
+    int U = r->mp->problem.n_units, n = evb_search_front(srch, NULL, NULL, 0);
+    int measure = !r->ft || r->sq_ready, rescore = measure && !evb_mp_method_find(r->method)->front;
+    int16_t *lv = malloc(sizeof(int16_t) * U * (size_t)(n + 1));
+    evb_front_point *pt = malloc(sizeof *pt * (size_t)(n + 1));
+    double *fa = malloc(sizeof(double) * (size_t)(n + 1)), *cost = malloc(sizeof(double) * (size_t)(n + 1));
+    int *idx = malloc(sizeof(int) * (size_t)(n + 1));
+    x->front = malloc(sizeof(evb_front_point) * (size_t)(n + 1));
+    x->front_levels = malloc(sizeof(int16_t) * U * (size_t)(n + 1));
+    int s = lv && pt && fa && cost && idx && x->front && x->front_levels ? EVB_SUCCESS : EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    double fit = 0;
+    if (!s) { /* candidate 0: the incumbent; then the front's points that differ from it */
+        evb_search_best(srch, lv, &fit);
+        pt[0] = (evb_front_point){evb_problem_cost(&r->mp->problem, lv), fit};
+        int got = evb_search_front(srch, pt + 1, lv + U, n), m = 1;
+        for (int i = 1; i <= got; i++)
+            if (memcmp(lv + (size_t)i * U, lv, sizeof(int16_t) * U)) {
+                memmove(lv + (size_t)m * U, lv + (size_t)i * U, sizeof(int16_t) * U);
+                pt[m++] = pt[i];
+            }
+        n = rescore ? m : 1;
+    }
+    for (int i = 0; !s && measure && i < n; i++) {
+        s = score_all(r, lv + (size_t)i * U, &fa[i]);
+        x->final_tokens += r->fit_tokens;
+    }
+    int best = 0;
+    for (int i = 1; !s && i < n; i++) if (fa[i] < fa[best]) best = i;
+    if (!s) s = evb_mp_config(r->mp, lv + (size_t)best * U, pt[best].fitness, &x->best);
+    if (!s && measure) x->best->fitness_all = fa[best];
+    if (!s && rescore) {
+        for (int i = 0; i < n; i++) cost[i] = pt[i].cost;
+        int m = evb_pareto_front_2d(cost, fa, n, idx);
+        if (m < 0) s = EVB_RAISEF(EVB_ENOMEM, "out of memory");
+        for (int k = 0; k < m; k++) {
+            x->front[k] = (evb_front_point){cost[idx[k]], fa[idx[k]]};
+            memcpy(x->front_levels + (size_t)k * U, lv + (size_t)idx[k] * U, sizeof(int16_t) * U);
+        }
+        x->n_front = m;
+        x->front_rescored = 1;
+    } else if (!s) x->n_front = evb_search_front(srch, x->front, x->front_levels, evb_search_front(srch, NULL, NULL, 0));
+    free(lv); free(pt); free(fa); free(cost); free(idx);
     evb_search_get_info(srch, &x->info);
     x->searched = 1;
     return s;
@@ -234,6 +277,13 @@ static int run_search(run *r, const evb_search_params *sp, outcome *x) {
 #ifdef EVB_MPI
     if (mpi) { evb_mpi_stop(mpi); evb_mpi_free(mpi); }
 #endif
+    evb_search_info in = {0};
+    if (!s) evb_search_get_info(srch, &in);
+    if (!s && in.budget_stop && in.generation == 0) {
+        evb_search_free(srch);
+        return refuse("--token-budget %zu is below what the first generation may score (%zu tokens) (hint: raise it)",
+                      sp->token_budget, in.next_tokens);
+    }
     if (s == EVB_SUCCESS) s = finish_search(r, srch, x);
     evb_search_free(srch);
     return s ? fail(s) : 0;
@@ -328,6 +378,9 @@ int print_summary(const run *r, const outcome *x, double t0) {
         json_object_set_new(j, "evaluations", json_integer((json_int_t)x->info.evaluations));
         json_object_set_new(j, "memo_hits", json_integer((json_int_t)x->info.memo_hits));
         json_object_set_new(j, "tokens", json_integer((json_int_t)x->info.tokens));
+        json_object_set_new(j, "tokens_final", json_integer((json_int_t)x->final_tokens));
+        json_object_set_new(j, "stop", json_string(x->info.budget_stop ? "token_budget" : "generations"));
+        json_object_set_new(j, "front_measure", json_string(x->front_rescored ? "all" : "search"));
         json_object_set_new(j, "search_seconds", json_real(x->search_s));
     }
     if (!isnan(b->fitness_all)) json_object_set_new(j, "fitness_all", json_real(b->fitness_all));

@@ -955,16 +955,100 @@ static int plot_sweep(const char *dir, json_t *sweep, const char *with, plot_sum
 
 /* The request's paths, checked; *sweep: dir's sweep.json when dir is a sweep's directory (it holds sweep.json
  * of kind "sweep" and no best.json), else NULL. */
-static int check_request(const evb_plot_request *req, json_t **sweep) {
+/* ---- a sensitivity profile's directory ---- */
+
+typedef struct sens_row { int kind; long block; size_t unit; } sens_row;
+static int cmp_sens_row(const void *a, const void *b) {
+    const sens_row *x = a, *y = b;
+    if (x->kind != y->kind) return x->kind - y->kind;
+    if (x->block != y->block) return x->block < y->block ? -1 : 1;
+    return x->unit < y->unit ? -1 : x->unit > y->unit;
+}
+
+/* sensitivity.dat: per unit (rows ordered by layer type, then block) and level a cell "level row log10(KL)
+ * label", the label (type and block) read by ytic() as a string, never run. */
+static int sens_data(const plot_job *j, json_t *units, int *n_rows, int *max_level) {
+    size_t n = json_array_size(units), i;
+    sens_row *rows = malloc(sizeof *rows * (n ? n : 1));
+    if (!rows) return NOMEM("for the profile");
+    json_t *u;
+    json_array_foreach(units, i, u) {
+        const char *kind = json_string_value(json_object_get(u, "kind"));
+        json_t *b = json_object_get(u, "block"), *lv = json_object_get(u, "levels");
+        int k = 0;
+        while (kind && k < (int)(sizeof layer_kinds / sizeof *layer_kinds) && strcmp(kind, layer_kinds[k])) k++;
+        if (!kind || k == (int)(sizeof layer_kinds / sizeof *layer_kinds) || !json_is_integer(b) || json_integer_value(b) < 0 || !json_is_array(lv)) {
+            free(rows);
+            EVB_ERRORF(EVB_EFORMAT, "%s/sensitivity.json: units[%zu] lacks a known \"kind\", a \"block\" or \"levels\"" NOT_RUN, j->shown, i);
+        }
+        rows[i] = (sens_row){k, (long)json_integer_value(b), i};
+    }
+    qsort(rows, n, sizeof *rows, cmp_sens_row);
+    FILE *f;
+    int rc = job_file(j, "sensitivity.dat", &f);
+    *max_level = 0;
+    for (size_t r = 0; !rc && r < n; r++) {
+        json_t *lv = json_object_get(json_array_get(units, rows[r].unit), "levels"), *x;
+        char label[64];
+        snprintf(label, sizeof label, "%s %ld", layer_kinds[rows[r].kind], rows[r].block);
+        size_t l;
+        json_array_foreach(lv, l, x) {
+            json_t *kl = json_object_get(x, "kl");
+            if (!json_is_number(kl) || l > 4096) { rc = EVB_RAISEF(EVB_EFORMAT, "%s/sensitivity.json: a level of units[%zu] has no \"kl\" number" NOT_RUN, j->shown, rows[r].unit); break; }
+            double v = json_number_value(kl);
+            fprintf(f, "%zu %zu %.6g ", l, r, log10(v > 1e-12 ? v : 1e-12));
+            data_str(f, label);
+            fputc('\n', f);
+            if ((int)l > *max_level) *max_level = (int)l;
+        }
+    }
+    *n_rows = (int)n;
+    free(rows);
+    return job_close_file(j, f, "sensitivity.dat", rc);
+}
+
+static int plot_sensitivity(const char *dir, json_t *sj, plot_sum *s) {
+    plot_job j = {.tmp = ""};
+    json_t *units = json_object_get(sj, "units");
+    const char *kind = json_string_value(json_object_get(sj, "target_kind")), *metric = json_string_value(json_object_get(sj, "metric"));
+    json_t *target = json_object_get(sj, "target");
+    int rc = job_open(&j, dir), n_rows = 0, max_level = 0;
+    if (!rc && (!json_is_array(units) || !json_array_size(units) || !kind || !json_is_number(target)))
+        rc = EVB_RAISEF(EVB_EFORMAT, "%s/sensitivity.json: no \"units\", \"target_kind\" or \"target\"" NOT_RUN, j.shown);
+    if (!rc) rc = sens_data(&j, units, &n_rows, &max_level);
+    FILE *vars = NULL;
+    if (!rc) rc = job_file(&j, "vars.gp", &vars);
+    if (!rc) {
+        char title[200];
+        snprintf(title, sizeof title, "sensitivity at %.20s %g: %s of one unit at each level, the rest dense", kind, json_number_value(target),
+                 metric && !strcmp(metric, "ppl") ? "log perplexity" : "KL");
+        fprintf(vars, "sens_title = ");
+        gp_str(vars, title);
+        fprintf(vars, "\nn_rows = %d\nmax_level = %d\n", n_rows, max_level);
+        rc = job_close_file(&j, vars, "vars.gp", rc);
+    }
+    const char *scripts[] = {"sensitivity"}, *data[] = {"sensitivity.dat", "vars.gp"};
+    if (!rc) rc = draw(&j, scripts, 1);
+    if (!rc) rc = publish(&j, data, 2, scripts, 1, &s->pics);
+    return job_close(&j, rc);
+}
+
+static int check_request(const evb_plot_request *req, json_t **sweep, json_t **sens) {
     char shown[SHOWN_MAX + 1], p[1300];
     const char *dir = req->dir;
-    *sweep = NULL;
+    *sweep = *sens = NULL;
     if (!dir || !dir[0]) EVB_ERRORF(EVB_EINVAL, "plot needs a run directory (hint: evobudget plot RUNDIR)");
     if (strlen(dir) > EVB_PLOT_DIR_MAX) EVB_ERRORF(EVB_EINVAL, "the run directory's name is longer than %d bytes", EVB_PLOT_DIR_MAX);
     if (req->with && strlen(req->with) > 64 * EVB_PLOT_DIR_MAX) EVB_ERRORF(EVB_EINVAL, "--with is longer than %d bytes", 64 * EVB_PLOT_DIR_MAX);
     if (!is_dir(dir)) EVB_ERRORF(EVB_EINVAL, "%s is not a directory; give a run directory written by 'evobudget search --out'", vis(dir, shown));
     snprintf(p, sizeof p, "%s/best.json", dir);
     if (access(p, F_OK) == 0) return 0;
+    snprintf(p, sizeof p, "%s/sensitivity.json", dir);
+    if (access(p, F_OK) == 0) {
+        int rc = load_json(dir, "sensitivity.json", sens);
+        if (!rc && !*sens) EVB_ERRORF(EVB_EFORMAT, "%s/sensitivity.json is not a JSON object" NOT_RUN, vis(dir, shown));
+        return rc;
+    }
     json_t *s;
     int rc = load_json(dir, "sweep.json", &s);
     const char *kind = json_string_value(json_object_get(s, "kind"));
@@ -974,11 +1058,12 @@ static int check_request(const evb_plot_request *req, json_t **sweep) {
 }
 
 int evb_plot_run(const evb_plot_request *req, evb_plot_result *res) {
-    json_t *sweep;
+    json_t *sweep, *sens;
     plot_sum s = {0};
     memset(res, 0, sizeof *res);
-    int rc = check_request(req, &sweep);
-    if (!rc) rc = sweep ? plot_sweep(req->dir, sweep, req->with, &s) : plot_run(req->dir, req->with, &s);
+    int rc = check_request(req, &sweep, &sens);
+    if (!rc) rc = sens ? plot_sensitivity(req->dir, sens, &s) : sweep ? plot_sweep(req->dir, sweep, req->with, &s) : plot_run(req->dir, req->with, &s);
+    json_decref(sens);
     res->pictures = s.pics.v;
     res->n_pictures = s.pics.n;
     res->no_convergence = s.no_conv.v;

@@ -150,7 +150,15 @@ static int evo_iterate(evb_search *s) {
     return st;
 }
 
-const struct evb_search_ops evb_evopress_ops_ = {evo_init, evo_iterate};
+/* lambda offspring on stage 0, each stage's survivors on the next, the parent on the last. */
+static size_t evo_next_tokens(const evb_search *s) {
+    size_t t = s->initialized ? 0 : (size_t)s->p.n_initial * evb_batch_tokens_(s, s->p.initial_tokens);
+    for (int j = 0; j < s->p.n_stages; j++)
+        t += (size_t)(j ? s->p.n_survivors[j - 1] : s->p.n_offspring) * evb_batch_tokens_(s, s->p.n_tokens[j]);
+    return t + evb_batch_tokens_(s, s->p.n_tokens[s->p.n_stages - 1]);
+}
+
+const struct evb_search_ops evb_evopress_ops_ = {evo_init, evo_iterate, evo_next_tokens};
 
 // ---- baselines: the start itself, best of n random ----
 
@@ -200,5 +208,10 @@ static int random_iterate(evb_search *s) {
     return st;
 }
 
-const struct evb_search_ops evb_uniform_ops_ = {uniform_init, uniform_iterate};
-const struct evb_search_ops evb_random_ops_ = {uniform_init, random_iterate};
+static size_t uniform_next_tokens(const evb_search *s) { return evb_batch_tokens_(s, s->p.n_tokens[s->p.n_stages - 1]); }
+static size_t random_next_tokens(const evb_search *s) {
+    return (size_t)(s->p.n_initial > 0 ? s->p.n_initial : 32) * uniform_next_tokens(s);
+}
+
+const struct evb_search_ops evb_uniform_ops_ = {uniform_init, uniform_iterate, uniform_next_tokens};
+const struct evb_search_ops evb_random_ops_ = {uniform_init, random_iterate, random_next_tokens};

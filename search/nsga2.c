@@ -152,4 +152,10 @@ static int nsga_iterate(evb_search *s) {
     return st;
 }
 
-const struct evb_search_ops evb_nsga2_ops_ = {nsga_init, nsga_iterate};
+/* The initial population, then a population's worth of children, all on the fixed batch. */
+static size_t nsga_next_tokens(const evb_search *s) {
+    size_t per = evb_batch_tokens_(s, s->p.n_tokens[0]), N = (size_t)(s->initialized ? s->pop_n : s->p.n_offspring);
+    return (s->initialized ? 0 : N * per) + N * per;
+}
+
+const struct evb_search_ops evb_nsga2_ops_ = {nsga_init, nsga_iterate, nsga_next_tokens};

@@ -316,6 +316,8 @@ static void snapshot_restore(evb_search *s, const snapshot *k) {
 int evb_search_iterate(evb_search *s) {
     if (!s->f) EVB_ERROR("search: no fitness (call evb_search_set first)", EVB_EINVAL);
     if (s->done) return EVB_SUCCESS;
+    s->budget_stop = s->p.token_budget && s->tokens + s->type->ops->next_tokens(s) > s->p.token_budget;
+    if (s->budget_stop) return EVB_SUCCESS; /* the state is that of the last generation: a checkpoint continues it */
     snapshot k;
     if (snapshot_take(s, &k)) EVB_ERROR("search: out of memory", EVB_ENOMEM);
     int st = EVB_SUCCESS;
@@ -336,6 +338,10 @@ int evb_search_iterate(evb_search *s) {
 }
 
 // ---- the batch call ----
+
+size_t evb_batch_tokens_(const evb_search *s, size_t n_tokens) {
+    return n_tokens && (!s->p.total_tokens || n_tokens < s->p.total_tokens) ? n_tokens : s->p.total_tokens;
+}
 
 evb_batch evb_stage_batch_(const evb_search *s, int generation, int stage, size_t n_tokens) {
     evb_batch b = {0, n_tokens};
@@ -564,6 +570,8 @@ void evb_search_get_info(const evb_search *s, evb_search_info *info) {
     info->evaluations = s->evaluations;
     info->memo_hits = s->memo_hits;
     info->tokens = s->tokens;
+    info->budget_stop = s->budget_stop;
+    info->next_tokens = s->done ? 0 : s->type->ops->next_tokens(s);
 }
 
 int evb_search_best(const evb_search *s, int16_t *level, double *fitness) {

@@ -6,10 +6,12 @@
 
 #include <stdint.h>
 
-/* What a search type does: set up its first state (may score candidates), and one generation. */
+/* What a search type does: set up its first state (may score candidates), one generation, and the most
+ * tokens the next call of init (when not yet initialized) and iterate together can score (memo hits aside). */
 struct evb_search_ops {
     int (*init)(evb_search *s);
     int (*iterate)(evb_search *s);
+    size_t (*next_tokens)(const evb_search *s);
 };
 
 typedef struct memo_entry { uint64_t hash, seed; size_t n_tokens; double value; size_t lv; int used; } memo_entry;
@@ -31,7 +33,7 @@ struct evb_search {
     evb_batch_fn batch_fn;       /* NULL: local evaluation */
     void *batch_ctx;
     /* state */
-    int generation, initialized, done;
+    int generation, initialized, done, budget_stop;
     int16_t *parent;
     double parent_fit, parent_cost;
     int pop_n;                   /* NSGA-II population */
@@ -58,6 +60,8 @@ uint64_t evb_rng_stream_(uint64_t seed, int64_t generation, int64_t index, int p
 int      evb_rng_int_(uint64_t *x, int n);     /* uniform in [0, n) */
 double   evb_rng_unit_(uint64_t *x);           /* uniform in [0, 1) */
 
+/* The tokens one candidate costs on a batch of n_tokens (0 or at least the total: every token). */
+size_t evb_batch_tokens_(const evb_search *s, size_t n_tokens);
 /* The batch of stage j of a generation: a fixed one when the stage asks for every token. */
 evb_batch evb_stage_batch_(const evb_search *s, int generation, int stage, size_t n_tokens);
 /* One budget-preserving level switch inside a group (EvoPress); 0 when none is possible. */

@@ -749,6 +749,71 @@ static void test_memo_cap(void) {
     free(dir);
 }
 
+/* --token-budget: the search ends before a generation that could pass the budget (never after one that did),
+ * the bound next_tokens holds for every generation, and a run stopped by its budget, saved and resumed with a
+ * larger one, ends identical to a run given the larger budget from the start. */
+static void test_budget(void) {
+    static const evb_search_type *const *types[] = {&evb_search_evopress, &evb_search_nsga2};
+    for (int t = 0; t < 2; t++) {
+        const evb_search_type *type = *types[t];
+        prob q;
+        make(&q, 20, 0);
+        synth sy = {q.U, q.a, 0.5, -1, NULL, 0};
+        evb_search_params p = evo_params(40);
+        if (t) { p.n_offspring = 12; p.n_stages = 1; p.n_survivors[0] = 1; p.n_tokens[0] = 300; }
+        /* the bound, generation by generation, with no budget */
+        evb_search *s = NULL;
+        evb_search_alloc(type, &p, &q.p, &s);
+        evb_search_set(s, &synth_type, &sy, 2);
+        int st = EVB_CONTINUE, bound_ok = 1, gens = 0;
+        while (st == EVB_CONTINUE) {
+            evb_search_info a, b;
+            evb_search_get_info(s, &a);
+            st = evb_search_iterate(s);
+            evb_search_get_info(s, &b);
+            bound_ok &= b.tokens - a.tokens <= a.next_tokens;
+            gens++;
+        }
+        evb_search_info full;
+        evb_search_get_info(s, &full);
+        EVB_CHECK(st == EVB_SUCCESS && bound_ok && !full.budget_stop && gens == 40,
+                  "%s: no generation scores more than next_tokens said it could (%d generations, %zu tokens)", type->name, gens, full.tokens);
+        evb_search_free(s);
+
+        size_t B1 = full.tokens / 3, B2 = 2 * full.tokens / 3;
+        evb_search *a = NULL, *b = NULL, *c = NULL;
+        p.token_budget = B1;
+        evb_search_alloc(type, &p, &q.p, &a);
+        evb_search_set(a, &synth_type, &sy, 1);
+        int sa = run_to_end(a);
+        evb_search_info ia;
+        evb_search_get_info(a, &ia);
+        EVB_CHECK(sa == EVB_SUCCESS && ia.budget_stop && ia.tokens <= B1 && ia.tokens + ia.next_tokens > B1 && ia.generation > 0 && ia.generation < 40,
+                  "%s: a budget of %zu tokens stops at generation %d with %zu scored (the next could score %zu)",
+                  type->name, B1, ia.generation, ia.tokens, ia.next_tokens);
+        char *dir = fixture_tmpdir(), path[1024];
+        snprintf(path, sizeof path, "%s/ck.msgpack", dir);
+        int sv = evb_search_save(a, path);
+        p.token_budget = B2;
+        evb_search_alloc(type, &p, &q.p, &b);
+        evb_search_set(b, &synth_type, &sy, 2);
+        int ld = evb_search_load(b, path), sb = run_to_end(b);
+        evb_search_alloc(type, &p, &q.p, &c);
+        evb_search_set(c, &synth_type, &sy, 2);
+        int sc = run_to_end(c);
+        evb_search_info ib;
+        evb_search_get_info(b, &ib);
+        EVB_CHECK(sv == 0 && ld == 0 && sb == EVB_SUCCESS && sc == EVB_SUCCESS && ib.budget_stop && ib.tokens <= B2 &&
+                  ib.generation > ia.generation && same_state(b, c, q.U),
+                  "%s: stopped at %zu tokens, resumed with %zu: identical to the run given %zu from the start (generation %d)",
+                  type->name, B1, B2, B2, ib.generation);
+        evb_search_free(a); evb_search_free(b); evb_search_free(c);
+        fixture_rmdir(dir);
+        free(dir);
+        unmake(&q);
+    }
+}
+
 int main(void) {
     test_hv_fixture();
     test_optimum(0, 0);
@@ -763,5 +828,6 @@ int main(void) {
     test_ck_flips();
     test_ck_crafted();
     test_scale();
+    test_budget();
     return evb_test_summary();
 }

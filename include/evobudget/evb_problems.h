@@ -173,6 +173,12 @@ int evb_mp_score(const evb_kl_params *kp, const int16_t *level, int n_units, dou
  * message receives a line per grid point (OWL) and per step (ECoFLaP's scoring, building the levels). */
 int evb_mp_rule(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, const char *rule, uint64_t seed,
                 evb_allocation **out);
+/* The sensitivity profile: kl[u * max_levels + l] (max_levels the most levels of a unit; NAN past a unit's
+ * own) is kp's fitness on batch b of the model with unit u at level l and every other unit dense, each
+ * forward started at the unit's block. n_threads 0: all. tokens (may be NULL) receives the positions scored
+ * in all, counted as whole forwards; progress, when set, is called after each (unit, level). */
+int evb_mp_sensitivity(const evb_kl_params *kp, const evb_batch *b, int n_threads, double *kl, size_t *tokens,
+                       void (*progress)(void *ctx, int done, int total), void *ctx);
 /* 1 when name is an allocation rule ("owl", "ecoflap", "shortgpt"), 0 otherwise. */
 int evb_mp_is_rule(const char *name);
 

@@ -120,6 +120,10 @@ typedef struct evb_search_params {
     size_t memo_max;             /* most memo entries kept between generations, the least recently used
                                     dropped first (a cache: results do not depend on it, only the number of
                                     fitness calls); 0: about 1 MiB of candidates, at least 256 */
+    size_t token_budget;         /* 0: none. Otherwise the search ends, as if done, before a generation
+                                    (or the initial population) whose fitness calls could take the tokens
+                                    scored past it; like generations, not part of the checkpoint's
+                                    fingerprint: a run stopped by its budget continues with a larger one */
 } evb_search_params;
 
 typedef struct evb_search_type {
@@ -190,6 +194,8 @@ typedef struct evb_search_info {
     size_t evaluations;          /* fitness calls made (memo hits not counted) */
     size_t memo_hits;
     size_t tokens;               /* tokens scored by fitness calls */
+    int budget_stop;             /* 1: ended by params.token_budget (the next generation could pass it) */
+    size_t next_tokens;          /* the most tokens the next generation's fitness calls can take */
 } evb_search_info;
 
 void evb_search_get_info(const evb_search *s, evb_search_info *info);
