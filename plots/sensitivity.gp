@@ -11,8 +11,9 @@ set cblabel 'log10 KL'
 set xrange [-0.5:max_level + 0.5]
 set yrange [-0.5:n_rows - 0.5]
 set xtics 1 nomirror
-set ytics nomirror font ',7'
+set ytics nomirror noenhanced font ',7'
 set palette defined (0 '#fff7ec', 0.35 '#fdbb84', 0.7 '#e34a33', 1 '#7f0000')
 set style fill solid 1.0 noborder
 unset key
-plot datadir.'/plots/sensitivity.dat' u 1:2:(0.5):(0.5):3:ytic(n_rows <= 64 || int($2) % int(n_rows / 48 + 1) == 0 ? stringcolumn(4) : '') w boxxyerror fc palette
+step = n_rows <= 64 ? 1 : int(n_rows / 48) + 1
+plot datadir.'/plots/sensitivity.dat' u 1:2:(0.5):(0.5):3:yticlabels(int($2) % step == 0 ? stringcolumn(4) : '') w boxxyerror fc palette

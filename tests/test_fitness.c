@@ -10,6 +10,7 @@
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_fitness_kl.h"
+#include "evobudget/evb_problems.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,37 @@ int main(void) {
     evb_batch_windows(&w, &other, idx3, len3, &nb3);
     EVB_CHECK(got == 300 && got == got2 && nb == 5 && len[4] == 300 - 4 * 63 + 1 && !memcmp(idx, idx2, sizeof(int) * nb) &&
               memcmp(idx, idx3, sizeof(int) * nb) != 0, "a batch of 300 tokens: %d windows, the last cut to %d positions; the same for the same seed, others for another", nb, len[4]);
+
+    /* the sensitivity profile: the problem's levels are {50%, 70%} (and kept/dropped for sub-blocks); every
+     * (unit, level) against a full forward of that one unit at that level, the rest dense, on the same batch;
+     * the same bits on 1 and 2 threads */
+    {
+        evb_fit_unit *pu = calloc(NU, sizeof *pu);
+        for (int u = 0; u < NU; u++) {
+            pu[u] = units[u];
+            if (u < U) { pu[u].n_levels = 2; pu[u].entry = entries + u * 3 + 1; }
+        }
+        evb_kl_params sp = p;
+        sp.units = pu;
+        double *k1 = malloc(sizeof(double) * NU * 2), *k2 = malloc(sizeof(double) * NU * 2);
+        size_t tok1 = 0, tok2 = 0;
+        int s1 = evb_mp_sensitivity(&sp, &small, 1, k1, &tok1, NULL, NULL), s2 = evb_mp_sensitivity(&sp, &small, 2, k2, &tok2, NULL, NULL);
+        int equal = !s1 && !s2, n_cmp = 0, positive = 1;
+        for (int u = 0; u < NU && equal; u++)
+            for (int l = 0; l < 2; l++) {
+                memset(lv, 0, sizeof(int16_t) * NU);
+                lv[u] = (int16_t)(u < U ? 1 + l : l);
+                double full = -1;
+                equal &= evb_fitness_kl.evaluate(&p, ws, &gen, NULL, &small, &full) == 0 && full == k1[u * 2 + l];
+                positive &= u >= U && l == 0 ? fabs(k1[u * 2 + l]) < 1e-7 : k1[u * 2 + l] > 0; /* kept: the dense model */
+                n_cmp++;
+            }
+        EVB_CHECK(equal && positive && n_cmp == 2 * NU, "sensitivity: all %d (unit, level) values equal full forwards of that configuration bit for bit, "
+                  "positive but for kept sub-blocks (e.g. layers.0 q_proj at 70%%: %.6f)", n_cmp, k1[1]);
+        EVB_CHECK(!s1 && !s2 && !memcmp(k1, k2, sizeof(double) * NU * 2) && tok1 == tok2 && tok1 == (size_t)(2 * NU) * 300,
+                  "sensitivity: the same values on 1 and 2 threads, %zu tokens (300 per level)", tok1);
+        free(pu); free(k1); free(k2);
+    }
 
     /* teachers: float16 and top-32 against exact float32 log-probabilities, at 70% sparsity */
     for (int u = 0; u < U; u++) evb_db_load(db, entries[u * 3 + 2], mem + (size_t)u * 512 * 512);
