@@ -63,6 +63,11 @@ static int help(void) {
            COMPUTE_HELP
            "  --out RUNDIR           manifest.json, log.jsonl, checkpoint.msgpack, front.csv, best.json\n"
            "                         (default: run-METHOD-KIND-TARGET in the current directory)\n"
+           "  --surrogate K          surrogate-assisted (evopress, nsga2): each generation proposes K times the\n"
+           "                         offspring it scores and scores those a ridge model of fitness, fitted on every\n"
+           "                         candidate scored so far, ranks best; log.jsonl gives its rank correlation\n"
+           "  --prior DIR            the surrogate's prior: the sensitivity profile in DIR (evobudget sensitivity\n"
+           "                         with the same target and levels)\n"
            "  --token-budget N       end the search before a generation that could take the tokens scored past N\n"
            "                         (best.json, front.csv and the checkpoint as at a normal end; \"stop\" says why);\n"
            "                         --resume with a larger budget continues it\n"
@@ -433,7 +438,7 @@ static int run_targets(run *r, double t0) {
         if (sweep_mode && ((rc = resumed_target(r, sweep, prev, &have_prev, &done)) || done)) continue;
         if (have_prev) fprintf(stderr, "%s: %s %g starts from %s\n", cmd_name, evb_target_kind_name(r->kind), r->mp->target,
                                evb_mp_warm_start(r->mp, prev) ? "the previous target's best" : "the uniform allocation (the previous best does not map onto its budget)");
-        outcome x;
+        outcome x = {0};
         rc = run_target(r, &x);
         if (!rc && sweep_mode) {
             int16_t *lv = malloc(sizeof(int16_t) * r->mp->problem.n_units);
@@ -472,6 +477,9 @@ static int check_flags(run *r, int n_t) {
     if (g_mpi_size > 1 && r->o->problem) return usage_error("--problem runs in one process (its fitness is cheap); run it without mpirun");
     if (g_mpi_size > 1 && evb_mp_is_rule(r->method)) return usage_error("--method %s is an allocation rule, not a search; run it without mpirun", r->method);
 #endif
+    if ((r->o->surrogate || r->o->prior) && strcmp(r->method, "evopress") && strcmp(r->method, "nsga2"))
+        return usage_error("--surrogate and --prior are for --method evopress and nsga2, not %s", r->method);
+    if (r->o->prior && !r->o->surrogate) return usage_error("--prior is the surrogate's: give --surrogate K too");
     if (r->o->token_budget && evb_mp_is_rule(r->method))
         return usage_error("--token-budget ends a search; --method %s is an allocation rule, which scores a fixed set of candidates", r->method);
     if (r->o->fitness_plugin && r->o->fitness_cmd) return usage_error("give one of --fitness-plugin and --fitness-cmd");
@@ -576,7 +584,7 @@ int cmd_search(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
     int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes --out "
-                        "--seed --compressor --types --generations --offspring --stages --initial --token-budget --num-levels --group-size --sym --db --cache "
+                        "--seed --compressor --types --generations --offspring --stages --initial --token-budget --surrogate --prior --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --force --json "
                         "--problem --fitness-plugin --fitness-arg --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
     if (rc || o.help) return o.help && !rc ? help() : rc;

@@ -72,6 +72,7 @@ int search_params(run *r, evb_search_params *sp) {
     if (o->offspring) sp->n_offspring = (int)o->offspring;
     if (o->initial) sp->n_initial = (int)o->initial;
     sp->token_budget = (size_t)o->token_budget;
+    sp->surrogate = (int)o->surrogate;
     sp->memo = !o->no_memo;
     if (r->stages.n_stages) {
         sp->n_stages = r->stages.n_stages;
@@ -90,6 +91,13 @@ static int make_search(const run *r, const evb_search_params *sp, evb_search **s
     int s = evb_problem_check(&p);
     if (!s) s = evb_search_alloc(evb_search_type_find(r->method), sp, &p, srch);
     if (!s) s = r->ft ? evb_search_set(*srch, r->ft, r->fparams, r->n_threads) : evb_search_set(*srch, &evb_fitness_kl, &r->kp, 0);
+    if (!s && r->o->prior) {
+        double *prior = NULL;
+        int maxl = 0;
+        s = read_prior(r, &prior, &maxl);
+        if (!s) s = evb_search_set_prior(*srch, prior, maxl);
+        free(prior);
+    }
     if (s) { evb_search_free(*srch); *srch = NULL; }
     return s;
 }
@@ -180,8 +188,10 @@ static int iterate(const run *r, evb_search *srch, const evb_search_params *sp, 
         evb_search_get_info(srch, &in);
         if (in.budget_stop) break; /* no generation ran: nothing new to log or save */
         double el = now_s() - t0;
-        fprintf(r->log, "{\"generation\": %d, \"best_fitness\": %.12g, \"best_cost\": %.17g, \"evaluations\": %zu, \"memo_hits\": %zu, \"tokens\": %zu, \"seconds\": %.3f}\n",
+        fprintf(r->log, "{\"generation\": %d, \"best_fitness\": %.12g, \"best_cost\": %.17g, \"evaluations\": %zu, \"memo_hits\": %zu, \"tokens\": %zu, \"seconds\": %.3f",
                 in.generation, in.best_fitness, in.best_cost, in.evaluations, in.memo_hits, in.tokens, el);
+        if (sp->surrogate) fprintf(r->log, isnan(in.surrogate_rho) ? ", \"surrogate_rho\": null" : ", \"surrogate_rho\": %.6f", in.surrogate_rho);
+        fprintf(r->log, "}\n");
         fflush(r->log);
         int cs = evb_search_save(srch, ck);
         if (cs) { status = cs; break; }
@@ -358,6 +368,7 @@ json_t *manifest(const run *r, const evb_search_params *sp) {
                                                        "initial", sp->n_initial, "initial_tokens", (json_int_t)sp->initial_tokens,
                                                        "memo", sp->memo, "reuse", r->kp.reuse_bytes > 0));
     else json_decref(stages);
+    if (sp && sp->surrogate) json_object_set_new(json_object_get(j, "search"), "surrogate", json_integer(sp->surrogate));
     return j;
 }
 
