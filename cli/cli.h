@@ -26,7 +26,8 @@ typedef struct opts {
     const char *problem, *fitness_plugin, *fitness_arg, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
     const char *generations, *heldout;   /* generations: a count or "paper" */
-    long offspring, initial, reuse_mb, token_budget;
+    long offspring, initial, reuse_mb, token_budget, surrogate;
+    const char *prior;   /* search --prior: a sensitivity profile's directory or sensitivity.json */
     int resume, no_reuse, no_memo;
     /* eval, export, plot */
     const char *reference, *dtype, *with, *format, *compute, *task;

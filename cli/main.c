@@ -190,6 +190,8 @@ static const opt_spec all_opts[] = {
     {"--offspring", 'i', OS(offspring), 1, 1 << 16},
     {"--initial", 'i', OS(initial), 0, 1 << 20},
     {"--token-budget", 'i', OS(token_budget), 1, LONG_MAX},
+    {"--surrogate", 'i', OS(surrogate), 2, 1024},
+    {"--prior", 's', OS(prior), 0, 0},
     {"--reuse-mb", 'i', OS(reuse_mb), 0, 1 << 20},
     {"--resume", 'b', OS(resume), 0, 0},
     {"--no-reuse", 'b', OS(no_reuse), 0, 0},

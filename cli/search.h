@@ -86,6 +86,8 @@ json_t *manifest(const run *r, const evb_search_params *sp);
 int print_summary(const run *r, const outcome *x, double t0);
 /* `evobudget sensitivity`'s profile of the built problem into r->out (cli/sensitivity.c); an exit code. */
 int run_profile(run *r, double t0);
+/* search --prior: the profile's KL per unit and level, prior[U * *max_levels] (the caller frees); a library status. */
+int read_prior(const run *r, double **prior, int *max_levels);
 /* `search --problem FILE` (cli/search_file.c). */
 int search_problem(run *r);
 /* The plug-in of --fitness-plugin, opened and its ABI checked (r->plugin, r->plugin_handle). */

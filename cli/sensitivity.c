@@ -97,3 +97,45 @@ int run_profile(run *r, double t0) {
     free(cfg); free(kl); free(lv); free(csv);
     return rc;
 }
+
+/* The surrogate's prior from a sensitivity profile (--prior DIR or DIR/sensitivity.json): per unit and level its
+ * KL, into prior[U * max_levels] (allocated). The profile must be of this problem: its units and their level
+ * counts; otherwise EVB_EINVAL naming the file. A library status. */
+int read_prior(const run *r, double **prior, int *max_levels) {
+    const evb_problem *p = &r->mp->problem;
+    char path[1400];
+    size_t n = strlen(r->o->prior);
+    snprintf(path, sizeof path, "%s%s", r->o->prior, n > 5 && !strcmp(r->o->prior + n - 5, ".json") ? "" : "/sensitivity.json");
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e), *units = json_object_get(j, "units");
+    int U = p->n_units, maxl = 0;
+    for (int u = 0; u < U; u++) if (p->n_levels[u] > maxl) maxl = p->n_levels[u];
+    if (!j) EVB_ERRORF(EVB_EIO, "--prior %s: %s", path, e.text);
+    if (!json_is_array(units) || json_array_size(units) != (size_t)U) {
+        json_decref(j);
+        EVB_ERRORF(EVB_EINVAL, "--prior %s: a profile of %zu units, this problem has %d (hint: run evobudget sensitivity with the same "
+                   "model, target and levels)", path, json_array_size(units), U);
+    }
+    double *v = malloc(sizeof(double) * (size_t)U * maxl);
+    if (!v) { json_decref(j); EVB_ERROR("out of memory", EVB_ENOMEM); }
+    for (int u = 0; u < U; u++) {
+        json_t *lv = json_object_get(json_array_get(units, (size_t)u), "levels");
+        if (!json_is_array(lv) || json_array_size(lv) != (size_t)p->n_levels[u]) {
+            free(v); json_decref(j);
+            EVB_ERRORF(EVB_EINVAL, "--prior %s: unit %d has %zu levels there, %d in this problem (hint: run evobudget sensitivity with the "
+                       "same model, target and levels)", path, u, json_array_size(lv), p->n_levels[u]);
+        }
+        for (int l = 0; l < p->n_levels[u]; l++) {
+            json_t *k = json_object_get(json_array_get(lv, (size_t)l), "kl");
+            if (!json_is_number(k) || !isfinite(json_number_value(k))) {
+                free(v); json_decref(j);
+                EVB_ERRORF(EVB_EFORMAT, "--prior %s: unit %d level %d has no finite \"kl\"", path, u, l);
+            }
+            v[(size_t)u * maxl + l] = json_number_value(k);
+        }
+    }
+    json_decref(j);
+    *prior = v;
+    *max_levels = maxl;
+    return EVB_SUCCESS;
+}

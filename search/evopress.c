@@ -94,15 +94,40 @@ static int cmp_ranked(const void *a, const void *b) {
     return x->i - y->i;
 }
 
+/* The surrogate's choice: of the n proposals in off, the lambda of lowest predicted fitness (ties: the earlier
+ * proposal), moved to the front of off in proposal order, their predictions in pred; returns how many. */
+static int choose_offspring(evb_search *s, int16_t *off, int n, int lambda, double *pred) {
+    const int U = s->U;
+    ranked *rk = malloc(sizeof(ranked) * (size_t)n);
+    char *keep = calloc((size_t)n, 1);
+    if (!rk || !keep) { free(rk); free(keep); return -1; }
+    for (int i = 0; i < n; i++) rk[i] = (ranked){evb_sur_predict_(s, off + (size_t)i * U), i};
+    qsort(rk, (size_t)n, sizeof *rk, cmp_ranked);
+    for (int i = 0; i < lambda && i < n; i++) keep[rk[i].i] = 1;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if (m != i) memcpy(off + (size_t)m * U, off + (size_t)i * U, sizeof(int16_t) * U);
+        pred[m] = evb_sur_predict_(s, off + (size_t)m * U);
+        m++;
+    }
+    free(rk); free(keep);
+    return m;
+}
+
 static int evo_iterate(evb_search *s) {
     const int U = s->U, lambda = s->p.n_offspring, gen = s->generation;
-    int16_t *off = malloc(sizeof(int16_t) * U * (lambda + 1)), *cand = malloc(sizeof(int16_t) * U * (lambda + 1));
-    double *fit = malloc(sizeof(double) * (lambda + 1));
+    /* with a surrogate (once it has data), K lambda proposals of which the lambda best predicted are scored */
+    int st = s->p.surrogate ? evb_sur_fit_(s) : EVB_SUCCESS;
+    if (st) return st;
+    const int propose = s->sur_ready ? s->p.surrogate * lambda : lambda;
+    int16_t *off = malloc(sizeof(int16_t) * U * (propose + 1)), *cand = malloc(sizeof(int16_t) * U * (lambda + 1));
+    double *fit = malloc(sizeof(double) * (lambda + 1)), *pred = malloc(sizeof(double) * (lambda + 1));
     ranked *rk = malloc(sizeof(ranked) * (lambda + 1));
-    if (!off || !cand || !fit || !rk) { free(off); free(cand); free(fit); free(rk); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    if (!off || !cand || !fit || !rk || !pred) { free(off); free(cand); free(fit); free(rk); free(pred); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
     /* offspring: r = min(U{1..R}, U{1..R}) switches from the parent, new and feasible */
     int n = 0;
-    for (int attempt = 0; n < lambda && attempt < 1000 * lambda; attempt++) {
+    for (int attempt = 0; n < propose && attempt < 1000 * propose; attempt++) {
         uint64_t r = evb_rng_stream_(s->p.seed, gen, attempt, RNG_MUTATE);
         int16_t *c = off + (size_t)n * U;
         memcpy(c, s->parent, sizeof(int16_t) * U);
@@ -116,11 +141,15 @@ static int evo_iterate(evb_search *s) {
         if (!dup) n++;
     }
     if (n == 0) {
-        free(off); free(cand); free(fit); free(rk);
+        free(off); free(cand); free(fit); free(rk); free(pred);
         EVB_ERRORF(EVB_EBUDGET, "search: no feasible offspring differs from the parent at generation %d (hint: the levels leave no room to trade under this budget)", gen);
     }
+    if (s->sur_ready && (n = choose_offspring(s, off, n, lambda, pred)) < 0) {
+        free(off); free(cand); free(fit); free(rk); free(pred);
+        EVB_ERROR("search: out of memory", EVB_ENOMEM);
+    }
     /* multi-step selection: every stage on one shared batch, the parent joins the last */
-    int m = n, st = EVB_SUCCESS;
+    int m = n;
     memcpy(cand, off, sizeof(int16_t) * U * n);
     for (int j = 0; j < s->p.n_stages && !st; j++) {
         int last = j == s->p.n_stages - 1;
@@ -128,6 +157,7 @@ static int evo_iterate(evb_search *s) {
         evb_batch b = evb_stage_batch_(s, gen, j, s->p.n_tokens[j]);
         st = evb_search_evaluate(s, cand, m, s->parent, &b, fit);
         if (st) break;
+        if (j == 0 && s->p.surrogate) s->sur_rho = s->sur_ready ? evb_spearman_(pred, fit, n) : NAN; /* stage 0: the offspring as chosen */
         for (int i = 0; i < m; i++) rk[i] = (ranked){fit[i], i};
         qsort(rk, (size_t)m, sizeof *rk, cmp_ranked);
         if (last) {
@@ -146,7 +176,7 @@ static int evo_iterate(evb_search *s) {
         memcpy(cand, next, sizeof(int16_t) * U * keep);
         m = keep;
     }
-    free(off); free(cand); free(fit); free(rk);
+    free(off); free(cand); free(fit); free(rk); free(pred);
     return st;
 }
 

@@ -100,18 +100,48 @@ static int nsga_init(evb_search *s) {
     return st;
 }
 
+/* The surrogate's choice among the children all[N, n): the N best under the crowded comparison of (cost,
+ * predicted fitness), kept in proposal order at all[N, 2N); pred[N] their predictions. Returns the new n. */
+static int choose_children(evb_search *s, int16_t *all, int N, int n, double *c, double *f, int *rank, double *crowd, double *pred) {
+    int U = s->U, m = n - N;
+    if (m <= N) { for (int i = 0; i < m; i++) pred[i] = evb_sur_predict_(s, all + (size_t)(N + i) * U); return n; }
+    int *order = malloc(sizeof(int) * (size_t)m);
+    char *keep = calloc((size_t)m, 1);
+    if (!order || !keep) { free(order); free(keep); return -1; }
+    for (int i = 0; i < m; i++) { c[i] = evb_problem_cost(&s->prob, all + (size_t)(N + i) * U); f[i] = evb_sur_predict_(s, all + (size_t)(N + i) * U); }
+    int st = sort_fronts(c, f, m, rank, crowd);
+    for (int i = 0; i < m; i++) order[i] = i;
+    for (int a = 1; !st && a < m; a++) {
+        int x = order[a], q = a - 1;
+        while (q >= 0 && better(rank, crowd, x, order[q])) { order[q + 1] = order[q]; q--; }
+        order[q + 1] = x;
+    }
+    for (int i = 0; i < N; i++) keep[order[i]] = 1;
+    int k = 0;
+    for (int i = 0; i < m; i++) {
+        if (!keep[i]) continue;
+        if (k != i) memcpy(all + (size_t)(N + k) * U, all + (size_t)(N + i) * U, sizeof(int16_t) * U);
+        pred[k++] = f[i];
+    }
+    free(order); free(keep);
+    return st ? -1 : N + k;
+}
+
 static int nsga_iterate(evb_search *s) {
-    int N = s->pop_n, U = s->U, gen = s->generation, T = 2 * N;
+    int st0 = s->p.surrogate ? evb_sur_fit_(s) : EVB_SUCCESS;
+    if (st0) return st0;
+    int N = s->pop_n, U = s->U, gen = s->generation, P = s->sur_ready ? s->p.surrogate * N : N, T = N + P;
     int16_t *all = malloc(sizeof(int16_t) * U * T);
     double *c = malloc(sizeof(double) * T), *f = malloc(sizeof(double) * T), *crowd = malloc(sizeof(double) * T);
     int *rank = malloc(sizeof(int) * T), *order = malloc(sizeof(int) * T);
-    if (!all || !c || !f || !crowd || !rank || !order) { free(all); free(c); free(f); free(crowd); free(rank); free(order); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
+    double *pred = malloc(sizeof(double) * T);
+    if (!all || !c || !f || !crowd || !rank || !order || !pred) { free(all); free(c); free(f); free(crowd); free(rank); free(order); free(pred); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
     memcpy(all, s->pop, sizeof(int16_t) * U * N);
     memcpy(c, s->pop_cost, sizeof(double) * N);
     memcpy(f, s->pop_fit, sizeof(double) * N);
     int st = sort_fronts(c, f, N, rank, crowd);
     int n = N;
-    for (int k = 0; !st && n < T && k < 100 * N; k++) {
+    for (int k = 0; !st && n < T && k < 100 * (T - N); k++) {
         uint64_t r = evb_rng_stream_(s->p.seed, gen, k, RNG_CROSS);
         int a1 = evb_rng_int_(&r, N), a2 = evb_rng_int_(&r, N), b1 = evb_rng_int_(&r, N), b2 = evb_rng_int_(&r, N);
         int pa = better(rank, crowd, a1, a2) ? a1 : a2, pb = better(rank, crowd, b1, b2) ? b1 : b2;
@@ -126,8 +156,14 @@ static int nsga_iterate(evb_search *s) {
         if (!evb_problem_feasible(&s->prob, ch) && !evb_repair_(s, ch, &r)) continue;
         n++;
     }
+    if (!st && s->sur_ready) { /* c, f, rank, crowd are scratch here: set again below */
+        n = choose_children(s, all, N, n, c + N, f + N, rank, crowd, pred);
+        if (n < 0) st = EVB_RAISEF(EVB_ENOMEM, "search: out of memory");
+        else { memcpy(c, s->pop_cost, sizeof(double) * N); memcpy(f, s->pop_fit, sizeof(double) * N); st = sort_fronts(c, f, N, rank, crowd); }
+    }
     evb_batch b = fixed_batch(s);
     if (!st) st = evb_search_evaluate(s, all + (size_t)N * U, n - N, NULL, &b, f + N);
+    if (!st && s->p.surrogate) s->sur_rho = s->sur_ready ? evb_spearman_(pred, f + N, n - N) : NAN;
     for (int i = N; i < n; i++) {
         c[i] = evb_problem_cost(&s->prob, all + (size_t)i * U);
         if (!st) evb_archive_add_(s, all + (size_t)i * U, c[i], f[i], &b);
@@ -148,7 +184,7 @@ static int nsga_iterate(evb_search *s) {
         }
         set_best(s);
     }
-    free(all); free(c); free(f); free(crowd); free(rank); free(order);
+    free(all); free(c); free(f); free(crowd); free(rank); free(order); free(pred);
     return st;
 }
 

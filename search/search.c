@@ -92,6 +92,8 @@ int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, 
     int st = evb_problem_check(p);
     if (st) return st;
     const evb_search_params *q = params;
+    if (q->surrogate < 0 || q->surrogate == 1 || q->surrogate > 1024)
+        EVB_ERRORF(EVB_EINVAL, "search: surrogate %d (0 off, or 2..1024 proposals per offspring scored)", q->surrogate);
     if (q->generations < 0 || q->n_offspring < 1 || q->n_stages < 1 || q->n_stages > EVB_MAX_STAGES || q->max_mutations < 1 || q->n_initial < 0)
         EVB_ERRORF(EVB_EINVAL, "search: generations %d, offspring %d, stages %d, max mutations %d, initial %d",
                    q->generations, q->n_offspring, q->n_stages, q->max_mutations, q->n_initial);
@@ -169,7 +171,9 @@ int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, 
     double bt[2] = {p->budget, p->tolerance};
     h = fnv(bt, sizeof bt, h);
     h = fnv(s->start, sizeof(int16_t) * U, h);
+    if (q->surrogate) h = fnv(&q->surrogate, sizeof q->surrogate, h); /* absent when off: older fingerprints hold */
     snprintf(s->fingerprint, sizeof s->fingerprint, "%016llx", (unsigned long long)h);
+    if (q->surrogate && evb_sur_alloc_(s)) { evb_search_free(s); EVB_ERROR("search: out of memory for the surrogate", EVB_ENOMEM); }
     memcpy(s->parent, s->start, sizeof(int16_t) * U);
     s->parent_fit = INFINITY;
     s->parent_cost = evb_problem_cost(&s->prob, s->start);
@@ -193,6 +197,7 @@ void evb_search_free(evb_search *s) {
     free(s->pop); free(s->pop_fit); free(s->pop_cost);
     free(s->memo); free(s->memo_lv); free(s->memo_stamp);
     free(s->arch_cost); free(s->arch_fit); free(s->arch_lv);
+    evb_sur_free_(s);
     free(s);
 }
 
@@ -228,17 +233,28 @@ typedef struct snapshot {
     uint64_t memo_clock, *memo_stamp;
     int16_t *parent, *pop, *arch_lv;
     double *pop_fit, *pop_cost, *arch_cost, *arch_fit;
+    size_t sur_n, sur_batches;
+    uint32_t sur_nb;
+    double *sur_A, *sur_b, sur_rho;
 } snapshot;
 
 static void snapshot_free(snapshot *k) {
     free(k->parent); free(k->pop); free(k->arch_lv); free(k->memo_stamp); free(k->pop_fit); free(k->pop_cost); free(k->arch_cost); free(k->arch_fit);
+    free(k->sur_A); free(k->sur_b);
 }
 
 static int snapshot_take(const evb_search *s, snapshot *k) {
     size_t U = (size_t)s->U, np = (size_t)s->pop_n, na = (size_t)s->arch_n;
     *k = (snapshot){s->generation, s->initialized, s->done, s->pop_n, s->arch_n, s->parent_fit, s->parent_cost,
                     s->evaluations, s->memo_hits, s->tokens, s->memo_n, s->arch_tokens, s->memo_clock,
-                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s->sur_n, s->sur_batches, s->sur_nb, NULL, NULL, s->sur_rho};
+    if (s->p.surrogate) { /* the normal equations as the generation found them */
+        k->sur_A = malloc(sizeof(double) * (size_t)s->sur_F * s->sur_F);
+        k->sur_b = malloc(sizeof(double) * (size_t)s->sur_F);
+        if (!k->sur_A || !k->sur_b) { free(k->sur_A); free(k->sur_b); return EVB_ENOMEM; }
+        memcpy(k->sur_A, s->sur_A, sizeof(double) * (size_t)s->sur_F * s->sur_F);
+        memcpy(k->sur_b, s->sur_b, sizeof(double) * (size_t)s->sur_F);
+    }
     k->parent = malloc(sizeof(int16_t) * U);
     k->pop = malloc(sizeof(int16_t) * U * (np ? np : 1));
     k->pop_fit = malloc(sizeof(double) * (np ? np : 1));
@@ -305,6 +321,11 @@ static void snapshot_restore(evb_search *s, const snapshot *k) {
     memo_truncate(s, k->memo_n);
     if (s->memo_n == k->memo_n && k->memo_n) memcpy(s->memo_stamp, k->memo_stamp, sizeof(uint64_t) * k->memo_n);
     s->memo_clock = k->memo_clock;
+    if (s->p.surrogate) {
+        s->sur_n = k->sur_n; s->sur_batches = k->sur_batches; s->sur_nb = k->sur_nb; s->sur_rho = k->sur_rho;
+        memcpy(s->sur_A, k->sur_A, sizeof(double) * (size_t)s->sur_F * s->sur_F);
+        memcpy(s->sur_b, k->sur_b, sizeof(double) * (size_t)s->sur_F);
+    }
     s->arch_n = k->arch_n; s->arch_tokens = k->arch_tokens; /* the archive's capacity only grows */
     if (k->arch_n) {
         memcpy(s->arch_lv, k->arch_lv, sizeof(int16_t) * U * k->arch_n);
@@ -516,6 +537,8 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
                             "(hint: a fitness must return a finite number; check it on this candidate)",
                             s->f->name, f[k], todo[k], n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
     if (!st) s->memo_hits += hits;
+    for (int k = 0; !st && k < n_todo; k++) fitness[todo[k]] = f[k];
+    if (!st) st = evb_sur_record_(s, levels, n, fitness); /* the whole batch, memo hits included: one batch's fixed effect */
     for (int k = 0; !st && k < n_todo; k++) {
         int i = todo[k];
         fitness[i] = f[k];
@@ -571,6 +594,8 @@ void evb_search_get_info(const evb_search *s, evb_search_info *info) {
     info->memo_hits = s->memo_hits;
     info->tokens = s->tokens;
     info->budget_stop = s->budget_stop;
+    info->surrogate_rho = s->p.surrogate ? s->sur_rho : NAN;
+    info->surrogate_log = s->sur_n;
     info->next_tokens = s->done ? 0 : s->type->ops->next_tokens(s);
 }
 

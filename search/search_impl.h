@@ -51,6 +51,13 @@ struct evb_search {
     int arch_n, arch_cap;
     double *arch_cost, *arch_fit;
     int16_t *arch_lv;
+    /* the surrogate (surrogate.c): per unit its first feature; the log of scored candidates (levels, fitness,
+     * batch number); the normal equations accumulated from it; the fitted weights and the prior */
+    int *sur_off, sur_F, sur_ready;
+    int16_t *sur_lv;
+    double *sur_y, *sur_A, *sur_b, *sur_w, *sur_prior, sur_rho;
+    uint32_t *sur_batch, sur_nb;
+    size_t sur_n, sur_cap, sur_batches;
 };
 
 /* Deterministic random streams: (seed, generation, index, purpose) -> a generator state, drawn from with
@@ -82,6 +89,19 @@ int  evb_memo_trim_(evb_search *s);
 int  evb_search_load_mem_(evb_search *s, const char *name, const unsigned char *buf, size_t n);
 /* Adds a scored candidate to the archive when its batch is of the highest fidelity seen. */
 void evb_archive_add_(evb_search *s, const int16_t *lv, double cost, double fit, const evb_batch *b);
+
+/* The surrogate (surrogate.c). */
+int    evb_sur_alloc_(evb_search *s);
+void   evb_sur_free_(evb_search *s);
+/* Appends one batch's scored candidates to the log and its normal equations. */
+int    evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *fit);
+/* The normal equations again from the log (after a checkpoint is loaded). */
+int    evb_sur_rebuild_(evb_search *s);
+/* Fits the weights (sur_ready 1 when there was data to fit). */
+int    evb_sur_fit_(evb_search *s);
+double evb_sur_predict_(const evb_search *s, const int16_t *lv);
+/* Spearman's rank correlation of a[n] and b[n] (ties averaged); NAN for n < 3 or a constant. */
+double evb_spearman_(const double *a, const double *b, int n);
 
 extern const struct evb_search_ops evb_evopress_ops_, evb_nsga2_ops_, evb_random_ops_, evb_uniform_ops_;
 #endif

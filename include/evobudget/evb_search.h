@@ -124,6 +124,10 @@ typedef struct evb_search_params {
                                     (or the initial population) whose fitness calls could take the tokens
                                     scored past it; like generations, not part of the checkpoint's
                                     fingerprint: a run stopped by its budget continues with a larger one */
+    int surrogate;               /* 0: off. K >= 2: surrogate-assisted (EvoPress, NSGA-II): each generation
+                                    proposes K times the offspring (population) it scores, ranks them by a
+                                    model of fitness fitted on every candidate scored so far (surrogate.c)
+                                    and scores only the best ranked; selection stays on real fitness */
 } evb_search_params;
 
 typedef struct evb_search_type {
@@ -196,9 +200,17 @@ typedef struct evb_search_info {
     size_t tokens;               /* tokens scored by fitness calls */
     int budget_stop;             /* 1: ended by params.token_budget (the next generation could pass it) */
     size_t next_tokens;          /* the most tokens the next generation's fitness calls can take */
+    double surrogate_rho;        /* the last generation's Spearman rank correlation between the surrogate's
+                                    predictions and the real fitness of the offspring it chose; NAN: none */
+    size_t surrogate_log;        /* candidates the surrogate has been fitted on */
 } evb_search_info;
 
 void evb_search_get_info(const evb_search *s, evb_search_info *info);
+/* A surrogate-assisted search's prior: per unit and level (prior[u * max_levels + l]) the fitness that level
+ * alone is expected to add, e.g. a sensitivity profile (evb_mp_sensitivity); the surrogate's weights are pulled
+ * toward it where data is scarce. NULL: 0. EVB_EINVAL for a search without a surrogate or a value that is not
+ * finite. Set before the first generation (it is not stored in a checkpoint: set it again on resume). */
+int  evb_search_set_prior(evb_search *s, const double *prior, int max_levels);
 /* The incumbent (EvoPress parent, best of NSGA-II's first front by fitness within the budget). */
 int  evb_search_best(const evb_search *s, int16_t *level, double *fitness);
 
