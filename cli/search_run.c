@@ -70,6 +70,8 @@ int search_params(run *r, evb_search_params *sp) {
     } else if (!o->generations) sp->generations = default_generations(r, paper);
     if (evb_mp_method_find(r->method)->one_round) sp->generations = 1;
     if (o->offspring) sp->n_offspring = (int)o->offspring;
+    else if (o->surrogate && !strcmp(r->method, "evopress")) /* a quarter of the offspring scored, chosen by the surrogate */
+        sp->n_offspring = sp->n_offspring / 4 > 4 ? sp->n_offspring / 4 : 4;
     if (o->initial) sp->n_initial = (int)o->initial;
     sp->token_budget = (size_t)o->token_budget;
     sp->surrogate = (int)o->surrogate;

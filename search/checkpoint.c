@@ -82,7 +82,7 @@ int evb_search_save(const evb_search *s, const char *path) {
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, s->p.surrogate ? 24 : 21);
+    msgpack_pack_map(&pk, s->p.surrogate ? 25 : 21);
     pack_key(&pk, "fingerprint"); msgpack_pack_str(&pk, 16); msgpack_pack_str_body(&pk, s->fingerprint, 16);
     pack_u64(&pk, "generation", (uint64_t)s->generation);
     pack_u64(&pk, "initialized", (uint64_t)s->initialized);
@@ -108,6 +108,7 @@ int evb_search_save(const evb_search *s, const char *path) {
         pack_bin(&pk, "sur_levels", s->sur_lv, sizeof(int16_t) * U * s->sur_n);
         pack_bin(&pk, "sur_values", s->sur_y, sizeof(double) * s->sur_n);
         pack_bin(&pk, "sur_batches", s->sur_batch, sizeof(uint32_t) * s->sur_n);
+        pack_bin(&pk, "sur_tokens", s->sur_tok, sizeof(uint64_t) * s->sur_n);
     }
     free(mk); free(mv); free(ml);
     unsigned char head[CK_HEADER];
@@ -178,7 +179,7 @@ typedef struct fields {
     uint64_t gen, init, done, popn, ev, hits, tok, at;
     double pf, pc;
     size_t n_mem, n_arch, n_sur;
-    const unsigned char *par, *pop, *popf, *popc, *mk, *mv, *ml, *ac, *af, *al, *sl, *sv, *sb;
+    const unsigned char *par, *pop, *popf, *popc, *mk, *mv, *ml, *ac, *af, *al, *sl, *sv, *sb, *st;
 } fields;
 
 /* Every field against the problem; a message naming the first that does not fit. */
@@ -217,7 +218,8 @@ static int check_fields(const evb_search *s, const char *name, const msgpack_obj
         bad = "the front's arrays are missing or of different sizes";
     else if (x->n_arch && x->at == 0) bad = "the front's fidelity is 0 tokens";
     else if (s->p.surrogate && (!(x->sl = bin(m, "sur_levels", rowb, &x->n_sur)) || !(x->sv = bin(m, "sur_values", sizeof(double), &n)) ||
-                                n != x->n_sur || !(x->sb = bin(m, "sur_batches", sizeof(uint32_t), &n)) || n != x->n_sur))
+                                n != x->n_sur || !(x->sb = bin(m, "sur_batches", sizeof(uint32_t), &n)) || n != x->n_sur ||
+                                !(x->st = bin(m, "sur_tokens", sizeof(uint64_t), &n)) || n != x->n_sur))
         bad = "the surrogate's log is missing or its arrays are of different sizes";
     if (bad) EVB_ERRORF(EVB_EFORMAT, "checkpoint %s: %s %s", name, bad, CK_HINT);
     /* every candidate: levels in range, costs its own, inside the budget; every fitness finite */
@@ -235,7 +237,7 @@ static int check_fields(const evb_search *s, const char *name, const msgpack_obj
         uint32_t b, prev = 0;
         memcpy(&b, x->sb + i * sizeof b, sizeof b);
         if (i) memcpy(&prev, x->sb + (i - 1) * sizeof prev, sizeof prev);
-        if (!row_at(s, x->sl, i, row) || !isfinite(dbl_at(x->sv, i)) || b < prev || b == UINT32_MAX)
+        if (!row_at(s, x->sl, i, row) || !isfinite(dbl_at(x->sv, i)) || b < prev || b == UINT32_MAX || u64_at(x->st, i) > ((uint64_t)1 << 48))
             EVB_ERRORF(EVB_EFORMAT, "checkpoint %s: entry %zu of the surrogate's log has a level out of range, a fitness that is not finite "
                        "or a batch number out of order %s", name, i, CK_HINT);
     }
@@ -320,12 +322,13 @@ int evb_search_load_mem_(evb_search *s, const char *name, const unsigned char *b
             int16_t *lv = malloc(sizeof(int16_t) * U * (x.n_sur ? x.n_sur : 1));
             double *y = malloc(sizeof(double) * (x.n_sur ? x.n_sur : 1));
             uint32_t *bt = malloc(sizeof(uint32_t) * (x.n_sur ? x.n_sur : 1));
-            if (!lv || !y || !bt) { free(lv); free(y); free(bt); st = EVB_RAISEF(EVB_ENOMEM, "checkpoint %s: out of memory", name); }
+            uint64_t *tk = malloc(sizeof(uint64_t) * (x.n_sur ? x.n_sur : 1));
+            if (!lv || !y || !bt || !tk) { free(lv); free(y); free(bt); free(tk); st = EVB_RAISEF(EVB_ENOMEM, "checkpoint %s: out of memory", name); }
             else {
                 if (x.n_sur) memcpy(lv, x.sl, sizeof(int16_t) * U * x.n_sur);
-                for (size_t i = 0; i < x.n_sur; i++) { y[i] = dbl_at(x.sv, i); memcpy(&bt[i], x.sb + i * sizeof(uint32_t), sizeof(uint32_t)); }
-                free(s->sur_lv); free(s->sur_y); free(s->sur_batch);
-                s->sur_lv = lv; s->sur_y = y; s->sur_batch = bt; s->sur_n = s->sur_cap = x.n_sur;
+                for (size_t i = 0; i < x.n_sur; i++) { y[i] = dbl_at(x.sv, i); memcpy(&bt[i], x.sb + i * sizeof(uint32_t), sizeof(uint32_t)); tk[i] = u64_at(x.st, i); }
+                free(s->sur_lv); free(s->sur_y); free(s->sur_batch); free(s->sur_tok);
+                s->sur_lv = lv; s->sur_y = y; s->sur_batch = bt; s->sur_tok = tk; s->sur_n = s->sur_cap = x.n_sur;
                 s->sur_nb = x.n_sur ? bt[x.n_sur - 1] + 1 : 0;
                 s->sur_rho = NAN;
                 st = evb_sur_rebuild_(s);

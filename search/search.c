@@ -538,7 +538,7 @@ int evb_search_evaluate(evb_search *s, const int16_t *levels, int n, const int16
                             s->f->name, f[k], todo[k], n, s->generation + 1, (unsigned long long)b->seed, b->n_tokens);
     if (!st) s->memo_hits += hits;
     for (int k = 0; !st && k < n_todo; k++) fitness[todo[k]] = f[k];
-    if (!st) st = evb_sur_record_(s, levels, n, fitness); /* the whole batch, memo hits included: one batch's fixed effect */
+    if (!st) st = evb_sur_record_(s, levels, n, fitness, evb_batch_tokens_(s, b->n_tokens)); /* the whole batch, memo hits included: one batch's fixed effect */
     for (int k = 0; !st && k < n_todo; k++) {
         int i = todo[k];
         fitness[i] = f[k];

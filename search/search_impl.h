@@ -57,6 +57,7 @@ struct evb_search {
     int16_t *sur_lv;
     double *sur_y, *sur_A, *sur_b, *sur_w, *sur_prior, sur_rho;
     uint32_t *sur_batch, sur_nb;
+    uint64_t *sur_tok;           /* the tokens each logged fitness was measured on: its batch's weight */
     size_t sur_n, sur_cap, sur_batches;
 };
 
@@ -94,7 +95,7 @@ void evb_archive_add_(evb_search *s, const int16_t *lv, double cost, double fit,
 int    evb_sur_alloc_(evb_search *s);
 void   evb_sur_free_(evb_search *s);
 /* Appends one batch's scored candidates to the log and its normal equations. */
-int    evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *fit);
+int    evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *fit, size_t tokens);
 /* The normal equations again from the log (after a checkpoint is loaded). */
 int    evb_sur_rebuild_(evb_search *s);
 /* Fits the weights (sur_ready 1 when there was data to fit). */

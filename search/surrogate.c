@@ -1,13 +1,19 @@
 /* surrogate.c -- the model of fitness a surrogate-assisted search ranks its proposals with.
  *
  * Every candidate the search scores is logged with its fitness and the batch it was scored on. The model is
- * additive, a weight per (unit, level): fitness ~ c_batch + sum_u w[u][level_u], fitted by ridge regression
- * with one intercept per batch (the fixed effects of the minibatch: candidates scored on different batches are
+ * additive, a weight per (unit, level): fitness ~ c_batch + sum_u w[u][level_u], fitted by penalised least
+ * squares with one intercept per batch (the fixed effects of the minibatch: candidates scored on different batches are
  * compared only through candidates scored on the same one), i.e. features and targets centred within each
- * batch. The normal equations are accumulated batch by batch as the log grows (a checkpoint stores the log and
- * loading it accumulates it again in the same order) and solved by Cholesky (GSL), so the weights are a
- * function of the log alone: the same for any thread or process count, and after a resume. The ridge term pulls the weights toward a prior (a sensitivity profile,
- * evb_search_set_prior) or toward 0. */
+ * batch, each batch weighted by the tokens it scored (a fitness's noise variance falls as 1 / tokens, so a
+ * late stage's few candidates count as much as their precision). The normal equations are accumulated batch
+ * by batch as the log grows (a checkpoint stores the log and loading it accumulates it again in the same order) and solved by Cholesky (GSL), so the weights are a
+ * function of the log alone: the same for any thread or process count, and after a resume.
+ *
+ * The regulariser is a smoothness penalty on each unit's weights along its levels (their second differences,
+ * taken from a prior: a sensitivity profile, evb_search_set_prior, or 0), not a pull toward 0: a unit's
+ * weights are known only up to a constant (every candidate has one level per unit), so a level no candidate
+ * has yet held would be predicted from an arbitrary origin; the penalty extends the trend of the levels seen
+ * (the prior's shape where there is one) to those not seen. A tiny ridge keeps the system definite. */
 #include "search/search_impl.h"
 
 #include <gsl/gsl_errno.h>
@@ -16,8 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ridge strength, in observations: the prior counts as this many candidates' worth of evidence per level. */
-#define SUR_RIDGE 1.0
+/* The smoothness penalty's strength, in observations (of SUR_TOKENS tokens) per second difference; the ridge
+ * that keeps the system definite. */
+#define SUR_SMOOTH 1.0
+#define SUR_RIDGE 1e-6
+/* A batch of this many tokens weighs 1 observation per candidate. */
+#define SUR_TOKENS 1024.0
 
 int evb_sur_alloc_(evb_search *s) {
     s->sur_off = malloc(sizeof(int) * (size_t)(s->U + 1));
@@ -35,7 +45,7 @@ int evb_sur_alloc_(evb_search *s) {
 }
 
 void evb_sur_free_(evb_search *s) {
-    free(s->sur_off); free(s->sur_w); free(s->sur_prior); free(s->sur_lv); free(s->sur_y); free(s->sur_batch); free(s->sur_A); free(s->sur_b);
+    free(s->sur_off); free(s->sur_w); free(s->sur_prior); free(s->sur_lv); free(s->sur_y); free(s->sur_batch); free(s->sur_tok); free(s->sur_A); free(s->sur_b);
 }
 
 static void add_batch(const evb_search *s, size_t i0, size_t i1, double *A, double *b, double *mean, int *touched, char *mark);
@@ -54,7 +64,7 @@ static int accumulate(evb_search *s, size_t i0) {
     return EVB_SUCCESS;
 }
 
-int evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *fit) {
+int evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *fit, size_t tokens) {
     if (!s->p.surrogate || n < 1) return EVB_SUCCESS;
     if (s->sur_n + (size_t)n > s->sur_cap) {
         size_t cap = s->sur_cap ? 2 * s->sur_cap : 1024;
@@ -65,7 +75,9 @@ int evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *f
         if (y) s->sur_y = y;
         uint32_t *b = realloc(s->sur_batch, sizeof(uint32_t) * cap);
         if (b) s->sur_batch = b;
-        if (!lv || !y || !b) EVB_ERROR("search: out of memory for the surrogate's log", EVB_ENOMEM);
+        uint64_t *t = realloc(s->sur_tok, sizeof(uint64_t) * cap);
+        if (t) s->sur_tok = t;
+        if (!lv || !y || !b || !t) EVB_ERROR("search: out of memory for the surrogate's log", EVB_ENOMEM);
         s->sur_cap = cap;
     }
     size_t i0 = s->sur_n;
@@ -73,6 +85,7 @@ int evb_sur_record_(evb_search *s, const int16_t *levels, int n, const double *f
         memcpy(s->sur_lv + (i0 + i) * s->U, levels + (size_t)i * s->U, sizeof(int16_t) * s->U);
         s->sur_y[i0 + i] = fit[i];
         s->sur_batch[i0 + i] = s->sur_nb;
+        s->sur_tok[i0 + i] = tokens;
     }
     s->sur_n += (size_t)n;
     s->sur_nb++;
@@ -99,7 +112,7 @@ int evb_sur_rebuild_(evb_search *s) {
 /* Adds one batch, entries [i0, i1) of the log, to A[F, F] and b[F], centred within the batch. */
 static void add_batch(const evb_search *s, size_t i0, size_t i1, double *A, double *b, double *mean, int *touched, char *mark) {
     const int U = s->U, F = s->sur_F;
-    double m = (double)(i1 - i0), ybar = 0;
+    double m = (double)(i1 - i0), ybar = 0, w = (double)(s->sur_tok[i0] ? s->sur_tok[i0] : 1) / SUR_TOKENS;
     int nt = 0;
     for (size_t i = i0; i < i1; i++) {
         const int16_t *lv = s->sur_lv + i * U;
@@ -117,13 +130,13 @@ static void add_batch(const evb_search *s, size_t i0, size_t i1, double *A, doub
         double dy = s->sur_y[i] - ybar;
         for (int u = 0; u < U; u++) {
             int f = s->sur_off[u] + lv[u];
-            b[f] += dy;
-            for (int v = 0; v < U; v++) A[(size_t)f * F + s->sur_off[v] + lv[v]] += 1;
+            b[f] += w * dy;
+            for (int v = 0; v < U; v++) A[(size_t)f * F + s->sur_off[v] + lv[v]] += w;
         }
     }
     /* - m xbar xbar^T (and b's - m xbar ybar is 0: the dy sum to 0) */
     for (int k = 0; k < nt; k++)
-        for (int l = 0; l < nt; l++) A[(size_t)touched[k] * F + touched[l]] -= m * mean[touched[k]] * mean[touched[l]];
+        for (int l = 0; l < nt; l++) A[(size_t)touched[k] * F + touched[l]] -= w * m * mean[touched[k]] * mean[touched[l]];
     for (int k = 0; k < nt; k++) mark[touched[k]] = 0;
 }
 
@@ -134,7 +147,20 @@ int evb_sur_fit_(evb_search *s) {
     double *A = malloc(sizeof(double) * (size_t)F * F), *b = malloc(sizeof(double) * (size_t)F);
     if (!A || !b) { free(A); free(b); EVB_ERROR("search: out of memory fitting the surrogate", EVB_ENOMEM); }
     memcpy(A, s->sur_A, sizeof(double) * (size_t)F * F);
-    for (int f = 0; f < F; f++) { A[(size_t)f * F + f] += SUR_RIDGE; b[f] = s->sur_b[f] + SUR_RIDGE * s->sur_prior[f]; }
+    memcpy(b, s->sur_b, sizeof(double) * (size_t)F);
+    /* + SUR_SMOOTH sum over units and inner levels of (d . (w - prior))^2, d = e[l-1] - 2 e[l] + e[l+1] */
+    for (int u = 0; u < s->U; u++)
+        for (int l = 1; l + 1 < s->n_levels[u]; l++) {
+            int f0 = s->sur_off[u] + l - 1;
+            const double d[3] = {1, -2, 1};
+            double dp = 0;
+            for (int i = 0; i < 3; i++) dp += d[i] * s->sur_prior[f0 + i];
+            for (int i = 0; i < 3; i++) {
+                b[f0 + i] += SUR_SMOOTH * d[i] * dp;
+                for (int k = 0; k < 3; k++) A[(size_t)(f0 + i) * F + f0 + k] += SUR_SMOOTH * d[i] * d[k];
+            }
+        }
+    for (int f = 0; f < F; f++) { A[(size_t)f * F + f] += SUR_RIDGE; b[f] += SUR_RIDGE * s->sur_prior[f]; }
     gsl_matrix_view Av = gsl_matrix_view_array(A, (size_t)F, (size_t)F);
     gsl_vector_view bv = gsl_vector_view_array(b, (size_t)F), wv = gsl_vector_view_array(s->sur_w, (size_t)F);
     int st = EVB_SUCCESS;
