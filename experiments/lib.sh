@@ -9,7 +9,7 @@
 # EVB_RUNS=DIR2). The committed tables in experiments/results are written only when asked:
 # --results experiments/results (or EVB_RESULTS=experiments/results).
 # Environment: EVB (default ./build/evobudget), SHARED (default ../shared/data), GENS (EvoPress generations;
-# empty: the paper's per mode), WIKI_TOKENS (tokens of WikiText-2 test scored, default 16384).
+# empty: the paper's per mode; "default": search's own default), WIKI_TOKENS (tokens of WikiText-2 test scored, default 16384).
 # Progress: one line on stderr per step (which step, i of n, time since the start); each search's own
 # progress goes to RUN.stderr beside its run directory.
 set -eu
@@ -95,7 +95,7 @@ one() {
     step "$name, $label, $row: search and evaluations (search progress: $run.stderr)"
     rm -rf "$run"
     g=""   # the paper's generations per mode unless GENS is set (search's own default is a fraction of them)
-    if [ "$method" = evopress ] || [ "$method" = nsga2 ]; then g="--generations ${GENS:-paper}"; fi
+    if { [ "$method" = evopress ] || [ "$method" = nsga2 ]; } && [ "$GENS" != default ]; then g="--generations ${GENS:-paper}"; fi
     t0=$(date +%s)
     $EVB search --model "$model" --calib "$calib" --seq-len "$seq" --calib-windows 64 --cache "$OUT/cache" \
       --method "$method" --seed 0 $g "$@" --out "$run" --json > "$run.search.json" 2> "$run.stderr" < /dev/null ||
