@@ -111,19 +111,21 @@ int read_prior(const run *r, double **prior, int *max_levels) {
     int U = p->n_units, maxl = 0;
     for (int u = 0; u < U; u++) if (p->n_levels[u] > maxl) maxl = p->n_levels[u];
     if (!j) EVB_ERRORF(EVB_EIO, "--prior %s: %s", path, e.text);
-    if (!json_is_array(units) || json_array_size(units) != (size_t)U) {
+    size_t nu = json_array_size(units);
+    if (!json_is_array(units) || nu != (size_t)U) {
         json_decref(j);
         EVB_ERRORF(EVB_EINVAL, "--prior %s: a profile of %zu units, this problem has %d (hint: run evobudget sensitivity with the same "
-                   "model, target and levels)", path, json_array_size(units), U);
+                   "model, target and levels)", path, nu, U);
     }
     double *v = malloc(sizeof(double) * (size_t)U * maxl);
     if (!v) { json_decref(j); EVB_ERROR("out of memory", EVB_ENOMEM); }
     for (int u = 0; u < U; u++) {
         json_t *lv = json_object_get(json_array_get(units, (size_t)u), "levels");
-        if (!json_is_array(lv) || json_array_size(lv) != (size_t)p->n_levels[u]) {
+        size_t nl = json_array_size(lv);
+        if (!json_is_array(lv) || nl != (size_t)p->n_levels[u]) {
             free(v); json_decref(j);
             EVB_ERRORF(EVB_EINVAL, "--prior %s: unit %d has %zu levels there, %d in this problem (hint: run evobudget sensitivity with the "
-                       "same model, target and levels)", path, u, json_array_size(lv), p->n_levels[u]);
+                       "same model, target and levels)", path, u, nl, p->n_levels[u]);
         }
         for (int l = 0; l < p->n_levels[u]; l++) {
             json_t *k = json_object_get(json_array_get(lv, (size_t)l), "kl");

@@ -175,6 +175,78 @@ int main(void) {
     snprintf(path2, sizeof path2, "%s/best.json", k);
     EVB_CHECK(same_file(path, path2), "the resumed run's best.json equals the uninterrupted run's");
 
+    /* --token-budget: a third of the tokens the 12-generation run scored stops it early, cleanly; --resume with
+     * all of them ends with that run's best.json and front.csv */
+    {
+        snprintf(path, sizeof path, "%s/log.jsonl", a);
+        FILE *lf = fopen(path, "r");
+        char ln[1024];
+        long total = 0, t;
+        while (lf && fgets(ln, sizeof ln, lf)) { char *q = strstr(ln, "\"tokens\": "); if (q && sscanf(q + 10, "%ld", &t) == 1) total = t; }
+        if (lf) fclose(lf);
+        char tb[1200], args[600];
+        snprintf(tb, sizeof tb, "%s/budget", tmp);
+        snprintf(args, sizeof args, "%s --json --token-budget %ld", evo, total / 3);
+        int r1 = run("", args, tb);
+        snprintf(path, sizeof path, "%s.stdout", tb);
+        json_t *sj = json_load_file(path, 0, NULL);
+        long got = sj ? (long)json_integer_value(json_object_get(sj, "tokens")) : -1, gens = sj ? (long)json_integer_value(json_object_get(sj, "generations")) : -1;
+        const char *stop = sj ? json_string_value(json_object_get(sj, "stop")) : NULL;
+        EVB_CHECK(total > 0 && r1 == 0 && stop && !strcmp(stop, "token_budget") && got <= total / 3 && gens > 0 && gens < 12,
+                  "--token-budget %ld (a third of %ld): stopped at generation %ld with %ld tokens, \"stop\": %s", total / 3, total, gens, got, stop ? stop : "?");
+        json_decref(sj);
+        snprintf(path, sizeof path, "%s/best.json", tb);
+        EVB_CHECK(access(path, F_OK) == 0, "best.json written as at a normal end");
+        snprintf(args, sizeof args, "%s --resume --token-budget %ld", evo, total);
+        int r2 = run("", args, tb);
+        snprintf(path2, sizeof path2, "%s/best.json", a);
+        char f1[1400], f2[1400];
+        snprintf(f1, sizeof f1, "%s/front.csv", tb);
+        snprintf(f2, sizeof f2, "%s/front.csv", a);
+        EVB_CHECK(r2 == 0 && same_file(path, path2) && same_file(f1, f2), "--resume with a budget of all %ld tokens: best.json and front.csv equal the uninterrupted run's", total);
+        snprintf(args, sizeof args, "%s --token-budget 10", evo);
+        snprintf(tb, sizeof tb, "%s/budget2", tmp);
+        int r3 = run("", args, tb);
+        snprintf(path, sizeof path, "%s.stderr", tb);
+        EVB_CHECK(r3 == 2 && lines(path) == 1, "a budget below one generation is refused in one line");
+    }
+
+    /* the sensitivity profile: every unit at every level alone, in sensitivity.csv and .json, drawn by plot */
+    {
+        char sd[1200];
+        snprintf(sd, sizeof sd, "%s/sens", tmp);
+        snprintf(cmd, sizeof cmd, "'%s' sensitivity --model %s --calib %s --seq-len 64 --calib-windows 16 --cache %s --target-sparsity 0.5 --num-levels 1 "
+                 "--max-tokens 300 --out %s --json > %s.stdout 2> %s.stderr", EVB_CLI, MODEL, CALIB, cache, sd, sd, sd);
+        int r = sh(cmd);
+        snprintf(path, sizeof path, "%s/sensitivity.csv", sd);
+        int rows = lines(path);
+        json_t *sj = load(sd, "sensitivity.json");
+        json_t *u0 = sj ? json_array_get(json_object_get(sj, "units"), 0) : NULL;
+        double k0 = u0 ? json_real_value(json_object_get(json_array_get(json_object_get(u0, "levels"), 0), "kl")) : -1;
+        EVB_CHECK(r == 0 && rows == 1 + 35 * 3 && json_array_size(json_object_get(sj, "units")) == 35 && k0 > 0,
+                  "sensitivity: 35 units x 3 levels in sensitivity.csv (%d lines), unit 0 level 0 KL %.5f", rows, k0);
+        json_decref(sj);
+        snprintf(cmd, sizeof cmd, "'%s' sensitivity --model %s --calib %s --cache %s --target-sparsity 0.5,0.6 --out %s 2> %s.stderr > /dev/null", EVB_CLI, MODEL, CALIB, cache, sd, sd);
+        r = sh(cmd);
+        snprintf(path, sizeof path, "%s.stderr", sd);
+        EVB_CHECK(r == 2 && lines(path) == 1, "sensitivity of a list of targets is refused in one line");
+        /* the prior of a surrogate must be a profile of the same levels: --num-levels 2 has 5 per unit */
+        snprintf(path2, sizeof path2, "%s/sur", tmp);
+        char args[1600];
+        snprintf(args, sizeof args, "%s --num-levels 2 --surrogate 4 --prior %s", evo, sd);
+        r = run("", args, path2);
+        snprintf(path, sizeof path, "%s.stderr", path2);
+        char *e = slurp(path);
+        EVB_CHECK(r == 1 && lines(path) == 1 && e && strstr(e, "--prior"), "a prior of other levels is refused in one line naming --prior: %s", e ? e : "");
+        free(e);
+        snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s", evo, sd);
+        r = run("", args, path2);
+        snprintf(path, sizeof path, "%s/log.jsonl", path2);
+        e = slurp(path);
+        EVB_CHECK(r == 0 && e && strstr(e, "\"surrogate_rho\""), "a surrogate run with the profile as its prior logs its rank correlation");
+        free(e);
+    }
+
     /* other targets and methods */
     snprintf(path, sizeof path, "%s/drop", tmp);
     EVB_CHECK(run("", "--method evopress --target-drop 0.4 --generations 5 --offspring 8", path) == 0, "evopress, 40%% of sub-blocks dropped");
@@ -251,8 +323,10 @@ int main(void) {
     snprintf(path, sizeof path, "%s/bad", tmp);
     static const char *bad[] = {"--method evopress --target-bits 7", "--method evopress --target-sparsity 1.5",
                                 "--method owl --target-bits 3", "--method nope --target-sparsity 0.5",
-                                "--method uniform --target-bits 2.5", "--method evopress --target-drop 0.01"};
-    for (int i = 0; i < 6; i++) {
+                                "--method uniform --target-bits 2.5", "--method evopress --target-drop 0.01",
+                                "--method owl --target-sparsity 0.5 --token-budget 1000", "--method uniform --target-sparsity 0.5 --surrogate 4",
+                                "--method evopress --target-sparsity 0.5 --prior x", "--method evopress --target-sparsity 0.5 --surrogate 1"};
+    for (int i = 0; i < 10; i++) {
         int rc = run("", bad[i], path);
         snprintf(path2, sizeof path2, "%s.stderr", path);
         EVB_CHECK(rc == 2 && lines(path2) == 1, "refused in one line: %s", bad[i]);
