@@ -73,6 +73,7 @@ int search_params(run *r, evb_search_params *sp) {
     else if (o->surrogate && !strcmp(r->method, "evopress")) /* a quarter of the offspring scored, chosen by the surrogate */
         sp->n_offspring = sp->n_offspring / 4 > 4 ? sp->n_offspring / 4 : 4;
     if (o->initial) sp->n_initial = (int)o->initial;
+    else if (o->surrogate && !strcmp(r->method, "evopress")) sp->n_initial /= 4; /* and a quarter of the random start */
     sp->token_budget = (size_t)o->token_budget;
     sp->surrogate = (int)o->surrogate;
     sp->memo = !o->no_memo;
