@@ -18,7 +18,9 @@ static const char help[] =
     "  A sweep's directory (search with a list of targets) gets the sweep's front.png/.svg (one point per\n"
     "  target, KL on all calibration tokens; where the sweep scored held-out text, two more lines: the\n"
     "  held-out KL of each target's best and of the uniform allocation of its size), and each target's run\n"
-    "  directory its own three pictures.\n"
+    "  directory its own three pictures. A sensitivity profile's directory (evobudget sensitivity --out DIR)\n"
+    "  gets sensitivity.png/.svg: a heat map of log10 KL, a row per unit (by layer type and block), a column\n"
+    "  per level.\n"
     "  Needs gnuplot (./setup.sh installs gnuplot-nox).\n"
     "  --json   one JSON object on stdout: the pictures written\n";
 
