@@ -236,7 +236,7 @@ static int build_teachers(run *r) {
     if (r->tkind < 0) r->tkind = r->calib_tokens * (size_t)m->config.vocab_size * 2 <= ((size_t)1 << 30) ? EVB_TEACHER_F16 : EVB_TEACHER_TOPK, r->topk = 256;
     if (r->metric == EVB_METRIC_KL && (s = evb_teacher_build(m, &r->w, batch, r->tkind, r->topk, &r->teacher))) return fail(s);
     if (r->hw.n && (s = evb_teacher_build(m, &r->hw, batch, EVB_TEACHER_F32, 0, &r->hteacher))) return fail(s);
-    r->env = (evb_mp_env){m, &r->w, r->db, NULL, batch, say, NULL, NULL, NULL};
+    r->env = (evb_mp_env){m, &r->w, r->db, NULL, batch, say, NULL, NULL, NULL, 0};
     return 0;
 }
 

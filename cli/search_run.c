@@ -315,7 +315,9 @@ int run_method(run *r, const evb_search_params *sp, outcome *x) {
     r->env.record = rule_record;
     r->env.progress = rule_progress;
     r->env.ctx = &rc;
+    r->env.tokens = 0;
     int s = evb_mp_rule(&r->env, r->mp, &r->kp, r->method, (uint64_t)r->o->seed, &x->best);
+    x->info.tokens = r->env.tokens;
     r->env.record = NULL;
     r->env.progress = NULL;
     r->env.ctx = NULL;
@@ -396,7 +398,7 @@ int print_summary(const run *r, const outcome *x, double t0) {
         json_object_set_new(j, "stop", json_string(x->info.budget_stop ? "token_budget" : "generations"));
         json_object_set_new(j, "front_measure", json_string(x->front_rescored ? "all" : "search"));
         json_object_set_new(j, "search_seconds", json_real(x->search_s));
-    }
+    } else json_object_set_new(j, "tokens", json_integer((json_int_t)x->info.tokens)); /* a rule's forwards */
     if (!isnan(b->fitness_all)) json_object_set_new(j, "fitness_all", json_real(b->fitness_all));
     if (r->o->json) return print_json(j);
     json_decref(j);

@@ -12,6 +12,13 @@ int evb_mp_score(const evb_kl_params *kp, const int16_t *level, int n_units, dou
     return evb_fitness_once(&evb_fitness_kl, kp, level, n_units, fitness);
 }
 
+/* The positions of a forward over every window of w. */
+static size_t positions(const evb_windows *w) {
+    size_t n = 0;
+    for (int i = 0; i < w->n; i++) n += (size_t)(w->len[i] > 1 ? w->len[i] - 1 : 0);
+    return n;
+}
+
 static void record(const evb_mp_env *env, const char *fmt, double a, double b, double c, double d) {
     if (!env->record) return;
     char line[512];
@@ -55,6 +62,7 @@ static int block_levels(evb_mp_env *env, const evb_mp *mp, const evb_kl_params *
     evb_kl_params k = *kp;
     k.units = fu;
     if (!s) s = evb_mp_score(&k, zero, U, &c->fitness);
+    if (!s) env->tokens += positions(kp->w);
     c->cost = kept;
     c->sparsity = 1.0 - kept / mp->total_size;
     c->storage_bytes = storage / 8;
@@ -102,6 +110,7 @@ static int rule_ecoflap(evb_mp_env *env, const evb_mp *mp, const evb_kl_params *
     sub.n = sub.n < 32 ? sub.n : 32; /* ECoFLaP's 32 samples */
     if (!s) evb_mp_say(env, "ecoflap: scoring %d units on %d windows (two perturbed forwards each)", U, sub.n);
     if (!s) s = evb_score_ecoflap_progress(env->m, &sub, env->batch > 0 ? env->batch : 8, 1e-3, seed, score, env->progress, env->ctx);
+    if (!s) env->tokens += (1 + 2 * (size_t)U) * positions(&sub); /* the dense forward, then two per unit (from its block on) */
     for (int u = 0; !s && u < U; u++) {
         int rows, cols;
         evb_model_unit_shape(env->m, u, &rows, &cols);
@@ -132,7 +141,9 @@ static int rule_shortgpt(evb_mp_env *env, const evb_mp *mp, const evb_kl_params 
             level[kind * L + lo] = 1;
         }
     }
+    if (!s) env->tokens += positions(env->w);      /* the block-influence forward */
     if (!s) s = evb_mp_score(kp, level, U, &fit);
+    if (!s) env->tokens += positions(kp->w);
     if (!s) s = evb_mp_config(mp, level, fit, out);
     free(bi); free(level);
     return s;

@@ -276,7 +276,14 @@ int main(void) {
               "owl: fitness_all %.6f = eval --calib-windows's KL %.6f", fo, evo_j ? json_real_value(json_object_get(evo_j, "kl")) : -1.0);
     json_decref(evo_j); json_decref(d);
     snprintf(path, sizeof path, "%s/eco", tmp);
-    EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5", path) == 0, "ecoflap at 50%%");
+    EVB_CHECK(run("", "--method ecoflap --target-sparsity 0.5 --json", path) == 0, "ecoflap at 50%%");
+    snprintf(path2, sizeof path2, "%s.stdout", path);
+    json_t *ej = json_load_file(path2, 0, NULL);
+    long etok = ej ? (long)json_integer_value(json_object_get(ej, "tokens")) : -1;
+    json_decref(ej);
+    /* its forwards: the dense one and two perturbed ones per unit on 16 windows of 63 scored positions, then
+     * the allocation scored on all 16 */
+    EVB_CHECK(etok == (1 + 2 * 35 + 1) * 16 * 63, "ecoflap's summary counts the tokens it forwarded: %ld (72 forwards of 1008)", etok);
     snprintf(path2, sizeof path2, "%s.stderr", path);
     char *ee = slurp(path2);
     EVB_CHECK(ee && strstr(ee, "ecoflap: scoring") && strstr(ee, "window-units") && strstr(ee, "ecoflap: building"),

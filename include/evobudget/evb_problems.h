@@ -110,6 +110,8 @@ typedef struct evb_mp_env {
     void (*progress)(void *ctx, int done, int total);
     void (*record)(void *ctx, const char *json);   /* a rule's steps as JSON objects (log.jsonl lines) */
     void *ctx;
+    size_t tokens;               /* evb_mp_rule adds the positions its forwards scored (a whole forward's
+                                    positions each: scoring, perturbed forwards, the candidates it scores) */
 } evb_mp_env;
 
 typedef struct evb_mp_params {
