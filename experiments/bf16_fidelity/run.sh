@@ -7,10 +7,10 @@
 #
 # Run from the repository root after building. Models and text splits as experiments/lib.sh: stories260K and
 # the demo model by default, or one checkpoint (--model DIR --calib TEXT --heldout TEXT [--seq-len N]).
-# Environment: EVB (default ./build/evobudget), OUT (default /tmp/evb_bf16_fidelity; each model's folder is
+# Environment: EVB (default ./build/evobudget), OUT (default experiments-out/bf16_fidelity; each model's folder is
 # removed and made anew), SHARED (default ../shared/data), GENS (generations, default 40), THREADS (default 2),
 # SEED_REF (1: also the float32 search with seed 1, the search's own spread; 0: skip it; default 1).
-OUT=${OUT:-/tmp/evb_bf16_fidelity}
+OUT=${OUT:-experiments-out/bf16_fidelity}
 GENS_FID=${GENS:-40}
 . experiments/lib.sh
 GENS=$GENS_FID

@@ -3,7 +3,7 @@
 # export into a small tmpfs of several sizes; classify exit code and OUT afterwards.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 E=${E:-$ROOT/build/evobudget}
-W=$(mktemp -d /tmp/disktr.XXXXXX); cd $W
+W=$(mktemp -d -t disktr.XXXXXX); cd $W
 echo '{"model": "'$ROOT'/assets/demo", "units": [], "drop": [{"block": 1, "sub": "mlp"}]}' > new.json
 $E export --config new.json --out ref > /dev/null 2>&1 || exit 1
 need=$(du -sk --apparent-size ref | cut -f1)

@@ -4,7 +4,7 @@
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 E=${E:-$ROOT/build/evobudget}
 N=${N:-20}
-W=$(mktemp -d /tmp/killtr.XXXXXX)
+W=$(mktemp -d -t killtr.XXXXXX)
 cd $W
 echo '{"model": "'$ROOT'/assets/demo", "units": [], "drop": [{"block": 1, "sub": "mlp"}]}' > new.json
 echo '{"model": "'$ROOT'/assets/demo", "units": [], "drop": [{"block": 0, "sub": "attn"}]}' > old.json
