@@ -100,8 +100,10 @@ static int nsga_init(evb_search *s) {
     return st;
 }
 
-/* The surrogate's choice among the children all[N, n): the N best under the crowded comparison of (cost,
- * predicted fitness), kept in proposal order at all[N, 2N); pred[N] their predictions. Returns the new n. */
+/* The surrogate's choice among the children all[N, n): the N - N / 2 best under the crowded comparison of
+ * (cost, predicted fitness) and the earliest N / 2 of the rest (a random sample, as in EvoPress's choice: the
+ * model never sees what it rates badly otherwise), kept in proposal order at all[N, 2N); pred[N] their
+ * predictions. Returns the new n. */
 static int choose_children(evb_search *s, int16_t *all, int N, int n, double *c, double *f, int *rank, double *crowd, double *pred) {
     int U = s->U, m = n - N;
     if (m <= N) { for (int i = 0; i < m; i++) pred[i] = evb_sur_predict_(s, all + (size_t)(N + i) * U); return n; }
@@ -116,7 +118,8 @@ static int choose_children(evb_search *s, int16_t *all, int N, int n, double *c,
         while (q >= 0 && better(rank, crowd, x, order[q])) { order[q + 1] = order[q]; q--; }
         order[q + 1] = x;
     }
-    for (int i = 0; i < N; i++) keep[order[i]] = 1;
+    for (int i = 0; i < N - N / 2; i++) keep[order[i]] = 1;
+    for (int i = 0, k = N - N / 2; i < m && k < N; i++) if (!keep[i]) { keep[i] = 1; k++; }
     int k = 0;
     for (int i = 0; i < m; i++) {
         if (!keep[i]) continue;

@@ -127,7 +127,8 @@ typedef struct evb_search_params {
     int surrogate;               /* 0: off. K >= 2: surrogate-assisted (EvoPress, NSGA-II): each generation
                                     proposes K times the offspring (population) it scores, ranks them by a
                                     model of fitness fitted on every candidate scored so far (surrogate.c)
-                                    and scores only the best ranked; selection stays on real fitness */
+                                    and scores half of them as it ranks best, half at random from the
+                                    rest; selection stays on real fitness */
 } evb_search_params;
 
 typedef struct evb_search_type {
