@@ -11,15 +11,16 @@ NOTE="The same fraction of attention and of MLP sub-blocks dropped by every meth
 GENS_DEPTH=${GENS_DEPTH:-}
 GENS=$GENS_DEPTH
 # steps per model: the dense model, the searches, the pictures; then the table
-progress_begin $(( $(n_models) * (1 + 2 * 3 + 1) + 1 ))
+progress_begin $(( $(n_models) * (1 + 2 * 4 + 1) + 1 ))
 while read -r name model calib held wiki seq; do
   dense "$name" "$model" "$calib" "$held" "$wiki" "$seq"
   for d in 0.2 0.4; do
     for m in random shortgpt evopress; do
       one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "depth $(python3 -c "print(round($d*100))")%" $m --target-drop $d
     done
+    surrogate_beside "$name" "$model" "$calib" "$held" "$wiki" "$seq" "depth $(python3 -c "print(round($d*100))")%" evopress --target-drop $d
   done
-  picture "$name" "depth 40%" depth evopress random shortgpt
+  picture "$name" "depth 40%" depth evopress random shortgpt surrogate
 done <<EOF
 $MODELS
 EOF

@@ -117,6 +117,17 @@ one() {
   printf '%s\t%s\t%s\t%s\n' "$name" "$label" "$row" "$run" >> "$TSV"
 }
 
+# surrogate_beside NAME MODEL CALIB HELDOUT WIKI SEQ LABEL PLAIN [search flags...]: the row "surrogate",
+# surrogate-assisted EvoPress (--surrogate 16) stopped by --token-budget at a third of the tokens that the
+# search of row PLAIN (same model and label, run before) scored.
+surrogate_beside() {
+  sb_json="$OUT/$1/$(echo "$7-$8" | tr ' /%' '__p').search.json"
+  sb_budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'] // 3)" "$sb_json") ||
+    { echo "$SCRIPT: no token count in $sb_json (hint: run the $8 row first)" >&2; exit 1; }
+  sb_1=$1 sb_2=$2 sb_3=$3 sb_4=$4 sb_5=$5 sb_6=$6 sb_7=$7; shift 8
+  one "$sb_1" "$sb_2" "$sb_3" "$sb_4" "$sb_5" "$sb_6" "$sb_7" surrogate=evopress "$@" --surrogate 16 --token-budget "$sb_budget"
+}
+
 # The dense model on the same texts.
 dense() {
   name=$1 model=$2 held=$4 wiki=$5 seq=$6 e="$OUT/$name/dense.stderr"

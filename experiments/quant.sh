@@ -9,7 +9,7 @@ table_begin quant
 TITLE="Quantization: allocation methods at equal average bits"
 NOTE="GPTQ levels of 2..6 bits, group 64, asymmetric; 64 calibration windows of the model's sequence length, seed 0. Uniform exists only at whole widths."
 # steps per model: the dense model, the searches, the pictures; then the table
-progress_begin $(( $(n_models) * (1 + 10 + 1) + 1 ))
+progress_begin $(( $(n_models) * (1 + 14 + 1) + 1 ))
 while read -r name model calib held wiki seq; do
   dense "$name" "$model" "$calib" "$held" "$wiki" "$seq"
   for b in 2.25 2.5 3 4; do
@@ -17,8 +17,9 @@ while read -r name model calib held wiki seq; do
       case $b in *.*) [ $m = uniform ] && continue ;; esac
       one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "$b bits" $m --target-bits $b
     done
+    surrogate_beside "$name" "$model" "$calib" "$held" "$wiki" "$seq" "$b bits" evopress --target-bits $b
   done
-  picture "$name" "3 bits" quant evopress uniform random
+  picture "$name" "3 bits" quant evopress uniform random surrogate
 done <<EOF
 $MODELS
 EOF

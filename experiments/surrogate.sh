@@ -1,7 +1,7 @@
 #!/bin/sh
 # surrogate.sh -- fewer tokens per answer: plain EvoPress at its defaults against surrogate-assisted EvoPress
-# (--surrogate 16: a quarter of the offspring scored, chosen from 16 times as many proposals by the additive
-# model fitted on every candidate scored so far) stopped by --token-budget at a third of the tokens plain
+# (--surrogate 16: a quarter of the offspring scored, half of them the best of 16 times as many proposals by
+# the additive model fitted on every candidate scored so far, half at random) stopped by --token-budget at a third of the tokens plain
 # scored, at sparsity 50/60/70%, 2.5 and 3 bits and depth 40%. Writes surrogate.md and .csv into
 # ./experiments-out (or --out DIR; --results experiments/results updates the committed table). Options,
 # environment and progress lines: experiments/lib.sh.
@@ -16,9 +16,7 @@ while read -r name model calib held wiki seq; do
            "bits 2.5|--target-bits 2.5" "bits 3|--target-bits 3" "depth 40%|--target-drop 0.4"; do
     label=${t%%|*} flags=${t#*|}
     one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "$label" plain=evopress $flags
-    plain="$OUT/$name/$(echo "$label-plain" | tr ' /%' '__p')"
-    budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'] // 3)" "$plain.search.json")
-    one "$name" "$model" "$calib" "$held" "$wiki" "$seq" "$label" surrogate=evopress $flags --surrogate 16 --token-budget "$budget"
+    surrogate_beside "$name" "$model" "$calib" "$held" "$wiki" "$seq" "$label" plain $flags
   done
 done <<EOF2
 $MODELS

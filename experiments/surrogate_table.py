@@ -35,12 +35,13 @@ for name, label, row, run in runs:
 header = ["model", "target", "method", "tokens", "token share", "calib KL", "held-out KL", "held-out ppl",
           "tokens to plain's final", "mean rho", "search s"]
 md = ["# Surrogate-assisted EvoPress at a third of the tokens\n",
-      "Produced by `experiments/surrogate.sh`. Plain: EvoPress at its defaults. Surrogate: `--surrogate 16` (16 "
-      "offspring scored a generation, chosen from 256 proposals by the additive model) with `--token-budget` a "
+      "Produced by `experiments/surrogate.sh`. Plain: EvoPress at its defaults. Surrogate: `--surrogate 16` (a "
+      "quarter of plain's offspring scored a generation, half of them the best the additive model ranks among 16 "
+      "times as many proposals, half at random from the rest) with `--token-budget` a "
       "third of plain's tokens. calib KL: all calibration windows; held-out KL and perplexity: text the search "
       "never saw. Tokens to plain's final: the tokens scored when the incumbent's fitness in log.jsonl (the "
       "last stage's batch) first reached plain's final value (- when never). mean rho: the surrogate's Spearman "
-      "correlation with the real fitness of the offspring it chose, averaged over generations.\n",
+      "correlation with the real fitness of the offspring scored at stage 0, averaged over generations.\n",
       "| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
 table = []
 wins = total = 0

@@ -43,15 +43,17 @@ md = ["# %s\n" % title, "Produced by `experiments/%s.sh` (wall time %d s: search
       "sub-blocks dropped); storage is the linear layers' bytes with 16-bit values, 1-bit masks for sparse layers "
       "and 16-bit scales and zero points per group; calib KL is KL(dense || compressed) per token on all the "
       "calibration windows the search used (`eval --calib-windows 64`), the same measure for every method; held-out "
-      "KL and perplexity are on text the search never saw; Wiki2 ppl is WikiText-2 test perplexity. The manifests "
+      "KL and perplexity are on text the search never saw; Wiki2 ppl is WikiText-2 test perplexity; tokens are the "
+      "tokens the search forwarded (the surrogate row: surrogate-assisted EvoPress, `--surrogate 16`, stopped by "
+      "`--token-budget` at a third of plain EvoPress's tokens). The manifests "
       "of every run are in `%s/manifests/`.\n" % table]
 rows = []
 for name in models:
     dense, dwiki = load(os.path.join(out, name, "dense.eval.json")), load(os.path.join(out, name, "dense.wiki.json"))
     md.append("## %s (dense: held-out perplexity %s, Wiki2 perplexity %s)\n" % (
         name, "%.3f" % dense["perplexity"] if dense else "?", "%.2f" % dwiki["perplexity"] if dwiki else "?"))
-    md.append("| target | method | size | storage KB | calib KL | held-out KL | held-out ppl | Wiki2 ppl | search s |")
-    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    md.append("| target | method | size | storage KB | calib KL | held-out KL | held-out ppl | Wiki2 ppl | tokens | search s |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     labels = []
     for r in runs:
         if r[0] == name and r[1] not in labels:
@@ -60,7 +62,8 @@ for name in models:
         cells = []
         for _, lab, method, run in (r for r in runs if r[0] == name and r[1] == label):
             b, e, w = load(os.path.join(run, "best.json")), load(run + ".eval.json"), load(run + ".wiki.json")
-            c = load(run + ".calib.json")
+            c, sj = load(run + ".calib.json"), load(run + ".search.json")
+            tok = sj.get("tokens", "") if sj else ""
             if b and c:
                 b["calib_kl"] = c["kl"]
             sec = seconds(run, ".seconds")
@@ -70,26 +73,26 @@ for name in models:
                 d = os.path.join(results, table, "manifests", name)
                 os.makedirs(d, exist_ok=True)
                 shutil.copy(man, os.path.join(d, os.path.basename(run) + ".json"))
-            cells.append((method, b, e, w, sec))
+            cells.append((method, b, e, w, sec, tok))
         ok = [c for c in cells if c[1] and c[2] and "calib_kl" in c[1]]
         best = min(ok, key=lambda c: c[2]["kl"])[0] if ok else None
-        for method, b, e, w, sec in cells:
+        for method, b, e, w, sec, tok in cells:
             if not (b and e and "calib_kl" in b):
-                md.append("| %s | %s | (missing) | | | | | | |" % (label, method))
+                md.append("| %s | %s | (missing) | | | | | | | |" % (label, method))
                 continue
             bold = "**" if method == best else ""
             st = b.get("storage_bytes")
-            md.append("| %s | %s | %.4f | %s | %.4g | %s%.4g%s | %.3f | %s | %s |" % (
+            md.append("| %s | %s | %.4f | %s | %.4g | %s%.4g%s | %.3f | %s | %s | %s |" % (
                 label, method, size_of(b), "%.1f" % (st / 1e3) if st else "", b["calib_kl"], bold, e["kl"], bold,
-                e["perplexity"], "%.2f" % w["perplexity"] if w else "", sec))
+                e["perplexity"], "%.2f" % w["perplexity"] if w else "", "{:,}".format(tok) if tok != "" else "", sec))
             rows.append({"model": name, "target": label, "method": method, "size": size_of(b), "storage_bytes": st,
                          "calib_kl": b["calib_kl"], "heldout_kl": e["kl"], "heldout_ppl": e["perplexity"],
-                         "wiki2_ppl": w["perplexity"] if w else "", "search_seconds": sec})
+                         "wiki2_ppl": w["perplexity"] if w else "", "tokens": tok, "search_seconds": sec})
     md.append("")
 with open(os.path.join(results, table + ".md"), "w") as f:
     f.write("\n".join(md))
 with open(os.path.join(results, table + ".csv"), "w", newline="") as f:
     wr = csv.DictWriter(f, fieldnames=["model", "target", "method", "size", "storage_bytes", "calib_kl", "heldout_kl",
-                                       "heldout_ppl", "wiki2_ppl", "search_seconds"])
+                                       "heldout_ppl", "wiki2_ppl", "tokens", "search_seconds"])
     wr.writeheader()
     wr.writerows(rows)
