@@ -117,13 +117,18 @@ one() {
   printf '%s\t%s\t%s\t%s\n' "$name" "$label" "$row" "$run" >> "$TSV"
 }
 
+# third_tokens NAME LABEL ROW: a third of the tokens that the search of row ROW (run before) scored.
+third_tokens() {
+  tt_json="$OUT/$1/$(echo "$2-$3" | tr ' /%' '__p').search.json"
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'] // 3)" "$tt_json" ||
+    { echo "$SCRIPT: no token count in $tt_json (hint: run the $3 row first)" >&2; exit 1; }
+}
+
 # surrogate_beside NAME MODEL CALIB HELDOUT WIKI SEQ LABEL PLAIN [search flags...]: the row "surrogate",
 # surrogate-assisted EvoPress (--surrogate 16) stopped by --token-budget at a third of the tokens that the
 # search of row PLAIN (same model and label, run before) scored.
 surrogate_beside() {
-  sb_json="$OUT/$1/$(echo "$7-$8" | tr ' /%' '__p').search.json"
-  sb_budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'] // 3)" "$sb_json") ||
-    { echo "$SCRIPT: no token count in $sb_json (hint: run the $8 row first)" >&2; exit 1; }
+  sb_budget=$(third_tokens "$1" "$7" "$8") || exit 1
   sb_1=$1 sb_2=$2 sb_3=$3 sb_4=$4 sb_5=$5 sb_6=$6 sb_7=$7; shift 8
   one "$sb_1" "$sb_2" "$sb_3" "$sb_4" "$sb_5" "$sb_6" "$sb_7" surrogate=evopress "$@" --surrogate 16 --token-budget "$sb_budget"
 }
