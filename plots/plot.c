@@ -715,16 +715,27 @@ static void front_vars(FILE *vars, const front_info *fi, json_t *labels) {
 /* What a plot drew: the pictures' paths, the runs without a convergence picture, the counts. */
 typedef struct plot_sum { str_list pics, no_conv; int n_front, n_base, n_conv, n_targets, n_heldout, n_uniform; } plot_sum;
 
+/* The label of --with run d: its method, with "(surrogate)" when its manifest says the search was
+ * surrogate-assisted (EvoPress with and without it share the method's name); its directory without one. */
+static void with_label(const char *d, const char *m, char *lb, size_t n) {
+    json_t *man = NULL;
+    load_json(d, "manifest.json", &man);
+    json_t *k = json_object_get(json_object_get(man, "search"), "surrogate");
+    snprintf(lb, n, "%s%s", m ? m : d, json_is_integer(k) && json_integer_value(k) > 0 ? " (surrogate)" : "");
+    json_decref(man);
+}
+
 /* The point of --with run d's best.json, b, of kind k2 (checked against kind) and method m, into bf. */
 static int add_with_point(FILE *bf, json_t *labels, const evb_allocation *b, const char *d, const char *dir_shown, const char *kind, double ratio, int *n_own) {
     const char *k2 = b->target_kind[0] ? b->target_kind : NULL, *m = b->method[0] ? b->method : NULL;
-    char lb[300], p[1300], s2[SHOWN_MAX + 1], k2s[64];
+    char lb[EVB_PLOT_DIR_MAX + 64], name[EVB_PLOT_DIR_MAX + 16], p[1300], s2[SHOWN_MAX + 1], k2s[64];
     /* runs of another kind compare with a joint run (bytes) by their storage */
     int by_storage = k2 && strcmp(k2, kind) && strcmp(kind, "bytes") == 0 && !isnan(b->storage_bytes);
     if (!k2 || (strcmp(k2, kind) && !by_storage))
         EVB_ERRORF(EVB_EINVAL, "--with %s: a %s run; %s is a %s run", vis(d, s2), k2 ? evb_plot_visible(k2, k2s, sizeof k2s) : "?", dir_shown, kind);
+    with_label(d, m, name, sizeof name);
     if (by_storage) {
-        snprintf(lb, sizeof lb, "%.200s (%s only)", m ? m : d, k2);
+        snprintf(lb, sizeof lb, "%s (%.40s only)", name, k2);
         add_point(bf, labels, b->storage_bytes * 8 * ratio, point_fitness(b, n_own), lb);
         return 0;
     }
@@ -733,7 +744,7 @@ static int add_with_point(FILE *bf, json_t *labels, const evb_allocation *b, con
     front_out scale = {NULL, kind, 0};
     int rows, rc = read_front(p, write_front_row, &scale, NULL, &rows);
     double c = b->cost;
-    if (!rc) add_point(bf, labels, front_x(kind, c, c * scale.ratio), point_fitness(b, n_own), m ? m : d);
+    if (!rc) add_point(bf, labels, front_x(kind, c, c * scale.ratio), point_fitness(b, n_own), name);
     return rc;
 }
 

@@ -572,6 +572,24 @@ static void check_links(void) {
     snprintf(p, sizeof p, "%s/front.png", run);
     EVB_CHECK(file_has(q, "keep me") && lstat(p, &sb) == 0 && S_ISREG(sb.st_mode), "the file outside is untouched; front.png is a regular file now");
 }
+/* A --with run whose manifest says it was surrogate-assisted is labelled so: EvoPress with and without the
+ * surrogate share the method's name, and a picture of both must tell them apart. */
+static void check_surrogate_label(void) {
+    char run[1024], w1[1024], w2[1024], with[2100], p[2048];
+    snprintf(run, sizeof run, "%s/sl_main", tmp);
+    snprintf(w1, sizeof w1, "%s/sl_plain", tmp);
+    snprintf(w2, sizeof w2, "%s/sl_sur", tmp);
+    write_run(run, "evopress", "sparsity");
+    write_run(w1, "evopress", "sparsity");
+    write_run(w2, "evopress", "sparsity");
+    put(w2, "manifest.json", "{\"units\": 4, \"target_kind\": \"sparsity\", \"search\": {\"generations\": 10, \"surrogate\": 16}}\n");
+    snprintf(with, sizeof with, "%s,%s", w1, w2);
+    int rc = evb("plot", run, "--with", with);
+    snprintf(p, sizeof p, "%s/front.svg", run);
+    EVB_CHECK(rc == 0 && file_has(p, "evopress (surrogate)") && file_has(p, ">evopress<"),
+              "--with a surrogate-assisted run: labelled 'evopress (surrogate)', the plain one 'evopress' (rc %d)", rc);
+}
+
 int main(void) {
     if (sh("command -v gnuplot > /dev/null 2>&1") != 0) {
         printf("SKIP test_plot_cli: gnuplot is not installed (hint: ./setup.sh installs gnuplot-nox)\n");
@@ -595,6 +613,7 @@ int main(void) {
     check_problem_names();
     check_sweep();
     check_sweep_heldout();
+    check_surrogate_label();
 
     if (!getenv("EVB_KEEP")) fixture_rmdir(t);
     free(t);
