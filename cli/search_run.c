@@ -398,7 +398,8 @@ int print_summary(const run *r, const outcome *x, double t0) {
         json_object_set_new(j, "stop", json_string(x->info.budget_stop ? "token_budget" : "generations"));
         json_object_set_new(j, "front_measure", json_string(x->front_rescored ? "all" : "search"));
         json_object_set_new(j, "search_seconds", json_real(x->search_s));
-    } else json_object_set_new(j, "tokens", json_integer((json_int_t)x->info.tokens)); /* a rule's forwards */
+    } else /* a rule's forwards */
+        json_object_set_new(j, "tokens", json_integer((json_int_t)x->info.tokens));
     if (!isnan(b->fitness_all)) json_object_set_new(j, "fitness_all", json_real(b->fitness_all));
     if (r->o->json) return print_json(j);
     json_decref(j);

@@ -33,8 +33,9 @@ while read -r name model calib held wiki seq; do
         if [ -z "$resume" ] && grep -q "below what the first generation" "$run.stderr"; then rm -rf "$run"; k=$((k + 1)); continue; fi
         fail_step "the search of $name, $label, step $k" "$run.stderr"; }
       resume=--resume
-      f=$(fa "$run.search.json")
-      tok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$run.search.json")
+      read -r f tok <<EOF3
+$(python3 -c "import json,sys; d = json.load(open(sys.argv[1])); print(d['fitness_all'], d['tokens'])" "$run.search.json")
+EOF3
       if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$f" "$pfa"; then reached=$tok; break; fi
       k=$((k + 1))
     done

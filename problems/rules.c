@@ -19,6 +19,13 @@ static size_t positions(const evb_windows *w) {
     return n;
 }
 
+/* evb_mp_score, its forward counted in env->tokens. */
+static int score_counted(evb_mp_env *env, const evb_kl_params *kp, const int16_t *level, int n_units, double *fitness) {
+    int s = evb_mp_score(kp, level, n_units, fitness);
+    if (!s) env->tokens += positions(kp->w);
+    return s;
+}
+
 static void record(const evb_mp_env *env, const char *fmt, double a, double b, double c, double d) {
     if (!env->record) return;
     char line[512];
@@ -61,8 +68,7 @@ static int block_levels(evb_mp_env *env, const evb_mp *mp, const evb_kl_params *
     }
     evb_kl_params k = *kp;
     k.units = fu;
-    if (!s) s = evb_mp_score(&k, zero, U, &c->fitness);
-    if (!s) env->tokens += positions(kp->w);
+    if (!s) s = score_counted(env, &k, zero, U, &c->fitness);
     c->cost = kept;
     c->sparsity = 1.0 - kept / mp->total_size;
     c->storage_bytes = storage / 8;
@@ -142,8 +148,7 @@ static int rule_shortgpt(evb_mp_env *env, const evb_mp *mp, const evb_kl_params 
         }
     }
     if (!s) env->tokens += positions(env->w);      /* the block-influence forward */
-    if (!s) s = evb_mp_score(kp, level, U, &fit);
-    if (!s) env->tokens += positions(kp->w);
+    if (!s) s = score_counted(env, kp, level, U, &fit);
     if (!s) s = evb_mp_config(mp, level, fit, out);
     free(bi); free(level);
     return s;

@@ -110,7 +110,7 @@ static int choose_offspring(evb_search *s, int16_t *off, int n, int lambda, doub
     qsort(rk, (size_t)n, sizeof *rk, cmp_ranked);
     const int by_model = lambda - lambda / 2;
     for (int i = 0; i < by_model && i < n; i++) keep[rk[i].i] = 1;
-    for (int i = 0, k = by_model; i < n && k < lambda; i++) if (!keep[i]) { keep[i] = 1; k++; }
+    evb_sur_keep_rest_(keep, n, by_model < n ? by_model : n, lambda);
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (!keep[i]) continue;

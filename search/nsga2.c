@@ -119,7 +119,7 @@ static int choose_children(evb_search *s, int16_t *all, int N, int n, double *c,
         order[q + 1] = x;
     }
     for (int i = 0; i < N - N / 2; i++) keep[order[i]] = 1;
-    for (int i = 0, k = N - N / 2; i < m && k < N; i++) if (!keep[i]) { keep[i] = 1; k++; }
+    evb_sur_keep_rest_(keep, m, N - N / 2, N);
     int k = 0;
     for (int i = 0; i < m; i++) {
         if (!keep[i]) continue;

@@ -101,6 +101,8 @@ int    evb_sur_rebuild_(evb_search *s);
 /* Fits the weights (sur_ready 1 when there was data to fit). */
 int    evb_sur_fit_(evb_search *s);
 double evb_sur_predict_(const evb_search *s, const int16_t *lv);
+/* The surrogate's random half: marks the earliest unmarked of keep[n] until want are marked (kept already are). */
+void   evb_sur_keep_rest_(char *keep, int n, int kept, int want);
 /* Spearman's rank correlation of a[n] and b[n] (ties averaged); NAN for n < 3 or a constant. */
 double evb_spearman_(const double *a, const double *b, int n);
 

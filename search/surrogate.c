@@ -177,6 +177,10 @@ double evb_sur_predict_(const evb_search *s, const int16_t *lv) {
     return v;
 }
 
+void evb_sur_keep_rest_(char *keep, int n, int kept, int want) {
+    for (int i = 0; i < n && kept < want; i++) if (!keep[i]) { keep[i] = 1; kept++; }
+}
+
 typedef struct rv { double v; int i; } rv;
 static int cmp_rv(const void *a, const void *b) {
     const rv *x = a, *y = b;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_paths.sh SOURCE_DIR -- the committed results speak of the project, not of the machine they were made
 # on: no file under experiments/ (manifests, search and eval JSON, tables) names an absolute path of a working
-# directory, a home or a scratch directory (/work/, /root/, /home/, /tmp/, /Users/). The scripts write what
+# directory, a home or a scratch directory (the top-level folders work, root, home, tmp, Users). The scripts write what
 # they were given, so run them with relative paths (their defaults) before committing what they wrote.
 # Prints a PASS/FAIL line, the offending lines on failure.
 set -u
