@@ -85,18 +85,13 @@ static void main_job(const char *tmp) {
     free(e2);
 }
 
-int main(void) {
-    char *tmp = fixture_tmpdir();
-    if (standin_or_stories(tmp, MODEL, sizeof MODEL, CALIB, sizeof CALIB) < 0) { printf("FAIL cannot write the stand-in in %s\n", tmp); return 1; }
-    snprintf(COMMON, sizeof COMMON, "--model %s --calib %s --seq-len 64 --calib-windows 16 --seed 3", MODEL, CALIB);
-    snprintf(cache, sizeof cache, "%s/cache", tmp);
-    char a[1200], b[1200], k[1200], u[1200], path[1400], path2[1400];
-    snprintf(a, sizeof a, "%s/a", tmp);
-    snprintf(b, sizeof b, "%s/b", tmp);
-    snprintf(k, sizeof k, "%s/k", tmp);
-    snprintf(u, sizeof u, "%s/uniform", tmp);
-    const char *evo = "--method evopress --target-sparsity 0.5 --generations 12 --offspring 8 --stages 4@200,1@0";
+/* The run directories the checks share: EvoPress (a, b with 1 thread, k killed and resumed) and uniform (u). */
+static char a[1200], b[1200], k[1200], u[1200];
+static const char *const evo = "--method evopress --target-sparsity 0.5 --generations 12 --offspring 8 --stages 4@200,1@0";
 
+/* One EvoPress run, its outputs, against the uniform baseline on the same problem. */
+static void check_one_run(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* one run, its outputs */
     EVB_CHECK(run("OMP_NUM_THREADS=2", evo, a) == 0, "evopress at 50%% sparsity, 12 generations");
     json_t *best = load(a, "best.json"), *man = load(a, "manifest.json");
@@ -120,13 +115,17 @@ int main(void) {
     double fu_batch = json_real_value(json_object_get(uni, "fitness"));
     EVB_CHECK(fu_batch > 0 && fu_batch != fu, "uniform's fitness on the batch it was scored on (%.5f) is its own figure, apart from fitness_all", fu_batch);
     /* eval --calib-windows scores the search's calibration windows: the KL is fitness_all (float16 teacher) */
-    char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --calib-windows 16 --json > %s/evalc.json 2>/dev/null", EVB_CLI, u, CALIB, tmp);
     json_t *evc = NULL;
     EVB_CHECK(sh(cmd) == 0 && (evc = load(tmp, "evalc.json")) && fabs(json_real_value(json_object_get(evc, "kl")) - fu) <= 1e-3 * fu,
               "eval --calib-windows 16 of uniform's best.json: KL %.6f = fitness_all %.6f (1e-3 relative)", json_real_value(json_object_get(evc, "kl")), fu);
     json_decref(evc); json_decref(uni);
+    json_decref(best); json_decref(man);
+}
 
+/* eval --config needs nothing else. */
+static void check_eval_config(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* eval --config needs nothing else */
     snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --max-tokens 4000 --json > %s/eval.json 2>/dev/null", EVB_CLI, a, CALIB, tmp);
     json_t *ev = NULL;
@@ -134,7 +133,11 @@ int main(void) {
               json_real_value(json_object_get(ev, "perplexity")) > 1, "eval --config best.json: perplexity %.3f, kl %.4f",
               json_real_value(json_object_get(ev, "perplexity")), json_real_value(json_object_get(ev, "kl")));
     json_decref(ev);
+}
 
+/* Same answer with 1 and 2 threads; a run killed with SIGKILL and resumed ends the same. */
+static void check_threads_resume(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* thread count */
     EVB_CHECK(run("OMP_NUM_THREADS=1", evo, b) == 0, "the same run with 1 thread");
     snprintf(path, sizeof path, "%s/best.json", a);
@@ -174,7 +177,11 @@ int main(void) {
     snprintf(path, sizeof path, "%s/best.json", a);
     snprintf(path2, sizeof path2, "%s/best.json", k);
     EVB_CHECK(same_file(path, path2), "the resumed run's best.json equals the uninterrupted run's");
+}
 
+/* A token budget stops a run early and cleanly; --resume with a larger one continues it. */
+static void check_token_budget(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* --token-budget: a third of the tokens the 12-generation run scored stops it early, cleanly; --resume with
      * all of them ends with that run's best.json and front.csv */
     {
@@ -210,7 +217,11 @@ int main(void) {
         snprintf(path, sizeof path, "%s.stderr", tb);
         EVB_CHECK(r3 == 2 && lines(path) == 1, "a budget below one generation is refused in one line");
     }
+}
 
+/* The sensitivity profile, and a profile as a surrogate's prior. */
+static void check_sensitivity(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* the sensitivity profile: every unit at every level alone, in sensitivity.csv and .json, drawn by plot */
     {
         char sd[1200];
@@ -246,14 +257,18 @@ int main(void) {
         EVB_CHECK(r == 0 && e && strstr(e, "\"surrogate_rho\""), "a surrogate run with the profile as its prior logs its rank correlation");
         free(e);
     }
+}
 
+/* Other targets and methods. */
+static void check_other_methods(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* other targets and methods */
     snprintf(path, sizeof path, "%s/drop", tmp);
     EVB_CHECK(run("", "--method evopress --target-drop 0.4 --generations 5 --offspring 8", path) == 0, "evopress, 40%% of sub-blocks dropped");
     json_t *d = load(path, "best.json");
     EVB_CHECK(d && json_array_size(json_object_get(d, "drop")) == 4, "best.json drops 2 attention and 2 MLP sub-blocks");
     snprintf(cmd, sizeof cmd, "'%s' eval --config %s/best.json --data %s --seq-len 64 --max-tokens 2000 --json > %s/eval.json 2>/dev/null", EVB_CLI, path, CALIB, tmp);
-    ev = NULL;
+    json_t *ev = NULL;
     EVB_CHECK(sh(cmd) == 0 && (ev = load(tmp, "eval.json")) && json_real_value(json_object_get(ev, "kl")) > 0, "eval of a depth configuration: kl %.4f",
               ev ? json_real_value(json_object_get(ev, "kl")) : -1);
     json_decref(ev); json_decref(d);
@@ -289,7 +304,11 @@ int main(void) {
     EVB_CHECK(ee && strstr(ee, "ecoflap: scoring") && strstr(ee, "window-units") && strstr(ee, "ecoflap: building"),
               "ecoflap says what it is doing while it scores, with its progress");
     free(ee);
+}
 
+/* An EvoPress sweep over two targets. */
+static void check_sweep(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* an EvoPress sweep over two targets, the second started from the first's best */
     snprintf(path, sizeof path, "%s/sweep", tmp);
     EVB_CHECK(run("", "--method evopress --target-sparsity 0.5,0.6 --generations 4 --offspring 8 --stages 4@200,1@0", path) == 0,
@@ -308,13 +327,18 @@ int main(void) {
     }
     if (fc) fclose(fc);
     EVB_CHECK(rows == 2 && c2 < c1 && f2 > f1, "front.csv: 2 points, fewer weights kept at 60%% (%.0f < %.0f) and more KL (%.4f > %.4f)", c2, c1, f2, f1);
+}
 
+/* NSGA-II's front. */
+static void check_nsga2(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* NSGA-II: a front of several points, each cheaper one worse */
     snprintf(path, sizeof path, "%s/nsga2", tmp);
     EVB_CHECK(run("", "--method nsga2 --target-sparsity 0.6 --generations 10 --offspring 16", path) == 0, "nsga2 around 60%%");
     snprintf(path2, sizeof path2, "%s/front.csv", path);
-    fc = fopen(path2, "r");
-    rows = 0;
+    FILE *fc = fopen(path2, "r");
+    char line[2048];
+    int rows = 0;
     int mono = 1;
     double pc = -1, pf = 0;
     while (fc && fgets(line, sizeof line, fc)) {
@@ -325,7 +349,11 @@ int main(void) {
     }
     if (fc) fclose(fc);
     EVB_CHECK(rows >= 3 && mono, "its front.csv: %d points, cost rising and KL falling along it", rows);
+}
 
+/* Bad input is refused in one line; nothing of an earlier run is lost. */
+static void check_bad_input(const char *tmp) {
+    char path[1400], path2[1400], cmd[4096];
     /* bad input: one line, exit 2 or 1, nothing of an earlier run lost */
     snprintf(path, sizeof path, "%s/bad", tmp);
     static const char *bad[] = {"--method evopress --target-bits 7", "--method evopress --target-sparsity 1.5",
@@ -346,8 +374,26 @@ int main(void) {
     int rc = sh(cmd);
     snprintf(path, sizeof path, "%s/err.txt", tmp);
     EVB_CHECK(rc == 2 && lines(path) == 1, "a configuration naming unit 99 is refused in one line");
+}
 
-    json_decref(best); json_decref(man);
+int main(void) {
+    char *tmp = fixture_tmpdir();
+    if (standin_or_stories(tmp, MODEL, sizeof MODEL, CALIB, sizeof CALIB) < 0) { printf("FAIL cannot write the stand-in in %s\n", tmp); return 1; }
+    snprintf(COMMON, sizeof COMMON, "--model %s --calib %s --seq-len 64 --calib-windows 16 --seed 3", MODEL, CALIB);
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    snprintf(a, sizeof a, "%s/a", tmp);
+    snprintf(b, sizeof b, "%s/b", tmp);
+    snprintf(k, sizeof k, "%s/k", tmp);
+    snprintf(u, sizeof u, "%s/uniform", tmp);
+    check_one_run(tmp);
+    check_eval_config(tmp);
+    check_threads_resume(tmp);
+    check_token_budget(tmp);
+    check_sensitivity(tmp);
+    check_other_methods(tmp);
+    check_sweep(tmp);
+    check_nsga2(tmp);
+    check_bad_input(tmp);
     main_job(tmp);
 
     fixture_rmdir(tmp);
