@@ -159,9 +159,9 @@ static inline __attribute__((always_inline)) void attend_small(const float *qh, 
 }
 
 /* Causal attention of one (sequence b, head h): att[b, :, h] = softmax(q k^T / sqrt(E)) v. */
-static void attend(const evb_config *c, evb_state *s, int b, int h, float *scratch) {
-    int T = s->T, E = c->head_dim, H = c->n_heads, G = c->n_kv_heads;
-    int g = h / (H / G);
+static void attend(const evb_config *c, evb_state *s, int b, int h, int H, int G, float *scratch) {
+    int T = s->T, E = c->head_dim;
+    int g = h / (c->n_heads / c->n_kv_heads);
     int ldq = H * E, ldk = G * E;
     const float *qh = s->q + (size_t)b * T * ldq + (size_t)h * E;
     const float *kh = s->k + (size_t)b * T * ldk + (size_t)g * E;
@@ -246,59 +246,92 @@ int evb_forward_embed(const evb_model *m, evb_state *s, const int32_t *tokens, i
     return EVB_SUCCESS;
 }
 
+/* The shapes block L runs with: heads, kv heads, MLP channels (smaller after structured removal). */
+static void block_shape(const evb_config *c, const evb_layer *L, int *H, int *G, int *F) {
+    *H = L->structured ? L->heads : c->n_heads;
+    *G = L->structured ? L->kv_heads : c->n_kv_heads;
+    *F = L->structured ? L->ffn : c->hidden_dim;
+}
+
+/* out[n, N] = x . W^T + bias, or just the bias broadcast when K is 0 (every input removed). */
+static int project_k(const evb_model *m, evb_state *s, float *out, const float *x, const float *W, const uint16_t *W16,
+                     const float *bias, int n, int K, int N) {
+    if (K > 0) return project(m, s, out, x, W, W16, bias, n, K, N);
+    memset(out, 0, sizeof(float) * (size_t)n * N);
+    evb_add_bias(out, bias, n, N);
+    return EVB_SUCCESS;
+}
+
+static void add_rows(float *x, const float *y, size_t nD) {
+    #pragma omp parallel for schedule(static) if (nD >= 65536)
+    for (size_t i = 0; i < nD; i++) x[i] += y[i];
+}
+
+static int attention_block(const evb_model *m, evb_state *s, int l, const evb_layer *L, int n, int H, int G) {
+    const evb_config *c = &m->config;
+    int D = c->dim, HE = H * c->head_dim, GE = G * c->head_dim, st;
+    rmsnorm_rows(s->xb, s->x, L->rms_att, n, D, c->norm_eps);
+    capture(s, l, EVB_LINEAR_Q, s->xb, n, D);
+    capture(s, l, EVB_LINEAR_K, s->xb, n, D);
+    capture(s, l, EVB_LINEAR_V, s->xb, n, D);
+    const float *bq = L->bq_kept ? L->bq_kept : L->bq, *bk = L->bk_kept ? L->bk_kept : L->bk;
+    const float *bv = L->bv_kept ? L->bv_kept : L->bv;
+    if (H > 0 && ((st = project(m, s, s->q, s->xb, L->w[EVB_LINEAR_Q], L->w16[EVB_LINEAR_Q], bq, n, D, HE)) ||
+                  (st = project(m, s, s->k, s->xb, L->w[EVB_LINEAR_K], L->w16[EVB_LINEAR_K], bk, n, D, GE)) ||
+                  (st = project(m, s, s->v, s->xb, L->w[EVB_LINEAR_V], L->w16[EVB_LINEAR_V], bv, n, D, GE))))
+        return st;
+    if (H > 0) {
+        rope_rows(c, s, s->q, n, s->T, H);
+        rope_rows(c, s, s->k, n, s->T, G);
+        int tasks = s->B * H;
+        #pragma omp parallel for schedule(dynamic)
+        for (int t = 0; t < tasks; t++) {
+            int ith = 0;
+#ifdef _OPENMP
+            ith = omp_get_thread_num();
+#endif
+            attend(c, s, t / H, t % H, H, G, s->scores + (size_t)ith * scratch_floats(c, s->max_seq));
+        }
+    }
+    capture(s, l, EVB_LINEAR_O, s->att, n, HE);
+    if ((st = project_k(m, s, s->xb, s->att, L->w[EVB_LINEAR_O], L->w16[EVB_LINEAR_O], L->b_o, n, HE, D))) return st;
+    add_rows(s->x, s->xb, (size_t)n * D);
+    return EVB_SUCCESS;
+}
+
+static int mlp_block(const evb_model *m, evb_state *s, int l, const evb_layer *L, int n, int F) {
+    const evb_config *c = &m->config;
+    int D = c->dim, st;
+    rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
+    capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
+    capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
+    if (F > 0 && ((st = project(m, s, s->hb, s->xb, L->w[EVB_LINEAR_GATE], L->w16[EVB_LINEAR_GATE], NULL, n, D, F)) ||
+                  (st = project(m, s, s->hb2, s->xb, L->w[EVB_LINEAR_UP], L->w16[EVB_LINEAR_UP], NULL, n, D, F))))
+        return st;
+    size_t nF = (size_t)n * F;
+    #pragma omp parallel for schedule(static) if (nF >= 65536)
+    for (size_t i = 0; i < nF; i++) {
+        float g = s->hb[i];
+        s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
+    }
+    capture(s, l, EVB_LINEAR_DOWN, s->hb, n, F);
+    if ((st = project_k(m, s, s->xb, s->hb, L->w[EVB_LINEAR_DOWN], L->w16[EVB_LINEAR_DOWN], L->b_down, n, F, D)))
+        return st;
+    add_rows(s->x, s->xb, (size_t)n * D);
+    return EVB_SUCCESS;
+}
+
 int evb_forward_blocks(const evb_model *m, evb_state *s, int first, int last) {
     const evb_config *c = &m->config;
     if (first < 0 || last > c->n_layers || first > last)
         EVB_ERRORF(EVB_EINVAL, "blocks [%d, %d) are not a range of the model's %d blocks", first, last, c->n_layers);
-    int n = s->B * s->T, D = c->dim, F = c->hidden_dim;
-    int HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
-    size_t nD = (size_t)n * D;
-    int st = EVB_SUCCESS;
+    int n = s->B * s->T, st = EVB_SUCCESS;
     for (int l = first; l < last && !st; l++) {
         const evb_layer *L = &m->layers[l];
-        if (!L->skip_attn && !L->dropped_attn) {
-            rmsnorm_rows(s->xb, s->x, L->rms_att, n, D, c->norm_eps);
-            capture(s, l, EVB_LINEAR_Q, s->xb, n, D);
-            capture(s, l, EVB_LINEAR_K, s->xb, n, D);
-            capture(s, l, EVB_LINEAR_V, s->xb, n, D);
-            if ((st = project(m, s, s->q, s->xb, L->w[EVB_LINEAR_Q], L->w16[EVB_LINEAR_Q], L->bq, n, D, HE)) ||
-                (st = project(m, s, s->k, s->xb, L->w[EVB_LINEAR_K], L->w16[EVB_LINEAR_K], L->bk, n, D, GE)) ||
-                (st = project(m, s, s->v, s->xb, L->w[EVB_LINEAR_V], L->w16[EVB_LINEAR_V], L->bv, n, D, GE)))
-                break;
-            rope_rows(c, s, s->q, n, s->T, c->n_heads);
-            rope_rows(c, s, s->k, n, s->T, c->n_kv_heads);
-            int tasks = s->B * c->n_heads;
-            #pragma omp parallel for schedule(dynamic)
-            for (int t = 0; t < tasks; t++) {
-                int ith = 0;
-#ifdef _OPENMP
-                ith = omp_get_thread_num();
-#endif
-                attend(c, s, t / c->n_heads, t % c->n_heads, s->scores + (size_t)ith * scratch_floats(c, s->max_seq));
-            }
-            capture(s, l, EVB_LINEAR_O, s->att, n, HE);
-            if ((st = project(m, s, s->xb, s->att, L->w[EVB_LINEAR_O], L->w16[EVB_LINEAR_O], NULL, n, HE, D))) break;
-            #pragma omp parallel for schedule(static) if (nD >= 65536)
-            for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
-        }
-        if (!L->skip_mlp && !L->dropped_mlp) {
-            rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
-            capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
-            capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
-            if ((st = project(m, s, s->hb, s->xb, L->w[EVB_LINEAR_GATE], L->w16[EVB_LINEAR_GATE], NULL, n, D, F)) ||
-                (st = project(m, s, s->hb2, s->xb, L->w[EVB_LINEAR_UP], L->w16[EVB_LINEAR_UP], NULL, n, D, F)))
-                break;
-            size_t nF = (size_t)n * F;
-            #pragma omp parallel for schedule(static) if (nF >= 65536)
-            for (size_t i = 0; i < nF; i++) {
-                float g = s->hb[i];
-                s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
-            }
-            capture(s, l, EVB_LINEAR_DOWN, s->hb, n, F);
-            if ((st = project(m, s, s->xb, s->hb, L->w[EVB_LINEAR_DOWN], L->w16[EVB_LINEAR_DOWN], NULL, n, F, D))) break;
-            #pragma omp parallel for schedule(static) if (nD >= 65536)
-            for (size_t i = 0; i < nD; i++) s->x[i] += s->xb[i];
-        }
+        int H, G, F;
+        block_shape(c, L, &H, &G, &F);
+        if (!L->skip_attn && !L->dropped_attn) st = attention_block(m, s, l, L, n, H, G);
+        if (!st && !L->skip_mlp && !L->dropped_mlp) st = mlp_block(m, s, l, L, n, F);
     }
     return st;
 }
@@ -389,16 +422,21 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
         embed_row(m, tokens[pos], x);
         for (int l = 0; l < L; l++) {
             const evb_layer *ly = &m->layers[l];
+            int Hl, Gl, Fl;
+            block_shape(c, ly, &Hl, &Gl, &Fl);
+            int HEl = Hl * E, GEl = Gl * E;
+            const float *bq = ly->bq_kept ? ly->bq_kept : ly->bq, *bk = ly->bk_kept ? ly->bk_kept : ly->bk;
+            const float *bv = ly->bv_kept ? ly->bv_kept : ly->bv;
             if (!ly->skip_attn && !ly->dropped_attn) {
                 naive_rmsnorm(xb, x, ly->rms_att, D, c->norm_eps);
-                naive_project(m, q, xb, ly->w[EVB_LINEAR_Q], ly->w16[EVB_LINEAR_Q], ly->bq, D, HE);
-                naive_project(m, k, xb, ly->w[EVB_LINEAR_K], ly->w16[EVB_LINEAR_K], ly->bk, D, GE);
-                naive_project(m, v, xb, ly->w[EVB_LINEAR_V], ly->w16[EVB_LINEAR_V], ly->bv, D, GE);
-                naive_rope(c, q, H, pos);
-                naive_rope(c, k, G, pos);
-                memcpy(kc + ((size_t)l * T + pos) * GE, k, GE * sizeof(float));
-                memcpy(vc + ((size_t)l * T + pos) * GE, v, GE * sizeof(float));
-                for (int h = 0; h < H; h++) {
+                naive_project(m, q, xb, ly->w[EVB_LINEAR_Q], ly->w16[EVB_LINEAR_Q], bq, D, HEl);
+                naive_project(m, k, xb, ly->w[EVB_LINEAR_K], ly->w16[EVB_LINEAR_K], bk, D, GEl);
+                naive_project(m, v, xb, ly->w[EVB_LINEAR_V], ly->w16[EVB_LINEAR_V], bv, D, GEl);
+                naive_rope(c, q, Hl, pos);
+                naive_rope(c, k, Gl, pos);
+                memcpy(kc + ((size_t)l * T + pos) * GE, k, GEl * sizeof(float));
+                memcpy(vc + ((size_t)l * T + pos) * GE, v, GEl * sizeof(float));
+                for (int h = 0; h < Hl; h++) {
                     int g = h / (H / G);
                     double mx = -INFINITY, sum = 0.0;
                     for (int j = 0; j <= pos; j++) {
@@ -415,15 +453,15 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
                         att[h * E + e] = (float)a;
                     }
                 }
-                naive_project(m, xb2, att, ly->w[EVB_LINEAR_O], ly->w16[EVB_LINEAR_O], NULL, HE, D);
+                naive_project(m, xb2, att, ly->w[EVB_LINEAR_O], ly->w16[EVB_LINEAR_O], ly->b_o, HEl, D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
             if (!ly->skip_mlp && !ly->dropped_mlp) {
                 naive_rmsnorm(xb, x, ly->rms_ffn, D, c->norm_eps);
-                naive_project(m, hb, xb, ly->w[EVB_LINEAR_GATE], ly->w16[EVB_LINEAR_GATE], NULL, D, F);
-                naive_project(m, hb2, xb, ly->w[EVB_LINEAR_UP], ly->w16[EVB_LINEAR_UP], NULL, D, F);
-                for (int j = 0; j < F; j++) hb[j] = (float)(hb[j] / (1.0 + exp(-(double)hb[j])) * hb2[j]);
-                naive_project(m, xb2, hb, ly->w[EVB_LINEAR_DOWN], ly->w16[EVB_LINEAR_DOWN], NULL, F, D);
+                naive_project(m, hb, xb, ly->w[EVB_LINEAR_GATE], ly->w16[EVB_LINEAR_GATE], NULL, D, Fl);
+                naive_project(m, hb2, xb, ly->w[EVB_LINEAR_UP], ly->w16[EVB_LINEAR_UP], NULL, D, Fl);
+                for (int j = 0; j < Fl; j++) hb[j] = (float)(hb[j] / (1.0 + exp(-(double)hb[j])) * hb2[j]);
+                naive_project(m, xb2, hb, ly->w[EVB_LINEAR_DOWN], ly->w16[EVB_LINEAR_DOWN], ly->b_down, Fl, D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
         }

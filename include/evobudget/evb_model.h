@@ -84,8 +84,17 @@ typedef struct evb_layer {
     const uint16_t *w16_dense[EVB_LINEAR_COUNT];
     float *bq, *bk, *bv;         /* [H E], [G E], [G E] or NULL */
     int skip_attn, skip_mlp;     /* 1: the sub-block is dropped (the residual passes through) */
+    /* Structured removal (evb_block_level): with structured 1 the block runs with heads query heads, kv_heads
+     * key/value heads (whole groups: heads = kv_heads H / G) and ffn MLP channels, and its weights have those
+     * smaller shapes: q [heads E, D], k and v [kv_heads E, D], o [D, heads E], gate and up [ffn, D], down
+     * [D, ffn]; b_o and b_down (each [D] or NULL) are added to the o and down outputs (the removed channels'
+     * compensation). structured 0: the configuration's shapes, no such biases. */
+    int structured;
+    int heads, kv_heads, ffn;
+    const float *b_o, *b_down;
     int dropped_attn, dropped_mlp; /* 1: dropped in the checkpoint itself (config.json's "evobudget_dropped",
                                     * written by evb_model_save): skipped whatever skip_* says */
+    const float *bq_kept, *bk_kept, *bv_kept; /* structured attention of a Qwen2 model: the kept q/k/v biases */
 } evb_layer;
 
 typedef struct evb_model {
@@ -147,6 +156,38 @@ int  evb_model_set_weight(evb_model *m, int unit, const float *buf);
 int  evb_model_set_weight16(evb_model *m, int unit, const uint16_t *buf);
 /* Unit u's loaded (dense) weight as float32 into dst [rows, cols], whatever the model holds. */
 void evb_model_dense_f32(const evb_model *m, int unit, float *dst);
+
+/* ---- structured removal ---- */
+
+/* One sub-block with whole heads or MLP channels removed, its weights compacted to the kept ones, in the form
+ * the model computes with (float32 or bfloat16). Attention keeps whole key/value groups (each with its H / G
+ * query heads): kept[] lists kept groups; the MLP's kept[] lists kept channels. Made from the model's dense
+ * weights, with the o or down columns of the kept inputs replaced by out_w when a compressor updated them, and
+ * a compensation bias added to the sub-block's output. Put into a model (or a view of one) with
+ * evb_block_level_apply, taken out with evb_block_level_clear. */
+typedef struct evb_block_level {
+    int layer, mlp;            /* the block; 0 attention, 1 MLP */
+    int n_kept;                /* kept KV groups (attention) or channels (MLP) */
+    int heads, kv_heads, ffn;  /* the shapes it runs with (the other sub-block's are the configuration's) */
+    const float *w[4];         /* float32 model: q, k, v, o or gate, up, down (w[3] unused) */
+    const uint16_t *w16[4];    /* BF16 model: the same in bfloat16 */
+    const float *bq, *bk, *bv; /* compacted q/k/v biases (Qwen2), or NULL */
+    const float *bias;         /* [D] compensation added to o's or down's output, or NULL */
+    size_t bytes;              /* memory held */
+    void *mem;
+} evb_block_level;
+
+/* Builds a block level. kept[n_kept] strictly ascending; out_w NULL (the dense columns) or [D, kept inputs]
+ * (o: n_kept (H/G) E columns, down: n_kept columns), bias NULL or [D]. EVB_EINVAL on a bad list, EVB_ENOMEM. */
+int  evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept, int n_kept, const float *out_w,
+                          const float *bias, evb_block_level **out);
+void evb_block_level_free(evb_block_level *b);
+/* Makes layer b->layer of m run sub-block b->mlp as b says (b must outlive its use). */
+void evb_block_level_apply(evb_model *m, const evb_block_level *b);
+/* Restores the dense weights and shapes of one sub-block. */
+void evb_block_level_clear(evb_model *m, int layer, int mlp);
+/* Inputs of o (mlp 0) or down (mlp 1) that kept[n_kept] keeps, in order: idx[] (n_kept (H/G) E or n_kept). */
+int  evb_block_kept_inputs(const evb_config *c, int mlp, const int *kept, int n_kept, int *idx);
 
 /* ---- forward pass ---- */
 
