@@ -10,6 +10,7 @@
 #include "evobudget/evb_tokenizer.h"
 #include "evobudget/evb_text.h"
 #include "evobudget/evb_eval.h"
+#include "evobudget/evb_timing.h"
 
 #define EVB_VERSION "0.1.0"
 
