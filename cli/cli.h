@@ -23,6 +23,8 @@ typedef struct opts {
     int json, help, sym, act_order, levels;
     /* search */
     const char *target_sparsity, *target_bits, *target_drop, *target_bytes, *stages, *compressor, *fitness, *teacher, *cache;
+    const char *target_speedup, *target_latency;
+    long struct_steps, timing_repeats;
     const char *problem, *fitness_plugin, *fitness_arg, *fitness_cmd, *worker_timeout;
     long workers, worker_retries;
     const char *generations, *heldout;   /* generations: a count or "paper" */

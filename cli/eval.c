@@ -7,6 +7,7 @@
 #include "evobudget/evb_db.h"
 #include "evobudget/evb_eval.h"
 #include "evobudget/evb_task.h"
+#include "evobudget/evb_timing.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -188,6 +189,9 @@ static const char eval_help[] =
     "  --uniform-sparsity X, --uniform-bits B   the same level for every unit\n"
     "                     (--method NAME, and for bits --group-size N and --sym: default what the database\n"
     "                     holds of that kind when it is one method, group size and grid)\n"
+    "                     A configuration of a speed target (structured levels) is also timed: the forward\n"
+    "                     of --batch x --seq-len tokens against the dense one's (rounds of --timing-repeats N\n"
+    "                     runs, default 3), the measured speedup beside the predicted one and the target\n"
     "  --reference PATH   also report kl, the mean per-token KL(reference || model), e.g. the dense model\n"
     "                     a compressed one came from (default for a directory written by 'evobudget\n"
     "                     export': the source its compression.json records, when it is there)\n"
@@ -208,9 +212,15 @@ typedef struct eval_job {
     unsigned char *drop;
     evb_model *ref;
     char ref_path[1300], method[16];
+    evb_model view;                /* a configuration's structured levels: the model with them applied (its own
+                                    * layers, the shared weights), scored against the dense model */
+    evb_block_level **blocks;      /* [2 L] */
+    int n_blocks;
 } eval_job;
 
 static void eval_free(eval_job *e) {
+    if (e->l.m) evb_allocation_blocks_free(e->blocks, 2 * e->l.m->config.n_layers);
+    free(e->view.layers);
     free(e->weights); free(e->wmem); free(e->drop);
     evb_model_free(e->ref);
     evb_allocation_free(e->cfg);
@@ -243,6 +253,35 @@ static int eval_flags(eval_job *e) {
     return 0;
 }
 
+/* A configuration's structured levels (speed targets): block levels from the database, applied to a view of the
+ * model that eval scores against the dense model and times against it. */
+static int load_blocks(eval_job *e) {
+    int has = 0;
+    for (int i = 0; i < e->cfg->n_units; i++) has |= !e->cfg->units[i].dense && e->cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
+    if (!has) return 0;
+    evb_model *m = e->l.m;
+    char mfp[17];
+    evb_fingerprint_model(m, mfp);
+    evb_db *db = NULL;
+    int s = evb_db_open(e->o.db, mfp, NULL, 0, &db), L = m->config.n_layers;
+    if (!s) s = evb_db_check_model(db, m);
+    if (!s) s = evb_allocation_blocks(e->cfg, m, db, e->o.db, &e->blocks, &e->n_blocks);
+    evb_db_close(db);
+    if (s) return fail(s);
+    for (size_t u = 0; e->weights && u < (size_t)evb_model_n_units(m); u++)
+        if (e->weights[u]) return refuse("--config %s mixes structured levels with other levels; eval scores one kind",
+                                          e->o.config);
+    e->view = *m;
+    e->view.layers = malloc(sizeof(evb_layer) * (size_t)L);
+    if (!e->view.layers) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    memcpy(e->view.layers, m->layers, sizeof(evb_layer) * (size_t)L);
+    for (int i = 0; i < 2 * L; i++) if (e->blocks[i]) evb_block_level_apply(&e->view, e->blocks[i]);
+    for (int l = 0; e->drop && l < L; l++) { e->view.layers[l].skip_attn = e->drop[l]; e->view.layers[l].skip_mlp = e->drop[L + l]; }
+    free(e->weights);
+    e->weights = NULL;
+    return 0;
+}
+
 /* The model, and what it is compared with: the configuration's weights, or the reference model. */
 static int eval_load(eval_job *e) {
     int rc = load_model(&e->o, 1, &e->l);
@@ -250,6 +289,7 @@ static int eval_load(eval_job *e) {
     if (e->cfg && (rc = config_check(e->l.m, e->o.config, e->cfg, &e->drop))) return rc;
     if (e->no_levels) e->weights = calloc((size_t)evb_model_n_units(e->l.m), sizeof *e->weights);
     else if (e->n_cfg && (rc = load_levels(e->l.m, &e->o, e->o.db, e->cfg, &e->weights, &e->wmem))) return rc;
+    if (e->cfg && (rc = load_blocks(e))) return rc;
     if (!e->n_cfg) rc = load_reference(&e->o, e->l.m, &e->ref, e->ref_path, sizeof e->ref_path);
     return rc;
 }
@@ -271,22 +311,44 @@ static int eval_task(const eval_job *e, double task[3]) {
     return s ? fail(s) : 0;
 }
 
-static int eval_print(const eval_job *e, const char *data, const evb_windows *w, double nll, double kl, size_t scored, double t0, double t1, double t2) {
+/* The measured speed of a structured configuration beside what its search predicted and aimed at. */
+static void print_speed(const eval_job *e, json_t *j, const double speed[4]) {
+    const evb_allocation *c = e->cfg;
+    json_t *sp = json_pack("{s:i, s:i, s:f, s:f, s:f, s:i}", "batch", (int)e->o.batch, "seq_len", (int)speed[3],
+                           "dense_seconds", speed[0], "seconds", speed[1], "speedup", speed[2], "sub_blocks", e->n_blocks);
+    if (!isnan(c->speedup)) json_object_set_new(sp, "predicted_speedup", json_real(c->speedup));
+    int speedup = !strcmp(c->target_kind, "speedup");
+    if (!isnan(c->target) && (speedup || !strcmp(c->target_kind, "latency")))
+        json_object_set_new(sp, speedup ? "target_speedup" : "target_seconds", json_real(c->target));
+    json_object_set_new(j, "speed", sp);
+    if (e->o.json) return;
+    printf("speed: %.4f s a forward against the dense %.4f s: %.3fx measured", speed[1], speed[0], speed[2]);
+    if (!isnan(c->speedup)) printf(", %.3fx predicted", c->speedup);
+    if (speedup && !isnan(c->target)) printf(", target %gx", c->target);
+    printf(" (%d structured sub-blocks)\n", e->n_blocks);
+}
+
+static int eval_print(const eval_job *e, const char *data, const evb_windows *w, double nll, double kl, size_t scored,
+                      double t0, double t1, double t2, const double speed[4]) {
     double mean = nll / (double)scored, ppl = exp(mean);
     json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
                           "tokens", (json_int_t)scored, "windows", w->n, "seq_len", w->seq_len, "model", e->l.m->path,
                           "data", data, "seconds", t2 - t0, "tokens_per_s", scored / (t2 - t1));
-    if (e->weights || e->ref) json_object_set_new(j, "kl", json_real(kl / (double)scored));
+    if (e->weights || e->ref || e->blocks) json_object_set_new(j, "kl", json_real(kl / (double)scored));
     if (e->weights) json_object_set_new(j, "db", json_string(e->o.db));
     if (e->ref) json_object_set_new(j, "reference", json_string(e->ref_path));
     double task[3];
     int rc = eval_task(e, task);
     if (rc) { json_decref(j); return rc; }
     if (task[0] > 0) json_object_set_new(j, "task", json_pack("{s:s, s:i, s:f, s:f}", "path", e->o.task, "items", (int)task[0], "accuracy", task[1], "ce", task[2]));
-    if (e->o.json) return print_json(j);
+    if (e->o.json) {
+        if (e->blocks) print_speed(e, j, speed);
+        return print_json(j);
+    }
     printf("perplexity %.4f  (nll %.5f per token over %zu tokens, %d windows of %d, %.1fs)", ppl, mean, scored, w->n, w->seq_len, t2 - t0);
-    if (e->weights || e->ref) printf("  kl %.5f per token", kl / (double)scored);
+    if (e->weights || e->ref || e->blocks) printf("  kl %.5f per token", kl / (double)scored);
     printf("\n");
+    if (e->blocks) print_speed(e, j, speed);
     if (task[0] > 0) printf("task %s: accuracy %.4f over %d items, cross-entropy of the gold choice %.5f\n", e->o.task, task[1], (int)task[0], task[2]);
     json_decref(j);
     return 0;
@@ -304,6 +366,27 @@ static int windows_file(FILE *f, void *ctx) {
 
 static int write_windows(const char *path, const evb_windows *w) { return evb_write_atomic_with(path, windows_file, (void *)w); }
 
+/* A structured configuration's forward against the dense one, both timed on --batch x --seq-len random tokens:
+ * rounds of R runs each (--timing-repeats, default 3), alternating, the median of the rounds' medians.
+ * speed[4] = dense seconds, the configuration's seconds, their ratio, the positions per sequence. */
+static int measure_speed(const eval_job *e, int seq_len, double speed[3]) {
+    enum { ROUNDS = 3 };
+    int R = e->o.timing_repeats > 0 ? (int)e->o.timing_repeats : 3, B = (int)e->o.batch, s = 0;
+    double t[2][ROUNDS];
+    for (int r = 0; r < ROUNDS && !s; r++) {
+        s = evb_time_forward(e->l.m, B, seq_len, R, &t[0][r]);
+        if (!s) s = evb_time_forward(&e->view, B, seq_len, R, &t[1][r]);
+    }
+    if (s) return s;
+    for (int k = 0; k < 2; k++) {   /* the median of three */
+        double a = t[k][0], b = t[k][1], c = t[k][2];
+        speed[k] = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+    }
+    speed[2] = speed[0] / speed[1];
+    speed[3] = seq_len;
+    return 0;
+}
+
 static int eval_score(const eval_job *e, const char *data, int seq_len) {
     const opts *o = &e->o;
     const evb_model *m = e->l.m;
@@ -317,7 +400,8 @@ static int eval_score(const eval_job *e, const char *data, int seq_len) {
     if (!s) s = evb_state_alloc(m, batch, seq_len, &st);
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};
-    if (!s && e->weights) s = evb_eval_nll_kl(e->l.m, st, &w, batch, e->weights, e->drop, &nll, &kl, &scored, progress_cb, &p);
+    if (!s && e->blocks) s = evb_eval_nll_kl_ref(e->l.m, &e->view, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
+    else if (!s && e->weights) s = evb_eval_nll_kl(e->l.m, st, &w, batch, e->weights, e->drop, &nll, &kl, &scored, progress_cb, &p);
     else if (!s && e->ref) s = evb_eval_nll_kl_ref(e->ref, e->l.m, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
     else if (!s) s = evb_eval_nll(e->l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();
@@ -326,7 +410,9 @@ static int eval_score(const eval_job *e, const char *data, int seq_len) {
     else if (!s && !isfinite(exp(nll / (double)scored)))
         s = EVB_RAISEF(EVB_EBADFUNC, "%s: the mean negative log-likelihood %.6g per token makes the perplexity overflow a double "
                        "(hint: the model's weights are out of range; check where the checkpoint came from)", m->path, nll / (double)scored);
-    int rc = s ? fail(s) : eval_print(e, data, &w, nll, kl, scored, t0, t1, t2);
+    double speed[4] = {NAN, NAN, NAN, NAN};
+    if (!s && e->blocks) s = measure_speed(e, seq_len, speed);
+    int rc = s ? fail(s) : eval_print(e, data, &w, nll, kl, scored, t0, t1, t2, speed);
     evb_state_free(st);
     evb_windows_free(&w);
     return rc;
@@ -337,7 +423,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&e, 0, sizeof e);
     e.o.batch = 8; e.o.piece_bytes = 4000;
     e.o.group_size = -1;  /* not given: --uniform-bits takes the database's when it holds one */
-    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --windows-out --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --task --compute --json", &e.o);
+    int rc = parse_opts(argc, argv, "--model --tokenizer --data --seq-len --max-tokens --calib-windows --batch --windows-out --threads --piece-bytes --db --config --uniform-sparsity --uniform-bits --method --group-size --sym --reference --task --compute --timing-repeats --json", &e.o);
     if (rc || e.o.help) {
         if (e.o.help) fputs(eval_help, stdout);
         return rc;

@@ -36,7 +36,13 @@ static int help(void) {
            "  --target-drop X        fraction of attention and of MLP sub-blocks dropped\n"
            "  --target-bytes X       storage of the linear layers in bytes (suffix k, M, G) or bits per weight (suffix\n"
            "                         bpw): each layer the zero matrix, sparsegpt at 50..90%%, gptq at 2..6 bits or dense\n"
+           "  --target-speedup X     the forward X times faster than the dense one on this machine and compute path:\n"
+           "                         each attention keeps 0..G key/value groups, each MLP k/--struct-steps of its channels\n"
+           "                         (default 8), every level's time measured (median of --timing-repeats, default 5;\n"
+           "                         cached as DB/timings.json); budget [0.98, 1] of the dense time / X\n"
+           "  --target-latency S     the same for a forward of S seconds at the calibration shape (--batch x --seq-len)\n"
            "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn;\n"
+           "                         flap (default for speed: FLAP's order and bias), obs (ZipLM's updated columns);\n"
            "                         gguf (GPTQ into GGUF block types), gguf-rtn (llama.cpp's rounding): --target-bits\n"
            "                         counts each type's storage (Q4_K 4.5, Q3_K 3.4375, ...); layers whose rows hold no\n"
            "                         type stay F16, outside the target; export --format gguf writes the result\n"
@@ -102,9 +108,15 @@ static int parse_bytes(run *r, const char *ts) {
 
 static int parse_targets(run *r) {
     const opts *o = r->o;
-    const char *ts = o->target_sparsity ? o->target_sparsity : o->target_bits ? o->target_bits : o->target_drop ? o->target_drop : o->target_bytes;
-    const char *tflag = o->target_sparsity ? "--target-sparsity" : o->target_bits ? "--target-bits" : o->target_drop ? "--target-drop" : "--target-bytes";
-    r->kind = o->target_sparsity ? EVB_TARGET_SPARSITY : o->target_bits ? EVB_TARGET_BITS : o->target_drop ? EVB_TARGET_DROP : EVB_TARGET_BYTES;
+    const char *ts = o->target_sparsity ? o->target_sparsity : o->target_bits ? o->target_bits
+                   : o->target_drop ? o->target_drop : o->target_speedup ? o->target_speedup
+                   : o->target_latency ? o->target_latency : o->target_bytes;
+    const char *tflag = o->target_sparsity ? "--target-sparsity" : o->target_bits ? "--target-bits"
+                      : o->target_drop ? "--target-drop" : o->target_speedup ? "--target-speedup"
+                      : o->target_latency ? "--target-latency" : "--target-bytes";
+    r->kind = o->target_sparsity ? EVB_TARGET_SPARSITY : o->target_bits ? EVB_TARGET_BITS
+            : o->target_drop ? EVB_TARGET_DROP : o->target_speedup ? EVB_TARGET_SPEEDUP
+            : o->target_latency ? EVB_TARGET_LATENCY : EVB_TARGET_BYTES;
     int rc = r->kind == EVB_TARGET_BYTES ? parse_bytes(r, ts) : parse_list(tflag, ts, r->targets, 16, &r->n_targets);
     int gguf = o->compressor && !strncmp(o->compressor, "gguf", 4); /* GGUF types: 2.625 (Q2_K) to 8.5 (Q8_0) */
     for (int i = 0; !rc && i < r->n_targets; i++) {
@@ -112,6 +124,8 @@ static int parse_targets(run *r) {
         if ((r->kind == EVB_TARGET_SPARSITY || r->kind == EVB_TARGET_DROP) && !(t > 0 && t < 1)) rc = usage_error("%s %g must lie in (0, 1)", tflag, t);
         else if (r->kind == EVB_TARGET_BITS && gguf && !(t > 0 && t < 16)) rc = usage_error("--target-bits %g must lie in (0, 16)", t);
         else if (r->kind == EVB_TARGET_BITS && !gguf && !(t >= 2 && t <= 6)) rc = usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", t);
+        else if (r->kind == EVB_TARGET_SPEEDUP && !(t > 1 && t < 1000)) rc = usage_error("--target-speedup %g must lie in (1, 1000)", t);
+        else if (r->kind == EVB_TARGET_LATENCY && !(t > 0)) rc = usage_error("--target-latency %g must be positive (seconds)", t);
         else if (i && t == r->targets[i - 1]) rc = usage_error("%s lists %g twice", tflag, t);
     }
     if (!rc && !r->o->out) {
@@ -159,6 +173,11 @@ static int parse_fitness(run *r) {
             return usage_error("--compressor %s does not make %s levels", cn, r->kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
         if (o->types && r->comp->kind != EVB_LEVEL_GGUF) return usage_error("--types goes with --compressor gguf or gguf-rtn");
         if (o->types && parse_gguf_types(o->types, r->types, 16, &r->n_types)) return 2;
+    } else if (r->kind == EVB_TARGET_SPEEDUP || r->kind == EVB_TARGET_LATENCY) {
+        const char *cn = o->compressor ? o->compressor : "flap";
+        r->comp = evb_method_find(cn);
+        if (!r->comp || r->comp->kind != EVB_LEVEL_STRUCT)
+            return usage_error("--compressor '%s' does not make structured levels (flap, obs)", cn);
     } else if (o->compressor && r->kind == EVB_TARGET_DROP) return usage_error("--compressor does not apply to --target-drop");
     int rc = parse_fitness_spec(r);
     if (rc) return rc;
@@ -276,6 +295,11 @@ static int build_problem(run *r, double target) {
     p.sym = r->o->sym;
     p.gguf_types = r->n_types ? r->types : NULL;
     p.n_gguf_types = r->n_types;
+    char timings[1400];
+    snprintf(timings, sizeof timings, "%s/timings.json", r->dbdir);   /* the cost table, cached beside the levels */
+    p.timings = timings;
+    p.struct_steps = (int)r->o->struct_steps;
+    p.timing_repeats = (int)r->o->timing_repeats;
     progress pg = {now_s(), "db build", isatty(2), 0, "levels"};
     r->env.progress = progress_cb;
     r->env.ctx = &pg;
@@ -474,6 +498,12 @@ static int mpi_rank_serve(run *r) {
 
 /* ---- the command ---- */
 
+/* How many --target-* flags o gives. */
+static int n_targets(const opts *o) {
+    return !!o->target_sparsity + !!o->target_bits + !!o->target_drop + !!o->target_bytes + !!o->target_speedup +
+           !!o->target_latency;
+}
+
 static int check_flags(run *r, int n_t) {
     if (!evb_mp_method_find(r->method)) return usage_error("--method '%s' is unknown (%s)", r->method, evb_mp_method_names());
 #ifdef EVB_MPI
@@ -488,8 +518,13 @@ static int check_flags(run *r, int n_t) {
     if (r->o->fitness_plugin && r->o->fitness_cmd) return usage_error("give one of --fitness-plugin and --fitness-cmd");
     if (r->o->fitness_arg && !r->o->fitness_plugin) return usage_error("--fitness-arg goes with --fitness-plugin (it is what the plug-in's create_model receives)");
     if (!r->o->problem && !r->o->model && (r->o->fitness_plugin || r->o->fitness_cmd)) return usage_error("--fitness-plugin and --fitness-cmd need --model (or --problem FILE)");
-    if (n_t > 1) return usage_error("give one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X (or --problem FILE)");
-    if (n_t == 0 && r->o->model) return usage_error("give a target: --target-sparsity X, --target-bits X, --target-drop X or --target-bytes X (or --problem FILE)");
+    if (n_t > 1) return usage_error("give one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X, "
+                                    "--target-speedup X, --target-latency S (or --problem FILE)");
+    if (n_t == 0 && r->o->model) return usage_error("give a target: --target-sparsity X, --target-bits X, --target-drop X, "
+                                                    "--target-bytes X, --target-speedup X or --target-latency S (or --problem FILE)");
+    int speed = r->o->target_speedup || r->o->target_latency;
+    if (!speed && (r->o->struct_steps || r->o->timing_repeats))
+        return usage_error("--struct-steps and --timing-repeats go with --target-speedup or --target-latency");
     if (r->o->stages && parse_stages(r->o->stages, &r->stages)) return 2;
     return 0;
 }
@@ -565,12 +600,14 @@ static int sensitivity_help(void) {
 int cmd_sensitivity(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --target-sparsity --target-bits --target-drop --target-bytes --out "
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --target-sparsity --target-bits --target-drop --target-bytes "
+                        "--target-speedup --target-latency --struct-steps --timing-repeats --out "
                         "--compressor --types --num-levels --group-size --sym --db --cache --calib-windows --seq-len --batch --threads "
                         "--fitness --teacher --reuse-mb --no-reuse --max-tokens --force --json --compute", &o);
     if (rc || o.help) return o.help && !rc ? sensitivity_help() : rc;
-    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop + !!o.target_bytes;
-    if (n_t != 1) return usage_error("give one target: --target-sparsity X, --target-bits X, --target-drop X or --target-bytes X");
+    int n_t = n_targets(&o);
+    if (n_t != 1) return usage_error("give one target: --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X, "
+                                     "--target-speedup X or --target-latency S");
     if (!o.out) return usage_error("--out DIR is needed: where sensitivity.csv and sensitivity.json go");
     if (o.fitness && strcmp(o.fitness, "kl") && strcmp(o.fitness, "ppl"))
         return usage_error("--fitness '%s': the profile is of kl or ppl", o.fitness);
@@ -586,7 +623,8 @@ int cmd_sensitivity(int argc, char **argv) {
 int cmd_search(int argc, char **argv) {
     opts o = {0};
     o.batch = 8; o.piece_bytes = 4000; o.calib_windows = 32; o.num_levels = 8;
-    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes --out "
+    int rc = parse_opts(argc, argv, "--model --tokenizer --calib --heldout --method --target-sparsity --target-bits --target-drop --target-bytes "
+                        "--target-speedup --target-latency --struct-steps --timing-repeats --out "
                         "--seed --compressor --types --generations --offspring --stages --initial --token-budget --surrogate --prior --num-levels --group-size --sym --db --cache "
                         "--calib-windows --seq-len --batch --threads --fitness --teacher --reuse-mb --no-reuse --no-memo --resume --force --json "
                         "--problem --fitness-plugin --fitness-arg --fitness-cmd --workers --worker-timeout --worker-retries --compute", &o);
@@ -594,7 +632,7 @@ int cmd_search(int argc, char **argv) {
     run r = {0};
     r.o = &o;
     r.method = o.method ? o.method : "evopress";
-    int n_t = !!o.target_sparsity + !!o.target_bits + !!o.target_drop + !!o.target_bytes;
+    int n_t = n_targets(&o);
 #ifdef EVB_MPI
     MPI_Comm_rank(MPI_COMM_WORLD, &g_mpi_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_mpi_size);

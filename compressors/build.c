@@ -70,6 +70,8 @@ static const evb_method methods[] = {
     {"gptq", EVB_LEVEL_QUANT, 1, &op_gptq},
     {"gguf", EVB_LEVEL_GGUF, 1, &op_gguf},
     {"gguf-rtn", EVB_LEVEL_GGUF, 0, &op_gguf_rtn},
+    {"flap", EVB_LEVEL_STRUCT, 1, NULL},   /* structured levels, made by the speed problems (problems/speed.c) */
+    {"obs", EVB_LEVEL_STRUCT, 1, NULL},
 };
 
 const evb_method *evb_method_find(const char *name) {
@@ -78,7 +80,7 @@ const evb_method *evb_method_find(const char *name) {
     return NULL;
 }
 
-const char *evb_method_names(void) { return "magnitude, wanda, sparsegpt, rtn, gptq, gguf, gguf-rtn"; }
+const char *evb_method_names(void) { return "magnitude, wanda, sparsegpt, rtn, gptq, gguf, gguf-rtn, flap, obs"; }
 
 int64_t evb_step_weights_default(const evb_model *m, double s, int num_levels) {
     double lo = s < 1 - s ? s : 1 - s, d = (double)m->config.dim;
@@ -131,6 +133,7 @@ static int compress_one(evb_db *db, const evb_model *m, const evb_calib *c, cons
                         const evb_level_grid *g, evb_db_entry meta, float *W, float *dense_buf, uint8_t *codes,
                         float *scale, float *zero, int32_t *group_of, void *blocks, double den) {
     int unit = meta.unit, rows = meta.rows, cols = meta.cols;
+    if (!method->ops) EVB_ERRORF(EVB_EINVAL, "method %s does not compress one weight", method->name);
     const evb_layer_stats *st = evb_calib_unit(c, unit);
     const float *dense = m->layers[unit / EVB_LINEAR_COUNT].w_dense[unit % EVB_LINEAR_COUNT];
     if (!dense) { evb_model_dense_f32(m, unit, dense_buf); dense = dense_buf; }
@@ -257,6 +260,9 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
 }
 
 static int check_grid(const evb_method *method, const evb_level_grid *g) {
+    if (method->kind == EVB_LEVEL_STRUCT)
+        EVB_ERRORF(EVB_EINVAL, "method %s: structured levels are made by `search --target-speedup` (not db build)",
+                   method->name);
     int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep || g->step_levels > 0 ? 1 : g->n_sparsities)
                  : method->kind == EVB_LEVEL_GGUF ? g->n_gguf_types : g->n_bits;
     if (n_levels < 1) EVB_ERRORF(EVB_EINVAL, "method %s: no levels asked for (--sparsity, --steps, --nm, --bits or --types)", method->name);

@@ -2,8 +2,10 @@
  *
  * The forward's capture hook hands over each linear layer's input X [B T, cols]; X^T X is formed in float
  * by single-threaded BLAS over slices of at most 512 rows and added into a double accumulator, so the
- * float sums are short and the long sum over the calibration set is in double. q/k/v share one input and
- * gate/up another: each distinct input is accumulated once (on q and on gate). */
+ * float sums are short and the long sum over the calibration set is in double. The column sums of X (for
+ * the inputs' means) are added row by row straight into double. The hook runs on the calling thread in
+ * token order, so both are the same whatever the thread count. q/k/v share one input and gate/up another:
+ * each distinct input is accumulated once (on q and on gate). */
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_status.h"
 #include "models/blas.h"
@@ -18,7 +20,7 @@ struct evb_calib {
     int n_layers;
     size_t n_tokens;
     evb_layer_stats *stats;   /* [L, IN_COUNT] */
-    double *mem;              /* every Gram matrix, one allocation */
+    double *mem;              /* every Gram matrix and column-sum vector, one allocation */
     float *scratch;           /* [max cols, max cols] float product of one slice */
     int status;               /* first error inside the capture hook */
 };
@@ -36,7 +38,11 @@ static void on_capture(void *ctx, int layer, evb_linear_kind kind, const float *
     evb_calib *c = ctx;
     if (kind == EVB_LINEAR_K || kind == EVB_LINEAR_V || kind == EVB_LINEAR_UP) return; /* shared input */
     evb_layer_stats *st = &c->stats[layer * IN_COUNT + input_of(kind)];
-    double *G = (double *)st->gram;
+    double *G = (double *)st->gram, *S = (double *)st->sum;
+    for (int r = 0; r < n_rows; r++) {
+        const float *xr = x + (size_t)r * n_cols;
+        for (int j = 0; j < n_cols; j++) S[j] += xr[j];
+    }
     for (int r0 = 0; r0 < n_rows; r0 += 512) {
         int n = n_rows - r0 < 512 ? n_rows - r0 : 512;
         evb_gram_f32(c->scratch, x + (size_t)r0 * n_cols, n, n_cols);
@@ -56,7 +62,7 @@ int evb_calib_alloc(const evb_model *m, evb_calib **out) {
     size_t total = 0;
     int maxc = 0;
     for (int k = 0; k < IN_COUNT; k++) {
-        total += (size_t)cols[k] * cols[k];
+        total += (size_t)cols[k] * cols[k] + (size_t)cols[k];
         if (cols[k] > maxc) maxc = cols[k];
     }
     c->stats = calloc((size_t)L * IN_COUNT, sizeof *c->stats);
@@ -72,6 +78,8 @@ int evb_calib_alloc(const evb_model *m, evb_calib **out) {
             c->stats[l * IN_COUNT + k].cols = cols[k];
             c->stats[l * IN_COUNT + k].gram = p;
             p += (size_t)cols[k] * cols[k];
+            c->stats[l * IN_COUNT + k].sum = p;
+            p += (size_t)cols[k];
         }
     *out = c;
     return EVB_SUCCESS;
@@ -120,6 +128,7 @@ int evb_calib_block(evb_calib *c, const evb_model *m, evb_state *s, const evb_wi
         for (int k = 0; k < IN_COUNT; k++) {
             evb_layer_stats *st = &c->stats[layer * IN_COUNT + k];
             memset((double *)st->gram, 0, sizeof(double) * st->cols * st->cols);
+            memset((double *)st->sum, 0, sizeof(double) * st->cols);
             st->n_tokens = 0;
         }
         s->capture = on_capture; s->capture_ctx = c;

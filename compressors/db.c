@@ -222,7 +222,9 @@ static void level_file(evb_db_entry *e) {
         for (; t && t->name[i] && i + 1 < sizeof name; i++) name[i] = (char)tolower((unsigned char)t->name[i]);
         name[i] = 0;
         snprintf(e->file, sizeof e->file, "u%04d_%s_%s.bin", e->unit, e->method, t ? name : "unknown");
-    } else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
+    } else if (e->kind == EVB_LEVEL_STRUCT)
+        snprintf(e->file, sizeof e->file, "u%04d_%s_g%dr%lld.bin", e->unit, e->method, e->group_size, (long long)e->n_removed);
+    else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
 }
 
 static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
@@ -231,8 +233,14 @@ static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
                 ? a->n_removed == b->n_removed && (a->n_removed || fabs(a->sparsity - b->sparsity) < 1e-9) &&
                       a->n_keep == b->n_keep && a->m == b->m
                 : a->kind == EVB_LEVEL_GGUF ? a->gguf_type == b->gguf_type
+                : a->kind == EVB_LEVEL_STRUCT ? a->group_size == b->group_size && a->n_removed == b->n_removed
                 : a->bits == b->bits && a->group_size == b->group_size && a->sym == b->sym);
 }
+
+/* A structured level's payload: "EVBT", u16 version, u16 dtype, u32 rows, cols, group, n_kept, updated. */
+#define STRUCT_HEADER 28
+/* 1 when a structured level's method stores updated kept columns (obs), 0 when it keeps the dense ones. */
+static int struct_updates(const evb_db_entry *e) { return strcmp(e->method, "obs") == 0; }
 
 /* Bytes of one stored value of dtype d (a valid evb_db_dtype). */
 static unsigned value_size(int d) { return d == EVB_DB_F32 ? 4 : 2; }
@@ -246,6 +254,12 @@ static uint64_t implied_bytes(const evb_db_entry *e) {
         if (!(nnz >= 0 && nnz <= (double)n && nnz == floor(nnz))) return 0;
         if (e->bits_stored != (double)n + 8.0 * vs * nnz) return 0;
         size = 24 + (n + 7) / 8 + vs * (uint64_t)nnz; /* nnz at most 2^40 */
+    } else if (e->kind == EVB_LEVEL_STRUCT) {
+        if (e->group_size < 1 || e->cols % e->group_size || e->n_removed > e->cols / e->group_size) return 0;
+        uint64_t kept = (uint64_t)(e->cols / e->group_size - e->n_removed), in = kept * (uint64_t)e->group_size;
+        if (e->params_kept != (double)(in * (uint64_t)e->rows)) return 0;
+        size = STRUCT_HEADER + 4 * kept + 4 * (uint64_t)e->rows + (struct_updates(e) ? value_size(e->dtype) * in * e->rows : 0);
+        if (e->bits_stored != 8.0 * (double)(size - STRUCT_HEADER)) return 0;
     } else if (e->kind == EVB_LEVEL_GGUF) {
         uint64_t rb = evb_gguf_row_bytes(e->gguf_type, e->cols), blocks = rb * (uint64_t)e->rows; /* rb <= 4 cols */
         if (!rb || e->params_kept != (double)n || e->bits_stored != 8.0 * (double)blocks) return 0;
@@ -292,7 +306,7 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
         switch (k) {
         case 0: ok = obj_int(v, 0, MAX_UNIT - 1, &x); e->unit = (int)x; break;
         case 1: ok = obj_str(v, e->method, sizeof e->method); break;
-        case 2: ok = obj_int(v, 0, 2, &x); e->kind = (int)x; break;
+        case 2: ok = obj_int(v, 0, 3, &x); e->kind = (int)x; break;
         case 3: ok = obj_real(v, &e->sparsity) && e->sparsity >= 0 && e->sparsity <= 1; break;
         case 4: ok = obj_int(v, 0, 64, &x); e->n_keep = (int)x; break;
         case 5: ok = obj_int(v, 0, 64, &x); e->m = (int)x; break;
@@ -331,6 +345,11 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
             return "a GGUF level with other levels' parameters";
         if (e->dtype != EVB_DB_F32) return "a GGUF level with a value dtype";
         if (!gguf_level_type(e->gguf_type) || !evb_gguf_row_ok(e->gguf_type, e->cols)) return "a GGUF type its rows cannot hold";
+    } else if (e->kind == EVB_LEVEL_STRUCT) {
+        if (e->bits || e->sym || e->n_keep || e->m || e->sparsity != 0) return "a structured level with other levels' parameters";
+        if (e->group_size < 1 || e->cols % e->group_size || e->n_removed > e->cols / e->group_size)
+            return "a structured level whose groups do not divide its columns";
+        if (!struct_updates(e) && e->dtype != EVB_DB_F32) return "a structured level without updates with a value dtype";
     } else {
         if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
         if (e->dtype != EVB_DB_F32) return "a quantized level whose scales are not float32";
@@ -672,7 +691,8 @@ static int check_meta(evb_db *db, const evb_db_entry *e) {
     const evb_method *me = evb_method_find(e->method);
     if (!me || me->kind != e->kind)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: method '%s' is not a %s method", e->unit, e->method,
-                   e->kind == EVB_LEVEL_GGUF ? "GGUF" : e->kind ? "quantization" : "sparsity");
+                   e->kind == EVB_LEVEL_GGUF ? "GGUF" : e->kind == EVB_LEVEL_STRUCT ? "structured"
+                   : e->kind ? "quantization" : "sparsity");
     if (e->unit < 0 || e->unit >= MAX_UNIT || e->rows < 1 || e->rows > MAX_DIM || e->cols < 1 || e->cols > MAX_DIM)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: shape %dx%d out of range", e->unit, e->rows, e->cols);
     /* What the index reader refuses (parse_entry) is not stored. */
@@ -683,6 +703,11 @@ static int check_meta(evb_db *db, const evb_db_entry *e) {
                        t ? t->name : "?", e->cols, t ? t->block : 0);
         if (e->bits || e->group_size || e->sym || e->n_keep || e->m || e->n_removed || e->sparsity != 0)
             EVB_ERRORF(EVB_EINVAL, "level of unit %d: a GGUF level with other levels' parameters", e->unit);
+    } else if (e->kind == EVB_LEVEL_STRUCT) {
+        if (e->bits || e->sym || e->n_keep || e->m || e->gguf_type || e->sparsity != 0 || e->group_size < 1 ||
+            e->cols % e->group_size || e->n_removed < 0 || e->n_removed > e->cols / e->group_size)
+            EVB_ERRORF(EVB_EINVAL, "level of unit %d: a structured level needs groups dividing its %d columns and no other "
+                       "levels' parameters", e->unit, e->cols);
     } else if (e->kind == EVB_LEVEL_SPARSE ? e->bits || e->group_size || e->sym || e->gguf_type : e->n_keep || e->m || e->n_removed || e->gguf_type)
         EVB_ERRORF(EVB_EINVAL, "level of unit %d: a %s level with %s parameters", e->unit, e->kind ? "quantized" : "sparse",
                    e->kind ? "sparsity" : "quantization");
@@ -827,7 +852,23 @@ static inline void put_value(float *W, uint16_t *H, size_t j, float x) {
 
 /* NULL when the header of payload p[size] is of entry e's kind, version, value dtype and shape; else what
  * differs, written into why[cap]. */
+static const char *struct_header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why, size_t cap) {
+    if (size < STRUCT_HEADER || memcmp(p, "EVBT", 4)) snprintf(why, cap, "not a structured payload");
+    else if ((get_u32(p + 4) & 0xffffu) != 1) snprintf(why, cap, "structured payload version %u, this program reads 1",
+                                                       get_u32(p + 4) & 0xffffu);
+    else if (get_u32(p + 4) >> 16 != (uint32_t)e->dtype) snprintf(why, cap, "the payload's dtype is not the index's");
+    else if (get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
+        snprintf(why, cap, "the payload is %ux%u but the index says %dx%d", get_u32(p + 8), get_u32(p + 12), e->rows, e->cols);
+    else if (get_u32(p + 16) != (uint32_t)e->group_size ||
+             get_u32(p + 20) != (uint32_t)(e->cols / e->group_size - e->n_removed) ||
+             get_u32(p + 24) != (uint32_t)struct_updates(e))
+        snprintf(why, cap, "the payload's groups are not the index's");
+    else return NULL;
+    return why;
+}
+
 static const char *header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why, size_t cap) {
+    if (e->kind == EVB_LEVEL_STRUCT) return struct_header_mismatch(e, p, size, why, cap);
     const char *kind = e->kind == EVB_LEVEL_SPARSE ? "sparse" : e->kind == EVB_LEVEL_GGUF ? "GGUF" : "quantized";
     uint32_t word = size >= 24 ? get_u32(p + 4) : 0, version = word & 0xffffu, d = word >> 16;
     if (size < 24 || memcmp(p, e->kind == EVB_LEVEL_SPARSE ? "EVBS" : e->kind == EVB_LEVEL_GGUF ? "EVBG" : "EVBQ", 4))
@@ -938,6 +979,7 @@ static int expand(const evb_db_entry *e, const uint8_t *p, size_t size, const ch
     size_t n = (size_t)e->rows * (size_t)e->cols; /* at most 2^40 */
     char why[128];
     if (header_mismatch(e, p, size, why, sizeof why)) EVB_ERRORF(EVB_EFORMAT, "%s: %s", path, why);
+    if (e->kind == EVB_LEVEL_STRUCT) EVB_ERRORF(EVB_EINVAL, "%s: a structured level is not one weight", path);
     return e->kind == EVB_LEVEL_SPARSE ? expand_sparse(e, p, size, path, n, W, H)
          : e->kind == EVB_LEVEL_GGUF   ? expand_gguf(e, p, size, path, n, W, H)
                                        : expand_quant(e, p, size, path, n, W, H);
@@ -1018,4 +1060,101 @@ int evb_db_load_blocks(const evb_db *db, int i, void *dst, size_t cap) {
     else memcpy(dst, p + 24, bytes);
     munmap((void *)p, size);
     return st;
+}
+
+// ---- structured levels ----
+
+int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias, const float *out_w,
+                      double recon_error) {
+    evb_db_entry e = *meta;
+    e.kind = EVB_LEVEL_STRUCT;
+    e.recon_error = recon_error;
+    int upd = struct_updates(&e);
+    if (!upd) e.dtype = EVB_DB_F32;
+    if (!kept || !bias || (upd && !out_w))
+        EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept groups, bias or updated columns missing", e.unit);
+    int st = check_meta(db, &e);
+    if (st) return st;
+    int n_kept = e.cols / e.group_size - (int)e.n_removed, G = e.cols / e.group_size;
+    for (int i = 0; i < n_kept; i++)
+        if (kept[i] < 0 || kept[i] >= G || (i && kept[i] <= kept[i - 1]))
+            EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept group %d is not ascending in [0, %d)", e.unit, kept[i], G);
+    size_t in = (size_t)n_kept * e.group_size, vs = value_size(e.dtype), nv = upd ? in * e.rows : 0;
+    size_t size = STRUCT_HEADER + 4 * (size_t)n_kept + 4 * (size_t)e.rows + vs * nv;
+    uint8_t *buf = malloc(size);
+    if (!buf) EVB_ERROR("out of memory", EVB_ENOMEM);
+    memcpy(buf, "EVBT", 4);
+    put_u32(buf + 4, 1u | (uint32_t)e.dtype << 16); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
+    put_u32(buf + 16, (uint32_t)e.group_size); put_u32(buf + 20, (uint32_t)n_kept); put_u32(buf + 24, (uint32_t)upd);
+    uint8_t *q = buf + STRUCT_HEADER;
+    for (int i = 0; i < n_kept; i++, q += 4) put_u32(q, (uint32_t)kept[i]);
+    memcpy(q, bias, 4 * (size_t)e.rows);
+    q += 4 * (size_t)e.rows;
+    for (size_t j = 0; j < nv; j++) {
+        if (vs == 4) memcpy(q + 4 * j, &out_w[j], 4);
+        else { uint16_t h = to16(e.dtype, out_w[j]); memcpy(q + 2 * j, &h, 2); }
+    }
+    e.params_kept = (double)in * e.rows;
+    e.bits_stored = 8.0 * (double)(size - STRUCT_HEADER);
+    level_file(&e);
+    st = commit(db, &e, buf, size);
+    free(buf);
+    return st;
+}
+
+void evb_struct_level_free(evb_struct_level *s) {
+    if (!s) return;
+    free(s->kept); free(s->bias); free(s->out_w);
+    free(s);
+}
+
+/* Reads a verified structured payload p[size] of entry e (its header matched). */
+static int read_struct(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, evb_struct_level *s) {
+    int upd = struct_updates(e), G = e->cols / e->group_size;
+    s->rows = e->rows; s->cols = e->cols; s->group = e->group_size; s->n_kept = G - (int)e->n_removed;
+    size_t in = (size_t)s->n_kept * s->group, vs = value_size(e->dtype), nv = upd ? in * s->rows : 0;
+    if (size != STRUCT_HEADER + 4 * (size_t)s->n_kept + 4 * (size_t)s->rows + vs * nv)
+        EVB_ERRORF(EVB_EFORMAT, "%s: malformed structured payload (%zu bytes)", path, size);
+    s->kept = malloc(sizeof(int) * ((size_t)s->n_kept + 1));
+    s->bias = malloc(sizeof(float) * (size_t)s->rows);
+    s->out_w = upd ? malloc(sizeof(float) * (nv + 1)) : NULL;
+    if (!s->kept || !s->bias || (upd && !s->out_w)) EVB_ERROR("out of memory", EVB_ENOMEM);
+    const uint8_t *q = p + STRUCT_HEADER;
+    for (int i = 0; i < s->n_kept; i++, q += 4) {
+        uint32_t k = get_u32(q);
+        if (k >= (uint32_t)G || (i && (int)k <= s->kept[i - 1]))
+            EVB_ERRORF(EVB_EFORMAT, "%s: kept group %u is not ascending in [0, %d)", path, k, G);
+        s->kept[i] = (int)k;
+    }
+    memcpy(s->bias, q, 4 * (size_t)s->rows);
+    q += 4 * (size_t)s->rows;
+    for (size_t j = 0; j < nv; j++) {
+        if (vs == 4) memcpy(&s->out_w[j], q + 4 * j, 4);
+        else { uint16_t h; memcpy(&h, q + 2 * j, 2); s->out_w[j] = from16(e->dtype, h); }
+    }
+    for (int r = 0; r < s->rows; r++)
+        if (!isfinite(s->bias[r])) EVB_ERRORF(EVB_EFORMAT, "%s: a bias value is not finite", path);
+    return EVB_SUCCESS;
+}
+
+int evb_db_load_struct(const evb_db *db, int i, evb_struct_level **out) {
+    *out = NULL;
+    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
+    evb_db_entry e = evb_db_get(db, i);
+    if (e.kind != EVB_LEVEL_STRUCT) EVB_ERRORF(EVB_EINVAL, "level %d (%s) is not a structured level", i, e.file);
+    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
+    int st = check_shape(db, &e);
+    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
+    if (st) return st;
+    const uint8_t *p;
+    size_t size;
+    if ((st = map_verified(db, &e, &p, &size))) return st;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", db->dir, e.file);
+    evb_struct_level *s = calloc(1, sizeof *s);
+    st = s ? read_struct(&e, p, size, path, s) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
+    munmap((void *)p, size);
+    if (st) { evb_struct_level_free(s); return st; }
+    *out = s;
+    return EVB_SUCCESS;
 }

@@ -1,6 +1,6 @@
 /* naive.h -- the compressors' naive references (private): the same results as the fast paths of
- * compressors/prune.c and compressors/quant.c by the plainest loops, for the tests that compare the two on
- * small layers. Defined beside their fast paths. */
+ * compressors/prune.c, compressors/quant.c and compressors/structured.c by the plainest loops, for the
+ * tests that compare the two on small layers. Defined beside their fast paths. */
 #ifndef EVB_COMPRESSORS_NAIVE_H
 #define EVB_COMPRESSORS_NAIVE_H
 #include "evobudget/evb_compress.h"
@@ -18,4 +18,16 @@ int evb_prune_sparsegpt_naive(float *W, int rows, int cols, const evb_layer_stat
 int evb_quant_rtn_naive(float *W, int rows, int cols, const evb_quant_params *q, evb_quant_out *out);
 int evb_quant_gptq_naive(float *W, int rows, int cols, const evb_layer_stats *st, const evb_quant_params *q,
                          evb_quant_out *out);
+
+/* Structured removal (compressors/structured.c): FLAP's scores and bias from the raw inputs
+ * X [n_tokens, cols] by two-pass loops (means, then sample variances); OBS by solving, at every step and for
+ * every candidate group, the least-squares reconstruction on the kept columns from scratch (hand-written
+ * Cholesky) and taking the candidate of least total error: the same order and weights as evb_struct_obs in
+ * exact arithmetic. */
+int evb_struct_flap_scores_naive(const float *W, int rows, int cols, int group, const float *X,
+                                 size_t n_tokens, double *score);
+int evb_struct_flap_bias_naive(const float *W, int rows, int cols, int group, const float *X,
+                               size_t n_tokens, const int *removed, int n, float *bias);
+int evb_struct_obs_naive(float *W, int rows, int cols, int group, const evb_layer_stats *st, double damp,
+                         int n_remove, int *order, evb_struct_snap_fn snap, void *ctx);
 #endif

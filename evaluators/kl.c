@@ -207,6 +207,8 @@ void kl_workspace_destroy(void *wp) {
     free(ws->tok);
     free(ws->view.layers);
     evb_state_free(ws->s);
+    for (int u = 0; ws->blk && u < ws->n_units; u++) evb_block_level_free(ws->blk[u]);
+    free(ws->blk);
     free(ws->applied); free(ws->held); free(ws->idx); free(ws->len); free(ws->scratch); free(ws->zero); free(ws->h); free(ws->h_ref);
     memset(ws, 0, sizeof *ws);
 }
@@ -223,6 +225,7 @@ int kl_workspace_init(void *wp, const void *params) {
     ws->applied = malloc(sizeof(int16_t) * p->n_units);
     ws->held = malloc(sizeof(int) * p->n_units);
     ws->h_ref = malloc(sizeof(int16_t) * p->n_units);
+    ws->blk = calloc((size_t)p->n_units, sizeof *ws->blk);
     ws->idx = malloc(sizeof(int) * p->w->n);
     ws->len = malloc(sizeof(int) * p->w->n);
     ws->scratch = malloc(sizeof(float) * m->config.vocab_size);
@@ -238,7 +241,7 @@ int kl_workspace_init(void *wp, const void *params) {
     ws->h_cap = p->reuse_bytes / sizeof(float);
     if (ws->h_cap) ws->h = malloc(sizeof(float) * ws->h_cap);
     int st = evb_state_alloc(m, p->batch, p->w->seq_len, &ws->s);
-    if (!st && (!ws->view.layers || !ws->applied || !ws->held || !ws->h_ref || !ws->idx || !ws->len || !ws->scratch || !ws->zero || !ws->tok || (ws->h_cap && !ws->h)))
+    if (!st && (!ws->view.layers || !ws->blk || !ws->applied || !ws->held || !ws->h_ref || !ws->idx || !ws->len || !ws->scratch || !ws->zero || !ws->tok || (ws->h_cap && !ws->h)))
         st = EVB_RAISEF(EVB_ENOMEM, "KL fitness: out of memory for a workspace");
     if (st) { kl_workspace_destroy(ws); return st; }
     memcpy(ws->view.layers, m->layers, sizeof(evb_layer) * L);
@@ -250,6 +253,20 @@ static int unit_block(const evb_fit_unit *u) {
     return u->kind == EVB_UNIT_LINEAR ? u->index / EVB_LINEAR_COUNT : u->index;
 }
 
+/* Unit u's structured level lv built from the shared model's dense weights and put into the view. */
+static int apply_struct(const evb_kl_params *p, kl_ws *ws, int u, int lv) {
+    const evb_fit_unit *fu = &p->units[u];
+    int mlp = fu->kind == EVB_UNIT_MLP_S;
+    evb_block_level_clear(&ws->view, fu->index, mlp);
+    evb_block_level_free(ws->blk[u]);
+    ws->blk[u] = NULL;
+    const evb_struct_level *r = fu->recipe ? fu->recipe[lv] : NULL;
+    if (!r) return EVB_SUCCESS;
+    int st = evb_block_level_make(p->m, fu->index, mlp, r->kept, r->n_kept, r->out_w, r->bias, &ws->blk[u]);
+    if (!st) evb_block_level_apply(&ws->view, ws->blk[u]);
+    return st;
+}
+
 /* Puts the candidate's levels into the view, swapping only the units whose level changed. */
 static int apply(const evb_kl_params *p, kl_ws *ws, const int16_t *level) {
     for (int u = 0; u < p->n_units; u++) {
@@ -259,7 +276,10 @@ static int apply(const evb_kl_params *p, kl_ws *ws, const int16_t *level) {
         if (lv < 0 || lv >= fu->n_levels) EVB_ERRORF(EVB_EINVAL, "unit %d has no level %d (it has %d)", u, lv, fu->n_levels);
         if (fu->kind == EVB_UNIT_ATTN) ws->view.layers[fu->index].skip_attn = lv != 0;
         else if (fu->kind == EVB_UNIT_MLP) ws->view.layers[fu->index].skip_mlp = lv != 0;
-        else {
+        else if (fu->kind == EVB_UNIT_ATTN_S || fu->kind == EVB_UNIT_MLP_S) {
+            int st = apply_struct(p, ws, u, lv);
+            if (st) { ws->applied[u] = -2; return st; }
+        } else {
             if (ws->held[u] >= 0) { evb_level_cache_release(p->cache, ws->held[u]); ws->held[u] = -1; }
             int e = fu->entry[lv], bf = ws->view.compute == EVB_COMPUTE_BF16;
             /* the zero matrix is all-zero bits in either format */

@@ -20,6 +20,7 @@ typedef struct kl_ws {
     int16_t *h_ref;          /* [n_units] the reference h belongs to */
     int32_t *tok;            /* [batch, seq_len] token ids of one forward */
     evb_level_cache *cache;  /* where held levels go back to */
+    evb_block_level **blk;   /* [n_units] the structured level built for the unit, NULL: dense */
     int n_units;
 } kl_ws;
 

@@ -126,6 +126,23 @@ static int time_fixed(const evb_model *m, evb_state *s, const int32_t *tok, int 
     return st;
 }
 
+/* Makes v[0..n) non-decreasing by pooling adjacent violators (least squares): keeping more heads or channels
+ * never takes less work, so a level measured faster than a smaller one is noise. */
+static void monotone(double *v, int n) {
+    double *val = malloc(sizeof(double) * (size_t)n);
+    int *cnt = malloc(sizeof(int) * (size_t)n), k = 0;
+    if (!val || !cnt) { free(val); free(cnt); return; }
+    for (int i = 0; i < n; i++) {
+        val[k] = v[i]; cnt[k] = 1; k++;
+        while (k > 1 && val[k - 2] > val[k - 1]) {
+            val[k - 2] = (val[k - 2] * cnt[k - 2] + val[k - 1] * cnt[k - 1]) / (cnt[k - 2] + cnt[k - 1]);
+            cnt[k - 2] += cnt[k - 1]; k--;
+        }
+    }
+    for (int b = 0, i = 0; b < k; b++) for (int j = 0; j < cnt[b]; j++) v[i++] = val[b];
+    free(val); free(cnt);
+}
+
 void evb_cost_table_free(evb_cost_table *t) {
     if (!t) return;
     free(t->attn); free(t->mlp_kept); free(t->mlp);
@@ -192,6 +209,7 @@ int evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int 
         if (i < t->n_attn) t->attn[i] = md; else t->mlp[i - t->n_attn] = md;
     }
     free(v);
+    if (!st) { monotone(t->attn, t->n_attn); monotone(t->mlp, t->n_mlp); }
     if (!st) st = time_fixed(m, s, tok, repeats, &t->fixed);
     if (!st) st = evb_time_forward(m, B, T, repeats, &t->dense);
     if (progress && !st) progress(ctx, repeats + 1, repeats + 1);

@@ -30,6 +30,7 @@ int evb_allocation_new(int n_units, int n_drop, evb_allocation **out) {
     c->n_drop = n_drop;
     c->target = c->budget = c->cost = c->fitness = c->fitness_all = NAN;
     c->sparsity = c->bits_per_weight = c->dropped = c->storage_bytes = c->bytes = c->storage_bpw = NAN;
+    c->speedup = c->seconds = c->dense_seconds = NAN;
     for (int u = 0; u < n_units; u++) {
         c->units[u].level = -1;
         c->units[u].key.kind = -1;
@@ -65,6 +66,11 @@ static json_t *level_json(const evb_allocation_unit *x) {
         json_object_set_new(d, "bits", json_integer(x->key.bits));
         json_object_set_new(d, "group_size", json_integer(x->key.group_size));
         json_object_set_new(d, "sym", json_boolean(x->key.sym));
+    } else if (x->key.kind == EVB_LEVEL_STRUCT) {
+        json_object_set_new(d, "method", json_string(x->key.method));
+        json_object_set_new(d, "group_size", json_integer(x->key.group_size));
+        json_object_set_new(d, "n_removed", json_integer((json_int_t)x->key.n_removed));
+        json_object_set_new(d, "kept", json_integer((json_int_t)(x->key.cols / x->key.group_size - x->key.n_removed)));
     } else if (x->key.kind == EVB_LEVEL_GGUF) {
         const evb_gguf_type_info *t = evb_gguf_type_get(x->key.gguf_type);
         json_object_set_new(d, "method", json_string(x->key.method));
@@ -100,9 +106,11 @@ static json_t *config_json(const evb_allocation *c) {
     set_num(j, "fitness", c->fitness);
     json_object_set_new(j, "units", units);
     json_object_set_new(j, "drop", drop);
-    static const char *const keys[] = {"sparsity", "bits_per_weight", "dropped", "storage_bytes", "bytes", "storage_bits_per_weight", "fitness_all"};
-    const double vals[] = {c->sparsity, c->bits_per_weight, c->dropped, c->storage_bytes, c->bytes, c->storage_bpw, c->fitness_all};
-    for (int k = 0; k < 7; k++) set_num(j, keys[k], vals[k]);
+    static const char *const keys[] = {"sparsity", "bits_per_weight", "dropped", "storage_bytes", "bytes",
+                                       "storage_bits_per_weight", "fitness_all", "speedup", "seconds", "dense_seconds"};
+    const double vals[] = {c->sparsity, c->bits_per_weight, c->dropped, c->storage_bytes, c->bytes, c->storage_bpw,
+                           c->fitness_all, c->speedup, c->seconds, c->dense_seconds};
+    for (int k = 0; k < 10; k++) set_num(j, keys[k], vals[k]);
     return j;
 }
 
@@ -160,6 +168,10 @@ static int read_unit(const json_t *x, evb_allocation_unit *u, const char *path, 
         if (!s && (!t || t->block < 2))
             s = EVB_RAISEF(EVB_EFORMAT, "%s\"type\" '%s' is not a GGUF block type (%s)", w, name, evb_gguf_type_names());
         if (!s) { u->key.kind = EVB_LEVEL_GGUF; u->key.gguf_type = t->type; }
+    } else if (evb_method_find(u->key.method) && evb_method_find(u->key.method)->kind == EVB_LEVEL_STRUCT) {
+        u->key.kind = EVB_LEVEL_STRUCT;
+        s = evb_json_int(x, "group_size", 1, 0, 1, INT32_MAX, &v, w); u->key.group_size = (int)v;
+        if (!s) { s = evb_json_int(x, "n_removed", 1, 0, 0, INT32_MAX, &v, w); u->key.n_removed = v; }
     } else if (json_object_get(x, "bits")) {
         u->key.kind = EVB_LEVEL_QUANT;
         s = evb_json_int(x, "bits", 1, 0, 1, 16, &v, w); u->key.bits = (int)v;
@@ -200,10 +212,12 @@ static int read_top(const json_t *j, evb_allocation *c, const char *path) {
     if (!s) s = read_str(j, "method", c->method, sizeof c->method, path, "");
     if (!s) s = read_str(j, "target_kind", c->target_kind, sizeof c->target_kind, path, "");
     static const char *const keys[] = {"target", "budget", "cost", "fitness", "fitness_all", "sparsity", "bits_per_weight",
-                                       "dropped", "storage_bytes", "bytes", "storage_bits_per_weight"};
+                                       "dropped", "storage_bytes", "bytes", "storage_bits_per_weight", "speedup", "seconds",
+                                       "dense_seconds"};
     double *vals[] = {&c->target, &c->budget, &c->cost, &c->fitness, &c->fitness_all, &c->sparsity, &c->bits_per_weight,
-                      &c->dropped, &c->storage_bytes, &c->bytes, &c->storage_bpw};
-    for (int k = 0; !s && k < 11; k++) s = evb_json_num(j, keys[k], 0, NAN, vals[k], w);
+                      &c->dropped, &c->storage_bytes, &c->bytes, &c->storage_bpw, &c->speedup, &c->seconds,
+                      &c->dense_seconds};
+    for (int k = 0; !s && k < 14; k++) s = evb_json_num(j, keys[k], 0, NAN, vals[k], w);
     return s;
 }
 
@@ -345,6 +359,10 @@ static int unit_entry(const evb_allocation_unit *x, const evb_db *db, const char
     *entry = evb_db_find(db, &key);
     if (*entry >= 0) return EVB_SUCCESS;
     int sparse = me->kind == EVB_LEVEL_SPARSE;
+    if (me->kind == EVB_LEVEL_STRUCT)
+        EVB_ERRORF(EVB_EINVAL, "%s: block %d has no %s level removing %lld of its groups (hint: the search that wrote "
+                   "this configuration builds it: search --target-speedup with --db %s)", db_dir,
+                   x->unit / EVB_LINEAR_COUNT, me->name, (long long)key.n_removed, db_dir);
     if (me->kind == EVB_LEVEL_GGUF) {
         const evb_gguf_type_info *t = evb_gguf_type_get(key.gguf_type);
         EVB_ERRORF(EVB_EINVAL, "%s: unit %d (%s of block %d) has no %s level of type %s (hint: add it with 'evobudget db build --method %s --types %s')",
@@ -368,7 +386,7 @@ int evb_allocation_weights(const evb_allocation *c, const evb_model *m, const ev
     for (int i = 0; !s && i < c->n_units; i++) {
         const evb_allocation_unit *x = &c->units[i];
         if (x->unit >= U) s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1);
-        else if (x->dense) continue;
+        else if (x->dense || x->key.kind == EVB_LEVEL_STRUCT) continue;   /* structured: evb_allocation_blocks */
         else if (!x->zero && !x->key.method[0]) s = EVB_RAISEF(EVB_EINVAL, "unit %d has no \"method\"", x->unit);
         else s = unit_entry(x, db, db_dir, &idx[x->unit]);
         int r, cols;
@@ -389,5 +407,46 @@ int evb_allocation_weights(const evb_allocation *c, const evb_model *m, const ev
     if (s) { free(p); free(w); return s; }
     *weights = w;
     *mem = p;
+    return EVB_SUCCESS;
+}
+
+/* ---- a configuration's structured levels ---- */
+
+void evb_allocation_blocks_free(evb_block_level **b, int n) {
+    for (int i = 0; b && i < n; i++) evb_block_level_free(b[i]);
+    free(b);
+}
+
+/* Unit x's structured level from the database, made into a block level of m at *out. */
+static int unit_block(const evb_allocation_unit *x, const evb_model *m, const evb_db *db, const char *db_dir,
+                      evb_block_level **out) {
+    int k = x->unit % EVB_LINEAR_COUNT, entry, s;
+    if (k != EVB_LINEAR_O && k != EVB_LINEAR_DOWN)
+        EVB_ERRORF(EVB_EINVAL, "unit %d: a structured level belongs to an o_proj or down_proj unit", x->unit);
+    if ((s = unit_entry(x, db, db_dir, &entry))) return s;
+    evb_struct_level *r = NULL;
+    if ((s = evb_db_load_struct(db, entry, &r))) return s;
+    s = evb_block_level_make(m, x->unit / EVB_LINEAR_COUNT, k == EVB_LINEAR_DOWN, r->kept, r->n_kept, r->out_w, r->bias, out);
+    evb_struct_level_free(r);
+    return s;
+}
+
+int evb_allocation_blocks(const evb_allocation *c, const evb_model *m, const evb_db *db, const char *db_dir,
+                          evb_block_level ***out, int *n_struct) {
+    int L = m->config.n_layers, U = evb_model_n_units(m), s = EVB_SUCCESS;
+    *out = NULL; *n_struct = 0;
+    evb_block_level **b = calloc(2 * (size_t)L, sizeof *b);
+    if (!b) EVB_ERRORF(EVB_ENOMEM, "out of memory");
+    for (int i = 0; !s && i < c->n_units; i++) {
+        const evb_allocation_unit *x = &c->units[i];
+        if (x->dense || x->key.kind != EVB_LEVEL_STRUCT) continue;
+        if (x->unit >= U) { s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1); break; }
+        int at = (x->unit % EVB_LINEAR_COUNT == EVB_LINEAR_DOWN) * L + x->unit / EVB_LINEAR_COUNT;
+        if (b[at]) { s = EVB_RAISEF(EVB_EINVAL, "block %d's sub-block is given two structured levels", at % L); break; }
+        s = unit_block(x, m, db, db_dir, &b[at]);
+        if (!s) ++*n_struct;
+    }
+    if (s) { evb_allocation_blocks_free(b, 2 * L); return s; }
+    *out = b;
     return EVB_SUCCESS;
 }

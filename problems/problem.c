@@ -3,6 +3,7 @@
  * file.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "problems/problems.h"
+#include "evobudget/evb_timing.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", "bytes"};
+static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", "bytes", "speedup", "latency"};
 
-const char *evb_target_kind_name(int kind) { return kind >= 0 && kind <= EVB_TARGET_BYTES ? kind_names[kind] : "?"; }
+const char *evb_target_kind_name(int kind) { return kind >= 0 && kind <= EVB_TARGET_LATENCY ? kind_names[kind] : "?"; }
+
+/* 1 for the speed targets (structured levels, measured costs). */
+static int speed_kind(int kind) { return kind == EVB_TARGET_SPEEDUP || kind == EVB_TARGET_LATENCY; }
 
 evb_mp_params evb_mp_default_params(int kind, double target) {
-    evb_mp_params p = {kind, target, NULL, 8, 64, 0, NULL, 0};
+    evb_mp_params p = {kind, target, NULL, 8, 64, 0, NULL, 0, 8, NULL, 5};
     return p;
 }
 
@@ -80,7 +84,7 @@ int evb_mp_alloc(int kind, double target, int U, int max_levels, evb_mp **out) {
 void evb_mp_publish(evb_mp *mp) {
     struct evb_mp_priv *q = mp->priv;
     for (int u = 0; u < q->U; u++)
-        if (mp->kind != EVB_TARGET_DROP) q->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, q->n_levels[u], q->entry + (size_t)u * q->max_levels};
+        if (mp->kind != EVB_TARGET_DROP && !speed_kind(mp->kind)) q->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, q->n_levels[u], q->entry + (size_t)u * q->max_levels, NULL};
     mp->problem.n_units = q->U;
     mp->problem.n_levels = q->n_levels;
     mp->problem.cost = (const double *const *)q->cost;
@@ -97,6 +101,9 @@ void evb_mp_free(evb_mp *mp) {
         for (size_t i = 0; q->desc && i < (size_t)q->U * q->max_levels; i++) free(q->desc[i].extra);
         free(q->n_levels); free(q->group); free(q->entry); free(q->cost_mem); free(q->cost); free(q->start); free(q->fu);
         free(q->desc); free(q->level_fit);
+        for (size_t i = 0; q->recipes && i < (size_t)q->U * q->max_levels; i++) evb_struct_level_free(q->recipes[i]);
+        free(q->recipes);
+        evb_cost_table_free(q->costs);
         free(q);
     }
     free(mp);
@@ -106,8 +113,19 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
     *out = NULL;
     const evb_model *m = env->m;
     int kind = p->kind, U = evb_model_n_units(m), L = m->config.n_layers;
-    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES)
-        EVB_ERRORF(EVB_EINVAL, "a problem of target kind %d (sparsity, bits, drop and bytes are built from a model)", kind);
+    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES &&
+        !speed_kind(kind))
+        EVB_ERRORF(EVB_EINVAL, "a problem of target kind %d (sparsity, bits, drop, bytes, speedup and latency are built "
+                   "from a model)", kind);
+    if (kind == EVB_TARGET_SPEEDUP && !(p->target > 1 && p->target < 1000))
+        EVB_ERRORF(EVB_EINVAL, "a speedup of %g must lie in (1, 1000)", p->target);
+    if (kind == EVB_TARGET_LATENCY && !(p->target > 0 && isfinite(p->target)))
+        EVB_ERRORF(EVB_EINVAL, "a latency of %g seconds must be positive", p->target);
+    if (speed_kind(kind) && p->compressor && p->compressor->kind != EVB_LEVEL_STRUCT)
+        EVB_ERRORF(EVB_EINVAL, "compressor %s does not make structured levels (flap, obs)", p->compressor->name);
+    if (!speed_kind(kind) && p->compressor && p->compressor->kind == EVB_LEVEL_STRUCT)
+        EVB_ERRORF(EVB_EINVAL, "compressor %s makes structured levels, for --target-speedup or --target-latency",
+                   p->compressor->name);
     if (kind != EVB_TARGET_DROP && !env->db) EVB_ERRORF(EVB_EINVAL, "a %s problem needs a level database", kind_names[kind]);
     if ((kind == EVB_TARGET_SPARSITY || kind == EVB_TARGET_DROP) && !(p->target > 0 && p->target < 1))
         EVB_ERRORF(EVB_EINVAL, "a %s target of %g must lie in (0, 1)", kind_names[kind], p->target);
@@ -116,23 +134,30 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
         EVB_ERRORF(EVB_EINVAL, "a target of %g bits must lie in [2, 6], the bits the levels hold", p->target);
     if (kind == EVB_TARGET_BYTES && !(p->target > 0)) EVB_ERRORF(EVB_EINVAL, "a target of %g bytes", p->target);
     evb_mp_params q = *p;
-    if (!q.compressor && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES) q.compressor = evb_method_find(kind == EVB_TARGET_SPARSITY ? "sparsegpt" : "gptq");
+    if (!q.compressor && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES)
+        q.compressor = evb_method_find(kind == EVB_TARGET_SPARSITY ? "sparsegpt" : speed_kind(kind) ? "flap" : "gptq");
     if (kind == EVB_TARGET_BITS && gguf && !(p->target > 0 && p->target < 16))
         EVB_ERRORF(EVB_EINVAL, "a target of %g bits per weight must lie in (0, 16)", p->target);
-    if (q.compressor && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
+    if (q.compressor && !speed_kind(kind) && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
         EVB_ERRORF(EVB_EINVAL, "compressor %s does not make %s levels", q.compressor->name, kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
     if (q.num_levels < 1) q.num_levels = 8;
     int max_levels = kind == EVB_TARGET_SPARSITY ? 2 * q.num_levels + 1 : kind == EVB_TARGET_BITS ? (gguf ? EVB_GGUF_MAX_LEVELS : 5)
                    : kind == EVB_TARGET_BYTES ? 12 : 2;
+    if (q.struct_steps < 1) q.struct_steps = 8;
+    if (speed_kind(kind) && q.struct_steps > m->config.hidden_dim)
+        EVB_ERRORF(EVB_EINVAL, "%d structured steps exceed the model's %d MLP channels", q.struct_steps, m->config.hidden_dim);
+    if (speed_kind(kind))
+        max_levels = 1 + (q.struct_steps > m->config.n_kv_heads ? q.struct_steps : m->config.n_kv_heads);
     evb_mp *mp;
-    int s = evb_mp_alloc(kind, p->target, kind == EVB_TARGET_DROP ? 2 * L : U, max_levels, &mp);
+    int s = evb_mp_alloc(kind, p->target, kind == EVB_TARGET_DROP || speed_kind(kind) ? 2 * L : U, max_levels, &mp);
     if (s) return s;
     mp->priv->m = m;
     mp->priv->db = env->db;
     mp->priv->comp = q.compressor;
     s = kind == EVB_TARGET_SPARSITY ? evb_mp_build_sparsity(env, &q, mp) : kind == EVB_TARGET_BITS && gguf ? evb_mp_build_gguf(env, &q, mp)
       : kind == EVB_TARGET_BITS ? evb_mp_build_bits(env, &q, mp)
-      : kind == EVB_TARGET_BYTES ? evb_mp_build_bytes(env, &q, mp) : evb_mp_build_drop(env, &q, mp);
+      : kind == EVB_TARGET_BYTES ? evb_mp_build_bytes(env, &q, mp) : speed_kind(kind) ? evb_mp_build_speed(env, &q, mp)
+      : evb_mp_build_drop(env, &q, mp);
     if (s) { evb_mp_free(mp); return s; }
     evb_mp_publish(mp);
     *out = mp;
@@ -151,10 +176,25 @@ static double sub_block_bits(const evb_model *m, int l, int attn) {
     return bits;
 }
 
+/* The fraction of its heads or channels a speed problem's unit u keeps at level l. */
+static double kept_fraction(const struct evb_mp_priv *q, int u, int l) {
+    const evb_allocation_unit *d = &q->desc[(size_t)u * q->max_levels + l];
+    if (d->dense) return 1.0;
+    double groups = (double)d->key.cols / d->key.group_size;
+    return (groups - (double)d->key.n_removed) / groups;
+}
+
 double evb_mp_storage_bits(const evb_mp *mp, const int16_t *level) {
     const struct evb_mp_priv *q = mp->priv;
     double bits = 0;
     if (mp->kind == EVB_TARGET_FILE || !q->m) return 0;
+    if (speed_kind(mp->kind)) {   /* the kept share of each sub-block's weights, and a compensation bias */
+        for (int u = 0; u < q->U; u++) {
+            double f = kept_fraction(q, u, level[u]);
+            bits += f * sub_block_bits(q->m, u % (q->U / 2), u < q->U / 2) + (f < 1 ? 16.0 * q->m->config.dim : 0);
+        }
+        return bits;
+    }
     if (mp->kind == EVB_TARGET_BYTES) {
         for (int u = 0; u < q->U; u++) bits += q->cost[u][level[u]];
         return bits;
@@ -181,6 +221,11 @@ static void config_sizes(const evb_mp *mp, const int16_t *level, evb_allocation 
     if (mp->kind == EVB_TARGET_BITS) c->bits_per_weight = c->cost / (mp->total_size / 32.0);
     if (mp->kind == EVB_TARGET_DROP) c->dropped = mp->total_size - c->cost;
     if (mp->kind != EVB_TARGET_FILE) c->storage_bytes = evb_mp_storage_bits(mp, level) / 8;
+    if (speed_kind(mp->kind)) {
+        c->seconds = q->costs->fixed + c->cost;
+        c->dense_seconds = q->costs->dense;
+        c->speedup = c->dense_seconds / c->seconds;
+    }
     if (mp->kind != EVB_TARGET_BYTES) return;
     c->bytes = c->cost / 8;
     c->storage_bpw = c->cost / mp->total_size;
@@ -210,7 +255,7 @@ int evb_mp_config(const evb_mp *mp, const int16_t *level, double fitness, evb_al
         evb_allocation_unit *x = &c->units[u];
         *x = q->desc[u * q->max_levels + level[u]];
         x->extra = x->extra ? strdup(x->extra) : NULL;
-        x->unit = u;
+        if (!speed_kind(mp->kind)) x->unit = u;   /* a speed level names its o or down unit */
         if (!x->name[0]) evb_mp_unit_name(u, x->name, sizeof x->name);
         x->level = level[u];
         x->cost = q->cost[u][level[u]];
@@ -237,7 +282,11 @@ int evb_mp_levels(const evb_mp *mp, const evb_allocation *c, int16_t *level) {
         return EVB_SUCCESS;
     }
     for (int i = 0; i < c->n_units; i++) {
-        int u = c->units[i].unit, l = c->units[i].level;
+        int u = c->units[i].unit, l = c->units[i].level, L = q->U / 2;
+        if (speed_kind(mp->kind)) {   /* the o or down unit of block b: the sub-block's index */
+            int b = u / EVB_LINEAR_COUNT, k = u % EVB_LINEAR_COUNT;
+            u = b < L && (k == EVB_LINEAR_O || k == EVB_LINEAR_DOWN) ? (k == EVB_LINEAR_DOWN ? L : 0) + b : q->U;
+        }
         if (u >= q->U || l < 0 || l >= q->n_levels[u]) EVB_ERRORF(EVB_EINVAL, "a configuration names unit %d at level %d, which this problem lacks", u, l);
         level[u] = (int16_t)l;
     }
@@ -255,6 +304,7 @@ static double unit_value(const evb_mp *mp, int u, int l) {
         return q->n_levels[u] > 1 || q->cost[u][l] > 0 ? q->cost[u][l] / ((double)rows * cols) : 16.0;
     }
     if (mp->kind == EVB_TARGET_BITS) return q->bits[l];
+    if (speed_kind(mp->kind)) return kept_fraction(q, u, l);
     if (mp->kind != EVB_TARGET_SPARSITY) return l;
     evb_model_unit_shape(q->m, u, &rows, &cols);
     return (double)rows * cols - q->cost[u][l];
@@ -356,7 +406,7 @@ evb_search_params evb_mp_search_params(const evb_mp *mp, const char *search_type
 evb_problem evb_mp_front_problem(const evb_mp *mp) {
     evb_problem p = mp->problem;
     double total = mp->total_size;
-    p.tolerance = mp->kind == EVB_TARGET_FILE ? p.tolerance : mp->kind == EVB_TARGET_DROP ? 2.5 : mp->kind == EVB_TARGET_BYTES ? 0.1 * p.budget
+    p.tolerance = mp->kind == EVB_TARGET_FILE ? p.tolerance : mp->kind == EVB_TARGET_DROP ? 2.5 : mp->kind == EVB_TARGET_BYTES || speed_kind(mp->kind) ? 0.1 * p.budget
                 : mp->kind == EVB_TARGET_SPARSITY ? 0.1 * total : 0.5 / 32 * total;
     return p;
 }

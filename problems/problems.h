@@ -18,7 +18,10 @@ struct evb_mp_priv {
     int bits[8], n_bits;               /* bits: the widths of levels 0.. */
     const struct evb_model *m;
     const evb_db *db;
-    const evb_method *comp;            /* sparsity, bits: the compressor of the levels */
+    const evb_method *comp;            /* sparsity, bits, speed: the compressor of the levels */
+    struct evb_cost_table *costs;      /* speed: the measured times */
+    evb_struct_level **recipes;        /* speed: [U][max_levels] the structured levels (NULL: dense) */
+    double speed_hi;                   /* speed: the target's seconds a forward */
 };
 
 /* The arrays of a problem of U units with at most max_levels levels, every entry dense. */
@@ -35,6 +38,10 @@ int evb_mp_build_bits(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_gguf(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_bytes(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_drop(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
+/* (problems/speed.c) */
+int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
+/* FLAP's global allocation on a speed problem's levels: level[U]. */
+int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level);
 /* The message callback with printf formatting. */
 void evb_mp_say(const evb_mp_env *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The calibration statistics, collected on first need. */

@@ -61,7 +61,7 @@ static int block_levels(evb_mp_env *env, const evb_mp *mp, const evb_kl_params *
         evb_db_entry e = evb_db_get(env->db, entry[u]);
         kept += e.params_kept;
         storage += evb_mp_level_storage(rows, cols, &e);
-        fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 1, entry + u};
+        fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 1, entry + u, NULL};
         evb_allocation_unit *x = &c->units[u];
         x->unit = u; x->key = keys[u]; x->key.sparsity = e.sparsity; x->cost = e.params_kept;
         evb_mp_unit_name(u, x->name, sizeof x->name);
@@ -154,9 +154,30 @@ static int rule_shortgpt(evb_mp_env *env, const evb_mp *mp, const evb_kl_params 
     return s;
 }
 
+/* FLAP's global allocation of a speed problem (problems/speed.c), scored on every calibration token. */
+static int rule_flap(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, evb_allocation **out) {
+    int U = mp->priv->U;
+    int16_t *level = malloc(sizeof(int16_t) * (size_t)U);
+    double fit = 0;
+    if (!level) EVB_ERROR("out of memory", EVB_ENOMEM);
+    int s = evb_mp_flap_levels(env, mp, level);
+    if (!s) s = score_counted(env, kp, level, U, &fit);
+    if (!s) s = evb_mp_config(mp, level, fit, out);
+    free(level);
+    return s;
+}
+
 int evb_mp_rule(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, const char *rule, uint64_t seed, evb_allocation **out) {
     *out = NULL;
-    if (!evb_mp_is_rule(rule)) EVB_ERRORF(EVB_EINVAL, "'%s' is not an allocation rule (owl, ecoflap, shortgpt)", rule);
+    if (!evb_mp_is_rule(rule)) EVB_ERRORF(EVB_EINVAL, "'%s' is not an allocation rule (owl, ecoflap, shortgpt, flap)", rule);
+    if ((strcmp(rule, "flap") == 0) != (mp->kind == EVB_TARGET_SPEEDUP || mp->kind == EVB_TARGET_LATENCY))
+        EVB_ERRORF(EVB_EINVAL, "%s: FLAP allocates structured removal for --target-speedup or --target-latency; this "
+                   "problem's target is %s", rule, evb_target_kind_name(mp->kind));
+    if (!strcmp(rule, "flap")) {
+        int s = rule_flap(env, mp, kp, out);
+        if (!s) (*out)->fitness_all = (*out)->fitness;
+        return s;
+    }
     int shortgpt = strcmp(rule, "shortgpt") == 0;
     if (shortgpt != (mp->kind == EVB_TARGET_DROP) || (!shortgpt && mp->kind != EVB_TARGET_SPARSITY))
         EVB_ERRORF(EVB_EINVAL, "%s allocates %s; this problem's target is %s", rule, shortgpt ? "dropped sub-blocks" : "sparsity", evb_target_kind_name(mp->kind));

@@ -268,7 +268,7 @@ int evb_mp_build_drop(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
         q->cost[u][0] = 1; q->cost[u][1] = 0; /* cost: sub-blocks kept, so less is smaller as for the other targets */
         q->group[u] = attn ? 0 : 1;
         q->start[u] = (int16_t)(l >= L - k); /* a feasible start: the last k of each kind */
-        q->fu[u] = (evb_fit_unit){attn ? EVB_UNIT_ATTN : EVB_UNIT_MLP, l, 2, NULL};
+        q->fu[u] = (evb_fit_unit){attn ? EVB_UNIT_ATTN : EVB_UNIT_MLP, l, 2, NULL, NULL};
     }
     mp->problem.budget = 2 * (L - k);
     mp->problem.tolerance = 0.5;

@@ -53,11 +53,11 @@ int main(void) {
             snprintf(key.method, sizeof key.method, "sparsegpt");
             entries[u * 3 + 1 + k] = evb_db_find(db, &key);
         }
-        units[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 3, entries + u * 3};
+        units[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 3, entries + u * 3, NULL};
     }
     for (int l = 0; l < L; l++) {
-        units[U + l] = (evb_fit_unit){EVB_UNIT_ATTN, l, 2, NULL};
-        units[U + L + l] = (evb_fit_unit){EVB_UNIT_MLP, l, 2, NULL};
+        units[U + l] = (evb_fit_unit){EVB_UNIT_ATTN, l, 2, NULL, NULL};
+        units[U + L + l] = (evb_fit_unit){EVB_UNIT_MLP, l, 2, NULL, NULL};
     }
     evb_kl_params p = {m, &w, t32, cache, NU, units, EVB_METRIC_KL, 4, 64 << 20};
     void *ws = malloc(evb_fitness_kl.workspace_size(&p));

@@ -199,7 +199,7 @@ int main(void) {
         snprintf(key.method, sizeof key.method, "sparsegpt");
         entries[2 * u] = -1;
         entries[2 * u + 1] = evb_db_find(db, &key);
-        units[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 2, entries + 2 * u};
+        units[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, 2, entries + 2 * u, NULL};
         evb_db_load(db, entries[2 * u + 1], mem + (size_t)u * 512 * 512);
     }
     seen *x = calloc(1, sizeof *x);

@@ -1,6 +1,7 @@
-/* evb_compress.h -- layer compressors: pruning (magnitude, Wanda, SparseGPT; unstructured or N:M) and
- * quantization (round-to-nearest, GPTQ), each applied to one linear layer's weight W [rows, cols] in
- * nn.Linear layout (rows = outputs, cols = inputs) given statistics of the layer's calibration inputs.
+/* evb_compress.h -- layer compressors: pruning (magnitude, Wanda, SparseGPT; unstructured or N:M),
+ * quantization (round-to-nearest, GPTQ) and structured removal of input groups (FLAP, OBS), each applied to
+ * one linear layer's weight W [rows, cols] in nn.Linear layout (rows = outputs, cols = inputs) given
+ * statistics of the layer's calibration inputs.
  *
  * Every compressor works in place on a float32 copy of the weight, is single-threaded (levels of a
  * database are built in parallel, one per thread), and has a naive reference in the same file that a test
@@ -21,6 +22,7 @@ typedef struct evb_layer_stats {
     int           cols;      /* input features */
     size_t        n_tokens;  /* rows of X accumulated */
     const double *gram;      /* [cols, cols] X^T X, summed in double */
+    const double *sum;       /* [cols] column sums of X (sum over tokens), or NULL when not collected */
 } evb_layer_stats;
 
 /* Sparsity pattern: n_keep == 0 means unstructured, exactly floor(sparsity * n) weights removed in each
@@ -75,6 +77,39 @@ double evb_recon_error(const float *W, const float *W_hat, int rows, int cols, c
  * cost 2 rows cols^2 flops (dgemm); NAN on bad arguments or out of memory. */
 double evb_recon_weight(const float *W, int rows, int cols, const evb_layer_stats *st);
 double evb_recon_error_den(const float *W, const float *W_hat, int rows, int cols, const evb_layer_stats *st, double den);
+
+/* ---- structured removal ---- */
+
+/* Structured removal of whole input groups of W [rows, cols]: cols / group groups of `group` contiguous
+ * columns (a head or KV group of o_proj, a channel of down_proj). The caller drops the matching outputs of
+ * the layers before (q/k/v rows, gate/up rows). Every function checks its arguments (shape, cols % group,
+ * statistics for these cols, finite W) and returns EVB_EINVAL with a message on bad ones. */
+
+/* FLAP's fluctuation score of each group: sum over its columns j of var_j * ||W[:, j]||^2, var_j the sample
+ * variance of input j over the calibration tokens (from st->gram's diagonal and st->sum; needs st->sum and
+ * st->n_tokens >= 2). score[cols/group]. */
+int evb_struct_flap_scores(const float *W, int rows, int cols, int group, const evb_layer_stats *st,
+                           double *score);
+/* Groups in the order FLAP removes them (ascending score; ties by index): order[cols/group]. */
+int evb_struct_flap_order(const float *W, int rows, int cols, int group, const evb_layer_stats *st,
+                          int *order);
+/* FLAP's bias compensation for removing the groups removed[0..n) (distinct, in [0, cols/group)):
+ * bias[r] = sum over their columns j of W[r, j] * mean_j (the removed inputs' mean contribution, to be
+ * added to the layer's output; needs st->sum and st->n_tokens >= 1). bias[rows]. */
+int evb_struct_flap_bias(const float *W, int rows, int cols, int group, const evb_layer_stats *st,
+                         const int *removed, int n, float *bias);
+
+/* OBS structured removal (ZipLM): n_remove groups removed greedily, each step the group whose removal, with
+ * the optimal update of the remaining columns, least increases ||W X^T - W_hat X^T||^2 (H = X^T X dampened by
+ * damp * mean(diag H)); W is updated in place, removed columns zero. order[n_remove] receives the groups in
+ * removal order. snap (may be NULL) is called after each removal k = 1..n_remove with the current W, so that
+ * one pass yields every level of a nested sequence; a nonzero return stops the removal and is returned (W
+ * then holds the state after removal k). EVB_EBADFUNC when H is not positive definite after dampening; on
+ * any error W holds its input or, with snap, the last snapshot. Workspace: about
+ * (rows + cols + max(256, group) + 2 group) cols doubles. */
+typedef int (*evb_struct_snap_fn)(void *ctx, int k, const float *W);
+int evb_struct_obs(float *W, int rows, int cols, int group, const evb_layer_stats *st, double damp,
+                   int n_remove, int *order, evb_struct_snap_fn snap, void *ctx);
 
 #ifdef __cplusplus
 }

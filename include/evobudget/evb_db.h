@@ -33,7 +33,14 @@ extern "C" {
 
 /* EVB_LEVEL_GGUF: a weight in one of llama.cpp's GGUF block types (evb_gguf.h), stored as the type's own
  * blocks so that the GGUF exporter copies them as they are. */
-typedef enum evb_level_kind { EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1, EVB_LEVEL_GGUF = 2 } evb_level_kind;
+/* EVB_LEVEL_STRUCT: a structured removal of one sub-block (whole KV groups of the attention, channels of the MLP),
+ * stored as the unit of its output projection (o or down, its full shape): the kept input groups of
+ * group_size columns (n_removed groups removed), a compensation bias [rows] added to the output, and for
+ * methods that update the kept columns (obs) those columns [rows, kept inputs] in `dtype`. The sub-block's
+ * other projections lose the rows of the removed groups (evb_block_level, evb_model.h). */
+typedef enum evb_level_kind {
+    EVB_LEVEL_SPARSE = 0, EVB_LEVEL_QUANT = 1, EVB_LEVEL_GGUF = 2, EVB_LEVEL_STRUCT = 3
+} evb_level_kind;
 
 /* The dtype a level's values are stored in. Sparse levels keep their values in the checkpoint's dtype
  * (evb_db_dtype_of(m->config.dtype)), not the compute path's, so that one database serves both: a BF16 or
@@ -49,7 +56,7 @@ typedef struct evb_db_entry {
     int      n_keep, m;       /* sparse N:M pattern, 0 0 when unstructured */
     int64_t  n_removed;       /* sparse: exactly this many weights removed (an equal-step level; sparsity is
                                  then n_removed / (rows cols)), 0 for a level given by its fraction */
-    int      bits, group_size, sym; /* quantized */
+    int      bits, group_size, sym; /* quantized (structured: group_size = columns per removed group) */
     int      gguf_type;       /* GGUF: the ggml type id (evb_gguf_type), 0 for the other kinds */
     int      rows, cols;
     int      dtype;           /* evb_db_dtype of the stored values: sparse, the kept values; quantized and GGUF, F32 */
@@ -114,6 +121,22 @@ int evb_db_put_sparse(evb_db *db, const evb_db_entry *meta, const float *W_hat, 
 int evb_db_put_quant(evb_db *db, const evb_db_entry *meta, const evb_quant_out *q, int n_groups, double recon_error);
 /* Adds a GGUF level: meta->gguf_type's blocks [rows, evb_gguf_row_bytes(type, cols)] as a quantizer wrote them. */
 int evb_db_put_gguf(evb_db *db, const evb_db_entry *meta, const void *blocks, double recon_error);
+/* A structured level as stored: kept[n_kept] ascending groups of group columns, bias[rows], out_w [rows,
+ * n_kept group] (the updated kept columns, float32) or NULL. */
+typedef struct evb_struct_level {
+    int rows, cols, group, n_kept;
+    int *kept;
+    float *bias;
+    float *out_w;
+} evb_struct_level;
+/* Adds a structured level (meta: unit, method, group_size = columns per group, n_removed = groups removed);
+ * out_w NULL for a method that keeps the dense columns. kept must list the cols / group_size - n_removed kept
+ * groups, ascending. */
+int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias, const float *out_w,
+                      double recon_error);
+/* Verifies structured entry i's checksum and reads it (free with evb_struct_level_free). */
+int evb_db_load_struct(const evb_db *db, int i, evb_struct_level **out);
+void evb_struct_level_free(evb_struct_level *s);
 /* Verifies GGUF entry i's checksum and copies its blocks (rows * evb_gguf_row_bytes bytes) into dst[cap]. */
 int evb_db_load_blocks(const evb_db *db, int i, void *dst, size_t cap);
 

@@ -49,7 +49,10 @@ int evb_teacher_kl_error(const evb_teacher *t, evb_model *m, const evb_windows *
 
 /* ---- the fitness ---- */
 
-typedef enum evb_unit_kind { EVB_UNIT_LINEAR = 0, EVB_UNIT_ATTN = 1, EVB_UNIT_MLP = 2 } evb_unit_kind;
+/* ATTN_S, MLP_S: a sub-block at structured levels (heads or channels removed, run at its smaller shapes). */
+typedef enum evb_unit_kind {
+    EVB_UNIT_LINEAR = 0, EVB_UNIT_ATTN = 1, EVB_UNIT_MLP = 2, EVB_UNIT_ATTN_S = 3, EVB_UNIT_MLP_S = 4
+} evb_unit_kind;
 
 typedef struct evb_fit_unit {
     int kind;          /* evb_unit_kind */
@@ -57,6 +60,7 @@ typedef struct evb_fit_unit {
     int n_levels;
     const int *entry;  /* linear: [n_levels] database entry of each level, EVB_ENTRY_DENSE (-1) for the dense
                         * weight, EVB_ENTRY_ZERO (-2) for the zero matrix (the layer removed) */
+    const evb_struct_level *const *recipe; /* ATTN_S, MLP_S: [n_levels] each level as stored, NULL: dense */
 } evb_fit_unit;
 
 enum { EVB_ENTRY_DENSE = -1, EVB_ENTRY_ZERO = -2 };

@@ -8,7 +8,10 @@
  *               one group (switches keep the total exactly), budget X bits per weight;
  *   drop X      the attention and MLP sub-blocks, kept or dropped, round(X L) of each kind dropped;
  *   bytes X     every linear layer chooses among the zero matrix, SparseGPT at 50..90%, GPTQ at 2..6 bits and
- *               the dense weight, cost = storage bits, budget [0.995, 1] of X bytes.
+ *               the dense weight, cost = storage bits, budget [0.995, 1] of X bytes;
+ *   speedup X   the attention and MLP sub-blocks, each keeping 0..G key/value groups or k F / steps channels
+ *               (structured levels: flap by default, or obs), cost = measured seconds (evb_timing.h), budget
+ *               [0.98, 1] of the measured dense forward's time over X; latency X: of X seconds.
  * Building a problem builds the levels the database lacks. The result carries everything a search and the
  * KL fitness need (evb_search.h, evb_fitness_kl.h) and writes the configuration of any candidate:
  *
@@ -60,6 +63,9 @@ typedef struct evb_allocation {
     double fitness_all;             /* the fitness on every calibration token; NAN when absent */
     /* the size in the target's own measure and in storage; NAN when absent */
     double sparsity, bits_per_weight, dropped, storage_bytes, bytes, storage_bpw;
+    /* speed targets: the predicted speedup over the dense forward, the predicted and the dense measured seconds of a
+     * forward at the calibration shape (the cost table's); NAN when absent */
+    double speedup, seconds, dense_seconds;
     int n_units;
     evb_allocation_unit *units;
     int n_drop;
@@ -88,12 +94,20 @@ int  evb_allocation_drop_mask(const evb_allocation *c, const struct evb_model *m
 int  evb_allocation_weights(const evb_allocation *c, const struct evb_model *m, const evb_db *db, const char *db_dir,
                             const float ***weights, float **mem);
 
+/* The structured levels of a configuration (speed targets) made into block levels of m: out[2 L] (attention of
+ * blocks 0..L-1, then their MLPs; NULL where the sub-block is dense), *n_struct how many are set; free with
+ * evb_allocation_blocks_free(out, 2 L). Apply them with evb_block_level_apply. */
+int  evb_allocation_blocks(const evb_allocation *c, const struct evb_model *m, const evb_db *db, const char *db_dir,
+                           evb_block_level ***out, int *n_struct);
+void evb_allocation_blocks_free(evb_block_level **b, int n);
+
 /* ---- building a problem from a model ---- */
 
 typedef enum evb_target_kind {
-    EVB_TARGET_SPARSITY = 0, EVB_TARGET_BITS = 1, EVB_TARGET_DROP = 2, EVB_TARGET_FILE = 3, EVB_TARGET_BYTES = 4
+    EVB_TARGET_SPARSITY = 0, EVB_TARGET_BITS = 1, EVB_TARGET_DROP = 2, EVB_TARGET_FILE = 3, EVB_TARGET_BYTES = 4,
+    EVB_TARGET_SPEEDUP = 5, EVB_TARGET_LATENCY = 6
 } evb_target_kind;
-/* "sparsity", "bits", "drop", "problem", "bytes" */
+/* "sparsity", "bits", "drop", "problem", "bytes", "speedup", "latency" */
 const char *evb_target_kind_name(int kind);
 
 /* What building a problem reads and may extend. calib is collected on first need and kept for the next
@@ -124,6 +138,9 @@ typedef struct evb_mp_params {
     const int *gguf_types;       /* bits with a GGUF compressor (gguf, gguf-rtn): the GGUF types to choose from,
                                     NULL: every block type (evb_gguf.h); each unit is offered those its rows hold */
     int    n_gguf_types;
+    int    struct_steps;         /* speedup, latency: MLP levels keep k F / steps channels, k = 0..steps (default 8) */
+    const char *timings;         /* speedup, latency: the cost table's cache file (NULL: measured, not kept) */
+    int    timing_repeats;       /* speedup, latency: timed runs per level, the median taken (default 5) */
 } evb_mp_params;
 evb_mp_params evb_mp_default_params(int kind, double target);
 
@@ -140,6 +157,8 @@ typedef struct evb_mp {
 
 int  evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out);
 void evb_mp_free(evb_mp *mp);
+/* A speed problem's cost table (the measured times its costs are), NULL for other targets. */
+const struct evb_cost_table *evb_mp_cost_table(const evb_mp *mp);
 /* The storage of a candidate in bits (16-bit values; a sparse level adds a 1-bit mask per weight, a quantized
  * one 16-bit scales, and zero points unless symmetric, per group; dropped sub-blocks store nothing), so that
  * runs of every kind compare at the same bytes. 0 for a problem file. */

@@ -2,14 +2,17 @@
  * machine and compute path in use, and the forward's measured time of a model as it stands.
  *
  * All blocks of a model share their shapes, so a level's time is that of any block: each (sub-block, kept
- * count) is timed once, on block 0, with the other sub-block of that block skipped, at the calibration shape
- * (B windows of T positions): the median of `repeats` runs after one warm-up. The fixed costs (embedding,
- * final norm, classifier) are timed the same way. A model's predicted forward time is the fixed cost plus the
- * times of its sub-blocks at their levels; evb_time_forward measures the real one.
+ * count) is timed with every block at that level and the other kind of sub-block skipped (so that the weights
+ * stream through the caches as in a whole forward), divided by the blocks, at the calibration shape (B windows
+ * of T positions): the median of `repeats` runs, each after one warm-up, the levels taken in rounds; the
+ * medians are then made non-decreasing in the kept count (pool-adjacent-violators: noise otherwise lets a
+ * level look faster than a smaller one). The fixed costs (embedding, final norm, classifier) are timed the same
+ * way. A model's predicted forward time is the fixed cost plus the times of its sub-blocks at their levels;
+ * evb_time_forward measures the real one.
  *
  * The table is cached as JSON (evb_cost_table_write, conventionally timings.json beside the level database)
  * with what it was measured on: the CPU's model name, the compute path and its kernel, the threads, the shape
- * of the model and of the batch. evb_cost_table_read gives EVB_ENOTFOUND-like EVB_EIO for a missing file,
+ * of the model and of the batch. evb_cost_table_read gives EVB_EIO for a missing file,
  * EVB_EFORMAT for a damaged one, and reports a table measured on something else through *stale (the caller
  * measures again). */
 #ifndef EVB_TIMING_H
