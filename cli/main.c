@@ -107,7 +107,7 @@ static int edit_distance(const char *a, size_t na, const char *b, size_t nb) {
 /* Writes "; did you mean 'NAME'?" into buf[n] for the one of names[n_names] closest to what the user typed,
  * or "" when none is close. Leading dashes and an "=value" do not count, so "-json" finds "--json" and
  * "serch" finds "search". Close: at most 2 edits and at most a third of the name's length (a 4-letter name
- * takes 1), or else typed is the start of one to four names (all of them are offered). Returns buf. */
+ * takes 1), or else typed is the start of one to six names (all of them are offered). Returns buf. */
 const char *did_you_mean(const char *typed, const char *const *names, size_t n_names, char *buf, size_t n) {
     while (*typed == '-') typed++;
     size_t nt = strcspn(typed, "=");
@@ -119,10 +119,10 @@ const char *did_you_mean(const char *typed, const char *const *names, size_t n_n
         if (d < best_d && d <= (int)strlen(name) / 3) { best = (int)i; best_d = d; }
     }
     if (best >= 0) { snprintf(buf, n, "; did you mean '%s'?", names[best]); return buf; }
-    size_t k = 0, match[4];
+    size_t k = 0, match[6];
     for (size_t i = 0; i < n_names && nt >= 2; i++)
         if (strncmp(names[i] + strspn(names[i], "-"), typed, nt) == 0) {
-            if (k == 4) return buf;
+            if (k == 6) return buf;
             match[k++] = i;
         }
     for (size_t i = 0, at = 0; i < k && at < n; i++)

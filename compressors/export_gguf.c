@@ -17,7 +17,20 @@
  * permutes Hugging Face's q and k rows, stored in rotate-half order, into that order: row h E + 2 i + s of the
  * file is row h E + s E / 2 + i of the checkpoint. A model read with rotate-half rows (rope_halves) and
  * written as llama is permuted so; llama2.c's rows are already in pair order; Qwen2 is written as qwen2,
- * which llama.cpp rotates in halves (NeoX style), unpermuted. Block rows permute with their rows. */
+ * which llama.cpp rotates in halves (NeoX style), unpermuted. Block rows permute with their rows.
+ *
+ * A structured model (a block with heads or MLP channels removed, or with o/down compensation biases; see
+ * evb_model.h) is written as llama.cpp's deci architecture: deci.feed_forward_length,
+ * deci.attention.head_count and deci.attention.head_count_kv are per-block arrays, each block's tensors have
+ * that block's shapes, and blk.N.attn_output.bias and blk.N.ffn_down.bias carry the compensation biases
+ * (q/k/v biases too, in pair order like their rows). llama.cpp's llama (and qwen2) architecture reads those
+ * arrays as well but makes every block's tensors at block 0's counts (models/llama.cpp, LLAMA_LOAD_LOCALS),
+ * so it refuses a file whose blocks differ ("check_tensor_dims: tensor 'blk.1.attn_q.weight' has wrong
+ * shape"). deci rotates pairs as llama does. A block that keeps no KV group is written with one zero group,
+ * one that keeps no MLP channel with one zero channel (their outputs are exactly zero): deci takes a block
+ * with no heads for attention-free and then skips its o bias, reads the head length only when block 0 has
+ * heads, and with no MLP channels drops the block's attention output as well (found in the llama.cpp of
+ * node-llama-cpp 3.21.1, in its source and by running its prebuilt library). */
 #define _GNU_SOURCE
 #include "evobudget/evb_export.h"
 #include "evobudget/evb_db.h"
@@ -55,11 +68,12 @@ typedef struct writer {
     const evb_model *m;
     const evb_db *db;
     const evb_tokenizer_vocab *v;
-    const char *arch;     /* "llama" or "qwen2" */
+    const char *arch;     /* "llama", "qwen2", or "deci" for a structured model */
     const char *name;
     gtensor *t;
     int n;
     size_t max_row_bytes, max_bytes;
+    int *counts;          /* deci: [L][3] each block's heads, key/value heads and MLP channels as written */
 } writer;
 
 // ---- primitives ----
@@ -103,51 +117,131 @@ static void add(writer *w, const char *name, int type, int ndim, int64_t ne0, in
 
 static const char *const gguf_linear[EVB_LINEAR_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
+/* A model is written as deci when a block is structured or carries o or down biases. */
+static int model_structured(const evb_model *m) {
+    for (int l = 0; l < m->config.n_layers; l++) {
+        const evb_layer *L = &m->layers[l];
+        if (L->structured || L->b_o || L->b_down) return 1;
+    }
+    return 0;
+}
+
+/* The heads, key/value heads and MLP channels block l is written with (cnt[3]): the configuration's, or a
+ * structured block's own, with one zero KV group for an attention that keeps none and one zero channel for an
+ * MLP that keeps none (pad[2] set). deci's graph (llama.cpp's models/deci.cpp) reads a block with no heads as
+ * attention-free and then skips its o bias, reads the key length only when block 0 has heads, and skips a
+ * block's attention output, not only its MLP, when it has no MLP channels; a zero group or channel computes
+ * exactly zero, so the file computes the model's function. */
+static void block_counts(const evb_model *m, int l, int cnt[3], int pad[2]) {
+    const evb_config *c = &m->config;
+    const evb_layer *L = &m->layers[l];
+    int s = L->structured;
+    cnt[0] = s ? L->heads : c->n_heads;
+    cnt[1] = s ? L->kv_heads : c->n_kv_heads;
+    cnt[2] = s ? L->ffn : c->hidden_dim;
+    pad[0] = cnt[1] == 0; pad[1] = cnt[2] == 0;
+    if (pad[0]) { cnt[0] = c->n_heads / c->n_kv_heads; cnt[1] = 1; }
+    if (pad[1]) cnt[2] = 1;
+}
+
+/* Rows and columns of linear layer k in a block of cnt heads, KV heads, channels. */
+static void block_shape(const evb_config *c, const int cnt[3], int k, int *r, int *cc) {
+    int D = c->dim, HE = cnt[0] * c->head_dim, GE = cnt[1] * c->head_dim, F = cnt[2];
+    static const int rows_of[EVB_LINEAR_COUNT] = {0, 1, 1, 3, 2, 2, 3}; /* q, k/v, gate/up; 3: D */
+    int dims[4] = {HE, GE, F, D};
+    *r = dims[rows_of[k]];
+    *cc = k == EVB_LINEAR_O ? HE : k == EVB_LINEAR_DOWN ? F : D;
+}
+
+/* Linear layer k of block l: from its GGUF level (entry e >= 0), dense, or zeros (a dropped sub-block, a
+ * pad). */
+static int plan_linear(writer *w, int l, int k, int e, const int cnt[3], int zero, int dense_type,
+                       evb_gguf_export_summary *sum) {
+    const evb_model *m = w->m;
+    const evb_config *c = &m->config;
+    int u = l * EVB_LINEAR_COUNT + k, r, cc, pair = strcmp(w->arch, "qwen2") != 0;
+    block_shape(c, cnt, k, &r, &cc);
+    int ph = c->rope_halves && pair && (k == EVB_LINEAR_Q || k == EVB_LINEAR_K) ? c->head_dim : 0;
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.%s.weight", l, gguf_linear[k]);
+    if (zero) {
+        add(w, name, dense_type, 2, cc, r, SRC_ZERO, NULL, -1, 0);
+        sum->n_dense++;
+        return EVB_SUCCESS;
+    }
+    if (e >= 0) {
+        evb_db_entry d = evb_db_get(w->db, e);
+        if (d.kind != EVB_LEVEL_GGUF || d.unit != u || d.rows != r || d.cols != cc)
+            EVB_ERRORF(EVB_EINVAL, "unit %d: database entry %d (%s) is not a GGUF level of its %dx%d weight",
+                       u, e, d.file, r, cc);
+        add(w, name, d.gguf_type, 2, cc, r, SRC_LEVEL, NULL, e, ph);
+        sum->n_gguf++;
+    } else {
+        add(w, name, dense_type, 2, cc, r, SRC_DENSE, m->layers[l].w[k], -1, ph);
+        sum->n_dense++;
+    }
+    sum->linear_params += (long long)r * cc;
+    sum->linear_bits += 8.0 * (double)w->t[w->n - 1].bytes;
+    return EVB_SUCCESS;
+}
+
+/* Block l's q/k/v biases (Qwen2: the kept heads' in a structured block, rows in pair order under deci), and a
+ * structured block's o and down biases. */
+static void plan_biases(writer *w, int l, int mlp, const int cnt[3], const int drop[2]) {
+    const evb_model *m = w->m;
+    const evb_config *c = &m->config;
+    const evb_layer *ly = &m->layers[l];
+    char name[64];
+    if (!mlp && c->qkv_bias) {
+        int pad = ly->structured && ly->kv_heads == 0, pair = strcmp(w->arch, "qwen2") != 0;
+        const float *b[3] = {ly->bq_kept ? ly->bq_kept : ly->bq, ly->bk_kept ? ly->bk_kept : ly->bk,
+                             ly->bv_kept ? ly->bv_kept : ly->bv};
+        for (int i = 0; i < 3; i++) {
+            int rr, c2, ph = pair && i < 2 ? c->head_dim : 0;
+            block_shape(c, cnt, i, &rr, &c2);
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, gguf_linear[i]);
+            add(w, name, EVB_GGUF_F32, 1, rr, 1, drop[0] || pad ? SRC_ZERO : SRC_VEC, b[i], -1, ph);
+        }
+    }
+    const float *bias = mlp ? ly->b_down : ly->b_o;
+    if (!bias || drop[mlp]) return; /* a dropped sub-block adds nothing, its bias neither */
+    snprintf(name, sizeof name, "blk.%d.%s.bias", l, mlp ? "ffn_down" : "attn_output");
+    add(w, name, EVB_GGUF_F32, 1, c->dim, 1, SRC_VEC, bias, -1, 0);
+}
+
+static int plan_layer(writer *w, int l, const int *entry, int dense_type, evb_gguf_export_summary *sum) {
+    const evb_layer *ly = &w->m->layers[l];
+    int drop[2] = {ly->skip_attn || ly->dropped_attn, ly->skip_mlp || ly->dropped_mlp}, cnt[3], pad[2];
+    block_counts(w->m, l, cnt, pad);
+    if (w->counts) memcpy(w->counts + 3 * l, cnt, sizeof cnt);
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+    add(w, name, EVB_GGUF_F32, 1, w->m->config.dim, 1, SRC_VEC, ly->rms_att, -1, 0);
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        int mlp = k >= 4, u = l * EVB_LINEAR_COUNT + k;
+        int st = plan_linear(w, l, k, entry ? entry[u] : -1, cnt, drop[mlp] || pad[mlp], dense_type, sum);
+        if (st) return st;
+        if (k == EVB_LINEAR_V) plan_biases(w, l, 0, cnt, drop);
+        if (k == EVB_LINEAR_O) {
+            snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+            add(w, name, EVB_GGUF_F32, 1, w->m->config.dim, 1, SRC_VEC, ly->rms_ffn, -1, 0);
+        }
+    }
+    plan_biases(w, l, 1, cnt, drop);
+    return EVB_SUCCESS;
+}
+
 static int plan(writer *w, const int *entry, int dense_type, int embd_type, evb_gguf_export_summary *sum) {
     const evb_model *m = w->m;
     const evb_config *c = &m->config;
-    int L = c->n_layers, E = c->head_dim, permute = c->rope_halves && strcmp(w->arch, "llama") == 0;
-    w->t = calloc((size_t)(3 + L * (2 + EVB_LINEAR_COUNT + 3)), sizeof *w->t);
-    if (!w->t) EVB_ERROR("out of memory", EVB_ENOMEM);
-    char name[64];
+    int L = c->n_layers;
+    w->t = calloc((size_t)(3 + L * (2 + EVB_LINEAR_COUNT + 3 + 2)), sizeof *w->t);
+    if (model_structured(m)) w->counts = calloc((size_t)L * 3, sizeof *w->counts);
+    if (!w->t || (model_structured(m) && !w->counts)) EVB_ERROR("out of memory", EVB_ENOMEM);
     add(w, "token_embd.weight", embd_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->tok_emb, -1, 0);
     for (int l = 0; l < L; l++) {
-        const evb_layer *ly = &m->layers[l];
-        int drop[2] = {ly->skip_attn || ly->dropped_attn, ly->skip_mlp || ly->dropped_mlp};
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
-        add(w, name, EVB_GGUF_F32, 1, c->dim, 1, SRC_VEC, ly->rms_att, -1, 0);
-        for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-            int u = l * EVB_LINEAR_COUNT + k, r, cc, e = entry ? entry[u] : -1;
-            evb_model_unit_shape(m, u, &r, &cc);
-            int ph = permute && (k == EVB_LINEAR_Q || k == EVB_LINEAR_K) ? E : 0;
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, gguf_linear[k]);
-            if (drop[k >= 4]) { add(w, name, dense_type, 2, cc, r, SRC_ZERO, NULL, -1, 0); sum->n_dense++; continue; }
-            if (e >= 0) {
-                evb_db_entry d = evb_db_get(w->db, e);
-                if (d.kind != EVB_LEVEL_GGUF || d.unit != u || d.rows != r || d.cols != cc)
-                    EVB_ERRORF(EVB_EINVAL, "unit %d: database entry %d (%s) is not a GGUF level of its %dx%d weight", u, e, d.file, r, cc);
-                add(w, name, d.gguf_type, 2, cc, r, SRC_LEVEL, NULL, e, ph);
-                sum->n_gguf++;
-            } else {
-                add(w, name, dense_type, 2, cc, r, SRC_DENSE, ly->w[k], -1, ph);
-                sum->n_dense++;
-            }
-            sum->linear_params += (long long)r * cc;
-            sum->linear_bits += 8.0 * (double)w->t[w->n - 1].bytes;
-            if (k == EVB_LINEAR_V && c->qkv_bias) {
-                const float *b[3] = {ly->bq, ly->bk, ly->bv};
-                for (int i = 0; i < 3; i++) {
-                    int rr, c2;
-                    evb_model_unit_shape(m, i, &rr, &c2);
-                    snprintf(name, sizeof name, "blk.%d.%s.bias", l, gguf_linear[i]);
-                    add(w, name, EVB_GGUF_F32, 1, rr, 1, drop[0] ? SRC_ZERO : SRC_VEC, b[i], -1, 0);
-                }
-            }
-            if (k == EVB_LINEAR_O) {
-                snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-                add(w, name, EVB_GGUF_F32, 1, c->dim, 1, SRC_VEC, ly->rms_ffn, -1, 0);
-            }
-        }
+        int st = plan_layer(w, l, entry, dense_type, sum);
+        if (st) return st;
     }
     add(w, "output_norm.weight", EVB_GGUF_F32, 1, c->dim, 1, SRC_VEC, m->rms_final, -1, 0);
     if (!c->tied) add(w, "output.weight", embd_type, 2, c->dim, c->vocab_size, SRC_DENSE, m->cls, -1, 0);
@@ -188,6 +282,18 @@ static int n_vocab_kv(const evb_tokenizer_vocab *v) {
            (strcmp(v->model, "llama") == 0);
 }
 
+/* A per-block count: one value for every block, or (deci) the array of w->counts[l][i] (llama.cpp reads
+ * either with get_key_or_arr). */
+static int kv_counts(FILE *f, const writer *w, const char *k, int i, uint32_t v) {
+    if (!w->counts) return kv_arch(f, w, k, v);
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", w->arch, k);
+    int L = w->m->config.n_layers;
+    int bad = put_str(f, key) || put_u32(f, G_ARRAY) || put_u32(f, G_U32) || put_u64(f, (uint64_t)L);
+    for (int l = 0; !bad && l < L; l++) bad = put_u32(f, (uint32_t)w->counts[3 * l + i]);
+    return bad;
+}
+
 static int write_header(FILE *f, const writer *w) {
     const evb_config *c = &w->m->config;
     int n_kv = 4 + 12 + (w->v ? n_vocab_kv(w->v) : 0);
@@ -196,8 +302,10 @@ static int write_header(FILE *f, const writer *w) {
     bad = bad || kv_str(f, "general.architecture", w->arch) || kv_str(f, "general.name", w->name) ||
           kv_u32(f, "general.alignment", ALIGN) || kv_u32(f, "general.quantization_version", 2);
     bad = bad || kv_arch(f, w, "context_length", (uint32_t)c->max_seq_len) || kv_arch(f, w, "embedding_length", (uint32_t)c->dim) ||
-          kv_arch(f, w, "block_count", (uint32_t)c->n_layers) || kv_arch(f, w, "feed_forward_length", (uint32_t)c->hidden_dim) ||
-          kv_arch(f, w, "attention.head_count", (uint32_t)c->n_heads) || kv_arch(f, w, "attention.head_count_kv", (uint32_t)c->n_kv_heads) ||
+          kv_arch(f, w, "block_count", (uint32_t)c->n_layers) ||
+          kv_counts(f, w, "feed_forward_length", 2, (uint32_t)c->hidden_dim) ||
+          kv_counts(f, w, "attention.head_count", 0, (uint32_t)c->n_heads) ||
+          kv_counts(f, w, "attention.head_count_kv", 1, (uint32_t)c->n_kv_heads) ||
           kv_arch(f, w, "attention.key_length", (uint32_t)c->head_dim) || kv_arch(f, w, "attention.value_length", (uint32_t)c->head_dim) ||
           kv_arch(f, w, "rope.dimension_count", (uint32_t)c->head_dim) || kv_arch(f, w, "vocab_size", (uint32_t)c->vocab_size);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", w->arch);
@@ -225,8 +333,9 @@ typedef struct data_ctx {
 
 /* Tensor t's bytes: rows converted one at a time (dense), or the level's blocks, rows permuted. */
 static int write_tensor(FILE *f, data_ctx *d, const gtensor *t) {
-    size_t rb = evb_gguf_row_bytes(t->type, t->ne[0]);
     int rows = (int)t->ne[1], cols = (int)t->ne[0], E = t->permute_heads;
+    if (t->ndim == 1 && E) { rows = cols; cols = 1; } /* a q or k bias: its values permute as rows of one */
+    size_t rb = evb_gguf_row_bytes(t->type, cols);
     if (t->src == SRC_LEVEL && (d->status = evb_db_load_blocks(d->w->db, t->entry, d->buf, t->bytes))) return -1;
     for (int r = 0; r < rows; r++) {
         /* row r of the file is row src of the weight (pair order from rotate-half order) */
@@ -266,7 +375,10 @@ int evb_gguf_save(const evb_model *m, const evb_db *db, const int *entry, const 
         EVB_ERRORF(EVB_EINVAL, "embedding type %s: its blocks of %d do not divide the model's width of %d", et->name, et->block, c->dim);
     if (!m->tok_emb || !m->rms_final) EVB_ERRORF(EVB_EINVAL, "the GGUF writer needs the model's weights in float32");
     if (c->qkv_bias && c->rope_halves == 0) EVB_ERRORF(EVB_EINVAL, "a model with q/k/v biases and pair-order rotary rows has no GGUF architecture here");
-    writer w = {m, db, vocab, c->qkv_bias ? "qwen2" : "llama", opt && opt->name ? opt->name : "evobudget", NULL, 0, 0, 0};
+    /* llama.cpp's llama and qwen2 read per-block counts but make every block's tensors at block 0's shapes;
+     * deci makes each block at its own (models/llama.cpp, qwen2.cpp, deci.cpp). */
+    const char *arch = model_structured(m) ? "deci" : c->qkv_bias ? "qwen2" : "llama";
+    writer w = {m, db, vocab, arch, opt && opt->name ? opt->name : "evobudget", NULL, 0, 0, 0, NULL};
     int st = plan(&w, entry, dense_type, et->type, sum);
     data_ctx d = {&w, NULL, NULL, NULL, 0};
     if (!st) {
@@ -277,6 +389,6 @@ int evb_gguf_save(const evb_model *m, const evb_db *db, const int *entry, const 
     if (!st) st = evb_write_atomic_with(path, write_all, &d);
     sum->n_tensors = w.n;
     sum->arch = w.arch;
-    free(d.buf); free(d.row); free(w.t);
+    free(d.buf); free(d.row); free(w.t); free(w.counts);
     return st;
 }

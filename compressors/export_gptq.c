@@ -332,12 +332,7 @@ int evb_gptq_save(const evb_model *m, const evb_db *db, const char *db_dir, cons
     /* The tensors, in evb_model_save's order. */
     int n_max = 2 + L * (2 + 5 * EVB_LINEAR_COUNT + 3) + 1;
     tensor *t = st ? NULL : calloc((size_t)n_max, sizeof *t);
-    size_t max_lin = 0;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-        int r, cc;
-        evb_model_unit_shape(m, k, &r, &cc);
-        if ((size_t)r * cc > max_lin) max_lin = (size_t)r * cc;
-    }
+    size_t max_lin = evb_model_max_unit(m, NULL);
     float *zero = st ? NULL : calloc(max_lin, sizeof(float));
     if (!st && (!t || !zero)) st = EVB_RAISEF(EVB_ENOMEM, "out of memory");
     int n = 0;

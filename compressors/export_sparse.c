@@ -140,12 +140,7 @@ int evb_bitmask_save(const evb_model *m, const unsigned char *compress, const ch
     evb_bitmask_summary s = {0};
     int n_max = 2 + L * (2 + 4 * EVB_LINEAR_COUNT + 3) + 1;
     stensor *t = calloc((size_t)n_max, sizeof *t);
-    size_t max_lin = 0;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-        int r, cc;
-        evb_model_unit_shape(m, k, &r, &cc);
-        if ((size_t)r * cc > max_lin) max_lin = (size_t)r * cc;
-    }
+    size_t max_lin = evb_model_max_unit(m, NULL);
     float *zero = calloc(max_lin, sizeof(float));
     json_t *targets = json_array(), *ignore = json_array();
     if (!t || !zero || !targets || !ignore) {

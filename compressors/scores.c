@@ -14,13 +14,8 @@
 int evb_score_owl(const evb_model *m, const evb_calib *c, double M, double *lod) {
     if (!(M > 0)) EVB_ERRORF(EVB_EINVAL, "OWL: outlier threshold M = %g must be positive", M);
     const int L = m->config.n_layers;
-    size_t max_cols = 0, max_w = 0;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-        int r, cc;
-        evb_model_unit_shape(m, k, &r, &cc);
-        if ((size_t)cc > max_cols) max_cols = (size_t)cc;
-        if ((size_t)r * cc > max_w) max_w = (size_t)r * cc;
-    }
+    int mc;
+    size_t max_w = evb_model_max_unit(m, &mc), max_cols = (size_t)mc;
     double *norm = malloc(sizeof(double) * max_cols);
     float *W = malloc(sizeof(float) * max_w);
     if (!norm || !W) { free(norm); free(W); EVB_ERROR("OWL: out of memory", EVB_ENOMEM); }
@@ -166,12 +161,7 @@ int evb_score_ecoflap_progress(evb_model *m, const evb_windows *w, int batch, do
     evb_state *s = NULL;
     int st = evb_state_alloc(m, batch, w->seq_len, &s);
     if (st) return st;
-    size_t cap = (size_t)batch * w->seq_len * D, max_w = 0;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-        int r, cc;
-        evb_model_unit_shape(m, k, &r, &cc);
-        if ((size_t)r * cc > max_w) max_w = (size_t)r * cc;
-    }
+    size_t cap = (size_t)batch * w->seq_len * D, max_w = evb_model_max_unit(m, NULL);
     /* hidden states at every block boundary of the batch (dense), a perturbed weight and its noise */
     float *h = malloc(sizeof(float) * cap * L), *Wp = malloc(sizeof(float) * max_w), *z = malloc(sizeof(float) * max_w);
     float *W = malloc(sizeof(float) * max_w);

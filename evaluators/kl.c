@@ -229,12 +229,7 @@ int kl_workspace_init(void *wp, const void *params) {
     ws->idx = malloc(sizeof(int) * p->w->n);
     ws->len = malloc(sizeof(int) * p->w->n);
     ws->scratch = malloc(sizeof(float) * m->config.vocab_size);
-    size_t max_lin = 1;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
-        int r, c;
-        evb_model_unit_shape(m, k, &r, &c);
-        if ((size_t)r * c > max_lin) max_lin = (size_t)r * c;
-    }
+    size_t max_lin = evb_model_max_unit(m, NULL) + 1;
     ws->zero = calloc(max_lin, sizeof(float));
     ws->tok = malloc(sizeof(int32_t) * p->batch * p->w->seq_len);
     ws->cache = p->cache; ws->n_units = p->n_units;

@@ -40,7 +40,7 @@ static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size
         if ((bad = count_nonfinite(L->rms_ffn, D, first))) { snprintf(name, n, "model.layers.%d.post_attention_layernorm.weight", l); return bad; }
         for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
             int r, cc;
-            evb_model_unit_shape(m, k, &r, &cc);
+            evb_model_unit_shape(m, l * EVB_LINEAR_COUNT + k, &r, &cc);   /* a structured block's own shape */
             if ((bad = count_nonfinite_either(L->w_dense[k], L->w16_dense[k], (size_t)r * cc, first))) {
                 snprintf(name, n, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", evb_linear_name(k));
                 return bad;
@@ -54,7 +54,7 @@ static size_t nonfinite_tensor(const evb_model *m, int swapped, char *name, size
         const float *b[3] = {L->bq, L->bk, L->bv};
         for (int k = 0; k < 3; k++) {
             int r, cc;
-            evb_model_unit_shape(m, k, &r, &cc);
+            evb_model_unit_shape(m, l * EVB_LINEAR_COUNT + k, &r, &cc);
             if (b[k] && (bad = count_nonfinite(b[k], (size_t)r, first))) {
                 snprintf(name, n, "model.layers.%d.self_attn.%s.bias", l, evb_linear_name(k));
                 return bad;

@@ -4,7 +4,13 @@
  * Loading validates everything before reading data: config.json fields and their ranges, every
  * safetensors header (safetensors.c), each tensor's shape against the config, and for .bin files the file
  * size against the size the header implies. Weights are converted to float32 into one arena. To support a
- * new architecture, extend parse_config (its fields) and tensor_name (its tensor naming). */
+ * new architecture, extend parse_config (its fields) and tensor_name (its tensor naming).
+ *
+ * A checkpoint evb_model_save wrote of a structured model lists its structured blocks in config.json's
+ * "evobudget_structure" (read_structure checks each entry against the configuration); those blocks' tensors
+ * are read at the smaller shapes the entry gives, with their o/down compensation biases when the file has
+ * them, and the blocks are loaded structured (evb_layer.structured, heads, kv_heads, ffn, b_o, b_down) with
+ * w_dense / w16_dense at those shapes. */
 #define _DEFAULT_SOURCE
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
@@ -31,21 +37,54 @@ const char *evb_linear_name(evb_linear_kind kind) {
 
 // ---- shapes and the arena ----
 
-static void linear_shape(const evb_config *c, int kind, int *rows, int *cols) {
-    int D = c->dim, F = c->hidden_dim, HE = c->n_heads * c->head_dim, GE = c->n_kv_heads * c->head_dim;
+/* One block as a checkpoint holds it: structured 1 with its query heads, key/value heads and MLP channels
+ * (config.json's "evobudget_structure"), and whether it carries o and down biases; all zero: the
+ * configuration's shapes. */
+typedef struct block_shape { int structured, heads, kv_heads, ffn, b_o, b_down; } block_shape;
+
+/* The shape of a linear layer of a block with heads query heads, kv key/value heads and ffn MLP channels. */
+static void block_linear_shape(const evb_config *c, int heads, int kv, int ffn, int kind, int *rows,
+                               int *cols) {
+    int D = c->dim, HE = heads * c->head_dim, GE = kv * c->head_dim;
     switch (kind) {
     case EVB_LINEAR_Q: *rows = HE; *cols = D; break;
     case EVB_LINEAR_K: case EVB_LINEAR_V: *rows = GE; *cols = D; break;
     case EVB_LINEAR_O: *rows = D; *cols = HE; break;
-    case EVB_LINEAR_GATE: case EVB_LINEAR_UP: *rows = F; *cols = D; break;
-    default: *rows = D; *cols = F; break;
+    case EVB_LINEAR_GATE: case EVB_LINEAR_UP: *rows = ffn; *cols = D; break;
+    default: *rows = D; *cols = ffn; break;
     }
+}
+
+/* The configuration's shape (the largest any block has). */
+static void linear_shape(const evb_config *c, int kind, int *rows, int *cols) {
+    block_linear_shape(c, c->n_heads, c->n_kv_heads, c->hidden_dim, kind, rows, cols);
+}
+
+/* The shape block L computes with: its structured shape, else the configuration's. */
+static void layer_shape(const evb_config *c, const evb_layer *L, int kind, int *rows, int *cols) {
+    if (L->structured) block_linear_shape(c, L->heads, L->kv_heads, L->ffn, kind, rows, cols);
+    else linear_shape(c, kind, rows, cols);
 }
 
 int evb_model_n_units(const evb_model *m) { return m->config.n_layers * EVB_LINEAR_COUNT; }
 
+/* A structured block's shapes are the smaller ones it computes with: a loaded structured checkpoint's dense
+ * weights have them; a block level applied at run time (evb_block_level_apply) has them while applied. */
 void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols) {
-    linear_shape(&m->config, unit % EVB_LINEAR_COUNT, rows, cols);
+    layer_shape(&m->config, &m->layers[unit / EVB_LINEAR_COUNT], unit % EVB_LINEAR_COUNT, rows, cols);
+}
+
+size_t evb_model_max_unit(const evb_model *m, int *max_cols) {
+    size_t best = 0;
+    int mc = 0;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        int r, c;
+        block_linear_shape(&m->config, m->config.n_heads, m->config.n_kv_heads, m->config.hidden_dim, k, &r, &c);
+        if ((size_t)r * c > best) best = (size_t)r * c;
+        if (c > mc) mc = c;
+    }
+    if (max_cols) *max_cols = mc;
+    return best;
 }
 
 int evb_model_set_weight(evb_model *m, int unit, const float *buf) {
@@ -56,10 +95,11 @@ int evb_model_set_weight(evb_model *m, int unit, const float *buf) {
         return EVB_SUCCESS;
     }
     if (!buf) { L->w[k] = NULL; L->w16[k] = L->w16_dense[k]; return EVB_SUCCESS; }
-    int r, c;
+    int r, c, rf, cf;
     evb_model_unit_shape(m, unit, &r, &c);
-    if (!m->swap16[unit] && !(m->swap16[unit] = evb_alloc_large(sizeof(uint16_t) * (size_t)r * c)))
-        EVB_ERRORF(EVB_ENOMEM, "out of memory for a bfloat16 copy of unit %d (%d x %d)", unit, r, c);
+    linear_shape(&m->config, k, &rf, &cf); /* the largest the unit can be: the copy serves every shape */
+    if (!m->swap16[unit] && !(m->swap16[unit] = evb_alloc_large(sizeof(uint16_t) * (size_t)rf * cf)))
+        EVB_ERRORF(EVB_ENOMEM, "out of memory for a bfloat16 copy of unit %d (%d x %d)", unit, rf, cf);
     evb_bf16_from_f32(m->swap16[unit], buf, (size_t)r * c);
     L->w[k] = buf;
     L->w16[k] = m->swap16[unit];
@@ -101,10 +141,47 @@ static int check_config(const evb_config *c, const char *path) {
     return EVB_SUCCESS;
 }
 
-/* Carves the arena into the model's named pointers. Order: tok_emb, per layer (rms_att, rms_ffn, 7 linear,
- * biases), rms_final, cls (untied only). A BF16 model's arena holds only the norms and biases (the rest is
- * placed by the loader). */
-static int model_alloc(evb_model **out, const evb_config *c, int compute) {
+/* Floats block L holds outside its linear layers (norms, q/k/v biases, o and down biases), and in them
+ * (*linear). */
+static size_t layer_floats(const evb_config *c, const evb_layer *L, const block_shape *bs, size_t *linear) {
+    size_t D = (size_t)c->dim, small = 2 * D;
+    *linear = 0;
+    for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
+        int r, cc;
+        layer_shape(c, L, k, &r, &cc);
+        *linear += (size_t)r * cc;
+    }
+    int H = L->structured ? L->heads : c->n_heads, G = L->structured ? L->kv_heads : c->n_kv_heads;
+    if (c->qkv_bias) small += (size_t)(H + 2 * G) * c->head_dim;
+    if (bs) small += D * (size_t)(bs->b_o + bs->b_down);
+    return small;
+}
+
+/* Points block L's weights into the arena at *p, in the arena's order: rms_att, rms_ffn, the seven linear
+ * layers (float32 model only), q/k/v biases, o and down biases. */
+static void carve_layer(const evb_config *c, evb_layer *L, const block_shape *bs, int bf, float **p) {
+    L->rms_att = *p; *p += c->dim;
+    L->rms_ffn = *p; *p += c->dim;
+    for (int k = 0; k < EVB_LINEAR_COUNT && !bf; k++) {
+        int r, cc;
+        layer_shape(c, L, k, &r, &cc);
+        L->w_dense[k] = *p; L->w[k] = *p; *p += (size_t)r * cc;
+    }
+    if (c->qkv_bias) {
+        size_t E = (size_t)c->head_dim;
+        int H = L->structured ? L->heads : c->n_heads, G = L->structured ? L->kv_heads : c->n_kv_heads;
+        L->bq = *p; *p += (size_t)H * E;
+        L->bk = *p; *p += (size_t)G * E;
+        L->bv = *p; *p += (size_t)G * E;
+    }
+    if (bs && bs->b_o) { L->b_o = *p; *p += c->dim; }
+    if (bs && bs->b_down) { L->b_down = *p; *p += c->dim; }
+}
+
+/* Carves the arena into the model's named pointers. Order: tok_emb, per layer (carve_layer), rms_final, cls
+ * (untied only). A BF16 model's arena holds only the norms and biases (the rest is placed by the loader). bs
+ * NULL or [L]: the blocks' structured shapes and extra biases. */
+static int model_alloc(evb_model **out, const evb_config *c, int compute, const block_shape *bs) {
     *out = NULL;
     evb_model *m = calloc(1, sizeof *m);
     if (!m) EVB_ERROR("out of memory", EVB_ENOMEM);
@@ -113,11 +190,20 @@ static int model_alloc(evb_model **out, const evb_config *c, int compute) {
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     int bf = compute == EVB_COMPUTE_BF16;
     if (bf) m->swap16 = calloc((size_t)c->n_layers * EVB_LINEAR_COUNT, sizeof *m->swap16);
-    size_t VD = (size_t)c->vocab_size * c->dim, per_layer = 2 * (size_t)c->dim, linear = 0;
-    for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); linear += (size_t)r * cc; }
-    if (c->qkv_bias) per_layer += (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
-    m->n_params = VD + (per_layer + linear) * c->n_layers + c->dim + (c->tied ? 0 : VD);
-    m->n_arena = bf ? per_layer * c->n_layers + c->dim : m->n_params;
+    size_t VD = (size_t)c->vocab_size * c->dim, small = (size_t)c->dim, linear = 0;
+    for (int l = 0; m->layers && l < c->n_layers; l++) {
+        evb_layer *L = &m->layers[l];
+        const block_shape *b = bs ? &bs[l] : NULL;
+        if (b && b->structured) {
+            L->structured = 1;
+            L->heads = b->heads; L->kv_heads = b->kv_heads; L->ffn = b->ffn;
+        }
+        size_t lin;
+        small += layer_floats(c, L, b, &lin);
+        linear += lin;
+    }
+    m->n_params = VD + small + linear + (c->tied ? 0 : VD);
+    m->n_arena = bf ? small : m->n_params;
     m->arena = m->layers && (!bf || m->swap16) ? evb_alloc_large(m->n_arena * sizeof(float)) : NULL;
     if (!m->arena) {
         size_t n = m->n_arena;
@@ -126,21 +212,7 @@ static int model_alloc(evb_model **out, const evb_config *c, int compute) {
     }
     float *p = m->arena;
     if (!bf) { m->tok_emb = p; p += VD; }
-    for (int l = 0; l < c->n_layers; l++) {
-        evb_layer *L = &m->layers[l];
-        L->rms_att = p; p += c->dim;
-        L->rms_ffn = p; p += c->dim;
-        for (int k = 0; k < EVB_LINEAR_COUNT && !bf; k++) {
-            int r, cc;
-            linear_shape(c, k, &r, &cc);
-            L->w_dense[k] = p; L->w[k] = p; p += (size_t)r * cc;
-        }
-        if (c->qkv_bias) {
-            L->bq = p; p += (size_t)c->n_heads * c->head_dim;
-            L->bk = p; p += (size_t)c->n_kv_heads * c->head_dim;
-            L->bv = p; p += (size_t)c->n_kv_heads * c->head_dim;
-        }
-    }
+    for (int l = 0; l < c->n_layers; l++) carve_layer(c, &m->layers[l], bs ? &bs[l] : NULL, bf, &p);
     m->rms_final = p; p += c->dim;
     if (c->tied) m->cls = m->tok_emb;
     else if (!bf) { m->cls = p; p += VD; }
@@ -202,15 +274,17 @@ void evb_fingerprint_model(const evb_model *m, char hex[17]) {
         hash_weights(x, L->rms_ffn, NULL, D);
         for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
             int r, cc;
-            linear_shape(c, k, &r, &cc);
+            layer_shape(c, L, k, &r, &cc);
             hash_weights(x, NULL, L->w16_dense[k], (size_t)r * cc);
         }
         const float *b[3] = {L->bq, L->bk, L->bv};
         for (int k = 0; k < 3 && c->qkv_bias; k++) {
             int r, cc;
-            linear_shape(c, k, &r, &cc);
+            layer_shape(c, L, k, &r, &cc);
             hash_weights(x, b[k], NULL, (size_t)r);
         }
+        if (L->b_o) hash_weights(x, L->b_o, NULL, D);
+        if (L->b_down) hash_weights(x, L->b_down, NULL, D);
     }
     hash_weights(x, m->rms_final, NULL, D);
     if (!c->tied) hash_weights(x, NULL, m->cls16, VD);
@@ -261,6 +335,10 @@ static int fingerprint_source(evb_model *m, const evb_safetensors *st) {
             snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[k]);
             s = hash_tensor(x, st, name);
         }
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", l);
+        if (!s && m->layers[l].b_o) s = hash_tensor(x, st, name);
+        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.bias", l);
+        if (!s && m->layers[l].b_down) s = hash_tensor(x, st, name);
     }
     if (!s) s = hash_tensor(x, st, "model.norm.weight");
     if (!s && !c->tied) s = hash_tensor(x, st, "lm_head.weight");
@@ -270,11 +348,12 @@ static int fingerprint_source(evb_model *m, const evb_safetensors *st) {
 }
 
 /* Rehouses a float32 model as a BF16 one: the embedding, classifier and linear layers rounded into one
- * bfloat16 arena, norms and biases copied. *mp is replaced (and the float32 model freed) on success. */
+ * bfloat16 arena, norms and biases copied. For llama2.c models, which are never structured. *mp is replaced
+ * (and the float32 model freed) on success. */
 static int hold_bf16(evb_model **mp) {
     evb_model *m = *mp, *b;
     const evb_config *c = &m->config;
-    int s = model_alloc(&b, c, EVB_COMPUTE_BF16);
+    int s = model_alloc(&b, c, EVB_COMPUTE_BF16, NULL);
     if (s) return s;
     size_t VD = (size_t)c->vocab_size * c->dim, n16 = c->tied ? VD : 2 * VD, off = 0;
     for (int k = 0; k < EVB_LINEAR_COUNT; k++) { int r, cc; linear_shape(c, k, &r, &cc); n16 += (size_t)r * cc * c->n_layers; }
@@ -384,7 +463,7 @@ static int load_llama2c(const char *path, int compute, evb_model **out) {
                    path, size, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.max_seq_len, expect);
     }
     evb_model *m;
-    if ((status = model_alloc(&m, &c, EVB_COMPUTE_F32))) { fclose(f); return status; }
+    if ((status = model_alloc(&m, &c, EVB_COMPUTE_F32, NULL))) { fclose(f); return status; }
     /* llama2.c order: emb, rms_att[L], wq[L], wk[L], wv[L], wo[L], rms_ffn[L], w1[L], w2[L], w3[L], rms_final,
      * freq_cis (skipped), wcls (untied). */
     int ok = fread(m->tok_emb, 4, V * D, f) == V * D;
@@ -494,6 +573,66 @@ static int read_dropped(json_t *j, evb_model *m, const char *path) {
     return EVB_SUCCESS;
 }
 
+/* Entry i of "evobudget_structure" into bs[block], checked against the configuration. */
+static int structure_entry(json_t *x, size_t i, const evb_config *c, block_shape *bs, const char *path) {
+    static const char *const keys[4] = {"block", "heads", "kv_heads", "ffn"};
+    long long v[4];
+    for (int k = 0; k < 4; k++) {
+        json_t *f = json_object_get(x, keys[k]);
+        if (!json_is_integer(f))
+            EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].%s is missing or not an integer", path, i,
+                       keys[k]);
+        v[k] = json_integer_value(f);
+    }
+    int H = c->n_heads, G = c->n_kv_heads;
+    if (v[0] < 0 || v[0] >= c->n_layers)
+        EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].block %lld is outside 0..%d", path, i, v[0],
+                   c->n_layers - 1);
+    if (bs[v[0]].structured)
+        EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].block %lld is named twice", path, i, v[0]);
+    if (v[2] < 0 || v[2] > G)
+        EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].kv_heads %lld is outside 0..%d", path, i, v[2],
+                   G);
+    if (v[1] != v[2] * H / G)
+        EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].heads %lld is not kv_heads x %d / %d = %lld "
+                   "(whole groups)", path, i, v[1], H, G, v[2] * H / G);
+    if (v[3] < 0 || v[3] > c->hidden_dim)
+        EVB_ERRORF(EVB_EFORMAT, "%s: evobudget_structure[%zu].ffn %lld is outside 0..%d", path, i, v[3],
+                   c->hidden_dim);
+    bs[v[0]] = (block_shape){1, (int)v[1], (int)v[2], (int)v[3], 0, 0};
+    return EVB_SUCCESS;
+}
+
+/* Reads config.json's "evobudget_structure" ([{"block": l, "heads": h, "kv_heads": g, "ffn": f}], written by
+ * evb_model_save) into *out ([L]; NULL when config.json has none), with whether each structured block carries
+ * o and down biases in st. The caller frees *out. */
+static int read_structure(json_t *j, const evb_config *c, const evb_safetensors *st, const char *path,
+                          block_shape **out) {
+    *out = NULL;
+    json_t *a = json_object_get(j, "evobudget_structure"), *x;
+    if (!a) return EVB_SUCCESS;
+    if (!json_is_array(a))
+        EVB_ERRORF(EVB_EFORMAT, "%s: \"evobudget_structure\" must be an array of {\"block\", \"heads\", "
+                   "\"kv_heads\", \"ffn\"}", path);
+    block_shape *bs = calloc((size_t)c->n_layers, sizeof *bs);
+    if (!bs) EVB_ERROR("out of memory", EVB_ENOMEM);
+    size_t i;
+    json_array_foreach(a, i, x) {
+        int s = structure_entry(x, i, c, bs, path);
+        if (s) { free(bs); return s; }
+    }
+    char name[128];
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!bs[l].structured) continue;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", l);
+        bs[l].b_o = evb_st_find(st, name) != NULL;
+        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.bias", l);
+        bs[l].b_down = evb_st_find(st, name) != NULL;
+    }
+    *out = bs;
+    return EVB_SUCCESS;
+}
+
 /* Opens model.safetensors, or every shard named by model.safetensors.index.json. */
 static int open_weights(const char *dir, evb_safetensors *st) {
     char path[1100];
@@ -554,7 +693,7 @@ static int place_bf16(evb_model *m, evb_safetensors *st, const char *dir) {
     for (int l = 0; l < c->n_layers; l++)
         for (int j = 0; j < EVB_LINEAR_COUNT; j++) {
             int r, cc;
-            linear_shape(c, j, &r, &cc);
+            layer_shape(c, &m->layers[l], j, &r, &cc);
             snprintf(big[k].name, sizeof big[k].name, "model.layers.%d.%s.%s.weight", l, j < 4 ? "self_attn" : "mlp", linear_names[j]);
             big[k].rows = r; big[k].cols = cc; big[k++].slot = &m->layers[l].w16_dense[j];
         }
@@ -592,6 +731,47 @@ static int place_bf16(evb_model *m, evb_safetensors *st, const char *dir) {
     return EVB_SUCCESS;
 }
 
+/* Block l's norms, linear layers (float32 model only) and biases, at the shapes the block has. */
+static int read_layer(const evb_safetensors *st, const evb_config *c, evb_layer *L, int l, int bf,
+                      const char *dir) {
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    int s = read_tensor(st, name, 1, c->dim, 0, L->rms_att, dir);
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    if (!s) s = read_tensor(st, name, 1, c->dim, 0, L->rms_ffn, dir);
+    for (int k = 0; !s && !bf && k < EVB_LINEAR_COUNT; k++) {
+        int r, cc;
+        layer_shape(c, L, k, &r, &cc);
+        snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp",
+                 linear_names[k]);
+        s = read_tensor(st, name, 2, r, cc, L->w_dense[k], dir);
+    }
+    float *b[3] = {L->bq, L->bk, L->bv};
+    for (int k = 0; !s && c->qkv_bias && k < 3; k++) {
+        int r, cc;
+        layer_shape(c, L, k, &r, &cc);
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[k]);
+        s = read_tensor(st, name, 1, r, 0, b[k], dir);
+    }
+    /* a structured block's compensation biases (the arena holds them; read_structure found them) */
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", l);
+    if (!s && L->b_o) s = read_tensor(st, name, 1, c->dim, 0, (float *)L->b_o, dir);
+    snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.bias", l);
+    if (!s && L->b_down) s = read_tensor(st, name, 1, c->dim, 0, (float *)L->b_down, dir);
+    return s;
+}
+
+/* The model of config.json's configuration, structure and dropped sub-blocks, its arena allocated. */
+static int alloc_hf(const char *path, json_t *cj, const evb_config *c, const evb_safetensors *st, int compute,
+                    evb_model **out) {
+    block_shape *bs;
+    int s = read_structure(cj, c, st, path, &bs);
+    if (!s) s = model_alloc(out, c, compute, bs);
+    free(bs);
+    if (!s && (s = read_dropped(cj, *out, path))) { evb_model_free(*out); *out = NULL; }
+    return s;
+}
+
 static int load_hf(const char *dir, int compute, evb_model **out) {
     char path[1100];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -604,38 +784,16 @@ static int load_hf(const char *dir, int compute, evb_model **out) {
     if ((s = open_weights(dir, &st))) { evb_st_close(&st); json_decref(cj); return s; }
     const evb_st_tensor *q0 = evb_st_find(&st, "model.layers.0.self_attn.q_proj.weight");
     snprintf(c.dtype, sizeof c.dtype, "%s", q0 ? q0->dtype : "F32");
-    evb_model *m;
-    if ((s = model_alloc(&m, &c, compute))) { evb_st_close(&st); json_decref(cj); return s; }
-    s = read_dropped(cj, m, path);
+    evb_model *m = NULL;
+    s = alloc_hf(path, cj, &c, &st, compute, &m);
     json_decref(cj);
+    if (s) { evb_st_close(&st); return s; }
     /* A checkpoint that says it is tied may still carry lm_head.weight (equal to the embedding): ignore it. */
-    if (!s && !c.tied && !evb_st_find(&st, "lm_head.weight"))
+    if (!c.tied && !evb_st_find(&st, "lm_head.weight"))
         s = EVB_RAISEF(EVB_EFORMAT, "%s: missing tensor \"lm_head.weight\" (config.json says the embeddings are not tied)", dir);
-    char name[256];
     int bf = compute == EVB_COMPUTE_BF16;
     if (!s && !bf) s = read_tensor(&st, "model.embed_tokens.weight", 2, c.vocab_size, c.dim, m->tok_emb, dir);
-    for (int l = 0; !s && l < c.n_layers; l++) {
-        evb_layer *L = &m->layers[l];
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        s = read_tensor(&st, name, 1, c.dim, 0, L->rms_att, dir);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if (!s) s = read_tensor(&st, name, 1, c.dim, 0, L->rms_ffn, dir);
-        for (int k = 0; !s && !bf && k < EVB_LINEAR_COUNT; k++) {
-            int r, cc;
-            linear_shape(&c, k, &r, &cc);
-            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, k < 4 ? "self_attn" : "mlp", linear_names[k]);
-            s = read_tensor(&st, name, 2, r, cc, L->w_dense[k], dir);
-        }
-        if (c.qkv_bias) {
-            float *b[3] = {L->bq, L->bk, L->bv};
-            for (int k = 0; !s && k < 3; k++) {
-                int r, cc;
-                linear_shape(&c, k, &r, &cc);
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, linear_names[k]);
-                s = read_tensor(&st, name, 1, r, 0, b[k], dir);
-            }
-        }
-    }
+    for (int l = 0; !s && l < c.n_layers; l++) s = read_layer(&st, &c, &m->layers[l], l, bf, dir);
     if (!s) s = read_tensor(&st, "model.norm.weight", 1, c.dim, 0, m->rms_final, dir);
     if (!s && !c.tied && !bf) s = read_tensor(&st, "lm_head.weight", 2, c.vocab_size, c.dim, m->cls, dir);
     if (!s && bf) s = place_bf16(m, &st, dir);

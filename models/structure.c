@@ -56,6 +56,9 @@ int evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept
         EVB_ERRORF(EVB_EINVAL, "structured level: block %d keeping %d %s is outside the model", layer, n_kept,
                    mlp ? "channels" : "groups");
     const evb_layer *L = &m->layers[layer];
+    if (L->structured && (mlp ? L->ffn != c->hidden_dim : L->heads != c->n_heads))
+        EVB_ERRORF(EVB_EINVAL, "structured level: block %d's %s already runs at a smaller shape (a structured checkpoint, "
+                   "or a level applied); levels are made from a model's dense sub-blocks", layer, mlp ? "MLP" : "attention");
     int D = c->dim, E = c->head_dim, r = c->n_heads / c->n_kv_heads;
     int n_in = mlp ? n_kept : n_kept * r * E;              /* inputs of o or down kept */
     size_t rows[3] = {mlp ? (size_t)n_kept : (size_t)n_in, mlp ? (size_t)n_kept : (size_t)n_kept * E,

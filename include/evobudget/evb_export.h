@@ -83,7 +83,10 @@ int evb_bitmask_save(const struct evb_model *m, const unsigned char *compress, c
  * tokenizer embedded (tokenizer.ggml.*, evb_tokenizer_vocab_export), and llama.cpp's tensor names and q/k
  * row order. Every linear layer whose configuration level is a GGUF level is written in its type, its
  * blocks copied from the database; every other tensor dense: norms in F32, the embedding, the classifier and
- * linear layers without a GGUF level in dtype (the embedding in embd_type when given). compressors/export_gguf.c has the layout and its sources. */
+ * linear layers without a GGUF level in dtype (the embedding in embd_type when given). A structured model
+ * (blocks with heads or MLP channels removed, evb_model.h) is written as llama.cpp's deci architecture, with
+ * per-block head counts and MLP lengths, each block's tensors at its own shapes and the o/down compensation
+ * biases; arch is then "deci". compressors/export_gguf.c has the layout and its sources. */
 
 struct evb_tokenizer_vocab;
 
@@ -100,7 +103,7 @@ typedef struct evb_gguf_export_summary {
     long long   linear_params;     /* weights of the linear layers */
     double      linear_bits;       /* their stored bits (blocks, or the dense dtype's) */
     long long   tensor_bytes;      /* every tensor's bytes, padding left out */
-    const char *arch;              /* "llama" or "qwen2" */
+    const char *arch;              /* "llama", "qwen2", or "deci" for a structured model */
 } evb_gguf_export_summary;
 
 /* Writes path atomically (a temporary sibling renamed into place). m holds the dense weights in float32

@@ -137,15 +137,23 @@ void evb_model_free(evb_model *m);
  * llama2.c's adjacent-pair rotary layout to the rotate-halves one, so the saved model computes the same
  * function). Sub-blocks marked skip_* or dropped_* are written with zero weights, so that any Llama reader
  * computes the same function, and listed in config.json under "evobudget_dropped" ([{"block": l, "sub":
- * "attn" | "mlp"}]) so that evb_model_load skips them. Files go through temporary names. */
+ * "attn" | "mlp"}]) so that evb_model_load skips them. Structured blocks (block levels applied) are written at
+ * their smaller shapes, with their o_proj/down_proj compensation biases, and listed under "evobudget_structure"
+ * ([{"block", "heads", "kv_heads", "ffn"}]), which evb_model_load reads back (a plain Llama reader cannot load
+ * such a directory; export --format gguf writes one llama.cpp loads). A model held in BF16 for compute is
+ * refused (EVB_EINVAL): load it in float32 to save it. Files go through temporary names. */
 int evb_model_save(const evb_model *m, const char *dir, const char *dtype);
 
 /* Parameters counted once (a tied classifier is not counted twice). */
 size_t evb_model_n_params(const evb_model *m);
 /* Number of compressible units, 7 L. */
 int evb_model_n_units(const evb_model *m);
-/* Rows and columns of unit u's weight. */
+/* Rows and columns of unit u's weight: the smaller shape of a structured block (a structured checkpoint's, or a
+ * block level's while it is applied). */
 void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols);
+/* The most weights (and, in *max_cols when not NULL, inputs) any unit of the model's configuration has: what a
+ * buffer for any unit's weight needs, whatever blocks are structured. */
+size_t evb_model_max_unit(const evb_model *m, int *max_cols);
 /* Swaps unit u's weight for buf (same shape, owned by the caller, must outlive its use); NULL restores the
  * dense weight. A BF16 model rounds buf into its own bfloat16 copy of the unit (allocated on first use; not
  * for views that share m's layers across threads: those use evb_model_set_weight16). EVB_ENOMEM when that
