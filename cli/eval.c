@@ -253,21 +253,30 @@ static int eval_flags(eval_job *e) {
     return 0;
 }
 
-/* A configuration's structured levels (speed targets): block levels from the database, applied to a view of the
- * model that eval scores against the dense model and times against it. */
-static int load_blocks(eval_job *e) {
+/* A configuration's structured levels (speed targets) as block levels of m from the database db_dir: *blocks
+ * [2 L] (NULL when the configuration has none; free with evb_allocation_blocks_free), *n how many. 0, or the
+ * exit code after one line. */
+int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *cfg, evb_block_level ***blocks, int *n) {
+    *blocks = NULL; *n = 0;
     int has = 0;
-    for (int i = 0; i < e->cfg->n_units; i++) has |= !e->cfg->units[i].dense && e->cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
+    for (int i = 0; i < cfg->n_units; i++) has |= !cfg->units[i].dense && cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
     if (!has) return 0;
-    evb_model *m = e->l.m;
     char mfp[17];
     evb_fingerprint_model(m, mfp);
     evb_db *db = NULL;
-    int s = evb_db_open(e->o.db, mfp, NULL, 0, &db), L = m->config.n_layers;
+    int s = evb_db_open(db_dir, mfp, NULL, 0, &db);
     if (!s) s = evb_db_check_model(db, m);
-    if (!s) s = evb_allocation_blocks(e->cfg, m, db, e->o.db, &e->blocks, &e->n_blocks);
+    if (!s) s = evb_allocation_blocks(cfg, m, db, db_dir, blocks, n);
     evb_db_close(db);
-    if (s) return fail(s);
+    return s ? fail(s) : 0;
+}
+
+/* A structured configuration's block levels, applied to a view of the model that eval scores against the dense
+ * model and times against it. */
+static int load_blocks(eval_job *e) {
+    evb_model *m = e->l.m;
+    int L = m->config.n_layers, rc = config_blocks(m, e->o.db, e->cfg, &e->blocks, &e->n_blocks);
+    if (rc || !e->blocks) return rc;
     for (size_t u = 0; e->weights && u < (size_t)evb_model_n_units(m); u++)
         if (e->weights[u]) return refuse("--config %s mixes structured levels with other levels; eval scores one kind",
                                           e->o.config);

@@ -79,6 +79,8 @@ typedef struct job {
     loaded l;
     unsigned char *drop;        /* [2 L] dropped sub-blocks, NULL when none */
     const float **weights;      /* [U] the levels' weights, NULL entries dense; NULL with no levels */
+    evb_block_level **blocks;   /* [2 L] a speed configuration's structured levels, applied to the model */
+    int n_blocks;
     float *wmem;
     const char *dt;             /* the dtype written */
     int n_comp, n_drop;
@@ -174,6 +176,12 @@ static int load_inputs(job *j) {
     evb_model *m = j->l.m;
     int U = evb_model_n_units(m), L = m->config.n_layers;
     for (int u = 0; j->weights && u < U; u++) { evb_model_set_weight(m, u, j->weights[u]); j->n_comp += j->weights[u] != NULL; }
+    if (!no_levels && (rc = config_blocks(m, o->db, j->cfg, &j->blocks, &j->n_blocks))) return rc;
+    if (j->blocks && (j->gptq || j->ct))
+        return refuse("--config %s removes heads and channels: --format %s does not carry them (hint: --format hf, or "
+                      "gguf)", o->config, o->format);
+    for (int i = 0; j->blocks && i < 2 * L; i++) if (j->blocks[i]) evb_block_level_apply(m, j->blocks[i]);
+    j->n_comp += j->n_blocks;
     for (int i = 0; j->drop && i < 2 * L; i++) j->n_drop += j->drop[i];
     for (int i = 0; j->drop && i < L; i++) { m->layers[i].skip_attn = j->drop[i]; m->layers[i].skip_mlp = j->drop[L + i]; }
     j->dt = j->dtype ? j->dtype : j->gptq || j->gguf ? "F16" : m->config.dtype;
@@ -269,6 +277,7 @@ static void job_free(job *j) {
     json_decref(j->csum);
     json_decref(j->files);
     free(j->weights); free(j->wmem); free(j->drop);
+    if (j->l.m) evb_allocation_blocks_free(j->blocks, 2 * j->l.m->config.n_layers);
     evb_allocation_free(j->cfg);
     loaded_free(&j->l);
 }
