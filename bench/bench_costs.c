@@ -1,6 +1,9 @@
-/* bench_costs.c -- how well the cost table of structured levels (evb_timing.h) predicts the forward time of whole
- * structured models: the table is measured, then N random configurations (every sub-block at a random level of
- * the table: kept KV groups 0..G, kept MLP channels on the table's grid, or dropped) are built and their whole
+/* bench_costs.c -- how well the cost table of structured levels (evb_timing.h) predicts the forward time of
+ * whole
+ * structured models: the table is measured, then N random configurations (every sub-block at a random level
+ * of
+ * the table: kept KV groups 0..G, kept MLP channels on the table's grid, or dropped) are built and their
+ * whole
  * forward timed; prints predicted against measured and the error's distribution.
  *
  *   bench_costs --model DIR [--compute auto|f32|bf16] [--batch B] [--seq T] [--repeats R] [--configs N]
@@ -17,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct opts { const char *model; int compute, batch, seq, repeats, configs, steps, drop_pct; unsigned seed; } opts;
+typedef struct opts { const char *model; int compute, batch, seq, repeats, configs, steps,
+                     drop_pct; unsigned seed; } opts;
 
 static int parse(int argc, char **argv, opts *o) {
     static const struct option lo[] = {
-        {"model", 1, 0, 'm'}, {"compute", 1, 0, 'c'}, {"batch", 1, 0, 'b'}, {"seq", 1, 0, 't'}, {"repeats", 1, 0, 'r'},
+        {"model", 1, 0, 'm'}, {"compute", 1, 0, 'c'}, {"batch", 1, 0, 'b'}, {"seq", 1, 0, 't'}, {"repeats",
+                1, 0, 'r'},
         {"configs", 1, 0, 'n'}, {"steps", 1, 0, 's'}, {"seed", 1, 0, 'x'}, {"drop", 1, 0, 'd'}, {0, 0, 0, 0}};
     *o = (opts){NULL, EVB_COMPUTE_AUTO, 1, 512, 5, 20, 8, 0, 1};
     int ch;
@@ -39,15 +44,18 @@ static int parse(int argc, char **argv, opts *o) {
         default: return 1;
         }
     }
-    if (!o->model || o->compute < 0 || o->batch < 1 || o->seq < 1 || o->repeats < 1 || o->configs < 1 || o->steps < 1) {
-        fprintf(stderr, "usage: bench_costs --model DIR [--compute auto|f32|bf16] [--batch B] [--seq T] [--repeats R]"
+    if (!o->model || o->compute < 0 || o->batch < 1 || o->seq < 1 || o->repeats < 1 || o->configs < 1
+        || o->steps < 1) {
+        fprintf(stderr,
+                "usage: bench_costs --model DIR [--compute auto|f32|bf16] [--batch B] [--seq T] [--repeats R]"
                         " [--configs N] [--steps S] [--seed X] [--drop PERCENT]\n");
         return 1;
     }
     return 0;
 }
 
-/* Applies a configuration (attn[l] kept groups, mlp[l] kept channels, -1 dropped) to m; levels into bl[2 L]. */
+/* Applies a configuration (attn[l] kept groups, mlp[l] kept channels, -1 dropped) to m; levels into bl[2 L].
+ * */
 static int apply_config(evb_model *m, const int *attn, const int *mlp, evb_block_level **bl) {
     const evb_config *c = &m->config;
     int *kept = malloc(sizeof(int) * (size_t)(c->hidden_dim + 1));
@@ -59,7 +67,8 @@ static int apply_config(evb_model *m, const int *attn, const int *mlp, evb_block
             bl[2 * l + sub] = NULL;
             if (sub == 0) m->layers[l].skip_attn = k[0] < 0; else m->layers[l].skip_mlp = k[1] < 0;
             if (k[sub] < 0 || k[sub] == full[sub]) continue;
-            float *bias = calloc((size_t)c->dim, sizeof(float));   /* a compensation bias costs what FLAP's does */
+            float *bias = calloc((size_t)c->dim,
+                                 sizeof(float));   /* a compensation bias costs what FLAP's does */
             st = evb_block_level_make(m, l, sub, kept, k[sub], NULL, bias, &bl[2 * l + sub]);
             free(bias);   /* zero: the level holds its own copy */
             if (!st) evb_block_level_apply(m, bl[2 * l + sub]);
@@ -81,7 +90,8 @@ int main(int argc, char **argv) {
     if (parse(argc, argv, &o)) return 2;
     evb_init();
     evb_model *m = NULL;
-    if (evb_model_load_as(o.model, (evb_compute)o.compute, &m)) { fprintf(stderr, "%s\n", evb_last_error()); return 1; }
+    if (evb_model_load_as(o.model, (evb_compute)o.compute, &m)) { fprintf(stderr, "%s\n",
+            evb_last_error()); return 1; }
     const evb_config *c = &m->config;
     int L = c->n_layers, *grid = malloc(sizeof(int) * (size_t)o.steps);
     for (int i = 0; i < o.steps; i++) grid[i] = (int)((long)c->hidden_dim * i / o.steps);
@@ -89,7 +99,8 @@ int main(int argc, char **argv) {
     if (evb_cost_table_measure(m, o.batch, o.seq, grid, o.steps, o.repeats, NULL, NULL, &t)) {
         fprintf(stderr, "%s\n", evb_last_error()); return 1;
     }
-    printf("# %s, %s (%s), %d threads, %d x %d tokens, median of %d\n", t->cpu, t->compute, t->kernel, t->threads,
+    printf("# %s, %s (%s), %d threads, %d x %d tokens, median of %d\n", t->cpu, t->compute, t->kernel,
+           t->threads,
            o.batch, o.seq, o.repeats);
     printf("# fixed %.4f s, dense forward %.4f s measured, %.4f s predicted\n", t->fixed, t->dense,
            t->fixed + L * (t->attn[t->n_attn - 1] + t->mlp[t->n_mlp - 1]));
@@ -114,7 +125,8 @@ int main(int argc, char **argv) {
         }
         clear_config(m, bl);
         err[n] = 100.0 * (pred - meas) / meas;
-        printf("%d\t%.5f\t%.5f\t%+.2f\t%.3f\t%.3f\n", n, pred, meas, err[n], t->dense / pred, t->dense / meas);
+        printf("%d\t%.5f\t%.5f\t%+.2f\t%.3f\t%.3f\n", n, pred, meas, err[n], t->dense / pred,
+               t->dense / meas);
         fflush(stdout);
     }
     double abs_sum = 0, mx = 0;

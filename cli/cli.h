@@ -103,7 +103,8 @@ int print_json(json_t *j);
 int config_read(const char *path, evb_allocation **cfg);
 int config_check(const evb_model *m, const char *path, const evb_allocation *cfg, unsigned char **drop);
 int load_levels(const evb_model *m, const opts *o, const char *db_dir, const evb_allocation *cfg, const float ***weights, float **mem);
-int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *cfg, evb_block_level ***blocks, int *n);
+int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *cfg,
+                  evb_block_level ***blocks, int *n);
 /* A library error that is the user's to fix (EVB_EINVAL, EVB_EBUDGET, a malformed input file) as a usage error:
  * "<command>: <prefix><message>", with a hint when the message has none. Exit 2. */
 int refuse_status(const char *prefix);

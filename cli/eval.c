@@ -190,7 +190,8 @@ static const char eval_help[] =
     "                     (--method NAME, and for bits --group-size N and --sym: default what the database\n"
     "                     holds of that kind when it is one method, group size and grid)\n"
     "                     A configuration of a speed target (structured levels) is also timed: the forward\n"
-    "                     of --batch x --seq-len tokens against the dense one's (rounds of --timing-repeats N\n"
+    "                     of --batch x --seq-len tokens against the dense one's (rounds of --timing-repeats "
+    "N\n"
     "                     runs, default 3), the measured speedup beside the predicted one and the target\n"
     "  --reference PATH   also report kl, the mean per-token KL(reference || model), e.g. the dense model\n"
     "                     a compressed one came from (default for a directory written by 'evobudget\n"
@@ -256,10 +257,12 @@ static int eval_flags(eval_job *e) {
 /* A configuration's structured levels (speed targets) as block levels of m from the database db_dir: *blocks
  * [2 L] (NULL when the configuration has none; free with evb_allocation_blocks_free), *n how many. 0, or the
  * exit code after one line. */
-int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *cfg, evb_block_level ***blocks, int *n) {
+int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *cfg,
+                  evb_block_level ***blocks, int *n) {
     *blocks = NULL; *n = 0;
     int has = 0;
-    for (int i = 0; i < cfg->n_units; i++) has |= !cfg->units[i].dense && cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
+    for (int i = 0; i < cfg->n_units; i++) has |= !cfg->units[i].dense
+            && cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
     if (!has) return 0;
     char mfp[17];
     evb_fingerprint_model(m, mfp);
@@ -271,7 +274,8 @@ int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *
     return s ? fail(s) : 0;
 }
 
-/* A structured configuration's block levels, applied to a view of the model that eval scores against the dense
+/* A structured configuration's block levels, applied to a view of the model that eval scores against the
+ * dense
  * model and times against it. */
 static int load_blocks(eval_job *e) {
     evb_model *m = e->l.m;
@@ -323,7 +327,8 @@ static int eval_task(const eval_job *e, double task[3]) {
 /* The measured speed of a structured configuration beside what its search predicted and aimed at. */
 static void print_speed(const eval_job *e, json_t *j, const double speed[4]) {
     const evb_allocation *c = e->cfg;
-    json_t *sp = json_pack("{s:i, s:i, s:f, s:f, s:f, s:i}", "batch", (int)e->o.batch, "seq_len", (int)speed[3],
+    json_t *sp = json_pack("{s:i, s:i, s:f, s:f, s:f, s:i}", "batch", (int)e->o.batch, "seq_len",
+                           (int)speed[3],
                            "dense_seconds", speed[0], "seconds", speed[1], "speedup", speed[2], "sub_blocks", e->n_blocks);
     if (!isnan(c->speedup)) json_object_set_new(sp, "predicted_speedup", json_real(c->speedup));
     int speedup = !strcmp(c->target_kind, "speedup");
@@ -337,7 +342,8 @@ static void print_speed(const eval_job *e, json_t *j, const double speed[4]) {
     printf(" (%d structured sub-blocks)\n", e->n_blocks);
 }
 
-static int eval_print(const eval_job *e, const char *data, const evb_windows *w, double nll, double kl, size_t scored,
+static int eval_print(const eval_job *e, const char *data, const evb_windows *w, double nll, double kl,
+                      size_t scored,
                       double t0, double t1, double t2, const double speed[4]) {
     double mean = nll / (double)scored, ppl = exp(mean);
     json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:i, s:s, s:s, s:f, s:f}", "perplexity", ppl, "nll", mean,
@@ -375,7 +381,8 @@ static int windows_file(FILE *f, void *ctx) {
 
 static int write_windows(const char *path, const evb_windows *w) { return evb_write_atomic_with(path, windows_file, (void *)w); }
 
-/* A structured configuration's forward against the dense one, both timed on --batch x --seq-len random tokens:
+/* A structured configuration's forward against the dense one, both timed on --batch x --seq-len random
+ * tokens:
  * rounds of R runs each (--timing-repeats, default 3), alternating, the median of the rounds' medians.
  * speed[4] = dense seconds, the configuration's seconds, their ratio, the positions per sequence. */
 static int measure_speed(const eval_job *e, int seq_len, double speed[3]) {
@@ -409,8 +416,10 @@ static int eval_score(const eval_job *e, const char *data, int seq_len) {
     if (!s) s = evb_state_alloc(m, batch, seq_len, &st);
     double t1 = now_s();
     progress p = {t1, "eval", isatty(2), 0, "windows"};
-    if (!s && e->blocks) s = evb_eval_nll_kl_ref(e->l.m, &e->view, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
-    else if (!s && e->weights) s = evb_eval_nll_kl(e->l.m, st, &w, batch, e->weights, e->drop, &nll, &kl, &scored, progress_cb, &p);
+    if (!s && e->blocks) s = evb_eval_nll_kl_ref(e->l.m, &e->view, st, &w, batch, &nll, &kl, &scored,
+                                                 progress_cb, &p);
+    else if (!s && e->weights) s = evb_eval_nll_kl(e->l.m, st, &w, batch, e->weights, e->drop, &nll, &kl,
+                                                   &scored, progress_cb, &p);
     else if (!s && e->ref) s = evb_eval_nll_kl_ref(e->ref, e->l.m, st, &w, batch, &nll, &kl, &scored, progress_cb, &p);
     else if (!s) s = evb_eval_nll(e->l.m, st, &w, batch, &nll, &scored, progress_cb, &p);
     double t2 = now_s();

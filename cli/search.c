@@ -36,13 +36,18 @@ static int help(void) {
            "  --target-drop X        fraction of attention and of MLP sub-blocks dropped\n"
            "  --target-bytes X       storage of the linear layers in bytes (suffix k, M, G) or bits per weight (suffix\n"
            "                         bpw): each layer the zero matrix, sparsegpt at 50..90%%, gptq at 2..6 bits or dense\n"
-           "  --target-speedup X     the forward X times faster than the dense one on this machine and compute path:\n"
-           "                         each attention keeps 0..G key/value groups, each MLP k/--struct-steps of its channels\n"
-           "                         (default 8), every level's time measured (median of --timing-repeats, default 5;\n"
+           "  --target-speedup X     the forward X times faster than the dense one on this machine and "
+           "compute path:\n"
+           "                         each attention keeps 0..G key/value groups, each MLP k/--struct-steps "
+           "of its channels\n"
+           "                         (default 8), every level's time measured (median of --timing-repeats, "
+           "default 5;\n"
            "                         cached as DB/timings.json); budget [0.98, 1] of the dense time / X\n"
-           "  --target-latency S     the same for a forward of S seconds at the calibration shape (--batch x --seq-len)\n"
+           "  --target-latency S     the same for a forward of S seconds at the calibration shape (--batch x "
+           "--seq-len)\n"
            "  --compressor NAME      sparsegpt (default for sparsity), wanda, magnitude; gptq (default for bits), rtn;\n"
-           "                         flap (default for speed: FLAP's order and bias), obs (ZipLM's updated columns);\n"
+           "                         flap (default for speed: FLAP's order and bias), obs (ZipLM's updated "
+           "columns);\n"
            "                         gguf (GPTQ into GGUF block types), gguf-rtn (llama.cpp's rounding): --target-bits\n"
            "                         counts each type's storage (Q4_K 4.5, Q3_K 3.4375, ...); layers whose rows hold no\n"
            "                         type stay F16, outside the target; export --format gguf writes the result\n"
@@ -124,8 +129,11 @@ static int parse_targets(run *r) {
         if ((r->kind == EVB_TARGET_SPARSITY || r->kind == EVB_TARGET_DROP) && !(t > 0 && t < 1)) rc = usage_error("%s %g must lie in (0, 1)", tflag, t);
         else if (r->kind == EVB_TARGET_BITS && gguf && !(t > 0 && t < 16)) rc = usage_error("--target-bits %g must lie in (0, 16)", t);
         else if (r->kind == EVB_TARGET_BITS && !gguf && !(t >= 2 && t <= 6)) rc = usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", t);
-        else if (r->kind == EVB_TARGET_SPEEDUP && !(t > 1 && t < 1000)) rc = usage_error("--target-speedup %g must lie in (1, 1000)", t);
-        else if (r->kind == EVB_TARGET_LATENCY && !(t > 0)) rc = usage_error("--target-latency %g must be positive (seconds)", t);
+        else if (r->kind == EVB_TARGET_SPEEDUP && !(t > 1
+
+                && t < 1000)) rc = usage_error("--target-speedup %g must lie in (1, 1000)", t);
+        else if (r->kind == EVB_TARGET_LATENCY
+                 && !(t > 0)) rc = usage_error("--target-latency %g must be positive (seconds)", t);
         else if (i && t == r->targets[i - 1]) rc = usage_error("%s lists %g twice", tflag, t);
     }
     if (!rc && !r->o->out) {
@@ -296,7 +304,8 @@ static int build_problem(run *r, double target) {
     p.gguf_types = r->n_types ? r->types : NULL;
     p.n_gguf_types = r->n_types;
     char timings[1400];
-    snprintf(timings, sizeof timings, "%s/timings.json", r->dbdir);   /* the cost table, cached beside the levels */
+    snprintf(timings, sizeof timings, "%s/timings.json", r->dbdir);   /* the cost table,
+            cached beside the levels */
     p.timings = timings;
     p.struct_steps = (int)r->o->struct_steps;
     p.timing_repeats = (int)r->o->timing_repeats;
@@ -521,7 +530,8 @@ static int check_flags(run *r, int n_t) {
     if (n_t > 1) return usage_error("give one of --target-sparsity X, --target-bits X, --target-drop X, --target-bytes X, "
                                     "--target-speedup X, --target-latency S (or --problem FILE)");
     if (n_t == 0 && r->o->model) return usage_error("give a target: --target-sparsity X, --target-bits X, --target-drop X, "
-                                                    "--target-bytes X, --target-speedup X or --target-latency S (or --problem FILE)");
+                                                    "--target-bytes X, --target-speedup X or "
+                                                    "--target-latency S (or --problem FILE)");
     int speed = r->o->target_speedup || r->o->target_latency;
     if (!speed && (r->o->struct_steps || r->o->timing_repeats))
         return usage_error("--struct-steps and --timing-repeats go with --target-speedup or --target-latency");

@@ -2,6 +2,7 @@
  * progress, checkpoints and log, the allocation rules, and what a run writes (front.csv, manifest.json). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli/search.h"
+#include "evobudget/evb_timing.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -368,6 +369,13 @@ json_t *manifest(const run *r, const evb_search_params *sp) {
     json_object_set_new(j, "units", json_integer(mp->problem.n_units));
     json_object_set_new(j, "budget", json_real(mp->problem.budget));
     json_object_set_new(j, "tolerance", json_real(mp->problem.tolerance));
+    const evb_cost_table *ct = evb_mp_cost_table(mp);   /* a speed target: what its costs were measured on */
+    if (ct)
+        json_object_set_new(j, "speed", json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:f}", "cpu", ct->cpu,
+                                                  "compute", ct->compute, "kernel", ct->kernel, "threads", ct->threads,
+                                                  "batch", ct->batch, "seq_len", ct->seq, "struct_steps", ct->n_mlp - 1,
+                                                  "timing_repeats", ct->repeats, "dense_seconds", ct->dense,
+                                                  "fixed_seconds", ct->fixed));
     if (sp) json_object_set_new(j, "search", json_pack("{s:i, s:i, s:o, s:i, s:i, s:I, s:b, s:b}", "generations", sp->generations,
                                                        "offspring", sp->n_offspring, "stages", stages, "max_mutations", sp->max_mutations,
                                                        "initial", sp->n_initial, "initial_tokens", (json_int_t)sp->initial_tokens,
@@ -401,12 +409,16 @@ int print_summary(const run *r, const outcome *x, double t0) {
     } else /* a rule's forwards */
         json_object_set_new(j, "tokens", json_integer((json_int_t)x->info.tokens));
     if (!isnan(b->fitness_all)) json_object_set_new(j, "fitness_all", json_real(b->fitness_all));
+    if (!isnan(b->speedup)) json_object_set_new(j, "speedup", json_real(b->speedup));
     if (r->o->json) return print_json(j);
     json_decref(j);
     if (r->mp->kind == EVB_TARGET_FILE) printf("%s: %s on %s", r->out, r->method, r->o->problem);
     else printf("%s: %s at %s %g", r->out, r->method, evb_target_kind_name(r->mp->kind), r->mp->target);
     printf(": fitness %.9g", b->fitness);
     if (!isnan(b->fitness_all)) printf(" (%.9g on all %s)", b->fitness_all, r->sq_ready ? "of the fitness's data" : "calibration tokens");
-    printf(", cost %.9g (budget %.9g); %s\n", b->cost, r->mp->problem.budget, bp);
+    printf(", cost %.9g (budget %.9g)", b->cost, r->mp->problem.budget);
+    if (!isnan(b->speedup)) printf(", %.4f s a forward against the dense %.4f s: %.3fx predicted", b->seconds,
+                                   b->dense_seconds, b->speedup);
+    printf("; %s\n", bp);
     return 0;
 }

@@ -18,6 +18,7 @@ static double level_value(const evb_allocation_unit *a) {
     if (a->zero) return 1;
     if (k->kind == EVB_LEVEL_QUANT) return k->bits;
     if (k->kind == EVB_LEVEL_GGUF) { const evb_gguf_type_info *t = evb_gguf_type_get(k->gguf_type); return t ? 8.0 * t->bytes / t->block : NAN; }
+    if (k->kind == EVB_LEVEL_STRUCT) return (double)k->n_removed * k->group_size / k->cols;   /* fraction removed */
     return k->sparsity;
 }
 
@@ -27,6 +28,9 @@ static const char *level_name(const evb_allocation_unit *a, char *buf, size_t n)
     else if (a->zero) snprintf(buf, n, "removed");
     else if (k->kind == EVB_LEVEL_QUANT) snprintf(buf, n, "%s %d-bit", k->method, k->bits);
     else if (k->kind == EVB_LEVEL_GGUF) { const evb_gguf_type_info *t = evb_gguf_type_get(k->gguf_type); snprintf(buf, n, "%s %s", k->method, t ? t->name : "?"); }
+    else if (k->kind == EVB_LEVEL_STRUCT)
+        snprintf(buf, n, "%s keeps %lld of %d", k->method, (long long)(k->cols / k->group_size - k->n_removed),
+                 k->cols / k->group_size);
     else snprintf(buf, n, "%s %.4g", k->method, k->sparsity);
     return buf;
 }
@@ -60,7 +64,9 @@ int run_profile(run *r, double t0) {
     for (int u = 0; !s && u < U; u++) {
         const evb_fit_unit *fu = &kp->units[u];
         int block = fu->kind == EVB_UNIT_LINEAR ? fu->index / EVB_LINEAR_COUNT : fu->index;
-        const char *kind = fu->kind == EVB_UNIT_ATTN ? "attn" : fu->kind == EVB_UNIT_MLP ? "mlp" : evb_linear_name(fu->index % EVB_LINEAR_COUNT);
+        const char *kind = fu->kind == EVB_UNIT_ATTN || fu->kind == EVB_UNIT_ATTN_S ? "attn"
+                         : fu->kind == EVB_UNIT_MLP || fu->kind == EVB_UNIT_MLP_S ? "mlp"
+                         : evb_linear_name(fu->index % EVB_LINEAR_COUNT);
         char name[128], ln[96];
         if (drop) snprintf(name, sizeof name, "layers.%d.%s", block, kind);
         else snprintf(name, sizeof name, "%s", cfg[0]->units[u].name);

@@ -70,7 +70,8 @@ static const evb_method methods[] = {
     {"gptq", EVB_LEVEL_QUANT, 1, &op_gptq},
     {"gguf", EVB_LEVEL_GGUF, 1, &op_gguf},
     {"gguf-rtn", EVB_LEVEL_GGUF, 0, &op_gguf_rtn},
-    {"flap", EVB_LEVEL_STRUCT, 1, NULL},   /* structured levels, made by the speed problems (problems/speed.c) */
+    {"flap", EVB_LEVEL_STRUCT, 1, NULL},   /* structured levels,
+            made by the speed problems (problems/speed.c) */
     {"obs", EVB_LEVEL_STRUCT, 1, NULL},
 };
 
@@ -261,7 +262,8 @@ static int build_levels(evb_db *db, const evb_model *m, const evb_calib *c, cons
 
 static int check_grid(const evb_method *method, const evb_level_grid *g) {
     if (method->kind == EVB_LEVEL_STRUCT)
-        EVB_ERRORF(EVB_EINVAL, "method %s: structured levels are made by `search --target-speedup` (not db build)",
+        EVB_ERRORF(EVB_EINVAL,
+                   "method %s: structured levels are made by `search --target-speedup` (not db build)",
                    method->name);
     int n_levels = method->kind == EVB_LEVEL_SPARSE ? (g->n_keep || g->step_levels > 0 ? 1 : g->n_sparsities)
                  : method->kind == EVB_LEVEL_GGUF ? g->n_gguf_types : g->n_bits;

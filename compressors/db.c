@@ -223,8 +223,10 @@ static void level_file(evb_db_entry *e) {
         name[i] = 0;
         snprintf(e->file, sizeof e->file, "u%04d_%s_%s.bin", e->unit, e->method, t ? name : "unknown");
     } else if (e->kind == EVB_LEVEL_STRUCT)
-        snprintf(e->file, sizeof e->file, "u%04d_%s_g%dr%lld.bin", e->unit, e->method, e->group_size, (long long)e->n_removed);
-    else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits, e->group_size, e->sym ? "s" : "a");
+        snprintf(e->file, sizeof e->file, "u%04d_%s_g%dr%lld.bin", e->unit, e->method, e->group_size,
+                 (long long)e->n_removed);
+    else snprintf(e->file, sizeof e->file, "u%04d_%s_b%dg%d%s.bin", e->unit, e->method, e->bits,
+                  e->group_size, e->sym ? "s" : "a");
 }
 
 static int same_level(const evb_db_entry *a, const evb_db_entry *b) {
@@ -256,7 +258,8 @@ static uint64_t implied_bytes(const evb_db_entry *e) {
         size = 24 + (n + 7) / 8 + vs * (uint64_t)nnz; /* nnz at most 2^40 */
     } else if (e->kind == EVB_LEVEL_STRUCT) {
         if (e->group_size < 1 || e->cols % e->group_size || e->n_removed > e->cols / e->group_size) return 0;
-        uint64_t kept = (uint64_t)(e->cols / e->group_size - e->n_removed), in = kept * (uint64_t)e->group_size;
+        uint64_t kept = (uint64_t)(e->cols / e->group_size - e->n_removed),
+                in = kept * (uint64_t)e->group_size;
         if (e->params_kept != (double)(in * (uint64_t)e->rows)) return 0;
         size = STRUCT_HEADER + 4 * kept + 4 * (uint64_t)e->rows + (struct_updates(e) ? value_size(e->dtype) * in * e->rows : 0);
         if (e->bits_stored != 8.0 * (double)(size - STRUCT_HEADER)) return 0;
@@ -346,10 +349,12 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
         if (e->dtype != EVB_DB_F32) return "a GGUF level with a value dtype";
         if (!gguf_level_type(e->gguf_type) || !evb_gguf_row_ok(e->gguf_type, e->cols)) return "a GGUF type its rows cannot hold";
     } else if (e->kind == EVB_LEVEL_STRUCT) {
-        if (e->bits || e->sym || e->n_keep || e->m || e->sparsity != 0) return "a structured level with other levels' parameters";
+        if (e->bits || e->sym || e->n_keep || e->m
+            || e->sparsity != 0) return "a structured level with other levels' parameters";
         if (e->group_size < 1 || e->cols % e->group_size || e->n_removed > e->cols / e->group_size)
             return "a structured level whose groups do not divide its columns";
-        if (!struct_updates(e) && e->dtype != EVB_DB_F32) return "a structured level without updates with a value dtype";
+        if (!struct_updates(e)
+            && e->dtype != EVB_DB_F32) return "a structured level without updates with a value dtype";
     } else {
         if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
         if (e->dtype != EVB_DB_F32) return "a quantized level whose scales are not float32";
@@ -852,13 +857,17 @@ static inline void put_value(float *W, uint16_t *H, size_t j, float x) {
 
 /* NULL when the header of payload p[size] is of entry e's kind, version, value dtype and shape; else what
  * differs, written into why[cap]. */
-static const char *struct_header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why, size_t cap) {
+static const char *struct_header_mismatch(const evb_db_entry *e, const uint8_t *p, size_t size, char *why,
+                                          size_t cap) {
     if (size < STRUCT_HEADER || memcmp(p, "EVBT", 4)) snprintf(why, cap, "not a structured payload");
-    else if ((get_u32(p + 4) & 0xffffu) != 1) snprintf(why, cap, "structured payload version %u, this program reads 1",
+    else if ((get_u32(p + 4) & 0xffffu) != 1) snprintf(why, cap,
+                                                       "structured payload version %u, this program reads 1",
                                                        get_u32(p + 4) & 0xffffu);
-    else if (get_u32(p + 4) >> 16 != (uint32_t)e->dtype) snprintf(why, cap, "the payload's dtype is not the index's");
+    else if (get_u32(p + 4) >> 16 != (uint32_t)e->dtype) snprintf(why, cap,
+                                                                  "the payload's dtype is not the index's");
     else if (get_u32(p + 8) != (uint32_t)e->rows || get_u32(p + 12) != (uint32_t)e->cols)
-        snprintf(why, cap, "the payload is %ux%u but the index says %dx%d", get_u32(p + 8), get_u32(p + 12), e->rows, e->cols);
+        snprintf(why, cap, "the payload is %ux%u but the index says %dx%d", get_u32(p + 8), get_u32(p + 12),
+                 e->rows, e->cols);
     else if (get_u32(p + 16) != (uint32_t)e->group_size ||
              get_u32(p + 20) != (uint32_t)(e->cols / e->group_size - e->n_removed) ||
              get_u32(p + 24) != (uint32_t)struct_updates(e))
@@ -1023,20 +1032,27 @@ int evb_db_verify(const evb_db *db, int i) {
     return st;
 }
 
+/* Entry i (*e), its shape checked against the bound model, its payload mapped and verified (p[size], which the
+ * caller unmaps) and named (path[1200]). */
+static int map_entry(const evb_db *db, int i, evb_db_entry *e, const uint8_t **p, size_t *size, char *path) {
+    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
+    *e = evb_db_get(db, i);
+    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
+    int st = check_shape(db, e);
+    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
+    if (!st) st = map_verified(db, e, p, size);
+    if (!st) snprintf(path, 1200, "%s/%s", db->dir, e->file);
+    return st;
+}
+
 /* evb_db_load and evb_db_load16: into W (float32) or H (bfloat16), whichever is set. */
 static int load(const evb_db *db, int i, float *W, uint16_t *H) {
-    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
-    evb_db_entry e = evb_db_get(db, i);
-    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
-    int st = check_shape(db, &e);
-    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
-    if (st) return st;
+    evb_db_entry e;
     const uint8_t *p;
     size_t size;
-    st = map_verified(db, &e, &p, &size);
-    if (st) return st;
     char path[1200];
-    snprintf(path, sizeof path, "%s/%s", db->dir, e.file);
+    int st = map_entry(db, i, &e, &p, &size, path);
+    if (st) return st;
     st = expand(&e, p, size, path, W, H);
     munmap((void *)p, size);
     return st;
@@ -1064,7 +1080,8 @@ int evb_db_load_blocks(const evb_db *db, int i, void *dst, size_t cap) {
 
 // ---- structured levels ----
 
-int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias, const float *out_w,
+int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias,
+                      const float *out_w,
                       double recon_error) {
     evb_db_entry e = *meta;
     e.kind = EVB_LEVEL_STRUCT;
@@ -1072,20 +1089,24 @@ int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, con
     int upd = struct_updates(&e);
     if (!upd) e.dtype = EVB_DB_F32;
     if (!kept || !bias || (upd && !out_w))
-        EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept groups, bias or updated columns missing", e.unit);
+        EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept groups, bias or updated columns missing",
+                   e.unit);
     int st = check_meta(db, &e);
     if (st) return st;
     int n_kept = e.cols / e.group_size - (int)e.n_removed, G = e.cols / e.group_size;
     for (int i = 0; i < n_kept; i++)
         if (kept[i] < 0 || kept[i] >= G || (i && kept[i] <= kept[i - 1]))
-            EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept group %d is not ascending in [0, %d)", e.unit, kept[i], G);
+            EVB_ERRORF(EVB_EINVAL, "structured level of unit %d: kept group %d is not ascending in [0, %d)",
+                       e.unit, kept[i], G);
     size_t in = (size_t)n_kept * e.group_size, vs = value_size(e.dtype), nv = upd ? in * e.rows : 0;
     size_t size = STRUCT_HEADER + 4 * (size_t)n_kept + 4 * (size_t)e.rows + vs * nv;
     uint8_t *buf = malloc(size);
     if (!buf) EVB_ERROR("out of memory", EVB_ENOMEM);
     memcpy(buf, "EVBT", 4);
-    put_u32(buf + 4, 1u | (uint32_t)e.dtype << 16); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12, (uint32_t)e.cols);
-    put_u32(buf + 16, (uint32_t)e.group_size); put_u32(buf + 20, (uint32_t)n_kept); put_u32(buf + 24, (uint32_t)upd);
+    put_u32(buf + 4, 1u | (uint32_t)e.dtype << 16); put_u32(buf + 8, (uint32_t)e.rows); put_u32(buf + 12,
+            (uint32_t)e.cols);
+    put_u32(buf + 16, (uint32_t)e.group_size); put_u32(buf + 20, (uint32_t)n_kept); put_u32(buf + 24,
+            (uint32_t)upd);
     uint8_t *q = buf + STRUCT_HEADER;
     for (int i = 0; i < n_kept; i++, q += 4) put_u32(q, (uint32_t)kept[i]);
     memcpy(q, bias, 4 * (size_t)e.rows);
@@ -1109,7 +1130,8 @@ void evb_struct_level_free(evb_struct_level *s) {
 }
 
 /* Reads a verified structured payload p[size] of entry e (its header matched). */
-static int read_struct(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path, evb_struct_level *s) {
+static int read_struct(const evb_db_entry *e, const uint8_t *p, size_t size, const char *path,
+                       evb_struct_level *s) {
     int upd = struct_updates(e), G = e->cols / e->group_size;
     s->rows = e->rows; s->cols = e->cols; s->group = e->group_size; s->n_kept = G - (int)e->n_removed;
     size_t in = (size_t)s->n_kept * s->group, vs = value_size(e->dtype), nv = upd ? in * s->rows : 0;
@@ -1139,18 +1161,14 @@ static int read_struct(const evb_db_entry *e, const uint8_t *p, size_t size, con
 
 int evb_db_load_struct(const evb_db *db, int i, evb_struct_level **out) {
     *out = NULL;
-    if (i < 0 || i >= evb_db_count(db)) EVB_ERRORF(EVB_EINVAL, "level %d is not in the database", i);
-    evb_db_entry e = evb_db_get(db, i);
-    if (e.kind != EVB_LEVEL_STRUCT) EVB_ERRORF(EVB_EINVAL, "level %d (%s) is not a structured level", i, e.file);
-    pthread_mutex_lock((pthread_mutex_t *)&db->lock);
-    int st = check_shape(db, &e);
-    pthread_mutex_unlock((pthread_mutex_t *)&db->lock);
-    if (st) return st;
+    if (i >= 0 && i < evb_db_count(db) && evb_db_get(db, i).kind != EVB_LEVEL_STRUCT)
+        EVB_ERRORF(EVB_EINVAL, "level %d (%s) is not a structured level", i, evb_db_get(db, i).file);
+    evb_db_entry e;
     const uint8_t *p;
     size_t size;
-    if ((st = map_verified(db, &e, &p, &size))) return st;
     char path[1200];
-    snprintf(path, sizeof path, "%s/%s", db->dir, e.file);
+    int st = map_entry(db, i, &e, &p, &size, path);
+    if (st) return st;
     evb_struct_level *s = calloc(1, sizeof *s);
     st = s ? read_struct(&e, p, size, path, s) : EVB_RAISEF(EVB_ENOMEM, "out of memory");
     munmap((void *)p, size);

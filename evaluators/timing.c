@@ -59,7 +59,8 @@ static void describe(evb_cost_table *t, const evb_model *m, int B, int T) {
     const evb_config *c = &m->config;
     cpu_name(t->cpu, sizeof t->cpu);
     snprintf(t->compute, sizeof t->compute, "%s", evb_compute_name((evb_compute)m->compute));
-    snprintf(t->kernel, sizeof t->kernel, "%s", m->compute == EVB_COMPUTE_BF16 ? evb_compute_kernel() : evb_blas_core());
+    snprintf(t->kernel, sizeof t->kernel, "%s",
+             m->compute == EVB_COMPUTE_BF16 ? evb_compute_kernel() : evb_blas_core());
     t->threads = n_threads(); t->batch = B; t->seq = T;
     t->dim = c->dim; t->hidden = c->hidden_dim; t->heads = c->n_heads; t->kv_heads = c->n_kv_heads;
     t->head_dim = c->head_dim; t->vocab = c->vocab_size; t->layers = c->n_layers;
@@ -87,10 +88,12 @@ static int time_blocks(const evb_model *m, evb_state *s, const float *x0, double
     return st;
 }
 
-/* Times one level of the sub-block (mlp) keeping n_kept groups or channels, a compensation bias on: every block
+/* Times one level of the sub-block (mlp) keeping n_kept groups or channels, a compensation bias on: every
+ * block
  * at that level and the other sub-blocks skipped, so that the weights stream through the caches as in a whole
  * forward (one block timed alone keeps its weights in cache and runs faster than it does in a model). */
-static int time_level(evb_model *m, evb_state *s, const float *x0, int mlp, int n_kept, int full, const float *bias,
+static int time_level(evb_model *m, evb_state *s, const float *x0, int mlp, int n_kept, int full,
+                      const float *bias,
                       double *out) {
     int L = m->config.n_layers, st = EVB_SUCCESS;
     evb_layer *saved = malloc(sizeof(evb_layer) * (size_t)L);
@@ -157,7 +160,8 @@ static int alloc_table(int n_attn, int n_mlp, evb_cost_table **out) {
         t->mlp = calloc((size_t)n_mlp, sizeof(double));
         t->mlp_kept = calloc((size_t)n_mlp, sizeof(int));
     }
-    if (!t || !t->attn || !t->mlp || !t->mlp_kept) { evb_cost_table_free(t); EVB_ERROR("timing: out of memory", EVB_ENOMEM); }
+    if (!t || !t->attn || !t->mlp
+        || !t->mlp_kept) { evb_cost_table_free(t); EVB_ERROR("timing: out of memory", EVB_ENOMEM); }
     *out = t;
     return EVB_SUCCESS;
 }
@@ -167,7 +171,8 @@ static int mlp_counts(const int *kept, int n, int F, int *out) {
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (kept[i] < 0 || kept[i] > F || (i > 0 && kept[i] <= kept[i - 1]))
-            return EVB_RAISEF(EVB_EINVAL, "timing: MLP kept counts must ascend within [0, %d] (got %d)", F, kept[i]), -1;
+            return EVB_RAISEF(EVB_EINVAL, "timing: MLP kept counts must ascend within [0, %d] (got %d)", F,
+                              kept[i]), -1;
         out[k++] = kept[i];
     }
     if (k == 0 || out[k - 1] != F) out[k++] = F;
@@ -175,10 +180,12 @@ static int mlp_counts(const int *kept, int n, int F, int *out) {
 }
 
 int evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int n_mlp, int repeats,
-                           void (*progress)(void *ctx, int done, int total), void *ctx, evb_cost_table **out) {
+                           void (*progress)(void *ctx, int done, int total), void *ctx,
+                                   evb_cost_table **out) {
     *out = NULL;
     const evb_config *c = &m->config;
-    if (repeats < 1 || B < 1 || T < 1 || n_mlp < 0) EVB_ERROR("timing: repeats and the batch shape must be positive", EVB_EINVAL);
+    if (repeats < 1 || B < 1 || T < 1
+        || n_mlp < 0) EVB_ERROR("timing: repeats and the batch shape must be positive", EVB_EINVAL);
     evb_cost_table *t = NULL;
     int st = alloc_table(c->n_kv_heads + 1, n_mlp + 1, &t);
     if (st) return st;
@@ -200,7 +207,8 @@ int evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int 
     for (int r = 0; r < repeats && !st; r++) {
         for (int i = 0; i < n_lv && !st; i++) {
             int mlp = i >= t->n_attn, k = mlp ? t->mlp_kept[i - t->n_attn] : i;
-            st = time_level(m, s, x0, mlp, k, mlp ? c->hidden_dim : c->n_kv_heads, bias, &v[(size_t)i * repeats + r]);
+            st = time_level(m, s, x0, mlp, k, mlp ? c->hidden_dim : c->n_kv_heads, bias,
+                            &v[(size_t)i * repeats + r]);
         }
         if (progress) progress(ctx, r + 1, repeats + 1);
     }
@@ -313,9 +321,11 @@ static int read_fields(const json_t *j, evb_cost_table *t, const char *path) {
     if ((st = read_string(j, "cpu", t->cpu, sizeof t->cpu, path)) ||
         (st = read_string(j, "compute", t->compute, sizeof t->compute, path)) ||
         (st = read_string(j, "kernel", t->kernel, sizeof t->kernel, path)) ||
-        (st = evb_json_num(j, "fixed", 1, 0, &t->fixed, path)) || (st = evb_json_num(j, "dense", 1, 0, &t->dense, path)))
+        (st = evb_json_num(j, "fixed", 1, 0, &t->fixed, path)) || (st = evb_json_num(j, "dense", 1, 0,
+                &t->dense, path)))
         return st;
-    if (!(t->fixed >= 0) || !(t->dense > 0)) EVB_ERRORF(EVB_EFORMAT, "%s: 'fixed' and 'dense' must be times", path);
+    if (!(t->fixed >= 0) || !(t->dense > 0)) EVB_ERRORF(EVB_EFORMAT, "%s: 'fixed' and 'dense' must be times",
+                                                        path);
     return EVB_SUCCESS;
 }
 
@@ -333,8 +343,10 @@ static int read_levels(const json_t *j, evb_cost_table *t, const char *path) {
     for (int i = 0; i < t->n_mlp; i++) {
         const json_t *x = json_array_get(kept, (size_t)i);
         long long v = json_is_integer(x) ? json_integer_value(x) : -1;
-        if (v < 0 || v > t->hidden || (i > 0 && v <= t->mlp_kept[i - 1]) || (i == t->n_mlp - 1 && v != t->hidden))
-            EVB_ERRORF(EVB_EFORMAT, "%s: 'mlp_kept'[%d] is not an ascending count in [0, %d] ending at %d", path, i,
+        if (v < 0 || v > t->hidden || (i > 0 && v <= t->mlp_kept[i - 1]) || (i == t->n_mlp - 1
+                && v != t->hidden))
+            EVB_ERRORF(EVB_EFORMAT, "%s: 'mlp_kept'[%d] is not an ascending count in [0, %d] ending at %d",
+                       path, i,
                        t->hidden, t->hidden);
         t->mlp_kept[i] = (int)v;
     }
@@ -344,7 +356,8 @@ static int read_levels(const json_t *j, evb_cost_table *t, const char *path) {
     return EVB_SUCCESS;
 }
 
-int evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_cost_table **out, int *stale) {
+int evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_cost_table **out,
+                        int *stale) {
     *out = NULL;
     json_t *j = NULL;
     int st = evb_json_load_file(path, &j);
@@ -360,7 +373,8 @@ int evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_
     memset(&here, 0, sizeof here);
     describe(&here, m, B, T);
     *stale = strcmp(here.cpu, t->cpu) || strcmp(here.compute, t->compute) || strcmp(here.kernel, t->kernel) ||
-             here.threads != t->threads || here.batch != t->batch || here.seq != t->seq || here.dim != t->dim ||
+             here.threads != t->threads || here.batch != t->batch || here.seq != t->seq
+                     || here.dim != t->dim ||
              here.hidden != t->hidden || here.heads != t->heads || here.kv_heads != t->kv_heads ||
              here.head_dim != t->head_dim || here.vocab != t->vocab || here.layers != t->layers;
     *out = t;

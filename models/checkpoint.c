@@ -79,7 +79,8 @@ size_t evb_model_max_unit(const evb_model *m, int *max_cols) {
     int mc = 0;
     for (int k = 0; k < EVB_LINEAR_COUNT; k++) {
         int r, c;
-        block_linear_shape(&m->config, m->config.n_heads, m->config.n_kv_heads, m->config.hidden_dim, k, &r, &c);
+        block_linear_shape(&m->config, m->config.n_heads, m->config.n_kv_heads, m->config.hidden_dim, k, &r,
+                           &c);
         if ((size_t)r * c > best) best = (size_t)r * c;
         if (c > mc) mc = c;
     }

@@ -254,8 +254,8 @@ static void block_shape(const evb_config *c, const evb_layer *L, int *H, int *G,
 }
 
 /* out[n, N] = x . W^T + bias, or just the bias broadcast when K is 0 (every input removed). */
-static int project_k(const evb_model *m, evb_state *s, float *out, const float *x, const float *W, const uint16_t *W16,
-                     const float *bias, int n, int K, int N) {
+static int project_k(const evb_model *m, evb_state *s, float *out, const float *x, const float *W,
+                     const uint16_t *W16, const float *bias, int n, int K, int N) {
     if (K > 0) return project(m, s, out, x, W, W16, bias, n, K, N);
     memset(out, 0, sizeof(float) * (size_t)n * N);
     evb_add_bias(out, bias, n, N);
@@ -294,7 +294,8 @@ static int attention_block(const evb_model *m, evb_state *s, int l, const evb_la
         }
     }
     capture(s, l, EVB_LINEAR_O, s->att, n, HE);
-    if ((st = project_k(m, s, s->xb, s->att, L->w[EVB_LINEAR_O], L->w16[EVB_LINEAR_O], L->b_o, n, HE, D))) return st;
+    st = project_k(m, s, s->xb, s->att, L->w[EVB_LINEAR_O], L->w16[EVB_LINEAR_O], L->b_o, n, HE, D);
+    if (st) return st;
     add_rows(s->x, s->xb, (size_t)n * D);
     return EVB_SUCCESS;
 }
@@ -305,8 +306,10 @@ static int mlp_block(const evb_model *m, evb_state *s, int l, const evb_layer *L
     rmsnorm_rows(s->xb, s->x, L->rms_ffn, n, D, c->norm_eps);
     capture(s, l, EVB_LINEAR_GATE, s->xb, n, D);
     capture(s, l, EVB_LINEAR_UP, s->xb, n, D);
-    if (F > 0 && ((st = project(m, s, s->hb, s->xb, L->w[EVB_LINEAR_GATE], L->w16[EVB_LINEAR_GATE], NULL, n, D, F)) ||
-                  (st = project(m, s, s->hb2, s->xb, L->w[EVB_LINEAR_UP], L->w16[EVB_LINEAR_UP], NULL, n, D, F))))
+    if (F > 0 && ((st = project(m, s, s->hb, s->xb, L->w[EVB_LINEAR_GATE], L->w16[EVB_LINEAR_GATE], NULL, n,
+                                D, F)) ||
+                  (st = project(m, s, s->hb2, s->xb, L->w[EVB_LINEAR_UP], L->w16[EVB_LINEAR_UP], NULL, n, D,
+                                F))))
         return st;
     size_t nF = (size_t)n * F;
     #pragma omp parallel for schedule(static) if (nF >= 65536)
@@ -315,7 +318,8 @@ static int mlp_block(const evb_model *m, evb_state *s, int l, const evb_layer *L
         s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
     }
     capture(s, l, EVB_LINEAR_DOWN, s->hb, n, F);
-    if ((st = project_k(m, s, s->xb, s->hb, L->w[EVB_LINEAR_DOWN], L->w16[EVB_LINEAR_DOWN], L->b_down, n, F, D)))
+    if ((st = project_k(m, s, s->xb, s->hb, L->w[EVB_LINEAR_DOWN], L->w16[EVB_LINEAR_DOWN], L->b_down, n, F,
+                        D)))
         return st;
     add_rows(s->x, s->xb, (size_t)n * D);
     return EVB_SUCCESS;
@@ -461,7 +465,8 @@ int evb_forward_naive(const evb_model *m, const int32_t *tokens, int T, float *l
                 naive_project(m, hb, xb, ly->w[EVB_LINEAR_GATE], ly->w16[EVB_LINEAR_GATE], NULL, D, Fl);
                 naive_project(m, hb2, xb, ly->w[EVB_LINEAR_UP], ly->w16[EVB_LINEAR_UP], NULL, D, Fl);
                 for (int j = 0; j < Fl; j++) hb[j] = (float)(hb[j] / (1.0 + exp(-(double)hb[j])) * hb2[j]);
-                naive_project(m, xb2, hb, ly->w[EVB_LINEAR_DOWN], ly->w16[EVB_LINEAR_DOWN], ly->b_down, Fl, D);
+                naive_project(m, xb2, hb, ly->w[EVB_LINEAR_DOWN], ly->w16[EVB_LINEAR_DOWN], ly->b_down, Fl,
+                              D);
                 for (int j = 0; j < D; j++) x[j] += xb2[j];
             }
         }

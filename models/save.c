@@ -175,7 +175,8 @@ int evb_model_save(const evb_model *m, const char *dir, const char *dtype) {
     if (strcmp(dtype, "F32") && strcmp(dtype, "F16") && strcmp(dtype, "BF16"))
         EVB_ERRORF(EVB_EINVAL, "dtype '%s' cannot be written (F32, F16, BF16 can)", dtype);
     if (!m->tok_emb)
-        EVB_ERROR("saving needs the model's weights in float32 (hint: load it with --compute f32)", EVB_EINVAL);
+        EVB_ERROR("saving needs the model's weights in float32 (hint: load it with --compute f32)",
+                  EVB_EINVAL);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         int e = errno;
         EVB_ERRORF(EVB_EIO, "%s: cannot create: %s%s", dir, strerror(e), evb_write_hint(e));

@@ -1,4 +1,5 @@
-/* structure.c -- sub-blocks with whole heads or MLP channels removed, compacted to their smaller shapes so that
+/* structure.c -- sub-blocks with whole heads or MLP channels removed, compacted to their smaller shapes so
+ * that
  * the forward runs them at that size (see evb_model.h, "structured removal"). */
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
@@ -21,11 +22,13 @@ int evb_block_kept_inputs(const evb_config *c, int mlp, const int *kept, int n_k
 }
 
 /* The rows rows[0..n) (each of `len` contiguous rows starting at rows[i] * len) of a dense [*, K] weight. */
-static void gather_rows(const evb_model *m, const evb_layer *L, int kind, const int *groups, int n, int len, int K,
+static void gather_rows(const evb_model *m, const evb_layer *L, int kind, const int *groups, int n, int len,
+                        int K,
                         float *dst, uint16_t *dst16) {
     for (int i = 0; i < n; i++) {
         size_t off = (size_t)groups[i] * len * K, cnt = (size_t)len * K;
-        if (m->compute == EVB_COMPUTE_BF16) memcpy(dst16 + (size_t)i * cnt, L->w16_dense[kind] + off, cnt * 2);
+        if (m->compute == EVB_COMPUTE_BF16) memcpy(dst16 + (size_t)i * cnt, L->w16_dense[kind] + off,
+                                                   cnt * 2);
         else memcpy(dst + (size_t)i * cnt, L->w_dense[kind] + off, cnt * sizeof(float));
     }
 }
@@ -45,10 +48,12 @@ static void gather_cols(const evb_model *m, const evb_layer *L, int kind, const 
 }
 
 static void gather_bias(const float *b, const int *groups, int n, int len, float *dst) {
-    for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * len, b + (size_t)groups[i] * len, sizeof(float) * len);
+    for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * len, b + (size_t)groups[i] * len,
+                                       sizeof(float) * len);
 }
 
-int evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept, int n_kept, const float *out_w,
+int evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept, int n_kept,
+                         const float *out_w,
                          const float *bias, evb_block_level **out) {
     *out = NULL;
     const evb_config *c = &m->config;
@@ -58,7 +63,8 @@ int evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept
     const evb_layer *L = &m->layers[layer];
     if (L->structured && (mlp ? L->ffn != c->hidden_dim : L->heads != c->n_heads))
         EVB_ERRORF(EVB_EINVAL, "structured level: block %d's %s already runs at a smaller shape (a structured checkpoint, "
-                   "or a level applied); levels are made from a model's dense sub-blocks", layer, mlp ? "MLP" : "attention");
+                   "or a level applied); levels are made from a model's dense "
+                   "sub-blocks", layer, mlp ? "MLP" : "attention");
     int D = c->dim, E = c->head_dim, r = c->n_heads / c->n_kv_heads;
     int n_in = mlp ? n_kept : n_kept * r * E;              /* inputs of o or down kept */
     size_t rows[3] = {mlp ? (size_t)n_kept : (size_t)n_in, mlp ? (size_t)n_kept : (size_t)n_kept * E,
@@ -69,7 +75,8 @@ int evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept
     evb_block_level *b = calloc(1, sizeof *b);
     int *idx = malloc(sizeof(int) * ((size_t)n_in + 1));
     void *mem = malloc(n_w * wsize + n_b * sizeof(float) + 64);
-    if (!b || !idx || !mem) { free(b); free(idx); free(mem); EVB_ERROR("structured level: out of memory", EVB_ENOMEM); }
+    if (!b || !idx || !mem) { free(b); free(idx); free(mem); EVB_ERROR("structured level: out of memory",
+            EVB_ENOMEM); }
     int st = evb_block_kept_inputs(c, mlp, kept, n_kept, idx);
     if (st) { free(b); free(idx); free(mem); return st; }
     b->layer = layer; b->mlp = mlp; b->n_kept = n_kept; b->mem = mem;

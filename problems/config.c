@@ -70,7 +70,8 @@ static json_t *level_json(const evb_allocation_unit *x) {
         json_object_set_new(d, "method", json_string(x->key.method));
         json_object_set_new(d, "group_size", json_integer(x->key.group_size));
         json_object_set_new(d, "n_removed", json_integer((json_int_t)x->key.n_removed));
-        json_object_set_new(d, "kept", json_integer((json_int_t)(x->key.cols / x->key.group_size - x->key.n_removed)));
+        json_object_set_new(d, "kept",
+                            json_integer((json_int_t)(x->key.cols / x->key.group_size - x->key.n_removed)));
     } else if (x->key.kind == EVB_LEVEL_GGUF) {
         const evb_gguf_type_info *t = evb_gguf_type_get(x->key.gguf_type);
         json_object_set_new(d, "method", json_string(x->key.method));
@@ -108,7 +109,8 @@ static json_t *config_json(const evb_allocation *c) {
     json_object_set_new(j, "drop", drop);
     static const char *const keys[] = {"sparsity", "bits_per_weight", "dropped", "storage_bytes", "bytes",
                                        "storage_bits_per_weight", "fitness_all", "speedup", "seconds", "dense_seconds"};
-    const double vals[] = {c->sparsity, c->bits_per_weight, c->dropped, c->storage_bytes, c->bytes, c->storage_bpw,
+    const double vals[] = {c->sparsity, c->bits_per_weight, c->dropped, c->storage_bytes, c->bytes,
+                           c->storage_bpw,
                            c->fitness_all, c->speedup, c->seconds, c->dense_seconds};
     for (int k = 0; k < 10; k++) set_num(j, keys[k], vals[k]);
     return j;
@@ -360,7 +362,8 @@ static int unit_entry(const evb_allocation_unit *x, const evb_db *db, const char
     if (*entry >= 0) return EVB_SUCCESS;
     int sparse = me->kind == EVB_LEVEL_SPARSE;
     if (me->kind == EVB_LEVEL_STRUCT)
-        EVB_ERRORF(EVB_EINVAL, "%s: block %d has no %s level removing %lld of its groups (hint: the search that wrote "
+        EVB_ERRORF(EVB_EINVAL,
+                   "%s: block %d has no %s level removing %lld of its groups (hint: the search that wrote "
                    "this configuration builds it: search --target-speedup with --db %s)", db_dir,
                    x->unit / EVB_LINEAR_COUNT, me->name, (long long)key.n_removed, db_dir);
     if (me->kind == EVB_LEVEL_GGUF) {
@@ -386,7 +389,8 @@ int evb_allocation_weights(const evb_allocation *c, const evb_model *m, const ev
     for (int i = 0; !s && i < c->n_units; i++) {
         const evb_allocation_unit *x = &c->units[i];
         if (x->unit >= U) s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1);
-        else if (x->dense || x->key.kind == EVB_LEVEL_STRUCT) continue;   /* structured: evb_allocation_blocks */
+        else if (x->dense
+                 || x->key.kind == EVB_LEVEL_STRUCT) continue;   /* structured: evb_allocation_blocks */
         else if (!x->zero && !x->key.method[0]) s = EVB_RAISEF(EVB_EINVAL, "unit %d has no \"method\"", x->unit);
         else s = unit_entry(x, db, db_dir, &idx[x->unit]);
         int r, cols;
@@ -426,7 +430,8 @@ static int unit_block(const evb_allocation_unit *x, const evb_model *m, const ev
     if ((s = unit_entry(x, db, db_dir, &entry))) return s;
     evb_struct_level *r = NULL;
     if ((s = evb_db_load_struct(db, entry, &r))) return s;
-    s = evb_block_level_make(m, x->unit / EVB_LINEAR_COUNT, k == EVB_LINEAR_DOWN, r->kept, r->n_kept, r->out_w, r->bias, out);
+    s = evb_block_level_make(m, x->unit / EVB_LINEAR_COUNT, k == EVB_LINEAR_DOWN, r->kept, r->n_kept,
+                             r->out_w, r->bias, out);
     evb_struct_level_free(r);
     return s;
 }
@@ -440,9 +445,11 @@ int evb_allocation_blocks(const evb_allocation *c, const evb_model *m, const evb
     for (int i = 0; !s && i < c->n_units; i++) {
         const evb_allocation_unit *x = &c->units[i];
         if (x->dense || x->key.kind != EVB_LEVEL_STRUCT) continue;
-        if (x->unit >= U) { s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1); break; }
+        if (x->unit >= U) { s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d",
+                                           i, x->unit, U - 1); break; }
         int at = (x->unit % EVB_LINEAR_COUNT == EVB_LINEAR_DOWN) * L + x->unit / EVB_LINEAR_COUNT;
-        if (b[at]) { s = EVB_RAISEF(EVB_EINVAL, "block %d's sub-block is given two structured levels", at % L); break; }
+        if (b[at]) { s = EVB_RAISEF(EVB_EINVAL, "block %d's sub-block is given two structured levels",
+                                    at % L); break; }
         s = unit_block(x, m, db, db_dir, &b[at]);
         if (!s) ++*n_struct;
     }

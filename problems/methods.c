@@ -23,7 +23,8 @@ static const evb_mp_method methods[] = {
                   "allocates sparsity; give --target-sparsity (or use evopress, random, uniform)"},
     {"shortgpt",  1, DR,            0, 1, "ShortGPT: the sub-blocks of least block influence dropped",
                   "drops sub-blocks; give --target-drop (or use evopress, random)"},
-    {"flap",      1, SU,            0, 1, "FLAP's global allocation: heads and channels of least standardized "
+    {"flap",      1, SU,            0, 1,
+     "FLAP's global allocation: heads and channels of least standardized "
                   "fluctuation removed across blocks", "removes heads and channels; give --target-speedup or "
                   "--target-latency (or use evopress, random, uniform)"},
 };

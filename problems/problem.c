@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", "bytes", "speedup", "latency"};
+static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", "bytes", "speedup",
+                                         "latency"};
 
-const char *evb_target_kind_name(int kind) { return kind >= 0 && kind <= EVB_TARGET_LATENCY ? kind_names[kind] : "?"; }
+const char *evb_target_kind_name(int kind) { return kind >= 0
+                                            && kind <= EVB_TARGET_LATENCY ? kind_names[kind] : "?"; }
 
 /* 1 for the speed targets (structured levels, measured costs). */
 static int speed_kind(int kind) { return kind == EVB_TARGET_SPEEDUP || kind == EVB_TARGET_LATENCY; }
@@ -84,7 +86,8 @@ int evb_mp_alloc(int kind, double target, int U, int max_levels, evb_mp **out) {
 void evb_mp_publish(evb_mp *mp) {
     struct evb_mp_priv *q = mp->priv;
     for (int u = 0; u < q->U; u++)
-        if (mp->kind != EVB_TARGET_DROP && !speed_kind(mp->kind)) q->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR, u, q->n_levels[u], q->entry + (size_t)u * q->max_levels, NULL};
+        if (mp->kind != EVB_TARGET_DROP && !speed_kind(mp->kind)) q->fu[u] = (evb_fit_unit){EVB_UNIT_LINEAR,
+                u, q->n_levels[u], q->entry + (size_t)u * q->max_levels, NULL};
     mp->problem.n_units = q->U;
     mp->problem.n_levels = q->n_levels;
     mp->problem.cost = (const double *const *)q->cost;
@@ -101,7 +104,8 @@ void evb_mp_free(evb_mp *mp) {
         for (size_t i = 0; q->desc && i < (size_t)q->U * q->max_levels; i++) free(q->desc[i].extra);
         free(q->n_levels); free(q->group); free(q->entry); free(q->cost_mem); free(q->cost); free(q->start); free(q->fu);
         free(q->desc); free(q->level_fit);
-        for (size_t i = 0; q->recipes && i < (size_t)q->U * q->max_levels; i++) evb_struct_level_free(q->recipes[i]);
+        for (size_t i = 0; q->recipes
+             && i < (size_t)q->U * q->max_levels; i++) evb_struct_level_free(q->recipes[i]);
         free(q->recipes);
         evb_cost_table_free(q->costs);
         free(q);
@@ -113,18 +117,22 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
     *out = NULL;
     const evb_model *m = env->m;
     int kind = p->kind, U = evb_model_n_units(m), L = m->config.n_layers;
-    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP && kind != EVB_TARGET_BYTES &&
+    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP
+        && kind != EVB_TARGET_BYTES &&
         !speed_kind(kind))
-        EVB_ERRORF(EVB_EINVAL, "a problem of target kind %d (sparsity, bits, drop, bytes, speedup and latency are built "
+        EVB_ERRORF(EVB_EINVAL,
+                   "a problem of target kind %d (sparsity, bits, drop, bytes, speedup and latency are built "
                    "from a model)", kind);
     if (kind == EVB_TARGET_SPEEDUP && !(p->target > 1 && p->target < 1000))
         EVB_ERRORF(EVB_EINVAL, "a speedup of %g must lie in (1, 1000)", p->target);
     if (kind == EVB_TARGET_LATENCY && !(p->target > 0 && isfinite(p->target)))
         EVB_ERRORF(EVB_EINVAL, "a latency of %g seconds must be positive", p->target);
     if (speed_kind(kind) && p->compressor && p->compressor->kind != EVB_LEVEL_STRUCT)
-        EVB_ERRORF(EVB_EINVAL, "compressor %s does not make structured levels (flap, obs)", p->compressor->name);
+        EVB_ERRORF(EVB_EINVAL, "compressor %s does not make structured levels (flap, obs)",
+                   p->compressor->name);
     if (!speed_kind(kind) && p->compressor && p->compressor->kind == EVB_LEVEL_STRUCT)
-        EVB_ERRORF(EVB_EINVAL, "compressor %s makes structured levels, for --target-speedup or --target-latency",
+        EVB_ERRORF(EVB_EINVAL,
+                   "compressor %s makes structured levels, for --target-speedup or --target-latency",
                    p->compressor->name);
     if (kind != EVB_TARGET_DROP && !env->db) EVB_ERRORF(EVB_EINVAL, "a %s problem needs a level database", kind_names[kind]);
     if ((kind == EVB_TARGET_SPARSITY || kind == EVB_TARGET_DROP) && !(p->target > 0 && p->target < 1))
@@ -138,25 +146,29 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
         q.compressor = evb_method_find(kind == EVB_TARGET_SPARSITY ? "sparsegpt" : speed_kind(kind) ? "flap" : "gptq");
     if (kind == EVB_TARGET_BITS && gguf && !(p->target > 0 && p->target < 16))
         EVB_ERRORF(EVB_EINVAL, "a target of %g bits per weight must lie in (0, 16)", p->target);
-    if (q.compressor && !speed_kind(kind) && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
+    if (q.compressor && !speed_kind(kind)
+        && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
         EVB_ERRORF(EVB_EINVAL, "compressor %s does not make %s levels", q.compressor->name, kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
     if (q.num_levels < 1) q.num_levels = 8;
     int max_levels = kind == EVB_TARGET_SPARSITY ? 2 * q.num_levels + 1 : kind == EVB_TARGET_BITS ? (gguf ? EVB_GGUF_MAX_LEVELS : 5)
                    : kind == EVB_TARGET_BYTES ? 12 : 2;
     if (q.struct_steps < 1) q.struct_steps = 8;
     if (speed_kind(kind) && q.struct_steps > m->config.hidden_dim)
-        EVB_ERRORF(EVB_EINVAL, "%d structured steps exceed the model's %d MLP channels", q.struct_steps, m->config.hidden_dim);
+        EVB_ERRORF(EVB_EINVAL, "%d structured steps exceed the model's %d MLP channels", q.struct_steps,
+                   m->config.hidden_dim);
     if (speed_kind(kind))
         max_levels = 1 + (q.struct_steps > m->config.n_kv_heads ? q.struct_steps : m->config.n_kv_heads);
     evb_mp *mp;
-    int s = evb_mp_alloc(kind, p->target, kind == EVB_TARGET_DROP || speed_kind(kind) ? 2 * L : U, max_levels, &mp);
+    int s = evb_mp_alloc(kind, p->target, kind == EVB_TARGET_DROP || speed_kind(kind) ? 2 * L : U,
+                         max_levels, &mp);
     if (s) return s;
     mp->priv->m = m;
     mp->priv->db = env->db;
     mp->priv->comp = q.compressor;
     s = kind == EVB_TARGET_SPARSITY ? evb_mp_build_sparsity(env, &q, mp) : kind == EVB_TARGET_BITS && gguf ? evb_mp_build_gguf(env, &q, mp)
       : kind == EVB_TARGET_BITS ? evb_mp_build_bits(env, &q, mp)
-      : kind == EVB_TARGET_BYTES ? evb_mp_build_bytes(env, &q, mp) : speed_kind(kind) ? evb_mp_build_speed(env, &q, mp)
+      : kind == EVB_TARGET_BYTES ? evb_mp_build_bytes(env, &q,
+                                                      mp) : speed_kind(kind) ? evb_mp_build_speed(env, &q, mp)
       : evb_mp_build_drop(env, &q, mp);
     if (s) { evb_mp_free(mp); return s; }
     evb_mp_publish(mp);
@@ -191,7 +203,8 @@ double evb_mp_storage_bits(const evb_mp *mp, const int16_t *level) {
     if (speed_kind(mp->kind)) {   /* the kept share of each sub-block's weights, and a compensation bias */
         for (int u = 0; u < q->U; u++) {
             double f = kept_fraction(q, u, level[u]);
-            bits += f * sub_block_bits(q->m, u % (q->U / 2), u < q->U / 2) + (f < 1 ? 16.0 * q->m->config.dim : 0);
+            bits += f * sub_block_bits(q->m, u % (q->U / 2),
+                                       u < q->U / 2) + (f < 1 ? 16.0 * q->m->config.dim : 0);
         }
         return bits;
     }
@@ -285,7 +298,8 @@ int evb_mp_levels(const evb_mp *mp, const evb_allocation *c, int16_t *level) {
         int u = c->units[i].unit, l = c->units[i].level, L = q->U / 2;
         if (speed_kind(mp->kind)) {   /* the o or down unit of block b: the sub-block's index */
             int b = u / EVB_LINEAR_COUNT, k = u % EVB_LINEAR_COUNT;
-            u = b < L && (k == EVB_LINEAR_O || k == EVB_LINEAR_DOWN) ? (k == EVB_LINEAR_DOWN ? L : 0) + b : q->U;
+            u = b < L && (k == EVB_LINEAR_O
+                          || k == EVB_LINEAR_DOWN) ? (k == EVB_LINEAR_DOWN ? L : 0) + b : q->U;
         }
         if (u >= q->U || l < 0 || l >= q->n_levels[u]) EVB_ERRORF(EVB_EINVAL, "a configuration names unit %d at level %d, which this problem lacks", u, l);
         level[u] = (int16_t)l;

@@ -169,9 +169,12 @@ static int rule_flap(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, evb_a
 
 int evb_mp_rule(evb_mp_env *env, evb_mp *mp, const evb_kl_params *kp, const char *rule, uint64_t seed, evb_allocation **out) {
     *out = NULL;
-    if (!evb_mp_is_rule(rule)) EVB_ERRORF(EVB_EINVAL, "'%s' is not an allocation rule (owl, ecoflap, shortgpt, flap)", rule);
+    if (!evb_mp_is_rule(rule)) EVB_ERRORF(EVB_EINVAL,
+                                          "'%s' is not an allocation rule (owl, ecoflap, shortgpt, flap)",
+            rule);
     if ((strcmp(rule, "flap") == 0) != (mp->kind == EVB_TARGET_SPEEDUP || mp->kind == EVB_TARGET_LATENCY))
-        EVB_ERRORF(EVB_EINVAL, "%s: FLAP allocates structured removal for --target-speedup or --target-latency; this "
+        EVB_ERRORF(EVB_EINVAL,
+                   "%s: FLAP allocates structured removal for --target-speedup or --target-latency; this "
                    "problem's target is %s", rule, evb_target_kind_name(mp->kind));
     if (!strcmp(rule, "flap")) {
         int s = rule_flap(env, mp, kp, out);

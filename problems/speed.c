@@ -1,6 +1,8 @@
-/* speed.c -- speed targets (evb_problems.h): "the best model whose forward runs X times faster" or "in S seconds".
+/* speed.c -- speed targets (evb_problems.h): "the best model whose forward runs X times faster" or "in S
+ * seconds".
  *
- * Units are the 2 L sub-blocks (attention of blocks 0..L-1, then their MLPs). An attention sub-block's levels keep
+ * Units are the 2 L sub-blocks (attention of blocks 0..L-1, then their MLPs). An attention sub-block's levels
+ * keep
  * 0..G whole key/value groups (each with its H / G query heads), an MLP's keep k F / steps channels for
  * k = 0..steps; the last level is the dense sub-block. Each level short of dense is a structured level of the
  * database (EVB_LEVEL_STRUCT, the unit of the sub-block's o or down projection) made by the compressor: FLAP
@@ -8,8 +10,10 @@
  * with the optimal update of the kept columns); the levels of one sub-block are nested (each removes what the
  * one above removes and more). A level's cost is its measured time (evb_timing.h): the budget is the measured
  * dense forward's time over the speedup (or the latency), the fixed costs taken off, kept in the band
- * [0.98, 1] of it. The start, and what method uniform scores, is the uniform removal: every sub-block keeps the
- * same fraction, the largest whose predicted time fits, then single levels raised in block order into the band. */
+ * [0.98, 1] of it. The start, and what method uniform scores, is the uniform removal: every sub-block keeps
+ * the
+ * same fraction, the largest whose predicted time fits, then single levels raised in block order into the
+ * band. */
 #include "problems/problems.h"
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_compress.h"
@@ -23,7 +27,8 @@
 #define SPEED_BAND 0.02
 
 static int n_groups(const evb_config *c, int mlp) { return mlp ? c->hidden_dim : c->n_kv_heads; }
-static int group_cols(const evb_config *c, int mlp) { return mlp ? 1 : c->n_heads / c->n_kv_heads * c->head_dim; }
+static int group_cols(const evb_config *c,
+                      int mlp) { return mlp ? 1 : c->n_heads / c->n_kv_heads * c->head_dim; }
 static int sub_unit(int l, int mlp) { return l * EVB_LINEAR_COUNT + (mlp ? EVB_LINEAR_DOWN : EVB_LINEAR_O); }
 
 /* Kept groups or channels of level k of a sub-block kind. */
@@ -78,7 +83,8 @@ static int obs_snap(void *ctx, int k, const float *W) {
     int in = nk * per;
     for (int r = 0; r < rows; r++)
         for (int i = 0; i < nk; i++)
-            memcpy(s->out_w + (size_t)r * in + (size_t)i * per, W + (size_t)r * cols + (size_t)s->kept[i] * per,
+            memcpy(s->out_w + (size_t)r * in + (size_t)i * per,
+                   W + (size_t)r * cols + (size_t)s->kept[i] * per,
                    sizeof(float) * per);
     evb_db_entry key = struct_key(s->m, s->l, s->mlp, "obs", nk);
     return evb_db_put_struct(s->db, &key, s->kept, s->bias, s->out_w, NAN);
@@ -114,7 +120,8 @@ static int build_sub(evb_mp_env *env, const char *method, int l, int mlp, const 
     if (!any) { free(want); return EVB_SUCCESS; }
     int rc = evb_mp_need_calib(env);
     evb_model_unit_shape(m, sub_unit(l, mlp), &rows, &cols);
-    snap_ctx s = {env->db, m, l, mlp, n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n), want,
+    snap_ctx s = {env->db, m, l, mlp, n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n),
+                  want,
                   malloc((size_t)n), NULL, calloc((size_t)rows, sizeof(float))};
     float *W = malloc(sizeof(float) * (size_t)rows * cols);
     int obs = strcmp(method, "obs") == 0;
@@ -124,27 +131,32 @@ static int build_sub(evb_mp_env *env, const char *method, int l, int mlp, const 
     if (!rc) {
         const evb_layer_stats *st = evb_calib_unit(env->calib, sub_unit(l, mlp));
         evb_model_dense_f32(m, sub_unit(l, mlp), W);
-        rc = obs ? evb_struct_obs(W, rows, cols, group_cols(&m->config, mlp), st, 0.01, max_r, s.order, obs_snap, &s)
+        rc = obs ? evb_struct_obs(W, rows, cols, group_cols(&m->config, mlp), st, 0.01, max_r, s.order,
+                                  obs_snap, &s)
                  : flap_levels(&s, W, st, rows, cols);
     }
     free(want); free(s.order); free(s.kept); free(s.mark); free(s.bias); free(s.out_w); free(W);
     return rc;
 }
 
-/* The cost table: the cached one when it was measured here on these shapes and levels, else measured (and cached
+/* The cost table: the cached one when it was measured here on these shapes and levels, else measured (and
+ * cached
  * when env names a file). */
-static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_kept, int n, evb_cost_table **out) {
+static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_kept, int n,
+                      evb_cost_table **out) {
     int B = env->batch > 0 ? env->batch : 8, T = env->w->seq_len, stale = 1;
     evb_cost_table *t = NULL;
     if (p->timings && evb_cost_table_read(p->timings, env->m, B, T, &t, &stale) == EVB_SUCCESS) {
         int same = !stale && t->n_mlp == n;
         for (int i = 0; same && i < n; i++) same = t->mlp_kept[i] == mlp_kept[i];
         if (same) { *out = t; return EVB_SUCCESS; }
-        evb_mp_say(env, "%s was measured on another machine, path, thread count or shape: measuring again", p->timings);
+        evb_mp_say(env, "%s was measured on another machine, path, thread count or shape: measuring again",
+                   p->timings);
         evb_cost_table_free(t);
     }
     int repeats = p->timing_repeats > 0 ? p->timing_repeats : 5;
-    evb_mp_say(env, "measuring the time of every structured level (%d x %d tokens, median of %d)", B, T, repeats);
+    evb_mp_say(env, "measuring the time of every structured level (%d x %d tokens, median of %d)", B, T,
+               repeats);
     int st = evb_cost_table_measure(env->m, B, T, mlp_kept, n - 1, repeats, NULL, NULL, &t);
     if (!st && p->timings) st = evb_cost_table_write(t, p->timings);
     if (st) { evb_cost_table_free(t); return st; }
@@ -152,7 +164,8 @@ static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_ke
     return EVB_SUCCESS;
 }
 
-/* Predicted seconds of the candidate lv (from the private arrays: the problem is published after the build). */
+/* Predicted seconds of the candidate lv (from the private arrays: the problem is published after the build).
+ * */
 static double predicted(const evb_mp *mp, const int16_t *lv) {
     const struct evb_mp_priv *q = mp->priv;
     double s = q->costs->fixed;
@@ -179,8 +192,10 @@ static int best_fill(const evb_mp *mp, const int16_t *lv, double room, int *up, 
     return *up >= 0;
 }
 
-/* Moves lv into the band [hi (1 - SPEED_BAND), hi] from below: the single or paired moves that add the most time
- * that fits; where those stall short of the band (a knapsack greedy can), a seeded random walk of single moves
+/* Moves lv into the band [hi (1 - SPEED_BAND), hi] from below: the single or paired moves that add the most
+ * time
+ * that fits; where those stall short of the band (a knapsack greedy can), a seeded random walk of single
+ * moves
  * that stays within hi and goes down at most half the time. 1 when lv reaches the band. */
 static int fill_band(const evb_mp *mp, int16_t *lv, double hi) {
     const struct evb_mp_priv *q = mp->priv;
@@ -202,7 +217,8 @@ static int fill_band(const evb_mp *mp, int16_t *lv, double hi) {
 }
 
 /* The uniform start: every sub-block at the kept fraction nearest r; from the largest r (in steps of 1/1000)
- * whose time fits down, the first from which the single or paired level moves that add the most time that fits
+ * whose time fits down, the first from which the single or paired level moves that add the most time that
+ * fits
  * (fill_band) reach the band. */
 static int speed_start(evb_mp *mp, double hi) {
     struct evb_mp_priv *q = mp->priv;
@@ -242,7 +258,8 @@ static int fill_unit(evb_mp_env *env, evb_mp *mp, const char *method, int u, int
         if (kept == n_groups(c, mlp)) { d->dense = 1; continue; }
         d->key = key;
         int e = evb_db_find(env->db, &key);
-        if (e < 0) EVB_ERRORF(EVB_EINVAL, "the database lacks the %s level of block %d keeping %d", method, l, kept);
+        if (e < 0) EVB_ERRORF(EVB_EINVAL, "the database lacks the %s level of block %d keeping %d", method,
+                              l, kept);
         q->entry[(size_t)u * M + k] = e;
         int rc = evb_db_load_struct(env->db, e, &q->recipes[(size_t)u * M + k]);
         if (rc) return rc;
@@ -283,11 +300,14 @@ int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     mp->problem.budget = 0.5 * (lo + hi) - t->fixed;
     mp->problem.tolerance = 0.5 * (hi - lo);
     if (t->fixed + least > hi || t->fixed + mp->total_size < lo)
-        EVB_ERRORF(EVB_EBUDGET, "a forward of %.4g s (dense %.4g s measured) is outside what the levels reach: %.4g s "
-                   "(everything removed) to %.4g s (dense)", hi, t->dense, t->fixed + least, t->fixed + mp->total_size);
+        EVB_ERRORF(EVB_EBUDGET,
+                   "a forward of %.4g s (dense %.4g s measured) is outside what the levels reach: %.4g s "
+                   "(everything removed) to %.4g s "
+                   "(dense)", hi, t->dense, t->fixed + least, t->fixed + mp->total_size);
     q->speed_hi = hi;
     if (!speed_start(mp, hi))
-        EVB_ERRORF(EVB_EBUDGET, "no uniform removal reaches [%.4g, %.4g] s (hint: more --struct-steps)", lo, hi);
+        EVB_ERRORF(EVB_EBUDGET, "no uniform removal reaches [%.4g, %.4g] s (hint: more --struct-steps)", lo,
+                   hi);
     return EVB_SUCCESS;
 }
 
@@ -332,7 +352,8 @@ static int nearest_level(const evb_mp *mp, const evb_config *c, int u, int kept,
     return best;
 }
 
-/* FLAP's allocation: every head group and channel of every sub-block ranked by its standardized score, removed
+/* FLAP's allocation: every head group and channel of every sub-block ranked by its standardized score,
+ * removed
  * from the lowest on until the levels nearest to what each sub-block then keeps fit the time; then moved into
  * the band as the uniform start is (fill_band). */
 int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
@@ -358,6 +379,8 @@ int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
     if (rc) return rc;
 
     if (!fill_band(mp, level, q->speed_hi))
-        EVB_ERRORF(EVB_EBUDGET, "FLAP's allocation does not reach the band of %.4g s (hint: more --struct-steps)", q->speed_hi);
+        EVB_ERRORF(EVB_EBUDGET,
+                   "FLAP's allocation does not reach the band of %.4g s (hint: more --struct-steps)",
+                q->speed_hi);
     return EVB_SUCCESS;
 }

@@ -1,6 +1,7 @@
 /* test_calib.c -- calibration statistics: the Gram matrices collected through the forward's capture hook
- * equal X^T X computed directly in double from the captured inputs, the shared inputs (q/k/v, gate/up)
- * share their statistics, and every token is counted. */
+ * equal X^T X computed directly in double from the captured inputs, and so do the column sums (FLAP's means and
+ * variances come from them), the shared inputs (q/k/v, gate/up) share their statistics, and every token is
+ * counted. */
 #include "stories.h"
 #include "evobudget/evb_calib.h"
 
@@ -8,14 +9,16 @@
 #include <string.h>
 
 /* Direct accumulation of one unit's X^T X in double, the reference. */
-typedef struct ref_ctx { int layer; evb_linear_kind kind; int cols; double *G; } ref_ctx;
+typedef struct ref_ctx { int layer; evb_linear_kind kind; int cols; double *G, *sum; } ref_ctx;
 
 static void ref_capture(void *ctx, int layer, evb_linear_kind kind, const float *x, int n, int cols) {
     ref_ctx *r = ctx;
     if (layer != r->layer || kind != r->kind) return;
     for (int t = 0; t < n; t++)
-        for (int i = 0; i < cols; i++)
+        for (int i = 0; i < cols; i++) {
+            r->sum[i] += x[(size_t)t * cols + i];
             for (int j = 0; j < cols; j++) r->G[(size_t)i * cols + j] += (double)x[(size_t)t * cols + i] * x[(size_t)t * cols + j];
+        }
 }
 
 int main(void) {
@@ -40,7 +43,7 @@ int main(void) {
     for (int k = 0; k < 4; k++) {
         int unit = 7 * 3 + kinds[k], rows, cols;
         evb_model_unit_shape(m, unit, &rows, &cols);
-        ref_ctx r = {3, kinds[k], cols, calloc((size_t)cols * cols, sizeof(double))};
+        ref_ctx r = {3, kinds[k], cols, calloc((size_t)cols * cols, sizeof(double)), calloc((size_t)cols, sizeof(double))};
         evb_state *s;
         evb_state_alloc(m, 1, 96, &s);
         s->capture = ref_capture; s->capture_ctx = &r;
@@ -56,7 +59,14 @@ int main(void) {
         EVB_CHECK(ls->cols == cols && ls->n_tokens == 6 * 96 && md <= 1e-5 * mx,
                   "block 3 %s: Gram [%d x %d] equals the direct double sum (max diff %.3g of max %.3g)",
                   evb_linear_name(kinds[k]), cols, cols, md, mx);
-        free(r.G);
+        double ms = 0, mxs = 0;
+        for (int i = 0; ls->sum && i < cols; i++) {
+            if (fabs(ls->sum[i] - r.sum[i]) > ms) ms = fabs(ls->sum[i] - r.sum[i]);
+            if (fabs(r.sum[i]) > mxs) mxs = fabs(r.sum[i]);
+        }
+        EVB_CHECK(ls->sum && ms <= 1e-9 * mxs, "block 3 %s: column sums equal the direct double sum (max diff %.3g of %.3g)",
+                  evb_linear_name(kinds[k]), ms, mxs);
+        free(r.G); free(r.sum);
     }
     evb_calib_free(c);
     evb_windows_free(&w);

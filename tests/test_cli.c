@@ -447,7 +447,8 @@ int main(void) {
         usage_msg("a misspelt flag", "search --generatons 5", "unknown option '--generatons'; did you mean '--generations'?", NULL);
         usage_msg("a misspelt flag with =", "search --generatons=5", "unknown option '--generatons'; did you mean '--generations'?", NULL);
         usage_msg("a flag's start names its candidates", "search --target 0.5",
-                  "did you mean '--target-sparsity', '--target-bits', '--target-drop', '--target-bytes', '--target-speedup' or "
+                  "did you mean '--target-sparsity', '--target-bits', '--target-drop', '--target-bytes', "
+                  "'--target-speedup' or "
                   "'--target-latency'?", NULL);
         usage_msg("an unknown flag with nothing close", "search --zzzz 5", "unknown option '--zzzz'", "did you mean");
         usage_msg("an unknown command with nothing close", "frobnicate", "unknown command 'frobnicate'", "did you mean");

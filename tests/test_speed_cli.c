@@ -1,7 +1,10 @@
 #define _DEFAULT_SOURCE
-/* test_speed_cli.c -- speed targets: structured levels in the level database (stored, read back, damage found,
- * nested), the cost table's file (read back, refused when malformed, stale on another machine), and the program:
- * search --target-speedup with evopress, uniform and FLAP's allocation (FLAP and OBS levels) on the demo model,
+/* test_speed_cli.c -- speed targets: structured levels in the level database (stored, read back, damage
+ * found,
+ * nested), the cost table's file (read back, refused when malformed, stale on another machine), and the
+ * program:
+ * search --target-speedup with evopress, uniform and FLAP's allocation (FLAP and OBS levels) on the demo
+ * model,
  * the configuration's predicted time inside the budget's band, eval timing it against the dense forward, the
  * cached table reused, and bad flags refused in one line. Times are not asserted (they are the machine's):
  * what is checked is what the program computes from them. */
@@ -32,7 +35,8 @@ static void check_db(const char *tmp, const evb_model *m) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/db", tmp);
     evb_db *db = NULL;
-    EVB_CHECK(evb_db_open(dir, "0123456789abcdef", "0123456789abcdef", 1, &db) == 0 && evb_db_check_model(db, m) == 0, "open a database (%s)",
+    EVB_CHECK(evb_db_open(dir, "0123456789abcdef", "0123456789abcdef", 1, &db) == 0 && evb_db_check_model(db,
+            m) == 0, "open a database (%s)",
               evb_last_error());
     if (!db) return;
     int D = m->config.dim, F = m->config.hidden_dim, kept[3] = {1, 5, 600};
@@ -43,25 +47,30 @@ static void check_db(const char *tmp, const evb_model *m) {
     float *bias = malloc(sizeof(float) * D), *w = malloc(sizeof(float) * D * 3);
     for (int i = 0; i < D; i++) bias[i] = 0.01f * i;
     for (int i = 0; i < 3 * D; i++) w[i] = 0.5f + 0.25f * (i % 4);    /* exact in bfloat16 */
-    EVB_CHECK(evb_db_put_struct(db, &key, kept, bias, w, NAN) == 0, "store an obs level (%s)", evb_last_error());
+    EVB_CHECK(evb_db_put_struct(db, &key, kept, bias, w, NAN) == 0, "store an obs level (%s)",
+              evb_last_error());
     int e = evb_db_find(db, &key);
     evb_struct_level *s = NULL;
     EVB_CHECK(e >= 0 && evb_db_load_struct(db, e, &s) == 0, "read it back (%s)", evb_last_error());
     if (s) {
         EVB_CHECK(s->n_kept == 3 && s->group == 1 && !memcmp(s->kept, kept, sizeof kept) &&
-                  !memcmp(s->bias, bias, sizeof(float) * D) && s->out_w && !memcmp(s->out_w, w, sizeof(float) * 3 * D),
+                  !memcmp(s->bias, bias, sizeof(float) * D) && s->out_w && !memcmp(s->out_w, w,
+                          sizeof(float) * 3 * D),
                   "kept channels, bias and updated columns as stored");
         evb_struct_level_free(s);
     }
     float *W = malloc(sizeof(float) * D * F);
-    EVB_CHECK(e >= 0 && evb_db_load(db, e, W) == EVB_EINVAL, "a structured level is not expanded as one weight");
+    EVB_CHECK(e >= 0 && evb_db_load(db, e, W) == EVB_EINVAL,
+              "a structured level is not expanded as one weight");
     int desc[3] = {5, 1, 600};
     key.n_removed = F - 3;
     snprintf(key.method, sizeof key.method, "flap");
     key.dtype = EVB_DB_F32;
-    EVB_CHECK(evb_db_put_struct(db, &key, desc, bias, NULL, NAN) == EVB_EINVAL, "kept channels out of order are refused");
+    EVB_CHECK(evb_db_put_struct(db, &key, desc, bias, NULL, NAN) == EVB_EINVAL,
+              "kept channels out of order are refused");
     key.group_size = 7;
-    EVB_CHECK(evb_db_put_struct(db, &key, kept, bias, NULL, NAN) == EVB_EINVAL, "groups that do not divide the columns");
+    EVB_CHECK(evb_db_put_struct(db, &key, kept, bias, NULL, NAN) == EVB_EINVAL,
+              "groups that do not divide the columns");
     if (e < 0) { free(bias); free(w); free(W); evb_db_close(db); return; }
     evb_db_entry got = evb_db_get(db, e);
     char path[1200], cmd[1400];
@@ -69,7 +78,8 @@ static void check_db(const char *tmp, const evb_model *m) {
     snprintf(cmd, sizeof cmd, "printf 'X' | dd of='%s' bs=1 seek=40 conv=notrunc 2>/dev/null", path);
     sh(cmd);
     s = NULL;
-    EVB_CHECK(evb_db_load_struct(db, e, &s) == EVB_EFORMAT && !s, "a damaged payload is found (%s)", evb_last_error());
+    EVB_CHECK(evb_db_load_struct(db, e, &s) == EVB_EFORMAT && !s, "a damaged payload is found (%s)",
+              evb_last_error());
     free(bias); free(w); free(W);
     evb_db_close(db);
 }
@@ -78,10 +88,12 @@ static void check_db(const char *tmp, const evb_model *m) {
 static void check_table(const char *tmp, const evb_model *m) {
     int kept[2] = {0, 344};
     evb_cost_table *t = NULL, *r = NULL;
-    EVB_CHECK(evb_cost_table_measure((evb_model *)m, 1, 16, kept, 2, 1, NULL, NULL, &t) == 0, "measure a small table (%s)",
+    EVB_CHECK(evb_cost_table_measure((evb_model *)m, 1, 16, kept, 2, 1, NULL, NULL, &t) == 0,
+              "measure a small table (%s)",
               evb_last_error());
     if (!t) return;
-    EVB_CHECK(t->n_attn == m->config.n_kv_heads + 1 && t->n_mlp == 3 && t->mlp_kept[2] == m->config.hidden_dim,
+    EVB_CHECK(t->n_attn == m->config.n_kv_heads + 1 && t->n_mlp == 3
+              && t->mlp_kept[2] == m->config.hidden_dim,
               "levels: 0..G groups, the asked channel counts and F");
     int mono = 1;
     for (int i = 1; i < t->n_attn; i++) mono &= t->attn[i] >= t->attn[i - 1];
@@ -93,24 +105,31 @@ static void check_table(const char *tmp, const evb_model *m) {
         a[l] = l % 2 ? -1 : l % t->n_attn; f[l] = t->mlp_kept[l % 3];
         want += (a[l] < 0 ? 0 : t->attn[a[l]]) + t->mlp[l % 3];
     }
-    EVB_CHECK(fabs(evb_cost_table_predict(t, a, f) - want) < 1e-12, "the prediction is the fixed cost plus the levels'");
+    EVB_CHECK(fabs(evb_cost_table_predict(t, a, f) - want) < 1e-12,
+              "the prediction is the fixed cost plus the levels'");
     char path[512], cmd[1200];
     snprintf(path, sizeof path, "%s/timings.json", tmp);
     int stale = -1;
-    EVB_CHECK(evb_cost_table_write(t, path) == 0 && evb_cost_table_read(path, m, 1, 16, &r, &stale) == 0 && stale == 0,
+    EVB_CHECK(evb_cost_table_write(t, path) == 0 && evb_cost_table_read(path, m, 1, 16, &r, &stale) == 0
+              && stale == 0,
               "written and read back, not stale here (%s)", evb_last_error());
-    EVB_CHECK(r && r->n_mlp == t->n_mlp && r->attn[1] == t->attn[1] && r->mlp[2] == t->mlp[2] && r->dense == t->dense,
+    EVB_CHECK(r && r->n_mlp == t->n_mlp && r->attn[1] == t->attn[1] && r->mlp[2] == t->mlp[2]
+              && r->dense == t->dense,
               "the same times");
     evb_cost_table_free(r); r = NULL;
-    EVB_CHECK(evb_cost_table_read(path, m, 2, 16, &r, &stale) == 0 && stale == 1, "another batch shape makes it stale");
+    EVB_CHECK(evb_cost_table_read(path, m, 2, 16, &r, &stale) == 0 && stale == 1,
+              "another batch shape makes it stale");
     evb_cost_table_free(r); r = NULL;
-    const char *bad[] = {"s/\"threads\": [0-9]*/\"threads\": -3/", "s/\"mlp_kept\": \\[/\"mlp_kept\": [9999, /",
+    const char *bad[] = {"s/\"threads\": [0-9]*/\"threads\": -3/",
+                         "s/\"mlp_kept\": \\[/\"mlp_kept\": [9999, /",
                          "s/\"fixed\": [0-9.e-]*/\"fixed\": \"x\"/"};
     for (int i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof cmd, "tr -d '\\n' < '%s' | sed -e 's/  */ /g' -e '%s' > '%s.bad'", path, bad[i], path);
+        snprintf(cmd, sizeof cmd, "tr -d '\\n' < '%s' | sed -e 's/  */ /g' -e '%s' > '%s.bad'", path, bad[i],
+                 path);
         sh(cmd);
         snprintf(cmd, sizeof cmd, "%s.bad", path);
-        EVB_CHECK(evb_cost_table_read(cmd, m, 1, 16, &r, &stale) == EVB_EFORMAT && !r, "malformed table %d refused (%s)", i,
+        EVB_CHECK(evb_cost_table_read(cmd, m, 1, 16, &r, &stale) == EVB_EFORMAT && !r,
+                  "malformed table %d refused (%s)", i,
                   evb_last_error());
     }
     evb_cost_table_free(t);
@@ -120,7 +139,8 @@ static void check_table(const char *tmp, const evb_model *m) {
 /* The levels of one sub-block as stored: FLAP's are nested. */
 static void check_nested(const char *dbdir, const evb_model *m) {
     evb_db *db = NULL;
-    EVB_CHECK(evb_db_open(dbdir, NULL, NULL, 0, &db) == 0, "open the search's database (%s)", evb_last_error());
+    EVB_CHECK(evb_db_open(dbdir, NULL, NULL, 0, &db) == 0, "open the search's database (%s)",
+              evb_last_error());
     if (!db) return;
     int F = m->config.hidden_dim, n = 0, prev_kept = F + 1, nested = 1;
     unsigned char *in = calloc((size_t)F, 1), *now = calloc((size_t)F, 1);
@@ -154,12 +174,15 @@ static void check_best(const char *run, double target, const char *what) {
     EVB_CHECK(b != NULL, "%s: best.json written", what);
     if (!b) return;
     double sp = jnum(b, "speedup"), sec = jnum(b, "seconds"), dense = jnum(b, "dense_seconds");
-    EVB_CHECK(!strcmp(json_string_value(json_object_get(b, "target_kind")), "speedup") && jnum(b, "target") == target,
+    EVB_CHECK(!strcmp(json_string_value(json_object_get(b, "target_kind")), "speedup") && jnum(b,
+            "target") == target,
               "%s: target kind speedup, target %g", what, target);
     EVB_CHECK(sec <= dense / target * (1 + 1e-9) && sec >= 0.98 * dense / target * (1 - 1e-9) &&
-              fabs(sp - dense / sec) < 1e-9 * sp, "%s: predicted %.4f s within [0.98, 1] of %.4f / %g (speedup %.3f)",
+              fabs(sp - dense / sec) < 1e-9 * sp,
+                      "%s: predicted %.4f s within [0.98, 1] of %.4f / %g (speedup %.3f)",
               what, sec, dense, target, sp);
-    EVB_CHECK(json_array_size(json_object_get(b, "units")) == 12, "%s: a level for each of the 12 sub-blocks", what);
+    EVB_CHECK(json_array_size(json_object_get(b, "units")) == 12,
+              "%s: a level for each of the 12 sub-blocks", what);
     json_decref(b);
 }
 
@@ -169,28 +192,37 @@ static void check_program(const char *tmp, const evb_model *m) {
     const char *methods[] = {"evopress", "uniform", "flap"};
     for (int i = 0; i < 3; i++) {
         snprintf(run, sizeof run, "%s/run-%s", tmp, methods[i]);
-        snprintf(cmd, sizeof cmd, "'%s' search --model %s --target-speedup 1.4 --method %s " SMALL " --generations 3 "
-                 "--offspring 4 --db %s --out %s > /dev/null 2> %s/err-%s.txt", EVB_CLI, DEMO, methods[i], dbdir, run, tmp,
+        snprintf(cmd, sizeof cmd,
+                 "'%s' search --model %s --target-speedup 1.4 --method %s " SMALL " --generations 3 "
+                 "--offspring 4 --db %s --out %s > /dev/null 2> "
+                 "%s/err-%s.txt", EVB_CLI, DEMO, methods[i], dbdir, run, tmp,
                  methods[i]);
         EVB_CHECK(sh(cmd) == 0, "search --target-speedup 1.4 --method %s runs", methods[i]);
         check_best(run, 1.4, methods[i]);
     }
-    snprintf(cmd, sizeof cmd, "grep -q 'measuring the time' %s/err-evopress.txt && ! grep -q 'measuring the time' "
+    snprintf(cmd, sizeof cmd,
+             "grep -q 'measuring the time' %s/err-evopress.txt && ! grep -q 'measuring the time' "
              "%s/err-uniform.txt && test -s %s/timings.json", tmp, tmp, dbdir);
-    EVB_CHECK(sh(cmd) == 0, "the first search measures the levels' times, the next reuses %s/timings.json", dbdir);
+    EVB_CHECK(sh(cmd) == 0, "the first search measures the levels' times, the next reuses %s/timings.json",
+              dbdir);
     check_nested(dbdir, m);
-    snprintf(cmd, sizeof cmd, "'%s' eval --config %s/run-evopress --seq-len 64 --batch 2 --max-tokens 256 --timing-repeats 1 "
+    snprintf(cmd, sizeof cmd,
+             "'%s' eval --config %s/run-evopress --seq-len 64 --batch 2 --max-tokens 256 --timing-repeats 1 "
              "--json > %s/eval.json 2> /dev/null", EVB_CLI, tmp, tmp);
     EVB_CHECK(sh(cmd) == 0, "eval --config of the speed run");
     snprintf(run, sizeof run, "%s/eval.json", tmp);
     json_t *j = load_json(run), *sp = json_object_get(j, "speed");
-    EVB_CHECK(sp && jnum(sp, "speedup") > 0 && fabs(jnum(sp, "speedup") - jnum(sp, "dense_seconds") / jnum(sp, "seconds"))
-              < 1e-9 && jnum(sp, "target_speedup") == 1.4 && jnum(sp, "predicted_speedup") >= 1.4 && jnum(j, "kl") > 0,
-              "eval times the configuration against the dense forward (measured %.3fx, predicted %.3fx) and scores its KL",
+    EVB_CHECK(sp && jnum(sp, "speedup") > 0 && fabs(jnum(sp, "speedup") - jnum(sp,
+            "dense_seconds") / jnum(sp, "seconds"))
+              < 1e-9 && jnum(sp, "target_speedup") == 1.4 && jnum(sp, "predicted_speedup") >= 1.4 && jnum(j,
+                      "kl") > 0,
+              "eval times the configuration against the dense forward (measured %.3fx, predicted %.3fx) and "
+              "scores its KL",
               jnum(sp, "speedup"), jnum(sp, "predicted_speedup"));
     json_decref(j);
     snprintf(run, sizeof run, "%s/run-obs", tmp);
-    snprintf(cmd, sizeof cmd, "'%s' search --model %s --target-speedup 1.25 --method uniform --compressor obs " SMALL
+    snprintf(cmd, sizeof cmd,
+             "'%s' search --model %s --target-speedup 1.25 --method uniform --compressor obs " SMALL
              " --db %s --out %s > /dev/null 2>&1", EVB_CLI, DEMO, dbdir, run);
     EVB_CHECK(sh(cmd) == 0, "search with OBS levels runs");
     check_best(run, 1.25, "obs");
@@ -208,8 +240,10 @@ static void check_refusals(const char *tmp) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char cmd[2048];
-        snprintf(cmd, sizeof cmd, "'%s' search --model %s %s " SHAPE " --db %s/sdb --out %s/bad > /dev/null 2> %s/err.txt; "
-                 "rc=$?; test $rc -ne 0 && test $(wc -l < %s/err.txt) = 1 && grep -q -- '%s' %s/err.txt", EVB_CLI, DEMO,
+        snprintf(cmd, sizeof cmd,
+                 "'%s' search --model %s %s " SHAPE " --db %s/sdb --out %s/bad > /dev/null 2> %s/err.txt; "
+                 "rc=$?; test $rc -ne 0 && test $(wc -l < %s/err.txt) = 1 && grep -q -- '%s' "
+                 "%s/err.txt", EVB_CLI, DEMO,
                  bad[i][0], tmp, tmp, tmp, tmp, bad[i][1], tmp);
         EVB_CHECK(sh(cmd) == 0, "refused in one line naming '%s': %s", bad[i][1], bad[i][0]);
     }

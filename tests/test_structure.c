@@ -1,5 +1,7 @@
-/* test_structure.c -- sub-blocks run at their smaller shapes after structured removal (models/structure.c): the
- * compacted model's logits equal the dense model's with the removed heads' and channels' weights zeroed and the
+/* test_structure.c -- sub-blocks run at their smaller shapes after structured removal (models/structure.c):
+ * the
+ * compacted model's logits equal the dense model's with the removed heads' and channels' weights zeroed and
+ * the
  * compensation biases added, through the batched forward and the naive one, in float32 and (where the CPU has
  * it) bfloat16, with Qwen2-style q/k/v biases, with compressor-updated o/down columns, and with every head or
  * channel of a sub-block removed. */
@@ -23,7 +25,8 @@ typedef struct choice { int layer, mlp, n_kept; int *kept; float *out_w, *bias; 
 static float frand(unsigned *seed) { return (float)rand_r(seed) / RAND_MAX - 0.5f; }
 
 /* Keeps each of n groups with probability 1/2 (n_kept may be 0); fills an updated out weight and a bias. */
-static void make_choice(const evb_config *c, int layer, int mlp, int keep_all_but, int updated, unsigned *seed,
+static void make_choice(const evb_config *c, int layer, int mlp, int keep_all_but, int updated,
+                        unsigned *seed,
                         choice *ch) {
     int n = mlp ? c->hidden_dim : c->n_kv_heads, per = mlp ? 1 : c->n_heads / c->n_kv_heads * c->head_dim;
     ch->layer = layer; ch->mlp = mlp; ch->n_kept = 0;
@@ -37,7 +40,8 @@ static void make_choice(const evb_config *c, int layer, int mlp, int keep_all_bu
     for (int i = 0; i < c->dim; i++) ch->bias[i] = 0.2f * frand(seed);
 }
 
-/* The zeroed reference: every weight of the sub-block dense but the removed groups' o or down columns zero (the
+/* The zeroed reference: every weight of the sub-block dense but the removed groups' o or down columns zero
+ * (the
  * kept ones replaced by out_w when given), and the bias added through a structured layer at full shapes. */
 static float *zeroed_unit(evb_model *m, const choice *ch) {
     const evb_config *c = &m->config;
@@ -73,36 +77,43 @@ static void forward_logits(const evb_model *m, const int32_t *tok, float *out) {
 /* Runs choices ch[0..n) both ways on m and compares; tol bounds the logits' difference. */
 static void check_choices(evb_model *m, choice *ch, int n, const int32_t *tok, double tol, const char *what) {
     size_t nl = (size_t)B * T * m->config.vocab_size;
-    float *ref = malloc(sizeof(float) * nl), *got = malloc(sizeof(float) * nl), *dense = malloc(sizeof(float) * nl);
+    float *ref = malloc(sizeof(float) * nl), *got = malloc(sizeof(float) * nl),
+            *dense = malloc(sizeof(float) * nl);
     float *zw[MAXC];
     forward_logits(m, tok, dense);
     for (int i = 0; i < n; i++) zw[i] = zeroed_unit(m, &ch[i]);
     forward_logits(m, tok, ref);
     for (int i = 0; i < n; i++) {
-        evb_model_set_weight(m, ch[i].layer * EVB_LINEAR_COUNT + (ch[i].mlp ? EVB_LINEAR_DOWN : EVB_LINEAR_O), NULL);
+        evb_model_set_weight(m,
+                             ch[i].layer * EVB_LINEAR_COUNT + (ch[i].mlp ? EVB_LINEAR_DOWN : EVB_LINEAR_O),
+                NULL);
         evb_block_level_clear(m, ch[i].layer, ch[i].mlp);
         m->layers[ch[i].layer].structured = 0;
         free(zw[i]);
     }
     evb_block_level *bl[MAXC];
     for (int i = 0; i < n; i++) {
-        int st = evb_block_level_make(m, ch[i].layer, ch[i].mlp, ch[i].kept, ch[i].n_kept, ch[i].out_w, ch[i].bias, &bl[i]);
+        int st = evb_block_level_make(m, ch[i].layer, ch[i].mlp, ch[i].kept, ch[i].n_kept, ch[i].out_w,
+                                      ch[i].bias, &bl[i]);
         EVB_CHECK(st == 0, "%s: make level %d (%s)", what, i, evb_last_error());
         if (st) return;
         evb_block_level_apply(m, bl[i]);
     }
     forward_logits(m, tok, got);
     double d = evb_test_max_abs_diff(got, ref, nl), dd = evb_test_max_abs_diff(ref, dense, nl);
-    EVB_CHECK(d < tol, "%s: compacted forward equals the zeroed dense one (max diff %.3g, tol %g)", what, d, tol);
+    EVB_CHECK(d < tol, "%s: compacted forward equals the zeroed dense one (max diff %.3g, tol %g)", what, d,
+              tol);
     EVB_CHECK(dd > 100 * tol, "%s: the removal changes the logits (max diff to dense %.3g)", what, dd);
     if (m->compute == EVB_COMPUTE_F32) {
         for (int b = 0; b < B; b++) {
             evb_forward_naive(m, tok + b * T, T, got + (size_t)b * T * m->config.vocab_size);
         }
         double dn = evb_test_max_abs_diff(got, ref, nl);
-        EVB_CHECK(dn < tol, "%s: naive forward of the compacted model equals it too (max diff %.3g)", what, dn);
+        EVB_CHECK(dn < tol, "%s: naive forward of the compacted model equals it too (max diff %.3g)", what,
+                  dn);
     }
-    for (int i = 0; i < n; i++) { evb_block_level_clear(m, ch[i].layer, ch[i].mlp); evb_block_level_free(bl[i]); }
+    for (int i = 0; i < n; i++) { evb_block_level_clear(m, ch[i].layer,
+                                                        ch[i].mlp); evb_block_level_free(bl[i]); }
     for (int l = 0; l < m->config.n_layers; l++) m->layers[l].structured = 0;
     forward_logits(m, tok, got);
     EVB_CHECK(evb_test_max_abs_diff(got, dense, nl) == 0.0, "%s: clearing restores the dense model", what);
@@ -164,15 +175,18 @@ int main(void) {
     /* bad kept lists */
     int bad[2] = {2, 1}, out_of[1] = {c->n_kv_heads};
     evb_block_level *b = NULL;
-    EVB_CHECK(evb_block_level_make(m, 0, 0, bad, 2, NULL, NULL, &b) == EVB_EINVAL && !b, "a descending list is refused");
-    EVB_CHECK(evb_block_level_make(m, 0, 0, out_of, 1, NULL, NULL, &b) == EVB_EINVAL && !b, "a group outside is refused");
+    EVB_CHECK(evb_block_level_make(m, 0, 0, bad, 2, NULL, NULL, &b) == EVB_EINVAL && !b,
+              "a descending list is refused");
+    EVB_CHECK(evb_block_level_make(m, 0, 0, out_of, 1, NULL, NULL, &b) == EVB_EINVAL && !b,
+              "a group outside is refused");
     EVB_CHECK(evb_block_level_make(m, c->n_layers, 1, bad + 1, 1, NULL, NULL, &b) == EVB_EINVAL && !b,
               "a block outside is refused");
     evb_model_free(m);
 
     if (evb_compute_missing()) printf("SKIP bfloat16: %s\n", evb_compute_missing());
     else {
-        EVB_CHECK(evb_model_load_as(DEMO, EVB_COMPUTE_BF16, &m) == 0, "load the demo model in BF16 (%s)", evb_last_error());
+        EVB_CHECK(evb_model_load_as(DEMO, EVB_COMPUTE_BF16, &m) == 0, "load the demo model in BF16 (%s)",
+                  evb_last_error());
         if (m) run_cases(m, 2e-3, "bfloat16");
         evb_model_free(m);
     }

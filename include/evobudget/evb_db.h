@@ -33,7 +33,8 @@ extern "C" {
 
 /* EVB_LEVEL_GGUF: a weight in one of llama.cpp's GGUF block types (evb_gguf.h), stored as the type's own
  * blocks so that the GGUF exporter copies them as they are. */
-/* EVB_LEVEL_STRUCT: a structured removal of one sub-block (whole KV groups of the attention, channels of the MLP),
+/* EVB_LEVEL_STRUCT: a structured removal of one sub-block (whole KV groups of the attention, channels of the
+ * MLP),
  * stored as the unit of its output projection (o or down, its full shape): the kept input groups of
  * group_size columns (n_removed groups removed), a compensation bias [rows] added to the output, and for
  * methods that update the kept columns (obs) those columns [rows, kept inputs] in `dtype`. The sub-block's
@@ -132,7 +133,8 @@ typedef struct evb_struct_level {
 /* Adds a structured level (meta: unit, method, group_size = columns per group, n_removed = groups removed);
  * out_w NULL for a method that keeps the dense columns. kept must list the cols / group_size - n_removed kept
  * groups, ascending. */
-int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias, const float *out_w,
+int evb_db_put_struct(evb_db *db, const evb_db_entry *meta, const int *kept, const float *bias,
+                      const float *out_w,
                       double recon_error);
 /* Verifies structured entry i's checksum and reads it (free with evb_struct_level_free). */
 int evb_db_load_struct(const evb_db *db, int i, evb_struct_level **out);

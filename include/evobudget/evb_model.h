@@ -94,7 +94,8 @@ typedef struct evb_layer {
     const float *b_o, *b_down;
     int dropped_attn, dropped_mlp; /* 1: dropped in the checkpoint itself (config.json's "evobudget_dropped",
                                     * written by evb_model_save): skipped whatever skip_* says */
-    const float *bq_kept, *bk_kept, *bv_kept; /* structured attention of a Qwen2 model: the kept q/k/v biases */
+    const float *bq_kept, *bk_kept,
+            *bv_kept; /* structured attention of a Qwen2 model: the kept q/k/v biases */
 } evb_layer;
 
 typedef struct evb_model {
@@ -137,9 +138,12 @@ void evb_model_free(evb_model *m);
  * llama2.c's adjacent-pair rotary layout to the rotate-halves one, so the saved model computes the same
  * function). Sub-blocks marked skip_* or dropped_* are written with zero weights, so that any Llama reader
  * computes the same function, and listed in config.json under "evobudget_dropped" ([{"block": l, "sub":
- * "attn" | "mlp"}]) so that evb_model_load skips them. Structured blocks (block levels applied) are written at
- * their smaller shapes, with their o_proj/down_proj compensation biases, and listed under "evobudget_structure"
- * ([{"block", "heads", "kv_heads", "ffn"}]), which evb_model_load reads back (a plain Llama reader cannot load
+ * "attn" | "mlp"}]) so that evb_model_load skips them. Structured blocks (block levels applied) are written
+ * at
+ * their smaller shapes, with their o_proj/down_proj compensation biases, and listed under
+ * "evobudget_structure"
+ * ([{"block", "heads", "kv_heads", "ffn"}]), which evb_model_load reads back (a plain Llama reader cannot
+ * load
  * such a directory; export --format gguf writes one llama.cpp loads). A model held in BF16 for compute is
  * refused (EVB_EINVAL): load it in float32 to save it. Files go through temporary names. */
 int evb_model_save(const evb_model *m, const char *dir, const char *dtype);
@@ -148,10 +152,12 @@ int evb_model_save(const evb_model *m, const char *dir, const char *dtype);
 size_t evb_model_n_params(const evb_model *m);
 /* Number of compressible units, 7 L. */
 int evb_model_n_units(const evb_model *m);
-/* Rows and columns of unit u's weight: the smaller shape of a structured block (a structured checkpoint's, or a
+/* Rows and columns of unit u's weight: the smaller shape of a structured block (a structured checkpoint's, or
+ * a
  * block level's while it is applied). */
 void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols);
-/* The most weights (and, in *max_cols when not NULL, inputs) any unit of the model's configuration has: what a
+/* The most weights (and, in *max_cols when not NULL, inputs) any unit of the model's configuration has: what
+ * a
  * buffer for any unit's weight needs, whatever blocks are structured. */
 size_t evb_model_max_unit(const evb_model *m, int *max_cols);
 /* Swaps unit u's weight for buf (same shape, owned by the caller, must outlive its use); NULL restores the
@@ -170,7 +176,8 @@ void evb_model_dense_f32(const evb_model *m, int unit, float *dst);
 /* One sub-block with whole heads or MLP channels removed, its weights compacted to the kept ones, in the form
  * the model computes with (float32 or bfloat16). Attention keeps whole key/value groups (each with its H / G
  * query heads): kept[] lists kept groups; the MLP's kept[] lists kept channels. Made from the model's dense
- * weights, with the o or down columns of the kept inputs replaced by out_w when a compressor updated them, and
+ * weights, with the o or down columns of the kept inputs replaced by out_w when a compressor updated them,
+ * and
  * a compensation bias added to the sub-block's output. Put into a model (or a view of one) with
  * evb_block_level_apply, taken out with evb_block_level_clear. */
 typedef struct evb_block_level {
@@ -186,8 +193,10 @@ typedef struct evb_block_level {
 } evb_block_level;
 
 /* Builds a block level. kept[n_kept] strictly ascending; out_w NULL (the dense columns) or [D, kept inputs]
- * (o: n_kept (H/G) E columns, down: n_kept columns), bias NULL or [D]. EVB_EINVAL on a bad list, EVB_ENOMEM. */
-int  evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept, int n_kept, const float *out_w,
+ * (o: n_kept (H/G) E columns, down: n_kept columns), bias NULL or [D]. EVB_EINVAL on a bad list, EVB_ENOMEM.
+ * */
+int  evb_block_level_make(const evb_model *m, int layer, int mlp, const int *kept, int n_kept,
+                          const float *out_w,
                           const float *bias, evb_block_level **out);
 void evb_block_level_free(evb_block_level *b);
 /* Makes layer b->layer of m run sub-block b->mlp as b says (b must outlive its use). */

@@ -63,7 +63,8 @@ typedef struct evb_allocation {
     double fitness_all;             /* the fitness on every calibration token; NAN when absent */
     /* the size in the target's own measure and in storage; NAN when absent */
     double sparsity, bits_per_weight, dropped, storage_bytes, bytes, storage_bpw;
-    /* speed targets: the predicted speedup over the dense forward, the predicted and the dense measured seconds of a
+    /* speed targets: the predicted speedup over the dense forward, the predicted and the dense measured
+     * seconds of a
      * forward at the calibration shape (the cost table's); NAN when absent */
     double speedup, seconds, dense_seconds;
     int n_units;
@@ -94,17 +95,20 @@ int  evb_allocation_drop_mask(const evb_allocation *c, const struct evb_model *m
 int  evb_allocation_weights(const evb_allocation *c, const struct evb_model *m, const evb_db *db, const char *db_dir,
                             const float ***weights, float **mem);
 
-/* The structured levels of a configuration (speed targets) made into block levels of m: out[2 L] (attention of
+/* The structured levels of a configuration (speed targets) made into block levels of m: out[2 L] (attention
+ * of
  * blocks 0..L-1, then their MLPs; NULL where the sub-block is dense), *n_struct how many are set; free with
  * evb_allocation_blocks_free(out, 2 L). Apply them with evb_block_level_apply. */
-int  evb_allocation_blocks(const evb_allocation *c, const struct evb_model *m, const evb_db *db, const char *db_dir,
+int  evb_allocation_blocks(const evb_allocation *c, const struct evb_model *m, const evb_db *db,
+                           const char *db_dir,
                            evb_block_level ***out, int *n_struct);
 void evb_allocation_blocks_free(evb_block_level **b, int n);
 
 /* ---- building a problem from a model ---- */
 
 typedef enum evb_target_kind {
-    EVB_TARGET_SPARSITY = 0, EVB_TARGET_BITS = 1, EVB_TARGET_DROP = 2, EVB_TARGET_FILE = 3, EVB_TARGET_BYTES = 4,
+    EVB_TARGET_SPARSITY = 0, EVB_TARGET_BITS = 1, EVB_TARGET_DROP = 2, EVB_TARGET_FILE = 3,
+            EVB_TARGET_BYTES = 4,
     EVB_TARGET_SPEEDUP = 5, EVB_TARGET_LATENCY = 6
 } evb_target_kind;
 /* "sparsity", "bits", "drop", "problem", "bytes", "speedup", "latency" */
@@ -138,8 +142,10 @@ typedef struct evb_mp_params {
     const int *gguf_types;       /* bits with a GGUF compressor (gguf, gguf-rtn): the GGUF types to choose from,
                                     NULL: every block type (evb_gguf.h); each unit is offered those its rows hold */
     int    n_gguf_types;
-    int    struct_steps;         /* speedup, latency: MLP levels keep k F / steps channels, k = 0..steps (default 8) */
-    const char *timings;         /* speedup, latency: the cost table's cache file (NULL: measured, not kept) */
+    int    struct_steps;         /* speedup, latency: MLP levels keep k F / steps channels,
+            k = 0..steps (default 8) */
+    const char *timings;         /* speedup,
+            latency: the cost table's cache file (NULL: measured, not kept) */
     int    timing_repeats;       /* speedup, latency: timed runs per level, the median taken (default 5) */
 } evb_mp_params;
 evb_mp_params evb_mp_default_params(int kind, double target);

@@ -3,10 +3,12 @@
  *
  * All blocks of a model share their shapes, so a level's time is that of any block: each (sub-block, kept
  * count) is timed with every block at that level and the other kind of sub-block skipped (so that the weights
- * stream through the caches as in a whole forward), divided by the blocks, at the calibration shape (B windows
+ * stream through the caches as in a whole forward), divided by the blocks, at the calibration shape (B
+ * windows
  * of T positions): the median of `repeats` runs, each after one warm-up, the levels taken in rounds; the
  * medians are then made non-decreasing in the kept count (pool-adjacent-violators: noise otherwise lets a
- * level look faster than a smaller one). The fixed costs (embedding, final norm, classifier) are timed the same
+ * level look faster than a smaller one). The fixed costs (embedding, final norm, classifier) are timed the
+ * same
  * way. A model's predicted forward time is the fixed cost plus the times of its sub-blocks at their levels;
  * evb_time_forward measures the real one.
  *
@@ -43,12 +45,14 @@ typedef struct evb_cost_table {
 /* Measures the table of m (not changed on return) for the MLP kept counts mlp_kept[n_mlp] (ascending, each in
  * [0, F]; F is added when missing) at B x T. progress (may be NULL) after each level. */
 int  evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int n_mlp, int repeats,
-                            void (*progress)(void *ctx, int done, int total), void *ctx, evb_cost_table **out);
+                            void (*progress)(void *ctx, int done, int total), void *ctx,
+                                    evb_cost_table **out);
 void evb_cost_table_free(evb_cost_table *t);
 int  evb_cost_table_write(const evb_cost_table *t, const char *path);
 /* Reads a table; *stale = 1 when it was measured on another CPU, path, thread count, model shape or batch
  * shape than m at B x T (the table is still returned). */
-int  evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_cost_table **out, int *stale);
+int  evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_cost_table **out,
+                         int *stale);
 /* The index of kept count n in the MLP levels, or -1. */
 int  evb_cost_table_mlp_index(const evb_cost_table *t, int kept);
 /* The predicted forward time of a model whose block l keeps attn_kept[l] KV groups and mlp_kept[l] channels
