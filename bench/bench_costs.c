@@ -1,10 +1,7 @@
 /* bench_costs.c -- how well the cost table of structured levels (evb_timing.h) predicts the forward time of
- * whole
- * structured models: the table is measured, then N random configurations (every sub-block at a random level
- * of
- * the table: kept KV groups 0..G, kept MLP channels on the table's grid, or dropped) are built and their
- * whole
- * forward timed; prints predicted against measured and the error's distribution.
+ * whole structured models: the table is measured, then N random configurations (every sub-block at a random
+ * level of the table: kept KV groups 0..G, kept MLP channels on the table's grid, or dropped) are built and
+ * their whole forward timed; prints predicted against measured and the error's distribution.
  *
  *   bench_costs --model DIR [--compute auto|f32|bf16] [--batch B] [--seq T] [--repeats R] [--configs N]
  *               [--steps S] [--seed X] [--drop P]

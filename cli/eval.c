@@ -275,8 +275,7 @@ int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *
 }
 
 /* A structured configuration's block levels, applied to a view of the model that eval scores against the
- * dense
- * model and times against it. */
+ * dense model and times against it. */
 static int load_blocks(eval_job *e) {
     evb_model *m = e->l.m;
     int L = m->config.n_layers, rc = config_blocks(m, e->o.db, e->cfg, &e->blocks, &e->n_blocks);
@@ -382,9 +381,8 @@ static int windows_file(FILE *f, void *ctx) {
 static int write_windows(const char *path, const evb_windows *w) { return evb_write_atomic_with(path, windows_file, (void *)w); }
 
 /* A structured configuration's forward against the dense one, both timed on --batch x --seq-len random
- * tokens:
- * rounds of R runs each (--timing-repeats, default 3), alternating, the median of the rounds' medians.
- * speed[4] = dense seconds, the configuration's seconds, their ratio, the positions per sequence. */
+ * tokens: rounds of R runs each (--timing-repeats, default 3), alternating, the median of the rounds'
+ * medians. speed[4] = dense seconds, the configuration's seconds, their ratio, the positions per sequence. */
 static int measure_speed(const eval_job *e, int seq_len, double speed[3]) {
     enum { ROUNDS = 3 };
     int R = e->o.timing_repeats > 0 ? (int)e->o.timing_repeats : 3, B = (int)e->o.batch, s = 0;

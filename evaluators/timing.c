@@ -89,9 +89,9 @@ static int time_blocks(const evb_model *m, evb_state *s, const float *x0, double
 }
 
 /* Times one level of the sub-block (mlp) keeping n_kept groups or channels, a compensation bias on: every
- * block
- * at that level and the other sub-blocks skipped, so that the weights stream through the caches as in a whole
- * forward (one block timed alone keeps its weights in cache and runs faster than it does in a model). */
+ * block at that level and the other sub-blocks skipped, so that the weights stream through the caches as in a
+ * whole forward (one block timed alone keeps its weights in cache and runs faster than it does in a model).
+ * */
 static int time_level(evb_model *m, evb_state *s, const float *x0, int mlp, int n_kept, int full,
                       const float *bias,
                       double *out) {

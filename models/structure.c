@@ -1,6 +1,5 @@
 /* structure.c -- sub-blocks with whole heads or MLP channels removed, compacted to their smaller shapes so
- * that
- * the forward runs them at that size (see evb_model.h, "structured removal"). */
+ * that the forward runs them at that size (see evb_model.h, "structured removal"). */
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
 #include "models/bf16.h"

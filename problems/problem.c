@@ -236,7 +236,7 @@ static void config_sizes(const evb_mp *mp, const int16_t *level, evb_allocation 
     if (mp->kind != EVB_TARGET_FILE) c->storage_bytes = evb_mp_storage_bits(mp, level) / 8;
     if (speed_kind(mp->kind)) {
         c->seconds = q->costs->fixed + c->cost;
-        c->dense_seconds = q->costs->dense;
+        c->dense_seconds = q->dense_s;
         c->speedup = c->dense_seconds / c->seconds;
     }
     if (mp->kind != EVB_TARGET_BYTES) return;

@@ -22,6 +22,7 @@ struct evb_mp_priv {
     struct evb_cost_table *costs;      /* speed: the measured times */
     evb_struct_level **recipes;        /* speed: [U][max_levels] the structured levels (NULL: dense) */
     double speed_hi;                   /* speed: the target's seconds a forward */
+    double dense_s;                    /* speed: the dense forward's seconds by the table (fixed + every level dense) */
 };
 
 /* The arrays of a problem of U units with at most max_levels levels, every entry dense. */

@@ -2,18 +2,16 @@
  * seconds".
  *
  * Units are the 2 L sub-blocks (attention of blocks 0..L-1, then their MLPs). An attention sub-block's levels
- * keep
- * 0..G whole key/value groups (each with its H / G query heads), an MLP's keep k F / steps channels for
+ * keep 0..G whole key/value groups (each with its H / G query heads), an MLP's keep k F / steps channels for
  * k = 0..steps; the last level is the dense sub-block. Each level short of dense is a structured level of the
  * database (EVB_LEVEL_STRUCT, the unit of the sub-block's o or down projection) made by the compressor: FLAP
  * (its fluctuation order, the removed channels' mean contribution as a bias) or OBS (ZipLM's greedy removal
  * with the optimal update of the kept columns); the levels of one sub-block are nested (each removes what the
- * one above removes and more). A level's cost is its measured time (evb_timing.h): the budget is the measured
- * dense forward's time over the speedup (or the latency), the fixed costs taken off, kept in the band
- * [0.98, 1] of it. The start, and what method uniform scores, is the uniform removal: every sub-block keeps
- * the
- * same fraction, the largest whose predicted time fits, then single levels raised in block order into the
- * band. */
+ * one above removes and more). A level's cost is its measured time (evb_timing.h); the budget is the table's
+ * dense forward (the fixed costs and every sub-block dense) over the speedup, or the latency, the fixed costs
+ * taken off, kept in the band [0.98, 1] of it. The start, and what method uniform scores, is the uniform
+ * removal: every sub-block keeps the same fraction, the largest whose predicted time fits, then levels moved
+ * into the band (fill_band). */
 #include "problems/problems.h"
 #include "evobudget/evb_calib.h"
 #include "evobudget/evb_compress.h"
@@ -140,8 +138,7 @@ static int build_sub(evb_mp_env *env, const char *method, int l, int mlp, const 
 }
 
 /* The cost table: the cached one when it was measured here on these shapes and levels, else measured (and
- * cached
- * when env names a file). */
+ * cached when env names a file). */
 static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_kept, int n,
                       evb_cost_table **out) {
     int B = env->batch > 0 ? env->batch : 8, T = env->w->seq_len, stale = 1;
@@ -192,37 +189,70 @@ static int best_fill(const evb_mp *mp, const int16_t *lv, double room, int *up, 
     return *up >= 0;
 }
 
-/* Moves lv into the band [hi (1 - SPEED_BAND), hi] from below: the single or paired moves that add the most
- * time
- * that fits; where those stall short of the band (a knapsack greedy can), a seeded random walk of single
- * moves
- * that stays within hi and goes down at most half the time. 1 when lv reaches the band. */
-static int fill_band(const evb_mp *mp, int16_t *lv, double hi) {
+/* The levels nearest ref (least summed level distance) whose time lies in the band, by dynamic programming over
+ * the units with costs in bins of a quarter of the band over U (rounding then moves a total by at most a quarter
+ * of the band, which the bins kept clear of each side absorb). 1 when some candidate reaches the band. */
+static int nearest_in_band(const evb_mp *mp, const int16_t *ref, int16_t *lv, double hi) {
     const struct evb_mp_priv *q = mp->priv;
-    int up, down;
-    for (int it = 0; it < 4 * q->U && predicted(mp, lv) < hi * (1 - SPEED_BAND); it++) {
+    int U = q->U;
+    double lo = hi * (1 - SPEED_BAND), d = (hi - lo) / (2.0 * U), fixed = q->costs->fixed;
+    long lo_b = (long)ceil((lo - fixed + (hi - lo) / 4) / d), hi_b = (long)floor((hi - fixed - (hi - lo) / 4) / d);
+    if (hi_b < 0 || hi_b < lo_b || hi_b > 1000000) return 0;
+    long B = hi_b + 1;
+    double *best = malloc(sizeof(double) * (size_t)B * 2);
+    int16_t *choice = malloc(sizeof(int16_t) * (size_t)B * (size_t)U);
+    if (!best || !choice) { free(best); free(choice); return 0; }
+    double *cur = best, *nxt = best + B;
+    for (long b = 0; b < B; b++) cur[b] = b == 0 ? 0 : INFINITY;
+    for (int u = 0; u < U; u++) {
+        for (long b = 0; b < B; b++) { nxt[b] = INFINITY; choice[(size_t)u * B + b] = -1; }
+        for (long b = 0; b < B; b++) {
+            if (!isfinite(cur[b])) continue;
+            for (int k = 0; k < q->n_levels[u]; k++) {
+                long nb = b + lround(q->cost[u][k] / d);
+                double v = cur[b] + abs(k - ref[u]);
+                if (nb < B && v < nxt[nb]) { nxt[nb] = v; choice[(size_t)u * B + nb] = (int16_t)k; }
+            }
+        }
+        double *t = cur; cur = nxt; nxt = t;
+    }
+    long at = -1;
+    for (long b = lo_b > 0 ? lo_b : 0; b < B; b++) if (isfinite(cur[b]) && (at < 0 || cur[b] < cur[at])) at = b;
+    for (int u = U - 1; at >= 0 && u >= 0; u--) {
+        lv[u] = choice[(size_t)u * B + at];
+        at -= lround(q->cost[u][lv[u]] / d);
+    }
+    int ok = at == 0;
+    free(best); free(choice);
+    return ok && predicted(mp, lv) >= lo && predicted(mp, lv) <= hi;
+}
+
+/* Moves lv into the band [hi (1 - SPEED_BAND), hi] from below: the single or paired moves that add the most time
+ * that fits; where those stall short of the band (a knapsack's greedy can) and exact is set, the levels nearest
+ * lv as it came that reach the band (nearest_in_band). 1 when lv is in the band. */
+static int fill_band(const evb_mp *mp, int16_t *lv, double hi, int exact) {
+    const struct evb_mp_priv *q = mp->priv;
+    int up, down, U = q->U;
+    int16_t *ref = malloc(sizeof(int16_t) * (size_t)U);
+    if (!ref) return 0;
+    memcpy(ref, lv, sizeof(int16_t) * (size_t)U);
+    for (int it = 0; it < 4 * U && predicted(mp, lv) < hi * (1 - SPEED_BAND); it++) {
         if (!best_fill(mp, lv, hi - predicted(mp, lv), &up, &down)) break;
         lv[up]++;
         if (down >= 0) lv[down]--;
     }
-    uint64_t x = 0x5EED;
-    for (int it = 0; it < 2000 * q->U && predicted(mp, lv) < hi * (1 - SPEED_BAND); it++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        int u = (int)((x >> 33) % (uint64_t)q->U), dir = (x >> 20) & 1 ? 1 : -1;
-        if (lv[u] + dir < 0 || lv[u] + dir >= q->n_levels[u] || (dir < 0 && ((x >> 21) & 1))) continue;
-        double p = predicted(mp, lv) + q->cost[u][lv[u] + dir] - q->cost[u][lv[u]];
-        if (p <= hi) lv[u] = (int16_t)(lv[u] + dir);
-    }
-    return predicted(mp, lv) >= hi * (1 - SPEED_BAND) && predicted(mp, lv) <= hi;
+    int ok = predicted(mp, lv) >= hi * (1 - SPEED_BAND) && predicted(mp, lv) <= hi;
+    if (!ok && exact) ok = nearest_in_band(mp, ref, lv, hi);
+    free(ref);
+    return ok;
 }
 
 /* The uniform start: every sub-block at the kept fraction nearest r; from the largest r (in steps of 1/1000)
- * whose time fits down, the first from which the single or paired level moves that add the most time that
- * fits
- * (fill_band) reach the band. */
+ * whose time fits down, the first from which fill_band's moves reach the band; failing that, the levels nearest
+ * the largest fitting r's that do. */
 static int speed_start(evb_mp *mp, double hi) {
     struct evb_mp_priv *q = mp->priv;
-    int U = q->U;
+    int U = q->U, first = -1;
     int16_t *prev = malloc(sizeof(int16_t) * (size_t)U);
     if (!prev) return 0;
     for (int u = 0; u < U; u++) prev[u] = -1;
@@ -233,11 +263,14 @@ static int speed_start(evb_mp *mp, double hi) {
             same = same && q->start[u] == prev[u];
         }
         if (same || predicted(mp, q->start) > hi) continue;
+        if (first < 0) first = i;
         memcpy(prev, q->start, sizeof(int16_t) * (size_t)U);
-        if (fill_band(mp, q->start, hi)) { free(prev); return 1; }
+        if (fill_band(mp, q->start, hi, 0)) { free(prev); return 1; }
     }
     free(prev);
-    return 0;
+    if (first < 0) return 0;
+    for (int u = 0; u < U; u++) q->start[u] = (int16_t)lround(first / 1000.0 * (q->n_levels[u] - 1));
+    return fill_band(mp, q->start, hi, 1);
 }
 
 /* The levels of unit u: costs, database entries, descriptions and recipes. */
@@ -293,17 +326,19 @@ int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     for (int u = 0; u < q->U && !rc; u++) rc = fill_unit(env, mp, method, u, steps);
     if (rc) return rc;
     const evb_cost_table *t = q->costs;
-    double hi = mp->kind == EVB_TARGET_SPEEDUP ? t->dense / p->target : p->target, lo = hi * (1 - SPEED_BAND);
     mp->total_size = 0;
     double least = 0;
     for (int u = 0; u < q->U; u++) { mp->total_size += q->cost[u][q->n_levels[u] - 1]; least += q->cost[u][0]; }
+    /* the reference is the table's own dense time (fixed costs and every sub-block dense), measured the way every
+     * level is: one whole forward timed apart from the rest would put one noisy sample against the table */
+    q->dense_s = t->fixed + mp->total_size;
+    double hi = mp->kind == EVB_TARGET_SPEEDUP ? q->dense_s / p->target : p->target, lo = hi * (1 - SPEED_BAND);
     mp->problem.budget = 0.5 * (lo + hi) - t->fixed;
     mp->problem.tolerance = 0.5 * (hi - lo);
     if (t->fixed + least > hi || t->fixed + mp->total_size < lo)
         EVB_ERRORF(EVB_EBUDGET,
-                   "a forward of %.4g s (dense %.4g s measured) is outside what the levels reach: %.4g s "
-                   "(everything removed) to %.4g s "
-                   "(dense)", hi, t->dense, t->fixed + least, t->fixed + mp->total_size);
+                   "a forward of %.4g s is outside what the levels reach: %.4g s (everything removed) to %.4g s "
+                   "(dense)", hi, t->fixed + least, q->dense_s);
     q->speed_hi = hi;
     if (!speed_start(mp, hi))
         EVB_ERRORF(EVB_EBUDGET, "no uniform removal reaches [%.4g, %.4g] s (hint: more --struct-steps)", lo,
@@ -353,9 +388,8 @@ static int nearest_level(const evb_mp *mp, const evb_config *c, int u, int kept,
 }
 
 /* FLAP's allocation: every head group and channel of every sub-block ranked by its standardized score,
- * removed
- * from the lowest on until the levels nearest to what each sub-block then keeps fit the time; then moved into
- * the band as the uniform start is (fill_band). */
+ * removed from the lowest on until the levels nearest to what each sub-block then keeps fit the time; then
+ * moved into the band as the uniform start is (fill_band). */
 int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
     const struct evb_mp_priv *q = mp->priv;
     const evb_config *c = &env->m->config;
@@ -378,7 +412,7 @@ int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
     free(z); free(removed);
     if (rc) return rc;
 
-    if (!fill_band(mp, level, q->speed_hi))
+    if (!fill_band(mp, level, q->speed_hi, 1))
         EVB_ERRORF(EVB_EBUDGET,
                    "FLAP's allocation does not reach the band of %.4g s (hint: more --struct-steps)",
                 q->speed_hi);

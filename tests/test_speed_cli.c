@@ -1,13 +1,10 @@
 #define _DEFAULT_SOURCE
 /* test_speed_cli.c -- speed targets: structured levels in the level database (stored, read back, damage
- * found,
- * nested), the cost table's file (read back, refused when malformed, stale on another machine), and the
- * program:
- * search --target-speedup with evopress, uniform and FLAP's allocation (FLAP and OBS levels) on the demo
- * model,
- * the configuration's predicted time inside the budget's band, eval timing it against the dense forward, the
- * cached table reused, and bad flags refused in one line. Times are not asserted (they are the machine's):
- * what is checked is what the program computes from them. */
+ * found, nested), the cost table's file (read back, refused when malformed, stale on another machine), and
+ * the program: search --target-speedup with evopress, uniform and FLAP's allocation (FLAP and OBS levels) on
+ * the demo model, the configuration's predicted time inside the budget's band, eval timing it against the
+ * dense forward, the cached table reused, and bad flags refused in one line. Times are not asserted (they are
+ * the machine's): what is checked is what the program computes from them. */
 #include "testing.h"
 #include "shell.h"
 #include "evobudget/evb_db.h"
@@ -226,6 +223,49 @@ static void check_program(const char *tmp, const evb_model *m) {
              " --db %s --out %s > /dev/null 2>&1", EVB_CLI, DEMO, dbdir, run);
     EVB_CHECK(sh(cmd) == 0, "search with OBS levels runs");
     check_best(run, 1.25, "obs");
+    /* a latency: seven tenths of the dense forward's measured time */
+    snprintf(run, sizeof run, "%s/timings.json", dbdir);
+    json_t *t = load_json(run);
+    double lat = 0.7 * jnum(t, "dense");
+    json_decref(t);
+    snprintf(run, sizeof run, "%s/run-latency", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' search --model %s --target-latency %.9g --method uniform " SMALL " --db %s --out %s "
+             "> /dev/null 2>&1", EVB_CLI, DEMO, lat, dbdir, run);
+    EVB_CHECK(lat > 0 && sh(cmd) == 0, "search --target-latency %.4g s runs", lat);
+    snprintf(run, sizeof run, "%s/run-latency/best.json", tmp);
+    json_t *b = load_json(run);
+    double sec = jnum(b, "seconds");
+    EVB_CHECK(b && !strcmp(json_string_value(json_object_get(b, "target_kind")), "latency") && sec <= lat * (1 + 1e-9) &&
+              sec >= 0.98 * lat * (1 - 1e-9), "latency: predicted %.5f s within [0.98, 1] of %.5f s", sec, lat);
+    json_decref(b);
+}
+
+/* A table of coarse, uneven steps (as a noisy machine measures: levels pooled into plateaus) leaves the greedy
+ * moves short of the band; the start and FLAP's allocation still reach it (the nearest levels that do). */
+static void check_coarse_table(const char *tmp) {
+    static const double attn[] = {0.02, 0.02, 0.33, 1, 1}, mlp[] = {0.33, 0.57, 0.57, 0.57, 0.97, 0.99, 0.99, 1, 1};
+    char path[600], cmd[2048];
+    snprintf(path, sizeof path, "%s/sdb/timings.json", tmp);
+    json_t *t = load_json(path);
+    EVB_CHECK(t != NULL, "the cached table");
+    if (!t) return;
+    double dense = jnum(t, "dense"), fixed = 0.02 * dense, per = (dense - fixed) / 6;
+    json_t *a = json_array(), *m = json_array();
+    for (int i = 0; i < 5; i++) json_array_append_new(a, json_real(0.4 * per * attn[i]));
+    for (int i = 0; i < 9; i++) json_array_append_new(m, json_real(0.6 * per * mlp[i]));
+    json_object_set_new(t, "attn", a);
+    json_object_set_new(t, "mlp", m);
+    json_object_set_new(t, "fixed", json_real(fixed));
+    EVB_CHECK(json_dump_file(t, path, 0) == 0, "a coarse table written");
+    json_decref(t);
+    const char *methods[] = {"uniform", "flap"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/coarse-%s", tmp, methods[i]);
+        snprintf(cmd, sizeof cmd, "'%s' search --model %s --target-speedup 1.5 --method %s " SMALL " --db %s/sdb "
+                 "--out %s > /dev/null 2>&1", EVB_CLI, DEMO, methods[i], tmp, path);
+        EVB_CHECK(sh(cmd) == 0, "coarse table: search --method %s reaches the band", methods[i]);
+        check_best(path, 1.5, methods[i]);
+    }
 }
 
 /* Bad flags: one line, a non-zero exit, naming the flag. */
@@ -259,6 +299,7 @@ int main(void) {
     check_db(tmp, m);
     check_table(tmp, m);
     check_program(tmp, m);
+    check_coarse_table(tmp);
     check_refusals(tmp);
     evb_model_free(m);
     char cmd[600];

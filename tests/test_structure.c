@@ -1,10 +1,8 @@
 /* test_structure.c -- sub-blocks run at their smaller shapes after structured removal (models/structure.c):
- * the
- * compacted model's logits equal the dense model's with the removed heads' and channels' weights zeroed and
- * the
- * compensation biases added, through the batched forward and the naive one, in float32 and (where the CPU has
- * it) bfloat16, with Qwen2-style q/k/v biases, with compressor-updated o/down columns, and with every head or
- * channel of a sub-block removed. */
+ * the compacted model's logits equal the dense model's with the removed heads' and channels' weights zeroed
+ * and the compensation biases added, through the batched forward and the naive one, in float32 and (where the
+ * CPU has it) bfloat16, with Qwen2-style q/k/v biases, with compressor-updated o/down columns, and with every
+ * head or channel of a sub-block removed. */
 #include "testing.h"
 #include "evobudget/evb_model.h"
 #include "evobudget/evb_status.h"
@@ -41,8 +39,8 @@ static void make_choice(const evb_config *c, int layer, int mlp, int keep_all_bu
 }
 
 /* The zeroed reference: every weight of the sub-block dense but the removed groups' o or down columns zero
- * (the
- * kept ones replaced by out_w when given), and the bias added through a structured layer at full shapes. */
+ * (the kept ones replaced by out_w when given), and the bias added through a structured layer at full shapes.
+ * */
 static float *zeroed_unit(evb_model *m, const choice *ch) {
     const evb_config *c = &m->config;
     int unit = ch->layer * EVB_LINEAR_COUNT + (ch->mlp ? EVB_LINEAR_DOWN : EVB_LINEAR_O), rows, cols;

@@ -290,8 +290,7 @@ static float *add_qkv_biases(evb_model *m) {
 
 /* The structured model's logits computed in bfloat16 (the demo loaded for BF16 compute, SPECS applied), the
  * reference of the BF16 loads: a structured checkpoint loaded for BF16 compute holds the same bfloat16
- * weights.
- * NULL where this CPU has no BF16 compute. */
+ * weights. NULL where this CPU has no BF16 compute. */
 static float *bf16_reference(const int32_t *tok) {
     if (evb_compute_missing()) { printf("SKIP bfloat16 compute: %s\n", evb_compute_missing()); return NULL; }
     evb_model *m = NULL;

@@ -34,8 +34,7 @@ extern "C" {
 /* EVB_LEVEL_GGUF: a weight in one of llama.cpp's GGUF block types (evb_gguf.h), stored as the type's own
  * blocks so that the GGUF exporter copies them as they are. */
 /* EVB_LEVEL_STRUCT: a structured removal of one sub-block (whole KV groups of the attention, channels of the
- * MLP),
- * stored as the unit of its output projection (o or down, its full shape): the kept input groups of
+ * MLP), stored as the unit of its output projection (o or down, its full shape): the kept input groups of
  * group_size columns (n_removed groups removed), a compensation bias [rows] added to the output, and for
  * methods that update the kept columns (obs) those columns [rows, kept inputs] in `dtype`. The sub-block's
  * other projections lose the rows of the removed groups (evb_block_level, evb_model.h). */

@@ -139,13 +139,11 @@ void evb_model_free(evb_model *m);
  * function). Sub-blocks marked skip_* or dropped_* are written with zero weights, so that any Llama reader
  * computes the same function, and listed in config.json under "evobudget_dropped" ([{"block": l, "sub":
  * "attn" | "mlp"}]) so that evb_model_load skips them. Structured blocks (block levels applied) are written
- * at
- * their smaller shapes, with their o_proj/down_proj compensation biases, and listed under
- * "evobudget_structure"
- * ([{"block", "heads", "kv_heads", "ffn"}]), which evb_model_load reads back (a plain Llama reader cannot
- * load
- * such a directory; export --format gguf writes one llama.cpp loads). A model held in BF16 for compute is
- * refused (EVB_EINVAL): load it in float32 to save it. Files go through temporary names. */
+ * at their smaller shapes, with their o_proj/down_proj compensation biases, and listed under
+ * "evobudget_structure" ([{"block", "heads", "kv_heads", "ffn"}]), which evb_model_load reads back (a plain
+ * Llama reader cannot load such a directory; export --format gguf writes one llama.cpp loads). A model held
+ * in BF16 for compute is refused (EVB_EINVAL): load it in float32 to save it. Files go through temporary
+ * names. */
 int evb_model_save(const evb_model *m, const char *dir, const char *dtype);
 
 /* Parameters counted once (a tied classifier is not counted twice). */
@@ -153,12 +151,10 @@ size_t evb_model_n_params(const evb_model *m);
 /* Number of compressible units, 7 L. */
 int evb_model_n_units(const evb_model *m);
 /* Rows and columns of unit u's weight: the smaller shape of a structured block (a structured checkpoint's, or
- * a
- * block level's while it is applied). */
+ * a block level's while it is applied). */
 void evb_model_unit_shape(const evb_model *m, int unit, int *rows, int *cols);
 /* The most weights (and, in *max_cols when not NULL, inputs) any unit of the model's configuration has: what
- * a
- * buffer for any unit's weight needs, whatever blocks are structured. */
+ * a buffer for any unit's weight needs, whatever blocks are structured. */
 size_t evb_model_max_unit(const evb_model *m, int *max_cols);
 /* Swaps unit u's weight for buf (same shape, owned by the caller, must outlive its use); NULL restores the
  * dense weight. A BF16 model rounds buf into its own bfloat16 copy of the unit (allocated on first use; not
@@ -177,8 +173,7 @@ void evb_model_dense_f32(const evb_model *m, int unit, float *dst);
  * the model computes with (float32 or bfloat16). Attention keeps whole key/value groups (each with its H / G
  * query heads): kept[] lists kept groups; the MLP's kept[] lists kept channels. Made from the model's dense
  * weights, with the o or down columns of the kept inputs replaced by out_w when a compressor updated them,
- * and
- * a compensation bias added to the sub-block's output. Put into a model (or a view of one) with
+ * and a compensation bias added to the sub-block's output. Put into a model (or a view of one) with
  * evb_block_level_apply, taken out with evb_block_level_clear. */
 typedef struct evb_block_level {
     int layer, mlp;            /* the block; 0 attention, 1 MLP */

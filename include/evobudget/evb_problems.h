@@ -11,7 +11,7 @@
  *               the dense weight, cost = storage bits, budget [0.995, 1] of X bytes;
  *   speedup X   the attention and MLP sub-blocks, each keeping 0..G key/value groups or k F / steps channels
  *               (structured levels: flap by default, or obs), cost = measured seconds (evb_timing.h), budget
- *               [0.98, 1] of the measured dense forward's time over X; latency X: of X seconds.
+ *               [0.98, 1] of the table's dense forward time over X; latency X: of X seconds.
  * Building a problem builds the levels the database lacks. The result carries everything a search and the
  * KL fitness need (evb_search.h, evb_fitness_kl.h) and writes the configuration of any candidate:
  *
@@ -64,8 +64,7 @@ typedef struct evb_allocation {
     /* the size in the target's own measure and in storage; NAN when absent */
     double sparsity, bits_per_weight, dropped, storage_bytes, bytes, storage_bpw;
     /* speed targets: the predicted speedup over the dense forward, the predicted and the dense measured
-     * seconds of a
-     * forward at the calibration shape (the cost table's); NAN when absent */
+     * seconds of a forward at the calibration shape (the cost table's); NAN when absent */
     double speedup, seconds, dense_seconds;
     int n_units;
     evb_allocation_unit *units;
@@ -96,9 +95,8 @@ int  evb_allocation_weights(const evb_allocation *c, const struct evb_model *m, 
                             const float ***weights, float **mem);
 
 /* The structured levels of a configuration (speed targets) made into block levels of m: out[2 L] (attention
- * of
- * blocks 0..L-1, then their MLPs; NULL where the sub-block is dense), *n_struct how many are set; free with
- * evb_allocation_blocks_free(out, 2 L). Apply them with evb_block_level_apply. */
+ * of blocks 0..L-1, then their MLPs; NULL where the sub-block is dense), *n_struct how many are set; free
+ * with evb_allocation_blocks_free(out, 2 L). Apply them with evb_block_level_apply. */
 int  evb_allocation_blocks(const evb_allocation *c, const struct evb_model *m, const evb_db *db,
                            const char *db_dir,
                            evb_block_level ***out, int *n_struct);

@@ -4,13 +4,11 @@
  * All blocks of a model share their shapes, so a level's time is that of any block: each (sub-block, kept
  * count) is timed with every block at that level and the other kind of sub-block skipped (so that the weights
  * stream through the caches as in a whole forward), divided by the blocks, at the calibration shape (B
- * windows
- * of T positions): the median of `repeats` runs, each after one warm-up, the levels taken in rounds; the
- * medians are then made non-decreasing in the kept count (pool-adjacent-violators: noise otherwise lets a
+ * windows of T positions): the median of `repeats` runs, each after one warm-up, the levels taken in rounds;
+ * the medians are then made non-decreasing in the kept count (pool-adjacent-violators: noise otherwise lets a
  * level look faster than a smaller one). The fixed costs (embedding, final norm, classifier) are timed the
- * same
- * way. A model's predicted forward time is the fixed cost plus the times of its sub-blocks at their levels;
- * evb_time_forward measures the real one.
+ * same way. A model's predicted forward time is the fixed cost plus the times of its sub-blocks at their
+ * levels; evb_time_forward measures the real one.
  *
  * The table is cached as JSON (evb_cost_table_write, conventionally timings.json beside the level database)
  * with what it was measured on: the CPU's model name, the compute path and its kernel, the threads, the shape
