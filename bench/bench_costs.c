@@ -41,8 +41,8 @@ static int parse(int argc, char **argv, opts *o) {
         default: return 1;
         }
     }
-    if (!o->model || o->compute < 0 || o->batch < 1 || o->seq < 1 || o->repeats < 1 || o->configs < 1
-        || o->steps < 1) {
+    if (!o->model || o->compute < 0 || o->batch < 1 || o->seq < 1 || o->repeats < 1 || o->configs < 1 ||
+        o->steps < 1) {
         fprintf(stderr,
                 "usage: bench_costs --model DIR [--compute auto|f32|bf16] [--batch B] [--seq T] [--repeats R]"
                         " [--configs N] [--steps S] [--seed X] [--drop PERCENT]\n");

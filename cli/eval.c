@@ -261,8 +261,7 @@ int config_blocks(const evb_model *m, const char *db_dir, const evb_allocation *
                   evb_block_level ***blocks, int *n) {
     *blocks = NULL; *n = 0;
     int has = 0;
-    for (int i = 0; i < cfg->n_units; i++) has |= !cfg->units[i].dense
-            && cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
+    for (int i = 0; i < cfg->n_units; i++) has |= !cfg->units[i].dense && cfg->units[i].key.kind == EVB_LEVEL_STRUCT;
     if (!has) return 0;
     char mfp[17];
     evb_fingerprint_model(m, mfp);
@@ -392,10 +391,8 @@ static int measure_speed(const eval_job *e, int seq_len, double speed[3]) {
         if (!s) s = evb_time_forward(&e->view, B, seq_len, R, &t[1][r]);
     }
     if (s) return s;
-    for (int k = 0; k < 2; k++) {   /* the median of three */
-        double a = t[k][0], b = t[k][1], c = t[k][2];
-        speed[k] = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
-    }
+    for (int k = 0; k < 2; k++)   /* the median of the three rounds */
+        speed[k] = fmax(fmin(t[k][0], t[k][1]), fmin(fmax(t[k][0], t[k][1]), t[k][2]));
     speed[2] = speed[0] / speed[1];
     speed[3] = seq_len;
     return 0;

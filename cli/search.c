@@ -129,11 +129,10 @@ static int parse_targets(run *r) {
         if ((r->kind == EVB_TARGET_SPARSITY || r->kind == EVB_TARGET_DROP) && !(t > 0 && t < 1)) rc = usage_error("%s %g must lie in (0, 1)", tflag, t);
         else if (r->kind == EVB_TARGET_BITS && gguf && !(t > 0 && t < 16)) rc = usage_error("--target-bits %g must lie in (0, 16)", t);
         else if (r->kind == EVB_TARGET_BITS && !gguf && !(t >= 2 && t <= 6)) rc = usage_error("--target-bits %g must lie in [2, 6], the bits the levels hold", t);
-        else if (r->kind == EVB_TARGET_SPEEDUP && !(t > 1
-
-                && t < 1000)) rc = usage_error("--target-speedup %g must lie in (1, 1000)", t);
-        else if (r->kind == EVB_TARGET_LATENCY
-                 && !(t > 0)) rc = usage_error("--target-latency %g must be positive (seconds)", t);
+        else if (r->kind == EVB_TARGET_SPEEDUP && !(t > 1 && t < 1000))
+            rc = usage_error("--target-speedup %g must lie in (1, 1000)", t);
+        else if (r->kind == EVB_TARGET_LATENCY && !(t > 0))
+            rc = usage_error("--target-latency %g must be positive (seconds)", t);
         else if (i && t == r->targets[i - 1]) rc = usage_error("%s lists %g twice", tflag, t);
     }
     if (!rc && !r->o->out) {

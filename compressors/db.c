@@ -349,12 +349,12 @@ static const char *parse_entry(const msgpack_object *o, int64_t format, evb_db_e
         if (e->dtype != EVB_DB_F32) return "a GGUF level with a value dtype";
         if (!gguf_level_type(e->gguf_type) || !evb_gguf_row_ok(e->gguf_type, e->cols)) return "a GGUF type its rows cannot hold";
     } else if (e->kind == EVB_LEVEL_STRUCT) {
-        if (e->bits || e->sym || e->n_keep || e->m
-            || e->sparsity != 0) return "a structured level with other levels' parameters";
+        if (e->bits || e->sym || e->n_keep || e->m || e->sparsity != 0)
+            return "a structured level with other levels' parameters";
         if (e->group_size < 1 || e->cols % e->group_size || e->n_removed > e->cols / e->group_size)
             return "a structured level whose groups do not divide its columns";
-        if (!struct_updates(e)
-            && e->dtype != EVB_DB_F32) return "a structured level without updates with a value dtype";
+        if (!struct_updates(e) && e->dtype != EVB_DB_F32)
+            return "a structured level without updates with a value dtype";
     } else {
         if (e->bits < 1 || e->n_keep || e->m || e->n_removed) return "a quantized level with sparsity parameters";
         if (e->dtype != EVB_DB_F32) return "a quantized level whose scales are not float32";

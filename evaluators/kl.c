@@ -236,8 +236,8 @@ int kl_workspace_init(void *wp, const void *params) {
     ws->h_cap = p->reuse_bytes / sizeof(float);
     if (ws->h_cap) ws->h = malloc(sizeof(float) * ws->h_cap);
     int st = evb_state_alloc(m, p->batch, p->w->seq_len, &ws->s);
-    if (!st && (!ws->view.layers || !ws->blk || !ws->applied || !ws->held || !ws->h_ref || !ws->idx
-                || !ws->len || !ws->scratch || !ws->zero || !ws->tok || (ws->h_cap && !ws->h)))
+    if (!st && (!ws->view.layers || !ws->blk || !ws->applied || !ws->held || !ws->h_ref || !ws->idx ||
+                !ws->len || !ws->scratch || !ws->zero || !ws->tok || (ws->h_cap && !ws->h)))
         st = EVB_RAISEF(EVB_ENOMEM, "KL fitness: out of memory for a workspace");
     if (st) { kl_workspace_destroy(ws); return st; }
     memcpy(ws->view.layers, m->layers, sizeof(evb_layer) * L);

@@ -114,19 +114,33 @@ static int time_level(evb_model *m, evb_state *s, const float *x0, int mlp, int 
     return st;
 }
 
-static int time_fixed(const evb_model *m, evb_state *s, const int32_t *tok, int repeats, double *out) {
+/* The median of `repeats` runs of run(ctx) after one untimed. */
+static int median_runs(int (*run)(void *ctx), void *ctx, int repeats, double *out) {
     double *v = malloc(sizeof(double) * (size_t)repeats);
     if (!v) EVB_ERROR("timing: out of memory", EVB_ENOMEM);
     int st = EVB_SUCCESS;
     for (int r = -1; r < repeats && !st; r++) {
         double t0 = now();
-        st = evb_forward_embed(m, s, tok, s->B, s->T);
-        if (!st) st = evb_forward_logits(m, s);
+        st = run(ctx);
         if (r >= 0) v[r] = now() - t0;
     }
     if (!st) *out = median(v, repeats);
     free(v);
     return st;
+}
+
+typedef struct fwd_run { const evb_model *m; evb_state *s; const int32_t *tok; } fwd_run;
+
+/* The fixed costs: the embedding, the final norm and the classifier. */
+static int run_fixed(void *ctx) {
+    fwd_run *f = ctx;
+    int st = evb_forward_embed(f->m, f->s, f->tok, f->s->B, f->s->T);
+    return st ? st : evb_forward_logits(f->m, f->s);
+}
+
+static int run_forward(void *ctx) {
+    fwd_run *f = ctx;
+    return evb_forward(f->m, f->s, f->tok, f->s->B, f->s->T);
 }
 
 /* Makes v[0..n) non-decreasing by pooling adjacent violators (least squares): keeping more heads or channels
@@ -160,8 +174,10 @@ static int alloc_table(int n_attn, int n_mlp, evb_cost_table **out) {
         t->mlp = calloc((size_t)n_mlp, sizeof(double));
         t->mlp_kept = calloc((size_t)n_mlp, sizeof(int));
     }
-    if (!t || !t->attn || !t->mlp
-        || !t->mlp_kept) { evb_cost_table_free(t); EVB_ERROR("timing: out of memory", EVB_ENOMEM); }
+    if (!t || !t->attn || !t->mlp || !t->mlp_kept) {
+        evb_cost_table_free(t);
+        EVB_ERROR("timing: out of memory", EVB_ENOMEM);
+    }
     *out = t;
     return EVB_SUCCESS;
 }
@@ -184,8 +200,8 @@ int evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int 
                                    evb_cost_table **out) {
     *out = NULL;
     const evb_config *c = &m->config;
-    if (repeats < 1 || B < 1 || T < 1
-        || n_mlp < 0) EVB_ERROR("timing: repeats and the batch shape must be positive", EVB_EINVAL);
+    if (repeats < 1 || B < 1 || T < 1 || n_mlp < 0)
+        EVB_ERROR("timing: repeats and the batch shape must be positive", EVB_EINVAL);
     evb_cost_table *t = NULL;
     int st = alloc_table(c->n_kv_heads + 1, n_mlp + 1, &t);
     if (st) return st;
@@ -218,7 +234,8 @@ int evb_cost_table_measure(evb_model *m, int B, int T, const int *mlp_kept, int 
     }
     free(v);
     if (!st) { monotone(t->attn, t->n_attn); monotone(t->mlp, t->n_mlp); }
-    if (!st) st = time_fixed(m, s, tok, repeats, &t->fixed);
+    fwd_run f = {m, s, tok};
+    if (!st) st = median_runs(run_fixed, &f, repeats, &t->fixed);
     if (!st) st = evb_time_forward(m, B, T, repeats, &t->dense);
     if (progress && !st) progress(ctx, repeats + 1, repeats + 1);
     evb_state_free(s); free(tok); free(x0); free(bias);
@@ -231,16 +248,14 @@ int evb_time_forward(const evb_model *m, int B, int T, int repeats, double *seco
     if (repeats < 1) EVB_ERROR("timing: repeats must be positive", EVB_EINVAL);
     evb_state *s = NULL;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T);
-    double *v = malloc(sizeof(double) * (size_t)repeats);
-    int st = !tok || !v ? EVB_RAISEF(EVB_ENOMEM, "timing: out of memory") : evb_state_alloc(m, B, T, &s);
-    if (!st) random_tokens(tok, (size_t)B * T, m->config.vocab_size);
-    for (int r = -1; r < repeats && !st; r++) {
-        double t0 = now();
-        st = evb_forward(m, s, tok, B, T);
-        if (r >= 0) v[r] = now() - t0;
+    int st = !tok ? EVB_RAISEF(EVB_ENOMEM, "timing: out of memory") : evb_state_alloc(m, B, T, &s);
+    if (!st) {
+        random_tokens(tok, (size_t)B * T, m->config.vocab_size);
+        s->B = B; s->T = T;
+        fwd_run f = {m, s, tok};
+        st = median_runs(run_forward, &f, repeats, seconds);
     }
-    if (!st) *seconds = median(v, repeats);
-    evb_state_free(s); free(tok); free(v);
+    evb_state_free(s); free(tok);
     return st;
 }
 
@@ -343,8 +358,8 @@ static int read_levels(const json_t *j, evb_cost_table *t, const char *path) {
     for (int i = 0; i < t->n_mlp; i++) {
         const json_t *x = json_array_get(kept, (size_t)i);
         long long v = json_is_integer(x) ? json_integer_value(x) : -1;
-        if (v < 0 || v > t->hidden || (i > 0 && v <= t->mlp_kept[i - 1]) || (i == t->n_mlp - 1
-                && v != t->hidden))
+        int last = i == t->n_mlp - 1;
+        if (v < 0 || v > t->hidden || (i > 0 && v <= t->mlp_kept[i - 1]) || (last && v != t->hidden))
             EVB_ERRORF(EVB_EFORMAT, "%s: 'mlp_kept'[%d] is not an ascending count in [0, %d] ending at %d",
                        path, i,
                        t->hidden, t->hidden);
@@ -373,8 +388,7 @@ int evb_cost_table_read(const char *path, const evb_model *m, int B, int T, evb_
     memset(&here, 0, sizeof here);
     describe(&here, m, B, T);
     *stale = strcmp(here.cpu, t->cpu) || strcmp(here.compute, t->compute) || strcmp(here.kernel, t->kernel) ||
-             here.threads != t->threads || here.batch != t->batch || here.seq != t->seq
-                     || here.dim != t->dim ||
+             here.threads != t->threads || here.batch != t->batch || here.seq != t->seq || here.dim != t->dim ||
              here.hidden != t->hidden || here.heads != t->heads || here.kv_heads != t->kv_heads ||
              here.head_dim != t->head_dim || here.vocab != t->vocab || here.layers != t->layers;
     *out = t;

@@ -389,8 +389,7 @@ int evb_allocation_weights(const evb_allocation *c, const evb_model *m, const ev
     for (int i = 0; !s && i < c->n_units; i++) {
         const evb_allocation_unit *x = &c->units[i];
         if (x->unit >= U) s = EVB_RAISEF(EVB_EINVAL, "units[%d] names unit %d; the model has units 0..%d", i, x->unit, U - 1);
-        else if (x->dense
-                 || x->key.kind == EVB_LEVEL_STRUCT) continue;   /* structured: evb_allocation_blocks */
+        else if (x->dense || x->key.kind == EVB_LEVEL_STRUCT) continue;   /* structured: evb_allocation_blocks */
         else if (!x->zero && !x->key.method[0]) s = EVB_RAISEF(EVB_EINVAL, "unit %d has no \"method\"", x->unit);
         else s = unit_entry(x, db, db_dir, &idx[x->unit]);
         int r, cols;

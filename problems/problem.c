@@ -14,8 +14,9 @@
 static const char *const kind_names[] = {"sparsity", "bits", "drop", "problem", "bytes", "speedup",
                                          "latency"};
 
-const char *evb_target_kind_name(int kind) { return kind >= 0
-                                            && kind <= EVB_TARGET_LATENCY ? kind_names[kind] : "?"; }
+const char *evb_target_kind_name(int kind) {
+    return kind >= 0 && kind <= EVB_TARGET_LATENCY ? kind_names[kind] : "?";
+}
 
 /* 1 for the speed targets (structured levels, measured costs). */
 static int speed_kind(int kind) { return kind == EVB_TARGET_SPEEDUP || kind == EVB_TARGET_LATENCY; }
@@ -104,8 +105,8 @@ void evb_mp_free(evb_mp *mp) {
         for (size_t i = 0; q->desc && i < (size_t)q->U * q->max_levels; i++) free(q->desc[i].extra);
         free(q->n_levels); free(q->group); free(q->entry); free(q->cost_mem); free(q->cost); free(q->start); free(q->fu);
         free(q->desc); free(q->level_fit);
-        for (size_t i = 0; q->recipes
-             && i < (size_t)q->U * q->max_levels; i++) evb_struct_level_free(q->recipes[i]);
+        for (size_t i = 0; q->recipes && i < (size_t)q->U * q->max_levels; i++)
+            evb_struct_level_free(q->recipes[i]);
         free(q->recipes);
         evb_cost_table_free(q->costs);
         free(q);
@@ -117,9 +118,8 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
     *out = NULL;
     const evb_model *m = env->m;
     int kind = p->kind, U = evb_model_n_units(m), L = m->config.n_layers;
-    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP
-        && kind != EVB_TARGET_BYTES &&
-        !speed_kind(kind))
+    if (kind != EVB_TARGET_SPARSITY && kind != EVB_TARGET_BITS && kind != EVB_TARGET_DROP &&
+        kind != EVB_TARGET_BYTES && !speed_kind(kind))
         EVB_ERRORF(EVB_EINVAL,
                    "a problem of target kind %d (sparsity, bits, drop, bytes, speedup and latency are built "
                    "from a model)", kind);
@@ -146,8 +146,8 @@ int evb_mp_build(evb_mp_env *env, const evb_mp_params *p, evb_mp **out) {
         q.compressor = evb_method_find(kind == EVB_TARGET_SPARSITY ? "sparsegpt" : speed_kind(kind) ? "flap" : "gptq");
     if (kind == EVB_TARGET_BITS && gguf && !(p->target > 0 && p->target < 16))
         EVB_ERRORF(EVB_EINVAL, "a target of %g bits per weight must lie in (0, 16)", p->target);
-    if (q.compressor && !speed_kind(kind)
-        && (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
+    if (q.compressor && !speed_kind(kind) &&
+        (q.compressor->kind == EVB_LEVEL_SPARSE) != (kind == EVB_TARGET_SPARSITY))
         EVB_ERRORF(EVB_EINVAL, "compressor %s does not make %s levels", q.compressor->name, kind == EVB_TARGET_SPARSITY ? "sparse" : "quantized");
     if (q.num_levels < 1) q.num_levels = 8;
     int max_levels = kind == EVB_TARGET_SPARSITY ? 2 * q.num_levels + 1 : kind == EVB_TARGET_BITS ? (gguf ? EVB_GGUF_MAX_LEVELS : 5)
@@ -236,7 +236,7 @@ static void config_sizes(const evb_mp *mp, const int16_t *level, evb_allocation 
     if (mp->kind != EVB_TARGET_FILE) c->storage_bytes = evb_mp_storage_bits(mp, level) / 8;
     if (speed_kind(mp->kind)) {
         c->seconds = q->costs->fixed + c->cost;
-        c->dense_seconds = q->dense_s;
+        c->dense_seconds = evb_mp_dense_seconds(mp);
         c->speedup = c->dense_seconds / c->seconds;
     }
     if (mp->kind != EVB_TARGET_BYTES) return;
@@ -298,8 +298,8 @@ int evb_mp_levels(const evb_mp *mp, const evb_allocation *c, int16_t *level) {
         int u = c->units[i].unit, l = c->units[i].level, L = q->U / 2;
         if (speed_kind(mp->kind)) {   /* the o or down unit of block b: the sub-block's index */
             int b = u / EVB_LINEAR_COUNT, k = u % EVB_LINEAR_COUNT;
-            u = b < L && (k == EVB_LINEAR_O
-                          || k == EVB_LINEAR_DOWN) ? (k == EVB_LINEAR_DOWN ? L : 0) + b : q->U;
+            int sub = k == EVB_LINEAR_O ? 0 : k == EVB_LINEAR_DOWN ? 1 : -1;
+            u = b < L && sub >= 0 ? sub * L + b : q->U;
         }
         if (u >= q->U || l < 0 || l >= q->n_levels[u]) EVB_ERRORF(EVB_EINVAL, "a configuration names unit %d at level %d, which this problem lacks", u, l);
         level[u] = (int16_t)l;

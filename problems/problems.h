@@ -21,8 +21,6 @@ struct evb_mp_priv {
     const evb_method *comp;            /* sparsity, bits, speed: the compressor of the levels */
     struct evb_cost_table *costs;      /* speed: the measured times */
     evb_struct_level **recipes;        /* speed: [U][max_levels] the structured levels (NULL: dense) */
-    double speed_hi;                   /* speed: the target's seconds a forward */
-    double dense_s;                    /* speed: the dense forward's seconds by the table (fixed + every level dense) */
 };
 
 /* The arrays of a problem of U units with at most max_levels levels, every entry dense. */
@@ -41,6 +39,10 @@ int evb_mp_build_bytes(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 int evb_mp_build_drop(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
 /* (problems/speed.c) */
 int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp);
+/* A speed problem's seconds a forward by its cost table: the dense model's (the fixed costs and every sub-block
+ * dense), and the target's (the dense time over the speedup, or the latency). */
+double evb_mp_dense_seconds(const evb_mp *mp);
+double evb_mp_target_seconds(const evb_mp *mp);
 /* FLAP's global allocation on a speed problem's levels: level[U]. */
 int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level);
 /* The message callback with printf formatting. */

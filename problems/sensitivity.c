@@ -34,8 +34,10 @@ int evb_mp_sensitivity(const evb_kl_params *kp, const evb_batch *b, int n_thread
             e[fu[u].n_levels] = EVB_ENTRY_DENSE;
             fu[u].entry = e;
             ref[u] = (int16_t)fu[u].n_levels++;
-        } else ref[u] = (int16_t)(fu[u].kind == EVB_UNIT_ATTN_S
-                                  || fu[u].kind == EVB_UNIT_MLP_S ? fu[u].n_levels - 1 : 0);
+        } else {   /* a sub-block's reference: kept (level 0 of a drop unit), dense (the last of a structured one) */
+            int structured = fu[u].kind == EVB_UNIT_ATTN_S || fu[u].kind == EVB_UNIT_MLP_S;
+            ref[u] = (int16_t)(structured ? fu[u].n_levels - 1 : 0);
+        }
         for (int l = 0; l < kp->units[u].n_levels; l++) { pair[2 * n] = u; pair[2 * n + 1] = l; n++; }
         for (int l = kp->units[u].n_levels; l < max_l; l++) kl[(size_t)u * max_l + l] = NAN;
     }

@@ -143,7 +143,10 @@ static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_ke
                       evb_cost_table **out) {
     int B = env->batch > 0 ? env->batch : 8, T = env->w->seq_len, stale = 1;
     evb_cost_table *t = NULL;
-    if (p->timings && evb_cost_table_read(p->timings, env->m, B, T, &t, &stale) == EVB_SUCCESS) {
+    int rd = p->timings ? evb_cost_table_read(p->timings, env->m, B, T, &t, &stale) : EVB_EIO;
+    if (rd && rd != EVB_EIO)   /* a damaged cache is measured again and replaced, and said so */
+        evb_mp_say(env, "%s: measuring again", evb_last_error());
+    if (!rd) {
         int same = !stale && t->n_mlp == n;
         for (int i = 0; same && i < n; i++) same = t->mlp_kept[i] == mlp_kept[i];
         if (same) { *out = t; return EVB_SUCCESS; }
@@ -155,7 +158,10 @@ static int cost_table(evb_mp_env *env, const evb_mp_params *p, const int *mlp_ke
     evb_mp_say(env, "measuring the time of every structured level (%d x %d tokens, median of %d)", B, T,
                repeats);
     int st = evb_cost_table_measure(env->m, B, T, mlp_kept, n - 1, repeats, NULL, NULL, &t);
-    if (!st && p->timings) st = evb_cost_table_write(t, p->timings);
+    if (!st && p->timings && !(st = evb_db_write_begin(env->db))) {   /* beside the levels, under their lock */
+        st = evb_cost_table_write(t, p->timings);
+        evb_db_write_end(env->db);
+    }
     if (st) { evb_cost_table_free(t); return st; }
     *out = t;
     return EVB_SUCCESS;
@@ -329,17 +335,13 @@ int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
     mp->total_size = 0;
     double least = 0;
     for (int u = 0; u < q->U; u++) { mp->total_size += q->cost[u][q->n_levels[u] - 1]; least += q->cost[u][0]; }
-    /* the reference is the table's own dense time (fixed costs and every sub-block dense), measured the way every
-     * level is: one whole forward timed apart from the rest would put one noisy sample against the table */
-    q->dense_s = t->fixed + mp->total_size;
-    double hi = mp->kind == EVB_TARGET_SPEEDUP ? q->dense_s / p->target : p->target, lo = hi * (1 - SPEED_BAND);
+    double hi = evb_mp_target_seconds(mp), lo = hi * (1 - SPEED_BAND);
     mp->problem.budget = 0.5 * (lo + hi) - t->fixed;
     mp->problem.tolerance = 0.5 * (hi - lo);
     if (t->fixed + least > hi || t->fixed + mp->total_size < lo)
         EVB_ERRORF(EVB_EBUDGET,
                    "a forward of %.4g s is outside what the levels reach: %.4g s (everything removed) to %.4g s "
-                   "(dense)", hi, t->fixed + least, q->dense_s);
-    q->speed_hi = hi;
+                   "(dense)", hi, t->fixed + least, evb_mp_dense_seconds(mp));
     if (!speed_start(mp, hi))
         EVB_ERRORF(EVB_EBUDGET, "no uniform removal reaches [%.4g, %.4g] s (hint: more --struct-steps)", lo,
                    hi);
@@ -347,6 +349,14 @@ int evb_mp_build_speed(evb_mp_env *env, const evb_mp_params *p, evb_mp *mp) {
 }
 
 const evb_cost_table *evb_mp_cost_table(const evb_mp *mp) { return mp->priv->costs; }
+
+/* The reference is the table's own dense time, measured the way every level is: one whole forward timed apart
+ * from the rest would put one noisy sample against the table. total_size is the units' dense cost. */
+double evb_mp_dense_seconds(const evb_mp *mp) { return mp->priv->costs->fixed + mp->total_size; }
+
+double evb_mp_target_seconds(const evb_mp *mp) {
+    return mp->kind == EVB_TARGET_SPEEDUP ? evb_mp_dense_seconds(mp) / mp->target : mp->target;
+}
 
 // ---- FLAP's global allocation ----
 
@@ -394,6 +404,7 @@ int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
     const struct evb_mp_priv *q = mp->priv;
     const evb_config *c = &env->m->config;
     int U = q->U, L = c->n_layers, steps = q->n_levels[L] - 1, n_all = 0, rc = evb_mp_need_calib(env);
+    double hi = evb_mp_target_seconds(mp);
     size_t N = (size_t)L * (c->n_kv_heads + c->hidden_dim);
     zscore *z = malloc(sizeof(zscore) * N);
     int *removed = calloc((size_t)U, sizeof(int));
@@ -405,16 +416,15 @@ int evb_mp_flap_levels(evb_mp_env *env, const evb_mp *mp, int16_t *level) {
     }
     if (!rc) qsort(z, (size_t)n_all, sizeof *z, cmp_z);
     for (int u = 0; u < U; u++) level[u] = (int16_t)(q->n_levels[u] - 1);
-    for (int i = 0; !rc && i < n_all && predicted(mp, level) > q->speed_hi; i++) {
+    for (int i = 0; !rc && i < n_all && predicted(mp, level) > hi; i++) {
         int u = z[i].u, groups = u >= L ? c->hidden_dim : c->n_kv_heads;
         level[u] = (int16_t)nearest_level(mp, c, u, groups - ++removed[u], steps);
     }
     free(z); free(removed);
     if (rc) return rc;
-
-    if (!fill_band(mp, level, q->speed_hi, 1))
+    if (!fill_band(mp, level, hi, 1))
         EVB_ERRORF(EVB_EBUDGET,
                    "FLAP's allocation does not reach the band of %.4g s (hint: more --struct-steps)",
-                q->speed_hi);
+                hi);
     return EVB_SUCCESS;
 }
