@@ -81,7 +81,8 @@ static int help(void) {
            "                         unless --offspring, --initial say otherwise);\n"
            "                         log.jsonl gives its rank correlation\n"
            "  --prior DIR            the surrogate's prior: the sensitivity profile in DIR (evobudget sensitivity\n"
-           "                         with the same target and levels)\n"
+           "                         with the same target and levels); EvoPress starts from its additive optimum\n"
+           "                         under the budget, and the profile's tokens count as the search's\n"
            "  --token-budget N       end the search before a generation that could take the tokens scored past N\n"
            "                         (best.json, front.csv and the checkpoint as at a normal end; \"stop\" says why);\n"
            "                         --resume with a larger budget continues it\n"
@@ -359,6 +360,7 @@ static int run_target(run *r, outcome *x) {
     evb_search_params sp;
     int rc = search_params(r, &sp), s;
     int is_search = !evb_mp_is_rule(r->method);
+    if (!rc && is_search) rc = prior_start(r);
     json_t *man = rc ? NULL : manifest(r, is_search ? &sp : NULL);
     if (!rc) rc = rundir_manifest(r->out, man, r->o->resume);
     json_decref(man);

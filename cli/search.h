@@ -27,6 +27,12 @@ typedef struct run {
     evb_db *db;
     evb_mp *mp;
     int16_t *uniform;                 /* the problem's own start, before a warm start moves it */
+    /* --prior: the profile's KL per unit and level (prior[u * prior_maxl + l]), the tokens it scored, and
+     * EvoPress's start, its additive optimum (NULL for other methods), reached in prior_moves exchanges */
+    double *prior;
+    int prior_maxl, prior_moves;
+    size_t prior_tokens;
+    int16_t *prior_start;
     evb_teacher *teacher, *hteacher;  /* on the calibration and the held-out windows */
     evb_level_cache *cache;
     evb_kl_params kp;
@@ -86,8 +92,11 @@ json_t *manifest(const run *r, const evb_search_params *sp);
 int print_summary(const run *r, const outcome *x, double t0);
 /* `evobudget sensitivity`'s profile of the built problem into r->out (cli/sensitivity.c); an exit code. */
 int run_profile(run *r, double t0);
-/* search --prior: the profile's KL per unit and level, prior[U * *max_levels] (the caller frees); a library status. */
-int read_prior(const run *r, double **prior, int *max_levels);
+/* search --prior: the profile's KL per unit and level, prior[U * *max_levels] (the caller frees), and the tokens
+ * the profile scored; a library status. */
+int read_prior(const run *r, double **prior, int *max_levels, size_t *tokens);
+/* search --prior: r->prior and, for EvoPress, r->prior_start from the built problem's start; an exit code. */
+int prior_start(run *r);
 /* `search --problem FILE` (cli/search_file.c). */
 int search_problem(run *r);
 /* The plug-in of --fitness-plugin, opened and its ABI checked (r->plugin, r->plugin_handle). */

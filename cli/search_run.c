@@ -22,6 +22,8 @@ void run_free(run *r) {
     model_fitness_free(r);
     evb_mp_free(r->mp);
     free(r->uniform);
+    free(r->prior);
+    free(r->prior_start);
     if (r->plugin && r->plugin_params) r->plugin->destroy(r->plugin_params);
     if (r->plugin_handle) dlclose(r->plugin_handle);
     evb_level_cache_free(r->cache);
@@ -92,18 +94,33 @@ int search_params(run *r, evb_search_params *sp) {
 static int make_search(const run *r, const evb_search_params *sp, evb_search **srch) {
     evb_problem p = evb_mp_method_find(r->method)->front ? evb_mp_front_problem(r->mp) : r->mp->problem;
     *srch = NULL;
+    if (r->prior_start) p.start = r->prior_start;
     int s = evb_problem_check(&p);
     if (!s) s = evb_search_alloc(evb_search_type_find(r->method), sp, &p, srch);
     if (!s) s = r->ft ? evb_search_set(*srch, r->ft, r->fparams, r->n_threads) : evb_search_set(*srch, &evb_fitness_kl, &r->kp, 0);
-    if (!s && r->o->prior) {
-        double *prior = NULL;
-        int maxl = 0;
-        s = read_prior(r, &prior, &maxl);
-        if (!s) s = evb_search_set_prior(*srch, prior, maxl);
-        free(prior);
-    }
+    if (!s && r->prior) s = evb_search_set_prior(*srch, r->prior, r->prior_maxl);
+    if (!s && r->prior) evb_search_charge_tokens(*srch, r->prior_tokens);
     if (s) { evb_search_free(*srch); *srch = NULL; }
     return s;
+}
+
+int prior_start(run *r) {
+    free(r->prior); free(r->prior_start);
+    r->prior = NULL; r->prior_start = NULL;
+    if (!r->o->prior) return 0;
+    int s = read_prior(r, &r->prior, &r->prior_maxl, &r->prior_tokens);
+    if (s) return fail(s);
+    const evb_problem *p = &r->mp->problem;
+    if (evb_mp_method_find(r->method)->front || !p->start) return 0;
+    r->prior_start = malloc(sizeof(int16_t) * (size_t)p->n_units);
+    if (!r->prior_start) return fail(EVB_RAISEF(EVB_ENOMEM, "out of memory"));
+    memcpy(r->prior_start, p->start, sizeof(int16_t) * (size_t)p->n_units);
+    r->prior_moves = evb_problem_additive_optimum(p, r->prior, r->prior_maxl, r->prior_start);
+    if (r->prior_moves < 0) return fail(r->prior_moves);
+    if (g_mpi_rank == 0)
+        fprintf(stderr, "%s: the start: the profile's additive optimum, %d exchanges from the uniform allocation; its %zu "
+                "tokens count as the search's\n", cmd_name, r->prior_moves, r->prior_tokens);
+    return 0;
 }
 
 #ifdef EVB_MPI
@@ -295,8 +312,8 @@ static int run_search(run *r, const evb_search_params *sp, outcome *x) {
     if (!s) evb_search_get_info(srch, &in);
     if (!s && in.budget_stop && in.generation == 0) {
         evb_search_free(srch);
-        return refuse("--token-budget %zu is below what the first generation may score (%zu tokens) (hint: raise it)",
-                      sp->token_budget, in.next_tokens);
+        return refuse("--token-budget %zu is below what the first generation may score (%zu tokens, after the %zu counted "
+                      "before it) (hint: raise it)", sp->token_budget, in.next_tokens, in.tokens);
     }
     if (s == EVB_SUCCESS) s = finish_search(r, srch, x);
     evb_search_free(srch);
@@ -382,6 +399,12 @@ json_t *manifest(const run *r, const evb_search_params *sp) {
                                                        "memo", sp->memo, "reuse", r->kp.reuse_bytes > 0));
     else json_decref(stages);
     if (sp && sp->surrogate) json_object_set_new(json_object_get(j, "search"), "surrogate", json_integer(sp->surrogate));
+    if (sp && r->prior_start) {
+        json_t *lv = json_array();
+        for (int u = 0; u < mp->problem.n_units; u++) json_array_append_new(lv, json_integer(r->prior_start[u]));
+        json_object_set_new(json_object_get(j, "search"), "start", json_pack("{s:s, s:s, s:i, s:I, s:o}", "from", "prior",
+                            "prior", o->prior, "exchanges", r->prior_moves, "prior_tokens", (json_int_t)r->prior_tokens, "levels", lv));
+    }
     return j;
 }
 

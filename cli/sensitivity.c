@@ -107,7 +107,7 @@ int run_profile(run *r, double t0) {
 /* The surrogate's prior from a sensitivity profile (--prior DIR or DIR/sensitivity.json): per unit and level its
  * KL, into prior[U * max_levels] (allocated). The profile must be of this problem: its units and their level
  * counts; otherwise EVB_EINVAL naming the file. A library status. */
-int read_prior(const run *r, double **prior, int *max_levels) {
+int read_prior(const run *r, double **prior, int *max_levels, size_t *tokens) {
     const evb_problem *p = &r->mp->problem;
     char path[1400];
     size_t n = strlen(r->o->prior);
@@ -142,8 +142,15 @@ int read_prior(const run *r, double **prior, int *max_levels) {
             v[(size_t)u * maxl + l] = json_number_value(k);
         }
     }
+    json_t *t = json_object_get(j, "tokens");
+    double tv = json_is_number(t) ? json_number_value(t) : -1;
+    if (!(tv >= 0 && tv <= 9e15)) {
+        free(v); json_decref(j);
+        EVB_ERRORF(EVB_EFORMAT, "--prior %s: no \"tokens\" count the profile scored (hint: run evobudget sensitivity again)", path);
+    }
     json_decref(j);
     *prior = v;
     *max_levels = maxl;
+    *tokens = (size_t)tv;
     return EVB_SUCCESS;
 }

@@ -59,3 +59,38 @@ int evb_problem_feasible(const evb_problem *p, const int16_t *level) {
         if (level[u] < 0 || level[u] >= p->n_levels[u]) return 0;
     return fabs(evb_problem_cost(p, level) - p->budget) <= p->tolerance;
 }
+
+/* Greedy exchange: each step takes the pair (a one level up, c of the same group one level down) that keeps
+ * the budget and lowers the summed value most; ties go to the lowest (a, c). */
+int evb_problem_additive_optimum(const evb_problem *p, const double *value, int max_levels, int16_t *level) {
+    if (!evb_problem_feasible(p, level)) EVB_ERROR("problem: the additive optimum needs a feasible start", EVB_EINVAL);
+    const int U = p->n_units;
+    const double eps = 1e-12;
+    long cap = 0;
+    for (int u = 0; u < U; u++) cap += p->n_levels[u];
+    double total = evb_problem_cost(p, level);
+    int moves = 0;
+    for (long it = 0; it < 4 * cap; it++) {
+        int ba = -1, bc = -1;
+        double bd = 0, bcost = 0;
+        for (int a = 0; a < U; a++) {
+            int la = level[a];
+            if (la + 1 >= p->n_levels[a]) continue;
+            double da = value[(size_t)a * max_levels + la + 1] - value[(size_t)a * max_levels + la];
+            double ca = p->cost[a][la + 1] - p->cost[a][la];
+            for (int c = 0; c < U; c++) {
+                int lc = level[c];
+                if (c == a || lc < 1 || (p->group && p->group[c] != p->group[a])) continue;
+                double d = da + value[(size_t)c * max_levels + lc - 1] - value[(size_t)c * max_levels + lc];
+                double dc = ca + p->cost[c][lc - 1] - p->cost[c][lc];
+                if (d < bd - eps * (fabs(bd) + fabs(d)) && d < -eps && fabs(total + dc - p->budget) <= p->tolerance)
+                    { bd = d; ba = a; bc = c; bcost = dc; }
+            }
+        }
+        if (ba < 0) break;
+        level[ba]++; level[bc]--;
+        total += bcost;
+        moves++;
+    }
+    return moves;
+}

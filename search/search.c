@@ -190,6 +190,8 @@ static void free_workspaces(evb_search *s) {
     s->ws = NULL;
 }
 
+void evb_search_charge_tokens(evb_search *s, size_t tokens) { s->tokens += tokens; }
+
 void evb_search_free(evb_search *s) {
     if (!s) return;
     free_workspaces(s);

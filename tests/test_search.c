@@ -174,6 +174,30 @@ static void test_optimum(int grouped, double noise) {
     unmake(&q);
 }
 
+/* The additive optimum (a prior's start) on the same convex problems: exactly the DP's optimum, the budget
+ * kept; an infeasible start refused. */
+static void test_additive_optimum(void) {
+    for (int grouped = 0; grouped <= 1; grouped++)
+        for (int k = 0; k < 4; k++) {
+            prob q;
+            make(&q, 6 + 6 * k, grouped);
+            double *v = malloc(sizeof(double) * q.U * 10);
+            for (int u = 0; u < q.U; u++)
+                for (int l = 0; l < q.n[u]; l++) v[u * 10 + l] = q.a[u][l];
+            int16_t *lv = malloc(sizeof(int16_t) * q.U);
+            memcpy(lv, q.start, sizeof(int16_t) * q.U);
+            int moves = evb_problem_additive_optimum(&q.p, v, 10, lv);
+            double opt = dp_optimum(&q), got = true_fit(&q, lv);
+            EVB_CHECK(moves >= 0 && fabs(got - opt) <= 1e-9 * (1 + fabs(opt)) && evb_problem_feasible(&q.p, lv),
+                      "additive optimum, %d units%s: %.9f after %d exchanges, the DP's %.9f, budget kept",
+                      q.U, grouped ? " in two groups" : "", got, moves, opt);
+            lv[0] = (int16_t)(lv[0] == 0 ? 1 : 0);
+            EVB_CHECK(evb_problem_additive_optimum(&q.p, v, 10, lv) == EVB_EINVAL, "additive optimum: an infeasible start is refused");
+            free(v); free(lv);
+            unmake(&q);
+        }
+}
+
 /* ---- NSGA-II against an enumerated front ---- */
 
 static void test_nsga2(void) {
@@ -878,6 +902,7 @@ int main(void) {
     test_optimum(0, 0);
     test_optimum(1, 0);
     test_optimum(0, 0.3);
+    test_additive_optimum();
     test_nsga2();
     test_runs();
     test_baselines();

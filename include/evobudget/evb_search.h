@@ -58,6 +58,12 @@ int evb_problem_check(const evb_problem *p);
 double evb_problem_cost(const evb_problem *p, const int16_t *level);
 /* 1 when the candidate's levels exist and its cost is within the budget's tolerance. */
 int evb_problem_feasible(const evb_problem *p, const int16_t *level);
+/* The least summed value[u * max_levels + level[u]] that budget-keeping exchanges reach from level (feasible;
+ * changed in place): while one lowers the sum, the best exchange of one unit a level up and another of the
+ * same group a level down. For values convex along each unit's levels and equal steps within a group this
+ * is the optimum of the additive model under the budget (e.g. a sensitivity profile's: a search's start).
+ * Returns the number of exchanges, or EVB_EINVAL for an infeasible start. */
+int evb_problem_additive_optimum(const evb_problem *p, const double *value, int max_levels, int16_t *level);
 
 /* ---- the fitness (the plug-in contract) ----
  *
@@ -212,6 +218,9 @@ void evb_search_get_info(const evb_search *s, evb_search_info *info);
  * toward it where data is scarce. NULL: 0. EVB_EINVAL for a search without a surrogate or a value that is not
  * finite. Set before the first generation (it is not stored in a checkpoint: set it again on resume). */
 int  evb_search_set_prior(evb_search *s, const double *prior, int max_levels);
+/* Tokens forwarded for the search before it ran (e.g. the sensitivity profile its prior and start came from):
+ * added to its tokens, so a token budget includes them. Before the first generation; a checkpoint keeps them. */
+void evb_search_charge_tokens(evb_search *s, size_t tokens);
 /* The incumbent (EvoPress parent, best of NSGA-II's first front by fitness within the budget). */
 int  evb_search_best(const evb_search *s, int16_t *level, double *fitness);
 
