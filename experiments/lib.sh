@@ -124,13 +124,30 @@ third_tokens() {
     { echo "$SCRIPT: no token count in $tt_json (hint: run the $3 row first)" >&2; exit 1; }
 }
 
+# PROFILE_TOKENS: the tokens a level of the surrogate's sensitivity profile scores (default 256, stage 0's).
+PROFILE_TOKENS=${PROFILE_TOKENS:-256}
+# profile NAME MODEL CALIB SEQ LABEL [target flags...]: the cheap sensitivity profile (PROFILE_TOKENS a level)
+# of the target's levels in $OUT/NAME/LABEL-profile (kept when there), for the surrogate's prior and start.
+profile() {
+  pr_dir="$OUT/$1/$(echo "$5-profile" | tr ' /%' '__p')"
+  pr_1=$1 pr_2=$2 pr_3=$3 pr_4=$4; shift 5
+  [ -f "$pr_dir/sensitivity.json" ] && return 0
+  mkdir -p "$OUT/$pr_1"
+  $EVB sensitivity --model "$pr_2" --calib "$pr_3" --seq-len "$pr_4" --calib-windows 64 --cache "$OUT/cache" "$@" \
+    --max-tokens "$PROFILE_TOKENS" --out "$pr_dir" --force > /dev/null 2> "$pr_dir.stderr" < /dev/null ||
+    fail_step "the sensitivity profile of $pr_1" "$pr_dir.stderr"
+}
+
 # surrogate_beside NAME MODEL CALIB HELDOUT WIKI SEQ LABEL PLAIN [search flags...]: the row "surrogate",
-# surrogate-assisted EvoPress (--surrogate 16) stopped by --token-budget at a third of the tokens that the
-# search of row PLAIN (same model and label, run before) scored.
+# surrogate-assisted EvoPress (--surrogate 16) with a cheap sensitivity profile as its prior and start
+# (--prior, the profile's tokens counted), stopped by --token-budget at a third of the tokens that the search
+# of row PLAIN (same model and label, run before) scored.
 surrogate_beside() {
   sb_budget=$(third_tokens "$1" "$7" "$8") || exit 1
   sb_1=$1 sb_2=$2 sb_3=$3 sb_4=$4 sb_5=$5 sb_6=$6 sb_7=$7; shift 8
-  one "$sb_1" "$sb_2" "$sb_3" "$sb_4" "$sb_5" "$sb_6" "$sb_7" surrogate=evopress "$@" --surrogate 16 --token-budget "$sb_budget"
+  profile "$sb_1" "$sb_2" "$sb_3" "$sb_6" "$sb_7" "$@"
+  one "$sb_1" "$sb_2" "$sb_3" "$sb_4" "$sb_5" "$sb_6" "$sb_7" surrogate=evopress "$@" --surrogate 16 --prior "$pr_dir" \
+    --token-budget "$sb_budget"
 }
 
 # The dense model on the same texts.

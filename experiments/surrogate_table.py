@@ -18,6 +18,15 @@ def load(p):
         return None
 
 
+def profile_seconds(run):
+    """The seconds of the sensitivity profile a run's --prior read (its manifest's search.start.prior), else 0."""
+    try:
+        prior = load(os.path.join(run, "manifest.json"))["search"]["start"]["prior"]
+        return float(load(os.path.join(prior, "sensitivity.json"))["seconds"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def log(run):
     rows = []
     for line in open(os.path.join(run, "log.jsonl")):
@@ -43,15 +52,17 @@ header = ["model", "target", "method", "tokens", "token share", "calib KL", "hel
           "tokens to plain's final calib KL", "mean rho", "search s"]
 md = ["# Surrogate-assisted EvoPress at a third of the tokens\n",
       "Produced by `experiments/surrogate.sh`. Plain: EvoPress at its defaults; third: the same stopped by "
-      "`--token-budget` at a third of plain's tokens. Surrogate: `--surrogate 16` (a "
-      "quarter of plain's offspring scored a generation, half of them the best the additive model ranks among 16 "
-      "times as many proposals, half at random from the rest) with `--token-budget` a "
-      "third of plain's tokens. calib KL: all calibration windows; held-out KL and perplexity: text the search "
+      "`--token-budget` at a third of plain's tokens. Surrogate: a sensitivity profile of 256 tokens a level "
+      "(`sensitivity --max-tokens 256`) as the model's prior and the start (`--prior`: its additive optimum under "
+      "the budget), then `--surrogate 16` (a quarter of plain's offspring scored a generation, half of them the "
+      "best the additive model ranks among 16 times as many proposals, half at random from the rest), with "
+      "`--token-budget` a third of plain's tokens, the profile's included. calib KL: all calibration windows; held-out KL and perplexity: text the search "
       "never saw. Tokens to plain's final calib KL: for the surrogate, the tokens at which it first had a "
       "calibration KL of plain's final or lower, run in twelfths of plain's tokens by "
       "`experiments/surrogate_reach.sh` (> plain's tokens: not within them); for plain and third, their tokens when "
       "they end there (- when not; plain: the third's when that already did). mean rho: the surrogate's Spearman "
-      "correlation with the real fitness of the offspring scored at stage 0, averaged over generations.\n",
+      "correlation with the real fitness of the offspring scored at stage 0, averaged over generations. search s: "
+      "the surrogate's includes its profile's.\n",
       "| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
 table = []
 wins = total = n3 = beat3 = 0
@@ -78,7 +89,7 @@ for (name, label), c in cells.items():
             if t.get("fitness_all", float("inf")) <= pfinal:
                 reach_tok = "<= %s" % "{:,}".format(t["tokens"])
         rhos = [d["surrogate_rho"] for d in lg if d.get("surrogate_rho") is not None]
-        sec = open(run + ".seconds").read().strip() if os.path.exists(run + ".seconds") else ""
+        sec = int(open(run + ".seconds").read().strip()) + round(profile_seconds(run)) if os.path.exists(run + ".seconds") else ""
         vals[row] = held.get("kl")
         r = [name, label, row, s.get("tokens", 0), s.get("tokens", 0) / ptok if ptok else float("nan"), cal.get("kl"),
              held.get("kl"), held.get("perplexity"), reach_tok, sum(rhos) / len(rhos) if rhos else None, sec]

@@ -31,8 +31,22 @@ for r in runs:
 
 
 def seconds(run, ext):
+    """RUN.seconds and the like; a search's (.seconds) includes the sensitivity profile its --prior read."""
     p = run + ext
-    return int(open(p).read().strip()) if os.path.exists(p) else None
+    s = int(open(p).read().strip()) if os.path.exists(p) else None
+    if s is not None and ext == ".seconds":
+        s += round(profile_seconds(run))
+    return s
+
+
+def profile_seconds(run):
+    """The seconds of the sensitivity profile a run's --prior read (its manifest's search.start.prior), else 0."""
+    try:
+        man = json.load(open(os.path.join(run, "manifest.json")))
+        prior = man["search"]["start"]["prior"]
+        return float(json.load(open(os.path.join(prior, "sensitivity.json")))["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 search_s = sum(seconds(r[3], ".seconds") or 0 for r in runs)
@@ -44,8 +58,9 @@ md = ["# %s\n" % title, "Produced by `experiments/%s.sh` (wall time %d s: search
       "and 16-bit scales and zero points per group; calib KL is KL(dense || compressed) per token on all the "
       "calibration windows the search used (`eval --calib-windows 64`), the same measure for every method; held-out "
       "KL and perplexity are on text the search never saw; Wiki2 ppl is WikiText-2 test perplexity; tokens are the "
-      "tokens the search forwarded (the surrogate row: surrogate-assisted EvoPress, `--surrogate 16`, stopped by "
-      "`--token-budget` at a third of plain EvoPress's tokens). The manifests "
+      "tokens the search forwarded (the surrogate row: surrogate-assisted EvoPress, `--surrogate 16` with a "
+      "sensitivity profile of 256 tokens a level as its prior and start, `--prior`, stopped by `--token-budget` at "
+      "a third of plain EvoPress's tokens, the profile's included). The manifests "
       "of every run are in `%s/manifests/`.\n" % table]
 rows = []
 for name in models:
