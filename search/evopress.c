@@ -70,7 +70,9 @@ static int evo_init(evb_search *s) {
     int16_t *c = malloc(sizeof(int16_t) * U * n);
     double *f = malloc(sizeof(double) * n);
     if (!c || !f) { free(c); free(f); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
-    int m = 0;
+    /* a start that came from a prior (evb_search_set_prior) is an informed candidate: it joins the population */
+    int m = s->sur_has_prior;
+    if (m) memcpy(c, s->start, sizeof(int16_t) * U);
     for (int i = 0; m < n && i < 100 * n; i++) {
         uint64_t r = evb_rng_stream_(s->p.seed, -1, i, RNG_INIT);
         if (evb_random_candidate_(s, c + (size_t)m * U, &r)) m++;

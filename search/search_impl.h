@@ -56,6 +56,7 @@ struct evb_search {
     int *sur_off, sur_F, sur_ready;
     int16_t *sur_lv;
     double *sur_y, *sur_A, *sur_b, *sur_w, *sur_prior, sur_rho;
+    int sur_has_prior;           /* a prior was set: the start joins EvoPress's initial population */
     uint32_t *sur_batch, sur_nb;
     uint64_t *sur_tok;           /* the tokens each logged fitness was measured on: its batch's weight */
     size_t sur_n, sur_cap, sur_batches;

@@ -224,5 +224,6 @@ int evb_search_set_prior(evb_search *s, const double *prior, int max_levels) {
             if (!isfinite(v)) EVB_ERRORF(EVB_EINVAL, "search: the surrogate's prior for unit %d level %d is not a finite number", u, l);
             s->sur_prior[s->sur_off[u] + l] = v;
         }
+    s->sur_has_prior = prior != NULL;
     return EVB_SUCCESS;
 }
