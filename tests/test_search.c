@@ -1,7 +1,8 @@
 #define _GNU_SOURCE
 /* test_search.c -- the search on problems whose answers are known: EvoPress reaches the exact optimum of
  * separable convex fitnesses under an exact budget (found here by dynamic programming), with and without
- * noise, with one group and with equal-size groups; NSGA-II's front reaches 99% of the exact hypervolume of
+ * noise, with one group and with equal-size groups, and the additive optimum (a prior's start) is that
+ * optimum and survives EvoPress's random initial population; NSGA-II's front reaches 99% of the exact hypervolume of
  * an enumerable problem; the hypervolume agrees with DEAP's on stored point sets (tests/tools/hv_ref.py);
  * results do not depend on the thread count; a checkpointed and resumed search equals an uninterrupted one;
  * a NaN fitness and an unreachable budget are errors, and a failed generation leaves the state (and the
@@ -177,6 +178,7 @@ static void test_optimum(int grouped, double noise) {
 /* The additive optimum (a prior's start) on the same convex problems: exactly the DP's optimum, the budget
  * kept; an infeasible start refused. */
 static void test_additive_optimum(void) {
+    const uint64_t rs0 = rs; /* the problems after these are those they were before this test */
     for (int grouped = 0; grouped <= 1; grouped++)
         for (int k = 0; k < 4; k++) {
             prob q;
@@ -196,6 +198,31 @@ static void test_additive_optimum(void) {
             free(v); free(lv);
             unmake(&q);
         }
+    /* a start from a prior joins EvoPress's random initial population: the optimum as start survives it */
+    prob q;
+    make(&q, 24, 1);
+    double *v = malloc(sizeof(double) * q.U * 10);
+    for (int u = 0; u < q.U; u++)
+        for (int l = 0; l < q.n[u]; l++) v[u * 10 + l] = q.a[u][l];
+    evb_problem_additive_optimum(&q.p, v, 10, q.start);
+    synth sy = {q.U, q.a, 0, -1, NULL, 0};
+    evb_search_params p = evo_params(1);
+    p.n_initial = 16; p.surrogate = 4;
+    evb_search *s = NULL;
+    int st = evb_search_alloc(evb_search_evopress, &p, &q.p, &s);
+    if (!st) st = evb_search_set(s, &synth_type, &sy, 1);
+    if (!st) st = evb_search_set_prior(s, v, 10);
+    if (!st) st = run_to_end(s);
+    int16_t *lv = malloc(sizeof(int16_t) * q.U);
+    double f = NAN;
+    if (!st) evb_search_best(s, lv, &f);
+    double opt = dp_optimum(&q);
+    EVB_CHECK(st == EVB_SUCCESS && fabs(true_fit(&q, lv) - opt) <= 1e-9 * (1 + fabs(opt)),
+              "a prior's start (the optimum, %.6f) joins 16 random initial candidates and is kept: best %.6f", opt, true_fit(&q, lv));
+    evb_search_free(s);
+    free(v); free(lv);
+    unmake(&q);
+    rs = rs0;
 }
 
 /* ---- NSGA-II against an enumerated front ---- */
