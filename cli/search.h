@@ -92,8 +92,8 @@ json_t *manifest(const run *r, const evb_search_params *sp);
 int print_summary(const run *r, const outcome *x, double t0);
 /* `evobudget sensitivity`'s profile of the built problem into r->out (cli/sensitivity.c); an exit code. */
 int run_profile(run *r, double t0);
-/* search --prior: the profile's KL per unit and level, prior[U * *max_levels] (the caller frees), and the tokens
- * the profile scored; a library status. */
+/* search --prior: the profile's KL per unit and level, prior[U * *max_levels] (the caller frees), and the
+ * tokens the profile scored; a library status. */
 int read_prior(const run *r, double **prior, int *max_levels, size_t *tokens);
 /* search --prior: r->prior and, for EvoPress, r->prior_start from the built problem's start; an exit code. */
 int prior_start(run *r);

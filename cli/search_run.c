@@ -118,8 +118,8 @@ int prior_start(run *r) {
     r->prior_moves = evb_problem_additive_optimum(p, r->prior, r->prior_maxl, r->prior_start);
     if (r->prior_moves < 0) return fail(r->prior_moves);
     if (g_mpi_rank == 0)
-        fprintf(stderr, "%s: the start: the profile's additive optimum, %d exchanges from the uniform allocation; its %zu "
-                "tokens count as the search's\n", cmd_name, r->prior_moves, r->prior_tokens);
+        fprintf(stderr, "%s: the start: the profile's additive optimum, %d exchanges from the uniform "
+                "allocation; its %zu tokens count as the search's\n", cmd_name, r->prior_moves, r->prior_tokens);
     return 0;
 }
 
@@ -312,8 +312,8 @@ static int run_search(run *r, const evb_search_params *sp, outcome *x) {
     if (!s) evb_search_get_info(srch, &in);
     if (!s && in.budget_stop && in.generation == 0) {
         evb_search_free(srch);
-        return refuse("--token-budget %zu is below what the first generation may score (%zu tokens, after the %zu counted "
-                      "before it) (hint: raise it)", sp->token_budget, in.next_tokens, in.tokens);
+        return refuse("--token-budget %zu is below what the first generation may score (%zu tokens, after "
+                      "the %zu counted before it) (hint: raise it)", sp->token_budget, in.next_tokens, in.tokens);
     }
     if (s == EVB_SUCCESS) s = finish_search(r, srch, x);
     evb_search_free(srch);
@@ -401,9 +401,11 @@ json_t *manifest(const run *r, const evb_search_params *sp) {
     if (sp && sp->surrogate) json_object_set_new(json_object_get(j, "search"), "surrogate", json_integer(sp->surrogate));
     if (sp && r->prior_start) {
         json_t *lv = json_array();
-        for (int u = 0; u < mp->problem.n_units; u++) json_array_append_new(lv, json_integer(r->prior_start[u]));
-        json_object_set_new(json_object_get(j, "search"), "start", json_pack("{s:s, s:s, s:i, s:I, s:o}", "from", "prior",
-                            "prior", o->prior, "exchanges", r->prior_moves, "prior_tokens", (json_int_t)r->prior_tokens, "levels", lv));
+        for (int u = 0; u < mp->problem.n_units; u++)
+            json_array_append_new(lv, json_integer(r->prior_start[u]));
+        json_t *st = json_pack("{s:s, s:s, s:i, s:I, s:o}", "from", "prior", "prior", o->prior,
+                               "exchanges", r->prior_moves, "prior_tokens", (json_int_t)r->prior_tokens, "levels", lv);
+        json_object_set_new(json_object_get(j, "search"), "start", st);
     }
     return j;
 }

@@ -146,7 +146,8 @@ int read_prior(const run *r, double **prior, int *max_levels, size_t *tokens) {
     double tv = json_is_number(t) ? json_number_value(t) : -1;
     if (!(tv >= 0 && tv <= 9e15)) {
         free(v); json_decref(j);
-        EVB_ERRORF(EVB_EFORMAT, "--prior %s: no \"tokens\" count the profile scored (hint: run evobudget sensitivity again)", path);
+        EVB_ERRORF(EVB_EFORMAT, "--prior %s: no \"tokens\" count the profile scored (hint: run evobudget "
+                   "sensitivity again)", path);
     }
     json_decref(j);
     *prior = v;

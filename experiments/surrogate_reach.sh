@@ -28,7 +28,8 @@ while read -r name model calib held wiki seq; do
     k=1 resume="" reached=""
     while [ $k -le 12 ]; do
       $EVB search --model "$model" --calib "$calib" --seq-len "$seq" --calib-windows 64 --cache "$OUT/cache" \
-        --method evopress --seed 0 $flags --surrogate 16 --prior "$pr_dir" --token-budget $((ptok * k / 12)) $resume --out "$run" --json \
+        --method evopress --seed 0 $flags --surrogate 16 --prior "$pr_dir" --token-budget $((ptok * k / 12)) \
+        $resume --out "$run" --json \
         > "$run.search.json" 2> "$run.stderr" < /dev/null || {
         # a twelfth that is less than the first generation: start at the next
         if [ -z "$resume" ] && grep -q "below what the first generation" "$run.stderr"; then rm -rf "$run"; k=$((k + 1)); continue; fi

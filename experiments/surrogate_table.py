@@ -56,8 +56,8 @@ md = ["# Surrogate-assisted EvoPress at a third of the tokens\n",
       "(`sensitivity --max-tokens 256`) as the model's prior and the start (`--prior`: its additive optimum under "
       "the budget), then `--surrogate 16` (a quarter of plain's offspring scored a generation, half of them the "
       "best the additive model ranks among 16 times as many proposals, half at random from the rest), with "
-      "`--token-budget` a third of plain's tokens, the profile's included. calib KL: all calibration windows; held-out KL and perplexity: text the search "
-      "never saw. Tokens to plain's final calib KL: for the surrogate, the tokens at which it first had a "
+      "`--token-budget` a third of plain's tokens, the profile's included. calib KL: all calibration windows; "
+      "held-out KL and perplexity: text the search never saw. Tokens to plain's final calib KL: for the surrogate, the tokens at which it first had a "
       "calibration KL of plain's final or lower, run in twelfths of plain's tokens by "
       "`experiments/surrogate_reach.sh` (> plain's tokens: not within them); for plain and third, their tokens when "
       "they end there (- when not; plain: the third's when that already did). mean rho: the surrogate's Spearman "
@@ -89,7 +89,9 @@ for (name, label), c in cells.items():
             if t.get("fitness_all", float("inf")) <= pfinal:
                 reach_tok = "<= %s" % "{:,}".format(t["tokens"])
         rhos = [d["surrogate_rho"] for d in lg if d.get("surrogate_rho") is not None]
-        sec = int(open(run + ".seconds").read().strip()) + round(profile_seconds(run)) if os.path.exists(run + ".seconds") else ""
+        sec = ""
+        if os.path.exists(run + ".seconds"):
+            sec = int(open(run + ".seconds").read().strip()) + round(profile_seconds(run))
         vals[row] = held.get("kl")
         r = [name, label, row, s.get("tokens", 0), s.get("tokens", 0) / ptok if ptok else float("nan"), cal.get("kl"),
              held.get("kl"), held.get("perplexity"), reach_tok, sum(rhos) / len(rhos) if rhos else None, sec]

@@ -70,7 +70,7 @@ static int evo_init(evb_search *s) {
     int16_t *c = malloc(sizeof(int16_t) * U * n);
     double *f = malloc(sizeof(double) * n);
     if (!c || !f) { free(c); free(f); EVB_ERROR("search: out of memory", EVB_ENOMEM); }
-    /* a start that came from a prior (evb_search_set_prior) is an informed candidate: it joins the population */
+    /* a start from a prior (evb_search_set_prior) is an informed candidate: it joins the population */
     int m = s->sur_has_prior;
     if (m) memcpy(c, s->start, sizeof(int16_t) * U);
     for (int i = 0; m < n && i < 100 * n; i++) {

@@ -63,7 +63,8 @@ int evb_problem_feasible(const evb_problem *p, const int16_t *level) {
 /* Greedy exchange: each step takes the pair (a one level up, c of the same group one level down) that keeps
  * the budget and lowers the summed value most; ties go to the lowest (a, c). */
 int evb_problem_additive_optimum(const evb_problem *p, const double *value, int max_levels, int16_t *level) {
-    if (!evb_problem_feasible(p, level)) EVB_ERROR("problem: the additive optimum needs a feasible start", EVB_EINVAL);
+    if (!evb_problem_feasible(p, level))
+        EVB_ERROR("problem: the additive optimum needs a feasible start", EVB_EINVAL);
     const int U = p->n_units;
     const double eps = 1e-12;
     long cap = 0;
@@ -83,8 +84,8 @@ int evb_problem_additive_optimum(const evb_problem *p, const double *value, int 
                 if (c == a || lc < 1 || (p->group && p->group[c] != p->group[a])) continue;
                 double d = da + value[(size_t)c * max_levels + lc - 1] - value[(size_t)c * max_levels + lc];
                 double dc = ca + p->cost[c][lc - 1] - p->cost[c][lc];
-                if (d < bd - eps * (fabs(bd) + fabs(d)) && d < -eps && fabs(total + dc - p->budget) <= p->tolerance)
-                    { bd = d; ba = a; bc = c; bcost = dc; }
+                int better = d < bd - eps * (fabs(bd) + fabs(d)) && d < -eps;
+                if (better && fabs(total + dc - p->budget) <= p->tolerance) { bd = d; ba = a; bc = c; bcost = dc; }
             }
         }
         if (ba < 0) break;

@@ -190,11 +190,13 @@ static void test_additive_optimum(void) {
             memcpy(lv, q.start, sizeof(int16_t) * q.U);
             int moves = evb_problem_additive_optimum(&q.p, v, 10, lv);
             double opt = dp_optimum(&q), got = true_fit(&q, lv);
-            EVB_CHECK(moves >= 0 && fabs(got - opt) <= 1e-9 * (1 + fabs(opt)) && evb_problem_feasible(&q.p, lv),
+            int ok = moves >= 0 && fabs(got - opt) <= 1e-9 * (1 + fabs(opt));
+            EVB_CHECK(ok && evb_problem_feasible(&q.p, lv),
                       "additive optimum, %d units%s: %.9f after %d exchanges, the DP's %.9f, budget kept",
                       q.U, grouped ? " in two groups" : "", got, moves, opt);
             lv[0] = (int16_t)(lv[0] == 0 ? 1 : 0);
-            EVB_CHECK(evb_problem_additive_optimum(&q.p, v, 10, lv) == EVB_EINVAL, "additive optimum: an infeasible start is refused");
+            EVB_CHECK(evb_problem_additive_optimum(&q.p, v, 10, lv) == EVB_EINVAL,
+                      "additive optimum: an infeasible start is refused");
             free(v); free(lv);
             unmake(&q);
         }
@@ -218,7 +220,8 @@ static void test_additive_optimum(void) {
     if (!st) evb_search_best(s, lv, &f);
     double opt = dp_optimum(&q);
     EVB_CHECK(st == EVB_SUCCESS && fabs(true_fit(&q, lv) - opt) <= 1e-9 * (1 + fabs(opt)),
-              "a prior's start (the optimum, %.6f) joins 16 random initial candidates and is kept: best %.6f", opt, true_fit(&q, lv));
+              "a prior's start (the optimum, %.6f) joins 16 random initial candidates and is kept: best %.6f",
+              opt, true_fit(&q, lv));
     evb_search_free(s);
     free(v); free(lv);
     unmake(&q);

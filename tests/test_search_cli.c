@@ -219,6 +219,64 @@ static void check_token_budget(const char *tmp) {
     }
 }
 
+/* A profile as a surrogate's prior: refused for other levels; EvoPress starts from its additive optimum; its
+ * tokens are the search's. */
+static void check_prior(const char *tmp, const char *sd) {
+    char path[1400], path2[1400];
+    int r;
+    /* the prior of a surrogate must be a profile of the same levels: --num-levels 2 has 5 per unit */
+    snprintf(path2, sizeof path2, "%s/sur", tmp);
+    char args[1600];
+    snprintf(args, sizeof args, "%s --num-levels 2 --surrogate 4 --prior %s", evo, sd);
+    r = run("", args, path2);
+    snprintf(path, sizeof path, "%s.stderr", path2);
+    char *e = slurp(path);
+    EVB_CHECK(r == 1 && lines(path) == 1 && e && strstr(e, "--prior"), "a prior of other levels is refused in one line naming --prior: %s", e ? e : "");
+    free(e);
+    snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s", evo, sd);
+    r = run("", args, path2);
+    snprintf(path, sizeof path, "%s/log.jsonl", path2);
+    e = slurp(path);
+    EVB_CHECK(r == 0 && e && strstr(e, "\"surrogate_rho\""), "a surrogate run with the profile as its prior logs its rank correlation");
+    free(e);
+    /* the prior's start (in the manifest): its summed profile KL below the uniform allocation's; the profile's
+     * tokens are counted as the search's; a budget of only those is refused naming them */
+    json_t *pj = load(sd, "sensitivity.json"), *pu = json_object_get(pj, "units");
+    json_t *man = load(path2, "manifest.json");
+    json_t *start = json_object_get(json_object_get(json_object_get(man, "search"), "start"), "levels");
+    long ptok = (long)json_integer_value(json_object_get(pj, "tokens"));
+    double sum = 0, uni = 0;
+    int moved = 0;
+    for (size_t i = 0; i < json_array_size(start) && i < json_array_size(pu); i++) {
+        json_t *lv = json_object_get(json_array_get(pu, i), "levels");
+        int l = (int)json_integer_value(json_array_get(start, i));
+        sum += json_real_value(json_object_get(json_array_get(lv, (size_t)l), "kl"));
+        uni += json_real_value(json_object_get(json_array_get(lv, 1), "kl"));
+        moved += l != 1;
+    }
+    EVB_CHECK(ptok > 0 && json_array_size(start) == 35 && moved > 0 && sum < uni,
+              "--prior: EvoPress's start is the profile's additive optimum: %d units off uniform, summed profile KL "
+              "%.5f against uniform's %.5f", moved, sum, uni);
+    snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s --json --force", evo, sd);
+    r = run("", args, path2);
+    snprintf(path, sizeof path, "%s.stdout", path2);
+    json_t *sj2 = json_load_file(path, 0, NULL), *b = load(path2, "best.json");
+    long stok = sj2 ? (long)json_integer_value(json_object_get(sj2, "tokens")) : -1;
+    snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s --token-budget %ld --force",
+             evo, sd, ptok + 100);
+    int r2 = run("", args, path2);
+    snprintf(path, sizeof path, "%s.stderr", path2);
+    e = slurp(path);
+    char want[64];
+    snprintf(want, sizeof want, "after the %ld counted", ptok);
+    int kept = b && json_real_value(json_object_get(b, "cost")) == json_real_value(json_object_get(b, "budget"));
+    EVB_CHECK(r == 0 && stok > ptok && kept && r2 == 2 && lines(path) == 2 && e && strstr(e, want),
+              "--prior: the profile's %ld tokens are the search's (%ld in all), the budget kept; a budget of the "
+              "profile alone is refused in one line after the start's: %s", ptok, stok, e ? e : "");
+    free(e);
+    json_decref(pj); json_decref(sj2); json_decref(b); json_decref(man);
+}
+
 /* The sensitivity profile, and a profile as a surrogate's prior. */
 static void check_sensitivity(const char *tmp) {
     char path[1400], path2[1400], cmd[4096];
@@ -241,57 +299,10 @@ static void check_sensitivity(const char *tmp) {
         r = sh(cmd);
         snprintf(path, sizeof path, "%s.stderr", sd);
         EVB_CHECK(r == 2 && lines(path) == 1, "sensitivity of a list of targets is refused in one line");
-        /* the prior of a surrogate must be a profile of the same levels: --num-levels 2 has 5 per unit */
-        snprintf(path2, sizeof path2, "%s/sur", tmp);
-        char args[1600];
-        snprintf(args, sizeof args, "%s --num-levels 2 --surrogate 4 --prior %s", evo, sd);
-        r = run("", args, path2);
-        snprintf(path, sizeof path, "%s.stderr", path2);
-        char *e = slurp(path);
-        EVB_CHECK(r == 1 && lines(path) == 1 && e && strstr(e, "--prior"), "a prior of other levels is refused in one line naming --prior: %s", e ? e : "");
-        free(e);
-        snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s", evo, sd);
-        r = run("", args, path2);
-        snprintf(path, sizeof path, "%s/log.jsonl", path2);
-        e = slurp(path);
-        EVB_CHECK(r == 0 && e && strstr(e, "\"surrogate_rho\""), "a surrogate run with the profile as its prior logs its rank correlation");
-        free(e);
-        /* the prior's start (in the manifest): its summed profile KL below the uniform allocation's; the profile's
-         * tokens are counted as the search's; a budget of only those is refused naming them */
-        json_t *pj = load(sd, "sensitivity.json"), *pu = json_object_get(pj, "units"), *man = load(path2, "manifest.json");
-        json_t *start = json_object_get(json_object_get(json_object_get(man, "search"), "start"), "levels");
-        long ptok = (long)json_integer_value(json_object_get(pj, "tokens"));
-        double sum = 0, uni = 0;
-        int moved = 0;
-        for (size_t i = 0; i < json_array_size(start) && i < json_array_size(pu); i++) {
-            json_t *lv = json_object_get(json_array_get(pu, i), "levels");
-            int l = (int)json_integer_value(json_array_get(start, i));
-            sum += json_real_value(json_object_get(json_array_get(lv, (size_t)l), "kl"));
-            uni += json_real_value(json_object_get(json_array_get(lv, 1), "kl"));
-            moved += l != 1;
-        }
-        EVB_CHECK(ptok > 0 && json_array_size(start) == 35 && moved > 0 && sum < uni,
-                  "--prior: EvoPress's start is the profile's additive optimum: %d units off uniform, summed profile KL "
-                  "%.5f against uniform's %.5f", moved, sum, uni);
-        snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s --json --force", evo, sd);
-        r = run("", args, path2);
-        snprintf(path, sizeof path, "%s.stdout", path2);
-        json_t *sj2 = json_load_file(path, 0, NULL), *b = load(path2, "best.json");
-        long stok = sj2 ? (long)json_integer_value(json_object_get(sj2, "tokens")) : -1;
-        snprintf(args, sizeof args, "%s --num-levels 1 --surrogate 4 --prior %s --token-budget %ld --force", evo, sd, ptok + 100);
-        int r2 = run("", args, path2);
-        snprintf(path, sizeof path, "%s.stderr", path2);
-        e = slurp(path);
-        char want[64];
-        snprintf(want, sizeof want, "after the %ld counted", ptok);
-        EVB_CHECK(r == 0 && stok > ptok && b && json_real_value(json_object_get(b, "cost")) == json_real_value(json_object_get(b, "budget")) &&
-                  r2 == 2 && lines(path) == 2 && e && strstr(e, want),
-                  "--prior: the profile's %ld tokens are the search's (%ld in all), the budget kept; a budget of the "
-                  "profile alone is refused in one line after the start's: %s", ptok, stok, e ? e : "");
-        free(e);
-        json_decref(pj); json_decref(sj2); json_decref(b); json_decref(man);
+        check_prior(tmp, sd);
     }
 }
+
 
 /* Other targets and methods. */
 static void check_other_methods(const char *tmp) {

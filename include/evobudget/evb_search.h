@@ -218,8 +218,9 @@ void evb_search_get_info(const evb_search *s, evb_search_info *info);
  * toward it where data is scarce. NULL: 0. EVB_EINVAL for a search without a surrogate or a value that is not
  * finite. Set before the first generation (it is not stored in a checkpoint: set it again on resume). */
 int  evb_search_set_prior(evb_search *s, const double *prior, int max_levels);
-/* Tokens forwarded for the search before it ran (e.g. the sensitivity profile its prior and start came from):
- * added to its tokens, so a token budget includes them. Before the first generation; a checkpoint keeps them. */
+/* Tokens forwarded for the search before it ran (e.g. the sensitivity profile its prior and start came
+ * from): added to its tokens, so a token budget includes them. Before the first generation; a checkpoint
+ * keeps them. */
 void evb_search_charge_tokens(evb_search *s, size_t tokens);
 /* The incumbent (EvoPress parent, best of NSGA-II's first front by fitness within the budget). */
 int  evb_search_best(const evb_search *s, int16_t *level, double *fitness);
