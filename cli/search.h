@@ -46,7 +46,7 @@ typedef struct run {
     evb_worker_params wp;
     int n_threads;
     /* a model's fitness beyond KL (cli/search_fitness.c): a task, a plug-in's or workers' sequences */
-    double w_model, w_seq;            /* weights of KL (or perplexity) and of the sequence fitness; 0: not used */
+    double w_model, w_seq;            /* weights of KL (or perplexity) and of the sequence fitness; 0: unused */
     char task_path[1100];
     evb_task task;
     evb_plugin_model *pm;

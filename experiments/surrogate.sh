@@ -4,9 +4,9 @@
 # 16: a quarter of the offspring scored, half of them the best of 16 times as many proposals by the additive
 # model fitted on every candidate scored so far, half at random) stopped by --token-budget at a third of the
 # tokens plain scored, the profile's included, at sparsity 50/60/70%, 2.5 and 3 bits and depth 40%; plain
-# EvoPress stopped at the same third ("third") beside them says what the surrogate adds at equal tokens. Writes surrogate.md and .csv into
-# ./experiments-out (or --out DIR; --results experiments/results updates the committed table). Options,
-# environment and progress lines: experiments/lib.sh.
+# EvoPress stopped at the same third ("third") beside them says what the surrogate adds at equal tokens.
+# Writes surrogate.md and .csv into ./experiments-out (or --out DIR; --results experiments/results updates
+# the committed table). Options, environment and progress lines: experiments/lib.sh.
 . experiments/lib.sh
 GENS=default
 parse_models "$@"

@@ -6,6 +6,8 @@ written by experiments/surrogate_reach.sh), the surrogate's mean rank correlatio
 RESULTS/surrogate.md and .csv."""
 import csv, json, os, sys
 
+from runinfo import profile_seconds
+
 tsv, out, results = sys.argv[1:4]
 runs = [line.rstrip("\n").split("\t") for line in open(tsv) if line.strip()]
 
@@ -16,15 +18,6 @@ def load(p):
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def profile_seconds(run):
-    """The seconds of the sensitivity profile a run's --prior read (its manifest's search.start.prior), else 0."""
-    try:
-        prior = load(os.path.join(run, "manifest.json"))["search"]["start"]["prior"]
-        return float(load(os.path.join(prior, "sensitivity.json"))["seconds"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
 
 
 def log(run):

@@ -5,6 +5,8 @@ wall time is the sum of the runs' search and evaluation times (RUN.seconds, RUN.
 rerun that finds a search done does not change."""
 import csv, json, os, shutil, sys
 
+from runinfo import profile_seconds
+
 tsv, out, results, table, title, note, gens = sys.argv[1:8]
 
 
@@ -37,16 +39,6 @@ def seconds(run, ext):
     if s is not None and ext == ".seconds":
         s += round(profile_seconds(run))
     return s
-
-
-def profile_seconds(run):
-    """The seconds of the sensitivity profile a run's --prior read (its manifest's search.start.prior), else 0."""
-    try:
-        man = json.load(open(os.path.join(run, "manifest.json")))
-        prior = man["search"]["start"]["prior"]
-        return float(json.load(open(os.path.join(prior, "sensitivity.json")))["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
 
 
 search_s = sum(seconds(r[3], ".seconds") or 0 for r in runs)

@@ -86,6 +86,35 @@ static uint64_t fnv(const void *data, size_t n, uint64_t h) {
     return h;
 }
 
+/* No start given: the cheapest levels, then single steps up the unit whose step best approaches the
+ * budget, into s->start; EVB_EBUDGET when that finds none feasible. */
+static int fill_start(evb_search *s, const evb_problem *p) {
+    const int U = s->U;
+    for (int u = 0; u < U; u++) {
+        int b = 0;
+        for (int l = 1; l < p->n_levels[u]; l++) if (p->cost[u][l] < p->cost[u][b]) b = l;
+        s->start[u] = (int16_t)b;
+    }
+    for (int it = 0; it < 1000000 && !evb_problem_feasible(&s->prob, s->start); it++) {
+        double c = evb_problem_cost(&s->prob, s->start), gap = s->prob.budget - c;
+        int bu = -1, bl = 0;
+        double bd = fabs(gap);
+        for (int u = 0; u < U; u++)
+            for (int d = -1; d <= 1; d += 2) {
+                int l = s->start[u] + d;
+                if (l < 0 || l >= s->n_levels[u]) continue;
+                double nd = fabs(gap - (s->cost[u][l] - s->cost[u][s->start[u]]));
+                if (nd < bd) { bd = nd; bu = u; bl = l; }
+            }
+        if (bu < 0) break;
+        s->start[bu] = (int16_t)bl;
+    }
+    if (!evb_problem_feasible(&s->prob, s->start))
+        EVB_ERRORF(EVB_EBUDGET, "search: no feasible start found for budget %.17g +- %g (hint: give the problem a "
+                   "start)", p->budget, p->tolerance);
+    return EVB_SUCCESS;
+}
+
 int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, const evb_problem *p, evb_search **out) {
     *out = NULL;
     if (!t || !params) EVB_ERRORF(EVB_EINVAL, "search: no type or parameters");
@@ -130,29 +159,7 @@ int evb_search_alloc(const evb_search_type *t, const evb_search_params *params, 
     s->prob.n_levels = s->n_levels; s->prob.cost = (const double *const *)s->cost; s->prob.group = s->group;
     s->prob.unit_name = NULL;
     if (p->start) memcpy(s->start, p->start, sizeof(int16_t) * U);
-    else {
-        /* cheapest levels, then single steps up the unit whose step best approaches the budget */
-        for (int u = 0; u < U; u++) {
-            int b = 0;
-            for (int l = 1; l < p->n_levels[u]; l++) if (p->cost[u][l] < p->cost[u][b]) b = l;
-            s->start[u] = (int16_t)b;
-        }
-        for (int it = 0; it < 1000000 && !evb_problem_feasible(&s->prob, s->start); it++) {
-            double c = evb_problem_cost(&s->prob, s->start), gap = s->prob.budget - c;
-            int bu = -1, bl = 0;
-            double bd = fabs(gap);
-            for (int u = 0; u < U; u++)
-                for (int d = -1; d <= 1; d += 2) {
-                    int l = s->start[u] + d;
-                    if (l < 0 || l >= s->n_levels[u]) continue;
-                    double nd = fabs(gap - (s->cost[u][l] - s->cost[u][s->start[u]]));
-                    if (nd < bd) { bd = nd; bu = u; bl = l; }
-                }
-            if (bu < 0) break;
-            s->start[bu] = (int16_t)bl;
-        }
-        if (!evb_problem_feasible(&s->prob, s->start)) { evb_search_free(s); EVB_ERRORF(EVB_EBUDGET, "search: no feasible start found for budget %.17g +- %g (hint: give the problem a start)", p->budget, p->tolerance); }
-    }
+    else if (fill_start(s, p)) { evb_search_free(s); return EVB_EBUDGET; }
     s->prob.start = s->start;
     /* the fingerprint of (type, parameters, problem), checked when a checkpoint is loaded; not the generation
      * count: a checkpoint continues into a longer run (each generation depends only on those before it) */

@@ -326,6 +326,52 @@ static int same_file(const char *x, const char *y) {
     return same;
 }
 
+/* An unreachable budget, a start outside the budget or its levels, and a level outside a unit's levels are
+ * refused; q is left as it was. */
+static void check_bad_problems(prob *q, const evb_search_params *p, const synth *sy) {
+    evb_search *c = NULL;
+    int st;
+    double keep = q->p.budget;
+    q->p.budget = 1e9;
+    q->p.start = NULL;
+    st = evb_problem_check(&q->p);
+    EVB_CHECK(st == EVB_EBUDGET && strstr(evb_last_error(), "unreachable"), "evb_problem_check, an unreachable budget: %s", evb_last_error());
+    EVB_CHECK(evb_search_alloc(evb_search_evopress, p, &q->p, &c) == EVB_EBUDGET && c == NULL, "evb_search_alloc, an unreachable budget: %s", evb_last_error());
+    q->p.budget = keep;
+    q->p.start = q->start;
+    q->start[0] = (int16_t)(q->start[0] + 1); /* one level dearer: off the exact budget */
+    EVB_CHECK(evb_problem_check(&q->p) == EVB_EBUDGET, "a start outside the budget: %s", evb_last_error());
+    q->start[0] = (int16_t)(q->start[0] - 1);
+    q->start[1] = 99;
+    EVB_CHECK(evb_problem_check(&q->p) == EVB_EINVAL, "a start level that does not exist: %s", evb_last_error());
+    q->start[1] = (int16_t)(q->n[1] / 2);
+    int16_t badlv[20] = {0};
+    badlv[3] = -1;
+    double fv;
+    evb_search_alloc(evb_search_evopress, p, &q->p, &c);
+    evb_search_set(c, &synth_type, sy, 1);
+    evb_batch bb = {0, 0};
+    EVB_CHECK(evb_search_evaluate(c, badlv, 1, NULL, &bb, &fv) == EVB_EINVAL, "evaluate refuses a level outside a unit's levels: %s", evb_last_error());
+    evb_search_free(c);
+}
+
+/* A fitness that turns NaN after 100 calls: an error, the state stays at the last whole generation and can be
+ * saved to path. */
+static void check_nan_stop(const prob *q, const evb_search_params *p, const char *path) {
+    long calls2 = 0;
+    synth bad = {q->U, q->a, 0, 100, &calls2, 0};
+    evb_search *c = NULL;
+    evb_search_info in;
+    evb_search_alloc(evb_search_evopress, p, &q->p, &c);
+    evb_search_set(c, &synth_type, &bad, 2);
+    int st = EVB_CONTINUE, last_gen = 0;
+    while (st == EVB_CONTINUE) { evb_search_get_info(c, &in); last_gen = in.generation; st = evb_search_iterate(c); }
+    evb_search_get_info(c, &in);
+    EVB_CHECK(st == EVB_EBADFUNC && in.generation == last_gen && strstr(evb_last_error(), "candidate") && evb_search_save(c, path) == 0,
+              "a NaN fitness stops the search with EVB_EBADFUNC at generation %d, its state still saved: %s", in.generation, evb_last_error());
+    evb_search_free(c);
+}
+
 static void test_runs(void) {
     prob q;
     make(&q, 20, 0);
@@ -371,18 +417,9 @@ static void test_runs(void) {
     evb_search_free(c);
     unmake(&q2);
 
-    /* NaN after 100 calls: an error, the state stays at the last whole generation */
-    long calls2 = 0;
-    synth bad = {q.U, q.a, 0, 100, &calls2, 0};
-    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
-    evb_search_set(c, &synth_type, &bad, 2);
-    int st = EVB_CONTINUE, last_gen = 0;
-    while (st == EVB_CONTINUE) { evb_search_get_info(c, &in); last_gen = in.generation; st = evb_search_iterate(c); }
-    evb_search_get_info(c, &in);
-    EVB_CHECK(st == EVB_EBADFUNC && in.generation == last_gen && strstr(evb_last_error(), "candidate") && evb_search_save(c, path) == 0,
-              "a NaN fitness stops the search with EVB_EBADFUNC at generation %d, its state still saved: %s", in.generation, evb_last_error());
-    evb_search_free(c);
+    check_nan_stop(&q, &p, path);
 
+    int st;
     /* NaN on the last stage only, after the first stage of the generation has added memo entries, counts
      * and archive points: all of it is undone. The checkpoints before and after the failed generation are
      * the same bytes, and once the fitness is fixed the run ends exactly as the uninterrupted one. */
@@ -406,29 +443,7 @@ static void test_runs(void) {
     EVB_CHECK(st == EVB_SUCCESS && same_state(a, c, q.U), "after the failed generation, the run ends exactly as the uninterrupted one");
     evb_search_free(c);
 
-    /* an unreachable budget */
-    double keep = q.p.budget;
-    q.p.budget = 1e9;
-    q.p.start = NULL;
-    st = evb_problem_check(&q.p);
-    EVB_CHECK(st == EVB_EBUDGET && strstr(evb_last_error(), "unreachable"), "evb_problem_check, an unreachable budget: %s", evb_last_error());
-    EVB_CHECK(evb_search_alloc(evb_search_evopress, &p, &q.p, &c) == EVB_EBUDGET && c == NULL, "evb_search_alloc, an unreachable budget: %s", evb_last_error());
-    q.p.budget = keep;
-    q.p.start = q.start;
-    q.start[0] = (int16_t)(q.start[0] + 1); /* one level dearer: off the exact budget */
-    EVB_CHECK(evb_problem_check(&q.p) == EVB_EBUDGET, "a start outside the budget: %s", evb_last_error());
-    q.start[0] = (int16_t)(q.start[0] - 1);
-    q.start[1] = 99;
-    EVB_CHECK(evb_problem_check(&q.p) == EVB_EINVAL, "a start level that does not exist: %s", evb_last_error());
-    q.start[1] = (int16_t)(q.n[1] / 2);
-    int16_t badlv[20] = {0};
-    badlv[3] = -1;
-    double fv;
-    evb_search_alloc(evb_search_evopress, &p, &q.p, &c);
-    evb_search_set(c, &synth_type, &sy, 1);
-    evb_batch bb = {0, 0};
-    EVB_CHECK(evb_search_evaluate(c, badlv, 1, NULL, &bb, &fv) == EVB_EINVAL, "evaluate refuses a level outside a unit's levels: %s", evb_last_error());
-    evb_search_free(c);
+    check_bad_problems(&q, &p, &sy);
     evb_search_free(a);
     fixture_rmdir(dir);
     free(dir);

@@ -303,7 +303,6 @@ static void check_sensitivity(const char *tmp) {
     }
 }
 
-
 /* Other targets and methods. */
 static void check_other_methods(const char *tmp) {
     char path[1400], path2[1400], cmd[4096];

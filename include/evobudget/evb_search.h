@@ -103,7 +103,8 @@ typedef struct evb_fitness_type {
 
 /* One candidate's fitness on every token the fitness holds (batch {0, 0}), with a workspace of its own made
  * and released here: for scoring a result outside a search. */
-int evb_fitness_once(const evb_fitness_type *f, const void *params, const int16_t *level, int n_units, double *fitness);
+int evb_fitness_once(const evb_fitness_type *f, const void *params, const int16_t *level, int n_units,
+                     double *fitness);
 
 /* ---- the algorithms ---- */
 
@@ -214,9 +215,11 @@ typedef struct evb_search_info {
 
 void evb_search_get_info(const evb_search *s, evb_search_info *info);
 /* A surrogate-assisted search's prior: per unit and level (prior[u * max_levels + l]) the fitness that level
- * alone is expected to add, e.g. a sensitivity profile (evb_mp_sensitivity); the surrogate's weights are pulled
- * toward it where data is scarce. NULL: 0. EVB_EINVAL for a search without a surrogate or a value that is not
- * finite. Set before the first generation (it is not stored in a checkpoint: set it again on resume). */
+ * alone is expected to add, e.g. a sensitivity profile (evb_mp_sensitivity); the surrogate's weights are
+ * pulled toward it where data is scarce, and the problem's start (e.g. the prior's additive optimum,
+ * evb_problem_additive_optimum) joins EvoPress's random initial population. NULL: 0. EVB_EINVAL for a search
+ * without a surrogate or a value that is not finite. Set before the first generation (it is not stored in a
+ * checkpoint: set it again on resume). */
 int  evb_search_set_prior(evb_search *s, const double *prior, int max_levels);
 /* Tokens forwarded for the search before it ran (e.g. the sensitivity profile its prior and start came
  * from): added to its tokens, so a token budget includes them. Before the first generation; a checkpoint
@@ -236,10 +239,10 @@ int  evb_search_front(const evb_search *s, evb_front_point *pts, int16_t *levels
  * Its size is bounded: the memo holds at most memo_max entries, the population n_offspring.
  * Loading into a search allocated with the same type, params and problem continues it exactly: resumed and
  * uninterrupted runs give the same result. params.generations may be larger than the run's: a finished run
- * then continues to the new count, as if it had been asked for from the start. A checkpoint that is damaged (checksum), of an older format, of
- * another problem or parameters (fingerprint), or whose fields do not fit the problem (a level outside its
- * unit's range, a cost that is not the candidate's, a generation beyond params.generations) is refused with
- * EVB_EFORMAT and the search is left as it was. */
+ * then continues to the new count, as if it had been asked for from the start. A checkpoint that is damaged
+ * (checksum), of an older format, of another problem or parameters (fingerprint), or whose fields do not
+ * fit the problem (a level outside its unit's range, a cost that is not the candidate's, a generation beyond
+ * params.generations) is refused with EVB_EFORMAT and the search is left as it was. */
 int  evb_search_save(const evb_search *s, const char *path);
 int  evb_search_load(evb_search *s, const char *path);
 
